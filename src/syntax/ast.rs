@@ -1,0 +1,572 @@
+//! The semantic view: the tree the language sees. Trivia are gone, literals decoded, keyword
+//! messages joined (`a at: 1 put: 2` is the word `at:put:` and its two arguments).
+//!
+//! Nodes live in one arena, children of a composite side by side, so that walking, comparing,
+//! printing and dropping never recurse: a million nested brackets are as safe as one.
+
+use std::ops::Range;
+
+use super::kind::SyntaxKind;
+use super::literal::{contains_module_separator, decode_string, parse_float, parse_integer};
+use super::parser::KeywordState;
+use super::tree::SyntaxTree;
+
+/// The kind of a word, as the syntax page's table names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WordKind {
+    /// `foo`, `=`, `at:put:` (a joined keyword message), a special run such as `,`.
+    Eval,
+    /// `:name`
+    Arg,
+    /// `:$name`
+    GetArg,
+    /// `$@name`
+    GetSelf,
+    /// `$Mod::name`
+    GetModule,
+    /// `$name`
+    Get,
+    /// `'name`
+    Literal,
+    /// `@name`
+    SelfWord,
+    /// `Mod::name`, or a keyword message whose first key is a module word.
+    Module,
+}
+
+impl WordKind {
+    fn from_token(kind: SyntaxKind) -> Option<WordKind> {
+        Some(match kind {
+            SyntaxKind::EvalWord => WordKind::Eval,
+            SyntaxKind::ArgWord => WordKind::Arg,
+            SyntaxKind::GetArgWord => WordKind::GetArg,
+            SyntaxKind::GetSelfWord => WordKind::GetSelf,
+            SyntaxKind::GetModuleWord => WordKind::GetModule,
+            SyntaxKind::GetWord => WordKind::Get,
+            SyntaxKind::LitWord => WordKind::Literal,
+            SyntaxKind::SelfWord => WordKind::SelfWord,
+            SyntaxKind::ModuleWord => WordKind::Module,
+            _ => return None,
+        })
+    }
+
+    /// How many bytes of sigil precede the name (`:$` is two, `$` one, `foo` none).
+    pub fn sigil_len(self) -> usize {
+        match self {
+            WordKind::Eval | WordKind::Module => 0,
+            WordKind::Arg | WordKind::Get | WordKind::Literal | WordKind::SelfWord => 1,
+            WordKind::GetArg | WordKind::GetSelf => 2,
+            WordKind::GetModule => 1,
+        }
+    }
+}
+
+/// The three kinds of brackets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CompositeKind {
+    /// `[ ... ]`
+    Block,
+    /// `( ... )`
+    Paren,
+    /// `{ ... }`
+    Curly,
+}
+
+impl CompositeKind {
+    /// The opening and closing brackets.
+    pub fn brackets(self) -> (char, char) {
+        match self {
+            CompositeKind::Block => ('[', ']'),
+            CompositeKind::Paren => ('(', ')'),
+            CompositeKind::Curly => ('{', '}'),
+        }
+    }
+}
+
+/// A word: its kind and its whole spelling, sigils included (`$@x`, `Foo::at:put:`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Word {
+    /// The word's kind.
+    pub kind: WordKind,
+    /// The spelling, sigils included.
+    pub text: Box<str>,
+}
+
+impl Word {
+    /// Makes a word, reading its kind from its spelling as the parser would.
+    pub fn new(text: &str) -> Word {
+        let kind = WordKind::from_token(super::literal::classify_word(text.as_bytes()))
+            .unwrap_or(WordKind::Eval);
+        Word {
+            kind,
+            text: text.into(),
+        }
+    }
+
+    /// The name without sigils: `x` for `$@x`, `'one` for `''one`, `Mod::name` for `$Mod::name`.
+    pub fn name(&self) -> &str {
+        self.text.get(self.kind.sigil_len()..).unwrap_or("")
+    }
+
+    /// Whether this is an eval word shaped like a keyword (`at:put:`, `ti:di:`).
+    pub fn is_keyword_shaped(&self) -> bool {
+        self.kind == WordKind::Eval && self.text.len() > 1 && self.text.ends_with(':')
+    }
+}
+
+/// One node of the semantic view.
+#[derive(Clone, Debug)]
+pub enum AstNode {
+    /// An integer.
+    Integer(i64),
+    /// A float.
+    Float(f64),
+    /// A string, decoded (bytes: `\xHH` may make it other than UTF-8).
+    String(Box<[u8]>),
+    /// A word.
+    Word(Word),
+    /// A block, paren or curly; its children are [`AstRef::children`].
+    Composite(CompositeKind, ChildRange),
+}
+
+/// Where a composite's children lie in the arena.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ChildRange {
+    start: u32,
+    len: u32,
+}
+
+impl ChildRange {
+    /// The whole arena of `count` nodes (for index-based access inside the crate).
+    pub(crate) fn all(count: usize) -> ChildRange {
+        ChildRange {
+            start: 0,
+            len: count as u32,
+        }
+    }
+
+    pub(crate) fn start_index(self) -> usize {
+        self.start as usize
+    }
+
+    /// The same range without its first `n` nodes.
+    pub(crate) fn skip(self, n: usize) -> ChildRange {
+        let n = (n as u32).min(self.len);
+        ChildRange {
+            start: self.start + n,
+            len: self.len - n,
+        }
+    }
+
+    fn range(self) -> Range<usize> {
+        self.start as usize..(self.start + self.len) as usize
+    }
+
+    /// The number of children.
+    pub fn len(self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether there are no children.
+    pub fn is_empty(self) -> bool {
+        self.len == 0
+    }
+}
+
+/// The semantic view of a whole file: its top-level nodes, as if wrapped in a block.
+///
+/// # Examples
+/// ```
+/// use spry_image::syntax::{parse, Ast};
+/// let a = Ast::from_tree(&parse("a at: 1 put: 2 # set").tree);
+/// let b = Ast::from_tree(&parse("a  at:put: 1\n 2").tree);
+/// assert_eq!(a, b); // same tree, other formatting
+/// assert_eq!(a.canonical(), "a at:put: 1 2");
+/// ```
+#[derive(Clone, Debug)]
+pub struct Ast {
+    nodes: Vec<AstNode>,
+    spans: Vec<(u32, u32)>,
+    root: ChildRange,
+}
+
+/// A node of an [`Ast`] with access to its children and source span.
+#[derive(Clone, Copy, Debug)]
+pub struct AstRef<'a> {
+    ast: &'a Ast,
+    index: u32,
+}
+
+impl<'a> AstRef<'a> {
+    /// The node.
+    pub fn node(&self) -> &'a AstNode {
+        &self.ast.nodes[self.index as usize]
+    }
+
+    /// The node's byte range in the source it was read from (a keyword message's joined word
+    /// spans from its first key to its last). Empty for nodes built by code.
+    pub fn span(&self) -> Range<usize> {
+        let (s, e) = self.ast.spans[self.index as usize];
+        s as usize..e as usize
+    }
+
+    /// The node's children (none unless it is a composite).
+    pub fn children(&self) -> AstList<'a> {
+        match self.node() {
+            AstNode::Composite(_, range) => AstList {
+                ast: self.ast,
+                range: *range,
+            },
+            _ => AstList {
+                ast: self.ast,
+                range: ChildRange { start: 0, len: 0 },
+            },
+        }
+    }
+
+    /// The word, if this node is one.
+    pub fn as_word(&self) -> Option<&'a Word> {
+        match self.node() {
+            AstNode::Word(w) => Some(w),
+            _ => None,
+        }
+    }
+
+    /// The composite kind, if this node is one.
+    pub fn composite_kind(&self) -> Option<CompositeKind> {
+        match self.node() {
+            AstNode::Composite(kind, _) => Some(*kind),
+            _ => None,
+        }
+    }
+}
+
+/// A list of sibling nodes (a composite's children, or the top level).
+#[derive(Clone, Copy, Debug)]
+pub struct AstList<'a> {
+    ast: &'a Ast,
+    range: ChildRange,
+}
+
+impl<'a> AstList<'a> {
+    /// The number of nodes.
+    pub fn len(&self) -> usize {
+        self.range.len()
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.range.is_empty()
+    }
+
+    /// The `i`-th node.
+    pub fn get(&self, i: usize) -> Option<AstRef<'a>> {
+        (i < self.len()).then(|| AstRef {
+            ast: self.ast,
+            index: self.range.start + i as u32,
+        })
+    }
+
+    /// The nodes in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = AstRef<'a>> + 'a {
+        let ast = self.ast;
+        self.range.range().map(move |i| AstRef {
+            ast,
+            index: i as u32,
+        })
+    }
+}
+
+struct Frame {
+    kind: CompositeKind,
+    pending_start: usize,
+    open_at: u32,
+    keyword: KeywordState,
+    keyword_slot: Option<usize>,
+}
+
+impl Ast {
+    /// The semantic view of a lossless tree. Tokens that are errors (a malformed word) are left
+    /// out; everything else is kept, so a tree with errors still has a view.
+    pub fn from_tree(tree: &SyntaxTree) -> Ast {
+        let text = tree.text();
+        let mut nodes: Vec<AstNode> = Vec::new();
+        let mut spans: Vec<(u32, u32)> = Vec::new();
+        let mut pending: Vec<(AstNode, (u32, u32))> = Vec::new();
+        let mut frames: Vec<Frame> = vec![Frame {
+            kind: CompositeKind::Block,
+            pending_start: 0,
+            open_at: 0,
+            keyword: KeywordState::Idle,
+            keyword_slot: None,
+        }];
+        // End token index of each open composite, to close unclosed ones where the parser did.
+        let mut ends: Vec<u32> = Vec::new();
+        let mut next_composite = 0usize;
+
+        let close = |frames: &mut Vec<Frame>,
+                     pending: &mut Vec<(AstNode, (u32, u32))>,
+                     nodes: &mut Vec<AstNode>,
+                     spans: &mut Vec<(u32, u32)>,
+                     end_offset: u32| {
+            let Some(frame) = frames.pop() else { return };
+            let start = nodes.len() as u32;
+            let children = pending.drain(frame.pending_start..);
+            let mut count = 0u32;
+            for (node, span) in children {
+                nodes.push(node);
+                spans.push(span);
+                count += 1;
+            }
+            pending.push((
+                AstNode::Composite(frame.kind, ChildRange { start, len: count }),
+                (frame.open_at, end_offset),
+            ));
+        };
+
+        for token in tree.tokens() {
+            let index = token.index() as u32;
+            while ends.last().is_some_and(|&end| end <= index) {
+                ends.pop();
+                let at = token.range().start as u32;
+                close(&mut frames, &mut pending, &mut nodes, &mut spans, at);
+            }
+            let kind = token.kind();
+            let range = token.range();
+            let span = (range.start as u32, range.end as u32);
+            let Some(frame) = frames.last_mut() else {
+                break;
+            };
+            if kind.is_trivia() || kind == SyntaxKind::Malformed {
+                continue;
+            }
+            if kind.is_open() {
+                if frame.keyword.node() {
+                    frame.keyword_slot = None;
+                }
+                let data = tree.composites[next_composite];
+                next_composite += 1;
+                ends.push(data.end);
+                frames.push(Frame {
+                    kind: match kind {
+                        SyntaxKind::LBracket => CompositeKind::Block,
+                        SyntaxKind::LParen => CompositeKind::Paren,
+                        _ => CompositeKind::Curly,
+                    },
+                    pending_start: pending.len(),
+                    open_at: span.0,
+                    keyword: KeywordState::Idle,
+                    keyword_slot: None,
+                });
+                continue;
+            }
+            if kind.is_close() {
+                // A closer that ends a composite is handled by `ends`; a stray one is no node.
+                if ends.last() == Some(&(index + 1)) {
+                    ends.pop();
+                    close(&mut frames, &mut pending, &mut nodes, &mut spans, span.1);
+                }
+                continue;
+            }
+            let token_text = token.text();
+            if kind == SyntaxKind::KeywordPart {
+                let (_, starts_new) = frame.keyword.key(range.clone());
+                let key = String::from_utf8_lossy(token_text);
+                match frame.keyword_slot {
+                    Some(slot) if !starts_new => {
+                        if let (AstNode::Word(word), word_span) = &mut pending[slot] {
+                            let mut joined = String::from(std::mem::take(&mut word.text));
+                            joined.push_str(&key);
+                            word.text = joined.into();
+                            word_span.1 = span.1;
+                        }
+                    }
+                    _ => {
+                        let kind = if contains_module_separator(token_text) {
+                            WordKind::Module
+                        } else {
+                            WordKind::Eval
+                        };
+                        frame.keyword_slot = Some(pending.len());
+                        pending.push((
+                            AstNode::Word(Word {
+                                kind,
+                                text: key.into(),
+                            }),
+                            span,
+                        ));
+                    }
+                }
+                continue;
+            }
+            if frame.keyword.node() {
+                frame.keyword_slot = None;
+            }
+            let node = match kind {
+                SyntaxKind::Integer => AstNode::Integer(parse_integer(token_text).unwrap_or(0)),
+                SyntaxKind::Float => AstNode::Float(parse_float(token_text).unwrap_or(f64::NAN)),
+                SyntaxKind::String => {
+                    let inner = token_text.get(1..).unwrap_or(b"");
+                    let inner = if inner.ends_with(b"\"") && range.len() >= 2 {
+                        &inner[..inner.len() - 1]
+                    } else {
+                        inner
+                    };
+                    AstNode::String(decode_string(inner).into_boxed_slice())
+                }
+                other => AstNode::Word(Word {
+                    kind: WordKind::from_token(other).unwrap_or(WordKind::Eval),
+                    text: String::from_utf8_lossy(token_text).into(),
+                }),
+            };
+            pending.push((node, span));
+        }
+        let end = tree.text().len() as u32;
+        while frames.len() > 1 {
+            close(&mut frames, &mut pending, &mut nodes, &mut spans, end);
+        }
+        let start = nodes.len() as u32;
+        let count = pending.len() as u32;
+        for (node, span) in pending {
+            nodes.push(node);
+            spans.push(span);
+        }
+        let _ = text;
+        Ast {
+            nodes,
+            spans,
+            root: ChildRange { start, len: count },
+        }
+    }
+
+    /// Builds a view from nodes made by code (no source spans): `build` pushes nodes through
+    /// an [`AstBuilder`].
+    pub fn build(build: impl FnOnce(&mut AstBuilder)) -> Ast {
+        let mut builder = AstBuilder {
+            nodes: Vec::new(),
+            pending: Vec::new(),
+            marks: Vec::new(),
+        };
+        build(&mut builder);
+        while !builder.marks.is_empty() {
+            builder.close();
+        }
+        let start = builder.nodes.len() as u32;
+        let count = builder.pending.len() as u32;
+        builder.nodes.append(&mut builder.pending);
+        let spans = vec![(0, 0); builder.nodes.len()];
+        Ast {
+            nodes: builder.nodes,
+            spans,
+            root: ChildRange { start, len: count },
+        }
+    }
+
+    /// The top-level nodes.
+    pub fn root(&self) -> AstList<'_> {
+        AstList {
+            ast: self,
+            range: self.root,
+        }
+    }
+
+    /// The total number of nodes.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub(crate) fn nodes_in(&self, range: ChildRange) -> &[AstNode] {
+        &self.nodes[range.range()]
+    }
+
+    pub(crate) fn root_range(&self) -> ChildRange {
+        self.root
+    }
+}
+
+/// Builds an [`Ast`] from code: push leaves, open and close composites.
+///
+/// # Examples
+/// ```
+/// use spry_image::syntax::{Ast, AstNode, CompositeKind, Word};
+/// let ast = Ast::build(|b| {
+///     b.push(AstNode::Word(Word::new("x")));
+///     b.push(AstNode::Word(Word::new("=")));
+///     b.open(CompositeKind::Block);
+///     b.push(AstNode::Integer(1));
+///     b.close();
+/// });
+/// assert_eq!(ast.canonical(), "x = [1]");
+/// ```
+pub struct AstBuilder {
+    nodes: Vec<AstNode>,
+    pending: Vec<AstNode>,
+    marks: Vec<(CompositeKind, usize)>,
+}
+
+impl AstBuilder {
+    /// Adds a leaf (a composite pushed here must come from this builder's own arena; use
+    /// [`open`](Self::open) and [`close`](Self::close) for composites).
+    pub fn push(&mut self, node: AstNode) {
+        if let AstNode::Composite(kind, _) = node {
+            self.open(kind);
+            self.close();
+        } else {
+            self.pending.push(node);
+        }
+    }
+
+    /// Opens a composite; nodes pushed until [`close`](Self::close) are its children.
+    pub fn open(&mut self, kind: CompositeKind) {
+        self.marks.push((kind, self.pending.len()));
+    }
+
+    /// Closes the innermost open composite.
+    pub fn close(&mut self) {
+        let Some((kind, mark)) = self.marks.pop() else {
+            return;
+        };
+        let start = self.nodes.len() as u32;
+        let children: Vec<AstNode> = self.pending.drain(mark..).collect();
+        let len = children.len() as u32;
+        self.nodes.extend(children);
+        self.pending
+            .push(AstNode::Composite(kind, ChildRange { start, len }));
+    }
+}
+
+/// Float equality for structural comparison: every NaN equals every NaN; otherwise bit equality
+/// (so `0.0` and `-0.0`, which print differently, differ).
+fn same_float(a: f64, b: f64) -> bool {
+    (a.is_nan() && b.is_nan()) || a.to_bits() == b.to_bits()
+}
+
+impl PartialEq for Ast {
+    /// Structural equality: same nodes in the same shape; trivia, spelling of numbers (`+11`
+    /// and `11`), string escapes and keyword sugar do not matter.
+    fn eq(&self, other: &Ast) -> bool {
+        let mut work = vec![(self.root, other.root)];
+        while let Some((a, b)) = work.pop() {
+            if a.len != b.len {
+                return false;
+            }
+            for (x, y) in self.nodes_in(a).iter().zip(other.nodes_in(b)) {
+                let same = match (x, y) {
+                    (AstNode::Integer(x), AstNode::Integer(y)) => x == y,
+                    (AstNode::Float(x), AstNode::Float(y)) => same_float(*x, *y),
+                    (AstNode::String(x), AstNode::String(y)) => x == y,
+                    (AstNode::Word(x), AstNode::Word(y)) => x == y,
+                    (AstNode::Composite(kx, rx), AstNode::Composite(ky, ry)) => {
+                        work.push((*rx, *ry));
+                        kx == ky
+                    }
+                    _ => false,
+                };
+                if !same {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}

@@ -1,0 +1,339 @@
+//! The module view: which module a file is, and its definitions with their exact spans.
+//!
+//! A file holding one curly whose bindings include `_meta = {name = 'Name ...}` is the module
+//! `Name`; its definitions are the curly's top-level `name = ...` bindings. A definition's span
+//! runs from the comments directly above its name (no blank line between) to the end of its
+//! last node, plus a comment on that same line. Everything else (the text before the first
+//! definition, between definitions, after the last) is the module's own text. A file with no
+//! `_meta` is a script: one unit with no definitions, named by its path.
+
+use std::ops::Range;
+
+use super::ast::{Ast, AstList, AstNode, WordKind};
+use super::error::{LineIndex, SyntaxError, SyntaxErrorKind};
+use super::kind::SyntaxKind;
+use super::parser::parse;
+use super::tree::SyntaxTree;
+
+/// Whether a file is a module or a script.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnitKind {
+    /// One curly with a `_meta` name.
+    Module,
+    /// Anything else: a single unit named by its path.
+    Script,
+}
+
+/// One definition of a module: `name = expression`, with the comments above it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Definition {
+    /// The bound name (`size`, `at:put:`, `_meta`).
+    pub name: String,
+    /// The byte range of the whole definition in the file.
+    pub span: Range<usize>,
+    /// The byte range of the name.
+    pub name_span: Range<usize>,
+}
+
+/// A parsed file seen as a unit of the image: a module with definitions, or a script.
+///
+/// # Examples
+/// ```
+/// use spry_image::syntax::{SourceUnit, UnitKind};
+/// let text = "{\n  _meta = {name = 'Foo}\n\n  # Doubles.\n  twice = func [:x x * 2]\n}\n";
+/// let unit = SourceUnit::parse(text, "foo").unwrap();
+/// assert_eq!(unit.kind(), UnitKind::Module);
+/// assert_eq!(unit.name(), "Foo");
+/// assert_eq!(unit.definitions()[1].name, "twice");
+/// assert_eq!(unit.definition_text(1), b"# Doubles.\n  twice = func [:x x * 2]");
+/// ```
+#[derive(Clone, Debug)]
+pub struct SourceUnit {
+    text: Vec<u8>,
+    kind: UnitKind,
+    name: String,
+    definitions: Vec<Definition>,
+}
+
+/// Why a text is not a unit: the text and its errors.
+#[derive(Clone, Debug)]
+pub struct UnitErrors {
+    /// The text that was read.
+    pub text: Vec<u8>,
+    /// What is wrong with it, in source order.
+    pub errors: Vec<SyntaxError>,
+}
+
+/// A piece of a unit's text, in file order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Piece<'a> {
+    /// Text of the module itself (before, between or after definitions).
+    Gap(&'a [u8]),
+    /// A definition's text.
+    Definition(&'a Definition, &'a [u8]),
+}
+
+impl SourceUnit {
+    /// Parses `text` and reads it as a unit; `script_name` names it if it is a script (the
+    /// path relative to the tree, without `.spry`).
+    ///
+    /// # Errors
+    /// Every syntax error of the text, a `_meta` that names no module, and definitions that
+    /// share a name.
+    pub fn parse(text: impl Into<Vec<u8>>, script_name: &str) -> Result<SourceUnit, UnitErrors> {
+        let parsed = parse(text);
+        if !parsed.errors.is_empty() {
+            return Err(UnitErrors {
+                errors: parsed.errors,
+                text: parsed.tree.into_text(),
+            });
+        }
+        let ast = Ast::from_tree(&parsed.tree);
+        match read_unit(&parsed.tree, &ast, script_name) {
+            Ok((kind, name, definitions)) => Ok(SourceUnit {
+                text: parsed.tree.into_text(),
+                kind,
+                name,
+                definitions,
+            }),
+            Err(errors) => Err(UnitErrors {
+                errors,
+                text: parsed.tree.into_text(),
+            }),
+        }
+    }
+
+    /// Module or script.
+    pub fn kind(&self) -> UnitKind {
+        self.kind
+    }
+
+    /// The module's name, or the script's path name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The whole text.
+    pub fn text(&self) -> &[u8] {
+        &self.text
+    }
+
+    /// Gives up the unit and returns its text.
+    pub fn into_text(self) -> Vec<u8> {
+        self.text
+    }
+
+    /// The definitions in file order (none for a script).
+    pub fn definitions(&self) -> &[Definition] {
+        &self.definitions
+    }
+
+    /// The exact text of definition `i`.
+    pub fn definition_text(&self, i: usize) -> &[u8] {
+        self.definitions
+            .get(i)
+            .map_or(&[][..], |d| &self.text[d.span.clone()])
+    }
+
+    /// The text in file order, cut into the module's own text and definitions. Concatenated,
+    /// the pieces are the file.
+    pub fn pieces(&self) -> Vec<Piece<'_>> {
+        let mut pieces = Vec::with_capacity(self.definitions.len() * 2 + 1);
+        let mut at = 0;
+        for d in &self.definitions {
+            pieces.push(Piece::Gap(&self.text[at..d.span.start]));
+            pieces.push(Piece::Definition(d, &self.text[d.span.clone()]));
+            at = d.span.end;
+        }
+        pieces.push(Piece::Gap(&self.text[at..]));
+        pieces
+    }
+}
+
+type UnitParts = (UnitKind, String, Vec<Definition>);
+
+fn read_unit(
+    tree: &SyntaxTree,
+    ast: &Ast,
+    script_name: &str,
+) -> Result<UnitParts, Vec<SyntaxError>> {
+    let root = ast.root();
+    let Some(curly) = root.iter().find(|n| {
+        n.composite_kind() == Some(super::ast::CompositeKind::Curly)
+            && find_binding(n.children(), "_meta").is_some()
+    }) else {
+        return Ok((UnitKind::Script, script_name.to_string(), Vec::new()));
+    };
+    if root.len() != 1 {
+        let stray = root.iter().find(|n| n.span() != curly.span());
+        let span = stray.map_or(0..0, |n| n.span());
+        return Err(vec![SyntaxError::new(
+            SyntaxErrorKind::InvalidModuleMeta,
+            span,
+            "a module file holds one curly and nothing else: expected only comments outside the module's `{ }`",
+        )
+        .with_related(curly.span().start..curly.span().start + 1, "the module starts here")]);
+    }
+    let children = curly.children();
+    let name = module_name(&children)?;
+    let bindings: Vec<usize> = (0..children.len())
+        .filter(|&i| is_definition_at(&children, i))
+        .collect();
+    let text = tree.text();
+    let mut definitions: Vec<Definition> = Vec::with_capacity(bindings.len());
+    for (j, &b) in bindings.iter().enumerate() {
+        let next = bindings.get(j + 1).copied().unwrap_or(children.len());
+        let Some(name_node) = children.get(b) else {
+            continue;
+        };
+        let name_span = name_node.span();
+        let end = (b..next)
+            .filter_map(|i| children.get(i))
+            .map(|n| n.span().end)
+            .max()
+            .unwrap_or(name_span.end);
+        let start = comments_above(tree, name_span.start);
+        let end = trailing_comment(tree, end);
+        definitions.push(Definition {
+            name: String::from_utf8_lossy(&text[name_span.clone()]).into_owned(),
+            span: start..end,
+            name_span,
+        });
+    }
+    let mut errors = Vec::new();
+    let mut seen: std::collections::HashMap<&str, &Definition> = std::collections::HashMap::new();
+    let index = LineIndex::new(text);
+    for d in &definitions {
+        if let Some(first) = seen.get(d.name.as_str()) {
+            let first_line = index.line_col(text, first.name_span.start).line;
+            let line = index.line_col(text, d.name_span.start).line;
+            errors.push(
+                SyntaxError::new(
+                    SyntaxErrorKind::DuplicateDefinition,
+                    d.name_span.clone(),
+                    format!(
+                        "duplicate definition of `{}` on line {line}: it is already defined on line {first_line}",
+                        d.name
+                    ),
+                )
+                .with_related(first.name_span.clone(), "first defined here"),
+            );
+        } else {
+            seen.insert(&d.name, d);
+        }
+    }
+    if errors.is_empty() {
+        Ok((UnitKind::Module, name, definitions))
+    } else {
+        Err(errors)
+    }
+}
+
+/// A definition starts where an eval word is followed by the word `=` (`:=` re-assigns and
+/// defines nothing).
+fn is_definition_at(list: &AstList<'_>, i: usize) -> bool {
+    let is_name = list
+        .get(i)
+        .and_then(|n| n.as_word())
+        .is_some_and(|w| w.kind == WordKind::Eval && &*w.text != "=" && &*w.text != ":=");
+    is_name
+        && list
+            .get(i + 1)
+            .and_then(|n| n.as_word())
+            .is_some_and(|w| w.kind == WordKind::Eval && &*w.text == "=")
+}
+
+fn find_binding(list: AstList<'_>, name: &str) -> Option<usize> {
+    (0..list.len()).find(|&i| {
+        is_definition_at(&list, i)
+            && list
+                .get(i)
+                .and_then(|n| n.as_word())
+                .is_some_and(|w| &*w.text == name)
+    })
+}
+
+fn module_name(children: &AstList<'_>) -> Result<String, Vec<SyntaxError>> {
+    let at = find_binding(*children, "_meta").unwrap_or(0);
+    let meta_span = children.get(at).map_or(0..0, |n| n.span());
+    let invalid = |message: &str| {
+        vec![SyntaxError::new(
+            SyntaxErrorKind::InvalidModuleMeta,
+            meta_span.clone(),
+            message.to_string(),
+        )]
+    };
+    let Some(meta) = children
+        .get(at + 2)
+        .filter(|n| n.composite_kind() == Some(super::ast::CompositeKind::Curly))
+    else {
+        return Err(invalid("`_meta` must be a curly such as `{name = 'Name}`"));
+    };
+    let fields = meta.children();
+    let Some(name_at) = find_binding(fields, "name") else {
+        return Err(invalid(
+            "`_meta` must hold `name = 'Name` (the module's name as a literal word)",
+        ));
+    };
+    match fields.get(name_at + 2).map(|n| n.node()) {
+        Some(AstNode::Word(w)) if w.kind == WordKind::Literal && !w.name().is_empty() => {
+            Ok(w.name().to_string())
+        }
+        _ => Err(invalid(
+            "`_meta`'s `name` must be a literal word such as `'Name`",
+        )),
+    }
+}
+
+/// Moves `start` up over comment lines directly above it (each starting its own line, no blank
+/// line between).
+fn comments_above(tree: &SyntaxTree, start: usize) -> usize {
+    let Some(mut t) = tree.token_at_offset(start) else {
+        return start;
+    };
+    let kinds = &tree.kinds;
+    loop {
+        if t < 2 {
+            break;
+        }
+        let ws = t - 1;
+        let comment = t - 2;
+        let gap = tree.token(ws).map_or(&[][..], |tok| tok.text());
+        if kinds[ws] != SyntaxKind::Whitespace
+            || memchr::memchr_iter(b'\n', gap).count() != 1
+            || kinds[comment] != SyntaxKind::Comment
+        {
+            break;
+        }
+        let starts_line = comment == 0
+            || (kinds[comment - 1] == SyntaxKind::Whitespace
+                && tree
+                    .token(comment - 1)
+                    .is_some_and(|tok| tok.text().contains(&b'\n')))
+            || kinds[comment - 1] == SyntaxKind::ByteOrderMark;
+        if !starts_line {
+            break;
+        }
+        t = comment;
+    }
+    tree.starts[t] as usize
+}
+
+/// Moves `end` over a comment on the same line.
+fn trailing_comment(tree: &SyntaxTree, end: usize) -> usize {
+    let Some(t) = tree.token_at_offset(end) else {
+        return end;
+    };
+    let kinds = &tree.kinds;
+    let comment = match kinds[t] {
+        SyntaxKind::Comment => t,
+        SyntaxKind::Whitespace
+            if !tree.token(t).is_some_and(|tok| tok.text().contains(&b'\n'))
+                && kinds.get(t + 1) == Some(&SyntaxKind::Comment) =>
+        {
+            t + 1
+        }
+        _ => return end,
+    };
+    tree.starts[comment + 1] as usize
+}
