@@ -108,6 +108,7 @@ fn short_label(error: &SyntaxError) -> String {
         K::DuplicateDefinition => "defined again here",
         K::InvalidModuleMeta => "here",
         K::TooLarge => "too large",
+        K::NotADefinition => "here",
     }
     .to_string()
 }

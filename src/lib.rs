@@ -1,6 +1,19 @@
-//! spry-image: a partial, transactional image of Spry source code.
+//! spry-image: a partial, transactional image of Spry source code in an embedded database,
+//! kept in step with a tree of `.spry` files under git.
+//!
+//! - [`syntax`]: reading and writing Spry source without losing a byte.
+//! - [`image`]: the image itself: modules and definitions in a store, changed in transactions.
+//! - [`build`]: a source tree into an image, incrementally.
+//! - [`diagnostic`]: errors rendered for people.
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod build;
+pub mod corpus;
 pub mod diagnostic;
+mod error;
+pub mod image;
+pub mod store;
 pub mod syntax;
+
+pub use error::{Error, Result};

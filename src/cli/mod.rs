@@ -1,5 +1,8 @@
 //! Command-line front end: argument parsing, output, exit codes. The library does the work.
 
+mod build;
+mod generate;
+mod inspect;
 mod parse;
 
 use std::io::IsTerminal;
@@ -13,6 +16,10 @@ use spry_image::diagnostic::Style;
 #[derive(Parser, Debug)]
 #[command(name = "spry-image", version, about, long_about = None)]
 struct Cli {
+    /// The image directory (default: `SRC/.spry-image` for build; otherwise found from the
+    /// current directory upward, as git finds `.git`).
+    #[arg(long, global = true, value_name = "DIR")]
+    image: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -21,6 +28,16 @@ struct Cli {
 enum Command {
     /// Parse Spry files: check them, or print them back in one of the printer forms.
     Parse(parse::ParseArgs),
+    /// Build or update the image from a source tree.
+    Build(build::BuildArgs),
+    /// List modules, or one module's definitions, with sizes and hashes.
+    Ls(inspect::LsArgs),
+    /// Show a module or one definition as Spry source.
+    Show(inspect::ShowArgs),
+    /// Verify every text and reference of the image; print its content digest last.
+    Check(inspect::CheckArgs),
+    /// Write a generated corpus of Spry modules (for benchmarks).
+    Gen(generate::GenArgs),
 }
 
 /// Exit status: 0 all well, 1 something in the input is wrong, 2 trouble (I/O, usage).
@@ -41,6 +58,11 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let status = match cli.command {
         Command::Parse(args) => parse::run(&args),
+        Command::Build(args) => build::run(cli.image.as_deref(), &args),
+        Command::Ls(args) => inspect::ls(cli.image.as_deref(), &args),
+        Command::Show(args) => inspect::show(cli.image.as_deref(), &args),
+        Command::Check(args) => inspect::check(cli.image.as_deref(), &args),
+        Command::Gen(args) => generate::run(&args),
     };
     status.into()
 }
@@ -52,5 +74,46 @@ pub fn stderr_style() -> Style {
         Style::Color
     } else {
         Style::Plain
+    }
+}
+
+/// Opens the image named by `--image`, or the one found from the current directory upward.
+pub fn open_image(image: Option<&std::path::Path>) -> Result<spry_image::image::Image, Status> {
+    let dir = match image {
+        Some(dir) => dir.to_path_buf(),
+        None => {
+            let here = std::env::current_dir().map_err(|e| {
+                eprintln!("error: cannot read the current directory: {e}");
+                Status::Trouble
+            })?;
+            spry_image::image::Image::find(&here).map_err(|e| report_error(&e))?
+        }
+    };
+    spry_image::image::Image::open(&dir).map_err(|e| report_error(&e))
+}
+
+/// Prints a library error and gives the exit status it deserves.
+pub fn report_error(error: &spry_image::Error) -> Status {
+    match error {
+        spry_image::Error::Syntax { path, text, errors } => {
+            eprint!(
+                "{}",
+                spry_image::diagnostic::render(
+                    &path.display().to_string(),
+                    text,
+                    errors,
+                    stderr_style()
+                )
+            );
+            Status::Failed
+        }
+        spry_image::Error::NoModule(_) | spry_image::Error::NoDefinition { .. } => {
+            eprintln!("error: {error}");
+            Status::Failed
+        }
+        _ => {
+            eprintln!("error: {error}");
+            Status::Trouble
+        }
     }
 }

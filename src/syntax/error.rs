@@ -29,6 +29,8 @@ pub enum SyntaxErrorKind {
     InvalidModuleMeta,
     /// Input larger than the tree can address (4 GiB).
     TooLarge,
+    /// A text given as one definition that is not exactly one.
+    NotADefinition,
 }
 
 impl SyntaxErrorKind {
@@ -46,6 +48,7 @@ impl SyntaxErrorKind {
             SyntaxErrorKind::DuplicateDefinition => "duplicate-definition",
             SyntaxErrorKind::InvalidModuleMeta => "invalid-module-meta",
             SyntaxErrorKind::TooLarge => "too-large",
+            SyntaxErrorKind::NotADefinition => "not-a-definition",
         }
     }
 }

@@ -150,6 +150,59 @@ impl SourceUnit {
     }
 }
 
+/// Reads a text that should hold exactly one definition, `name = expression` (comments above
+/// allowed), as `put` receives it. Returns the defined name.
+///
+/// # Examples
+/// ```
+/// use spry_image::syntax::read_definition;
+/// assert_eq!(read_definition(b"# Doubles.\nat:put: = method [:k :v]").unwrap(), "at:put:");
+/// assert!(read_definition(b"x = 1 y = 2").is_err());
+/// ```
+///
+/// # Errors
+/// Syntax errors, or a text that is not one definition.
+pub fn read_definition(text: &[u8]) -> Result<String, UnitErrors> {
+    let parsed = parse(text);
+    if !parsed.errors.is_empty() {
+        return Err(UnitErrors {
+            errors: parsed.errors,
+            text: parsed.tree.into_text(),
+        });
+    }
+    let ast = Ast::from_tree(&parsed.tree);
+    let root = ast.root();
+    let starts: Vec<usize> = (0..root.len())
+        .filter(|&i| is_definition_at(&root, i))
+        .collect();
+    let fail = |span: Range<usize>, message: &str| UnitErrors {
+        errors: vec![SyntaxError::new(
+            SyntaxErrorKind::NotADefinition,
+            span,
+            message.to_string(),
+        )],
+        text: text.to_vec(),
+    };
+    match starts.as_slice() {
+        [0] => Ok(root
+            .get(0)
+            .and_then(|n| n.as_word().map(|w| w.text.to_string()))
+            .unwrap_or_default()),
+        [] => Err(fail(
+            root.get(0).map_or(0..0, |n| n.span()),
+            "expected a definition, `name = expression`",
+        )),
+        [first, ..] if *first != 0 || starts.len() == 1 => Err(fail(
+            root.get(0).map_or(0..0, |n| n.span()),
+            "expected the definition's name first: `name = expression`",
+        )),
+        [_, second, ..] | [second] => Err(fail(
+            root.get(*second).map_or(0..0, |n| n.span()),
+            "expected one definition; a second one starts here",
+        )),
+    }
+}
+
 type UnitParts = (UnitKind, String, Vec<Definition>);
 
 fn read_unit(

@@ -1,0 +1,135 @@
+//! `spry-image build`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use spry_image::build::{self, BuildOptions, BuildReport, Progress};
+use spry_image::diagnostic;
+use spry_image::image::{IMAGE_DIR, Image};
+
+use super::{Status, report_error, stderr_style};
+
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// The source tree (default: the current directory).
+    #[arg(value_name = "SRC")]
+    src: Option<PathBuf>,
+    /// Build only files matching this glob (relative to SRC; repeatable). The image records the
+    /// part it holds; later builds keep to it and add to it.
+    #[arg(long, value_name = "GLOB")]
+    only: Vec<String>,
+    /// Hold the whole tree again (undo earlier `--only`).
+    #[arg(long, conflicts_with = "only")]
+    all: bool,
+    /// Print a machine-readable summary on standard output.
+    #[arg(long)]
+    json: bool,
+}
+
+struct Bar(ProgressBar);
+
+impl Progress for Bar {
+    fn start(&self, total: u64) {
+        self.0.set_length(total);
+    }
+    fn advance(&self, n: u64) {
+        self.0.inc(n);
+    }
+}
+
+pub fn run(image_dir: Option<&Path>, args: &BuildArgs) -> Status {
+    let src = args.src.clone().unwrap_or_else(|| PathBuf::from("."));
+    let dir = image_dir.map_or_else(|| src.join(IMAGE_DIR), Path::to_path_buf);
+    let mut image = match Image::create(&dir, &src) {
+        Ok(image) => image,
+        Err(e) => return report_error(&e),
+    };
+    let options = BuildOptions {
+        only: args.only.clone(),
+        all: args.all,
+    };
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new(0)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} reading {pos}/{len} files {wide_bar}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let result = build::build(&mut image, &src, &options, &Bar(bar.clone()));
+    bar.finish_and_clear();
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => return report_error(&e),
+    };
+    print_failures(&src, &report);
+    if args.json {
+        match serde_json::to_string(&report) {
+            Ok(json) => println!("{json}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Status::Trouble;
+            }
+        }
+    } else {
+        println!("{}", summary(&src, &report));
+    }
+    if report.is_clean() {
+        Status::Ok
+    } else {
+        Status::Failed
+    }
+}
+
+fn print_failures(src: &Path, report: &BuildReport) {
+    for failure in &report.failed {
+        let shown = src.join(&failure.path).display().to_string();
+        if failure.errors.is_empty() {
+            eprintln!(
+                "{shown}: error: {}",
+                failure.message.as_deref().unwrap_or("cannot be read")
+            );
+        } else {
+            eprint!(
+                "{}",
+                diagnostic::render(&shown, &failure.text, &failure.errors, stderr_style())
+            );
+        }
+    }
+    for conflict in &report.conflicts {
+        eprintln!(
+            "warning: `{}::{}` changed both in the image and in its file; the image kept its text",
+            conflict.module, conflict.name
+        );
+    }
+}
+
+fn summary(src: &Path, report: &BuildReport) -> String {
+    let mut line = format!(
+        "built {}: {} added, {} changed, {} removed, {} moved, {} unchanged ({} files, {} read",
+        src.display(),
+        report.added.len(),
+        report.changed.len(),
+        report.removed.len(),
+        report.moved.len(),
+        report.unchanged,
+        report.files,
+        report.read,
+    );
+    if !report.failed.is_empty() {
+        line.push_str(&format!(", {} failed", report.failed.len()));
+    }
+    line.push(')');
+    match report.generation {
+        Some(g) => line.push_str(&format!("; generation {g}")),
+        None => line.push_str("; nothing to commit"),
+    }
+    if !report.part.is_empty() {
+        line.push_str(&format!("; part: {}", report.part.join(", ")));
+    }
+    line
+}

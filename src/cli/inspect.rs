@@ -1,0 +1,220 @@
+//! `spry-image ls`, `show`, `check`: looking inside an image.
+
+use std::io::Write;
+use std::path::Path;
+
+use clap::Args;
+
+use spry_image::image::{Hash, Image, decode_layout};
+
+use super::{Status, open_image, report_error};
+
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// A module: list its definitions instead of the modules.
+    module: Option<String>,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    /// `MODULE` or `MODULE::NAME`.
+    #[arg(value_name = "MODULE[::NAME]")]
+    target: String,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Splits `MODULE::NAME` at the first `::` (module names never hold one).
+pub fn split_target(target: &str) -> (&str, Option<&str>) {
+    match target.split_once("::") {
+        Some((module, name)) => (module, Some(name)),
+        None => (target, None),
+    }
+}
+
+pub fn ls(image: Option<&Path>, args: &LsArgs) -> Status {
+    let image = match open_image(image) {
+        Ok(image) => image,
+        Err(status) => return status,
+    };
+    match list(&image, args) {
+        Ok(()) => Status::Ok,
+        Err(e) => report_error(&e),
+    }
+}
+
+fn list(image: &Image, args: &LsArgs) -> spry_image::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let mut rows: Vec<[String; 5]> = Vec::new();
+    match &args.module {
+        Some(module) => {
+            for (name, def) in image.definitions(module)? {
+                if args.json {
+                    let row = serde_json::json!({
+                        "name": name, "size": def.size, "stored": def.stored,
+                        "hash": def.hash.to_hex(), "generation": def.generation,
+                    });
+                    let _ = writeln!(out, "{row}");
+                } else {
+                    rows.push([
+                        name,
+                        def.size.to_string(),
+                        def.stored.to_string(),
+                        def.hash.short(12),
+                        String::new(),
+                    ]);
+                }
+            }
+        }
+        None => {
+            for (name, module) in image.modules()? {
+                let mut size = 0u64;
+                let mut stored = 0u64;
+                let mut digest = blake3::Hasher::new();
+                let layout = module.layout_hash()?;
+                digest.update(&layout.0);
+                if let Some(s) = image.stored_size(&layout)? {
+                    stored += s as u64;
+                }
+                let gaps = decode_layout(&image.text(&layout)?)?;
+                size += gaps.iter().map(|g| g.len() as u64).sum::<u64>();
+                for (_, def) in image.definitions(&name)? {
+                    size += u64::from(def.size);
+                    stored += u64::from(def.stored);
+                    digest.update(&def.hash.0);
+                }
+                let hash = Hash(*digest.finalize().as_bytes());
+                if args.json {
+                    let row = serde_json::json!({
+                        "module": name, "path": module.path, "definitions": module.definitions.len(),
+                        "size": size, "stored": stored, "hash": hash.to_hex(),
+                    });
+                    let _ = writeln!(out, "{row}");
+                } else {
+                    rows.push([
+                        name,
+                        module.definitions.len().to_string(),
+                        size.to_string(),
+                        stored.to_string(),
+                        format!("{}  {}", hash.short(12), module.path),
+                    ]);
+                }
+            }
+        }
+    }
+    if !args.json {
+        let header: [&str; 5] = if args.module.is_some() {
+            ["NAME", "SIZE", "STORED", "HASH", ""]
+        } else {
+            ["MODULE", "DEFS", "SIZE", "STORED", "HASH  PATH"]
+        };
+        let widths: Vec<usize> = (0..5)
+            .map(|i| {
+                rows.iter()
+                    .map(|r| r[i].chars().count())
+                    .chain([header[i].len()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let print = |out: &mut std::io::StdoutLock<'_>, cells: [&str; 5]| {
+            let line = format!(
+                "{:<w0$}  {:>w1$}  {:>w2$}  {:>w3$}  {}",
+                cells[0],
+                cells[1],
+                cells[2],
+                cells[3],
+                cells[4],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2],
+                w3 = widths[3],
+            );
+            let _ = writeln!(out, "{}", line.trim_end());
+        };
+        print(&mut out, header);
+        for row in &rows {
+            print(&mut out, [&row[0], &row[1], &row[2], &row[3], &row[4]]);
+        }
+    }
+    Ok(())
+}
+
+pub fn show(image: Option<&Path>, args: &ShowArgs) -> Status {
+    let image = match open_image(image) {
+        Ok(image) => image,
+        Err(status) => return status,
+    };
+    let text = match split_target(&args.target) {
+        (module, Some(name)) => image.definition_text(module, name).map(|mut t| {
+            if !t.ends_with(b"\n") {
+                t.push(b'\n');
+            }
+            t
+        }),
+        (module, None) => image.module_text(module),
+    };
+    match text {
+        Ok(text) => {
+            let mut out = std::io::stdout().lock();
+            match out.write_all(&text).and_then(|()| out.flush()) {
+                Ok(()) => Status::Ok,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Status::Ok,
+                Err(e) => {
+                    eprintln!("error: cannot write: {e}");
+                    Status::Trouble
+                }
+            }
+        }
+        Err(e) => report_error(&e),
+    }
+}
+
+pub fn check(image: Option<&Path>, args: &CheckArgs) -> Status {
+    let image = match open_image(image) {
+        Ok(image) => image,
+        Err(status) => return status,
+    };
+    let report = match image.check() {
+        Ok(report) => report,
+        Err(e) => return report_error(&e),
+    };
+    if args.json {
+        match serde_json::to_string(&report) {
+            Ok(json) => println!("{json}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Status::Trouble;
+            }
+        }
+    } else {
+        for problem in &report.problems {
+            println!("problem: {problem}");
+        }
+        println!(
+            "{} modules, {} definitions, {} texts checked; {}",
+            report.modules,
+            report.definitions,
+            report.blobs,
+            if report.is_ok() {
+                "no problems".to_string()
+            } else {
+                format!("{} problem(s)", report.problems.len())
+            }
+        );
+        println!("digest {}", report.digest);
+    }
+    if report.is_ok() {
+        Status::Ok
+    } else {
+        Status::Failed
+    }
+}

@@ -1,0 +1,421 @@
+//! The image: Spry modules in a database, one record per definition, texts content-addressed
+//! and LZ4-compressed, every change atomic and logged.
+//!
+//! [`Image`] is the narrow set of operations a Spry VM or IDE needs: open, read a definition by
+//! key, list, iterate a module, change definitions in a [`Transaction`]. It stands on a
+//! [`Store`](crate::store::Store), so the engine underneath can change without touching the sync code.
+
+mod blob;
+mod check;
+mod lock;
+mod record;
+mod transaction;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+pub use blob::{Hash, compress, decompress, stored_text_len};
+pub use check::CheckReport;
+pub use lock::{Owner, owner};
+pub use record::{
+    DefinitionRecord, FORMAT_VERSION, HistoryRecord, ImageRecord, LogEntry, ModuleChange,
+    ModuleKind, ModuleLog, ModuleRecord, Origin, PathRecord, decode_layout, definition_key,
+    encode_layout, history_key,
+};
+pub use transaction::{Conflict, Transaction};
+
+use crate::error::{Error, IoContext, Result};
+use crate::store::{FjallStore, Store, Table};
+use lock::Lock;
+
+/// The name of the image directory at the root of a source tree.
+pub const IMAGE_DIR: &str = ".spry-image";
+const FORMAT_FILE: &str = "FORMAT";
+const DB_DIR: &str = "db";
+const META_IMAGE: &[u8] = b"image";
+const META_GENERATION: &[u8] = b"generation";
+
+/// An open image, owned by this process until dropped.
+///
+/// # Examples
+/// ```
+/// use spry_image::image::{Image, Origin};
+/// let dir = tempfile::tempdir()?;
+/// let image = Image::create(&dir.path().join(".spry-image"), dir.path())?;
+/// let mut tx = image.begin(Origin::Live);
+/// tx.create_module("Greeting", "greeting.spry")?;
+/// tx.put_definition("Greeting", "hello", b"hello = func [\"hi\"]")?;
+/// tx.commit(true)?;
+/// assert_eq!(image.definition_text("Greeting", "hello")?, b"hello = func [\"hi\"]");
+/// # Ok::<(), spry_image::Error>(())
+/// ```
+pub struct Image {
+    dir: PathBuf,
+    record: ImageRecord,
+    store: Box<dyn Store>,
+    _lock: Lock,
+}
+
+impl std::fmt::Debug for Image {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Image")
+            .field("dir", &self.dir)
+            .field("record", &self.record)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Image {
+    /// Opens the image in `dir`, creating it (for the tree at `source_root`) if there is none.
+    ///
+    /// # Errors
+    /// Another process holds the image ([`Error::Locked`]), the image is of a newer format
+    /// ([`Error::NewerFormat`]), or the directory cannot be made or read.
+    pub fn create(dir: &Path, source_root: &Path) -> Result<Image> {
+        std::fs::create_dir_all(dir).with_path(dir)?;
+        let format_path = dir.join(FORMAT_FILE);
+        if !format_path.exists() {
+            write_format_file(&format_path)?;
+        }
+        let mut image = Image::open(dir)?;
+        if image.store.get(Table::Meta, META_IMAGE)?.is_none() {
+            let root = std::fs::canonicalize(source_root).with_path(source_root)?;
+            let record = ImageRecord {
+                format_version: FORMAT_VERSION,
+                source_root: root.to_string_lossy().into_owned(),
+                part: Vec::new(),
+            };
+            image.write_record(&record)?;
+            image.record = record;
+        }
+        Ok(image)
+    }
+
+    /// Opens an existing image.
+    ///
+    /// # Errors
+    /// As [`create`](Self::create), and [`Error::NoImage`] when `dir` holds no image.
+    pub fn open(dir: &Path) -> Result<Image> {
+        let format_path = dir.join(FORMAT_FILE);
+        let format = match std::fs::read_to_string(&format_path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NoImage(format!("{} is not an image", dir.display())));
+            }
+            Err(e) => return Err(Error::io(format_path, e)),
+        };
+        let found = format
+            .trim()
+            .strip_prefix("spry-image format ")
+            .and_then(|v| v.parse::<u32>().ok())
+            .ok_or_else(|| {
+                Error::Corrupt(format!("{} is not a format file", format_path.display()))
+            })?;
+        if found > FORMAT_VERSION {
+            return Err(Error::NewerFormat {
+                path: dir.to_path_buf(),
+                found,
+                supported: FORMAT_VERSION,
+            });
+        }
+        let lock = Lock::acquire(dir)?;
+        let store = FjallStore::open(&dir.join(DB_DIR))?;
+        let record = match store.get(Table::Meta, META_IMAGE)? {
+            Some(bytes) => serde_json::from_slice::<ImageRecord>(&bytes)
+                .map_err(|e| Error::Corrupt(format!("the image record: {e}")))?,
+            None => ImageRecord {
+                format_version: FORMAT_VERSION,
+                source_root: String::new(),
+                part: Vec::new(),
+            },
+        };
+        if record.format_version > FORMAT_VERSION {
+            return Err(Error::NewerFormat {
+                path: dir.to_path_buf(),
+                found: record.format_version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        Ok(Image {
+            dir: dir.to_path_buf(),
+            record,
+            store: Box::new(store),
+            _lock: lock,
+        })
+    }
+
+    /// Finds the image for `start` as git finds `.git`: `start/.spry-image`, then upward.
+    ///
+    /// # Errors
+    /// [`Error::NoImage`] when there is none up to the file system's root.
+    pub fn find(start: &Path) -> Result<PathBuf> {
+        let start = std::fs::canonicalize(start).with_path(start)?;
+        for dir in start.ancestors() {
+            let candidate = dir.join(IMAGE_DIR);
+            if candidate.join(FORMAT_FILE).is_file() {
+                return Ok(candidate);
+            }
+        }
+        Err(Error::NoImage(format!(
+            "no {IMAGE_DIR} in {} or any parent; run `spry-image build` first or give --image",
+            start.display()
+        )))
+    }
+
+    /// The image directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The image's own record.
+    pub fn record(&self) -> &ImageRecord {
+        &self.record
+    }
+
+    /// The source tree the image mirrors.
+    pub fn source_root(&self) -> PathBuf {
+        PathBuf::from(&self.record.source_root)
+    }
+
+    /// Sets the part of the tree the image holds (globs; empty: all).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub fn set_part(&mut self, part: Vec<String>) -> Result<()> {
+        let mut record = self.record.clone();
+        record.part = part;
+        self.write_record(&record)?;
+        self.record = record;
+        Ok(())
+    }
+
+    fn write_record(&self, record: &ImageRecord) -> Result<()> {
+        let bytes = serde_json::to_vec(record).map_err(|e| Error::Store(e.to_string()))?;
+        self.store.commit(
+            vec![crate::store::Write::Put(
+                Table::Meta,
+                META_IMAGE.to_vec(),
+                bytes,
+            )],
+            true,
+        )
+    }
+
+    pub(crate) fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    /// The generation of the last commit (0 for an empty image).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub fn generation(&self) -> Result<u64> {
+        Ok(self
+            .store
+            .get(Table::Meta, META_GENERATION)?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map_or(0, u64::from_be_bytes))
+    }
+
+    /// Every module, by name.
+    ///
+    /// # Errors
+    /// Storage failures, damaged records.
+    pub fn modules(&self) -> Result<Vec<(String, ModuleRecord)>> {
+        let mut out = Vec::new();
+        let mut failure = None;
+        self.store.visit(Table::Modules, b"", &mut |k, v| {
+            match serde_json::from_slice::<ModuleRecord>(v) {
+                Ok(record) => out.push((String::from_utf8_lossy(k).into_owned(), record)),
+                Err(e) => {
+                    failure = Some(Error::Corrupt(format!(
+                        "module record `{}`: {e}",
+                        String::from_utf8_lossy(k)
+                    )));
+                    return false;
+                }
+            }
+            true
+        })?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    /// One module's record, read by key.
+    ///
+    /// # Errors
+    /// Storage failures, a damaged record.
+    pub fn module(&self, name: &str) -> Result<Option<ModuleRecord>> {
+        self.store
+            .get(Table::Modules, name.as_bytes())?
+            .map(|bytes| {
+                serde_json::from_slice(&bytes)
+                    .map_err(|e| Error::Corrupt(format!("module record `{name}`: {e}")))
+            })
+            .transpose()
+    }
+
+    /// One definition's record, read by key.
+    ///
+    /// # Errors
+    /// Storage failures, a damaged record.
+    pub fn definition(&self, module: &str, name: &str) -> Result<Option<DefinitionRecord>> {
+        self.store
+            .get(Table::Definitions, &definition_key(module, name))?
+            .map(|bytes| DefinitionRecord::decode(&bytes))
+            .transpose()
+    }
+
+    /// A module's definitions in file order.
+    ///
+    /// # Errors
+    /// [`Error::NoModule`], storage failures, damaged records.
+    pub fn definitions(&self, module: &str) -> Result<Vec<(String, DefinitionRecord)>> {
+        let record = self
+            .module(module)?
+            .ok_or_else(|| Error::NoModule(module.to_string()))?;
+        let mut out = Vec::with_capacity(record.definitions.len());
+        for name in record.definitions {
+            let def = self
+                .definition(module, &name)?
+                .ok_or_else(|| Error::Corrupt(format!("`{module}::{name}` has no record")))?;
+            out.push((name, def));
+        }
+        Ok(out)
+    }
+
+    /// The text with hash `hash`.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] when it is missing, does not decompress or does not match its hash.
+    pub fn text(&self, hash: &Hash) -> Result<Vec<u8>> {
+        let stored = self
+            .store
+            .get(Table::Blobs, &hash.0)?
+            .ok_or_else(|| Error::Corrupt(format!("text {} is missing", hash.short(12))))?;
+        let text = decompress(&stored)
+            .map_err(|_| Error::Corrupt(format!("text {} does not decompress", hash.short(12))))?;
+        if Hash::of(&text) != *hash {
+            return Err(Error::Corrupt(format!(
+                "text {} does not match its hash",
+                hash.short(12)
+            )));
+        }
+        Ok(text)
+    }
+
+    /// The stored size of the text with hash `hash`, if present.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub fn stored_size(&self, hash: &Hash) -> Result<Option<usize>> {
+        Ok(self.store.get(Table::Blobs, &hash.0)?.map(|b| b.len()))
+    }
+
+    /// One definition's exact text: two reads by key and one decompression, nothing else.
+    ///
+    /// # Errors
+    /// [`Error::NoDefinition`], or a damaged image.
+    pub fn definition_text(&self, module: &str, name: &str) -> Result<Vec<u8>> {
+        let record = self
+            .definition(module, name)?
+            .ok_or_else(|| Error::NoDefinition {
+                module: module.to_string(),
+                name: name.to_string(),
+            })?;
+        self.text(&record.hash)
+    }
+
+    /// A module's whole text, as its file would hold it.
+    ///
+    /// # Errors
+    /// [`Error::NoModule`], or a damaged image.
+    pub fn module_text(&self, module: &str) -> Result<Vec<u8>> {
+        let record = self
+            .module(module)?
+            .ok_or_else(|| Error::NoModule(module.to_string()))?;
+        let gaps = decode_layout(&self.text(&record.layout_hash()?)?)?;
+        if gaps.len() != record.definitions.len() + 1 {
+            return Err(Error::Corrupt(format!(
+                "module `{module}`: its layout does not fit its definitions"
+            )));
+        }
+        let mut out = Vec::new();
+        for (i, gap) in gaps.iter().enumerate() {
+            out.extend_from_slice(gap);
+            if let Some(name) = record.definitions.get(i) {
+                out.extend_from_slice(&self.definition_text(module, name)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// What the last build read from each file, by relative path.
+    ///
+    /// # Errors
+    /// Storage failures, damaged records.
+    pub fn paths(&self) -> Result<HashMap<String, PathRecord>> {
+        let mut out = HashMap::new();
+        for (k, v) in self.store.scan(Table::Paths, b"")? {
+            let record: PathRecord = serde_json::from_slice(&v).map_err(|e| {
+                Error::Corrupt(format!("path record {}: {e}", String::from_utf8_lossy(&k)))
+            })?;
+            out.insert(String::from_utf8_lossy(&k).into_owned(), record);
+        }
+        Ok(out)
+    }
+
+    /// The change log, oldest first.
+    ///
+    /// # Errors
+    /// Storage failures, damaged records.
+    pub fn log(&self) -> Result<Vec<LogEntry>> {
+        let mut out = Vec::new();
+        for (_, v) in self.store.scan(Table::Log, b"")? {
+            out.push(
+                serde_json::from_slice(&v)
+                    .map_err(|e| Error::Corrupt(format!("log entry: {e}")))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// The versions of one definition (or, with the empty name, of a module's own text),
+    /// oldest first, with their generations.
+    ///
+    /// # Errors
+    /// Storage failures, damaged records.
+    pub fn history(&self, module: &str, name: &str) -> Result<Vec<(u64, HistoryRecord)>> {
+        let mut prefix = definition_key(module, name);
+        prefix.push(0);
+        let mut out = Vec::new();
+        for (k, v) in self.store.scan(Table::History, &prefix)? {
+            let generation = k
+                .get(prefix.len()..)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| Error::Corrupt("a history key is damaged".to_string()))?;
+            out.push((generation, HistoryRecord::decode(&v)?));
+        }
+        Ok(out)
+    }
+
+    /// Starts a transaction: changes staged in it commit together or not at all.
+    pub fn begin(&self, origin: Origin) -> Transaction<'_> {
+        Transaction::new(self, origin)
+    }
+
+    /// Makes the next open of the image fast (after a large write).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub fn settle(&self) -> Result<()> {
+        self.store.settle()
+    }
+}
+
+fn write_format_file(path: &Path) -> Result<()> {
+    std::fs::write(path, format!("spry-image format {FORMAT_VERSION}\n")).with_path(path)
+}

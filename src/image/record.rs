@@ -1,0 +1,374 @@
+//! The records the image keeps, and their encodings. ARCHITECTURE.md shows the schema.
+
+use serde::{Deserialize, Serialize};
+
+use super::blob::Hash;
+use crate::error::{Error, Result};
+
+/// The version of the image's format this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The image's own record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// The format version the image was written in.
+    pub format_version: u32,
+    /// The source tree the image mirrors (absolute).
+    pub source_root: String,
+    /// The part of the tree the image holds: globs over paths relative to the root; empty means
+    /// the whole tree.
+    #[serde(default)]
+    pub part: Vec<String>,
+}
+
+/// Whether a unit is a module or a script.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModuleKind {
+    /// One curly with a `_meta` name.
+    Module,
+    /// A file with no `_meta`.
+    Script,
+}
+
+/// A module as the image holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleRecord {
+    /// The file it lives in, relative to the source root, `/`-separated.
+    pub path: String,
+    /// Module or script.
+    pub kind: ModuleKind,
+    /// Definition names in file order.
+    pub definitions: Vec<String>,
+    /// The module's own text (around and between definitions): hash of its encoded gaps.
+    pub layout: String,
+    /// The generation that last changed the module.
+    pub generation: u64,
+}
+
+impl ModuleRecord {
+    /// The layout blob's hash.
+    pub fn layout_hash(&self) -> Result<Hash> {
+        Hash::from_hex(&self.layout)
+            .ok_or_else(|| Error::Corrupt(format!("module at {}: bad layout hash", self.path)))
+    }
+}
+
+/// A definition as the image holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DefinitionRecord {
+    /// The hash of its current text.
+    pub hash: Hash,
+    /// The hash of the text last agreed with its file (`None`: never in a file yet).
+    pub base: Option<Hash>,
+    /// The text's length in bytes.
+    pub size: u32,
+    /// The stored (compressed) length in bytes.
+    pub stored: u32,
+    /// The generation that last changed it.
+    pub generation: u64,
+}
+
+const DEFINITION_RECORD_VERSION: u8 = 1;
+
+impl DefinitionRecord {
+    /// The binary form: version, hash, base flag and hash, sizes, generation.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(82);
+        out.push(DEFINITION_RECORD_VERSION);
+        out.extend_from_slice(&self.hash.0);
+        match self.base {
+            Some(base) => {
+                out.push(1);
+                out.extend_from_slice(&base.0);
+            }
+            None => {
+                out.push(0);
+                out.extend_from_slice(&[0; 32]);
+            }
+        }
+        out.extend_from_slice(&self.size.to_le_bytes());
+        out.extend_from_slice(&self.stored.to_le_bytes());
+        out.extend_from_slice(&self.generation.to_le_bytes());
+        out
+    }
+
+    /// Reads the binary form.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] on a record of another shape.
+    pub fn decode(bytes: &[u8]) -> Result<DefinitionRecord> {
+        let bad = || Error::Corrupt("a definition record is damaged".to_string());
+        if bytes.len() != 82 || bytes[0] != DEFINITION_RECORD_VERSION {
+            return Err(bad());
+        }
+        let hash = Hash::from_slice(&bytes[1..33]).ok_or_else(bad)?;
+        let base = match bytes[33] {
+            0 => None,
+            1 => Some(Hash::from_slice(&bytes[34..66]).ok_or_else(bad)?),
+            _ => return Err(bad()),
+        };
+        let u32_at = |at: usize| {
+            bytes
+                .get(at..at + 4)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map(u32::from_le_bytes)
+        };
+        let size = u32_at(66).ok_or_else(bad)?;
+        let stored = u32_at(70).ok_or_else(bad)?;
+        let generation = bytes
+            .get(74..82)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_le_bytes)
+            .ok_or_else(bad)?;
+        Ok(DefinitionRecord {
+            hash,
+            base,
+            size,
+            stored,
+            generation,
+        })
+    }
+}
+
+/// What was last read from a file of the tree (for incremental builds).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathRecord {
+    /// The unit the file holds.
+    pub module: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i128,
+    /// blake3 of the file's bytes, hex.
+    pub hash: String,
+    /// When the stamp was taken, nanoseconds since the epoch (a file modified within the
+    /// file system's time granularity of this moment is hashed again next time).
+    pub stamped_ns: i128,
+}
+
+/// Where a change came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// Read from a file (build or watch).
+    File,
+    /// A live edit in the image.
+    Live,
+    /// A merge of both sides.
+    Merge,
+    /// A conflict settled by `resolve`.
+    Resolve,
+    /// An earlier version brought back.
+    Restore,
+    /// Written out to a file by export (the base moved).
+    Export,
+}
+
+impl Origin {
+    /// The lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Origin::File => "file",
+            Origin::Live => "live",
+            Origin::Merge => "merge",
+            Origin::Resolve => "resolve",
+            Origin::Restore => "restore",
+            Origin::Export => "export",
+        }
+    }
+
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            Origin::File => 0,
+            Origin::Live => 1,
+            Origin::Merge => 2,
+            Origin::Resolve => 3,
+            Origin::Restore => 4,
+            Origin::Export => 5,
+        }
+    }
+
+    pub(crate) fn from_code(code: u8) -> Option<Origin> {
+        Some(match code {
+            0 => Origin::File,
+            1 => Origin::Live,
+            2 => Origin::Merge,
+            3 => Origin::Resolve,
+            4 => Origin::Restore,
+            5 => Origin::Export,
+            _ => return None,
+        })
+    }
+}
+
+/// How a module changed in one commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModuleChange {
+    /// New in the image.
+    Added,
+    /// Its text changed.
+    Changed,
+    /// Gone from the image.
+    Removed,
+    /// Now in another file (its text may have changed too).
+    Moved,
+}
+
+/// One module's part of a commit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleLog {
+    /// The module.
+    pub module: String,
+    /// What happened to it.
+    pub change: ModuleChange,
+    /// Its file now (or last, when removed).
+    pub path: String,
+    /// Its file before a move.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_path: Option<String>,
+    /// Definitions added, changed or removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub definitions: Vec<String>,
+}
+
+/// One commit of the change log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// The commit's generation.
+    pub generation: u64,
+    /// Seconds since the epoch.
+    pub time: u64,
+    /// Where the changes came from.
+    pub origin: Origin,
+    /// What changed.
+    pub modules: Vec<ModuleLog>,
+}
+
+/// One version of a definition (or of a module's own text, under the empty name) in history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryRecord {
+    /// Where it came from.
+    pub origin: Origin,
+    /// The text's hash; `None` when this version is the removal.
+    pub hash: Option<Hash>,
+}
+
+impl HistoryRecord {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = vec![self.origin.code()];
+        if let Some(hash) = self.hash {
+            out.extend_from_slice(&hash.0);
+        }
+        out
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<HistoryRecord> {
+        let bad = || Error::Corrupt("a history record is damaged".to_string());
+        let origin = bytes
+            .first()
+            .and_then(|&c| Origin::from_code(c))
+            .ok_or_else(bad)?;
+        let hash = match bytes.len() {
+            1 => None,
+            33 => Some(Hash::from_slice(&bytes[1..]).ok_or_else(bad)?),
+            _ => return Err(bad()),
+        };
+        Ok(HistoryRecord { origin, hash })
+    }
+}
+
+/// A module's own text cut at its definitions: `gaps[0]`, definition 0, `gaps[1]`, …, `gaps[n]`.
+pub fn encode_layout(gaps: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + gaps.iter().map(|g| 4 + g.len()).sum::<usize>());
+    out.extend_from_slice(&(gaps.len() as u32).to_le_bytes());
+    for gap in gaps {
+        out.extend_from_slice(&(gap.len() as u32).to_le_bytes());
+        out.extend_from_slice(gap);
+    }
+    out
+}
+
+/// Reads [`encode_layout`]'s form.
+///
+/// # Errors
+/// [`Error::Corrupt`] on bytes of another shape.
+pub fn decode_layout(bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
+    let bad = || Error::Corrupt("a module layout is damaged".to_string());
+    let read_u32 = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(|b| u32::from_le_bytes(b) as usize)
+    };
+    let count = read_u32(0).ok_or_else(bad)?;
+    let mut at = 4;
+    let mut gaps = Vec::with_capacity(count.min(bytes.len()));
+    for _ in 0..count {
+        let len = read_u32(at).ok_or_else(bad)?;
+        at += 4;
+        let gap = bytes.get(at..at + len).ok_or_else(bad)?;
+        gaps.push(gap.to_vec());
+        at += len;
+    }
+    if at != bytes.len() {
+        return Err(bad());
+    }
+    Ok(gaps)
+}
+
+/// Key of a definition: module, NUL, name.
+pub fn definition_key(module: &str, name: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(module.len() + name.len() + 1);
+    key.extend_from_slice(module.as_bytes());
+    key.push(0);
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
+/// Key of a history entry: module, NUL, name, NUL, generation (big-endian, so keys sort by it).
+pub fn history_key(module: &str, name: &str, generation: u64) -> Vec<u8> {
+    let mut key = definition_key(module, name);
+    key.push(0);
+    key.extend_from_slice(&generation.to_be_bytes());
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn definition_records_round_trip() {
+        let record = DefinitionRecord {
+            hash: Hash::of(b"a"),
+            base: Some(Hash::of(b"b")),
+            size: 7,
+            stored: 9,
+            generation: 42,
+        };
+        assert_eq!(
+            DefinitionRecord::decode(&record.encode()).ok(),
+            Some(record)
+        );
+        let fresh = DefinitionRecord {
+            base: None,
+            ..record
+        };
+        assert_eq!(DefinitionRecord::decode(&fresh.encode()).ok(), Some(fresh));
+        assert!(DefinitionRecord::decode(&record.encode()[1..]).is_err());
+    }
+
+    #[test]
+    fn layouts_round_trip_and_reject_damage() {
+        let gaps: Vec<&[u8]> = vec![b"{\n  ", b"\n\n  ", b"", b"\n}\n"];
+        let encoded = encode_layout(&gaps);
+        let decoded = decode_layout(&encoded).ok();
+        assert_eq!(
+            decoded,
+            Some(gaps.iter().map(|g| g.to_vec()).collect::<Vec<_>>())
+        );
+        assert!(decode_layout(&encoded[..encoded.len() - 1]).is_err());
+    }
+}

@@ -1,0 +1,212 @@
+//! The storage the image stands on, behind a narrow interface.
+//!
+//! The image asks for a handful of operations on named tables: point reads, prefix scans and
+//! atomic write batches. [`FjallStore`] implements them on fjall; a shared, multi-user image on
+//! a server database would implement [`Store`] and leave the image and sync code untouched.
+
+use std::path::Path;
+
+use fjall::{
+    CompressionType, KeyspaceCreateOptions, PersistMode, Readable, SingleWriterTxDatabase,
+    SingleWriterTxKeyspace,
+};
+
+use crate::error::{Error, Result};
+
+/// The tables of an image. ARCHITECTURE.md documents their keys and values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Table {
+    /// The image's own record.
+    Meta,
+    /// Module name → module record.
+    Modules,
+    /// Module name, NUL, definition name → definition record.
+    Definitions,
+    /// blake3 hash → LZ4-compressed text.
+    Blobs,
+    /// Relative file path → what was last read from it.
+    Paths,
+    /// Generation → what one commit changed.
+    Log,
+    /// Module, NUL, definition name, NUL, generation → that version of the definition.
+    History,
+}
+
+impl Table {
+    /// Every table.
+    pub const ALL: [Table; 7] = [
+        Table::Meta,
+        Table::Modules,
+        Table::Definitions,
+        Table::Blobs,
+        Table::Paths,
+        Table::Log,
+        Table::History,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Table::Meta => "meta",
+            Table::Modules => "modules",
+            Table::Definitions => "definitions",
+            Table::Blobs => "blobs",
+            Table::Paths => "paths",
+            Table::Log => "log",
+            Table::History => "history",
+        }
+    }
+}
+
+/// One change of a write batch.
+#[derive(Clone, Debug)]
+pub enum Write {
+    /// Set `key` to `value`.
+    Put(Table, Vec<u8>, Vec<u8>),
+    /// Remove `key`.
+    Delete(Table, Vec<u8>),
+}
+
+/// What the image needs from a database.
+pub trait Store: Send + Sync {
+    /// The value at `key`.
+    ///
+    /// # Errors
+    /// Any storage failure.
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>>;
+
+    /// Every key and value whose key starts with `prefix`, in key order.
+    ///
+    /// # Errors
+    /// Any storage failure.
+    fn scan(&self, table: Table, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+
+    /// Calls `visit` with every key and value of `table` whose key starts with `prefix`, in key
+    /// order, without collecting them; `visit` returns `false` to stop.
+    ///
+    /// # Errors
+    /// Any storage failure.
+    fn visit(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()>;
+
+    /// Applies `writes` atomically: all or none, and a reader sees all or none. With `durable`,
+    /// returns only once the batch would survive a power cut.
+    ///
+    /// # Errors
+    /// Any storage failure; nothing was applied.
+    fn commit(&self, writes: Vec<Write>, durable: bool) -> Result<()>;
+
+    /// Makes the next open fast (fjall: flush the journal into tables).
+    ///
+    /// # Errors
+    /// Any storage failure.
+    fn settle(&self) -> Result<()>;
+}
+
+/// An image store in a fjall database.
+pub struct FjallStore {
+    db: SingleWriterTxDatabase,
+    tables: Vec<(Table, SingleWriterTxKeyspace)>,
+}
+
+fn store_error(e: impl std::fmt::Display) -> Error {
+    Error::Store(e.to_string())
+}
+
+impl FjallStore {
+    /// Opens (creating if needed) the database in `dir`.
+    ///
+    /// # Errors
+    /// The database cannot be opened (another process holds it, damaged files, I/O).
+    pub fn open(dir: &Path) -> Result<FjallStore> {
+        let db = SingleWriterTxDatabase::builder(dir)
+            .open()
+            .map_err(store_error)?;
+        let mut tables = Vec::with_capacity(Table::ALL.len());
+        for table in Table::ALL {
+            let keyspace = db
+                .keyspace(table.name(), || {
+                    let options = KeyspaceCreateOptions::default();
+                    if table == Table::Blobs {
+                        // Blobs are LZ4-compressed by us already: compressing again only costs.
+                        options.data_block_compression_policy(
+                            fjall::config::CompressionPolicy::all(CompressionType::None),
+                        )
+                    } else {
+                        options
+                    }
+                })
+                .map_err(store_error)?;
+            tables.push((table, keyspace));
+        }
+        Ok(FjallStore { db, tables })
+    }
+
+    fn keyspace(&self, table: Table) -> &SingleWriterTxKeyspace {
+        // Every table is opened in `open`, in `Table::ALL` order.
+        &self.tables[Table::ALL.iter().position(|t| *t == table).unwrap_or(0)].1
+    }
+}
+
+impl Store for FjallStore {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .keyspace(table)
+            .get(key)
+            .map_err(store_error)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn scan(&self, table: Table, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        self.visit(table, prefix, &mut |k, v| {
+            out.push((k.to_vec(), v.to_vec()));
+            true
+        })?;
+        Ok(out)
+    }
+
+    fn visit(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()> {
+        let snapshot = self.db.read_tx();
+        for guard in snapshot.prefix(self.keyspace(table), prefix) {
+            let (k, v) = guard.into_inner().map_err(store_error)?;
+            if !visit(&k, &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn commit(&self, writes: Vec<Write>, durable: bool) -> Result<()> {
+        let mut tx = self.db.write_tx();
+        for write in writes {
+            match write {
+                Write::Put(table, k, v) => tx.insert(self.keyspace(table), k, v),
+                Write::Delete(table, k) => tx.remove(self.keyspace(table), k),
+            }
+        }
+        tx.commit().map_err(store_error)?;
+        if durable {
+            self.db.persist(PersistMode::SyncAll).map_err(store_error)?;
+        }
+        Ok(())
+    }
+
+    fn settle(&self) -> Result<()> {
+        for (_, keyspace) in &self.tables {
+            keyspace
+                .inner()
+                .rotate_memtable_and_wait()
+                .map_err(store_error)?;
+        }
+        Ok(())
+    }
+}
