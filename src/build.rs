@@ -5,7 +5,7 @@
 //! time cannot be trusted (a file modified within the file system's time granularity of the
 //! moment it was last read). A file that does not parse leaves its module as it was.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -14,8 +14,9 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::image::{Conflict, Hash, IMAGE_DIR, Image, ModuleChange, Origin, PathRecord};
+use crate::image::{Conflict, Hash, Image, ModuleChange, Origin, PathRecord, PreparedUnit};
 use crate::syntax::{SourceUnit, SyntaxError};
+pub use crate::walk::{WalkedFile, relative, walk};
 
 /// How to build.
 #[derive(Clone, Debug, Default)]
@@ -126,8 +127,14 @@ pub fn build(
     options: &BuildOptions,
     progress: &dyn Progress,
 ) -> Result<BuildReport> {
-    let part = if options.all {
-        Vec::new()
+    // The part the image holds afterwards, and the files this build reads. `--only` on an
+    // empty or partial image adds to its part; on a whole image it only narrows this build
+    // (the image stays whole: nothing it holds is frozen outside a part).
+    let whole_and_full = image.record().part.is_empty() && image.generation()? > 0;
+    let (part, scope) = if options.all {
+        (Vec::new(), Vec::new())
+    } else if whole_and_full {
+        (Vec::new(), options.only.clone())
     } else {
         let mut part = image.record().part.clone();
         for glob in &options.only {
@@ -135,9 +142,9 @@ pub fn build(
                 part.push(glob.clone());
             }
         }
-        part
+        (part.clone(), part)
     };
-    let filter = PartFilter::new(&part)?;
+    let filter = PartFilter::new(&scope)?;
     if part != image.record().part {
         image.set_part(part.clone())?;
     }
@@ -146,9 +153,26 @@ pub fn build(
         ..BuildReport::default()
     };
 
-    let files = walk(root, &filter, &mut report.failed)?;
+    let trace = std::env::var_os("SPRY_IMAGE_TRACE").is_some();
+    let t0 = std::time::Instant::now();
+    let lap = |what: &str| {
+        if trace {
+            eprintln!("trace: {what}: {:?}", t0.elapsed());
+        }
+    };
+    // The walk and the stamps are independent: read both at once.
+    let (files, known) = std::thread::scope(|scope| {
+        let stamps = scope.spawn(|| image.paths());
+        let files = walk(root, &filter, &mut report.failed);
+        lap("walk");
+        let known = stamps
+            .join()
+            .unwrap_or_else(|_| Err(Error::Store("reading the file stamps failed".to_string())));
+        (files, known)
+    });
+    let (files, known) = (files?, known?);
+    lap("walk and stamps");
     report.files = files.len();
-    let known = image.paths()?;
 
     // Decide which files must be read.
     let (to_read, unchanged): (Vec<&WalkedFile>, Vec<&WalkedFile>) =
@@ -167,69 +191,104 @@ pub fn build(
         })
         .collect();
     report.read = outcomes.len();
+    lap("read+parse");
+    let mut outcomes = outcomes;
+    // Many new texts: write them into the store on another thread while this one works out
+    // the records. They are content-addressed, so they are harmless if the build stops before
+    // its commit (texts nothing refers to).
+    let new_texts: usize = outcomes
+        .iter()
+        .map(|(_, o)| match o {
+            Outcome::Parsed(unit, _) => unit.text_count(),
+            _ => 0,
+        })
+        .sum();
+    let texts: Vec<(Hash, Vec<u8>)> = if new_texts >= BACKGROUND_TEXTS_MIN {
+        outcomes
+            .iter_mut()
+            .flat_map(|(_, o)| match o {
+                Outcome::Parsed(unit, _) => unit.take_texts(),
+                _ => Vec::new(),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let image: &Image = image;
+    std::thread::scope(|scope| -> Result<()> {
+        let loading = (!texts.is_empty()).then(|| scope.spawn(move || image.store_texts(texts)));
 
-    // Who claims which module.
-    let mut claims: HashMap<String, Vec<String>> = HashMap::new();
-    let mut units: HashMap<String, (SourceUnit, PathRecord)> = HashMap::new();
-    let mut stamps: Vec<(String, PathRecord)> = Vec::new();
-    let mut keep_paths: HashSet<String> = HashSet::new();
-    for file in &unchanged {
-        if let Some(stamp) = known.get(&file.path) {
-            claims
-                .entry(stamp.module.clone())
-                .or_default()
-                .push(file.path.clone());
-            keep_paths.insert(file.path.clone());
-        }
-    }
-    for (i, outcome) in outcomes {
-        let path = to_read[i].path.clone();
-        match outcome {
-            Outcome::Same(stamp) => {
+        // Who claims which module.
+        let mut claims: HashMap<String, Vec<String>> = HashMap::default();
+        let mut units: HashMap<String, (PreparedUnit, PathRecord)> = HashMap::default();
+        let mut stamps: Vec<(String, PathRecord)> = Vec::new();
+        let mut keep_paths: HashSet<String> = HashSet::default();
+        for file in &unchanged {
+            if let Some(stamp) = known.get(&file.path) {
                 claims
                     .entry(stamp.module.clone())
                     .or_default()
-                    .push(path.clone());
-                keep_paths.insert(path.clone());
-                stamps.push((path, stamp));
+                    .push(file.path.clone());
+                keep_paths.insert(file.path.clone());
             }
-            Outcome::Parsed(unit, stamp) => {
-                claims
-                    .entry(unit.name().to_string())
-                    .or_default()
-                    .push(path.clone());
-                keep_paths.insert(path.clone());
-                units.insert(path, (unit, stamp));
-            }
-            Outcome::Failed(failure) => {
-                // The module keeps its last good version: the file still claims it.
-                if let Some(stamp) = known.get(&path) {
+        }
+        for (i, outcome) in outcomes {
+            let path = to_read[i].path.clone();
+            match outcome {
+                Outcome::Same(stamp) => {
                     claims
                         .entry(stamp.module.clone())
                         .or_default()
                         .push(path.clone());
                     keep_paths.insert(path.clone());
+                    stamps.push((path, stamp));
                 }
-                report.failed.push(failure);
+                Outcome::Parsed(unit, stamp) => {
+                    claims
+                        .entry(unit.name().to_string())
+                        .or_default()
+                        .push(path.clone());
+                    keep_paths.insert(path.clone());
+                    units.insert(path, (unit, stamp));
+                }
+                Outcome::Failed(failure) => {
+                    // The module keeps its last good version: the file still claims it.
+                    if let Some(stamp) = known.get(&path) {
+                        claims
+                            .entry(stamp.module.clone())
+                            .or_default()
+                            .push(path.clone());
+                        keep_paths.insert(path.clone());
+                    }
+                    report.failed.push(failure);
+                }
+                Outcome::Vanished => {}
             }
-            Outcome::Vanished => {}
         }
-    }
 
-    let mut tx = image.begin(Origin::File);
-    let mut claimed: HashSet<String> = HashSet::new();
-    let mut names: Vec<&String> = claims.keys().collect();
-    names.sort();
-    for name in names {
-        let mut paths = claims[name].clone();
-        paths.sort();
-        let holder = tx.module(name)?.map(|m| m.path);
-        let winner = holder
-            .filter(|h| paths.contains(h))
-            .unwrap_or_else(|| paths[0].clone());
-        claimed.insert(name.clone());
-        for loser in paths.iter().filter(|p| **p != winner) {
-            report.failed.push(FileFailure {
+        let mut tx = image.begin(Origin::File);
+        // Only names read anew or claimed twice need a decision; in name order, so that the
+        // log lists modules in a stable order.
+        let mut names: Vec<&String> = claims
+            .iter()
+            .filter(|(_, paths)| paths.len() > 1 || paths.iter().any(|p| units.contains_key(p)))
+            .map(|(name, _)| name)
+            .collect();
+        names.sort();
+        for name in names {
+            let mut paths = claims[name].clone();
+            paths.sort();
+            let winner = if paths.len() == 1 {
+                paths[0].clone()
+            } else {
+                // Claimed twice: the file the image already has it from keeps it.
+                let holder = tx.module(name)?.map(|m| m.path);
+                holder
+                    .filter(|h| paths.contains(h))
+                    .unwrap_or_else(|| paths[0].clone())
+            };
+            for loser in paths.iter().filter(|p| **p != winner) {
+                report.failed.push(FileFailure {
                 path: loser.clone(),
                 text: Vec::new(),
                 errors: Vec::new(),
@@ -237,55 +296,72 @@ pub fn build(
                     "module `{name}` is defined in both `{winner}` and `{loser}`; `{winner}` keeps it"
                 )),
             });
-            units.remove(loser);
-            keep_paths.remove(loser);
+                units.remove(loser);
+                keep_paths.remove(loser);
+            }
+            if let Some((unit, stamp)) = units.remove(&winner) {
+                tx.put_unit(unit, &winner)?;
+                tx.put_path(&winner, &stamp);
+            }
         }
-        if let Some((unit, stamp)) = units.get(&winner) {
-            tx.put_unit(unit, &winner)?;
-            tx.put_path(&winner, stamp);
+        lap("stage modules");
+        for (path, stamp) in &stamps {
+            if keep_paths.contains(path) {
+                tx.put_path(path, stamp);
+            }
         }
-    }
-    for (path, stamp) in &stamps {
-        if keep_paths.contains(path) {
-            tx.put_path(path, stamp);
+        // Modules whose files left the tree (within the part) leave the image. Only modules read
+        // from files can leave this way: one made in the image and not yet exported has no file.
+        // A file still in the tree that now holds another module gives up its old one too.
+        for (path, stamp) in &known {
+            if !filter.contains(path) {
+                continue;
+            }
+            if !keep_paths.contains(path) {
+                tx.remove_path(path);
+            }
+            if !claims.contains_key(&stamp.module) {
+                let holder = tx.module(&stamp.module)?.map(|m| m.path);
+                if holder.as_deref() == Some(path.as_str()) {
+                    tx.remove_module(&stamp.module)?;
+                }
+            }
         }
-    }
-    // Modules whose files left the tree (within the part) leave the image.
-    for (name, module) in image.modules()? {
-        if !claimed.contains(&name) && filter.contains(&module.path) {
-            tx.remove_module(&name)?;
+        for change in tx.changes() {
+            match change.change {
+                ModuleChange::Added => report.added.push(change.module.clone()),
+                ModuleChange::Changed => report.changed.push(change.module.clone()),
+                ModuleChange::Removed => report.removed.push(change.module.clone()),
+                ModuleChange::Moved => report.moved.push(Move {
+                    module: change.module.clone(),
+                    from: change.from_path.clone().unwrap_or_default(),
+                    to: change.path.clone(),
+                }),
+            }
         }
-    }
-    for path in known.keys() {
-        if filter.contains(path) && !keep_paths.contains(path) {
-            tx.remove_path(path);
+        report.conflicts = tx.conflicts().to_vec();
+        let touched = report.added.len() + report.changed.len() + report.moved.len();
+        report.unchanged = claims.len().saturating_sub(touched);
+        lap("stage removals");
+        if let Some(loading) = loading {
+            loading
+                .join()
+                .map_err(|_| Error::Store("writing texts failed".to_string()))??;
         }
-    }
-    for change in tx.changes() {
-        match change.change {
-            ModuleChange::Added => report.added.push(change.module.clone()),
-            ModuleChange::Changed => report.changed.push(change.module.clone()),
-            ModuleChange::Removed => report.removed.push(change.module.clone()),
-            ModuleChange::Moved => report.moved.push(Move {
-                module: change.module.clone(),
-                from: change.from_path.clone().unwrap_or_default(),
-                to: change.path.clone(),
-            }),
-        }
-    }
-    report.conflicts = tx.conflicts().to_vec();
-    let touched = report.added.len() + report.changed.len() + report.moved.len();
-    report.unchanged = claimed.len().saturating_sub(touched);
-    report.generation = tx.commit(true)?;
-    if report.generation.is_some() {
-        image.settle()?;
-    }
+        lap("texts written");
+        report.generation = tx.commit(true)?;
+        lap("commit");
+        Ok(())
+    })?;
     report.added.sort();
     report.changed.sort();
     report.removed.sort();
     report.failed.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(report)
 }
+
+/// From this many new texts on, a build writes them on a second thread.
+const BACKGROUND_TEXTS_MIN: usize = 4096;
 
 /// The part of a tree an image holds.
 #[derive(Clone, Debug)]
@@ -304,8 +380,7 @@ impl PartFilter {
         }
         let mut builder = GlobSetBuilder::new();
         for glob in part {
-            builder
-                .add(Glob::new(glob).map_err(|e| Error::Invalid(format!("--only `{glob}`: {e}")))?);
+            builder.add(glob_of(glob)?);
         }
         let globs = builder
             .build()
@@ -319,116 +394,12 @@ impl PartFilter {
     }
 }
 
-/// A `.spry` file found by the walk.
-#[derive(Clone, Debug)]
-pub struct WalkedFile {
-    /// Relative to the root, `/`-separated.
-    pub path: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// Modification time, nanoseconds since the epoch.
-    pub mtime_ns: i128,
-}
-
-/// The `.spry` files of the tree at `root` within `filter`: skipping what `.gitignore` ignores
-/// (in a git checkout or not), hidden files, the image directory, and links (never followed).
-/// Paths that cannot be used are added to `failed`.
-///
-/// # Errors
-/// The root itself cannot be read.
-pub fn walk(
-    root: &Path,
-    filter: &PartFilter,
-    failed: &mut Vec<FileFailure>,
-) -> Result<Vec<WalkedFile>> {
-    std::fs::metadata(root).map_err(|e| Error::io(root, e))?;
-    let mut files = Vec::new();
-    let walker = ignore::WalkBuilder::new(root)
-        .require_git(false)
-        .follow_links(false)
-        .filter_entry(|entry| entry.file_name() != IMAGE_DIR)
-        .build();
-    for entry in walker {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(e) => {
-                failed.push(FileFailure {
-                    path: walk_error_path(&e, root),
-                    text: Vec::new(),
-                    errors: Vec::new(),
-                    message: Some(e.to_string()),
-                });
-                continue;
-            }
-        };
-        if !entry.file_type().is_some_and(|t| t.is_file()) {
-            continue;
-        }
-        if entry.path().extension().is_none_or(|e| e != "spry") {
-            continue;
-        }
-        let Some(path) = relative(root, entry.path()) else {
-            failed.push(FileFailure {
-                path: entry.path().to_string_lossy().into_owned(),
-                text: Vec::new(),
-                errors: Vec::new(),
-                message: Some("the file name is not UTF-8".to_string()),
-            });
-            continue;
-        };
-        if !filter.contains(&path) {
-            continue;
-        }
-        match entry.metadata() {
-            Ok(meta) => files.push(WalkedFile {
-                path,
-                size: meta.len(),
-                mtime_ns: mtime_ns(&meta),
-            }),
-            // Gone between the directory read and the stat: it is not in the tree.
-            Err(e)
-                if e.io_error()
-                    .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) => {}
-            Err(e) => failed.push(FileFailure {
-                path,
-                text: Vec::new(),
-                errors: Vec::new(),
-                message: Some(e.to_string()),
-            }),
-        }
-    }
-    files.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(files)
-}
-
-fn walk_error_path(error: &ignore::Error, root: &Path) -> String {
-    fn find(error: &ignore::Error) -> Option<&Path> {
-        match error {
-            ignore::Error::WithPath { path, .. } => Some(path),
-            ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
-                find(err)
-            }
-            ignore::Error::Loop { child, .. } => Some(child),
-            _ => None,
-        }
-    }
-    find(error)
-        .and_then(|p| relative(root, p))
-        .unwrap_or_else(|| root.display().to_string())
-}
-
-/// `path` relative to `root`, `/`-separated; `None` if not UTF-8 or not under the root.
-pub fn relative(root: &Path, path: &Path) -> Option<String> {
-    let rel = path.strip_prefix(root).ok()?;
-    let parts: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
-    Some(parts?.join("/"))
-}
-
-fn mtime_ns(meta: &std::fs::Metadata) -> i128 {
-    meta.modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos() as i128)
+/// A glob as git reads one: `*` stays within a directory, `**` crosses them.
+fn glob_of(glob: &str) -> Result<Glob> {
+    globset::GlobBuilder::new(glob)
+        .literal_separator(true)
+        .build()
+        .map_err(|e| Error::Invalid(format!("--only `{glob}`: {e}")))
 }
 
 fn now_ns() -> i128 {
@@ -450,7 +421,8 @@ fn stamp_matches(stamp: &PathRecord, file: &WalkedFile) -> bool {
 enum Outcome {
     /// Same bytes as last time: only the stamp is new.
     Same(PathRecord),
-    Parsed(SourceUnit, PathRecord),
+    /// Parsed, its texts hashed and compressed (the parallel part of the work).
+    Parsed(PreparedUnit, PathRecord),
     Failed(FileFailure),
     Vanished,
 }
@@ -470,12 +442,13 @@ fn read_file(root: &Path, file: &WalkedFile, known: Option<&PathRecord>) -> Outc
             });
         }
     };
-    let hash = Hash::of(&text).to_hex();
+    let hash = Hash::of(&text);
+    let size = text.len() as u64;
     let stamp = |module: &str| PathRecord {
         module: module.to_string(),
-        size: text.len() as u64,
+        size,
         mtime_ns: file.mtime_ns,
-        hash: hash.clone(),
+        hash,
         stamped_ns,
     };
     if let Some(known) = known
@@ -484,10 +457,10 @@ fn read_file(root: &Path, file: &WalkedFile, known: Option<&PathRecord>) -> Outc
         return Outcome::Same(stamp(&known.module));
     }
     let script_name = file.path.strip_suffix(".spry").unwrap_or(&file.path);
-    match SourceUnit::parse(text.clone(), script_name) {
+    match SourceUnit::parse(text, script_name) {
         Ok(unit) => {
             let record = stamp(unit.name());
-            Outcome::Parsed(unit, record)
+            Outcome::Parsed(PreparedUnit::new(&unit), record)
         }
         Err(e) => Outcome::Failed(FileFailure {
             path: file.path.clone(),

@@ -39,7 +39,7 @@ pub fn render(path: &str, text: &[u8], errors: &[SyntaxError], style: Style) -> 
     };
     let handler = GraphicalReportHandler::new_themed(theme).with_context_lines(1);
     let mut out = String::new();
-    for error in errors {
+    for error in errors.iter().take(MAX_RENDERED) {
         let at = index.line_col(text, error.span.start);
         out.push_str(&format!(
             "{path}:{at}: error[{}]: {}\n",
@@ -52,8 +52,18 @@ pub fn render(path: &str, text: &[u8], errors: &[SyntaxError], style: Style) -> 
             out.push_str(&snippet);
         }
     }
+    if errors.len() > MAX_RENDERED {
+        out.push_str(&format!(
+            "{path}: {} more error(s) not shown\n",
+            errors.len() - MAX_RENDERED
+        ));
+    }
     out
 }
+
+/// Errors shown per file: past this many, the rest are counted, not rendered (a file of a
+/// million stray brackets must not take minutes to report).
+pub const MAX_RENDERED: usize = 50;
 
 /// The position of an error as `path:line:col`.
 pub fn location(path: &str, text: &[u8], error: &SyntaxError) -> String {
@@ -181,12 +191,19 @@ impl SourceCode for Window {
         let inner = self
             .text
             .read_span(span, context_lines_before, context_lines_after)?;
+        // miette counts the column in bytes; people count characters.
+        let start = inner.span().offset();
+        let line_start = start.saturating_sub(inner.column());
+        let column = self
+            .text
+            .get(line_start..start)
+            .map_or(inner.column(), |s| s.chars().count());
         Ok(Box::new(MietteSpanContents::new_named(
             self.name.clone(),
             inner.data(),
             *inner.span(),
             inner.line() + self.first_line,
-            inner.column(),
+            column,
             inner.line_count(),
         )))
     }

@@ -15,5 +15,6 @@ mod error;
 pub mod image;
 pub mod store;
 pub mod syntax;
+mod walk;
 
 pub use error::{Error, Result};

@@ -14,7 +14,7 @@ use fjall::{
 use crate::error::{Error, Result};
 
 /// The tables of an image. ARCHITECTURE.md documents their keys and values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Table {
     /// The image's own record.
     Meta,
@@ -66,6 +66,18 @@ pub enum Write {
     Delete(Table, Vec<u8>),
 }
 
+impl Write {
+    fn target(&self) -> (Table, &[u8]) {
+        match self {
+            Write::Put(table, key, _) | Write::Delete(table, key) => (*table, key),
+        }
+    }
+}
+
+/// From this many new texts in one commit on, they are written straight into tables
+/// (fjall's ingestion: written once, not journal and then flush).
+const INGEST_MIN_BLOBS: usize = 4096;
+
 /// What the image needs from a database.
 pub trait Store: Send + Sync {
     /// The value at `key`.
@@ -98,6 +110,21 @@ pub trait Store: Send + Sync {
     /// # Errors
     /// Any storage failure; nothing was applied.
     fn commit(&self, writes: Vec<Write>, durable: bool) -> Result<()>;
+
+    /// Loads `writes` into tables directly, bypassing the journal: fast and durable, but not
+    /// atomic. Only for filling an empty store, followed by a [`commit`](Self::commit) that
+    /// marks the load complete (see [`Image`](crate::image::Image) for how an interrupted load
+    /// is recognised).
+    ///
+    /// # Errors
+    /// Any storage failure.
+    fn load(&self, writes: Vec<Write>) -> Result<()>;
+
+    /// Removes everything (used to discard an interrupted first load).
+    ///
+    /// # Errors
+    /// Any storage failure.
+    fn clear(&self) -> Result<()>;
 
     /// Makes the next open fast (fjall: flush the journal into tables).
     ///
@@ -185,17 +212,77 @@ impl Store for FjallStore {
         Ok(())
     }
 
-    fn commit(&self, writes: Vec<Write>, durable: bool) -> Result<()> {
-        let mut tx = self.db.write_tx();
+    fn commit(&self, mut writes: Vec<Write>, durable: bool) -> Result<()> {
+        let new_blobs = writes
+            .iter()
+            .filter(|w| matches!(w, Write::Put(Table::Blobs, ..)))
+            .count();
+        if new_blobs >= INGEST_MIN_BLOBS {
+            // Texts are content-addressed: if the process dies after this and before the batch
+            // below, they are texts nothing refers to yet, which harms nothing.
+            let (mut blobs, rest): (Vec<Write>, Vec<Write>) = writes
+                .into_iter()
+                .partition(|w| matches!(w, Write::Put(Table::Blobs, ..)));
+            writes = rest;
+            // Ingestion takes keys in order.
+            blobs.sort_unstable_by(|a, b| a.target().cmp(&b.target()));
+            let keyspace = self.keyspace(Table::Blobs).inner();
+            let mut ingestion = keyspace.start_ingestion().map_err(store_error)?;
+            for write in blobs {
+                if let Write::Put(_, key, value) = write {
+                    ingestion.write(key, value).map_err(store_error)?;
+                }
+            }
+            ingestion.finish().map_err(store_error)?;
+        }
+        // Everything else in one batch: one journal entry, applied all or nothing (in key
+        // order, which the memtable inserts faster).
+        writes.sort_unstable_by(|a, b| a.target().cmp(&b.target()));
+        let mut batch = self
+            .db
+            .inner()
+            .batch()
+            .durability(durable.then_some(PersistMode::SyncAll));
         for write in writes {
             match write {
-                Write::Put(table, k, v) => tx.insert(self.keyspace(table), k, v),
-                Write::Delete(table, k) => tx.remove(self.keyspace(table), k),
+                Write::Put(table, k, v) => batch.insert(self.keyspace(table).inner(), k, v),
+                Write::Delete(table, k) => batch.remove(self.keyspace(table).inner(), k),
             }
         }
-        tx.commit().map_err(store_error)?;
+        batch.commit().map_err(store_error)?;
         if durable {
             self.db.persist(PersistMode::SyncAll).map_err(store_error)?;
+        }
+        Ok(())
+    }
+
+    fn load(&self, mut writes: Vec<Write>) -> Result<()> {
+        writes.sort_unstable_by(|a, b| a.target().cmp(&b.target()));
+        let mut writes = writes.into_iter().peekable();
+        while let Some(first) = writes.peek() {
+            let table = first.target().0;
+            let keyspace = self.keyspace(table).inner();
+            let mut ingestion = keyspace.start_ingestion().map_err(store_error)?;
+            while let Some(write) = writes.next_if(|w| w.target().0 == table) {
+                match write {
+                    Write::Put(_, key, value) => ingestion.write(key, value),
+                    Write::Delete(_, key) => ingestion.write_tombstone(key),
+                }
+                .map_err(store_error)?;
+            }
+            ingestion.finish().map_err(store_error)?;
+        }
+        Ok(())
+    }
+
+    fn clear(&self) -> Result<()> {
+        for table in Table::ALL {
+            let mut keys = Vec::new();
+            self.visit(table, b"", &mut |k, _| {
+                keys.push(Write::Delete(table, k.to_vec()));
+                true
+            })?;
+            self.commit(keys, true)?;
         }
         Ok(())
     }

@@ -42,6 +42,18 @@ impl Progress for Bar {
 
 pub fn run(image_dir: Option<&Path>, args: &BuildArgs) -> Status {
     let src = args.src.clone().unwrap_or_else(|| PathBuf::from("."));
+    // A mistyped tree must not become a new, empty one.
+    match std::fs::metadata(&src) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            eprintln!("error: {}: not a directory", src.display());
+            return Status::Trouble;
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", src.display());
+            return Status::Trouble;
+        }
+    }
     let dir = image_dir.map_or_else(|| src.join(IMAGE_DIR), Path::to_path_buf);
     let mut image = match Image::create(&dir, &src) {
         Ok(image) => image,

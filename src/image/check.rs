@@ -220,3 +220,125 @@ fn digest_field(digest: &mut blake3::Hasher, bytes: &[u8]) {
     digest.update(&(bytes.len() as u64).to_le_bytes());
     digest.update(bytes);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::{DB_DIR, IMAGE_DIR, compress};
+    use crate::store::{FjallStore, Store, Write};
+
+    const SHAPES: &str = "{\n  _meta = {name = 'Shapes}\n  square = func [:x x * x]\n  cube = func [:x x * x * x]\n}\n";
+    const OTHER: &str = "{\n  _meta = {name = 'Other}\n  answer = 42\n}\n";
+
+    /// An image holding Shapes and Other, and the hash of `Shapes::cube`'s text.
+    fn image_with_two_modules(dir: &std::path::Path) -> Hash {
+        std::fs::write(dir.join("shapes.spry"), SHAPES).unwrap();
+        std::fs::write(dir.join("other.spry"), OTHER).unwrap();
+        let mut image = Image::create(&dir.join(IMAGE_DIR), dir).unwrap();
+        let options = crate::build::BuildOptions::default();
+        let built = crate::build::build(&mut image, dir, &options, &crate::build::NoProgress);
+        assert!(built.unwrap().is_clean());
+        let report = image.check().unwrap();
+        assert!(report.is_ok(), "{:?}", report.problems);
+        assert_eq!((report.modules, report.definitions), (2, 5));
+        image.definition("Shapes", "cube").unwrap().unwrap().hash
+    }
+
+    /// Overwrites the stored text with hash `hash` by going around the image.
+    fn overwrite_blob(dir: &std::path::Path, hash: &Hash, stored: Vec<u8>) {
+        let store = FjallStore::open(&dir.join(IMAGE_DIR).join(DB_DIR)).unwrap();
+        assert!(store.get(Table::Blobs, &hash.0).unwrap().is_some());
+        store
+            .commit(
+                vec![Write::Put(Table::Blobs, hash.0.to_vec(), stored)],
+                true,
+            )
+            .unwrap();
+    }
+
+    fn assert_damage_found(dir: &std::path::Path, hash: &Hash, digest: &str) {
+        let image = Image::open(&dir.join(IMAGE_DIR)).unwrap();
+        let report = image.check().unwrap();
+        assert!(!report.is_ok());
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.contains("`Shapes::cube`") && p.contains(&hash.short(12))),
+            "{:?}",
+            report.problems
+        );
+        // Only the damaged text is reported: its definition and its history.
+        assert!(
+            report.problems.iter().all(|p| p.contains("Shapes::cube")),
+            "{:?}",
+            report.problems
+        );
+        assert_eq!(report.digest, digest);
+        assert!(matches!(
+            image.definition_text("Shapes", "cube"),
+            Err(crate::Error::Corrupt(_))
+        ));
+        assert!(image.module_text("Shapes").is_err());
+        // Everything else still loads.
+        assert_eq!(
+            image.definition_text("Shapes", "square").unwrap(),
+            b"square = func [:x x * x]"
+        );
+        assert_eq!(
+            image.definition_text("Other", "answer").unwrap(),
+            b"answer = 42"
+        );
+        assert_eq!(image.module_text("Other").unwrap(), OTHER.as_bytes());
+    }
+
+    fn clean_digest(dir: &std::path::Path) -> String {
+        let image = Image::open(&dir.join(IMAGE_DIR)).unwrap();
+        image.check().unwrap().digest
+    }
+
+    #[test]
+    fn check_names_the_definition_of_a_text_that_does_not_match_its_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let hash = image_with_two_modules(dir.path());
+        let digest = clean_digest(dir.path());
+        // Decompresses fine, but to another text.
+        overwrite_blob(dir.path(), &hash, compress(b"cube = func [:x x]"));
+        assert_damage_found(dir.path(), &hash, &digest);
+    }
+
+    #[test]
+    fn check_names_the_definition_of_a_text_that_does_not_decompress() {
+        let dir = tempfile::tempdir().unwrap();
+        let hash = image_with_two_modules(dir.path());
+        let digest = clean_digest(dir.path());
+        overwrite_blob(dir.path(), &hash, vec![0xff, 0xff, 0xff, 0x7f, 1, 2, 3]);
+        assert_damage_found(dir.path(), &hash, &digest);
+    }
+
+    #[test]
+    fn check_names_the_definition_of_a_missing_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let hash = image_with_two_modules(dir.path());
+        {
+            let store = FjallStore::open(&dir.path().join(IMAGE_DIR).join(DB_DIR)).unwrap();
+            store
+                .commit(vec![Write::Delete(Table::Blobs, hash.0.to_vec())], true)
+                .unwrap();
+        }
+        let image = Image::open(&dir.path().join(IMAGE_DIR)).unwrap();
+        let report = image.check().unwrap();
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.contains("`Shapes::cube`") && p.contains("missing")),
+            "{:?}",
+            report.problems
+        );
+        assert_eq!(
+            image.definition_text("Other", "answer").unwrap(),
+            b"answer = 42"
+        );
+    }
+}

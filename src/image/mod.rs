@@ -22,7 +22,7 @@ pub use record::{
     ModuleKind, ModuleLog, ModuleRecord, Origin, PathRecord, decode_layout, definition_key,
     encode_layout, history_key,
 };
-pub use transaction::{Conflict, Transaction};
+pub use transaction::{Conflict, Prepared, PreparedUnit, Transaction};
 
 use crate::error::{Error, IoContext, Result};
 use crate::store::{FjallStore, Store, Table};
@@ -47,7 +47,7 @@ const META_GENERATION: &[u8] = b"generation";
 /// tx.put_definition("Greeting", "hello", b"hello = func [\"hi\"]")?;
 /// tx.commit(true)?;
 /// assert_eq!(image.definition_text("Greeting", "hello")?, b"hello = func [\"hi\"]");
-/// # Ok::<(), spry_image::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Image {
     dir: PathBuf,
@@ -100,7 +100,10 @@ impl Image {
         let format = match std::fs::read_to_string(&format_path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::NoImage(format!("{} is not an image", dir.display())));
+                return Err(Error::NoImage(format!(
+                    "{} is not an image; make one with `spry-image build`",
+                    dir.display()
+                )));
             }
             Err(e) => return Err(Error::io(format_path, e)),
         };
@@ -136,6 +139,7 @@ impl Image {
                 supported: FORMAT_VERSION,
             });
         }
+        discard_interrupted_first_load(&store)?;
         Ok(Image {
             dir: dir.to_path_buf(),
             record,
@@ -358,13 +362,22 @@ impl Image {
     /// Storage failures, damaged records.
     pub fn paths(&self) -> Result<HashMap<String, PathRecord>> {
         let mut out = HashMap::new();
-        for (k, v) in self.store.scan(Table::Paths, b"")? {
-            let record: PathRecord = serde_json::from_slice(&v).map_err(|e| {
-                Error::Corrupt(format!("path record {}: {e}", String::from_utf8_lossy(&k)))
+        let mut failure = None;
+        self.store
+            .visit(Table::Paths, b"", &mut |k, v| match PathRecord::decode(v) {
+                Ok(record) => {
+                    out.insert(String::from_utf8_lossy(k).into_owned(), record);
+                    true
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    false
+                }
             })?;
-            out.insert(String::from_utf8_lossy(&k).into_owned(), record);
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(out),
         }
-        Ok(out)
     }
 
     /// The change log, oldest first.
@@ -383,11 +396,39 @@ impl Image {
     }
 
     /// The versions of one definition (or, with the empty name, of a module's own text),
-    /// oldest first, with their generations.
+    /// oldest first, with the generations that made them; the last is the current one (or its
+    /// removal).
     ///
     /// # Errors
     /// Storage failures, damaged records.
     pub fn history(&self, module: &str, name: &str) -> Result<Vec<(u64, HistoryRecord)>> {
+        let mut versions = self.superseded(module, name)?;
+        let current = if name.is_empty() {
+            self.module(module)?.map(|m| {
+                (
+                    m.layout_generation,
+                    HistoryRecord {
+                        origin: Origin::File,
+                        hash: m.layout_hash().ok(),
+                    },
+                )
+            })
+        } else {
+            self.definition(module, name)?.map(|d| {
+                (
+                    d.generation,
+                    HistoryRecord {
+                        origin: d.origin,
+                        hash: Some(d.hash),
+                    },
+                )
+            })
+        };
+        versions.extend(current);
+        Ok(versions)
+    }
+
+    fn superseded(&self, module: &str, name: &str) -> Result<Vec<(u64, HistoryRecord)>> {
         let mut prefix = definition_key(module, name);
         prefix.push(0);
         let mut out = Vec::new();
@@ -402,6 +443,22 @@ impl Image {
         Ok(out)
     }
 
+    /// Writes texts into the store ahead of the transaction that will refer to them, straight
+    /// into tables (bulk). Not atomic, and need not be: a text is named by its hash, and one
+    /// that nothing refers to harms nothing.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub fn store_texts(&self, mut texts: Vec<(Hash, Vec<u8>)>) -> Result<()> {
+        texts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        texts.dedup_by(|a, b| a.0 == b.0);
+        let writes = texts
+            .into_iter()
+            .map(|(hash, stored)| crate::store::Write::Put(Table::Blobs, hash.0.to_vec(), stored))
+            .collect();
+        self.store.load(writes)
+    }
+
     /// Starts a transaction: changes staged in it commit together or not at all.
     pub fn begin(&self, origin: Origin) -> Transaction<'_> {
         Transaction::new(self, origin)
@@ -414,6 +471,36 @@ impl Image {
     pub fn settle(&self) -> Result<()> {
         self.store.settle()
     }
+}
+
+/// A first build loads tables directly and commits its generation last: data at generation 0
+/// is such a load that never finished, which nothing can have seen. Start again from empty.
+fn discard_interrupted_first_load(store: &dyn Store) -> Result<()> {
+    if store.get(Table::Meta, META_GENERATION)?.is_some() {
+        return Ok(());
+    }
+    let mut holds_data = false;
+    for table in [Table::Modules, Table::Definitions, Table::Blobs] {
+        store.visit(table, b"", &mut |_, _| {
+            holds_data = true;
+            false
+        })?;
+    }
+    if holds_data {
+        let record = store.get(Table::Meta, META_IMAGE)?;
+        store.clear()?;
+        if let Some(record) = record {
+            store.commit(
+                vec![crate::store::Write::Put(
+                    Table::Meta,
+                    META_IMAGE.to_vec(),
+                    record,
+                )],
+                true,
+            )?;
+        }
+    }
+    Ok(())
 }
 
 fn write_format_file(path: &Path) -> Result<()> {

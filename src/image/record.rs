@@ -44,6 +44,9 @@ pub struct ModuleRecord {
     pub layout: String,
     /// The generation that last changed the module.
     pub generation: u64,
+    /// The generation that made its current layout.
+    #[serde(default)]
+    pub layout_generation: u64,
 }
 
 impl ModuleRecord {
@@ -67,14 +70,17 @@ pub struct DefinitionRecord {
     pub stored: u32,
     /// The generation that last changed it.
     pub generation: u64,
+    /// Where its current text came from.
+    pub origin: Origin,
 }
 
-const DEFINITION_RECORD_VERSION: u8 = 1;
+const DEFINITION_RECORD_VERSION: u8 = 2;
+const DEFINITION_RECORD_LEN: usize = 83;
 
 impl DefinitionRecord {
-    /// The binary form: version, hash, base flag and hash, sizes, generation.
+    /// The binary form: version, hash, base flag and hash, sizes, generation, origin.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(82);
+        let mut out = Vec::with_capacity(DEFINITION_RECORD_LEN);
         out.push(DEFINITION_RECORD_VERSION);
         out.extend_from_slice(&self.hash.0);
         match self.base {
@@ -90,6 +96,7 @@ impl DefinitionRecord {
         out.extend_from_slice(&self.size.to_le_bytes());
         out.extend_from_slice(&self.stored.to_le_bytes());
         out.extend_from_slice(&self.generation.to_le_bytes());
+        out.push(self.origin.code());
         out
     }
 
@@ -99,7 +106,7 @@ impl DefinitionRecord {
     /// [`Error::Corrupt`] on a record of another shape.
     pub fn decode(bytes: &[u8]) -> Result<DefinitionRecord> {
         let bad = || Error::Corrupt("a definition record is damaged".to_string());
-        if bytes.len() != 82 || bytes[0] != DEFINITION_RECORD_VERSION {
+        if bytes.len() != DEFINITION_RECORD_LEN || bytes[0] != DEFINITION_RECORD_VERSION {
             return Err(bad());
         }
         let hash = Hash::from_slice(&bytes[1..33]).ok_or_else(bad)?;
@@ -121,18 +128,20 @@ impl DefinitionRecord {
             .and_then(|b| <[u8; 8]>::try_from(b).ok())
             .map(u64::from_le_bytes)
             .ok_or_else(bad)?;
+        let origin = Origin::from_code(bytes[82]).ok_or_else(bad)?;
         Ok(DefinitionRecord {
             hash,
             base,
             size,
             stored,
             generation,
+            origin,
         })
     }
 }
 
 /// What was last read from a file of the tree (for incremental builds).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PathRecord {
     /// The unit the file holds.
     pub module: String,
@@ -140,11 +149,49 @@ pub struct PathRecord {
     pub size: u64,
     /// Modification time, nanoseconds since the epoch.
     pub mtime_ns: i128,
-    /// blake3 of the file's bytes, hex.
-    pub hash: String,
+    /// blake3 of the file's bytes.
+    pub hash: Hash,
     /// When the stamp was taken, nanoseconds since the epoch (a file modified within the
     /// file system's time granularity of this moment is hashed again next time).
     pub stamped_ns: i128,
+}
+
+const PATH_RECORD_VERSION: u8 = 1;
+
+impl PathRecord {
+    /// The binary form (read for every file on every build, so it is kept cheap): version,
+    /// size, mtime, stamp time, hash, then the module name.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1 + 8 + 16 + 16 + 32 + self.module.len());
+        out.push(PATH_RECORD_VERSION);
+        out.extend_from_slice(&self.size.to_le_bytes());
+        out.extend_from_slice(&self.mtime_ns.to_le_bytes());
+        out.extend_from_slice(&self.stamped_ns.to_le_bytes());
+        out.extend_from_slice(&self.hash.0);
+        out.extend_from_slice(self.module.as_bytes());
+        out
+    }
+
+    /// Reads the binary form.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] on a record of another shape.
+    pub fn decode(bytes: &[u8]) -> Result<PathRecord> {
+        let bad = || Error::Corrupt("a file stamp is damaged".to_string());
+        if bytes.len() < 73 || bytes[0] != PATH_RECORD_VERSION {
+            return Err(bad());
+        }
+        let u64_at = |at: usize| <[u8; 8]>::try_from(&bytes[at..at + 8]).map(u64::from_le_bytes);
+        let i128_at =
+            |at: usize| <[u8; 16]>::try_from(&bytes[at..at + 16]).map(i128::from_le_bytes);
+        Ok(PathRecord {
+            size: u64_at(1).map_err(|_| bad())?,
+            mtime_ns: i128_at(9).map_err(|_| bad())?,
+            stamped_ns: i128_at(25).map_err(|_| bad())?,
+            hash: Hash::from_slice(&bytes[41..73]).ok_or_else(bad)?,
+            module: String::from_utf8(bytes[73..].to_vec()).map_err(|_| bad())?,
+        })
+    }
 }
 
 /// Where a change came from.
@@ -246,7 +293,9 @@ pub struct LogEntry {
     pub modules: Vec<ModuleLog>,
 }
 
-/// One version of a definition (or of a module's own text, under the empty name) in history.
+/// One version of a definition (or of a module's own text, under the empty name) in history:
+/// the history table keeps the versions that were superseded, the current one is the
+/// definition's own record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HistoryRecord {
     /// Where it came from.
@@ -347,6 +396,7 @@ mod tests {
             size: 7,
             stored: 9,
             generation: 42,
+            origin: Origin::Live,
         };
         assert_eq!(
             DefinitionRecord::decode(&record.encode()).ok(),
@@ -358,6 +408,22 @@ mod tests {
         };
         assert_eq!(DefinitionRecord::decode(&fresh.encode()).ok(), Some(fresh));
         assert!(DefinitionRecord::decode(&record.encode()[1..]).is_err());
+    }
+
+    #[test]
+    fn path_records_round_trip() {
+        let record = PathRecord {
+            module: "Stack".to_string(),
+            size: 1234,
+            mtime_ns: -5,
+            hash: Hash::of(b"x"),
+            stamped_ns: 1_700_000_000_000_000_000,
+        };
+        assert_eq!(
+            PathRecord::decode(&record.encode()).ok(),
+            Some(record.clone())
+        );
+        assert!(PathRecord::decode(&record.encode()[..40]).is_err());
     }
 
     #[test]

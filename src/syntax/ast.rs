@@ -9,7 +9,7 @@ use std::ops::Range;
 use super::kind::SyntaxKind;
 use super::literal::{contains_module_separator, decode_string, parse_float, parse_integer};
 use super::parser::KeywordState;
-use super::tree::SyntaxTree;
+use super::tree::{SyntaxNode, SyntaxTree};
 
 /// The kind of a word, as the syntax page's table names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -30,7 +30,8 @@ pub enum WordKind {
     Literal,
     /// `@name`
     SelfWord,
-    /// `Mod::name`, or a keyword message whose first key is a module word.
+    /// `Mod::name`, or a keyword message with a module key (`Foo::at: 1 put: 2`, or a later
+    /// key such as `Other::at:`: the joined spelling reads back as a module word).
     Module,
 }
 
@@ -95,8 +96,13 @@ pub struct Word {
 impl Word {
     /// Makes a word, reading its kind from its spelling as the parser would.
     pub fn new(text: &str) -> Word {
-        let kind = WordKind::from_token(super::literal::classify_word(text.as_bytes()))
-            .unwrap_or(WordKind::Eval);
+        let kind = match super::literal::classify_word(text.as_bytes()) {
+            // A keyword-shaped word is what a keyword message joins into.
+            SyntaxKind::KeywordPart if contains_module_separator(text.as_bytes()) => {
+                WordKind::Module
+            }
+            other => WordKind::from_token(other).unwrap_or(WordKind::Eval),
+        };
         Word {
             kind,
             text: text.into(),
@@ -289,6 +295,37 @@ impl Ast {
     /// The semantic view of a lossless tree. Tokens that are errors (a malformed word) are left
     /// out; everything else is kept, so a tree with errors still has a view.
     pub fn from_tree(tree: &SyntaxTree) -> Ast {
+        Ast::lower(tree, 0..tree.token_count(), 0, usize::MAX)
+    }
+
+    /// The semantic view of the top level only: composites are nodes with their spans but no
+    /// children. Reading no deeper is what makes the module view cheap.
+    pub fn from_tree_shallow(tree: &SyntaxTree) -> Ast {
+        Ast::lower(tree, 0..tree.token_count(), 0, 1)
+    }
+
+    /// The semantic view of the inside of one composite node (its children become the top
+    /// level), `depth` levels deep.
+    pub fn from_node(tree: &SyntaxTree, node: &SyntaxNode<'_>, depth: usize) -> Ast {
+        let tokens = node.token_range();
+        let (first, composite) = match node.kind() {
+            SyntaxKind::Root => (tokens.start, 0),
+            _ => (tokens.start + 1, node.composite_index() + 1),
+        };
+        let end = if node.kind() != SyntaxKind::Root && node.is_closed() {
+            tokens.end - 1
+        } else {
+            tokens.end
+        };
+        Ast::lower(tree, first..end.max(first), composite, depth)
+    }
+
+    fn lower(
+        tree: &SyntaxTree,
+        tokens: Range<usize>,
+        first_composite: usize,
+        max_depth: usize,
+    ) -> Ast {
         let text = tree.text();
         let mut nodes: Vec<AstNode> = Vec::new();
         let mut spans: Vec<(u32, u32)> = Vec::new();
@@ -302,7 +339,7 @@ impl Ast {
         }];
         // End token index of each open composite, to close unclosed ones where the parser did.
         let mut ends: Vec<u32> = Vec::new();
-        let mut next_composite = 0usize;
+        let mut next_composite = first_composite;
 
         let close = |frames: &mut Vec<Frame>,
                      pending: &mut Vec<(AstNode, (u32, u32))>,
@@ -324,7 +361,9 @@ impl Ast {
             ));
         };
 
-        for token in tree.tokens() {
+        let mut cursor = tokens.start;
+        while let Some(token) = tree.token(cursor).filter(|_| cursor < tokens.end) {
+            cursor += 1;
             let index = token.index() as u32;
             while ends.last().is_some_and(|&end| end <= index) {
                 ends.pop();
@@ -346,6 +385,24 @@ impl Ast {
                 }
                 let data = tree.composites[next_composite];
                 next_composite += 1;
+                if frames.len() > max_depth {
+                    // Too deep to read: a node with its span and no children.
+                    next_composite += data.descendants as usize;
+                    cursor = data.end as usize;
+                    let end = tree.starts[data.end as usize];
+                    pending.push((
+                        AstNode::Composite(
+                            match kind {
+                                SyntaxKind::LBracket => CompositeKind::Block,
+                                SyntaxKind::LParen => CompositeKind::Paren,
+                                _ => CompositeKind::Curly,
+                            },
+                            ChildRange { start: 0, len: 0 },
+                        ),
+                        (span.0, end),
+                    ));
+                    continue;
+                }
                 ends.push(data.end);
                 frames.push(Frame {
                     kind: match kind {
@@ -378,6 +435,11 @@ impl Ast {
                             let mut joined = String::from(std::mem::take(&mut word.text));
                             joined.push_str(&key);
                             word.text = joined.into();
+                            // The joined spelling holds `::`, so it reads back as a module
+                            // word: so must it be here, or the canonical form would not.
+                            if contains_module_separator(token_text) {
+                                word.kind = WordKind::Module;
+                            }
                             word_span.1 = span.1;
                         }
                     }

@@ -63,15 +63,21 @@ pub(crate) fn write_leaf(node: &AstNode, out: &mut String) {
         AstNode::Integer(v) => {
             let _ = write!(out, "{v}");
         }
-        AstNode::Float(v) => format_float(*v, out),
+        AstNode::Float(v) => {
+            // `inf` and `nan` alone read back as words: only a sign makes them floats.
+            if v.is_nan() || *v == f64::INFINITY {
+                out.push('+');
+            }
+            format_float(*v, out);
+        }
         AstNode::String(bytes) => write_string(bytes, out),
         AstNode::Word(w) => out.push_str(&w.text),
         AstNode::Composite(..) => {}
     }
 }
 
-/// A string literal: `\` and `"` escaped; bytes that are not UTF-8 as `\xHH` so that the text
-/// stays UTF-8 and reads back to the same bytes.
+/// A string literal: `\` and `"` escaped; bytes that are not UTF-8, and NUL (an error in
+/// source), as `\xHH` so that the text stays valid UTF-8 and reads back to the same bytes.
 pub(crate) fn write_string(bytes: &[u8], out: &mut String) {
     out.push('"');
     for chunk in bytes.utf8_chunks() {
@@ -79,6 +85,7 @@ pub(crate) fn write_string(bytes: &[u8], out: &mut String) {
             match c {
                 '\\' => out.push_str("\\\\"),
                 '"' => out.push_str("\\\""),
+                '\0' => out.push_str("\\x00"),
                 c => out.push(c),
             }
         }

@@ -104,7 +104,7 @@ pub fn parse_float(text: &[u8]) -> Option<f64> {
 }
 
 /// The kind of a plain token (one that is not trivia, a bracket, a string or a special run).
-#[inline]
+#[inline(always)]
 pub fn classify_plain(text: &[u8]) -> SyntaxKind {
     match text.first() {
         Some(b'0'..=b'9' | b'+' | b'-') => {
@@ -121,8 +121,16 @@ pub fn classify_plain(text: &[u8]) -> SyntaxKind {
 }
 
 /// The kind of a word, from its first characters, in the order of the syntax page.
+#[inline(always)]
 pub fn classify_word(text: &[u8]) -> SyntaxKind {
     let len = text.len();
+    // Most words start with a letter and hold no colon: an eval word.
+    if let Some(&first) = text.first()
+        && first.is_ascii_alphabetic()
+        && !text.contains(&b':')
+    {
+        return SyntaxKind::EvalWord;
+    }
     match text {
         [b':', b'$'] => SyntaxKind::Malformed,
         [b':', b'$', ..] => SyntaxKind::GetArgWord,

@@ -11,6 +11,7 @@ mod ast;
 mod canonical;
 mod error;
 mod kind;
+mod lexer;
 mod literal;
 mod module;
 mod parser;

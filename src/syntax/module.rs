@@ -88,7 +88,8 @@ impl SourceUnit {
                 text: parsed.tree.into_text(),
             });
         }
-        let ast = Ast::from_tree(&parsed.tree);
+        // The module view reads the top of the file and the module's curly; `_meta` on demand.
+        let ast = Ast::from_tree_shallow(&parsed.tree);
         match read_unit(&parsed.tree, &ast, script_name) {
             Ok((kind, name, definitions)) => Ok(SourceUnit {
                 text: parsed.tree.into_text(),
@@ -228,7 +229,7 @@ fn read_unit(
         .with_related(curly.span().start..curly.span().start + 1, "the module starts here")]);
     }
     let children = curly.children();
-    let name = module_name(&children)?;
+    let name = module_name(tree, &children)?;
     let bindings: Vec<usize> = (0..children.len())
         .filter(|&i| is_definition_at(&children, i))
         .collect();
@@ -306,7 +307,7 @@ fn find_binding(list: AstList<'_>, name: &str) -> Option<usize> {
     })
 }
 
-fn module_name(children: &AstList<'_>) -> Result<String, Vec<SyntaxError>> {
+fn module_name(tree: &SyntaxTree, children: &AstList<'_>) -> Result<String, Vec<SyntaxError>> {
     let at = find_binding(*children, "_meta").unwrap_or(0);
     let meta_span = children.get(at).map_or(0..0, |n| n.span());
     let invalid = |message: &str| {
@@ -322,7 +323,15 @@ fn module_name(children: &AstList<'_>) -> Result<String, Vec<SyntaxError>> {
     else {
         return Err(invalid("`_meta` must be a curly such as `{name = 'Name}`"));
     };
-    let fields = meta.children();
+    // The shallow view stops at the module's curly: read `_meta`'s own curly now.
+    let Some(node) = tree
+        .token_at_offset(meta.span().start)
+        .and_then(|t| super::tree::SyntaxNode::at_token(tree, t))
+    else {
+        return Err(invalid("`_meta` must be a curly such as `{name = 'Name}`"));
+    };
+    let meta_ast = Ast::from_node(tree, &node, 1);
+    let fields = meta_ast.root();
     let Some(name_at) = find_binding(fields, "name") else {
         return Err(invalid(
             "`_meta` must hold `name = 'Name` (the module's name as a literal word)",

@@ -4,7 +4,8 @@ use std::ops::Range;
 
 use super::error::{LineIndex, SyntaxError, SyntaxErrorKind};
 use super::kind::SyntaxKind;
-use super::literal::classify_plain;
+use super::lexer::Lexer;
+use super::literal::{classify_plain, parse_integer};
 use super::tree::{CompositeData, SyntaxTree};
 
 /// The result of parsing: a tree that holds every byte, and what is wrong with the text.
@@ -43,42 +44,344 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// Largest text the tree addresses (offsets are 32-bit).
 pub const MAX_SOURCE_LEN: usize = u32::MAX as usize - 1;
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-enum Class {
-    Plain,
-    Space,
-    Hash,
-    Open,
-    Close,
-    Quote,
-    Special,
-}
+/// At most this many unclosed brackets are reported (the outermost ones).
+const MAX_UNCLOSED_REPORTED: usize = 20;
 
-static CLASSES: [Class; 256] = {
-    let mut table = [Class::Plain; 256];
-    table[b' ' as usize] = Class::Space;
-    table[b'\t' as usize] = Class::Space;
-    table[b'\r' as usize] = Class::Space;
-    table[b'\n' as usize] = Class::Space;
-    table[0x0B] = Class::Space;
-    table[0x0C] = Class::Space;
-    table[b'#' as usize] = Class::Hash;
-    table[b'(' as usize] = Class::Open;
-    table[b'[' as usize] = Class::Open;
-    table[b'{' as usize] = Class::Open;
-    table[b')' as usize] = Class::Close;
-    table[b']' as usize] = Class::Close;
-    table[b'}' as usize] = Class::Close;
-    table[b'"' as usize] = Class::Quote;
-    let specials = b";\\^&%|,~";
-    let mut i = 0;
-    while i < specials.len() {
-        table[specials[i] as usize] = Class::Special;
-        i += 1;
+/// How the first byte of a plain token starts its reading (see [`classify_token`]).
+const GENERIC: u8 = 0;
+const COLON: u8 = 1;
+const DOLLAR: u8 = 2;
+const QUOTE: u8 = 3;
+const AT: u8 = 4;
+const NUMBER: u8 = 5;
+
+static FIRST_BYTES: [u8; 256] = {
+    let mut table = [GENERIC; 256];
+    table[b':' as usize] = COLON;
+    table[b'$' as usize] = DOLLAR;
+    table[b'\'' as usize] = QUOTE;
+    table[b'@' as usize] = AT;
+    table[b'+' as usize] = NUMBER;
+    table[b'-' as usize] = NUMBER;
+    let mut digit = b'0';
+    while digit <= b'9' {
+        table[digit as usize] = NUMBER;
+        digit += 1;
     }
     table
 };
+
+/// The second bytes that matter to a word's kind: `$` (1), `=` (2), `@` (3); others are 0.
+static SECOND_BYTES: [u8; 256] = {
+    let mut table = [0; 256];
+    table[b'$' as usize] = 1;
+    table[b'=' as usize] = 2;
+    table[b'@' as usize] = 3;
+    table
+};
+
+/// The kind of a word (not a number) from what `classify_word` looks at, packed in an index:
+/// bits 0–2 the first byte's reading, bit 3 whether it is longer than one byte and ends in `:`,
+/// bit 4 whether it holds `::`, bit 5 whether it is one byte long, bit 6 two bytes long, bits
+/// 7–8 the second byte (see [`SECOND_BYTES`]).
+static WORD_KINDS: [SyntaxKind; 512] = {
+    let mut table = [SyntaxKind::EvalWord; 512];
+    let mut index = 0;
+    while index < 512 {
+        let keyword = index & 8 != 0;
+        let separator = index & 16 != 0;
+        let one = index & 32 != 0;
+        let two = index & 64 != 0;
+        let second = index >> 7;
+        table[index] = match (index & 7) as u8 {
+            COLON => {
+                if one {
+                    SyntaxKind::EvalWord
+                } else if second == 1 {
+                    if two {
+                        SyntaxKind::Malformed
+                    } else {
+                        SyntaxKind::GetArgWord
+                    }
+                } else if second == 2 && two {
+                    SyntaxKind::EvalWord
+                } else {
+                    SyntaxKind::ArgWord
+                }
+            }
+            DOLLAR => {
+                if one {
+                    SyntaxKind::EvalWord
+                } else if second == 3 {
+                    if two {
+                        SyntaxKind::Malformed
+                    } else {
+                        SyntaxKind::GetSelfWord
+                    }
+                } else if separator {
+                    SyntaxKind::GetModuleWord
+                } else {
+                    SyntaxKind::GetWord
+                }
+            }
+            QUOTE => {
+                if one {
+                    SyntaxKind::Malformed
+                } else {
+                    SyntaxKind::LitWord
+                }
+            }
+            AT => {
+                if keyword {
+                    SyntaxKind::KeywordPart
+                } else if one {
+                    SyntaxKind::Malformed
+                } else {
+                    SyntaxKind::SelfWord
+                }
+            }
+            _ => {
+                if keyword {
+                    SyntaxKind::KeywordPart
+                } else if separator {
+                    SyntaxKind::ModuleWord
+                } else {
+                    SyntaxKind::EvalWord
+                }
+            }
+        };
+        index += 1;
+    }
+    table
+};
+
+/// The kind of the plain token `text[start..end]`: the same as [`classify_plain`], read mostly
+/// without branches from its first eight bytes, its last byte and its length.
+#[inline(always)]
+fn classify_token(text: &[u8], start: usize, end: usize) -> SyntaxKind {
+    let len = end - start;
+    let word = load_word(text, start);
+    let reading = FIRST_BYTES[word as u8 as usize];
+    if reading == NUMBER {
+        return classify_number(text, start, end, word);
+    }
+    let keyword = (len > 1) & (text[end - 1] == b':');
+    let separator = if len <= 8 {
+        let colons = colon_bits(word & low_bytes(len));
+        colons & (colons >> 8) != 0
+    } else {
+        has_module_separator(text, start, end)
+    };
+    let index = reading as usize
+        | (keyword as usize) << 3
+        | (separator as usize) << 4
+        | ((len == 1) as usize) << 5
+        | ((len == 2) as usize) << 6
+        | (SECOND_BYTES[(word >> 8) as u8 as usize] as usize) << 7;
+    WORD_KINDS[index]
+}
+
+/// The kind of a plain token that starts with a digit or a sign (`word` is its first eight
+/// bytes): an integer of up to eight bytes without `_` is read at once, the rest as
+/// [`classify_plain`] reads them.
+#[inline(always)]
+fn classify_number(text: &[u8], start: usize, end: usize, word: u64) -> SyntaxKind {
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    let len = end - start;
+    if len <= 8 {
+        let mask = low_bytes(len);
+        let first = word as u8;
+        let signed = first == b'+' || first == b'-';
+        if signed && len == 1 {
+            return SyntaxKind::EvalWord;
+        }
+        // The sign and the bytes past the token read as `0` digits.
+        let digits = if signed { (word & !0xFF) | 0x30 } else { word };
+        let digits = (digits & mask) | (ZEROS & !mask);
+        let x = digits ^ ZEROS;
+        if (x | x.wrapping_add(0x0606_0606_0606_0606)) & 0xF0F0_F0F0_F0F0_F0F0 == 0 {
+            return SyntaxKind::Integer;
+        }
+    }
+    classify_number_slow(&text[start..end])
+}
+
+/// The kinds of short plain tokens already read, by their text: source code says the same words
+/// again and again, and finding one here costs less than reading it. A direct-mapped table whose
+/// size grows with the text (up to `MEMO_MAX_BITS`).
+struct Memo {
+    entries: Vec<MemoEntry>,
+    /// `64 - log2(entries.len())`: the shift that takes a hash to an index.
+    shift: u32,
+}
+
+const MEMO_MAX_BITS: u32 = 13;
+
+/// A token of up to eight bytes (its bytes, little-endian) and its kind.
+#[derive(Clone, Copy)]
+struct MemoEntry {
+    word: u64,
+    /// The token's length, or 0 for an empty entry.
+    len: u8,
+    kind: SyntaxKind,
+}
+
+impl Memo {
+    /// A table for a text of `len` bytes: about one entry per 16 bytes.
+    fn new(len: usize) -> Self {
+        let bits = (len / 16).max(16).ilog2().min(MEMO_MAX_BITS);
+        Memo {
+            entries: vec![
+                MemoEntry {
+                    word: 0,
+                    len: 0,
+                    kind: SyntaxKind::Root,
+                };
+                1 << bits
+            ],
+            shift: 64 - bits,
+        }
+    }
+
+    /// The kind of the plain token `text[start..end]`, as [`classify_token`] reads it.
+    #[inline(always)]
+    fn classify(&mut self, text: &[u8], start: usize, end: usize) -> SyntaxKind {
+        let len = end - start;
+        if len > 8 {
+            return classify_token(text, start, end);
+        }
+        let word = load_word(text, start) & low_bytes(len);
+        let hash = (word ^ len as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift;
+        let Some(entry) = self.entries.get_mut(hash as usize) else {
+            return classify_token(text, start, end);
+        };
+        if entry.word == word && entry.len as usize == len {
+            return entry.kind;
+        }
+        let kind = classify_token(text, start, end);
+        *entry = MemoEntry {
+            word,
+            len: len as u8,
+            kind,
+        };
+        kind
+    }
+}
+
+/// [`classify_plain`] for a token that starts with a digit or a sign, without building a
+/// float's value.
+#[cold]
+fn classify_number_slow(token: &[u8]) -> SyntaxKind {
+    if parse_integer(token).is_none() && is_float_syntax(token) {
+        SyntaxKind::Float
+    } else {
+        classify_plain(token)
+    }
+}
+
+/// Whether [`super::literal::parse_float`] reads `text` as a float: the same checks, without
+/// the value (once they pass, Rust's float parser accepts the text without its `_`).
+fn is_float_syntax(text: &[u8]) -> bool {
+    let Some(&first) = text.first() else {
+        return false;
+    };
+    let rest = match first {
+        b'+' | b'-' => &text[1..],
+        b'0'..=b'9' => text,
+        _ => return false,
+    };
+    if (first == b'+' || first == b'-')
+        && (rest.eq_ignore_ascii_case(b"inf") || rest.eq_ignore_ascii_case(b"nan"))
+    {
+        return true;
+    }
+    let scan_digits = |i: &mut usize, digits: &mut usize| {
+        while *i < rest.len() && rest[*i].is_ascii_digit() {
+            *digits += 1;
+            *i += 1;
+            while *i < rest.len() && rest[*i] == b'_' {
+                *i += 1;
+            }
+        }
+    };
+    let mut i = 0;
+    let mut digits = 0;
+    scan_digits(&mut i, &mut digits);
+    if i < rest.len() && rest[i] == b'.' {
+        i += 1;
+        scan_digits(&mut i, &mut digits);
+    }
+    if digits == 0 {
+        return false;
+    }
+    if i + 1 < rest.len() && (rest[i] == b'e' || rest[i] == b'E') {
+        i += 1;
+        if rest[i] == b'+' || rest[i] == b'-' {
+            i += 1;
+        }
+        if i >= rest.len() || !rest[i].is_ascii_digit() {
+            return false;
+        }
+        let mut exponent_digits = 0;
+        scan_digits(&mut i, &mut exponent_digits);
+    }
+    i == rest.len()
+}
+
+/// A mask of the low `len` bytes of a word (all of them from eight on); `len` is at least 1.
+#[inline(always)]
+fn low_bytes(len: usize) -> u64 {
+    u64::MAX >> (64 - 8 * len.min(8))
+}
+
+/// The eight bytes of `text` from `at` (zeros past its end), little-endian.
+#[inline(always)]
+fn load_word(text: &[u8], at: usize) -> u64 {
+    match text.get(at..at + 8) {
+        Some(bytes) => {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(bytes);
+            u64::from_le_bytes(word)
+        }
+        None => load_word_at_end(text, at),
+    }
+}
+
+#[cold]
+fn load_word_at_end(text: &[u8], at: usize) -> u64 {
+    let mut word = 0u64;
+    for (i, &b) in text[at.min(text.len())..].iter().enumerate().take(8) {
+        word |= u64::from(b) << (8 * i);
+    }
+    word
+}
+
+/// Bit 7 of each byte of `word` that is a `:`.
+#[inline(always)]
+fn colon_bits(word: u64) -> u64 {
+    const LOW: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+    let x = word ^ 0x3A3A_3A3A_3A3A_3A3A;
+    !(((x & LOW) + LOW) | x) & !LOW
+}
+
+/// Whether `text[start..end]` holds `::` (as [`super::literal::contains_module_separator`]),
+/// eight bytes at a time.
+fn has_module_separator(text: &[u8], start: usize, end: usize) -> bool {
+    let mut carry = 0u64;
+    let mut at = start;
+    loop {
+        let left = end - at;
+        let colons = colon_bits(load_word(text, at) & low_bytes(left));
+        if colons & ((colons >> 8) | carry) != 0 {
+            return true;
+        }
+        if left <= 8 {
+            return false;
+        }
+        carry = colons >> 56;
+        at += 8;
+    }
+}
 
 /// Where a keyword message stands inside one composite. Shared by the parser (to report a key
 /// where an argument belongs) and the semantic view (to join the keys).
@@ -124,19 +427,343 @@ impl KeywordState {
     }
 }
 
+/// Where a keyword message stands in one composite, as the parser tracks it: a
+/// [`KeywordState`] as a number, and the span of the last key.
+#[derive(Clone, Copy)]
+struct Keyword {
+    /// [`IDLE`], [`EXPECTING`] (the key at `start..end` waits for its argument) or [`BALANCED`].
+    state: u8,
+    start: u32,
+    end: u32,
+}
+
+const IDLE: u8 = 0;
+const EXPECTING: u8 = 1;
+const BALANCED: u8 = 2;
+
+impl Keyword {
+    const IDLE: Keyword = Keyword {
+        state: IDLE,
+        start: 0,
+        end: 0,
+    };
+
+    /// [`KeywordState::node`], without a branch.
+    #[inline(always)]
+    fn node(&mut self) {
+        self.state = (self.state == EXPECTING) as u8 * BALANCED;
+    }
+}
+
 struct Frame {
     composite: u32,
     close: u8,
     open_at: u32,
-    keyword: KeywordState,
+    /// The enclosing composite's keyword state, restored when this one closes.
+    keyword: Keyword,
 }
 
-fn closer_for(open: u8) -> u8 {
+/// The closing bracket for an opening bracket's kind.
+fn closer_for(open: SyntaxKind) -> u8 {
     match open {
-        b'[' => b']',
-        b'(' => b')',
+        SyntaxKind::LBracket => b']',
+        SyntaxKind::LParen => b')',
         _ => b'}',
     }
+}
+
+/// The second pass: kinds, composites and errors for the tokens the lexer has found.
+///
+/// While the brackets match, keyword messages need no state per composite: a keyword part is
+/// an error exactly when the node before it in its composite is a keyword part too, and that
+/// node is the token before it that the language sees (trivia and malformed words aside; a
+/// composite shows as its bracket). So words and brackets are read in two simple loops. At
+/// the first closing bracket that does not match, the tokens are read again from the start
+/// with [`KeywordState`]'s rules and a keyword state per composite, as the language defines
+/// them, and so on to the end.
+struct Builder {
+    kinds: Vec<SyntaxKind>,
+    composites: Vec<CompositeData>,
+    stack: Vec<Frame>,
+    errors: Vec<SyntaxError>,
+    /// How many of `errors` are about the encoding (found before the tokens).
+    encoding_errors: usize,
+    /// Whether a closing bracket did not match (the tokens are then read one by one).
+    exact: bool,
+    /// The keyword state of the innermost open composite, in exact mode; each frame saves its
+    /// parent's.
+    keyword: Keyword,
+    /// How many tokens have their final kinds.
+    done: usize,
+    /// While the brackets match: the open composites (see [`Builder::tokens`]), how many
+    /// there are, and how many composites have been opened.
+    open_stack: Vec<u64>,
+    depth: usize,
+    opened: usize,
+    /// The kinds of short plain tokens read so far.
+    memo: Memo,
+    /// Scratch: the plain tokens of a batch, its brackets, and of these the opening ones and
+    /// the closings.
+    plain: Vec<u32>,
+    brackets: Vec<u32>,
+    opens: Vec<u32>,
+    closes: Vec<Closing>,
+}
+
+/// A closing bracket that matches: the composite it closes, the token after it, and how many
+/// composites were opened before it.
+#[derive(Clone, Copy, Default)]
+struct Closing {
+    composite: u32,
+    end: u32,
+    opened: u32,
+}
+
+// Matching relies on the numbering of the bracket kinds: an opening one is odd, and the
+// closing one that matches it is the next.
+const _: () = {
+    assert!(SyntaxKind::LBracket as u8 % 2 == 1 && SyntaxKind::RBracket as u8 == SyntaxKind::LBracket as u8 + 1);
+    assert!(SyntaxKind::LParen as u8 % 2 == 1 && SyntaxKind::RParen as u8 == SyntaxKind::LParen as u8 + 1);
+    assert!(SyntaxKind::LCurly as u8 % 2 == 1 && SyntaxKind::RCurly as u8 == SyntaxKind::LCurly as u8 + 1);
+    assert!(SyntaxKind::LBracket as u8 + 6 == SyntaxKind::RCurly as u8 + 1);
+};
+
+impl Builder {
+    /// Reads the tokens from the first one without a kind up to `known` (exclusive), whose ends
+    /// `starts` holds. `unterminated` is the opening quote of an unterminated string, if any.
+    fn tokens(&mut self, text: &[u8], starts: &[u32], known: usize, unterminated: Option<usize>) {
+        // The plain tokens and the brackets (the lexer has given the other tokens their kinds).
+        let first = self.done;
+        self.done = known;
+        let batch = known - first;
+        if self.plain.len() < batch {
+            // Once: a batch holds at most about `lexer::CHUNK` tokens.
+            self.plain.resize(batch, 0);
+            self.brackets.resize(batch, 0);
+        }
+        let (mut plain, mut brackets) = (0, 0);
+        for (token, &kind) in (first as u32..).zip(&self.kinds[first..known]) {
+            self.plain[plain] = token;
+            plain += (kind == SyntaxKind::Root) as usize;
+            self.brackets[brackets] = token;
+            brackets += is_bracket(kind) as usize;
+        }
+
+        // The kinds of plain tokens, and (while the brackets match) keyword and word errors.
+        let exact = self.exact;
+        for &token in &self.plain[..plain] {
+            let token = token as usize;
+            let start = starts[token] as usize;
+            let end = starts[token + 1] as usize;
+            let kind = self.memo.classify(text, start, end);
+            self.kinds[token] = kind;
+            if exact {
+                continue;
+            }
+            if kind == SyntaxKind::KeywordPart
+                && let Some(waiting) = self.key_before(starts, token)
+            {
+                self.errors.push(keyword_error(text, waiting, start..end));
+            }
+            if kind == SyntaxKind::Malformed {
+                self.errors
+                    .push(malformed_word(&text[start..end], start..end));
+            }
+        }
+        if !exact && let Some(at) = unterminated {
+            // The string runs to the end: it is the last token.
+            self.errors.push(unterminated_string(at));
+        }
+
+        if self.exact {
+            self.read_exactly(text, starts, first, known, unterminated);
+            return;
+        }
+        // Match the brackets without a branch on which kind each is: the innermost open
+        // composites are on `open_stack` (above a sentinel that matches no closer), each as
+        // its index and the kind of its closing bracket; the new composites and the closings
+        // are listed, then written.
+        if self.opens.len() < brackets {
+            self.opens.resize(brackets, 0);
+            self.closes.resize(brackets, Closing::default());
+        }
+        let (mut opens, mut closes) = (0, 0);
+        let mut depth = self.depth;
+        let mut opened = self.opened;
+        for &token in &self.brackets[..brackets] {
+            let kind = self.kinds[token as usize] as u8;
+            let open = usize::from(kind & 1);
+            if depth + 1 >= self.open_stack.len() {
+                self.open_stack.resize(2 * self.open_stack.len() + 2, 0);
+            }
+            let top = self.open_stack[depth];
+            self.open_stack[depth + 1] = (opened as u64) << 8 | u64::from(kind + 1);
+            if open == 0 && top as u8 != kind {
+                // A closing bracket that does not match: read everything again, one token at
+                // a time.
+                self.exact = true;
+                self.errors.truncate(self.encoding_errors);
+                self.composites.clear();
+                self.stack.clear();
+                self.keyword = Keyword::IDLE;
+                self.read_exactly(text, starts, 0, known, unterminated);
+                return;
+            }
+            self.opens[opens] = token;
+            opens += open;
+            self.closes[closes] = Closing {
+                composite: (top >> 8) as u32,
+                end: token + 1,
+                opened: opened as u32,
+            };
+            closes += 1 - open;
+            opened += open;
+            depth = depth + 2 * open - 1;
+        }
+        self.depth = depth;
+        self.opened = opened;
+        self.composites
+            .extend(self.opens[..opens].iter().map(|&open| CompositeData {
+                open,
+                end: 0,
+                descendants: 0,
+                closed: false,
+            }));
+        for closing in &self.closes[..closes] {
+            let data = &mut self.composites[closing.composite as usize];
+            data.end = closing.end;
+            data.closed = true;
+            data.descendants = closing.opened - closing.composite - 1;
+        }
+    }
+
+    /// After the last token: the composites still open, as frames (outermost first).
+    fn finish_matching(&mut self, starts: &[u32]) {
+        if self.exact {
+            return;
+        }
+        for &entry in &self.open_stack[1..=self.depth] {
+            let composite = (entry >> 8) as u32;
+            let open = self.composites[composite as usize].open as usize;
+            self.stack.push(Frame {
+                composite,
+                close: closer_for(self.kinds[open]),
+                open_at: starts[open],
+                keyword: Keyword::IDLE,
+            });
+        }
+    }
+
+    /// The keyword part that waits for its argument when the keyword part `token` comes, if
+    /// any: the token before it that the language sees, trivia and malformed words aside, when
+    /// that is a keyword part. (The kinds up to `token` are known.)
+    #[inline]
+    fn key_before(&self, starts: &[u32], token: usize) -> Option<Range<usize>> {
+        let mut i = token;
+        while i > 0 {
+            i -= 1;
+            match self.kinds[i] {
+                SyntaxKind::Whitespace | SyntaxKind::Comment | SyntaxKind::Malformed => {}
+                SyntaxKind::KeywordPart => {
+                    return Some(starts[i] as usize..starts[i + 1] as usize);
+                }
+                _ => return None,
+            }
+        }
+        None
+    }
+
+    /// Follows brackets and keyword messages through the tokens `from..to` one at a time, by
+    /// the rules of [`KeywordState`]; their kinds are known.
+    #[cold]
+    fn read_exactly(
+        &mut self,
+        text: &[u8],
+        starts: &[u32],
+        from: usize,
+        to: usize,
+        unterminated: Option<usize>,
+    ) {
+        let mut keyword = self.keyword;
+        for token in from..to {
+            let kind = self.kinds[token];
+            if kind.is_trivia() {
+                continue;
+            }
+            let start = starts[token] as usize;
+            let end = starts[token + 1] as usize;
+            if kind.is_open() {
+                keyword.node();
+                self.stack.push(Frame {
+                    composite: self.composites.len() as u32,
+                    close: closer_for(kind),
+                    open_at: start as u32,
+                    keyword,
+                });
+                keyword = Keyword::IDLE;
+                self.composites.push(CompositeData {
+                    open: token as u32,
+                    end: 0,
+                    descendants: 0,
+                    closed: false,
+                });
+                continue;
+            }
+            if kind.is_close() {
+                if let Some(saved) = close_bracket(
+                    text,
+                    text[start],
+                    start,
+                    token as u32,
+                    &mut self.stack,
+                    &mut self.composites,
+                    &mut self.errors,
+                ) {
+                    keyword = saved;
+                }
+                continue;
+            }
+            match kind {
+                SyntaxKind::KeywordPart => {
+                    if keyword.state == EXPECTING {
+                        let waiting = keyword.start as usize..keyword.end as usize;
+                        self.errors.push(keyword_error(text, waiting, start..end));
+                    }
+                    keyword = Keyword {
+                        state: EXPECTING,
+                        start: start as u32,
+                        end: end as u32,
+                    };
+                }
+                SyntaxKind::Malformed => {
+                    self.errors
+                        .push(malformed_word(&text[start..end], start..end));
+                }
+                _ => {
+                    if unterminated == Some(start) {
+                        self.errors.push(unterminated_string(start));
+                    }
+                    keyword.node();
+                }
+            }
+        }
+        self.keyword = keyword;
+    }
+}
+
+fn unterminated_string(start: usize) -> SyntaxError {
+    SyntaxError::new(
+        SyntaxErrorKind::UnterminatedString,
+        start..start + 1,
+        "unterminated string: expected a closing `\"` for the string that starts here",
+    )
+}
+
+/// Whether a kind is an opening or a closing bracket.
+#[inline(always)]
+fn is_bracket(kind: SyntaxKind) -> bool {
+    (kind as u8).wrapping_sub(SyntaxKind::LBracket as u8)
+        <= SyntaxKind::RCurly as u8 - SyntaxKind::LBracket as u8
 }
 
 fn parse_bytes(text: Vec<u8>) -> Parse {
@@ -166,150 +793,81 @@ fn parse_bytes(text: Vec<u8>) -> Parse {
 
     let len = text.len();
     let estimate = len / 3 + 16;
-    let mut kinds: Vec<SyntaxKind> = Vec::with_capacity(estimate);
     let mut starts: Vec<u32> = Vec::with_capacity(estimate + 1);
-    let mut composites: Vec<CompositeData> = Vec::new();
-    let mut stack: Vec<Frame> = Vec::new();
-    let mut root_keyword = KeywordState::Idle;
+    let mut builder = Builder {
+        kinds: Vec::with_capacity(estimate),
+        composites: Vec::new(),
+        stack: Vec::new(),
+        encoding_errors: errors.len(),
+        errors,
+        exact: false,
+        keyword: Keyword::IDLE,
+        done: 0,
+        memo: Memo::new(len),
+        open_stack: vec![0],
+        depth: 0,
+        opened: 0,
+        plain: Vec::new(),
+        brackets: Vec::new(),
+        opens: Vec::new(),
+        closes: Vec::new(),
+    };
 
     let mut pos = 0usize;
     if text.starts_with(BOM) {
-        kinds.push(SyntaxKind::ByteOrderMark);
+        builder.kinds.push(SyntaxKind::ByteOrderMark);
+        builder.done = 1;
         starts.push(0);
         pos = BOM.len();
     }
 
-    macro_rules! keyword {
-        () => {
-            match stack.last_mut() {
-                Some(frame) => &mut frame.keyword,
-                None => &mut root_keyword,
-            }
-        };
+    // Tokens are found a chunk at a time (the first pass, in `lexer`); then the tokens whose
+    // ends are known (all but the last) are read (the second pass).
+    let mut lexer = Lexer::new(&text, pos);
+    loop {
+        let more = lexer.fill(&mut starts, &mut builder.kinds);
+        if !more {
+            starts.push(len as u32);
+        }
+        builder.tokens(&text, &starts, starts.len() - 1, lexer.unterminated());
+        if !more {
+            break;
+        }
     }
+    builder.finish_matching(&starts);
 
-    while pos < len {
-        let start = pos;
-        let byte = text[pos];
-        let kind = match CLASSES[byte as usize] {
-            Class::Space => {
-                pos += 1;
-                while pos < len && CLASSES[text[pos] as usize] == Class::Space {
-                    pos += 1;
-                }
-                SyntaxKind::Whitespace
-            }
-            Class::Hash => {
-                pos = match memchr::memchr(b'\n', &text[pos..]) {
-                    Some(i) if i > 1 && text[pos + i - 1] == b'\r' => pos + i - 1,
-                    Some(i) => pos + i,
-                    None => len,
-                };
-                SyntaxKind::Comment
-            }
-            Class::Plain => {
-                pos += 1;
-                while pos < len
-                    && matches!(CLASSES[text[pos] as usize], Class::Plain | Class::Quote)
-                {
-                    pos += 1;
-                }
-                let kind = classify_plain(&text[start..pos]);
-                match kind {
-                    SyntaxKind::KeywordPart => {
-                        if let (Some(waiting), _) = keyword!().key(start..pos) {
-                            errors.push(keyword_error(&text, waiting, start..pos));
-                        }
-                    }
-                    SyntaxKind::Malformed => {
-                        errors.push(malformed_word(&text[start..pos], start..pos));
-                    }
-                    _ => {
-                        keyword!().node();
-                    }
-                }
-                kind
-            }
-            Class::Special => {
-                pos += 1;
-                while pos < len && CLASSES[text[pos] as usize] == Class::Special {
-                    pos += 1;
-                }
-                keyword!().node();
-                SyntaxKind::EvalWord
-            }
-            Class::Quote => {
-                pos = scan_string(&text, pos);
-                if pos == usize::MAX {
-                    errors.push(SyntaxError::new(
-                        SyntaxErrorKind::UnterminatedString,
-                        start..start + 1,
-                        "unterminated string: expected a closing `\"` for the string that starts here",
-                    ));
-                    pos = len;
-                }
-                keyword!().node();
-                SyntaxKind::String
-            }
-            Class::Open => {
-                pos += 1;
-                keyword!().node();
-                stack.push(Frame {
-                    composite: composites.len() as u32,
-                    close: closer_for(byte),
-                    open_at: start as u32,
-                    keyword: KeywordState::Idle,
-                });
-                composites.push(CompositeData {
-                    open: kinds.len() as u32,
-                    end: 0,
-                    descendants: 0,
-                    closed: false,
-                });
-                match byte {
-                    b'[' => SyntaxKind::LBracket,
-                    b'(' => SyntaxKind::LParen,
-                    _ => SyntaxKind::LCurly,
-                }
-            }
-            Class::Close => {
-                pos += 1;
-                let token = kinds.len() as u32;
-                close_bracket(
-                    &text,
-                    byte,
-                    start,
-                    token,
-                    &mut stack,
-                    &mut composites,
-                    &mut errors,
-                );
-                match byte {
-                    b']' => SyntaxKind::RBracket,
-                    b')' => SyntaxKind::RParen,
-                    _ => SyntaxKind::RCurly,
-                }
-            }
-        };
-        kinds.push(kind);
-        starts.push(start as u32);
-    }
-
+    let Builder {
+        kinds,
+        mut composites,
+        mut stack,
+        mut errors,
+        ..
+    } = builder;
     let token_count = kinds.len() as u32;
+    // Only the outermost unclosed brackets are reported: a million of them is one mistake
+    // repeated, not a million things for a person to read.
+    let unreported = stack.len().saturating_sub(MAX_UNCLOSED_REPORTED);
     while let Some(frame) = stack.pop() {
         finish(&mut composites, &frame, token_count, false);
+        if stack.len() >= MAX_UNCLOSED_REPORTED {
+            continue;
+        }
         let at = frame.open_at as usize;
+        let more = if stack.len() + 1 == MAX_UNCLOSED_REPORTED && unreported > 0 {
+            format!(" (and {unreported} more unclosed brackets inside it)")
+        } else {
+            String::new()
+        };
         errors.push(SyntaxError::new(
             SyntaxErrorKind::UnclosedBracket,
             at..at + 1,
             format!(
-                "unclosed `{}`: expected a `{}` before the end of the file",
+                "unclosed `{}`: expected a `{}` before the end of the file{more}",
                 char::from(text[at]),
                 char::from(frame.close)
             ),
         ));
     }
-    starts.push(len as u32);
     errors.sort_by_key(|e| (e.span.start, e.span.end));
     Parse {
         tree: SyntaxTree {
@@ -320,24 +878,6 @@ fn parse_bytes(text: Vec<u8>) -> Parse {
         },
         errors,
     }
-}
-
-/// Scans a string from its opening quote at `pos`; returns the offset after the closing quote,
-/// or `usize::MAX` when there is none. A backslash escapes the next byte.
-#[inline]
-fn scan_string(text: &[u8], pos: usize) -> usize {
-    let mut i = pos + 1;
-    while let Some(found) = memchr::memchr2(b'"', b'\\', &text[i..]) {
-        let at = i + found;
-        if text[at] == b'"' {
-            return at + 1;
-        }
-        i = at + 2;
-        if i >= text.len() {
-            break;
-        }
-    }
-    usize::MAX
 }
 
 fn finish(composites: &mut [CompositeData], frame: &Frame, end: u32, closed: bool) {
@@ -356,7 +896,7 @@ fn close_bracket(
     stack: &mut Vec<Frame>,
     composites: &mut [CompositeData],
     errors: &mut Vec<SyntaxError>,
-) {
+) -> Option<Keyword> {
     let closer = char::from(byte);
     let Some(top) = stack.last() else {
         errors.push(SyntaxError::new(
@@ -364,13 +904,12 @@ fn close_bracket(
             at..at + 1,
             format!("unopened `{closer}`: there is no open bracket for it to close"),
         ));
-        return;
+        return None;
     };
     if top.close == byte {
-        if let Some(frame) = stack.pop() {
-            finish(composites, &frame, token + 1, true);
-        }
-        return;
+        let frame = stack.pop()?;
+        finish(composites, &frame, token + 1, true);
+        return Some(frame.keyword);
     }
     let top_at = top.open_at as usize;
     let opener = char::from(text[top_at]);
@@ -392,9 +931,9 @@ fn close_bracket(
                 finish(composites, &frame, token, false);
             }
         }
-        if let Some(frame) = stack.pop() {
-            finish(composites, &frame, token + 1, true);
-        }
+        let frame = stack.pop()?;
+        finish(composites, &frame, token + 1, true);
+        Some(frame.keyword)
     } else {
         errors.push(
             SyntaxError::new(
@@ -411,6 +950,7 @@ fn close_bracket(
             )
             .with_related(top_at..top_at + 1, format!("the innermost open bracket is this `{opener}`")),
         );
+        None
     }
 }
 
@@ -439,8 +979,28 @@ fn malformed_word(token: &[u8], span: Range<usize>) -> SyntaxError {
     )
 }
 
+/// Whether `text` is ASCII without NUL bytes (so surely valid), found with a loop the compiler
+/// does on vectors.
+fn is_plain_ascii(text: &[u8]) -> bool {
+    let mut any = 0u8;
+    let mut least = u8::MAX;
+    for block in text.chunks(4096) {
+        for &b in block {
+            any |= b;
+            least = least.min(b);
+        }
+        if any >= 0x80 || least == 0 {
+            return false;
+        }
+    }
+    true
+}
+
 /// Reports invalid UTF-8 (each bad sequence, up to a bound) and NUL bytes.
 fn check_encoding(text: &[u8], errors: &mut Vec<SyntaxError>) {
+    if is_plain_ascii(text) {
+        return;
+    }
     const MAX_REPORTED: usize = 20;
     let mut reported = 0;
     let mut index: Option<LineIndex> = None;
@@ -474,5 +1034,595 @@ fn check_encoding(text: &[u8], errors: &mut Vec<SyntaxError>) {
             at..at + 1,
             format!("NUL byte at byte offset {at}: a source file must not contain NUL"),
         ));
+    }
+}
+
+/// The parser checked against the single-pass one it replaced (kept here verbatim as the
+/// reference), on the repository's sources, the fixtures, generated modules and random bytes.
+#[cfg(test)]
+mod differential {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    #[repr(u8)]
+    enum Class {
+        Plain,
+        Space,
+        Hash,
+        Open,
+        Close,
+        Quote,
+        Special,
+    }
+
+    static REF_CLASSES: [Class; 256] = {
+        let mut table = [Class::Plain; 256];
+        table[b' ' as usize] = Class::Space;
+        table[b'\t' as usize] = Class::Space;
+        table[b'\r' as usize] = Class::Space;
+        table[b'\n' as usize] = Class::Space;
+        table[0x0B] = Class::Space;
+        table[0x0C] = Class::Space;
+        table[b'#' as usize] = Class::Hash;
+        table[b'(' as usize] = Class::Open;
+        table[b'[' as usize] = Class::Open;
+        table[b'{' as usize] = Class::Open;
+        table[b')' as usize] = Class::Close;
+        table[b']' as usize] = Class::Close;
+        table[b'}' as usize] = Class::Close;
+        table[b'"' as usize] = Class::Quote;
+        let specials = b";\\^&%|,~";
+        let mut i = 0;
+        while i < specials.len() {
+            table[specials[i] as usize] = Class::Special;
+            i += 1;
+        }
+        table
+    };
+
+    const fn ref_class_table(members: [Class; 2]) -> [bool; 256] {
+        let mut table = [false; 256];
+        let mut i = 0;
+        while i < 256 {
+            let c = REF_CLASSES[i] as u8;
+            table[i] = c == members[0] as u8 || c == members[1] as u8;
+            i += 1;
+        }
+        table
+    }
+
+    static REF_SPACE: [bool; 256] = ref_class_table([Class::Space, Class::Space]);
+    static REF_PLAIN: [bool; 256] = ref_class_table([Class::Plain, Class::Quote]);
+    static REF_SPECIAL: [bool; 256] = ref_class_table([Class::Special, Class::Special]);
+
+    fn ref_run(bytes: &[u8], table: &[bool; 256]) -> usize {
+        bytes
+            .iter()
+            .position(|&b| !table[b as usize])
+            .unwrap_or(bytes.len())
+    }
+
+    fn ref_scan_string(text: &[u8], pos: usize) -> usize {
+        let mut i = pos + 1;
+        while let Some(found) = memchr::memchr2(b'"', b'\\', &text[i..]) {
+            let at = i + found;
+            if text[at] == b'"' {
+                return at + 1;
+            }
+            i = at + 2;
+            if i >= text.len() {
+                break;
+            }
+        }
+        usize::MAX
+    }
+
+    struct RefFrame {
+        composite: u32,
+        close: u8,
+        open_at: u32,
+        /// The enclosing composite's keyword state, restored when this one closes.
+        keyword: KeywordState,
+    }
+
+    fn ref_finish(composites: &mut [CompositeData], frame: &RefFrame, end: u32, closed: bool) {
+        let count = composites.len() as u32;
+        let data = &mut composites[frame.composite as usize];
+        data.end = end;
+        data.closed = closed;
+        data.descendants = count - frame.composite - 1;
+    }
+
+    fn ref_close_bracket(
+        text: &[u8],
+        byte: u8,
+        at: usize,
+        token: u32,
+        stack: &mut Vec<RefFrame>,
+        composites: &mut [CompositeData],
+        errors: &mut Vec<SyntaxError>,
+    ) -> Option<KeywordState> {
+        let closer = char::from(byte);
+        let Some(top) = stack.last() else {
+            errors.push(SyntaxError::new(
+                SyntaxErrorKind::UnopenedBracket,
+                at..at + 1,
+                format!("unopened `{closer}`: there is no open bracket for it to close"),
+            ));
+            return None;
+        };
+        if top.close == byte {
+            let frame = stack.pop()?;
+            ref_finish(composites, &frame, token + 1, true);
+            return Some(frame.keyword);
+        }
+        let top_at = top.open_at as usize;
+        let opener = char::from(text[top_at]);
+        let expected = char::from(top.close);
+        if let Some(depth) = stack.iter().rposition(|f| f.close == byte) {
+            // The closer belongs to an outer bracket: the inner ones end here, unclosed.
+            errors.push(
+                SyntaxError::new(
+                    SyntaxErrorKind::MismatchedBracket,
+                    at..at + 1,
+                    format!(
+                        "mismatched `{closer}`: expected `{expected}` to close the `{opener}` opened earlier"
+                    ),
+                )
+                .with_related(top_at..top_at + 1, format!("this `{opener}` is still open")),
+            );
+            while stack.len() > depth + 1 {
+                if let Some(frame) = stack.pop() {
+                    ref_finish(composites, &frame, token, false);
+                }
+            }
+            let frame = stack.pop()?;
+            ref_finish(composites, &frame, token + 1, true);
+            Some(frame.keyword)
+        } else {
+            errors.push(
+                SyntaxError::new(
+                    SyntaxErrorKind::UnopenedBracket,
+                    at..at + 1,
+                    format!(
+                        "unopened `{closer}`: no `{}` is open; expected `{expected}` to close the `{opener}` opened earlier",
+                        match byte {
+                            b']' => '[',
+                            b')' => '(',
+                            _ => '{',
+                        }
+                    ),
+                )
+                .with_related(top_at..top_at + 1, format!("the innermost open bracket is this `{opener}`")),
+            );
+            None
+        }
+    }
+
+    fn ref_closer_for(open: u8) -> u8 {
+        match open {
+            b'[' => b']',
+            b'(' => b')',
+            _ => b'}',
+        }
+    }
+
+    /// The single-pass parser as it was before the boundary pass (the reference).
+    fn parse_reference(text: Vec<u8>) -> Parse {
+        let mut errors = Vec::new();
+        if text.len() > MAX_SOURCE_LEN {
+            errors.push(SyntaxError::new(
+                SyntaxErrorKind::TooLarge,
+                0..0,
+                format!(
+                    "the file is {} bytes; the parser reads at most {} bytes",
+                    text.len(),
+                    MAX_SOURCE_LEN
+                ),
+            ));
+            return Parse {
+                tree: SyntaxTree {
+                    text: Vec::new(),
+                    kinds: Vec::new(),
+                    starts: vec![0],
+                    composites: Vec::new(),
+                },
+                errors,
+            };
+        }
+        check_encoding(&text, &mut errors);
+
+        let len = text.len();
+        let mut kinds: Vec<SyntaxKind> = Vec::new();
+        let mut starts: Vec<u32> = Vec::new();
+        let mut composites: Vec<CompositeData> = Vec::new();
+        let mut stack: Vec<RefFrame> = Vec::new();
+        let mut root_keyword = KeywordState::Idle;
+
+        let mut pos = 0usize;
+        if text.starts_with(BOM) {
+            kinds.push(SyntaxKind::ByteOrderMark);
+            starts.push(0);
+            pos = BOM.len();
+        }
+
+        while pos < len {
+            let start = pos;
+            let byte = text[pos];
+            let kind = match REF_CLASSES[byte as usize] {
+                Class::Space => {
+                    pos += 1 + ref_run(&text[pos + 1..], &REF_SPACE);
+                    SyntaxKind::Whitespace
+                }
+                Class::Hash => {
+                    pos = match memchr::memchr(b'\n', &text[pos..]) {
+                        Some(i) if i > 1 && text[pos + i - 1] == b'\r' => pos + i - 1,
+                        Some(i) => pos + i,
+                        None => len,
+                    };
+                    SyntaxKind::Comment
+                }
+                Class::Plain => {
+                    pos += 1 + ref_run(&text[pos + 1..], &REF_PLAIN);
+                    let kind = classify_plain(&text[start..pos]);
+                    match kind {
+                        SyntaxKind::KeywordPart => {
+                            if let (Some(waiting), _) = root_keyword.key(start..pos) {
+                                errors.push(keyword_error(&text, waiting, start..pos));
+                            }
+                        }
+                        SyntaxKind::Malformed => {
+                            errors.push(malformed_word(&text[start..pos], start..pos));
+                        }
+                        _ => {
+                            root_keyword.node();
+                        }
+                    }
+                    kind
+                }
+                Class::Special => {
+                    pos += 1 + ref_run(&text[pos + 1..], &REF_SPECIAL);
+                    root_keyword.node();
+                    SyntaxKind::EvalWord
+                }
+                Class::Quote => {
+                    pos = ref_scan_string(&text, pos);
+                    if pos == usize::MAX {
+                        errors.push(SyntaxError::new(
+                            SyntaxErrorKind::UnterminatedString,
+                            start..start + 1,
+                            "unterminated string: expected a closing `\"` for the string that starts here",
+                        ));
+                        pos = len;
+                    }
+                    root_keyword.node();
+                    SyntaxKind::String
+                }
+                Class::Open => {
+                    pos += 1;
+                    root_keyword.node();
+                    stack.push(RefFrame {
+                        composite: composites.len() as u32,
+                        close: ref_closer_for(byte),
+                        open_at: start as u32,
+                        keyword: root_keyword,
+                    });
+                    root_keyword = KeywordState::Idle;
+                    composites.push(CompositeData {
+                        open: kinds.len() as u32,
+                        end: 0,
+                        descendants: 0,
+                        closed: false,
+                    });
+                    match byte {
+                        b'[' => SyntaxKind::LBracket,
+                        b'(' => SyntaxKind::LParen,
+                        _ => SyntaxKind::LCurly,
+                    }
+                }
+                Class::Close => {
+                    pos += 1;
+                    let token = kinds.len() as u32;
+                    if let Some(saved) = ref_close_bracket(
+                        &text,
+                        byte,
+                        start,
+                        token,
+                        &mut stack,
+                        &mut composites,
+                        &mut errors,
+                    ) {
+                        root_keyword = saved;
+                    }
+                    match byte {
+                        b']' => SyntaxKind::RBracket,
+                        b')' => SyntaxKind::RParen,
+                        _ => SyntaxKind::RCurly,
+                    }
+                }
+            };
+            kinds.push(kind);
+            starts.push(start as u32);
+        }
+
+        let token_count = kinds.len() as u32;
+        let unreported = stack.len().saturating_sub(MAX_UNCLOSED_REPORTED);
+        while let Some(frame) = stack.pop() {
+            ref_finish(&mut composites, &frame, token_count, false);
+            if stack.len() >= MAX_UNCLOSED_REPORTED {
+                continue;
+            }
+            let at = frame.open_at as usize;
+            let more = if stack.len() + 1 == MAX_UNCLOSED_REPORTED && unreported > 0 {
+                format!(" (and {unreported} more unclosed brackets inside it)")
+            } else {
+                String::new()
+            };
+            errors.push(SyntaxError::new(
+                SyntaxErrorKind::UnclosedBracket,
+                at..at + 1,
+                format!(
+                    "unclosed `{}`: expected a `{}` before the end of the file{more}",
+                    char::from(text[at]),
+                    char::from(frame.close)
+                ),
+            ));
+        }
+        starts.push(len as u32);
+        errors.sort_by_key(|e| (e.span.start, e.span.end));
+        Parse {
+            tree: SyntaxTree {
+                text,
+                kinds,
+                starts,
+                composites,
+            },
+            errors,
+        }
+    }
+
+    /// Parses `text` both ways and fails with the first difference.
+    fn check(text: &[u8]) {
+        let new = parse_bytes(text.to_vec());
+        let old = parse_reference(text.to_vec());
+        let show = || String::from_utf8_lossy(&text[..text.len().min(200)]).into_owned();
+        assert_eq!(new.tree.text, old.tree.text, "text of {:?}", show());
+        assert_eq!(new.tree.starts, old.tree.starts, "starts of {:?}", show());
+        assert_eq!(new.tree.kinds, old.tree.kinds, "kinds of {:?}", show());
+        let composites = |p: &Parse| {
+            p.tree
+                .composites
+                .iter()
+                .map(|c| (c.open, c.end, c.descendants, c.closed))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            composites(&new),
+            composites(&old),
+            "composites of {:?}",
+            show()
+        );
+        assert_eq!(new.errors, old.errors, "errors of {:?}", show());
+    }
+
+    /// Every prefix and suffix cut of `text` at a few places, to exercise the ends.
+    fn check_with_cuts(text: &[u8]) {
+        check(text);
+        let len = text.len();
+        for cut in [1, 2, 3, 7, len / 3, len / 2, len.saturating_sub(1)] {
+            if cut < len {
+                check(&text[..cut]);
+                check(&text[cut..]);
+            }
+        }
+    }
+
+    fn walk(dir: &std::path::Path, files: &mut Vec<std::path::PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, files);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn agrees_on_repository_files() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        walk(&root.join("spry-src"), &mut files);
+        walk(&root.join("fixtures"), &mut files);
+        assert!(files.len() > 10, "found only {} files", files.len());
+        for path in files {
+            let text = std::fs::read(&path).unwrap();
+            check_with_cuts(&text);
+            // The same text with CRLF line endings and behind a byte order mark.
+            let crlf: Vec<u8> = text
+                .iter()
+                .flat_map(|&b| {
+                    if b == b'\n' {
+                        vec![b'\r', b'\n']
+                    } else {
+                        vec![b]
+                    }
+                })
+                .collect();
+            check(&crlf);
+            let mut bom = BOM.to_vec();
+            bom.extend_from_slice(&text);
+            check(&bom);
+        }
+    }
+
+    #[test]
+    fn agrees_on_generated_modules() {
+        use crate::corpus::{CorpusOptions, generate_file, generate_tree};
+        for seed in 0..6u64 {
+            let options = CorpusOptions {
+                seed,
+                ..CorpusOptions::default()
+            };
+            let text = generate_file(20_000 + 30_000 * seed as usize, &options);
+            check_with_cuts(text.as_bytes());
+        }
+        let options = CorpusOptions {
+            seed: 99,
+            modules_per_script: 2,
+            ..CorpusOptions::default()
+        };
+        for file in generate_tree(4, &options) {
+            check_with_cuts(file.text.as_bytes());
+        }
+    }
+
+    #[test]
+    fn agrees_on_edge_cases() {
+        let cases: &[&[u8]] = &[
+            b"",
+            b"\"",
+            b"\"\\",
+            b"\"\\\"",
+            b"\"a\\\\\"b",
+            b"a\"b c\"",
+            b"\"a\"\"b\"",
+            b"\"a\"b",
+            b"#",
+            b"#\r",
+            b"#\r\n",
+            b"#\n",
+            b"a#b\r\n#c\n",
+            b"\xEF\xBB\xBF",
+            b"\xEF\xBB\xBF\"x\"",
+            b"\xEF\xBB\xBFabc",
+            b"\xEF\xBB",
+            b"\xEF\xBB\xBF\xEF\xBB\xBF",
+            b";;a,b&&|c~=d",
+            b"((]])}{",
+            b"x: y: 1",
+            b"a at: 1 put: 2",
+            b"[at: 1] put: 2",
+            b"' @ :$ $@ : := $ $foo: :$x",
+            b"1 -1 +1 1_000 1_ -_1 1.5 5. 1e3 1e 1e+ -inf +nan inf 99999999999999999999",
+            b"Mod::at: 1 put: 2 $Mod::x a::b :: ::: a:",
+            b"\0\xff\xfe a\0b",
+        ];
+        for case in cases {
+            check(case);
+        }
+    }
+
+    #[test]
+    fn agrees_across_chunk_boundaries() {
+        // Long runs of every class, so that tokens, strings and comments straddle the lexer's
+        // internal chunks.
+        let mut text = Vec::new();
+        for (i, piece) in [
+            &b"a"[..],
+            b" ",
+            b";",
+            b"[",
+            b"\"s\\\"",
+            b"# c",
+            b"\r\n",
+            b"x:",
+            b"\"",
+        ]
+        .iter()
+        .enumerate()
+        {
+            for n in [1usize, 4095, 4096, 4097, 10_000] {
+                text.clear();
+                text.extend_from_slice(b"q ");
+                for _ in 0..n {
+                    text.extend_from_slice(piece);
+                }
+                text.extend_from_slice(b" \"end\" z");
+                check(&text);
+                text.truncate(text.len() - 8);
+                check(&text);
+                let _ = i;
+            }
+        }
+    }
+
+    /// Case counts are kept small for `cargo test`; `SPRY_DIFF_SCALE=100` runs a hundred times more.
+    fn cases(default: u32) -> u32 {
+        let scale = std::env::var("SPRY_DIFF_SCALE")
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(1);
+        default.saturating_mul(scale)
+    }
+
+    /// Tokens that are likely to trip a lexer up.
+    fn soup() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            Just(&b"\""[..]),
+            Just(&b"#"[..]),
+            Just(&b"\\"[..]),
+            Just(&b"\r\n"[..]),
+            Just(&b"\r"[..]),
+            Just(&b"\n"[..]),
+            Just(&b" "[..]),
+            Just(&b"\t\x0B\x0C"[..]),
+            Just(&b"["[..]),
+            Just(&b"]"[..]),
+            Just(&b"("[..]),
+            Just(&b")"[..]),
+            Just(&b"{"[..]),
+            Just(&b"}"[..]),
+            Just(&b";"[..]),
+            Just(&b"^&%|,~"[..]),
+            Just(&b":"[..]),
+            Just(&b"::"[..]),
+            Just(&b"$"[..]),
+            Just(&b"@"[..]),
+            Just(&b"'"[..]),
+            Just(&b"\xEF\xBB\xBF"[..]),
+            Just(&b"\0"[..]),
+            Just(&b"\xff"[..]),
+            Just(&b"\xC3\xA9"[..]),
+            Just(&b"a"[..]),
+            Just(&b"at:"[..]),
+            Just(&b"Mod::x"[..]),
+            Just(&b"1"[..]),
+            Just(&b"-"[..]),
+            Just(&b"+"[..]),
+            Just(&b"."[..]),
+            Just(&b"e"[..]),
+            Just(&b"_"[..]),
+            Just(&b"inf"[..]),
+        ];
+        proptest::collection::vec(piece, 0..64).prop_map(|pieces| pieces.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(cases(128)))]
+
+        #[test]
+        fn agrees_on_arbitrary_bytes(text in proptest::collection::vec(any::<u8>(), 0..256)) {
+            check(&text);
+        }
+
+        #[test]
+        fn agrees_on_token_soup(text in soup()) {
+            check(&text);
+        }
+
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(cases(8)))]
+
+        #[test]
+        fn agrees_on_long_token_soup(parts in proptest::collection::vec(soup(), 1..100)) {
+            check(&parts.concat());
+        }
     }
 }

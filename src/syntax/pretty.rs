@@ -189,7 +189,10 @@ impl<'a> Printer<'a> {
                 let args_ok =
                     i + n < nodes.len() && nodes[i + 1..=i + n].iter().all(|a| !reads_as_key(a));
                 let next_ok = nodes.get(i + n + 1).is_none_or(|next| !reads_as_key(next));
-                if args_ok && next_ok {
+                // `at:put: = method [...]` binds a name: `at: = put: method [...]` would read
+                // back the same but no longer look like a definition.
+                let binds = matches!(nodes.get(i + 1), Some(AstNode::Word(w)) if is_assign(w));
+                if args_ok && next_ok && !binds {
                     items.push(Item::Message(keys, i));
                     i += n + 1;
                     continue;

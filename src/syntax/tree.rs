@@ -243,6 +243,20 @@ impl<'t> SyntaxNode<'t> {
         }
     }
 
+    /// The composite's pre-order index (0 for the root, like the first composite).
+    pub fn composite_index(&self) -> usize {
+        self.next_composite.saturating_sub(1) as usize
+    }
+
+    /// The composite whose opening bracket is token `token`, if any.
+    pub fn at_token(tree: &'t SyntaxTree, token: usize) -> Option<SyntaxNode<'t>> {
+        let index = tree
+            .composites
+            .binary_search_by_key(&(token as u32), |c| c.open)
+            .ok()?;
+        Some(SyntaxNode::composite(tree, index as u32))
+    }
+
     /// `Root`, `Block`, `Paren` or `Curly`.
     pub fn kind(&self) -> SyntaxKind {
         self.kind

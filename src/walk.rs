@@ -1,0 +1,325 @@
+//! Finding the `.spry` files of a tree: one `read_dir` per directory (in parallel), one `lstat`
+//! per `.spry` file, `.gitignore` rules read only where a directory has them.
+//!
+//! What counts: regular files named `*.spry`, not hidden (no name in their path starts with a
+//! `.`), not ignored by a `.gitignore` (in the root, any directory below it, or any directory
+//! above it, in a git checkout or not; deeper rules win), never through a symbolic link, and
+//! never inside the image directory.
+
+use std::ffi::OsStr;
+use std::fs::{DirEntry, FileType};
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use ignore::Match;
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+use rayon::prelude::*;
+
+use crate::build::{FileFailure, PartFilter};
+use crate::error::{Error, Result};
+use crate::image::IMAGE_DIR;
+
+/// A `.spry` file found by the walk.
+#[derive(Clone, Debug)]
+pub struct WalkedFile {
+    /// Relative to the root, `/`-separated.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i128,
+}
+
+/// The `.spry` files of the tree at `root` within `filter`, sorted by path: skipping what
+/// `.gitignore` ignores (in a git checkout or not), hidden files and directories, the image
+/// directory, and links (never followed). Paths that cannot be used (names not UTF-8, files or
+/// directories that cannot be read) are added to `failed`; a file gone before it could be
+/// looked at is not in the tree.
+///
+/// # Errors
+/// The root itself cannot be read.
+pub fn walk(
+    root: &Path,
+    filter: &PartFilter,
+    failed: &mut Vec<FileFailure>,
+) -> Result<Vec<WalkedFile>> {
+    std::fs::metadata(root).map_err(|e| Error::io(root, e))?;
+    let (above, mut found) = rules_above(root);
+    let walk = Walk {
+        root,
+        filter,
+        above,
+    };
+    walk.dir(root.to_path_buf(), Some(String::new()), None, &mut found);
+    failed.extend(found.failures);
+    let mut files = found.files;
+    files.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
+}
+
+/// `path` relative to `root`, `/`-separated; `None` if not UTF-8 or not under the root.
+pub fn relative(root: &Path, path: &Path) -> Option<String> {
+    let rel = path.strip_prefix(root).ok()?;
+    let parts: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
+    Some(parts?.join("/"))
+}
+
+/// What a walk (or a part of it) found.
+#[derive(Default)]
+struct Found {
+    files: Vec<WalkedFile>,
+    failures: Vec<FileFailure>,
+}
+
+impl Found {
+    fn fail(&mut self, path: String, message: String) {
+        self.failures.push(FileFailure {
+            path,
+            text: Vec::new(),
+            errors: Vec::new(),
+            message: Some(message),
+        });
+    }
+
+    fn merge(mut self, mut other: Found) -> Found {
+        if self.files.len() < other.files.len() {
+            std::mem::swap(&mut self, &mut other);
+        }
+        self.files.append(&mut other.files);
+        self.failures.append(&mut other.failures);
+        self
+    }
+}
+
+/// The `.gitignore` rules in force in a directory: its own, then its ancestors' within the
+/// tree (only directories that have a `.gitignore` are links).
+struct Rules<'a> {
+    gitignore: Gitignore,
+    up: Option<&'a Rules<'a>>,
+}
+
+struct Walk<'a> {
+    root: &'a Path,
+    filter: &'a PartFilter,
+    /// The rules of the directories above the root, nearest first, with the root's
+    /// canonical path they are matched through.
+    above: Option<(PathBuf, Vec<Gitignore>)>,
+}
+
+/// One directory to walk: its path and its path relative to the root (`None` if not UTF-8).
+type Job = (PathBuf, Option<String>);
+
+impl Walk<'_> {
+    /// Walks the directory `dir` (`rel` relative to the root) and everything below it.
+    fn dir(&self, dir: PathBuf, rel: Option<String>, up: Option<&Rules>, found: &mut Found) {
+        let shown = |rel: &Option<String>, path: &Path| match rel {
+            Some(rel) if !rel.is_empty() => rel.clone(),
+            _ => path.to_string_lossy().into_owned(),
+        };
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            // Gone since its parent was read: nothing of it is in the tree.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !rel_is_root(&rel) => return,
+            Err(e) => return found.fail(shown(&rel, &dir), format!("cannot read: {e}")),
+        };
+        let mut listed: Vec<(DirEntry, FileType)> = Vec::new();
+        let mut has_gitignore = false;
+        for entry in entries {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    found.fail(shown(&rel, &dir), format!("cannot read: {e}"));
+                    continue;
+                }
+            };
+            let name = entry.file_name();
+            if name == ".gitignore" {
+                has_gitignore = true;
+            }
+            if name.as_encoded_bytes().first() == Some(&b'.') {
+                continue; // hidden (the image directory among them)
+            }
+            let file_type = match entry.file_type() {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    found.fail(shown(&child(&rel, &name), &entry.path()), e.to_string());
+                    continue;
+                }
+            };
+            if file_type.is_dir() || (file_type.is_file() && is_spry(&name)) {
+                listed.push((entry, file_type));
+            }
+        }
+        let own;
+        let rules = if has_gitignore {
+            own = Rules {
+                gitignore: self.gitignore(&dir, &rel, found),
+                up,
+            };
+            Some(&own)
+        } else {
+            up
+        };
+        let mut subdirs: Vec<Job> = Vec::new();
+        for (entry, file_type) in listed {
+            let path = entry.path();
+            let is_dir = file_type.is_dir();
+            if self.ignored(rules, &path, is_dir) {
+                continue;
+            }
+            let name = entry.file_name();
+            let rel = child(&rel, &name);
+            if is_dir {
+                if name != IMAGE_DIR {
+                    subdirs.push((path, rel));
+                }
+                continue;
+            }
+            let Some(rel) = rel else {
+                found.fail(
+                    path.to_string_lossy().into_owned(),
+                    "the file name is not UTF-8".to_string(),
+                );
+                continue;
+            };
+            if !self.filter.contains(&rel) {
+                continue;
+            }
+            // `DirEntry::metadata` does not follow links (an `lstat` beside the entry).
+            match entry.metadata() {
+                Ok(meta) => found.files.push(WalkedFile {
+                    path: rel,
+                    size: meta.len(),
+                    mtime_ns: mtime_ns(&meta),
+                }),
+                // Gone between the directory read and the stat: it is not in the tree.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => found.fail(rel, e.to_string()),
+            }
+        }
+        match subdirs.len() {
+            0 => {}
+            1 => {
+                for (dir, rel) in subdirs {
+                    self.dir(dir, rel, rules, found);
+                }
+            }
+            _ => {
+                let below = subdirs
+                    .into_par_iter()
+                    .map(|(dir, rel)| {
+                        let mut found = Found::default();
+                        self.dir(dir, rel, rules, &mut found);
+                        found
+                    })
+                    .reduce(Found::default, Found::merge);
+                let mine = std::mem::take(found);
+                *found = mine.merge(below);
+            }
+        }
+    }
+
+    /// The rules of `dir`'s `.gitignore`; a file that cannot be read or a bad line is a
+    /// failure (the rest of the file still counts).
+    fn gitignore(&self, dir: &Path, rel: &Option<String>, found: &mut Found) -> Gitignore {
+        let path = dir.join(".gitignore");
+        let shown = match rel {
+            Some(rel) if !rel.is_empty() => format!("{rel}/.gitignore"),
+            Some(_) => ".gitignore".to_string(),
+            None => path.to_string_lossy().into_owned(),
+        };
+        let (gitignore, error) = read_gitignore(dir, &path);
+        if let Some(error) = error {
+            found.fail(shown, error.to_string());
+        }
+        gitignore
+    }
+
+    /// Whether `path` (under the root) is ignored: the deepest rule that matches decides.
+    fn ignored(&self, rules: Option<&Rules>, path: &Path, is_dir: bool) -> bool {
+        let mut rules = rules;
+        while let Some(r) = rules {
+            match r.gitignore.matched(path, is_dir) {
+                Match::Ignore(_) => return true,
+                Match::Whitelist(_) => return false,
+                Match::None => rules = r.up,
+            }
+        }
+        if let Some((canonical, above)) = &self.above {
+            let Ok(rel) = path.strip_prefix(self.root) else {
+                return false;
+            };
+            let path = canonical.join(rel);
+            for gitignore in above {
+                match gitignore.matched(&path, is_dir) {
+                    Match::Ignore(_) => return true,
+                    Match::Whitelist(_) => return false,
+                    Match::None => {}
+                }
+            }
+        }
+        false
+    }
+}
+
+/// The `.gitignore` rules of the directories above `root` (nearest first, only those that
+/// have any), with the root's canonical path; failures to read them are reported.
+fn rules_above(root: &Path) -> (Option<(PathBuf, Vec<Gitignore>)>, Found) {
+    let mut found = Found::default();
+    let Ok(canonical) = root.canonicalize() else {
+        return (None, found);
+    };
+    let mut above = Vec::new();
+    for dir in canonical.ancestors().skip(1) {
+        let path = dir.join(".gitignore");
+        if std::fs::symlink_metadata(&path).is_err() {
+            continue;
+        }
+        let (gitignore, error) = read_gitignore(dir, &path);
+        if let Some(error) = error {
+            found.fail(path.to_string_lossy().into_owned(), error.to_string());
+        }
+        if !gitignore.is_empty() {
+            above.push(gitignore);
+        }
+    }
+    let above = (!above.is_empty()).then_some((canonical, above));
+    (above, found)
+}
+
+/// The rules of the `.gitignore` at `path` for directory `dir`, and what went wrong reading it.
+fn read_gitignore(dir: &Path, path: &Path) -> (Gitignore, Option<ignore::Error>) {
+    let mut builder = GitignoreBuilder::new(dir);
+    let error = builder.add(path);
+    match builder.build() {
+        Ok(gitignore) => (gitignore, error),
+        Err(e) => (Gitignore::empty(), Some(error.unwrap_or(e))),
+    }
+}
+
+fn rel_is_root(rel: &Option<String>) -> bool {
+    rel.as_deref() == Some("")
+}
+
+/// The relative path of `name` in the directory at `rel` (`None` if either is not UTF-8).
+fn child(rel: &Option<String>, name: &OsStr) -> Option<String> {
+    let rel = rel.as_deref()?;
+    let name = name.to_str()?;
+    Some(if rel.is_empty() {
+        name.to_string()
+    } else {
+        format!("{rel}/{name}")
+    })
+}
+
+fn is_spry(name: &OsStr) -> bool {
+    Path::new(name).extension().is_some_and(|e| e == "spry")
+}
+
+fn mtime_ns(meta: &std::fs::Metadata) -> i128 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as i128)
+}

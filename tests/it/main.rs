@@ -1,0 +1,13 @@
+//! The integration tests, in one binary (one link, one process to start): each module tests one
+//! area through the public API or the real `spry-image` binary.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod util;
+
+mod image_build;
+mod image_cli;
+mod image_lib;
+mod parse_cli;
+mod syntax_fixtures;
+mod syntax_props;
+mod syntax_rules;

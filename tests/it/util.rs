@@ -1,0 +1,226 @@
+//! Helpers shared by the integration tests, in ripgrep's manner: every test gets a fresh
+//! temporary directory ([`Dir`]) to write files into, and runs the real binary in it
+//! ([`TestCommand`]), getting back its stdout, stderr and exit code ([`Output`]).
+
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The crate's root directory (where `Cargo.toml`, `spry-src/` and `fixtures/` are).
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A path below the crate's root.
+pub fn repo_path(relative: impl AsRef<Path>) -> PathBuf {
+    repo_root().join(relative)
+}
+
+/// The real binary under test.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_spry-image"))
+}
+
+/// Every file under `dir` (recursively) whose name ends with `.{ext}`, sorted.
+pub fn files_with_extension(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        let entries = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if path.extension() == Some(OsStr::new(ext)) {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// A fresh temporary directory for one test, removed when dropped.
+pub struct Dir {
+    name: String,
+    dir: tempfile::TempDir,
+}
+
+impl Dir {
+    /// A new empty directory; `name` (the test's name) is part of its path, to spot leftovers.
+    pub fn new(name: &str) -> Dir {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("spry-image-test-{name}-"))
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"));
+        Dir {
+            name: name.to_string(),
+            dir,
+        }
+    }
+
+    /// The directory's path.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The path of `relative` inside the directory.
+    pub fn join(&self, relative: impl AsRef<Path>) -> PathBuf {
+        self.path().join(relative)
+    }
+
+    /// Writes `contents` to `relative` (parent directories are created).
+    pub fn create(&self, relative: impl AsRef<Path>, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .unwrap_or_else(|e| panic!("cannot create {}: {e}", parent.display()));
+        }
+        std::fs::write(&path, contents)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        path
+    }
+
+    /// Creates the directory `relative` and its parents.
+    pub fn create_dir(&self, relative: impl AsRef<Path>) -> PathBuf {
+        let path = self.join(relative);
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+        path
+    }
+
+    /// Reads `relative` inside the directory.
+    pub fn read(&self, relative: impl AsRef<Path>) -> Vec<u8> {
+        let path = self.join(relative);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+    }
+
+    /// A command running the binary with this directory as its working directory.
+    pub fn command(&self) -> TestCommand {
+        let mut cmd = Command::new(binary());
+        cmd.current_dir(self.path());
+        // Plain, stable diagnostics whatever the environment of the test run.
+        cmd.env("NO_COLOR", "1");
+        cmd.env_remove("CLICOLOR_FORCE");
+        cmd.env_remove("FORCE_COLOR");
+        cmd.env("COLUMNS", "100");
+        TestCommand {
+            test: self.name.clone(),
+            cmd,
+        }
+    }
+}
+
+/// A command to run the binary, with helpers that check its outcome.
+pub struct TestCommand {
+    test: String,
+    cmd: Command,
+}
+
+impl TestCommand {
+    /// Adds one argument.
+    pub fn arg(&mut self, arg: impl AsRef<OsStr>) -> &mut TestCommand {
+        self.cmd.arg(arg);
+        self
+    }
+
+    /// Adds arguments.
+    pub fn args<I, A>(&mut self, args: I) -> &mut TestCommand
+    where
+        I: IntoIterator<Item = A>,
+        A: AsRef<OsStr>,
+    {
+        self.cmd.args(args);
+        self
+    }
+
+    /// Sets an environment variable.
+    pub fn env(&mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> &mut TestCommand {
+        self.cmd.env(key, value);
+        self
+    }
+
+    /// Sets the working directory.
+    pub fn current_dir(&mut self, dir: impl AsRef<Path>) -> &mut TestCommand {
+        self.cmd.current_dir(dir);
+        self
+    }
+
+    /// The underlying command.
+    pub fn cmd(&mut self) -> &mut Command {
+        &mut self.cmd
+    }
+
+    /// Runs the command to its end.
+    pub fn output(&mut self) -> Output {
+        let out = self
+            .cmd
+            .output()
+            .unwrap_or_else(|e| panic!("[{}] cannot run {:?}: {e}", self.test, self.cmd));
+        Output {
+            command: format!("{:?}", self.cmd),
+            stdout: out.stdout,
+            stderr: out.stderr,
+            code: out.status.code(),
+        }
+    }
+
+    /// Runs the command, checks that it exits with `code`, and returns its output.
+    pub fn expect_code(&mut self, code: i32) -> Output {
+        let out = self.output();
+        assert_eq!(
+            out.code,
+            Some(code),
+            "[{}] expected exit code {code}\n{out}",
+            self.test
+        );
+        out
+    }
+
+    /// Runs the command, checks that it succeeds, and returns its stdout.
+    pub fn stdout(&mut self) -> Vec<u8> {
+        self.expect_code(0).stdout
+    }
+}
+
+/// What a finished command gave.
+pub struct Output {
+    /// The command, for messages.
+    pub command: String,
+    /// Its standard output.
+    pub stdout: Vec<u8>,
+    /// Its standard error.
+    pub stderr: Vec<u8>,
+    /// Its exit code (`None` when a signal ended it).
+    pub code: Option<i32>,
+}
+
+impl Output {
+    /// Standard output as text (lossy).
+    pub fn stdout_str(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// Standard error as text (lossy).
+    pub fn stderr_str(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+impl fmt::Display for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "command: {}", self.command)?;
+        writeln!(f, "exit code: {:?}", self.code)?;
+        writeln!(f, "--- stdout\n{}", self.stdout_str())?;
+        write!(f, "--- stderr\n{}", self.stderr_str())
+    }
+}
+
+/// Text for a failure message: bytes shown as an escaped string.
+pub fn show(bytes: &[u8]) -> String {
+    format!("{:?}", String::from_utf8_lossy(bytes))
+}
