@@ -450,7 +450,7 @@ impl Image {
     /// # Errors
     /// Storage failures.
     pub fn store_texts(&self, mut texts: Vec<(Hash, Vec<u8>)>) -> Result<()> {
-        texts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        texts.sort_unstable_by_key(|t| t.0);
         texts.dedup_by(|a, b| a.0 == b.0);
         let writes = texts
             .into_iter()

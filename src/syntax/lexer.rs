@@ -74,6 +74,8 @@ pub(super) struct Lexer<'a> {
     prev: u8,
     /// The opening quote of the string that has no closing one, if any.
     unterminated: Option<usize>,
+    /// Whether the bytes before `pos` are ASCII and not NUL (so surely valid UTF-8).
+    plain_ascii: bool,
     scratch: Box<Scratch>,
 }
 
@@ -85,10 +87,10 @@ struct Scratch {
     /// comment or a string starts there.
     starts_here: [u8; 64],
     events_here: [u8; 64],
-    /// The starts found in a chunk and their tokens' kinds as their first bytes tell them
-    /// (with room for a block's worth of overrun).
-    starts: [u32; CHUNK + 64],
-    kinds: [SyntaxKind; CHUNK + 64],
+    /// The starts found in a chunk and their tokens' kinds as their first bytes tell them:
+    /// room for one per byte of a chunk (or of a shorter text) and a block's worth of overrun.
+    starts: Vec<u32>,
+    kinds: Vec<SyntaxKind>,
 }
 
 impl<'a> Lexer<'a> {
@@ -99,12 +101,13 @@ impl<'a> Lexer<'a> {
             pos,
             prev: FORCED,
             unterminated: None,
+            plain_ascii: is_plain_ascii(&text[..pos.min(text.len())]),
             scratch: Box::new(Scratch {
                 classes: [0; 65],
                 starts_here: [0; 64],
                 events_here: [0; 64],
-                starts: [0; CHUNK + 64],
-                kinds: [SyntaxKind::Root; CHUNK + 64],
+                starts: vec![0; text.len().min(CHUNK) + 64],
+                kinds: vec![SyntaxKind::Root; text.len().min(CHUNK) + 64],
             }),
         }
     }
@@ -112,6 +115,11 @@ impl<'a> Lexer<'a> {
     /// The opening quote of an unterminated string (known once the lexer reaches the end).
     pub(super) fn unterminated(&self) -> Option<usize> {
         self.unterminated
+    }
+
+    /// Whether the bytes read so far are ASCII and not NUL (so surely valid UTF-8).
+    pub(super) fn plain_ascii(&self) -> bool {
+        self.plain_ascii
     }
 
     /// Appends the starts of the tokens that begin in the next [`CHUNK`] bytes or so (a comment or
@@ -122,12 +130,21 @@ impl<'a> Lexer<'a> {
     /// there by the class rule and whether a comment or a string does, are computed without a
     /// branch (the compiler does it on vectors) and gathered in 64-bit masks. Up to the first
     /// comment or string, the set bits are written out a few at a time; the comment or string
-    /// is stepped over, and the next block starts after it.
+    /// is stepped over (with `memchr`), and the block goes on after it, or the next block
+    /// starts there.
     pub(super) fn fill(&mut self, starts: &mut Vec<u32>, kinds: &mut Vec<SyntaxKind>) -> bool {
         let text = self.text;
         let len = text.len();
         let limit = len.min(self.pos + CHUNK);
-        let scratch = &mut *self.scratch;
+        // (Borrowed apart, so that the loops keep their addresses in registers.)
+        let Scratch {
+            classes,
+            starts_here,
+            events_here,
+            starts: found_starts,
+            kinds: found_kinds,
+        } = &mut *self.scratch;
+        let (found_starts, found_kinds) = (&mut found_starts[..], &mut found_kinds[..]);
         let mut pos = self.pos;
         let mut prev = self.prev;
         // Each start is at a distinct byte of `self.pos..limit`, so `n` stays within CHUNK.
@@ -145,38 +162,36 @@ impl<'a> Lexer<'a> {
                     &padded
                 }
             };
-            scratch.classes[0] = prev;
-            for (class_of, &b) in scratch.classes[1..].iter_mut().zip(block) {
+            classes[0] = prev;
+            for (class_of, &b) in classes[1..].iter_mut().zip(block) {
                 *class_of = class(b);
             }
-            for (flag, pair) in scratch
-                .starts_here
-                .iter_mut()
-                .zip(scratch.classes.windows(2))
-            {
+            for (flag, pair) in starts_here.iter_mut().zip(classes.windows(2)) {
                 *flag = u8::from(pair[1] != pair[0]) | u8::from(pair[1] & BRACKET != 0);
             }
             // A `#` always starts a comment; a `"` starts a string only at a token start, that
             // is after a byte that is not in a plain token.
-            for ((flag, &b), &before) in scratch
-                .events_here
-                .iter_mut()
-                .zip(block)
-                .zip(&scratch.classes[..64])
-            {
+            for ((flag, &b), &before) in events_here.iter_mut().zip(block).zip(&classes[..64]) {
                 *flag = u8::from(b == b'#') | (u8::from(b == b'"') & u8::from(before != PLAIN));
             }
             let valid = u64::MAX >> (64 - count);
-            let mut mask = gather(&scratch.starts_here) & valid;
-            let mut events = gather(&scratch.events_here) & valid;
+            let mut mask = gather(starts_here) & valid;
+            let mut events = gather(events_here) & valid;
             let mut next = pos + count;
-            let mut next_prev = scratch.classes[count];
+            let mut next_prev = classes[count];
             while events != 0 {
                 let at = events.trailing_zeros() as usize;
-                n = emit(mask & ((1u64 << at) - 1), pos, block, scratch, n);
+                n = emit(
+                    mask & ((1u64 << at) - 1),
+                    pos,
+                    block,
+                    found_starts,
+                    found_kinds,
+                    n,
+                );
                 let event = pos + at;
-                scratch.starts[n] = event as u32;
-                scratch.kinds[n] = FIRST_KINDS[block[at] as usize];
+                found_starts[n] = event as u32;
+                found_kinds[n] = FIRST_KINDS[block[at] as usize];
                 n += 1;
                 let end = if block[at] == b'#' {
                     comment_end(text, event)
@@ -204,12 +219,14 @@ impl<'a> Lexer<'a> {
                 mask = (mask & above) | (1u64 << resume);
                 events = (events & (above << 1)) | (u64::from((b == b'#') | (b == b'"')) << resume);
             }
-            n = emit(mask, pos, block, scratch, n);
+            n = emit(mask, pos, block, found_starts, found_kinds, n);
             pos = next;
             prev = next_prev;
         }
-        starts.extend_from_slice(&scratch.starts[..n]);
-        kinds.extend_from_slice(&scratch.kinds[..n]);
+        starts.extend_from_slice(&found_starts[..n]);
+        kinds.extend_from_slice(&found_kinds[..n]);
+        // While the bytes are in the cache.
+        self.plain_ascii = self.plain_ascii && is_plain_ascii(&text[self.pos..pos]);
         self.pos = pos;
         self.prev = prev;
         pos < len
@@ -220,15 +237,19 @@ impl<'a> Lexer<'a> {
 /// at `base`) and its kind, from `n` on; returns the new `n`. Four at a time, past the last one
 /// when they run out (the scratch has room).
 #[inline(always)]
-fn emit(mut mask: u64, base: usize, block: &[u8; 64], scratch: &mut Scratch, n: usize) -> usize {
+fn emit(
+    mut mask: u64,
+    base: usize,
+    block: &[u8; 64],
+    starts: &mut [u32],
+    kinds: &mut [SyntaxKind],
+    n: usize,
+) -> usize {
     let found = mask.count_ones() as usize;
     let base = base as u32;
     let mut k = n;
     while mask != 0 {
-        for (slot, kind) in scratch.starts[k..k + 4]
-            .iter_mut()
-            .zip(&mut scratch.kinds[k..k + 4])
-        {
+        for (slot, kind) in starts[k..k + 4].iter_mut().zip(&mut kinds[k..k + 4]) {
             let at = mask.trailing_zeros();
             *slot = base.wrapping_add(at);
             *kind = FIRST_KINDS[block[(at & 63) as usize] as usize];
@@ -250,6 +271,17 @@ fn gather(flags: &[u8; 64]) -> u64 {
         mask |= bits << (8 * i);
     }
     mask
+}
+
+/// Whether `text` is ASCII without NUL bytes, found with a loop the compiler does on vectors.
+fn is_plain_ascii(text: &[u8]) -> bool {
+    let mut any = 0u8;
+    let mut least = u8::MAX;
+    for &b in text {
+        any |= b;
+        least = least.min(b);
+    }
+    any < 0x80 && least != 0
 }
 
 /// The end of the comment that starts at `at`: before the line feed, or before a carriage return
@@ -279,48 +311,4 @@ fn string_end(text: &[u8], at: usize) -> Option<usize> {
         }
     }
     None
-}
-
-#[cfg(test)]
-mod speed_probe {
-    use super::*;
-    #[test]
-    #[ignore]
-    fn lexer_speed() {
-        let text = std::fs::read("/tmp/corpus.spry").unwrap();
-        let mut starts: Vec<u32> = Vec::with_capacity(text.len() / 3);
-        let mut kinds: Vec<SyntaxKind> = Vec::with_capacity(text.len() / 3);
-        for _ in 0..5 {
-            starts.clear();
-            kinds.clear();
-            let t0 = std::time::Instant::now();
-            let mut lexer = Lexer::new(&text, 0);
-            while lexer.fill(&mut starts, &mut kinds) {}
-            let t1 = t0.elapsed();
-            let t0 = std::time::Instant::now();
-            let mut n = 0;
-            let mut pos = 0;
-            let mut events = 0;
-            while pos < text.len() {
-                let e = match memchr::memchr2(b'#', b'"', &text[pos..]) {
-                    Some(i) => pos + i,
-                    None => break,
-                };
-                events += 1;
-                pos = if text[e] == b'#' {
-                    comment_end(&text, e)
-                } else {
-                    string_end(&text, e).unwrap_or(text.len())
-                };
-                n += 1;
-            }
-            let t2 = t0.elapsed();
-            eprintln!(
-                "fill {:?} ({} starts); events only {:?} ({n} {events})",
-                t1,
-                starts.len(),
-                t2
-            );
-        }
-    }
 }

@@ -1,4 +1,11 @@
-//! From bytes to a lossless tree and a list of errors, in one pass. Parsing never fails.
+//! From bytes to a lossless tree and a list of errors. Parsing never fails.
+//!
+//! The text is read a chunk of about 8 KiB at a time, in two passes over each chunk: the lexer
+//! (`lexer`) finds where tokens start and gives each the kind its first byte tells; then the
+//! [`Builder`] reads the kinds of plain tokens from their text, matches brackets into
+//! composites and reports errors. The result is the same, token for token and error for error,
+//! as reading the text once from left to right (the tests keep that single-pass parser as a
+//! reference and compare the two).
 
 use std::ops::Range;
 
@@ -486,8 +493,6 @@ struct Builder {
     composites: Vec<CompositeData>,
     stack: Vec<Frame>,
     errors: Vec<SyntaxError>,
-    /// How many of `errors` are about the encoding (found before the tokens).
-    encoding_errors: usize,
     /// Whether a closing bracket did not match (the tokens are then read one by one).
     exact: bool,
     /// The keyword state of the innermost open composite, in exact mode; each frame saves its
@@ -522,9 +527,18 @@ struct Closing {
 // Matching relies on the numbering of the bracket kinds: an opening one is odd, and the
 // closing one that matches it is the next.
 const _: () = {
-    assert!(SyntaxKind::LBracket as u8 % 2 == 1 && SyntaxKind::RBracket as u8 == SyntaxKind::LBracket as u8 + 1);
-    assert!(SyntaxKind::LParen as u8 % 2 == 1 && SyntaxKind::RParen as u8 == SyntaxKind::LParen as u8 + 1);
-    assert!(SyntaxKind::LCurly as u8 % 2 == 1 && SyntaxKind::RCurly as u8 == SyntaxKind::LCurly as u8 + 1);
+    assert!(
+        SyntaxKind::LBracket as u8 % 2 == 1
+            && SyntaxKind::RBracket as u8 == SyntaxKind::LBracket as u8 + 1
+    );
+    assert!(
+        SyntaxKind::LParen as u8 % 2 == 1
+            && SyntaxKind::RParen as u8 == SyntaxKind::LParen as u8 + 1
+    );
+    assert!(
+        SyntaxKind::LCurly as u8 % 2 == 1
+            && SyntaxKind::RCurly as u8 == SyntaxKind::LCurly as u8 + 1
+    );
     assert!(SyntaxKind::LBracket as u8 + 6 == SyntaxKind::RCurly as u8 + 1);
 };
 
@@ -533,6 +547,7 @@ impl Builder {
     /// `starts` holds. `unterminated` is the opening quote of an unterminated string, if any.
     fn tokens(&mut self, text: &[u8], starts: &[u32], known: usize, unterminated: Option<usize>) {
         // The plain tokens and the brackets (the lexer has given the other tokens their kinds).
+        // (Fields are borrowed apart, so that the loops keep them in registers.)
         let first = self.done;
         self.done = known;
         let batch = known - first;
@@ -541,77 +556,99 @@ impl Builder {
             self.plain.resize(batch, 0);
             self.brackets.resize(batch, 0);
         }
-        let (mut plain, mut brackets) = (0, 0);
-        for (token, &kind) in (first as u32..).zip(&self.kinds[first..known]) {
-            self.plain[plain] = token;
-            plain += (kind == SyntaxKind::Root) as usize;
-            self.brackets[brackets] = token;
-            brackets += is_bracket(kind) as usize;
-        }
+        let (plain, brackets) = {
+            let plain_list = &mut self.plain[..batch];
+            let bracket_list = &mut self.brackets[..batch];
+            let (mut plain, mut brackets) = (0, 0);
+            for (token, &kind) in (first as u32..).zip(&self.kinds[first..known]) {
+                plain_list[plain] = token;
+                plain += (kind == SyntaxKind::Root) as usize;
+                bracket_list[brackets] = token;
+                brackets += is_bracket(kind) as usize;
+            }
+            (plain, brackets)
+        };
 
         // The kinds of plain tokens, and (while the brackets match) keyword and word errors.
         let exact = self.exact;
-        for &token in &self.plain[..plain] {
-            let token = token as usize;
-            let start = starts[token] as usize;
-            let end = starts[token + 1] as usize;
-            let kind = self.memo.classify(text, start, end);
-            self.kinds[token] = kind;
-            if exact {
-                continue;
+        {
+            let Builder {
+                kinds,
+                memo,
+                errors,
+                plain: plain_list,
+                ..
+            } = self;
+            for &token in &plain_list[..plain] {
+                let token = token as usize;
+                let span = &starts[token..token + 2];
+                let (start, end) = (span[0] as usize, span[1] as usize);
+                let kind = memo.classify(text, start, end);
+                kinds[token] = kind;
+                if !exact && ((kind == SyntaxKind::KeywordPart) | (kind == SyntaxKind::Malformed)) {
+                    word_errors(kinds, errors, text, starts, token);
+                }
             }
-            if kind == SyntaxKind::KeywordPart
-                && let Some(waiting) = self.key_before(starts, token)
-            {
-                self.errors.push(keyword_error(text, waiting, start..end));
+            if !exact && let Some(at) = unterminated {
+                // The string runs to the end: it is the last token.
+                errors.push(unterminated_string(at));
             }
-            if kind == SyntaxKind::Malformed {
-                self.errors
-                    .push(malformed_word(&text[start..end], start..end));
-            }
-        }
-        if !exact && let Some(at) = unterminated {
-            // The string runs to the end: it is the last token.
-            self.errors.push(unterminated_string(at));
         }
 
-        if self.exact {
+        if exact {
             self.read_exactly(text, starts, first, known, unterminated);
             return;
         }
-        // Match the brackets without a branch on which kind each is: the innermost open
-        // composites are on `open_stack` (above a sentinel that matches no closer), each as
-        // its index and the kind of its closing bracket; the new composites and the closings
-        // are listed, then written.
-        if self.opens.len() < brackets {
-            self.opens.resize(brackets, 0);
-            self.closes.resize(brackets, Closing::default());
+        if !self.match_brackets(brackets) {
+            // A closing bracket that does not match: read everything again, one token at a
+            // time.
+            self.exact = true;
+            self.errors.clear();
+            self.composites.clear();
+            self.stack.clear();
+            self.keyword = Keyword::IDLE;
+            self.read_exactly(text, starts, 0, known, unterminated);
         }
+    }
+
+    /// Matches the first `count` brackets of the batch, without a branch on which kind each is:
+    /// the innermost open composites are on `open_stack` (above a sentinel that matches no
+    /// closer), each as its index and the kind of its closing bracket; the new composites and
+    /// the closings are listed, then written. Returns false, having changed nothing, at a
+    /// closing bracket that does not match.
+    fn match_brackets(&mut self, count: usize) -> bool {
+        if self.opens.len() < count {
+            self.opens.resize(count, 0);
+            self.closes.resize(count, Closing::default());
+        }
+        let Builder {
+            kinds,
+            composites,
+            open_stack,
+            depth: saved_depth,
+            opened: saved_opened,
+            brackets,
+            opens: open_list,
+            closes: close_list,
+            ..
+        } = self;
         let (mut opens, mut closes) = (0, 0);
-        let mut depth = self.depth;
-        let mut opened = self.opened;
-        for &token in &self.brackets[..brackets] {
-            let kind = self.kinds[token as usize] as u8;
+        let mut depth = *saved_depth;
+        let mut opened = *saved_opened;
+        for &token in &brackets[..count] {
+            let kind = kinds[token as usize] as u8;
             let open = usize::from(kind & 1);
-            if depth + 1 >= self.open_stack.len() {
-                self.open_stack.resize(2 * self.open_stack.len() + 2, 0);
+            if depth + 1 >= open_stack.len() {
+                open_stack.resize(2 * open_stack.len() + 2, 0);
             }
-            let top = self.open_stack[depth];
-            self.open_stack[depth + 1] = (opened as u64) << 8 | u64::from(kind + 1);
+            let top = open_stack[depth];
+            open_stack[depth + 1] = (opened as u64) << 8 | u64::from(kind + 1);
             if open == 0 && top as u8 != kind {
-                // A closing bracket that does not match: read everything again, one token at
-                // a time.
-                self.exact = true;
-                self.errors.truncate(self.encoding_errors);
-                self.composites.clear();
-                self.stack.clear();
-                self.keyword = Keyword::IDLE;
-                self.read_exactly(text, starts, 0, known, unterminated);
-                return;
+                return false;
             }
-            self.opens[opens] = token;
+            open_list[opens] = token;
             opens += open;
-            self.closes[closes] = Closing {
+            close_list[closes] = Closing {
                 composite: (top >> 8) as u32,
                 end: token + 1,
                 opened: opened as u32,
@@ -620,21 +657,21 @@ impl Builder {
             opened += open;
             depth = depth + 2 * open - 1;
         }
-        self.depth = depth;
-        self.opened = opened;
-        self.composites
-            .extend(self.opens[..opens].iter().map(|&open| CompositeData {
-                open,
-                end: 0,
-                descendants: 0,
-                closed: false,
-            }));
-        for closing in &self.closes[..closes] {
-            let data = &mut self.composites[closing.composite as usize];
+        *saved_depth = depth;
+        *saved_opened = opened;
+        composites.extend(open_list[..opens].iter().map(|&open| CompositeData {
+            open,
+            end: 0,
+            descendants: 0,
+            closed: false,
+        }));
+        for closing in &close_list[..closes] {
+            let data = &mut composites[closing.composite as usize];
             data.end = closing.end;
             data.closed = true;
             data.descendants = closing.opened - closing.composite - 1;
         }
+        true
     }
 
     /// After the last token: the composites still open, as frames (outermost first).
@@ -652,25 +689,6 @@ impl Builder {
                 keyword: Keyword::IDLE,
             });
         }
-    }
-
-    /// The keyword part that waits for its argument when the keyword part `token` comes, if
-    /// any: the token before it that the language sees, trivia and malformed words aside, when
-    /// that is a keyword part. (The kinds up to `token` are known.)
-    #[inline]
-    fn key_before(&self, starts: &[u32], token: usize) -> Option<Range<usize>> {
-        let mut i = token;
-        while i > 0 {
-            i -= 1;
-            match self.kinds[i] {
-                SyntaxKind::Whitespace | SyntaxKind::Comment | SyntaxKind::Malformed => {}
-                SyntaxKind::KeywordPart => {
-                    return Some(starts[i] as usize..starts[i + 1] as usize);
-                }
-                _ => return None,
-            }
-        }
-        None
     }
 
     /// Follows brackets and keyword messages through the tokens `from..to` one at a time, by
@@ -751,6 +769,42 @@ impl Builder {
     }
 }
 
+/// The error, if any, of the keyword part or malformed word `token` (while the brackets
+/// match); the kinds up to `token` are known.
+#[cold]
+fn word_errors(
+    kinds: &[SyntaxKind],
+    errors: &mut Vec<SyntaxError>,
+    text: &[u8],
+    starts: &[u32],
+    token: usize,
+) {
+    let span = starts[token] as usize..starts[token + 1] as usize;
+    if kinds[token] == SyntaxKind::Malformed {
+        errors.push(malformed_word(&text[span.clone()], span));
+    } else if let Some(waiting) = key_before(kinds, starts, token) {
+        errors.push(keyword_error(text, waiting, span));
+    }
+}
+
+/// The keyword part that waits for its argument when the keyword part `token` comes, if any:
+/// the token before it that the language sees, trivia and malformed words aside, when that is a
+/// keyword part.
+fn key_before(kinds: &[SyntaxKind], starts: &[u32], token: usize) -> Option<Range<usize>> {
+    let mut i = token;
+    while i > 0 {
+        i -= 1;
+        match kinds[i] {
+            SyntaxKind::Whitespace | SyntaxKind::Comment | SyntaxKind::Malformed => {}
+            SyntaxKind::KeywordPart => {
+                return Some(starts[i] as usize..starts[i + 1] as usize);
+            }
+            _ => return None,
+        }
+    }
+    None
+}
+
 fn unterminated_string(start: usize) -> SyntaxError {
     SyntaxError::new(
         SyntaxErrorKind::UnterminatedString,
@@ -789,8 +843,8 @@ fn parse_bytes(text: Vec<u8>) -> Parse {
             errors,
         };
     }
-    check_encoding(&text, &mut errors);
-
+    // The encoding is checked at the end, when the lexer has seen a byte that is not ASCII or is
+    // NUL (errors are sorted by position at the end, and no other error covers such a byte).
     let len = text.len();
     let estimate = len / 3 + 16;
     let mut starts: Vec<u32> = Vec::with_capacity(estimate + 1);
@@ -798,7 +852,6 @@ fn parse_bytes(text: Vec<u8>) -> Parse {
         kinds: Vec::with_capacity(estimate),
         composites: Vec::new(),
         stack: Vec::new(),
-        encoding_errors: errors.len(),
         errors,
         exact: false,
         keyword: Keyword::IDLE,
@@ -835,6 +888,9 @@ fn parse_bytes(text: Vec<u8>) -> Parse {
         }
     }
     builder.finish_matching(&starts);
+    if !lexer.plain_ascii() {
+        check_encoding(&text, &mut builder.errors);
+    }
 
     let Builder {
         kinds,
@@ -979,28 +1035,8 @@ fn malformed_word(token: &[u8], span: Range<usize>) -> SyntaxError {
     )
 }
 
-/// Whether `text` is ASCII without NUL bytes (so surely valid), found with a loop the compiler
-/// does on vectors.
-fn is_plain_ascii(text: &[u8]) -> bool {
-    let mut any = 0u8;
-    let mut least = u8::MAX;
-    for block in text.chunks(4096) {
-        for &b in block {
-            any |= b;
-            least = least.min(b);
-        }
-        if any >= 0x80 || least == 0 {
-            return false;
-        }
-    }
-    true
-}
-
 /// Reports invalid UTF-8 (each bad sequence, up to a bound) and NUL bytes.
 fn check_encoding(text: &[u8], errors: &mut Vec<SyntaxError>) {
-    if is_plain_ascii(text) {
-        return;
-    }
     const MAX_REPORTED: usize = 20;
     let mut reported = 0;
     let mut index: Option<LineIndex> = None;
@@ -1482,6 +1518,102 @@ mod differential {
     }
 
     #[test]
+    fn agrees_with_errors_far_into_a_file() {
+        // Errors after many of the lexer's chunks: the parser reads the brackets and keyword
+        // messages of a file that is fine one way and switches at the first bracket that does
+        // not match.
+        use crate::corpus::{CorpusOptions, generate_file};
+        let text = generate_file(60_000, &CorpusOptions::default()).into_bytes();
+        let insertions: &[&[u8]] = &[
+            b")",
+            b"]",
+            b"}",
+            b"[",
+            b"(",
+            b" x: y: 1 ",
+            b" a: # note\n b: ",
+            b" a: @ b: ",
+            b" ' ",
+            b" @ ",
+            b" :$ ",
+            b" $@ ",
+            b" \"open",
+            b"\xFF\x00",
+            b"#",
+        ];
+        for (i, insertion) in insertions.iter().enumerate() {
+            for at in [9_000 + i * 7, 33_333 + i * 13, text.len() - 2] {
+                let mut changed = text[..at].to_vec();
+                changed.extend_from_slice(insertion);
+                changed.extend_from_slice(&text[at..]);
+                check(&changed);
+            }
+        }
+        // Two faults: an early keyword error and a late stray closer.
+        let mut changed = text.clone();
+        changed.splice(40_000..40_000, b" ] ".iter().copied());
+        changed.splice(12_000..12_000, b" x: y: ".iter().copied());
+        check(&changed);
+    }
+
+    #[test]
+    fn agrees_on_words_and_numbers() {
+        // Every kind of plain token, at every length the memo and the eight-byte reads care
+        // about, also at the very end of the text.
+        let mut words: Vec<Vec<u8>> = Vec::new();
+        for stem in [
+            &b"a"[..],
+            b"ab:",
+            b"::",
+            b"Mod::x",
+            b"$Mod::at:",
+            b":$x",
+            b":x",
+            b":=",
+            b"$@x",
+            b"$x",
+            b"@x",
+            b"'x",
+            b"1",
+            b"-1",
+            b"+7",
+            b"1_0",
+            b"1.5",
+            b"-2e-3",
+            b"1e",
+            b"-inf",
+            b"+NaN",
+            b"9223372036854775807",
+            b"9223372036854775808",
+            b"-",
+            b"x\0",
+            b"\xC3\xA9:",
+        ] {
+            for pad in 0..18 {
+                let mut word = stem.to_vec();
+                word.splice(
+                    stem.len() / 2..stem.len() / 2,
+                    std::iter::repeat_n(b'k', pad),
+                );
+                words.push(word.clone());
+                let mut colons = word.clone();
+                colons.extend_from_slice(b"::z");
+                words.push(colons);
+            }
+        }
+        let mut text = Vec::new();
+        for (i, word) in words.iter().enumerate() {
+            text.extend_from_slice(word);
+            text.push(if i % 3 == 0 { b'\n' } else { b' ' });
+            check(word);
+        }
+        check(&text);
+        // The same words twice, so that the second time they come from the memo.
+        let twice = [text.clone(), text].concat();
+        check(&twice);
+    }
+
+    #[test]
     fn agrees_on_edge_cases() {
         let cases: &[&[u8]] = &[
             b"",
@@ -1520,9 +1652,9 @@ mod differential {
     #[test]
     fn agrees_across_chunk_boundaries() {
         // Long runs of every class, so that tokens, strings and comments straddle the lexer's
-        // internal chunks.
+        // blocks (64 bytes) and chunks (8 KiB).
         let mut text = Vec::new();
-        for (i, piece) in [
+        for piece in [
             &b"a"[..],
             b" ",
             b";",
@@ -1532,11 +1664,8 @@ mod differential {
             b"\r\n",
             b"x:",
             b"\"",
-        ]
-        .iter()
-        .enumerate()
-        {
-            for n in [1usize, 4095, 4096, 4097, 10_000] {
+        ] {
+            for n in [1usize, 63, 64, 65, 4097, 8191, 8192, 8193, 20_000] {
                 text.clear();
                 text.extend_from_slice(b"q ");
                 for _ in 0..n {
@@ -1546,7 +1675,6 @@ mod differential {
                 check(&text);
                 text.truncate(text.len() - 8);
                 check(&text);
-                let _ = i;
             }
         }
     }
@@ -1613,6 +1741,24 @@ mod differential {
         #[test]
         fn agrees_on_token_soup(text in soup()) {
             check(&text);
+        }
+
+        #[test]
+        fn reads_words_as_classify_plain(
+            token in "[-+0-9._eEinfaNx:$@']{1,20}",
+            after in proptest::collection::vec(any::<u8>(), 0..10),
+        ) {
+            let mut text = token.as_bytes().to_vec();
+            text.extend_from_slice(&after);
+            let expected = classify_plain(token.as_bytes());
+            prop_assert_eq!(classify_token(&text, 0, token.len()), expected);
+            let mut memo = Memo::new(text.len());
+            prop_assert_eq!(memo.classify(&text, 0, token.len()), expected);
+            prop_assert_eq!(memo.classify(&text, 0, token.len()), expected);
+            prop_assert_eq!(
+                is_float_syntax(token.as_bytes()),
+                crate::syntax::literal::is_float(token.as_bytes())
+            );
         }
 
     }
