@@ -6,10 +6,12 @@
 # MODULES (default 10000): the generated tree for build / rebuild / status comparisons.
 # DEFS_MODULES (default 57200, about 1,000,000 definitions): the tree for the `show` latency.
 # Needs git and GNU time (/usr/bin/time). Prints a Markdown table; BENCHMARKS.md holds the last
-# figures. Each timing is the median of RUNS runs (default 5), wall clock, whole process.
+# figures. Each timing is the median of RUNS runs (default 5; SMALL_RUNS, default 21, for the
+# quick commands), wall clock in milliseconds, whole process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODULES=${1:-10000}
+SMALL_RUNS=${SMALL_RUNS:-21}
 DEFS_MODULES=${2:-57200}
 RUNS=${RUNS:-5}
 cargo build --release --quiet
@@ -17,22 +19,24 @@ BIN=$PWD/target/release/spry-image
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-# median of wall seconds; also records peak RSS (KB) of the slowest run in $PEAK
+# Prints the median wall time (ms, whole process) and the highest peak RSS of RUNS runs.
 measure() {
   local label=$1; shift
   local setup=$1; shift
   local times=() peak=0
   for _ in $(seq "$RUNS"); do
     eval "$setup"
-    local out
-    out=$( { /usr/bin/time -f "%e %M" "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
-    times+=("${out% *}")
-    local rss=${out#* }
+    local start end rss
+    start=$(date +%s%N)
+    /usr/bin/time -f "%M" -o "$WORK/time" "$@" >/dev/null 2>&1 || true
+    end=$(date +%s%N)
+    times+=("$(( (end - start) / 1000000 ))")
+    rss=$(tail -1 "$WORK/time")
     (( rss > peak )) && peak=$rss
   done
   local median
   median=$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-  printf '| %s | %s s | %s MB |\n' "$label" "$median" "$((peak / 1024))"
+  printf '| %s | %s ms | %s MB |\n' "$label" "$median" "$((peak / 1024))"
 }
 
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(git --version)"
@@ -49,9 +53,9 @@ git add -A && git -c user.email=b@b -c user.name=b commit -qm tree
 "$BIN" build . >/dev/null
 sleep 2   # let the stamps age past the file system's time granularity
 "$BIN" build . >/dev/null
-measure "git status (nothing changed)" ':' git status --short
-measure "spry-image build (nothing changed)" ':' "$BIN" build .
-measure "spry-image show one definition (10k modules)" ':' "$BIN" show Mod04242::_meta
+RUNS=$SMALL_RUNS measure "git status (nothing changed)" ':' git status --short
+RUNS=$SMALL_RUNS measure "spry-image build (nothing changed)" ':' "$BIN" build .
+RUNS=$SMALL_RUNS measure "spry-image show one definition (10k modules)" ':' "$BIN" show Mod04242::_meta
 
 cd "$WORK"
 rm -rf tree
@@ -64,4 +68,4 @@ echo "big image: $DEFS_MODULES modules, $DEFS definitions, $(du -sm .spry-image 
 echo
 echo "| what | median wall | peak memory |"
 echo "| --- | --- | --- |"
-measure "spry-image show one definition ($DEFS definitions)" ':' "$BIN" show Mod31415::_meta
+RUNS=$SMALL_RUNS measure "spry-image show one definition ($DEFS definitions)" ':' "$BIN" show Mod31415::_meta

@@ -80,12 +80,8 @@ pub fn run(image_dir: Option<&Path>, args: &BuildArgs) -> Status {
     };
     print_failures(&src, &report);
     if args.json {
-        match serde_json::to_string(&report) {
-            Ok(json) => println!("{json}"),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Status::Trouble;
-            }
+        if let Err(status) = super::print_json(&report) {
+            return status;
         }
     } else {
         println!("{}", summary(&src, &report));

@@ -188,12 +188,8 @@ pub fn check(image: Option<&Path>, args: &CheckArgs) -> Status {
         Err(e) => return report_error(&e),
     };
     if args.json {
-        match serde_json::to_string(&report) {
-            Ok(json) => println!("{json}"),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Status::Trouble;
-            }
+        if let Err(status) = super::print_json(&report) {
+            return status;
         }
     } else {
         for problem in &report.problems {

@@ -117,3 +117,17 @@ pub fn report_error(error: &spry_image::Error) -> Status {
         }
     }
 }
+
+/// Prints `value` as one line of JSON on standard output.
+pub fn print_json(value: &impl serde::Serialize) -> Result<(), Status> {
+    match serde_json::to_string(value) {
+        Ok(json) => {
+            println!("{json}");
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(Status::Trouble)
+        }
+    }
+}

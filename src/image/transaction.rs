@@ -582,21 +582,9 @@ impl<'a> Transaction<'a> {
             let at = gaps.len().saturating_sub(1);
             gaps.insert(at, separator);
             record.definitions.push(name.to_string());
-            let (layout, layout_generation, _) = self.set_layout(module, Some(&record), &gaps);
-            record.layout = layout;
-            record.layout_generation = layout_generation;
+            return self.write_changed_module(module, record, Some(&gaps), name);
         }
-        record.generation = self.generation;
-        let path = record.path.clone();
-        self.write_module(module, &record)?;
-        self.note(
-            module,
-            ModuleChange::Changed,
-            &path,
-            None,
-            &[name.to_string()],
-        );
-        Ok(())
+        self.write_changed_module(module, record, None, name)
     }
 
     /// Removes one definition (its history stays).
@@ -626,17 +614,30 @@ impl<'a> Transaction<'a> {
             gaps[0].extend_from_slice(&last);
         }
         record.definitions.remove(index);
-        let (layout, layout_generation, _) = self.set_layout(module, Some(&record), &gaps);
-        record.layout = layout;
-        record.layout_generation = layout_generation;
-        record.generation = self.generation;
         self.unset_definition(module, name, &old);
-        let path = record.path.clone();
+        self.write_changed_module(module, record, Some(&gaps), name)
+    }
+
+    /// Writes a module one of whose definitions (`name`) changed: its new layout if given,
+    /// its generation, and the log note.
+    fn write_changed_module(
+        &mut self,
+        module: &str,
+        mut record: ModuleRecord,
+        gaps: Option<&[Vec<u8>]>,
+        name: &str,
+    ) -> Result<()> {
+        if let Some(gaps) = gaps {
+            let (layout, layout_generation, _) = self.set_layout(module, Some(&record), gaps);
+            record.layout = layout;
+            record.layout_generation = layout_generation;
+        }
+        record.generation = self.generation;
         self.write_module(module, &record)?;
         self.note(
             module,
             ModuleChange::Changed,
-            &path,
+            &record.path,
             None,
             &[name.to_string()],
         );
