@@ -38,32 +38,19 @@ pub fn parse_integer(text: &[u8]) -> Option<i64> {
 /// optional sign, digits (with `_` after a digit) with a `.` and/or an exponent, at least one
 /// digit; or a sign followed by `inf` or `nan` in any case.
 pub fn is_float(text: &[u8]) -> bool {
-    parse_float(text).is_some()
-}
-
-/// Reads a float; see [`is_float`] for the accepted forms.
-pub fn parse_float(text: &[u8]) -> Option<f64> {
-    let first = *text.first()?;
-    let (negative, rest) = match first {
-        b'+' => (false, &text[1..]),
-        b'-' => (true, &text[1..]),
-        b'0'..=b'9' => (false, text),
-        _ => return None,
+    let Some(&first) = text.first() else {
+        return false;
     };
-    if first == b'+' || first == b'-' {
-        if rest.eq_ignore_ascii_case(b"inf") {
-            return Some(if negative {
-                f64::NEG_INFINITY
-            } else {
-                f64::INFINITY
-            });
-        }
-        if rest.eq_ignore_ascii_case(b"nan") {
-            return Some(f64::NAN);
-        }
+    let rest = match first {
+        b'+' | b'-' => &text[1..],
+        b'0'..=b'9' => text,
+        _ => return false,
+    };
+    if (first == b'+' || first == b'-')
+        && (rest.eq_ignore_ascii_case(b"inf") || rest.eq_ignore_ascii_case(b"nan"))
+    {
+        return true;
     }
-    let mut i = 0;
-    let mut digits = 0;
     let scan_digits = |i: &mut usize, digits: &mut usize| {
         while *i < rest.len() && rest[*i].is_ascii_digit() {
             *digits += 1;
@@ -73,13 +60,15 @@ pub fn parse_float(text: &[u8]) -> Option<f64> {
             }
         }
     };
+    let mut i = 0;
+    let mut digits = 0;
     scan_digits(&mut i, &mut digits);
     if i < rest.len() && rest[i] == b'.' {
         i += 1;
         scan_digits(&mut i, &mut digits);
     }
     if digits == 0 {
-        return None;
+        return false;
     }
     if i + 1 < rest.len() && (rest[i] == b'e' || rest[i] == b'E') {
         i += 1;
@@ -87,14 +76,35 @@ pub fn parse_float(text: &[u8]) -> Option<f64> {
             i += 1;
         }
         if i >= rest.len() || !rest[i].is_ascii_digit() {
-            return None;
+            return false;
         }
-        let mut exp_digits = 0;
-        scan_digits(&mut i, &mut exp_digits);
+        let mut exponent_digits = 0;
+        scan_digits(&mut i, &mut exponent_digits);
     }
-    if i != rest.len() {
+    i == rest.len()
+}
+
+/// Reads a float; see [`is_float`] for the accepted forms.
+pub fn parse_float(text: &[u8]) -> Option<f64> {
+    if !is_float(text) {
         return None;
     }
+    let (negative, rest) = match text.first()? {
+        b'-' => (true, &text[1..]),
+        b'+' => (false, &text[1..]),
+        _ => (false, text),
+    };
+    if rest.eq_ignore_ascii_case(b"inf") {
+        return Some(if negative {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        });
+    }
+    if rest.eq_ignore_ascii_case(b"nan") {
+        return Some(f64::NAN);
+    }
+    // The shape is checked: Rust's float parser takes the text without its `_`.
     let cleaned: String = text
         .iter()
         .filter(|&&b| b != b'_')

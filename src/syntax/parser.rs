@@ -279,60 +279,11 @@ impl Memo {
 /// float's value.
 #[cold]
 fn classify_number_slow(token: &[u8]) -> SyntaxKind {
-    if parse_integer(token).is_none() && is_float_syntax(token) {
+    if parse_integer(token).is_none() && super::literal::is_float(token) {
         SyntaxKind::Float
     } else {
         classify_plain(token)
     }
-}
-
-/// Whether [`super::literal::parse_float`] reads `text` as a float: the same checks, without
-/// the value (once they pass, Rust's float parser accepts the text without its `_`).
-fn is_float_syntax(text: &[u8]) -> bool {
-    let Some(&first) = text.first() else {
-        return false;
-    };
-    let rest = match first {
-        b'+' | b'-' => &text[1..],
-        b'0'..=b'9' => text,
-        _ => return false,
-    };
-    if (first == b'+' || first == b'-')
-        && (rest.eq_ignore_ascii_case(b"inf") || rest.eq_ignore_ascii_case(b"nan"))
-    {
-        return true;
-    }
-    let scan_digits = |i: &mut usize, digits: &mut usize| {
-        while *i < rest.len() && rest[*i].is_ascii_digit() {
-            *digits += 1;
-            *i += 1;
-            while *i < rest.len() && rest[*i] == b'_' {
-                *i += 1;
-            }
-        }
-    };
-    let mut i = 0;
-    let mut digits = 0;
-    scan_digits(&mut i, &mut digits);
-    if i < rest.len() && rest[i] == b'.' {
-        i += 1;
-        scan_digits(&mut i, &mut digits);
-    }
-    if digits == 0 {
-        return false;
-    }
-    if i + 1 < rest.len() && (rest[i] == b'e' || rest[i] == b'E') {
-        i += 1;
-        if rest[i] == b'+' || rest[i] == b'-' {
-            i += 1;
-        }
-        if i >= rest.len() || !rest[i].is_ascii_digit() {
-            return false;
-        }
-        let mut exponent_digits = 0;
-        scan_digits(&mut i, &mut exponent_digits);
-    }
-    i == rest.len()
 }
 
 /// A mask of the low `len` bytes of a word (all of them from eight on); `len` is at least 1.
@@ -1755,10 +1706,6 @@ mod differential {
             let mut memo = Memo::new(text.len());
             prop_assert_eq!(memo.classify(&text, 0, token.len()), expected);
             prop_assert_eq!(memo.classify(&text, 0, token.len()), expected);
-            prop_assert_eq!(
-                is_float_syntax(token.as_bytes()),
-                crate::syntax::literal::is_float(token.as_bytes())
-            );
         }
 
     }
