@@ -15,8 +15,9 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::image::{Conflict, Hash, Image, ModuleChange, Origin, PathRecord, PreparedUnit};
+use crate::store::Table;
 use crate::syntax::{SourceUnit, SyntaxError};
-pub use crate::walk::{WalkedFile, relative, walk};
+pub use crate::walk::{WalkedFile, narrow, relative, walk, walk_paths};
 
 /// How to build.
 #[derive(Clone, Debug, Default)]
@@ -25,6 +26,12 @@ pub struct BuildOptions {
     pub only: Vec<String>,
     /// Make the image hold the whole tree again.
     pub all: bool,
+    /// Look only at these paths (relative to the root, `/`-separated; files or directories)
+    /// instead of walking the whole tree: a listed file is read if its stamp changed, a listed
+    /// directory is walked, and a listed path (or a file known under a listed directory) that
+    /// is no longer there is a file removed. `None`: the whole tree. A watcher passes the
+    /// paths its events named.
+    pub paths: Option<Vec<String>>,
 }
 
 /// Told how far a build has come (the command line shows a bar; the library shows nothing).
@@ -160,17 +167,25 @@ pub fn build(
             eprintln!("trace: {what}: {:?}", t0.elapsed());
         }
     };
+    // Only these paths (narrowed: no path below another), or the whole tree.
+    let targeted: Option<Vec<String>> = options.paths.as_deref().map(narrow);
     // The walk and the stamps are independent: read both at once.
     let (files, known) = std::thread::scope(|scope| {
-        let stamps = scope.spawn(|| image.paths());
-        let files = walk(root, &filter, &mut report.failed);
+        let stamps = scope.spawn(|| match &targeted {
+            None => image.paths(),
+            Some(paths) => stamps_under(image, paths),
+        });
+        let files = match &targeted {
+            None => walk(root, &filter, &mut report.failed),
+            Some(paths) => walk_paths(root, &filter, paths, &mut report.failed),
+        };
         lap("walk");
         let known = stamps
             .join()
             .unwrap_or_else(|_| Err(Error::Store("reading the file stamps failed".to_string())));
         (files, known)
     });
-    let (files, known) = (files?, known?);
+    let (files, mut known) = (files?, known?);
     lap("walk and stamps");
     report.files = files.len();
 
@@ -264,6 +279,16 @@ pub fn build(
                 }
                 Outcome::Vanished => {}
             }
+        }
+        if targeted.is_some() {
+            claim_unlisted(
+                image,
+                root,
+                &mut claims,
+                &units,
+                &mut known,
+                &mut keep_paths,
+            )?;
         }
 
         let mut tx = image.begin(Origin::File);
@@ -360,6 +385,94 @@ pub fn build(
     Ok(report)
 }
 
+/// A targeted build sees only the files it lists. A module read anew from one of them may be
+/// held by a file it does not list: if that file is still there and still holds it, the module
+/// is claimed twice (the holder keeps it); if it is gone, its stamp goes and the module moves.
+fn claim_unlisted(
+    image: &Image,
+    root: &Path,
+    claims: &mut HashMap<String, Vec<String>>,
+    units: &HashMap<String, (PreparedUnit, PathRecord)>,
+    known: &mut Stamps,
+    keep_paths: &mut HashSet<String>,
+) -> Result<()> {
+    let mut read: Vec<&str> = units.values().map(|(u, _)| u.name()).collect();
+    read.sort();
+    read.dedup();
+    for name in read {
+        let Some(holder) = image.module(name)?.map(|m| m.path) else {
+            continue;
+        };
+        let claimed = claims.get(name);
+        if claimed.is_some_and(|c| c.contains(&holder)) || known.contains_key(&holder) {
+            continue; // the build sees the holder itself
+        }
+        // A module made in the image and never exported has no file to hold it.
+        let Some(stamp) = stamp_of(image, &holder)? else {
+            continue;
+        };
+        if stamp.module != name {
+            continue;
+        }
+        if std::fs::symlink_metadata(root.join(&holder)).is_ok() {
+            claims
+                .entry(name.to_string())
+                .or_default()
+                .push(holder.clone());
+            keep_paths.insert(holder);
+        } else {
+            known.insert(holder, stamp);
+        }
+    }
+    Ok(())
+}
+
+/// The stamps of the files at or below `paths` (as [`narrow`] leaves them).
+fn stamps_under(image: &Image, paths: &[String]) -> Result<Stamps> {
+    if paths.iter().any(String::is_empty) {
+        return image.paths();
+    }
+    let store = image.store();
+    let mut out = Stamps::new();
+    for path in paths {
+        if let Some(stamp) = stamp_of(image, path)? {
+            out.insert(path.clone(), stamp);
+        }
+        let mut failure = None;
+        let prefix = format!("{path}/");
+        store.visit(
+            Table::Paths,
+            prefix.as_bytes(),
+            &mut |k, v| match PathRecord::decode(v) {
+                Ok(record) => {
+                    out.insert(String::from_utf8_lossy(k).into_owned(), record);
+                    true
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    false
+                }
+            },
+        )?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+    }
+    Ok(out)
+}
+
+/// File stamps by relative path, as [`Image::paths`] gives them.
+type Stamps = std::collections::HashMap<String, PathRecord>;
+
+/// The stamp of one file, by a point read.
+fn stamp_of(image: &Image, path: &str) -> Result<Option<PathRecord>> {
+    image
+        .store()
+        .get(Table::Paths, path.as_bytes())?
+        .map(|v| PathRecord::decode(&v))
+        .transpose()
+}
+
 /// From this many new texts on, a build writes them on a second thread.
 const BACKGROUND_TEXTS_MIN: usize = 4096;
 
@@ -412,7 +525,7 @@ fn now_ns() -> i128 {
 /// when it was stamped may change again without its time changing.
 const RACY_NS: i128 = 2_000_000_000;
 
-fn stamp_matches(stamp: &PathRecord, file: &WalkedFile) -> bool {
+pub(crate) fn stamp_matches(stamp: &PathRecord, file: &WalkedFile) -> bool {
     stamp.size == file.size
         && stamp.mtime_ns == file.mtime_ns
         && file.mtime_ns < stamp.stamped_ns - RACY_NS

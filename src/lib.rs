@@ -4,6 +4,7 @@
 //! - [`syntax`]: reading and writing Spry source without losing a byte.
 //! - [`image`]: the image itself: modules and definitions in a store, changed in transactions.
 //! - [`build`]: a source tree into an image, incrementally.
+//! - [`watch`]: an image kept in step with its tree while a person edits.
 //! - [`diagnostic`]: errors rendered for people.
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
@@ -16,5 +17,6 @@ pub mod image;
 pub mod store;
 pub mod syntax;
 mod walk;
+pub mod watch;
 
 pub use error::{Error, Result};

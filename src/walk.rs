@@ -57,6 +57,63 @@ pub fn walk(
     Ok(files)
 }
 
+/// The `.spry` files at or below the listed `paths` (relative to `root`, `/`-separated, as
+/// [`narrow`] leaves them), by the rules of [`walk`]: a listed file counts if the walk would
+/// find it; a listed directory is walked as the walk would walk it (with the `.gitignore` rules
+/// of the directories above it); a listed path that is not there (or is hidden, ignored, a
+/// link, not a `.spry` file) holds no files. Sorted by path.
+///
+/// # Errors
+/// The root itself cannot be read.
+pub fn walk_paths(
+    root: &Path,
+    filter: &PartFilter,
+    paths: &[String],
+    failed: &mut Vec<FileFailure>,
+) -> Result<Vec<WalkedFile>> {
+    std::fs::metadata(root).map_err(|e| Error::io(root, e))?;
+    let (above, mut found) = rules_above(root);
+    let walk = Walk {
+        root,
+        filter,
+        above,
+    };
+    for path in paths {
+        walk.listed(path, &mut found);
+    }
+    failed.extend(found.failures);
+    let mut files = found.files;
+    files.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    files.dedup_by(|a, b| a.path == b.path);
+    Ok(files)
+}
+
+/// `paths` sorted, without repeats and without paths below another listed path (a listed
+/// directory is walked whole). The empty path is the root: it covers everything.
+pub fn narrow(paths: &[String]) -> Vec<String> {
+    let mut paths: Vec<String> = paths
+        .iter()
+        .map(|p| p.trim_matches('/').to_string())
+        .collect();
+    if paths.iter().any(String::is_empty) {
+        return vec![String::new()];
+    }
+    paths.sort();
+    paths.dedup();
+    let mut out: Vec<String> = Vec::with_capacity(paths.len());
+    for path in paths {
+        // Sorted: a path's ancestors among the listed ones come before it, and "d/x" sorts
+        // after "d" but may come after "d-e" too, so look at every kept path's prefix.
+        let covered = path
+            .match_indices('/')
+            .any(|(at, _)| out.binary_search(&path[..at].to_string()).is_ok());
+        if !covered {
+            out.push(path);
+        }
+    }
+    out
+}
+
 /// `path` relative to `root`, `/`-separated; `None` if not UTF-8 or not under the root.
 pub fn relative(root: &Path, path: &Path) -> Option<String> {
     let rel = path.strip_prefix(root).ok()?;
@@ -220,6 +277,86 @@ impl Walk<'_> {
         }
     }
 
+    /// One listed path of [`walk_paths`]: the file or the directory tree at `rel`.
+    fn listed(&self, rel: &str, found: &mut Found) {
+        if rel.is_empty() {
+            return self.dir(self.root.to_path_buf(), Some(String::new()), None, found);
+        }
+        let parts: Vec<&str> = rel.split('/').collect();
+        if parts.iter().any(|p| p.is_empty() || p.starts_with('.')) {
+            return; // hidden (the image directory among them), or not a plain relative path
+        }
+        // The rules in force in each directory from the root down to the path's parent, each
+        // directory on the way checked as the walk would check it.
+        let mut chain: Vec<Gitignore> = Vec::new();
+        let mut dir = self.root.to_path_buf();
+        for (depth, part) in parts.iter().enumerate() {
+            let at = dir.join(".gitignore");
+            if std::fs::symlink_metadata(&at).is_ok() {
+                let shown = if depth == 0 {
+                    ".gitignore".to_string()
+                } else {
+                    format!("{}/.gitignore", parts[..depth].join("/"))
+                };
+                let (gitignore, error) = read_gitignore(&dir, &at);
+                if let Some(error) = error {
+                    found.fail(shown, error.to_string());
+                }
+                chain.push(gitignore);
+            }
+            dir.push(part);
+            let is_last = depth + 1 == parts.len();
+            let meta = match std::fs::symlink_metadata(&dir) {
+                Ok(meta) => meta,
+                // Not there: nothing of it is in the tree.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+                Err(e) => return found.fail(parts[..=depth].join("/"), e.to_string()),
+            };
+            let file_type = meta.file_type();
+            if !is_last {
+                if !file_type.is_dir() || self.ignored_by(&chain, &dir, true) {
+                    return;
+                }
+                continue;
+            }
+            if file_type.is_dir() {
+                if *part == IMAGE_DIR || self.ignored_by(&chain, &dir, true) {
+                    return;
+                }
+                let rel = Some(rel.to_string());
+                let dir = std::mem::take(&mut dir);
+                let mut chain = chain.into_iter();
+                return nest(&mut chain, None, &mut |rules| {
+                    self.dir(dir.clone(), rel.clone(), rules, found)
+                });
+            }
+            if !file_type.is_file()
+                || !is_spry(OsStr::new(part))
+                || self.ignored_by(&chain, &dir, false)
+                || !self.filter.contains(rel)
+            {
+                return;
+            }
+            found.files.push(WalkedFile {
+                path: rel.to_string(),
+                size: meta.len(),
+                mtime_ns: mtime_ns(&meta),
+            });
+        }
+    }
+
+    /// [`Self::ignored`] for rules given root first.
+    fn ignored_by(&self, chain: &[Gitignore], path: &Path, is_dir: bool) -> bool {
+        for gitignore in chain.iter().rev() {
+            match gitignore.matched(path, is_dir) {
+                Match::Ignore(_) => return true,
+                Match::Whitelist(_) => return false,
+                Match::None => {}
+            }
+        }
+        self.ignored_above(path, is_dir)
+    }
+
     /// The rules of `dir`'s `.gitignore`; a file that cannot be read or a bad line is a
     /// failure (the rest of the file still counts).
     fn gitignore(&self, dir: &Path, rel: &Option<String>, found: &mut Found) -> Gitignore {
@@ -246,6 +383,11 @@ impl Walk<'_> {
                 Match::None => rules = r.up,
             }
         }
+        self.ignored_above(path, is_dir)
+    }
+
+    /// Whether `path` is ignored by the rules of the directories above the root.
+    fn ignored_above(&self, path: &Path, is_dir: bool) -> bool {
         if let Some((canonical, above)) = &self.above {
             let Ok(rel) = path.strip_prefix(self.root) else {
                 return false;
@@ -295,6 +437,21 @@ fn read_gitignore(dir: &Path, path: &Path) -> (Gitignore, Option<ignore::Error>)
     match builder.build() {
         Ok(gitignore) => (gitignore, error),
         Err(e) => (Gitignore::empty(), Some(error.unwrap_or(e))),
+    }
+}
+
+/// Calls `f` with the rules `rest` (root first) linked below `up`.
+fn nest(
+    rest: &mut std::vec::IntoIter<Gitignore>,
+    up: Option<&Rules>,
+    f: &mut dyn FnMut(Option<&Rules>),
+) {
+    match rest.next() {
+        None => f(up),
+        Some(gitignore) => {
+            let own = Rules { gitignore, up };
+            nest(rest, Some(&own), f);
+        }
     }
 }
 

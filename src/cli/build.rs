@@ -62,6 +62,7 @@ pub fn run(image_dir: Option<&Path>, args: &BuildArgs) -> Status {
     let options = BuildOptions {
         only: args.only.clone(),
         all: args.all,
+        paths: None,
     };
     let bar = if std::io::stderr().is_terminal() {
         ProgressBar::new(0)

@@ -4,6 +4,7 @@ mod build;
 mod generate;
 mod inspect;
 mod parse;
+mod watch;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -36,6 +37,8 @@ enum Command {
     Show(inspect::ShowArgs),
     /// Verify every text and reference of the image; print its content digest last.
     Check(inspect::CheckArgs),
+    /// Keep the image in step with the tree while you edit (Ctrl-C stops).
+    Watch(watch::WatchArgs),
     /// Write a generated corpus of Spry modules (for benchmarks).
     Gen(generate::GenArgs),
 }
@@ -62,6 +65,7 @@ pub fn main() -> ExitCode {
         Command::Ls(args) => inspect::ls(cli.image.as_deref(), &args),
         Command::Show(args) => inspect::show(cli.image.as_deref(), &args),
         Command::Check(args) => inspect::check(cli.image.as_deref(), &args),
+        Command::Watch(args) => watch::run(cli.image.as_deref(), &args),
         Command::Gen(args) => generate::run(&args),
     };
     status.into()

@@ -11,3 +11,4 @@ mod parse_cli;
 mod syntax_fixtures;
 mod syntax_props;
 mod syntax_rules;
+mod watch;

@@ -1,0 +1,195 @@
+//! `spry-image watch`.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde_json::{Value, json};
+
+use spry_image::build::{BuildReport, FileFailure};
+use spry_image::diagnostic;
+use spry_image::image::{IMAGE_DIR, Image};
+use spry_image::watch::{BatchReport, Cause, WatchOptions, Watcher};
+
+use super::{Status, report_error, stderr_style};
+
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    /// The source tree (default: the current directory).
+    #[arg(value_name = "SRC")]
+    src: Option<PathBuf>,
+    /// Print one JSON object per line: first when watching, then one per batch.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(image_dir: Option<&Path>, args: &WatchArgs) -> Status {
+    let src = args.src.clone().unwrap_or_else(|| PathBuf::from("."));
+    match std::fs::metadata(&src) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            eprintln!("error: {}: not a directory", src.display());
+            return Status::Trouble;
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", src.display());
+            return Status::Trouble;
+        }
+    }
+    let dir = image_dir.map_or_else(|| src.join(IMAGE_DIR), Path::to_path_buf);
+    let image = match Image::create(&dir, &src) {
+        Ok(image) => image,
+        Err(e) => return report_error(&e),
+    };
+    let json = args.json;
+    let shown = src.clone();
+    let watcher = match Watcher::start(image, &src, &WatchOptions::default(), move |batch| {
+        print_batch(&shown, batch, json);
+    }) {
+        Ok(watcher) => watcher,
+        Err(e) => return report_error(&e),
+    };
+    let stopper = watcher.stopper();
+    if let Err(e) = ctrlc::set_handler(move || stopper.stop()) {
+        eprintln!("error: cannot handle Ctrl-C: {e}");
+        return Status::Trouble;
+    }
+    let generation = watcher.with_image(|image| image.generation());
+    let generation = match generation {
+        Ok(Ok(generation)) => generation,
+        Ok(Err(e)) | Err(e) => return report_error(&e),
+    };
+    let root = watcher.root().display().to_string();
+    if json {
+        println!("{}", json!({"watching": root, "generation": generation}));
+    } else {
+        println!("watching {root} at generation {generation} (Ctrl-C stops)");
+    }
+    let initial = watcher.initial();
+    if initial.build.generation.is_some() || !initial.build.failed.is_empty() {
+        print_batch(&src, initial, json);
+    }
+    match watcher.wait() {
+        Ok(_) => {
+            if !json {
+                eprintln!("stopped");
+            }
+            Status::Ok
+        }
+        Err(e) => report_error(&e),
+    }
+}
+
+/// Reports one batch: failures on standard error, then a line on standard output (JSON, or a
+/// sentence when the batch committed something).
+fn print_batch(src: &Path, batch: &BatchReport, json: bool) {
+    let report = &batch.build;
+    if let Some(reason) = &batch.reason {
+        eprintln!("watch: full rescan: {reason}");
+    }
+    print_failures(src, &report.failed);
+    if json {
+        println!("{}", batch_json(src, batch));
+    } else if let Some(line) = summary(batch) {
+        println!("{line}");
+    }
+}
+
+fn print_failures(src: &Path, failures: &[FileFailure]) {
+    for failure in failures {
+        let shown = src.join(&failure.path).display().to_string();
+        if failure.errors.is_empty() {
+            eprintln!(
+                "{shown}: error: {}",
+                failure.message.as_deref().unwrap_or("cannot be read")
+            );
+        } else {
+            eprint!(
+                "{}",
+                diagnostic::render(&shown, &failure.text, &failure.errors, stderr_style())
+            );
+            eprintln!("{shown}: the module keeps its last good version");
+        }
+    }
+}
+
+/// `generation 7: changed A, B (2 files, 12 ms)`; nothing for a batch that committed nothing.
+fn summary(batch: &BatchReport) -> Option<String> {
+    let report = &batch.build;
+    let generation = report.generation?;
+    let mut parts: Vec<String> = Vec::new();
+    for (what, names) in [
+        ("added", &report.added),
+        ("changed", &report.changed),
+        ("removed", &report.removed),
+    ] {
+        if !names.is_empty() {
+            parts.push(format!("{what} {}", names.join(", ")));
+        }
+    }
+    if !report.moved.is_empty() {
+        let moved: Vec<String> = report
+            .moved
+            .iter()
+            .map(|m| format!("{} ({} → {})", m.module, m.from, m.to))
+            .collect();
+        parts.push(format!("moved {}", moved.join(", ")));
+    }
+    if !report.failed.is_empty() {
+        parts.push(format!("{} failed", report.failed.len()));
+    }
+    let files = match report.files {
+        1 => "1 file".to_string(),
+        n => format!("{n} files"),
+    };
+    let cause = match batch.cause {
+        Cause::Start => ", start",
+        Cause::Rescan => ", full rescan",
+        Cause::Events => "",
+    };
+    Some(format!(
+        "generation {generation}: {} ({files}, {} ms{cause})",
+        parts.join("; "),
+        batch.latency.as_millis()
+    ))
+}
+
+fn batch_json(src: &Path, batch: &BatchReport) -> Value {
+    let report: &BuildReport = &batch.build;
+    let failed: Vec<Value> = report
+        .failed
+        .iter()
+        .map(|f| {
+            let shown = src.join(&f.path).display().to_string();
+            let error = match f.errors.first() {
+                Some(e) => format!(
+                    "{}: {}",
+                    diagnostic::location(&shown, &f.text, e),
+                    e.message
+                ),
+                None => format!("{shown}: {}", f.message.as_deref().unwrap_or("failed")),
+            };
+            json!({"path": f.path, "error": error})
+        })
+        .collect();
+    let mut value = json!({
+        "generation": report.generation,
+        "files": report.files,
+        "read": report.read,
+        "paths": batch.paths,
+        "added": report.added,
+        "changed": report.changed,
+        "removed": report.removed,
+        "moved": report.moved,
+        "failed": failed,
+        "latency_ms": (batch.latency.as_secs_f64() * 1e6).round() / 1e3,
+    });
+    match batch.cause {
+        Cause::Rescan => {
+            value["rescan"] = json!(true);
+            value["reason"] = json!(batch.reason);
+        }
+        Cause::Start => value["start"] = json!(true),
+        Cause::Events => {}
+    }
+    value
+}
