@@ -362,6 +362,7 @@ pub fn build(
                     from: change.from_path.clone().unwrap_or_default(),
                     to: change.path.clone(),
                 }),
+                ModuleChange::Exported => {}
             }
         }
         report.conflicts = tx.conflicts().to_vec();

@@ -30,11 +30,13 @@ pub enum Table {
     Log,
     /// Module, NUL, definition name, NUL, generation → that version of the definition.
     History,
+    /// Module name → how its image text and its file differ (absent: they agree).
+    Sync,
 }
 
 impl Table {
     /// Every table.
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 8] = [
         Table::Meta,
         Table::Modules,
         Table::Definitions,
@@ -42,6 +44,7 @@ impl Table {
         Table::Paths,
         Table::Log,
         Table::History,
+        Table::Sync,
     ];
 
     fn name(self) -> &'static str {
@@ -53,6 +56,7 @@ impl Table {
             Table::Paths => "paths",
             Table::Log => "log",
             Table::History => "history",
+            Table::Sync => "sync",
         }
     }
 }

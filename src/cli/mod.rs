@@ -1,9 +1,12 @@
 //! Command-line front end: argument parsing, output, exit codes. The library does the work.
 
 mod build;
+mod edit;
+mod export;
 mod generate;
 mod inspect;
 mod parse;
+mod status;
 mod watch;
 
 use std::io::IsTerminal;
@@ -37,8 +40,20 @@ enum Command {
     Show(inspect::ShowArgs),
     /// Verify every text and reference of the image; print its content digest last.
     Check(inspect::CheckArgs),
+    /// Add or replace a definition (or a whole module) as a live edit.
+    Put(edit::PutArgs),
+    /// Remove a definition as a live edit.
+    Rm(edit::RmArgs),
+    /// Edit a definition in $VISUAL or $EDITOR; it is stored when the editor exits.
+    Edit(edit::EditArgs),
+    /// Write the image's modules as files: changed ones only, each atomically.
+    Export(export::ExportArgs),
     /// Keep the image in step with the tree while you edit (Ctrl-C stops).
     Watch(watch::WatchArgs),
+    /// How the image and the tree differ, module by module, in the spirit of git status.
+    Status(status::StatusArgs),
+    /// The differences between image and tree, by module and definition.
+    Diff(status::DiffArgs),
     /// Write a generated corpus of Spry modules (for benchmarks).
     Gen(generate::GenArgs),
 }
@@ -65,7 +80,13 @@ pub fn main() -> ExitCode {
         Command::Ls(args) => inspect::ls(cli.image.as_deref(), &args),
         Command::Show(args) => inspect::show(cli.image.as_deref(), &args),
         Command::Check(args) => inspect::check(cli.image.as_deref(), &args),
+        Command::Put(args) => edit::put(cli.image.as_deref(), &args),
+        Command::Rm(args) => edit::rm(cli.image.as_deref(), &args),
+        Command::Edit(args) => edit::edit(cli.image.as_deref(), &args),
+        Command::Export(args) => export::run(cli.image.as_deref(), &args),
         Command::Watch(args) => watch::run(cli.image.as_deref(), &args),
+        Command::Status(args) => status::status(cli.image.as_deref(), &args),
+        Command::Diff(args) => status::diff(cli.image.as_deref(), &args),
         Command::Gen(args) => generate::run(&args),
     };
     status.into()
@@ -118,6 +139,29 @@ pub fn report_error(error: &spry_image::Error) -> Status {
         _ => {
             eprintln!("error: {error}");
             Status::Trouble
+        }
+    }
+}
+
+/// Prints files that could not be taken: syntax errors as diagnostics, the rest as one line.
+pub fn print_file_failures(root: &std::path::Path, failures: &[spry_image::build::FileFailure]) {
+    for failure in failures {
+        let shown = root.join(&failure.path).display().to_string();
+        if failure.errors.is_empty() {
+            eprintln!(
+                "{shown}: error: {}",
+                failure.message.as_deref().unwrap_or("cannot be read")
+            );
+        } else {
+            eprint!(
+                "{}",
+                spry_image::diagnostic::render(
+                    &shown,
+                    &failure.text,
+                    &failure.errors,
+                    stderr_style()
+                )
+            );
         }
     }
 }

@@ -19,8 +19,8 @@ pub use check::CheckReport;
 pub use lock::{Owner, owner};
 pub use record::{
     DefinitionRecord, FORMAT_VERSION, HistoryRecord, ImageRecord, LogEntry, ModuleChange,
-    ModuleKind, ModuleLog, ModuleRecord, Origin, PathRecord, decode_layout, definition_key,
-    encode_layout, history_key,
+    ModuleKind, ModuleLog, ModuleRecord, Origin, PathRecord, SyncRecord, decode_layout,
+    definition_key, encode_layout, history_key,
 };
 pub use transaction::{Conflict, Prepared, PreparedUnit, Transaction};
 
@@ -76,6 +76,15 @@ impl Image {
         let format_path = dir.join(FORMAT_FILE);
         if !format_path.exists() {
             write_format_file(&format_path)?;
+            // git (and tools that read .gitignore) leave the image out of the tree it mirrors.
+            let ignore = dir.join(".gitignore");
+            if !ignore.exists() {
+                std::fs::write(
+                    &ignore,
+                    "# The spry-image image: a database, not source.\n*\n",
+                )
+                .with_path(&ignore)?;
+            }
         }
         let mut image = Image::open(dir)?;
         if image.store.get(Table::Meta, META_IMAGE)?.is_none() {
@@ -354,6 +363,93 @@ impl Image {
             }
         }
         Ok(out)
+    }
+
+    /// How a module's image text and its file differ (the default, clean record when they
+    /// agree).
+    ///
+    /// # Errors
+    /// Storage failures, a damaged record.
+    pub fn sync(&self, module: &str) -> Result<SyncRecord> {
+        match self.store.get(Table::Sync, module.as_bytes())? {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| Error::Corrupt(format!("sync record `{module}`: {e}"))),
+            None => Ok(SyncRecord::default()),
+        }
+    }
+
+    /// Every module whose image text and file do not agree, by name: changed in the image
+    /// and not yet exported, or in conflict. One scan of a table that is empty when all is
+    /// exported.
+    ///
+    /// # Errors
+    /// Storage failures, damaged records.
+    pub fn unsynced(&self) -> Result<Vec<(String, SyncRecord)>> {
+        let mut out = Vec::new();
+        for (key, value) in self.store.scan(Table::Sync, b"")? {
+            let name = String::from_utf8_lossy(&key).into_owned();
+            let record = serde_json::from_slice(&value)
+                .map_err(|e| Error::Corrupt(format!("sync record `{name}`: {e}")))?;
+            out.push((name, record));
+        }
+        Ok(out)
+    }
+
+    /// A module's whole text from its record: its definitions read in one scan, not one
+    /// read each (what an export of many modules wants).
+    ///
+    /// # Errors
+    /// A damaged image.
+    pub fn assemble(&self, module: &str, record: &ModuleRecord) -> Result<Vec<u8>> {
+        let gaps = decode_layout(&self.text(&record.layout_hash()?)?)?;
+        if gaps.len() != record.definitions.len() + 1 {
+            return Err(Error::Corrupt(format!(
+                "module `{module}`: its layout does not fit its definitions"
+            )));
+        }
+        let mut prefix = module.as_bytes().to_vec();
+        prefix.push(0);
+        let mut hashes: HashMap<Vec<u8>, Hash> = HashMap::with_capacity(record.definitions.len());
+        let mut failure = None;
+        self.store.visit(
+            Table::Definitions,
+            &prefix,
+            &mut |k, v| match DefinitionRecord::decode(v) {
+                Ok(def) => {
+                    hashes.insert(k[prefix.len()..].to_vec(), def.hash);
+                    true
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    false
+                }
+            },
+        )?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let mut out = Vec::with_capacity(record.definitions.len() * 128);
+        for (i, gap) in gaps.iter().enumerate() {
+            out.extend_from_slice(gap);
+            if let Some(name) = record.definitions.get(i) {
+                let hash = hashes
+                    .get(name.as_bytes())
+                    .ok_or_else(|| Error::Corrupt(format!("`{module}::{name}` has no record")))?;
+                out.extend_from_slice(&self.text(hash)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// What was last read from (or written to) file `path`, by key.
+    ///
+    /// # Errors
+    /// Storage failures, a damaged record.
+    pub fn path(&self, path: &str) -> Result<Option<PathRecord>> {
+        self.store
+            .get(Table::Paths, path.as_bytes())?
+            .map(|bytes| PathRecord::decode(&bytes))
+            .transpose()
     }
 
     /// What the last build read from each file, by relative path.

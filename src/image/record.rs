@@ -1,5 +1,7 @@
 //! The records the image keeps, and their encodings. ARCHITECTURE.md shows the schema.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::blob::Hash;
@@ -140,6 +142,38 @@ impl DefinitionRecord {
     }
 }
 
+/// How a module's text in the image and its file differ: the `sync` table holds one for every
+/// module where they do not agree (none: the file holds exactly the image's text).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncRecord {
+    /// The image's text changed since it last agreed with the file: export has work to do.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unexported: bool,
+    /// Definitions removed in the image while the file still has them: name → hex hash of the
+    /// text the file had when they last agreed. A build that finds that very text in the file
+    /// leaves the definition removed; another text there is a conflict.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub removed: BTreeMap<String, String>,
+    /// Definitions changed on both sides to different texts: name → hex hash of the file's
+    /// text (`None`: the file removed it). Neither side is overwritten until resolved.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub conflicts: BTreeMap<String, Option<String>>,
+}
+
+impl SyncRecord {
+    /// Whether image and file agree (nothing to record).
+    pub fn is_clean(&self) -> bool {
+        !self.unexported && self.removed.is_empty() && self.conflicts.is_empty()
+    }
+
+    /// The file side of a conflict over `name`: `Some(None)` when the file removed it.
+    pub fn conflict(&self, name: &str) -> Option<Option<Hash>> {
+        self.conflicts
+            .get(name)
+            .map(|h| h.as_deref().and_then(Hash::from_hex))
+    }
+}
+
 /// What was last read from a file of the tree (for incremental builds).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PathRecord {
@@ -261,6 +295,8 @@ pub enum ModuleChange {
     Removed,
     /// Now in another file (its text may have changed too).
     Moved,
+    /// Written to its file (the agreed text moved; its text did not change).
+    Exported,
 }
 
 /// One module's part of a commit.

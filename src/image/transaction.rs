@@ -7,12 +7,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::blob::{Hash, compress};
 use super::record::{
     DefinitionRecord, HistoryRecord, LogEntry, ModuleChange, ModuleKind, ModuleLog, ModuleRecord,
-    Origin, PathRecord, decode_layout, definition_key, encode_layout, history_key,
+    Origin, PathRecord, SyncRecord, decode_layout, definition_key, encode_layout, history_key,
 };
 use super::{Image, META_GENERATION};
 use crate::error::{Error, Result};
 use crate::store::{Table, Write};
-use crate::syntax::{Piece, SourceUnit, UnitKind, read_definition};
+use crate::syntax::{Piece, SourceUnit, UnitKind, format_new_definition, read_definition};
 
 /// A definition changed on both sides since they last agreed: the image kept its text, the
 /// file's text is stored too (nothing is lost) and named here.
@@ -123,6 +123,19 @@ pub struct Transaction<'a> {
     conflicts: Vec<Conflict>,
 }
 
+/// What merging one definition's file side into the image came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Merged {
+    /// The image took the file's side (changed or removed it).
+    Taken,
+    /// Both sides hold the same text (or neither holds it).
+    Agreed,
+    /// Only the image changed: it keeps its text, for export.
+    Kept,
+    /// Both changed, to different texts; the file's side (`None`: removed there).
+    Conflict(Option<Hash>),
+}
+
 /// From this many writes on, the first commit of an image loads tables directly.
 const BULK_MIN_WRITES: usize = 10_000;
 
@@ -196,7 +209,66 @@ impl<'a> Transaction<'a> {
             .transpose()
     }
 
-    fn text(&self, hash: &Hash) -> Result<Vec<u8>> {
+    /// How a module's image text and file differ, as this transaction sees it (default: they
+    /// agree).
+    ///
+    /// # Errors
+    /// Storage failures, a damaged record.
+    pub fn sync(&self, module: &str) -> Result<SyncRecord> {
+        match self.get(Table::Sync, module.as_bytes())? {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| Error::Corrupt(format!("sync record `{module}`: {e}"))),
+            None => Ok(SyncRecord::default()),
+        }
+    }
+
+    fn write_sync(&mut self, module: &str, record: &SyncRecord) -> Result<()> {
+        if record.is_clean() {
+            if self.get(Table::Sync, module.as_bytes())?.is_some() {
+                self.delete(Table::Sync, module.as_bytes().to_vec());
+            }
+            return Ok(());
+        }
+        let bytes = serde_json::to_vec(record).map_err(|e| Error::Store(e.to_string()))?;
+        self.put(Table::Sync, module.as_bytes().to_vec(), bytes);
+        Ok(())
+    }
+
+    /// Notes a live change of `module`'s text: export has work to do.
+    fn mark_unexported(&mut self, module: &str) -> Result<SyncRecord> {
+        let mut sync = self.sync(module)?;
+        sync.unexported = true;
+        Ok(sync)
+    }
+
+    /// A module's whole text as this transaction sees it.
+    ///
+    /// # Errors
+    /// [`Error::NoModule`], a damaged image.
+    pub fn module_text(&self, module: &str) -> Result<Vec<u8>> {
+        let record = self
+            .module(module)?
+            .ok_or_else(|| Error::NoModule(module.to_string()))?;
+        let gaps = self.gaps(&record)?;
+        if gaps.len() != record.definitions.len() + 1 {
+            return Err(Error::Corrupt(format!(
+                "module `{module}`: its layout does not fit its definitions"
+            )));
+        }
+        let mut out = Vec::new();
+        for (i, gap) in gaps.iter().enumerate() {
+            out.extend_from_slice(gap);
+            if let Some(name) = record.definitions.get(i) {
+                let def = self
+                    .definition(module, name)?
+                    .ok_or_else(|| Error::Corrupt(format!("`{module}::{name}` has no record")))?;
+                out.extend_from_slice(&self.text(&def.hash)?);
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn text(&self, hash: &Hash) -> Result<Vec<u8>> {
         match self.get(Table::Blobs, &hash.0)? {
             Some(stored) => super::blob::decompress(&stored),
             None => Err(Error::Corrupt(format!(
@@ -306,7 +378,15 @@ impl<'a> Transaction<'a> {
         definitions: &[String],
     ) {
         if let Some(entry) = self.log.iter_mut().find(|e| e.module == module) {
-            if change != ModuleChange::Changed || entry.change == ModuleChange::Removed {
+            // An export notes no change of its own over one made in the same commit.
+            let replaces = match change {
+                ModuleChange::Exported => false,
+                ModuleChange::Changed => {
+                    matches!(entry.change, ModuleChange::Removed | ModuleChange::Exported)
+                }
+                _ => true,
+            };
+            if replaces {
                 entry.change = change;
             }
             if from_path.is_some() {
@@ -345,7 +425,7 @@ impl<'a> Transaction<'a> {
             Some(old) => {
                 if let Ok(previous) = old.layout_hash() {
                     let record = HistoryRecord {
-                        origin: Origin::File,
+                        origin: self.origin,
                         hash: Some(previous),
                     };
                     self.put(
@@ -362,8 +442,10 @@ impl<'a> Transaction<'a> {
 
     /// Stores a unit read from the file `path`, merging with the image three ways: a
     /// definition changed only in the file is taken, one changed only in the image is kept
-    /// (to be exported), one changed on both sides to different texts is a [`Conflict`] and
-    /// keeps the image's text (the file's is stored too).
+    /// (to be exported), one changed on both sides to different texts is a [`Conflict`],
+    /// recorded in the module's [`SyncRecord`]: the image keeps its text, the file's is stored
+    /// too, neither is overwritten until it is resolved. A definition removed in the image
+    /// stays removed while the file still holds the text it had then.
     ///
     /// # Errors
     /// Storage failures, damaged records.
@@ -375,21 +457,47 @@ impl<'a> Transaction<'a> {
             mut gaps,
         } = unit;
         let old = self.module(&name)?;
+        let old_sync = match &old {
+            Some(_) => self.sync(&name)?,
+            None => SyncRecord::default(),
+        };
+        let mut sync = old_sync.clone();
         let mut order: Vec<String> = Vec::with_capacity(definitions.len());
         let mut changed: Vec<String> = Vec::new();
         let mut in_file: HashSet<String> = HashSet::default();
+        let mut differs = false;
         for (def, text) in definitions {
+            in_file.insert(def.clone());
             // A module new to the image has no definitions to merge with.
             let current = match &old {
                 Some(_) => self.definition(&name, &def)?,
                 None => None,
             };
-            if self.merge_from_file(&name, &def, current, Some(text))? {
-                changed.push(def.clone());
+            if current.is_none()
+                && let Some(base) = sync.removed.get(&def).and_then(|h| Hash::from_hex(h))
+            {
+                // Removed in the image. The file still holds the text it had then: it stays
+                // removed (and the file is still to be written); another text is a conflict.
+                if base != text.hash {
+                    self.conflicts.push(Conflict {
+                        module: name.clone(),
+                        name: def.clone(),
+                        image: None,
+                        file: Some(text.hash),
+                    });
+                    sync.conflicts.insert(def.clone(), Some(text.hash.to_hex()));
+                    self.put_blob(text);
+                    sync.removed.remove(&def);
+                }
+                differs = true;
+                drop_slot(&mut gaps, order.len());
+                continue;
             }
-            in_file.insert(def.clone());
+            let merged = self.merge_from_file(&name, &def, current, Some(text))?;
+            settle_merge(&def, merged, &mut sync, &mut changed, &mut differs);
             order.push(def);
         }
+        sync.removed.retain(|def, _| in_file.contains(def));
         if let Some(old) = &old {
             let old_gaps = self.gaps(old)?;
             for (i, def) in old.definitions.iter().enumerate() {
@@ -397,9 +505,9 @@ impl<'a> Transaction<'a> {
                     continue;
                 }
                 let current = self.definition(&name, def)?;
-                if self.merge_from_file(&name, def, current, None)? {
-                    changed.push(def.clone());
-                } else if self.definition(&name, def)?.is_some() {
+                let merged = self.merge_from_file(&name, def, current, None)?;
+                settle_merge(def, merged, &mut sync, &mut changed, &mut differs);
+                if merged != Merged::Taken && self.definition(&name, def)?.is_some() {
                     // Kept (a live addition or a conflict): it stays after its old neighbour.
                     let after = old.definitions[..i]
                         .iter()
@@ -411,6 +519,10 @@ impl<'a> Transaction<'a> {
                     gaps.insert((at + 1).min(gaps.len()), gap);
                 }
             }
+        }
+        sync.unexported = differs || !sync.removed.is_empty();
+        if sync != old_sync {
+            self.write_sync(&name, &sync)?;
         }
         let (layout, layout_generation, layout_changed) =
             self.set_layout(&name, old.as_ref(), &gaps);
@@ -443,23 +555,23 @@ impl<'a> Transaction<'a> {
     }
 
     /// Merges one definition's file side (`None`: absent from the file) with its image side
-    /// `current`. Returns whether the image's definition changed.
+    /// `current`.
     fn merge_from_file(
         &mut self,
         module: &str,
         name: &str,
         current: Option<DefinitionRecord>,
         file: Option<Prepared>,
-    ) -> Result<bool> {
+    ) -> Result<Merged> {
         let file_hash = file.as_ref().map(|f| f.hash);
         let Some(record) = current else {
             return Ok(match file {
                 Some(text) => {
                     let hash = text.hash;
                     self.set_definition(module, name, text, Some(hash), None);
-                    true
+                    Merged::Taken
                 }
-                None => false,
+                None => Merged::Agreed,
             });
         };
         if Some(record.hash) == file_hash {
@@ -467,11 +579,11 @@ impl<'a> Transaction<'a> {
                 // Both sides reached the same text: that is the new agreement.
                 self.set_base(module, name, &record, file_hash);
             }
-            return Ok(false);
+            return Ok(Merged::Agreed);
         }
         if record.base == file_hash {
             // The file did not change since the last agreement; the image did: keep it.
-            return Ok(false);
+            return Ok(Merged::Kept);
         }
         if record.base == Some(record.hash) {
             // Only the file changed: take it.
@@ -482,11 +594,11 @@ impl<'a> Transaction<'a> {
                 }
                 None => self.unset_definition(module, name, &record),
             }
-            return Ok(true);
+            return Ok(Merged::Taken);
         }
         if record.base.is_none() && file.is_none() {
             // Added in the image and never exported: nothing to merge.
-            return Ok(false);
+            return Ok(Merged::Kept);
         }
         self.conflicts.push(Conflict {
             module: module.to_string(),
@@ -498,7 +610,7 @@ impl<'a> Transaction<'a> {
             // Keep the file's side in the store so that nothing of it is lost.
             self.put_blob(text);
         }
-        Ok(false)
+        Ok(Merged::Conflict(file_hash))
     }
 
     /// Creates an empty module `name` to live in file `path` (relative to the source root),
@@ -510,32 +622,134 @@ impl<'a> Transaction<'a> {
         if self.module(name)?.is_some() {
             return Err(Error::Invalid(format!("module `{name}` exists already")));
         }
-        let meta = format!("_meta = {{name = '{name}}}");
-        self.set_definition(name, "_meta", Prepared::new(meta.as_bytes()), None, None);
-        let gaps = vec![b"{\n  ".to_vec(), b"\n}\n".to_vec()];
-        let (layout, layout_generation, _) = self.set_layout(name, None, &gaps);
+        let meta = format!("{{\n  _meta = {{name = '{name}}}\n}}\n");
+        let unit = SourceUnit::parse(meta.into_bytes(), name).map_err(|e| Error::Syntax {
+            path: name.into(),
+            text: e.text,
+            errors: e.errors,
+        })?;
+        if unit.name() != name {
+            return Err(Error::Invalid(format!(
+                "`{name}` cannot be a module's name"
+            )));
+        }
+        self.put_module(PreparedUnit::new(&unit), path)
+    }
+
+    /// Sets a whole module as a live edit: its definitions, their order and the text around
+    /// them become `unit`'s. A module new to the image lives in file `path` (relative to the
+    /// source root); an existing one keeps its file. Definitions it no longer has are removed
+    /// (their history stays); a definition in conflict is settled by the new text.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when the unit is of another kind than the module it replaces;
+    /// storage failures.
+    pub fn put_module(&mut self, unit: PreparedUnit, path: &str) -> Result<()> {
+        let PreparedUnit {
+            name,
+            kind,
+            definitions,
+            gaps,
+        } = unit;
+        let old = self.module(&name)?;
+        if let Some(old) = &old
+            && old.kind != kind
+        {
+            return Err(Error::Invalid(format!(
+                "`{name}` is a {}, the text is a {}",
+                kind_name(old.kind),
+                kind_name(kind)
+            )));
+        }
+        let mut sync = self.mark_unexported(&name)?;
+        let mut changed = Vec::new();
+        let mut order = Vec::with_capacity(definitions.len());
+        let mut names: HashSet<String> = HashSet::default();
+        for (def, text) in definitions {
+            let existing = match &old {
+                Some(_) => self.definition(&name, &def)?,
+                None => None,
+            };
+            if existing.is_none_or(|d| d.hash != text.hash) || sync.conflicts.contains_key(&def) {
+                let base = self.live_base(&mut sync, &def, existing.as_ref());
+                self.set_definition(&name, &def, text, base, existing.as_ref());
+                changed.push(def.clone());
+            }
+            names.insert(def.clone());
+            order.push(def);
+        }
+        if let Some(old) = &old {
+            for def in old.definitions.iter().filter(|d| !names.contains(*d)) {
+                if let Some(existing) = self.definition(&name, def)? {
+                    self.live_removal(&mut sync, def, &existing);
+                    self.unset_definition(&name, def, &existing);
+                    changed.push(def.clone());
+                }
+            }
+        }
+        self.write_sync(&name, &sync)?;
+        let (layout, layout_generation, layout_changed) =
+            self.set_layout(&name, old.as_ref(), &gaps);
+        if old
+            .as_ref()
+            .is_some_and(|o| o.definitions == order && !layout_changed && changed.is_empty())
+        {
+            return Ok(());
+        }
+        let path = old.as_ref().map_or(path, |o| o.path.as_str()).to_string();
         let record = ModuleRecord {
-            path: path.to_string(),
-            kind: ModuleKind::Module,
-            definitions: vec!["_meta".to_string()],
+            path: path.clone(),
+            kind,
+            definitions: order,
             layout,
             generation: self.generation,
             layout_generation,
         };
-        self.write_module(name, &record)?;
-        self.note(
-            name,
-            ModuleChange::Added,
-            path,
-            None,
-            &["_meta".to_string()],
-        );
+        self.write_module(&name, &record)?;
+        let change = if old.is_some() {
+            ModuleChange::Changed
+        } else {
+            ModuleChange::Added
+        };
+        self.note(&name, change, &path, None, &changed);
         Ok(())
     }
 
+    /// The base a live edit of `def` keeps: its agreed text; for a definition in conflict, the
+    /// file's side (the edit settles the conflict: export writes it over that text); for one
+    /// removed earlier in the image, the text the file still holds.
+    fn live_base(
+        &mut self,
+        sync: &mut SyncRecord,
+        def: &str,
+        existing: Option<&DefinitionRecord>,
+    ) -> Option<Hash> {
+        if let Some(file) = sync.conflicts.remove(def) {
+            return file.as_deref().and_then(Hash::from_hex);
+        }
+        if let Some(base) = sync.removed.remove(def) {
+            return Hash::from_hex(&base);
+        }
+        existing.and_then(|d| d.base)
+    }
+
+    /// Notes a live removal of `def` in the sync state: while the file still holds the text
+    /// it agreed on, a build must not bring it back.
+    fn live_removal(&mut self, sync: &mut SyncRecord, def: &str, existing: &DefinitionRecord) {
+        let file_side = match sync.conflicts.remove(def) {
+            Some(file) => file.as_deref().and_then(Hash::from_hex),
+            None => existing.base,
+        };
+        if let Some(base) = file_side {
+            sync.removed.insert(def.to_string(), base.to_hex());
+        }
+    }
+
     /// Adds or replaces one definition as a live edit. `text` is the definition as it stands
-    /// in a file (`name = expression`, comments above allowed). A new definition goes after
-    /// the module's last one, separated from it as the last one is from its neighbour.
+    /// in a file (`name = expression`, comments above allowed). A replaced definition keeps
+    /// the text exactly as given. A new one goes after the module's last one, separated from
+    /// it as the last one is from its neighbour, in the pretty form and indented like its
+    /// neighbours (comments kept; a text with comments inside is kept as given, re-indented).
     ///
     /// # Errors
     /// [`Error::Syntax`] when the text does not parse, [`Error::Invalid`] when it defines
@@ -560,34 +774,81 @@ impl<'a> Transaction<'a> {
                 "`{module}` is a script: it holds no definitions"
             )));
         }
-        let prepared = Prepared::new(text);
         let existing = self.definition(module, name)?;
-        if existing.is_some_and(|d| d.hash == prepared.hash) {
-            return Ok(());
+        let mut sync = self.sync(module)?;
+        if let Some(existing) = existing {
+            let prepared = Prepared::new(text);
+            if existing.hash == prepared.hash && !sync.conflicts.contains_key(name) {
+                return Ok(());
+            }
+            let base = self.live_base(&mut sync, name, Some(&existing));
+            sync.unexported = true;
+            self.write_sync(module, &sync)?;
+            self.set_definition(module, name, prepared, base, Some(&existing));
+            self.write_changed_module(module, record, None, name)?;
+            return self.verify_module(module);
         }
-        self.set_definition(
-            module,
-            name,
-            prepared,
-            existing.and_then(|d| d.base),
-            existing.as_ref(),
-        );
-        if existing.is_none() {
-            let mut gaps = self.gaps(&record)?;
-            let separator = match gaps.len() {
-                0 | 1 => b"\n".to_vec(),
-                2 => trailing_indentation(&gaps[0]),
-                n => leading_whitespace(&gaps[n - 2]),
-            };
-            let at = gaps.len().saturating_sub(1);
-            gaps.insert(at, separator);
-            record.definitions.push(name.to_string());
-            return self.write_changed_module(module, record, Some(&gaps), name);
+        let mut gaps = self.gaps(&record)?;
+        let mut separator = match gaps.len() {
+            0 | 1 => b"\n".to_vec(),
+            2 => trailing_indentation(&gaps[0]),
+            n => leading_whitespace(&gaps[n - 2]),
+        };
+        if text.trim_ascii_start().starts_with(b"#") && !separator.contains(&b'\n') {
+            // Comments above a definition must start on a line of their own.
+            separator.insert(0, b'\n');
         }
-        self.write_changed_module(module, record, None, name)
+        let indent = indentation_of(&separator);
+        let crlf = separator.windows(2).any(|w| w == b"\r\n");
+        let formatted = format_new_definition(text, &indent, crlf);
+        let base = self.live_base(&mut sync, name, None);
+        sync.unexported = true;
+        self.write_sync(module, &sync)?;
+        self.set_definition(module, name, Prepared::new(&formatted), base, None);
+        let at = gaps.len().saturating_sub(1);
+        gaps.insert(at, separator);
+        record.definitions.push(name.to_string());
+        self.write_changed_module(module, record, Some(&gaps), name)?;
+        self.verify_module(module)
     }
 
-    /// Removes one definition (its history stays).
+    /// Checks that a module's text, as it now stands, reads back as the same definitions
+    /// with the same texts: a live edit must never make a file that means something else
+    /// (a trailing comment swallowing a closing bracket in a one-line module, say).
+    fn verify_module(&self, module: &str) -> Result<()> {
+        let Some(record) = self.module(module)? else {
+            return Ok(());
+        };
+        let text = self.module_text(module)?;
+        let script = record.path.strip_suffix(".spry").unwrap_or(&record.path);
+        let refuse = |why: String| {
+            Error::Invalid(format!(
+                "the change would make `{}` read back differently ({why}); nothing was changed",
+                record.path
+            ))
+        };
+        let unit = SourceUnit::parse(text, script).map_err(|e| {
+            refuse(
+                e.errors
+                    .first()
+                    .map_or_else(|| "it does not parse".to_string(), |e| e.message.clone()),
+            )
+        })?;
+        let names: Vec<&str> = unit.definitions().iter().map(|d| d.name.as_str()).collect();
+        if unit.name() != module || names != record.definitions {
+            return Err(refuse("its definitions would not be the same".to_string()));
+        }
+        for (i, name) in record.definitions.iter().enumerate() {
+            let def = self.definition(module, name)?;
+            if def.map(|d| d.hash) != Some(Hash::of(unit.definition_text(i))) {
+                return Err(refuse(format!("`{name}` would read back as another text")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes one definition (its history stays). While the file still holds it, a build
+    /// leaves it removed.
     ///
     /// # Errors
     /// [`Error::NoDefinition`]; storage failures.
@@ -604,18 +865,44 @@ impl<'a> Transaction<'a> {
                 name: name.to_string(),
             });
         };
+        let mut sync = self.mark_unexported(module)?;
+        self.live_removal(&mut sync, name, &old);
+        self.write_sync(module, &sync)?;
         let mut gaps = self.gaps(&record)?;
-        // The definition leaves with the separator before it (its comments are its own).
-        if gaps.len() > 2 {
-            gaps.remove(if index == 0 { 1 } else { index });
-        } else if gaps.len() == 2 {
-            // The only definition: the text around it becomes one gap.
-            let last = gaps.remove(1);
-            gaps[0].extend_from_slice(&last);
-        }
+        drop_slot(&mut gaps, index);
         record.definitions.remove(index);
         self.unset_definition(module, name, &old);
         self.write_changed_module(module, record, Some(&gaps), name)
+    }
+
+    /// Records that `module`'s file now holds exactly its image text (an export wrote it,
+    /// or found it there): every definition's agreed text becomes its current one, the sync
+    /// state is cleared, and `stamp` is what the file now is.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when the module has conflicts (export must not write it);
+    /// [`Error::NoModule`]; storage failures.
+    pub fn mark_exported(&mut self, module: &str, stamp: &PathRecord) -> Result<()> {
+        let record = self
+            .module(module)?
+            .ok_or_else(|| Error::NoModule(module.to_string()))?;
+        let sync = self.sync(module)?;
+        if !sync.conflicts.is_empty() {
+            return Err(Error::Invalid(format!(
+                "`{module}` has conflicts: resolve them first"
+            )));
+        }
+        for def in &record.definitions {
+            if let Some(current) = self.definition(module, def)?
+                && current.base != Some(current.hash)
+            {
+                self.set_base(module, def, &current, Some(current.hash));
+            }
+        }
+        self.write_sync(module, &SyncRecord::default())?;
+        self.put_path(&record.path, stamp);
+        self.note(module, ModuleChange::Exported, &record.path, None, &[]);
+        Ok(())
     }
 
     /// Writes a module one of whose definitions (`name`) changed: its new layout if given,
@@ -669,6 +956,7 @@ impl<'a> Transaction<'a> {
             );
         }
         self.delete(Table::Modules, name.as_bytes().to_vec());
+        self.write_sync(name, &SyncRecord::default())?;
         self.note(name, ModuleChange::Removed, &record.path, None, &[]);
         Ok(())
     }
@@ -742,6 +1030,44 @@ impl<'a> Transaction<'a> {
     }
 }
 
+/// Records what merging one definition came to in the module's sync state.
+fn settle_merge(
+    def: &str,
+    merged: Merged,
+    sync: &mut SyncRecord,
+    changed: &mut Vec<String>,
+    differs: &mut bool,
+) {
+    match merged {
+        Merged::Taken => {
+            changed.push(def.to_string());
+            sync.conflicts.remove(def);
+        }
+        Merged::Agreed => {
+            sync.conflicts.remove(def);
+        }
+        Merged::Kept => {
+            *differs = true;
+            sync.conflicts.remove(def);
+        }
+        Merged::Conflict(file) => {
+            sync.conflicts
+                .insert(def.to_string(), file.map(|h| h.to_hex()));
+        }
+    }
+}
+
+/// Takes the definition at `at` out of a layout: it leaves with the separator before it (its
+/// comments are its own); the only definition leaves the text around it as one gap.
+fn drop_slot(gaps: &mut Vec<Vec<u8>>, at: usize) {
+    if gaps.len() > 2 {
+        gaps.remove(if at == 0 { 1 } else { at.min(gaps.len() - 2) });
+    } else if gaps.len() == 2 {
+        let last = gaps.remove(1);
+        gaps[0].extend_from_slice(&last);
+    }
+}
+
 /// The whitespace a gap between two definitions starts with (`"\n\n  # Section\n\n  "` →
 /// `"\n\n  "`): how the last definition is separated from the next, without the comments that
 /// belong to neither. Never empty, so the new definition cannot run into the last.
@@ -754,6 +1080,22 @@ fn leading_whitespace(gap: &[u8]) -> Vec<u8> {
         b" ".to_vec()
     } else {
         gap[..end].to_vec()
+    }
+}
+
+/// The indentation a separator ends with (`"\n\n  "` → `"  "`).
+fn indentation_of(separator: &[u8]) -> String {
+    let start = separator
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |at| at + 1);
+    String::from_utf8_lossy(&separator[start..]).into_owned()
+}
+
+fn kind_name(kind: ModuleKind) -> &'static str {
+    match kind {
+        ModuleKind::Module => "module",
+        ModuleKind::Script => "script",
     }
 }
 

@@ -25,7 +25,9 @@ pub use canonical::format_float;
 pub use error::{LineCol, LineIndex, SyntaxError, SyntaxErrorKind};
 pub use kind::SyntaxKind;
 pub use literal::{classify_word, decode_string, parse_float, parse_integer};
-pub use module::{Definition, Piece, SourceUnit, UnitErrors, UnitKind, read_definition};
+pub use module::{
+    Definition, Piece, SourceUnit, UnitErrors, UnitKind, format_new_definition, read_definition,
+};
 pub use parser::{MAX_SOURCE_LEN, Parse, parse};
 pub use pretty::{DEFAULT_INDENT, DEFAULT_WIDTH, PrettyOptions};
 pub use tree::{SyntaxElement, SyntaxNode, SyntaxToken, SyntaxTree};

@@ -204,6 +204,133 @@ pub fn read_definition(text: &[u8]) -> Result<String, UnitErrors> {
     }
 }
 
+/// A definition's text as it goes into a module at indentation `indent`: comments above its
+/// name are kept, one per line; the definition itself in the pretty form, its later lines
+/// starting with `indent`. A definition with comments inside keeps its own layout (a pretty
+/// form would lose them), only re-indented: `indent` is put after each line break outside
+/// strings. So does one whose pretty form would spell a literal otherwise (`"\t"` is kept, not
+/// turned into the equal `"\\t"`). A trailing comment on its last line stays. Line breaks are
+/// CR LF with `crlf`. Text that does not parse is returned as it is.
+///
+/// # Examples
+/// ```
+/// use spry_image::syntax::format_new_definition;
+/// let text = b"# Doubles.\nx = func [:n   n * 2]\n";
+/// assert_eq!(
+///     format_new_definition(text, "  ", false),
+///     b"# Doubles.\n  x = func [:n n * 2]"
+/// );
+/// ```
+pub fn format_new_definition(text: &[u8], indent: &str, crlf: bool) -> Vec<u8> {
+    let parsed = parse(text);
+    if !parsed.errors.is_empty() {
+        return text.to_vec();
+    }
+    let tree = &parsed.tree;
+    let tokens: Vec<_> = tree.tokens().collect();
+    let Some(first) = tokens.iter().position(|t| !t.kind().is_trivia()) else {
+        return text.to_vec();
+    };
+    let last = tokens
+        .iter()
+        .rposition(|t| !t.kind().is_trivia())
+        .unwrap_or(first);
+    let mut out = Vec::with_capacity(text.len() + 16);
+    for token in &tokens[..first] {
+        if token.kind() == SyntaxKind::Comment {
+            out.extend_from_slice(trim_end(token.text()));
+            out.push(b'\n');
+            out.extend_from_slice(indent.as_bytes());
+        }
+    }
+    let inner_comment = tokens[first..=last]
+        .iter()
+        .any(|t| t.kind() == SyntaxKind::Comment);
+    let options = super::pretty::PrettyOptions {
+        base: indent.to_string(),
+        ..Default::default()
+    };
+    let pretty = (!inner_comment)
+        .then(|| Ast::from_tree(tree).pretty_with(&options))
+        .filter(|pretty| literals(tree) == literals(&parse(pretty.as_bytes()).tree));
+    if let Some(pretty) = pretty {
+        out.extend_from_slice(pretty.as_bytes());
+    } else {
+        for token in &tokens[first..=last] {
+            if token.kind() == SyntaxKind::Whitespace {
+                reindent(token.text(), indent, &mut out);
+            } else {
+                out.extend_from_slice(token.text());
+            }
+        }
+    }
+    // A comment on the definition's last line belongs to it.
+    let tail = &tokens[last + 1..];
+    if let Some(comment) = tail
+        .iter()
+        .take_while(|t| t.kind() != SyntaxKind::Whitespace || !t.text().contains(&b'\n'))
+        .find(|t| t.kind() == SyntaxKind::Comment)
+    {
+        out.push(b' ');
+        out.extend_from_slice(trim_end(comment.text()));
+    }
+    if crlf { with_crlf(&out) } else { out }
+}
+
+/// The spellings of a tree's literals, in order.
+fn literals(tree: &SyntaxTree) -> Vec<&[u8]> {
+    tree.tokens()
+        .filter(|t| {
+            matches!(
+                t.kind(),
+                SyntaxKind::String | SyntaxKind::Integer | SyntaxKind::Float
+            )
+        })
+        .map(|t| t.text())
+        .collect()
+}
+
+/// `text` with each line feed outside strings and comments preceded by a carriage return.
+fn with_crlf(text: &[u8]) -> Vec<u8> {
+    let parsed = parse(text);
+    let mut out = Vec::with_capacity(text.len() + 16);
+    for token in parsed.tree.tokens() {
+        if token.kind() != SyntaxKind::Whitespace {
+            out.extend_from_slice(token.text());
+            continue;
+        }
+        let mut previous = 0u8;
+        for &b in token.text() {
+            if b == b'\n' && previous != b'\r' {
+                out.push(b'\r');
+            }
+            out.push(b);
+            previous = b;
+        }
+    }
+    out
+}
+
+fn trim_end(text: &[u8]) -> &[u8] {
+    let end = text
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(0, |at| at + 1);
+    &text[..end]
+}
+
+/// Whitespace with `indent` after its last line feed (blanks at the ends of lines dropped).
+fn reindent(whitespace: &[u8], indent: &str, out: &mut Vec<u8>) {
+    let Some(last) = whitespace.iter().rposition(|&b| b == b'\n') else {
+        out.extend_from_slice(whitespace);
+        return;
+    };
+    let breaks = whitespace.iter().filter(|&&b| b == b'\n').count();
+    out.extend(std::iter::repeat_n(b'\n', breaks));
+    out.extend_from_slice(indent.as_bytes());
+    out.extend_from_slice(&whitespace[last + 1..]);
+}
+
 type UnitParts = (UnitKind, String, Vec<Definition>);
 
 fn read_unit(

@@ -70,7 +70,8 @@ fn a_live_transaction_adds_changes_and_removes_definitions() {
 
     assert_eq!(
         image.definition_text("Greeting", "wave").unwrap(),
-        b"# Waves.\nwave = func [\"o/\"]"
+        b"# Waves.\n  wave = func [\"o/\"]",
+        "a new definition is indented like its neighbours"
     );
     assert_eq!(
         image.definition_text("Greeting", "hello").unwrap(),
@@ -82,7 +83,7 @@ fn a_live_transaction_adds_changes_and_removes_definitions() {
     ));
     assert_eq!(
         text(&image, "Greeting"),
-        "# Greets.\n{\n  _meta = {name = 'Greeting}\n\n  # Says hello, loudly.\nhello = func [\"HI\"]\n\n  # Waves.\nwave = func [\"o/\"]\n}\n"
+        "# Greets.\n{\n  _meta = {name = 'Greeting}\n\n  # Says hello, loudly.\nhello = func [\"HI\"]\n\n  # Waves.\n  wave = func [\"o/\"]\n}\n"
     );
     let names: Vec<String> = image
         .definitions("Greeting")

@@ -4,6 +4,7 @@
 
 mod util;
 
+mod export;
 mod image_build;
 mod image_cli;
 mod image_lib;

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Export, status and diff benchmarks, side by side with git in one run (issue: from image to files).
+#
+#   bash benches/export.sh [MODULES]
+#
+# MODULES (default 10000): the generated tree. Needs git and GNU time (/usr/bin/time). Prints a
+# Markdown table; BENCHMARKS.md holds the last figures. Each timing is the median of RUNS runs
+# (default 5; SMALL_RUNS, default 21, for the quick commands), wall clock in milliseconds, whole
+# process.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODULES=${1:-10000}
+SMALL_RUNS=${SMALL_RUNS:-21}
+RUNS=${RUNS:-5}
+cargo build --release --quiet
+BIN=$PWD/target/release/spry-image
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+# Prints the median wall time (ms, whole process) and the highest peak RSS of RUNS runs.
+measure() {
+  local label=$1; shift
+  local setup=$1; shift
+  local times=() peak=0
+  for _ in $(seq "$RUNS"); do
+    eval "$setup"
+    local start end rss
+    start=$(date +%s%N)
+    /usr/bin/time -f "%M" -o "$WORK/time" "$@" >/dev/null 2>&1 || true
+    end=$(date +%s%N)
+    times+=("$(( (end - start) / 1000000 ))")
+    rss=$(tail -1 "$WORK/time")
+    (( rss > peak )) && peak=$rss
+  done
+  local median
+  median=$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+  printf '| %s | %s ms | %s MB |\n' "$label" "$median" "$((peak / 1024))"
+}
+
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(git --version)"
+echo
+"$BIN" gen --modules "$MODULES" "$WORK/tree" 2>/dev/null
+echo "tree: $MODULES modules, $(du -sm "$WORK/tree" | cut -f1) MB"
+echo
+echo "| what | median wall | peak memory |"
+echo "| --- | --- | --- |"
+cd "$WORK/tree"
+git init -q && git add -A && git -c user.email=b@b -c user.name=b commit -qm tree
+"$BIN" build . >/dev/null
+sleep 2   # let the stamps age past the file system's time granularity
+"$BIN" build . >/dev/null
+git status --short >/dev/null
+RUNS=$SMALL_RUNS measure "git status (nothing changed)" ':' git status --short
+RUNS=$SMALL_RUNS measure "spry-image status (nothing changed)" ':' "$BIN" status
+RUNS=$SMALL_RUNS measure "spry-image export (nothing changed)" ':' "$BIN" export
+RUNS=$SMALL_RUNS measure "spry-image diff (nothing changed)" ':' "$BIN" diff
+# The files must be the same as before: an export with nothing to do writes nothing.
+git status --short | grep -q . && { echo "export changed the tree" >&2; exit 1; }
+measure "git checkout into an empty work tree" "rm -rf '$WORK/co' && mkdir '$WORK/co'" \
+  git --work-tree="$WORK/co" checkout -f HEAD -- .
+measure "spry-image export into an empty directory" "rm -rf '$WORK/ex'" \
+  "$BIN" export --to "$WORK/ex"
+diff -r -x .spry-image -x .git "$WORK/tree" "$WORK/ex" >/dev/null && echo && echo "export into an empty directory: byte-identical tree (diff -r clean)"

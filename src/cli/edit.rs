@@ -1,0 +1,326 @@
+//! `spry-image put`, `rm`, `edit`: live edits of the image.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use spry_image::image::{Hash, Image, Origin, PreparedUnit};
+use spry_image::syntax::SourceUnit;
+use spry_image::{Error, diagnostic, tree_path};
+
+use super::inspect::split_target;
+use super::{Status, open_image, report_error, stderr_style};
+
+#[derive(Args, Debug)]
+pub struct PutArgs {
+    /// `MODULE::NAME` for one definition, `MODULE` for a whole module.
+    #[arg(value_name = "MODULE[::NAME]")]
+    target: String,
+    /// Read the text from this file (default: standard input).
+    #[arg(long, value_name = "F")]
+    file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    /// The definition to remove.
+    #[arg(value_name = "MODULE::NAME")]
+    target: String,
+}
+
+#[derive(Args, Debug)]
+pub struct EditArgs {
+    /// The definition to edit (a new one if it does not exist).
+    #[arg(value_name = "MODULE::NAME")]
+    target: String,
+}
+
+pub fn put(image: Option<&Path>, args: &PutArgs) -> Status {
+    let (text, source) = match read_input(args.file.as_deref()) {
+        Ok(read) => read,
+        Err(status) => return status,
+    };
+    let image = match open_image(image) {
+        Ok(image) => image,
+        Err(status) => return status,
+    };
+    let (module, name) = split_target(&args.target);
+    let result = match name {
+        Some(name) => put_definition(&image, module, name, &text),
+        None => put_module(&image, module, &text),
+    };
+    match result {
+        Ok(Some(generation)) => {
+            println!("put {} (generation {generation})", args.target);
+            Status::Ok
+        }
+        Ok(None) => {
+            println!("put {}: unchanged", args.target);
+            Status::Ok
+        }
+        Err(e) => report_input_error(&e, &source),
+    }
+}
+
+fn put_definition(
+    image: &Image,
+    module: &str,
+    name: &str,
+    text: &[u8],
+) -> spry_image::Result<Option<u64>> {
+    let mut tx = image.begin(Origin::Live);
+    tx.put_definition(module, name, text)?;
+    tx.commit(true)
+}
+
+fn put_module(image: &Image, module: &str, text: &[u8]) -> spry_image::Result<Option<u64>> {
+    let unit = SourceUnit::parse(text.to_vec(), module).map_err(|e| Error::Syntax {
+        path: module.into(),
+        text: e.text,
+        errors: e.errors,
+    })?;
+    if unit.name() != module {
+        return Err(Error::Invalid(format!(
+            "the text is module `{}`, not `{module}`",
+            unit.name()
+        )));
+    }
+    let path = match image.module(module)? {
+        Some(record) => record.path,
+        None => {
+            let path = tree_path::module_path(module)?;
+            if let Some((holder, _)) = image.modules()?.into_iter().find(|(_, m)| m.path == path) {
+                return Err(Error::Invalid(format!(
+                    "`{path}`, the file for `{module}`, already holds module `{holder}`"
+                )));
+            }
+            path
+        }
+    };
+    let mut tx = image.begin(Origin::Live);
+    tx.put_module(PreparedUnit::new(&unit), &path)?;
+    tx.commit(true)
+}
+
+pub fn rm(image: Option<&Path>, args: &RmArgs) -> Status {
+    let (module, Some(name)) = split_target(&args.target) else {
+        eprintln!("error: `rm` takes `MODULE::NAME`, one definition");
+        return Status::Trouble;
+    };
+    let image = match open_image(image) {
+        Ok(image) => image,
+        Err(status) => return status,
+    };
+    let mut tx = image.begin(Origin::Live);
+    let result = tx
+        .remove_definition(module, name)
+        .and_then(|()| tx.commit(true));
+    match result {
+        Ok(generation) => {
+            println!(
+                "removed {} (generation {})",
+                args.target,
+                generation.unwrap_or_default()
+            );
+            Status::Ok
+        }
+        Err(e) => report_error(&e),
+    }
+}
+
+pub fn edit(image_dir: Option<&Path>, args: &EditArgs) -> Status {
+    let (module, Some(name)) = split_target(&args.target) else {
+        eprintln!("error: `edit` takes `MODULE::NAME`, one definition");
+        return Status::Trouble;
+    };
+    // The image is not held while the editor runs; what was read is compared before storing.
+    let (original, before) = {
+        let image = match open_image(image_dir) {
+            Ok(image) => image,
+            Err(status) => return status,
+        };
+        match image.definition(module, name) {
+            Ok(Some(def)) => match image.text(&def.hash) {
+                Ok(text) => (text, Some(def.hash)),
+                Err(e) => return report_error(&e),
+            },
+            Ok(None) => match image.module(module) {
+                Ok(Some(_)) => (format!("{name} = ").into_bytes(), None),
+                Ok(None) => return report_error(&Error::NoModule(module.to_string())),
+                Err(e) => return report_error(&e),
+            },
+            Err(e) => return report_error(&e),
+        }
+    };
+    let dir = match tempfile::Builder::new()
+        .prefix("spry-image-edit-")
+        .tempdir()
+    {
+        Ok(dir) => dir,
+        Err(e) => {
+            eprintln!("error: cannot make a temporary directory: {e}");
+            return Status::Trouble;
+        }
+    };
+    let file = dir
+        .path()
+        .join(format!("{module}.{}.spry", safe_file_name(name)));
+    if let Err(e) = std::fs::write(&file, &original) {
+        eprintln!("error: {}: {e}", file.display());
+        return Status::Trouble;
+    }
+    if let Err(status) = run_editor(&file) {
+        return status;
+    }
+    let edited = match std::fs::read(&file) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("error: {}: {e}", file.display());
+            return Status::Trouble;
+        }
+    };
+    if edited == original {
+        println!("{}: unchanged", args.target);
+        return Status::Ok;
+    }
+    let kept = dir.keep();
+    let file = kept.join(file.file_name().unwrap_or_default());
+    let status = store_edit(
+        image_dir,
+        module,
+        name,
+        before,
+        &edited,
+        &file,
+        &args.target,
+    );
+    if status == Status::Ok {
+        let _ = std::fs::remove_dir_all(&kept);
+    } else {
+        eprintln!("note: your text is kept in {}", file.display());
+    }
+    status
+}
+
+fn store_edit(
+    image_dir: Option<&Path>,
+    module: &str,
+    name: &str,
+    before: Option<Hash>,
+    edited: &[u8],
+    file: &Path,
+    target: &str,
+) -> Status {
+    let image = match open_image(image_dir) {
+        Ok(image) => image,
+        Err(status) => return status,
+    };
+    let now = match image.definition(module, name) {
+        Ok(def) => def.map(|d| d.hash),
+        Err(e) => return report_error(&e),
+    };
+    if now != before {
+        eprintln!("error: {target} changed in the image while you were editing it");
+        return Status::Failed;
+    }
+    match put_definition(&image, module, name, edited) {
+        Ok(generation) => {
+            println!(
+                "put {target} (generation {})",
+                generation.unwrap_or_default()
+            );
+            Status::Ok
+        }
+        Err(e) => report_input_error(&e, &file.display().to_string()),
+    }
+}
+
+/// Runs `$VISUAL`, else `$EDITOR`, else `vi` on `file`, through the shell (an editor setting
+/// may hold arguments, as git allows).
+fn run_editor(file: &Path) -> Result<(), Status> {
+    let editor = ["VISUAL", "EDITOR"]
+        .iter()
+        .filter_map(std::env::var_os)
+        .find(|v| !v.is_empty())
+        .unwrap_or_else(|| "vi".into());
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{} \"$@\"", editor.to_string_lossy()))
+        .arg("spry-image-editor")
+        .arg(file)
+        .status();
+    match status {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => {
+            eprintln!(
+                "error: the editor ({}) failed ({s}); nothing was stored",
+                editor.to_string_lossy()
+            );
+            Err(Status::Failed)
+        }
+        Err(e) => {
+            eprintln!(
+                "error: cannot run the editor ({}): {e}",
+                editor.to_string_lossy()
+            );
+            Err(Status::Trouble)
+        }
+    }
+}
+
+fn safe_file_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Reads the input text: the file, or standard input. Returns it with the name to show in
+/// diagnostics.
+fn read_input(file: Option<&Path>) -> Result<(Vec<u8>, String), Status> {
+    match file {
+        Some(file) => match std::fs::read(file) {
+            Ok(text) => Ok((text, file.display().to_string())),
+            Err(e) => {
+                eprintln!("error: {}: {e}", file.display());
+                Err(Status::Trouble)
+            }
+        },
+        None => {
+            let mut text = Vec::new();
+            match std::io::stdin().lock().read_to_end(&mut text) {
+                Ok(_) => Ok((text, "<stdin>".to_string())),
+                Err(e) => {
+                    eprintln!("error: standard input: {e}");
+                    Err(Status::Trouble)
+                }
+            }
+        }
+    }
+}
+
+/// Reports an error about the text given: syntax errors point into it (by the name it was
+/// read from), a wrong name or kind is the input's fault (status 1).
+fn report_input_error(error: &Error, source: &str) -> Status {
+    match error {
+        Error::Syntax { text, errors, .. } => {
+            eprint!(
+                "{}",
+                diagnostic::render(source, text, errors, stderr_style())
+            );
+            eprintln!("error: nothing was stored");
+            Status::Failed
+        }
+        Error::Invalid(message) => {
+            eprintln!("{source}: error: {message}; nothing was stored");
+            Status::Failed
+        }
+        _ => report_error(error),
+    }
+}

@@ -1,0 +1,85 @@
+//! `spry-image export`.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use spry_image::export::{self, ExportOptions, ExportReport};
+
+use super::{Status, open_image, print_file_failures, report_error};
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Write into this directory instead of the source tree.
+    #[arg(long, value_name = "DIR")]
+    to: Option<PathBuf>,
+    /// Export only this module (repeatable).
+    #[arg(long, value_name = "NAME")]
+    module: Vec<String>,
+    /// Print a machine-readable summary on standard output.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(image_dir: Option<&Path>, args: &ExportArgs) -> Status {
+    let image = match open_image(image_dir) {
+        Ok(image) => image,
+        Err(status) => return status,
+    };
+    let options = ExportOptions {
+        to: args.to.clone(),
+        modules: args.module.clone(),
+    };
+    let report = match export::export(&image, &options) {
+        Ok(report) => report,
+        Err(e) => return report_error(&e),
+    };
+    let target = PathBuf::from(&report.target);
+    print_file_failures(&target, &report.failures);
+    for skipped in &report.skipped {
+        eprintln!(
+            "{}: error: not exported ({}): {}",
+            target.join(&skipped.path).display(),
+            skipped.module,
+            skipped.reason
+        );
+    }
+    if args.json {
+        if let Err(status) = super::print_json(&report) {
+            return status;
+        }
+    } else {
+        for written in &report.written {
+            let how = if written.created { "created" } else { "wrote" };
+            println!("{how} {} ({})", written.path, written.module);
+        }
+        println!("{}", summary(&report));
+    }
+    if report.is_clean() {
+        Status::Ok
+    } else {
+        Status::Failed
+    }
+}
+
+fn summary(report: &ExportReport) -> String {
+    let mut line = format!(
+        "exported to {}: {} written, {} unchanged",
+        report.target,
+        report.written.len(),
+        report.unchanged
+    );
+    if !report.merged.is_empty() {
+        line.push_str(&format!(
+            ", {} merged from their files first",
+            report.merged.len()
+        ));
+    }
+    if !report.skipped.is_empty() {
+        line.push_str(&format!(", {} not exported", report.skipped.len()));
+    }
+    if let Some(generation) = report.generation {
+        line.push_str(&format!("; generation {generation}"));
+    }
+    line
+}

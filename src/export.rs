@@ -1,0 +1,550 @@
+//! Export: the image's modules back to files.
+//!
+//! Into the source tree, only modules whose image text changed since it last agreed with
+//! their file are looked at (the `sync` table lists them), so an export with nothing to do
+//! reads one empty table and touches no file. A module's file is its layout's gaps and its
+//! definitions' texts, so an unchanged definition keeps every byte, a changed one replaces
+//! exactly its own span. A file that changed on disk since the last build is merged into the
+//! image first (three ways, per definition); a module with a conflict is not written.
+//!
+//! Files are written atomically: a temporary file in the same directory, fsync, rename, fsync
+//! of the directory. The image records what was written only after the files are durable: a
+//! crash in between leaves files that a later build finds equal to the image.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::build::FileFailure;
+use crate::error::{Error, IoContext, Result};
+use crate::image::{Hash, Image, ModuleRecord, Origin, PathRecord, PreparedUnit};
+use crate::syntax::SourceUnit;
+use crate::tree_path;
+
+/// What to export, and where.
+#[derive(Clone, Debug, Default)]
+pub struct ExportOptions {
+    /// The directory to write into (default: the image's source tree). Another directory is
+    /// written as a copy: every module held is compared with what is there and written if it
+    /// differs; the image's agreement with its own tree does not move.
+    pub to: Option<PathBuf>,
+    /// Only these modules (default: all).
+    pub modules: Vec<String>,
+}
+
+/// A file export wrote.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Written {
+    /// The module.
+    pub module: String,
+    /// The file, relative to the target directory.
+    pub path: String,
+    /// Whether the file is new.
+    pub created: bool,
+}
+
+/// A module export did not write, and why.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Skipped {
+    /// The module.
+    pub module: String,
+    /// Its file, relative to the target directory.
+    pub path: String,
+    /// Why it was not written.
+    pub reason: String,
+}
+
+/// What an export did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ExportReport {
+    /// The directory written into.
+    pub target: String,
+    /// Files written.
+    pub written: Vec<Written>,
+    /// Modules looked at whose files already held their text.
+    pub unchanged: usize,
+    /// Modules whose files had changed on disk: their changes were merged into the image
+    /// first.
+    pub merged: Vec<String>,
+    /// Modules not written (conflicts, unsafe paths, files in the way, files that do not
+    /// parse, write failures).
+    pub skipped: Vec<Skipped>,
+    /// Files that do not parse, with their errors (for diagnostics).
+    #[serde(skip)]
+    pub failures: Vec<FileFailure>,
+    /// The image's generation after recording the export (none when nothing was recorded).
+    pub generation: Option<u64>,
+}
+
+impl ExportReport {
+    /// Whether every module asked for was written or already up to date.
+    pub fn is_clean(&self) -> bool {
+        self.skipped.is_empty()
+    }
+}
+
+/// Writes the image's modules as files.
+///
+/// # Examples
+/// ```
+/// use spry_image::{build, export, image::{Image, Origin}};
+/// let dir = tempfile::tempdir()?;
+/// std::fs::write(dir.path().join("a.spry"), "{\n  _meta = {name = 'A}\n  x = 1\n}\n")?;
+/// let mut image = Image::create(&dir.path().join(".spry-image"), dir.path())?;
+/// build::build(&mut image, dir.path(), &Default::default(), &build::NoProgress)?;
+/// let mut tx = image.begin(Origin::Live);
+/// tx.put_definition("A", "x", b"x = 2")?;
+/// tx.commit(true)?;
+/// let report = export::export(&image, &Default::default())?;
+/// assert_eq!(report.written.len(), 1);
+/// assert_eq!(std::fs::read(dir.path().join("a.spry"))?, b"{\n  _meta = {name = 'A}\n  x = 2\n}\n");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// [`Error::NoModule`] for a module asked for that the image does not hold; failures of the
+/// image or of the target directory itself (not of single files: those are in the report).
+pub fn export(image: &Image, options: &ExportOptions) -> Result<ExportReport> {
+    let root = image.source_root();
+    for name in &options.modules {
+        if image.module(name)?.is_none() {
+            return Err(Error::NoModule(name.clone()));
+        }
+    }
+    match &options.to {
+        Some(to) if !same_dir(to, &root) => export_copy(image, to, &options.modules),
+        _ => export_to_source(image, &root, &options.modules),
+    }
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// One file to write.
+struct Job {
+    module: String,
+    path: String,
+    full: PathBuf,
+    text: Vec<u8>,
+    created: bool,
+}
+
+fn export_to_source(image: &Image, root: &Path, only: &[String]) -> Result<ExportReport> {
+    let mut report = ExportReport {
+        target: root.display().to_string(),
+        ..ExportReport::default()
+    };
+    let mut names: Vec<String> = if only.is_empty() {
+        image
+            .unsynced()?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect()
+    } else {
+        only.to_vec()
+    };
+    names.sort();
+    names.dedup();
+
+    // First, files changed on disk since the last build bring their changes in, as a build
+    // would (three ways, per definition).
+    let mut to_merge = Vec::new();
+    let mut candidates = Vec::new();
+    for name in names {
+        let Some(record) = image.module(&name)? else {
+            continue;
+        };
+        let sync = image.sync(&name)?;
+        if sync.is_clean() {
+            report.unchanged += 1;
+            continue;
+        }
+        let skip = |reason: String| Skipped {
+            module: name.clone(),
+            path: record.path.clone(),
+            reason,
+        };
+        let full = match tree_path::resolve(root, &record.path) {
+            Ok(full) => full,
+            Err(e) => {
+                report.skipped.push(skip(e.to_string()));
+                continue;
+            }
+        };
+        let current = match std::fs::read(&full) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                report.skipped.push(skip(format!("cannot read it: {e}")));
+                continue;
+            }
+        };
+        let stamp = image.path(&record.path)?;
+        match (&current, &stamp) {
+            (Some(_), Some(stamp)) if stamp.module != name => {
+                report
+                    .skipped
+                    .push(skip(format!("the file holds module `{}`", stamp.module)));
+                continue;
+            }
+            (Some(bytes), None) if *bytes != image.assemble(&name, &record)? => {
+                report.skipped.push(skip(
+                    "a file the image has not read is in the way; build first, or move it"
+                        .to_string(),
+                ));
+                continue;
+            }
+            (Some(bytes), Some(stamp)) if Hash::of(bytes) != stamp.hash => {
+                let script = record.path.strip_suffix(".spry").unwrap_or(&record.path);
+                match SourceUnit::parse(bytes.clone(), script) {
+                    Ok(unit) if unit.name() == name => {
+                        to_merge.push((name.clone(), record.path.clone(), unit));
+                    }
+                    Ok(unit) => {
+                        report.skipped.push(skip(format!(
+                            "the file now holds module `{}`; build first",
+                            unit.name()
+                        )));
+                        continue;
+                    }
+                    Err(e) => {
+                        report.failures.push(FileFailure {
+                            path: record.path.clone(),
+                            text: e.text,
+                            errors: e.errors,
+                            message: None,
+                        });
+                        report.skipped.push(skip(
+                            "the file changed on disk and does not parse; fix it first".to_string(),
+                        ));
+                        continue;
+                    }
+                }
+            }
+            (None, Some(_)) => {
+                report.skipped.push(skip(
+                    "the file was deleted since the last build: build to take the deletion, or restore the file"
+                        .to_string(),
+                ));
+                continue;
+            }
+            _ => {}
+        }
+        candidates.push((name.clone(), record.path.clone(), full, current));
+    }
+    if !to_merge.is_empty() {
+        let mut tx = image.begin(Origin::File);
+        for (name, path, unit) in to_merge {
+            tx.put_unit(PreparedUnit::new(&unit), &path)?;
+            report.merged.push(name);
+        }
+        tx.commit(true)?;
+    }
+
+    let mut jobs = Vec::new();
+    let mut in_place = Vec::new();
+    for (name, path, full, current) in candidates {
+        let sync = image.sync(&name)?;
+        if !sync.conflicts.is_empty() {
+            let names: Vec<&str> = sync.conflicts.keys().map(String::as_str).collect();
+            report.skipped.push(Skipped {
+                module: name,
+                path,
+                reason: format!(
+                    "in conflict over {}: resolve with `spry-image resolve`",
+                    names.join(", ")
+                ),
+            });
+            continue;
+        }
+        let record = image
+            .module(&name)?
+            .ok_or_else(|| Error::NoModule(name.clone()))?;
+        let text = image.assemble(&name, &record)?;
+        if current.as_deref() == Some(text.as_slice()) {
+            in_place.push((name, full, text));
+            continue;
+        }
+        jobs.push(Job {
+            module: name,
+            path,
+            full,
+            created: current.is_none(),
+            text,
+        });
+    }
+
+    let outcomes = write_all(root, jobs);
+    let mut tx = image.begin(Origin::Export);
+    for (name, full, text) in in_place {
+        // Already there (a crash after writing, or both sides made the same change).
+        tx.mark_exported(&name, &stamp_of(&full, &name, &text)?)?;
+        report.unchanged += 1;
+    }
+    for (job, outcome) in outcomes {
+        match outcome {
+            Ok(stamp) => {
+                tx.mark_exported(&job.module, &stamp)?;
+                report.written.push(Written {
+                    module: job.module,
+                    path: job.path,
+                    created: job.created,
+                });
+            }
+            Err(e) => report.skipped.push(Skipped {
+                module: job.module,
+                path: job.path,
+                reason: e.to_string(),
+            }),
+        }
+    }
+    report.generation = tx.commit(true)?;
+    report.written.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(report)
+}
+
+fn export_copy(image: &Image, to: &Path, only: &[String]) -> Result<ExportReport> {
+    std::fs::create_dir_all(to).with_path(to)?;
+    let mut report = ExportReport {
+        target: to.display().to_string(),
+        ..ExportReport::default()
+    };
+    let modules: Vec<(String, ModuleRecord)> = if only.is_empty() {
+        image.modules()?
+    } else {
+        let mut out = Vec::new();
+        for name in only {
+            if let Some(record) = image.module(name)? {
+                out.push((name.clone(), record));
+            }
+        }
+        out
+    };
+    // Texts are read and compared in parallel; a module that fails is skipped, not fatal.
+    let prepared: Vec<std::result::Result<Option<Job>, Skipped>> = modules
+        .into_par_iter()
+        .map(|(name, record)| {
+            let skip = |reason: String| Skipped {
+                module: name.clone(),
+                path: record.path.clone(),
+                reason,
+            };
+            let full = tree_path::resolve(to, &record.path).map_err(|e| skip(e.to_string()))?;
+            let text = image
+                .assemble(&name, &record)
+                .map_err(|e| skip(e.to_string()))?;
+            let current = match std::fs::read(&full) {
+                Ok(bytes) => Some(bytes),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(skip(format!("cannot read it: {e}"))),
+            };
+            if current.as_deref() == Some(text.as_slice()) {
+                return Ok(None);
+            }
+            Ok(Some(Job {
+                module: name.clone(),
+                path: record.path.clone(),
+                full,
+                created: current.is_none(),
+                text,
+            }))
+        })
+        .collect();
+    let mut jobs = Vec::new();
+    for outcome in prepared {
+        match outcome {
+            Ok(Some(job)) => jobs.push(job),
+            Ok(None) => report.unchanged += 1,
+            Err(skipped) => report.skipped.push(skipped),
+        }
+    }
+    for (job, outcome) in write_all(to, jobs) {
+        match outcome {
+            Ok(_) => report.written.push(Written {
+                module: job.module,
+                path: job.path,
+                created: job.created,
+            }),
+            Err(e) => report.skipped.push(Skipped {
+                module: job.module,
+                path: job.path,
+                reason: e.to_string(),
+            }),
+        }
+    }
+    report.written.sort_by(|a, b| a.path.cmp(&b.path));
+    report.skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(report)
+}
+
+/// From this many files on, one `syncfs` makes them durable instead of an fsync each: one
+/// call instead of thousands (it flushes the whole file system, which costs little more when
+/// that many files are waiting anyway).
+const SYNCFS_MIN_FILES: usize = 64;
+
+/// Writes every job atomically: all temporary files written (in parallel), made durable,
+/// renamed into place, and the directories made durable. Returns each job with the stamp of
+/// what is now on disk, or why it failed.
+fn write_all(root: &Path, jobs: Vec<Job>) -> Vec<(Job, Result<PathRecord>)> {
+    let many = jobs.len() >= SYNCFS_MIN_FILES && cfg!(target_os = "linux");
+    let staged: Vec<(Job, Result<tempfile::TempPath>)> = jobs
+        .into_par_iter()
+        .map(|job| {
+            let temp = stage(root, &job, !many);
+            (job, temp)
+        })
+        .collect();
+    let mut staged = staged;
+    if many && let Err(e) = sync_file_system(root) {
+        for (_, temp) in &mut staged {
+            if temp.is_ok() {
+                *temp = Err(Error::Invalid(format!("could not be made durable: {e}")));
+            }
+        }
+    }
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let mut out = Vec::with_capacity(staged.len());
+    for (job, temp) in staged {
+        let result = temp.and_then(|temp| {
+            temp.persist(&job.full)
+                .map_err(|e| Error::io(&job.full, e.error))?;
+            if let Some(parent) = job.full.parent() {
+                dirs.push(parent.to_path_buf());
+            }
+            stamp_of(&job.full, &job.module, &job.text)
+        });
+        out.push((job, result));
+    }
+    dirs.sort();
+    dirs.dedup();
+    let synced: Vec<(PathBuf, Result<()>)> = if many {
+        let result = sync_file_system(root);
+        dirs.into_iter()
+            .map(|d| {
+                (
+                    d,
+                    result
+                        .as_ref()
+                        .map(|_| ())
+                        .map_err(|e| Error::Invalid(e.to_string())),
+                )
+            })
+            .collect()
+    } else {
+        dirs.into_par_iter()
+            .map(|dir| {
+                let result = sync_dir(&dir);
+                (dir, result)
+            })
+            .collect()
+    };
+    for (dir, result) in synced {
+        if let Err(e) = result {
+            // The files are in place but their names may not survive a power cut: say so
+            // for each file of that directory.
+            for (job, outcome) in &mut out {
+                if job.full.parent() == Some(dir.as_path()) && outcome.is_ok() {
+                    *outcome = Err(Error::Invalid(format!(
+                        "written, but its directory could not be synced: {e}"
+                    )));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Flushes the whole file system `root` is on to disk (Linux `syncfs`).
+#[cfg(target_os = "linux")]
+fn sync_file_system(root: &Path) -> Result<()> {
+    let dir = std::fs::File::open(root).with_path(root)?;
+    rustix::fs::syncfs(&dir).map_err(|e| Error::io(root, e.into()))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn sync_file_system(_root: &Path) -> Result<()> {
+    Err(Error::Invalid("syncfs is only used on Linux".to_string()))
+}
+
+/// Writes a job's text into a temporary file beside its target (fsynced with `fsync`).
+fn stage(root: &Path, job: &Job, fsync: bool) -> Result<tempfile::TempPath> {
+    use std::io::Write;
+    let parent = job
+        .full
+        .parent()
+        .ok_or_else(|| Error::Invalid(format!("`{}` has no directory", job.path)))?;
+    if !parent.is_dir() {
+        create_dirs(root, parent)?;
+    }
+    let mut file = tempfile::Builder::new()
+        .prefix(".spry-image-")
+        .suffix(".tmp")
+        .tempfile_in(parent)
+        .with_path(parent)?;
+    file.write_all(&job.text).with_path(&job.full)?;
+    if fsync {
+        file.as_file().sync_all().with_path(&job.full)?;
+    }
+    Ok(file.into_temp_path())
+}
+
+/// Creates the directories down to `dir` (inside `root`), each made durable in its parent.
+fn create_dirs(root: &Path, dir: &Path) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut at = dir;
+    while !at.exists() && at != root {
+        missing.push(at.to_path_buf());
+        match at.parent() {
+            Some(parent) => at = parent,
+            None => break,
+        }
+    }
+    for made in missing.iter().rev() {
+        match std::fs::create_dir(made) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io(made, e)),
+        }
+        if let Some(parent) = made.parent() {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_path(dir)
+}
+
+/// The stamp of a file just written (or found) with `text` (what the image records as agreed
+/// with it).
+fn stamp_of(full: &Path, module: &str, text: &[u8]) -> Result<PathRecord> {
+    let stamped_ns = now_ns();
+    let meta = std::fs::metadata(full).with_path(full)?;
+    let mtime_ns = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as i128);
+    Ok(PathRecord {
+        module: module.to_string(),
+        size: meta.len(),
+        mtime_ns,
+        hash: Hash::of(text),
+        stamped_ns,
+    })
+}
+
+fn now_ns() -> i128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+}

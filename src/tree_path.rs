@@ -1,0 +1,183 @@
+//! Paths inside a target tree: where a new module's file goes, and whether a path may be
+//! written at all.
+//!
+//! Everything the image writes goes through [`resolve`]: a relative path, `/`-separated, with
+//! no `..`, no absolute part, and no symbolic link on the way that leads out of the tree.
+
+use std::path::{Component, Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// The file a module made in the image gets, relative to the tree's root: its name in snake
+/// case with `.spry`; a `.` in the name makes a directory (`JsonLexer` → `json_lexer.spry`,
+/// `Net.HttpClient` → `net/http_client.spry`).
+///
+/// # Examples
+/// ```
+/// use spry_image::tree_path::module_path;
+/// assert_eq!(module_path("JsonLexer").unwrap(), "json_lexer.spry");
+/// assert_eq!(module_path("Net.HttpClient").unwrap(), "net/http_client.spry");
+/// assert!(module_path("../../x").is_err());
+/// ```
+///
+/// # Errors
+/// [`Error::Invalid`] for a name that cannot safely become a path: empty parts, `..`, path
+/// separators, or characters other than letters, digits, `_` and `-`.
+pub fn module_path(name: &str) -> Result<String> {
+    let refuse = || {
+        Error::Invalid(format!(
+            "module name `{name}` cannot become a file name: use letters, digits, `_`, `-`, and `.` between parts"
+        ))
+    };
+    let mut parts = Vec::new();
+    for part in name.split('.') {
+        if part.is_empty()
+            || !part
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(refuse());
+        }
+        parts.push(snake_case(part));
+    }
+    Ok(format!("{}.spry", parts.join("/")))
+}
+
+fn snake_case(part: &str) -> String {
+    let chars: Vec<char> = part.chars().collect();
+    let mut out = String::with_capacity(part.len() + 4);
+    for (i, &c) in chars.iter().enumerate() {
+        if c.is_uppercase() {
+            let after_lower = i > 0 && (chars[i - 1].is_lowercase() || chars[i - 1].is_numeric());
+            let before_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
+            let after_upper = i > 0 && chars[i - 1].is_uppercase();
+            if after_lower || (after_upper && before_lower) {
+                out.push('_');
+            }
+            out.extend(c.to_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Checks that `relative` is a plain relative path: not empty, not absolute, no `.`/`..`
+/// parts, no backslash or NUL.
+///
+/// # Errors
+/// [`Error::Invalid`] naming the path and what is wrong with it.
+pub fn check_relative(relative: &str) -> Result<()> {
+    let refuse = |why: &str| Error::Invalid(format!("refusing to write `{relative}`: {why}"));
+    if relative.is_empty() {
+        return Err(refuse("an empty path"));
+    }
+    if relative.contains('\0') || relative.contains('\\') {
+        return Err(refuse("a path with a NUL or a backslash"));
+    }
+    for component in Path::new(relative).components() {
+        match component {
+            Component::Normal(_) => {}
+            Component::ParentDir => return Err(refuse("a path with `..` leads out of the tree")),
+            Component::CurDir => return Err(refuse("a path with `.` in it")),
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(refuse("an absolute path"));
+            }
+        }
+    }
+    if relative.split('/').any(str::is_empty) {
+        return Err(refuse("a path with an empty part"));
+    }
+    Ok(())
+}
+
+/// The full path of `relative` under `root`, once it is known that writing there stays in
+/// the tree: [`check_relative`], and every part of it that exists is a directory (or, for
+/// the last, a regular file), reached through no symbolic link that leads out of `root`.
+/// A symbolic link in the last place is refused too: replacing it would not write where it
+/// points, and writing where it points could leave the tree.
+///
+/// # Errors
+/// [`Error::Invalid`] naming the path and the reason; [`Error::Io`] when a part cannot be
+/// examined.
+pub fn resolve(root: &Path, relative: &str) -> Result<PathBuf> {
+    check_relative(relative)?;
+    let refuse = |why: String| Error::Invalid(format!("refusing to write `{relative}`: {why}"));
+    let real_root = std::fs::canonicalize(root).map_err(|e| Error::io(root, e))?;
+    let parts: Vec<&str> = relative.split('/').collect();
+    let mut path = root.to_path_buf();
+    for (i, part) in parts.iter().enumerate() {
+        path.push(part);
+        let last = i + 1 == parts.len();
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        if meta.file_type().is_symlink() {
+            if last {
+                return Err(refuse(format!("{} is a symbolic link", path.display())));
+            }
+            let target = std::fs::canonicalize(&path).map_err(|e| Error::io(&path, e))?;
+            if !target.starts_with(&real_root) {
+                return Err(refuse(format!(
+                    "{} is a symbolic link leading out of the tree (to {})",
+                    path.display(),
+                    target.display()
+                )));
+            }
+            if !target.is_dir() {
+                return Err(refuse(format!("{} is not a directory", path.display())));
+            }
+        } else if !last && !meta.is_dir() {
+            return Err(refuse(format!("{} is not a directory", path.display())));
+        } else if last && !meta.is_file() {
+            return Err(refuse(format!("{} is not a regular file", path.display())));
+        }
+    }
+    Ok(root.join(relative))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_become_snake_case_paths() {
+        for (name, path) in [
+            ("Tiny", "tiny.spry"),
+            ("JsonLexer", "json_lexer.spry"),
+            ("HTTPServer", "http_server.spry"),
+            ("Utf8Codec", "utf8_codec.spry"),
+            ("Net.HttpClient", "net/http_client.spry"),
+            ("already_snake", "already_snake.spry"),
+        ] {
+            assert_eq!(module_path(name).unwrap(), path, "{name}");
+        }
+    }
+
+    #[test]
+    fn unsafe_names_are_refused() {
+        for name in [
+            "", "../../x", "a/b", "a..b", ".hidden", "a.", "x\0y", "a b", "C:x",
+        ] {
+            assert!(module_path(name).is_err(), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn relative_paths_are_checked() {
+        assert!(check_relative("a/b.spry").is_ok());
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x.spry",
+            "a/../../x",
+            "a//b",
+            "./a",
+            "a\\b",
+        ] {
+            assert!(check_relative(bad).is_err(), "{bad:?}");
+        }
+    }
+}

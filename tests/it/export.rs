@@ -1,0 +1,646 @@
+//! From image to files (issue 4): live edits with `put`/`rm`/`edit`, `export` that touches only
+//! what changed, `diff` and `status`. Real binary, real images, real files.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Stdio;
+
+use serde_json::Value;
+use spry_image::image::Origin;
+
+use crate::image_build::{build, edit, open, spry_tree, write};
+use crate::util::{Dir, Output, files_with_extension};
+
+/// `put TARGET` with `text` on standard input.
+fn put_stdin(dir: &Dir, target: &str, text: &str, code: i32) -> Output {
+    let mut command = dir.command();
+    command.arg("put").arg(target);
+    let cmd = command.cmd();
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let output = Output {
+        command: format!("put {target}"),
+        stdout: out.stdout,
+        stderr: out.stderr,
+        code: out.status.code(),
+    };
+    assert_eq!(output.code, Some(code), "{output}");
+    output
+}
+
+fn export(dir: &Dir, args: &[&str], code: i32) -> (Value, Output) {
+    let out = dir
+        .command()
+        .arg("export")
+        .arg("--json")
+        .args(args)
+        .expect_code(code);
+    let json = serde_json::from_str(out.stdout_str().trim())
+        .unwrap_or_else(|e| panic!("export --json printed no JSON ({e})\n{out}"));
+    (json, out)
+}
+
+fn status(dir: &Dir, code: i32) -> Value {
+    let out = dir.command().arg("status").arg("--json").expect_code(code);
+    serde_json::from_str(out.stdout_str().trim()).unwrap()
+}
+
+/// The state `status --json` gives `module` (`None`: clean).
+fn state_of(status: &Value, module: &str) -> Option<String> {
+    status["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["module"] == module)
+        .map(|m| m["state"].as_str().unwrap().to_string())
+}
+
+fn mtime(path: &Path) -> std::time::SystemTime {
+    std::fs::metadata(path).unwrap().modified().unwrap()
+}
+
+/// Every `.spry` file under `root` (image directory left out), relative, with its bytes.
+fn spry_files(root: &Path) -> Vec<(String, Vec<u8>)> {
+    files_with_extension(root, "spry")
+        .into_iter()
+        .filter(|p| !p.to_string_lossy().contains(".spry-image"))
+        .map(|p| {
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let bytes = std::fs::read(&p).unwrap();
+            (rel, bytes)
+        })
+        .collect()
+}
+
+fn digest(dir: &Dir, image: &Path) -> String {
+    let out = dir
+        .command()
+        .arg("--image")
+        .arg(image)
+        .arg("check")
+        .expect_code(0);
+    out.stdout_str().lines().last().unwrap().to_string()
+}
+
+#[test]
+fn export_into_an_empty_directory_gives_the_tree_back_byte_for_byte() {
+    let dir = spry_tree("export_round_trip");
+    build(&dir, &[], 0);
+    let (json, _) = export(&dir, &["--to", "out"], 0);
+    let written = json["written"].as_array().unwrap().len();
+    let source = spry_files(dir.path())
+        .into_iter()
+        .filter(|(p, _)| !p.starts_with("out/"))
+        .collect::<Vec<_>>();
+    assert_eq!(written, source.len());
+    assert_eq!(spry_files(&dir.join("out")), source, "diff -r is not clean");
+
+    // A second export into the same directory writes nothing.
+    let (json, _) = export(&dir, &["--to", "out"], 0);
+    assert_eq!(json["written"].as_array().unwrap().len(), 0);
+    assert_eq!(json["unchanged"], source.len());
+}
+
+#[test]
+fn export_then_build_gives_the_same_digest() {
+    let dir = spry_tree("export_digest");
+    build(&dir, &[], 0);
+    put_stdin(
+        &dir,
+        "Stack::size",
+        "# How many.\nsize = method [@elements size]\n",
+        0,
+    );
+    put_stdin(&dir, "Tiny::answer", "answer = 43", 0);
+    dir.command().args(["rm", "Stack::swap"]).expect_code(0);
+    let (json, _) = export(&dir, &[], 0);
+    assert_eq!(json["written"].as_array().unwrap().len(), 2, "{json}");
+    let before = digest(&dir, &dir.join(".spry-image"));
+
+    // A fresh image of the exported tree holds the same content.
+    let fresh = dir.join("fresh-image");
+    dir.command()
+        .arg("--image")
+        .arg(&fresh)
+        .arg("build")
+        .arg(dir.path())
+        .expect_code(0);
+    assert_eq!(digest(&dir, &fresh), before);
+    // And the image's own rebuild changes nothing.
+    let (json, _) = build(&dir, &[], 0);
+    assert_eq!(json["generation"], Value::Null, "{json}");
+    assert_eq!(status(&dir, 0)["clean"], true);
+}
+
+#[test]
+fn export_touches_only_what_changed() {
+    let dir = spry_tree("export_minimal");
+    build(&dir, &[], 0);
+    let before: Vec<(String, std::time::SystemTime)> = spry_files(dir.path())
+        .into_iter()
+        .map(|(p, _)| {
+            let t = mtime(&dir.join(&p));
+            (p, t)
+        })
+        .collect();
+    let stack = String::from_utf8(dir.read("collections/stack.spry")).unwrap();
+
+    // Nothing changed: nothing written.
+    let (json, _) = export(&dir, &[], 0);
+    assert_eq!(json["written"].as_array().unwrap().len(), 0);
+
+    // A changed definition replaces exactly its own span.
+    put_stdin(&dir, "Stack::depth", "depth = method [ @elements size ]", 0);
+    export(&dir, &[], 0);
+    assert_eq!(
+        String::from_utf8(dir.read("collections/stack.spry")).unwrap(),
+        stack.replacen(
+            "depth = method [@elements size]",
+            "depth = method [ @elements size ]",
+            1
+        )
+    );
+    for (path, time) in &before {
+        if path != "collections/stack.spry" {
+            assert_eq!(mtime(&dir.join(path)), *time, "{path} was touched");
+        }
+    }
+    // No temporary files are left behind.
+    let leftovers: Vec<_> = walk_names(dir.path())
+        .into_iter()
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+fn walk_names(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                todo.push(entry.path());
+            } else {
+                out.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_new_definition_goes_after_the_last_one_pretty_and_indented() {
+    let dir = spry_tree("export_new_definition");
+    build(&dir, &[], 0);
+    let stack = String::from_utf8(dir.read("collections/stack.spry")).unwrap();
+    put_stdin(
+        &dir,
+        "Stack::sizeTimes:",
+        "# Size times n.\nsizeTimes: = method [:n   (@elements size) * n]\n",
+        0,
+    );
+    export(&dir, &[], 0);
+    let end = stack.rfind("\n}").unwrap();
+    let expected = format!(
+        "{}\n\n  # Size times n.\n  sizeTimes: = method [:n (@elements size) * n]{}",
+        &stack[..end],
+        &stack[end..]
+    );
+    assert_eq!(
+        String::from_utf8(dir.read("collections/stack.spry")).unwrap(),
+        expected
+    );
+}
+
+#[test]
+fn a_removed_definition_leaves_with_its_comments() {
+    let dir = Dir::new("export_removed");
+    write(
+        &dir,
+        "m.spry",
+        "{\n  _meta = {name = 'M}\n\n  # One.\n  # Really one.\n  one = 1\n\n  # Two.\n  two = 2\n}\n",
+        0,
+    );
+    build(&dir, &[], 0);
+    dir.command().args(["rm", "M::one"]).expect_code(0);
+    export(&dir, &[], 0);
+    assert_eq!(
+        String::from_utf8(dir.read("m.spry")).unwrap(),
+        "{\n  _meta = {name = 'M}\n\n  # Two.\n  two = 2\n}\n"
+    );
+}
+
+#[test]
+fn regression_a_live_removal_is_not_undone_by_a_later_file_edit() {
+    let dir = Dir::new("removal_marker");
+    write(
+        &dir,
+        "m.spry",
+        "{\n  _meta = {name = 'M}\n  one = 1\n  two = 2\n}\n",
+        0,
+    );
+    build(&dir, &[], 0);
+    dir.command().args(["rm", "M::one"]).expect_code(0);
+    // The file changes elsewhere and is built before the removal is exported.
+    edit(&dir, "m.spry", "two = 2", "two = 22", 10);
+    build(&dir, &[], 0);
+    let image = open(&dir);
+    assert!(
+        image.definition("M", "one").unwrap().is_none(),
+        "the removal was undone"
+    );
+    assert_eq!(image.definition_text("M", "two").unwrap(), b"two = 22");
+    drop(image);
+    export(&dir, &[], 0);
+    assert_eq!(
+        String::from_utf8(dir.read("m.spry")).unwrap(),
+        "{\n  _meta = {name = 'M}\n  two = 22\n}\n"
+    );
+}
+
+#[test]
+fn put_refuses_text_that_does_not_parse_or_names_another_definition() {
+    let dir = spry_tree("put_refuses");
+    build(&dir, &[], 0);
+    let before = digest(&dir, &dir.join(".spry-image"));
+    let out = put_stdin(&dir, "Stack::depth", "depth = method [@elements size", 1);
+    assert!(
+        out.stderr_str().contains("<stdin>:1:16: error"),
+        "no file:line:col\n{out}"
+    );
+    let out = put_stdin(&dir, "Stack::depth", "height = 3", 1);
+    assert!(out.stderr_str().contains("`height`, not `depth`"), "{out}");
+    let out = put_stdin(&dir, "Nope::x", "x = 1", 1);
+    assert!(out.stderr_str().contains("no module `Nope`"), "{out}");
+    // A trailing comment would swallow the closing bracket of a one-line module.
+    let out = put_stdin(&dir, "Tiny::answer", "answer = 42 # the answer", 1);
+    assert!(out.stderr_str().contains("read back differently"), "{out}");
+    assert_eq!(digest(&dir, &dir.join(".spry-image")), before);
+}
+
+#[test]
+fn put_from_a_file_and_a_whole_module_and_rm() {
+    let dir = spry_tree("put_module");
+    build(&dir, &[], 0);
+    dir.create("def.txt", "depth = 7");
+    dir.command()
+        .args(["put", "Stack::depth", "--file", "def.txt"])
+        .expect_code(0);
+    dir.create(
+        "module.txt",
+        "# Shapes.\n{\n  _meta = {name = 'ShapeKit}\n  area = func [:w :h w * h]\n}\n",
+    );
+    dir.command()
+        .args(["put", "ShapeKit", "--file", "module.txt"])
+        .expect_code(0);
+    assert_eq!(
+        state_of(&status(&dir, 0), "ShapeKit").as_deref(),
+        Some("not-exported")
+    );
+    let (json, _) = export(&dir, &[], 0);
+    let created: Vec<&Value> = json["written"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["created"] == true)
+        .collect();
+    assert_eq!(created.len(), 1, "{json}");
+    assert_eq!(created[0]["path"], "shape_kit.spry");
+    assert_eq!(
+        dir.read("shape_kit.spry"),
+        b"# Shapes.\n{\n  _meta = {name = 'ShapeKit}\n  area = func [:w :h w * h]\n}\n"
+    );
+    // A module whose name is not the one given is refused.
+    dir.command()
+        .args(["put", "Other", "--file", "module.txt"])
+        .expect_code(1);
+    dir.command().args(["rm", "ShapeKit::area"]).expect_code(0);
+    dir.command().args(["rm", "ShapeKit::area"]).expect_code(1);
+    export(&dir, &[], 0);
+    assert_eq!(
+        dir.read("shape_kit.spry"),
+        b"# Shapes.\n{\n  _meta = {name = 'ShapeKit}\n}\n"
+    );
+}
+
+#[test]
+fn edit_runs_the_editor_and_stores_on_save() {
+    let dir = spry_tree("edit");
+    build(&dir, &[], 0);
+    let script = dir.create(
+        "editor.sh",
+        "#!/bin/sh\nsed -i 's/@elements size/@elements size + 0/' \"$1\"\n",
+    );
+    let out = dir
+        .command()
+        .args(["edit", "Stack::depth"])
+        .env("VISUAL", format!("sh {}", script.display()))
+        .expect_code(0);
+    assert!(out.stdout_str().contains("put Stack::depth"), "{out}");
+    let image = open(&dir);
+    assert_eq!(
+        image.definition_text("Stack", "depth").unwrap(),
+        b"depth = method [@elements size + 0]"
+    );
+    drop(image);
+    // An editor that fails stores nothing.
+    dir.command()
+        .args(["edit", "Stack::depth"])
+        .env("VISUAL", "false")
+        .expect_code(1);
+    // A save that does not parse is refused, and the text is kept for the user.
+    let broken = dir.create("broken.sh", "#!/bin/sh\nprintf 'depth = [' > \"$1\"\n");
+    let out = dir
+        .command()
+        .args(["edit", "Stack::depth"])
+        .env("VISUAL", format!("sh {}", broken.display()))
+        .expect_code(1);
+    assert!(out.stderr_str().contains("your text is kept in"), "{out}");
+}
+
+#[test]
+fn export_refuses_paths_leading_out_of_the_tree() {
+    let dir = Dir::new("export_unsafe");
+    let outside = Dir::new("export_unsafe_outside");
+    write(&dir, "a.spry", "{\n  _meta = {name = 'A}\n}\n", 0);
+    std::os::unix::fs::symlink(outside.path(), dir.join("link")).unwrap();
+    build(&dir, &[], 0);
+    let image = open(&dir);
+    let mut tx = image.begin(Origin::Live);
+    tx.create_module("Up", "../../up.spry").unwrap();
+    tx.create_module("Abs", "/tmp/spry-image-abs.spry").unwrap();
+    tx.create_module("Linked", "link/linked.spry").unwrap();
+    tx.create_module("Fine", "fine.spry").unwrap();
+    tx.commit(true).unwrap();
+    drop(image);
+    let (json, out) = export(&dir, &[], 1);
+    let skipped: Vec<&str> = json["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["module"].as_str().unwrap())
+        .collect();
+    assert_eq!(skipped.len(), 3, "{json}");
+    for module in ["Up", "Abs", "Linked"] {
+        assert!(skipped.contains(&module), "{module} not refused\n{out}");
+    }
+    assert!(out.stderr_str().contains("leads out of the tree"), "{out}");
+    assert!(dir.join("fine.spry").exists());
+    assert!(!outside.join("linked.spry").exists());
+    assert!(!Path::new("/tmp/spry-image-abs.spry").exists());
+    assert!(walk_names(outside.path()).is_empty());
+}
+
+#[test]
+fn a_partial_image_exports_only_what_it_holds() {
+    let dir = spry_tree("export_partial");
+    build(&dir, &["--only", "collections/**"], 0);
+    let (json, _) = export(&dir, &["--to", "out"], 0);
+    let written = json["written"].as_array().unwrap();
+    assert!(!written.is_empty());
+    for w in written {
+        assert!(
+            w["path"].as_str().unwrap().starts_with("collections/"),
+            "{w}"
+        );
+    }
+    // Into the tree itself: nothing outside the part is deleted or written.
+    let before = spry_files(dir.path());
+    export(&dir, &[], 0);
+    assert_eq!(spry_files(dir.path()), before);
+    let st = status(&dir, 0);
+    assert!(st["outside"].as_array().unwrap().len() > 10, "{st}");
+    assert_eq!(st["clean"], true, "{st}");
+}
+
+#[test]
+fn export_merges_file_changes_in_other_definitions_first() {
+    let dir = spry_tree("export_merge");
+    build(&dir, &[], 0);
+    put_stdin(
+        &dir,
+        "Stack::depth",
+        "depth = method [@elements size + 0]",
+        0,
+    );
+    edit(
+        &dir,
+        "collections/stack.spry",
+        "\"Stack\" , (@elements print)",
+        "\"Stack:\" , (@elements print)",
+        10,
+    );
+    let st = status(&dir, 0);
+    assert_eq!(state_of(&st, "Stack").as_deref(), Some("both-changed"));
+    let (json, _) = export(&dir, &[], 0);
+    assert_eq!(json["merged"], serde_json::json!(["Stack"]));
+    let text = String::from_utf8(dir.read("collections/stack.spry")).unwrap();
+    assert!(text.contains("depth = method [@elements size + 0]"));
+    assert!(text.contains("\"Stack:\" , (@elements print)"));
+    assert_eq!(status(&dir, 0)["clean"], true);
+}
+
+#[test]
+fn a_conflict_is_neither_exported_nor_overwritten() {
+    let dir = spry_tree("export_conflict");
+    build(&dir, &[], 0);
+    put_stdin(
+        &dir,
+        "Stack::depth",
+        "depth = method [@elements size + 1]",
+        0,
+    );
+    edit(
+        &dir,
+        "collections/stack.spry",
+        "depth = method [@elements size]",
+        "depth = method [@elements size + 2]",
+        10,
+    );
+    let st = status(&dir, 1);
+    assert_eq!(state_of(&st, "Stack").as_deref(), Some("conflict"));
+    let file_before = dir.read("collections/stack.spry");
+    let (json, out) = export(&dir, &[], 1);
+    assert!(out.stderr_str().contains("conflict"), "{out}");
+    assert_eq!(json["skipped"][0]["module"], "Stack");
+    assert_eq!(dir.read("collections/stack.spry"), file_before);
+    let image = open(&dir);
+    assert_eq!(
+        image.definition_text("Stack", "depth").unwrap(),
+        b"depth = method [@elements size + 1]"
+    );
+    drop(image);
+    // Both versions show in the diff.
+    let out = dir
+        .command()
+        .args(["diff", "--module", "Stack"])
+        .expect_code(1);
+    let text = out.stdout_str();
+    assert!(text.contains("CONFLICT"), "{out}");
+    assert!(
+        text.contains("-depth = method [@elements size + 1]"),
+        "{out}"
+    );
+    assert!(
+        text.contains("+depth = method [@elements size + 2]"),
+        "{out}"
+    );
+}
+
+#[test]
+fn status_names_every_kind_of_difference() {
+    let dir = spry_tree("status_kinds");
+    build(&dir, &[], 0);
+    assert_eq!(status(&dir, 0)["clean"], true);
+    put_stdin(&dir, "Tiny::answer", "answer = 43", 0);
+    edit(
+        &dir,
+        "collections/stack.spry",
+        "@elements size]",
+        "@elements size ]",
+        10,
+    );
+    write(&dir, "new_one.spry", "{_meta = {name = 'NewOne} a = 1}", 10);
+    std::fs::remove_file(dir.join("util/memo.spry")).unwrap();
+    std::fs::rename(dir.join("util/option.spry"), dir.join("option.spry")).unwrap();
+    write(
+        &dir,
+        "math/broken.spry",
+        "{_meta = {name = 'Broken} a = [}",
+        10,
+    );
+    let st = status(&dir, 1);
+    assert_eq!(state_of(&st, "Tiny").as_deref(), Some("image-changed"));
+    assert_eq!(state_of(&st, "Stack").as_deref(), Some("file-changed"));
+    assert_eq!(state_of(&st, "NewOne").as_deref(), Some("file-added"));
+    assert_eq!(state_of(&st, "Memo").as_deref(), Some("file-deleted"));
+    assert_eq!(state_of(&st, "Option").as_deref(), Some("moved"));
+    let failed = &st["failed"][0];
+    assert!(
+        failed["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("math/broken.spry")
+    );
+    assert_eq!(failed["errors"][0]["line"], 1);
+    // The human form says it too, with file:line:col for the bad file.
+    let out = dir.command().arg("status").expect_code(1);
+    assert!(out.stdout_str().contains("not yet exported"), "{out}");
+    assert!(out.stderr_str().contains("math/broken.spry:1:"), "{out}");
+}
+
+#[test]
+fn diff_shows_changes_by_definition() {
+    let dir = spry_tree("diff_kinds");
+    build(&dir, &[], 0);
+    let out = dir.command().args(["diff", "--exit-code"]).expect_code(0);
+    assert_eq!(out.stdout_str(), "");
+    edit(
+        &dir,
+        "collections/stack.spry",
+        "@elements size]",
+        "@elements size ]",
+        10,
+    );
+    edit(
+        &dir,
+        "collections/stack.spry",
+        "\"Stack\" , (@elements print)",
+        "\"Stack:\" , (@elements print)",
+        10,
+    );
+    // `resetStats` moves from Memo to Tiny.
+    let memo = String::from_utf8(dir.read("util/memo.spry")).unwrap();
+    let start = memo.find("  resetStats = func [").unwrap();
+    let end = start + memo[start..].find("\n  ]\n").unwrap() + 4;
+    let moved = &memo[start..end];
+    write(
+        &dir,
+        "util/memo.spry",
+        format!("{}{}", &memo[..start], &memo[end + 1..]),
+        10,
+    );
+    let tiny = String::from_utf8(dir.read("util/tiny.spry")).unwrap();
+    write(
+        &dir,
+        "util/tiny.spry",
+        tiny.replace("blank = {} }", &format!("blank = {{}}\n{moved}\n}}")),
+        10,
+    );
+    put_stdin(&dir, "Tiny::extra", "extra = 1", 0);
+
+    let out = dir.command().args(["diff", "--exit-code"]).expect_code(1);
+    let text = out.stdout_str();
+    assert!(
+        text.contains("formatting only Stack::depth (changed on disk)"),
+        "{out}"
+    );
+    assert!(
+        text.contains("changed Stack::printString (changed on disk)"),
+        "{out}"
+    );
+    assert!(text.contains("-    \"Stack\" , (@elements print)"), "{out}");
+    assert!(
+        text.contains("moved Memo::resetStats (changed on disk), to Tiny"),
+        "{out}"
+    );
+    assert!(
+        text.contains("moved Tiny::resetStats (changed on disk), from Memo"),
+        "{out}"
+    );
+    assert!(
+        text.contains("removed Tiny::extra (changed in the image)"),
+        "{out}"
+    );
+    assert!(!text.contains('\x1b'), "colored though NO_COLOR is set");
+
+    let out = dir.command().args(["diff", "--name-only"]).expect_code(0);
+    assert_eq!(
+        out.stdout_str(),
+        "collections/stack.spry\nutil/memo.spry\nutil/tiny.spry\n"
+    );
+    let out = dir.command().args(["diff", "--stat"]).expect_code(0);
+    assert!(
+        out.stdout_str()
+            .contains("collections/stack.spry | 0 added, 0 removed, 1 changed, 1 formatting only"),
+        "{out}"
+    );
+    let out = dir.command().args(["diff", "--json"]).expect_code(0);
+    let json: Value = serde_json::from_str(out.stdout_str().trim()).unwrap();
+    assert_eq!(json["modules"].as_array().unwrap().len(), 3, "{json}");
+}
+
+#[test]
+fn diff_shows_a_file_that_does_not_parse_as_such() {
+    let dir = spry_tree("diff_unparsable");
+    build(&dir, &[], 0);
+    edit(
+        &dir,
+        "collections/stack.spry",
+        "depth = method [",
+        "depth = method [[",
+        10,
+    );
+    let out = dir.command().args(["diff", "--exit-code"]).expect_code(1);
+    assert!(
+        out.stderr_str().contains("collections/stack.spry:"),
+        "{out}"
+    );
+    assert!(
+        !out.stdout_str().contains("removed"),
+        "shown as removed\n{out}"
+    );
+    let out = dir.command().args(["diff", "--json"]).expect_code(1);
+    let json: Value = serde_json::from_str(out.stdout_str().trim()).unwrap();
+    assert_eq!(json["modules"][0]["state"], "unparsable", "{json}");
+}
