@@ -42,7 +42,7 @@ pub fn run(image_dir: Option<&Path>, args: &WatchArgs) -> Status {
     };
     let json = args.json;
     let shown = src.clone();
-    let watcher = match Watcher::start(image, &src, &WatchOptions::default(), move |batch| {
+    let watcher = match Watcher::start(image, &src, &options(), move |batch| {
         print_batch(&shown, batch, json);
     }) {
         Ok(watcher) => watcher,
@@ -77,6 +77,26 @@ pub fn run(image_dir: Option<&Path>, args: &WatchArgs) -> Status {
         }
         Err(e) => report_error(&e),
     }
+}
+
+/// The default options, with the debounce and the tick overridable (in milliseconds) through
+/// `SPRY_IMAGE_WATCH_DEBOUNCE_MS` and `SPRY_IMAGE_WATCH_TICK_MS`, for benchmarks.
+fn options() -> WatchOptions {
+    let mut options = WatchOptions::default();
+    let ms = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|&ms| ms > 0)
+            .map(std::time::Duration::from_millis)
+    };
+    if let Some(debounce) = ms("SPRY_IMAGE_WATCH_DEBOUNCE_MS") {
+        options.debounce = debounce;
+    }
+    if let Some(tick) = ms("SPRY_IMAGE_WATCH_TICK_MS") {
+        options.tick = tick;
+    }
+    options
 }
 
 /// Reports one batch: failures on standard error, then a line on standard output (JSON, or a

@@ -43,7 +43,8 @@ pub struct WatchOptions {
     /// How long an event waits for more on the same path before it is handed on.
     pub debounce: Duration,
     /// How often the debouncer looks for events that have waited long enough (at most
-    /// `debounce`; the watcher wakes this often even when idle, which costs next to nothing).
+    /// `debounce`). notify-debouncer-full wakes this often even when nothing happens: an idle
+    /// watcher costs one short wake-up per tick.
     pub tick: Duration,
     /// How long a batch that names a missing file waits for more events (see the module doc).
     pub settle: Duration,
@@ -52,8 +53,8 @@ pub struct WatchOptions {
 impl Default for WatchOptions {
     fn default() -> WatchOptions {
         WatchOptions {
-            debounce: Duration::from_millis(6),
-            tick: Duration::from_millis(3),
+            debounce: Duration::from_millis(5),
+            tick: Duration::from_millis(5),
             settle: Duration::from_millis(40),
         }
     }
