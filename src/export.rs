@@ -204,7 +204,9 @@ fn export_to_source(image: &Image, root: &Path, only: &[String]) -> Result<Expor
                 let script = record.path.strip_suffix(".spry").unwrap_or(&record.path);
                 match SourceUnit::parse(bytes.clone(), script) {
                     Ok(unit) if unit.name() == name => {
-                        to_merge.push((name.clone(), record.path.clone(), unit));
+                        // What was read is recorded as read, as a build would.
+                        let stamp = stamp_of(&full, &name, bytes)?;
+                        to_merge.push((name.clone(), record.path.clone(), unit, stamp));
                     }
                     Ok(unit) => {
                         report.skipped.push(skip(format!(
@@ -240,8 +242,9 @@ fn export_to_source(image: &Image, root: &Path, only: &[String]) -> Result<Expor
     }
     if !to_merge.is_empty() {
         let mut tx = image.begin(Origin::File);
-        for (name, path, unit) in to_merge {
+        for (name, path, unit, stamp) in to_merge {
             tx.put_unit(PreparedUnit::new(&unit), &path)?;
+            tx.put_path(&path, &stamp);
             report.merged.push(name);
         }
         tx.commit(true)?;

@@ -4,6 +4,7 @@ mod build;
 mod edit;
 mod export;
 mod generate;
+mod history;
 mod inspect;
 mod parse;
 mod status;
@@ -54,6 +55,14 @@ enum Command {
     Status(status::StatusArgs),
     /// The differences between image and tree, by module and definition.
     Diff(status::DiffArgs),
+    /// List changes: of the image, of a module, or every version of one definition.
+    Log(history::LogArgs),
+    /// Bring back an earlier version of a definition as a new change.
+    Restore(history::RestoreArgs),
+    /// Settle a conflict: keep the file's text or the image's.
+    Resolve(history::ResolveArgs),
+    /// Prune history: keep the newest N superseded versions of each definition.
+    Gc(history::GcArgs),
     /// Write a generated corpus of Spry modules (for benchmarks).
     Gen(generate::GenArgs),
 }
@@ -87,6 +96,10 @@ pub fn main() -> ExitCode {
         Command::Watch(args) => watch::run(cli.image.as_deref(), &args),
         Command::Status(args) => status::status(cli.image.as_deref(), &args),
         Command::Diff(args) => status::diff(cli.image.as_deref(), &args),
+        Command::Log(args) => history::log(cli.image.as_deref(), &args),
+        Command::Restore(args) => history::restore(cli.image.as_deref(), &args),
+        Command::Resolve(args) => history::resolve(cli.image.as_deref(), &args),
+        Command::Gc(args) => history::gc(cli.image.as_deref(), &args),
         Command::Gen(args) => generate::run(&args),
     };
     status.into()

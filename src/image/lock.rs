@@ -26,6 +26,9 @@ pub(crate) struct Lock {
 
 pub(crate) const LOCK_FILE: &str = "lock";
 
+/// How long a busy lock is retried before its holder is named.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(200);
+
 impl Lock {
     /// Takes the lock of the image in `dir` at once, or says who holds it.
     pub(crate) fn acquire(dir: &Path) -> Result<Lock> {
@@ -37,7 +40,16 @@ impl Lock {
             .truncate(false)
             .open(&path)
             .with_path(&path)?;
-        match file.try_lock() {
+        // A lock just released can linger for a moment in a child another thread of the
+        // releasing process forked before it could exec (descriptors are shared until then):
+        // retry briefly before naming a holder.
+        let started = std::time::Instant::now();
+        let mut attempt = file.try_lock();
+        while matches!(attempt, Err(TryLockError::WouldBlock)) && started.elapsed() < LINGER {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            attempt = file.try_lock();
+        }
+        match attempt {
             Ok(()) => {
                 let owner = Owner {
                     pid: std::process::id(),

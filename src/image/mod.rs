@@ -7,6 +7,7 @@
 
 mod blob;
 mod check;
+mod gc;
 mod lock;
 mod record;
 mod transaction;
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 pub use blob::{Hash, compress, decompress, stored_text_len};
 pub use check::CheckReport;
+pub use gc::GcReport;
 pub use lock::{Owner, owner};
 pub use record::{
     DefinitionRecord, FORMAT_VERSION, HistoryRecord, ImageRecord, LogEntry, ModuleChange,
@@ -439,6 +441,27 @@ impl Image {
             }
         }
         Ok(out)
+    }
+
+    /// Settles a conflict over `module::name`, keeping the file's text (`take_file`) or the
+    /// image's. Taking the image's side commits twice: first the file's text as a version of
+    /// its own (history keeps it, since export will overwrite it in the file), then the
+    /// image's text again, agreed with the file's as base. Returns the last generation.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when the definition is not in conflict; storage failures.
+    pub fn resolve(&self, module: &str, name: &str, take_file: bool) -> Result<Option<u64>> {
+        if take_file {
+            let mut tx = self.begin(Origin::Resolve);
+            tx.resolve_take_file(module, name)?;
+            return tx.commit(true);
+        }
+        let mut tx = self.begin(Origin::File);
+        let image_side = tx.resolve_record_file(module, name)?;
+        tx.commit(true)?;
+        let mut tx = self.begin(Origin::Resolve);
+        tx.resolve_take_image(module, name, image_side)?;
+        tx.commit(true)
     }
 
     /// What was last read from (or written to) file `path`, by key.

@@ -514,9 +514,16 @@ impl<'a> Transaction<'a> {
                         .rev()
                         .find_map(|prev| order.iter().position(|o| o == prev));
                     let at = after.map_or(0, |p| p + 1);
-                    let gap = old_gaps.get(i).cloned().unwrap_or_else(|| b"\n".to_vec());
                     order.insert(at, def.clone());
-                    gaps.insert((at + 1).min(gaps.len()), gap);
+                    // Gap k comes before definition k: a kept definition brings the
+                    // separator it had before it; as the first, the one it had after it.
+                    let (gap, slot) = if at == 0 {
+                        (old_gaps.get(i + 1), 1)
+                    } else {
+                        (old_gaps.get(i), at)
+                    };
+                    let gap = gap.cloned().unwrap_or_else(|| b"\n".to_vec());
+                    gaps.insert(slot.min(gaps.len()), gap);
                 }
             }
         }
@@ -756,6 +763,12 @@ impl<'a> Transaction<'a> {
     /// another name or the module is a script (nothing is changed either way);
     /// [`Error::NoModule`]; storage failures.
     pub fn put_definition(&mut self, module: &str, name: &str, text: &[u8]) -> Result<()> {
+        self.set_live(module, name, text, true)
+    }
+
+    /// [`put_definition`](Self::put_definition), the new text formatted (`format`) or kept
+    /// exactly (an earlier version brought back).
+    fn set_live(&mut self, module: &str, name: &str, text: &[u8], format: bool) -> Result<()> {
         let defined = read_definition(text).map_err(|e| Error::Syntax {
             path: format!("{module}::{name}").into(),
             text: e.text,
@@ -800,7 +813,11 @@ impl<'a> Transaction<'a> {
         }
         let indent = indentation_of(&separator);
         let crlf = separator.windows(2).any(|w| w == b"\r\n");
-        let formatted = format_new_definition(text, &indent, crlf);
+        let formatted = if format {
+            format_new_definition(text, &indent, crlf)
+        } else {
+            text.to_vec()
+        };
         let base = self.live_base(&mut sync, name, None);
         sync.unexported = true;
         self.write_sync(module, &sync)?;
@@ -873,6 +890,126 @@ impl<'a> Transaction<'a> {
         record.definitions.remove(index);
         self.unset_definition(module, name, &old);
         self.write_changed_module(module, record, Some(&gaps), name)
+    }
+
+    /// Settles a conflict over `module::name` by taking the file's text: the image's text
+    /// goes to history, the file's becomes current and agreed (origin of this transaction).
+    /// Taking the image's side needs two generations (the file's text must enter history
+    /// before export overwrites it): see [`Image::resolve`](super::Image::resolve).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when the definition is not in conflict; storage failures.
+    pub fn resolve_take_file(&mut self, module: &str, name: &str) -> Result<()> {
+        let mut sync = self.sync(module)?;
+        let Some(file) = sync.conflict(name) else {
+            return Err(not_in_conflict(module, name));
+        };
+        sync.conflicts.remove(name);
+        self.write_sync(module, &sync)?;
+        match file {
+            Some(hash) => {
+                let text = self.text(&hash)?;
+                self.set_live(module, name, &text, false)?;
+                if let Some(record) = self.definition(module, name)? {
+                    self.set_base(module, name, &record, Some(hash));
+                }
+                Ok(())
+            }
+            None => {
+                self.remove_definition(module, name)?;
+                // The file has no such definition: nothing is left to export for it.
+                let mut sync = self.sync(module)?;
+                sync.removed.remove(name);
+                self.write_sync(module, &sync)
+            }
+        }
+    }
+
+    /// The first half of taking the image's side of a conflict: the file's text becomes a
+    /// version of its own (so that history keeps it), the conflict stays. Returns the image's
+    /// text hash to make current again in the second half (`None`: the image had removed it).
+    pub(crate) fn resolve_record_file(&mut self, module: &str, name: &str) -> Result<Option<Hash>> {
+        let sync = self.sync(module)?;
+        let Some(file) = sync.conflict(name) else {
+            return Err(not_in_conflict(module, name));
+        };
+        let current = self.definition(module, name)?;
+        let image_side = current.map(|c| c.hash);
+        if let Some(hash) = file {
+            let text = self.text(&hash)?;
+            self.set_live(module, name, &text, false)?;
+        }
+        self.write_sync(module, &sync)?;
+        Ok(image_side)
+    }
+
+    /// The second half: the image's text (`None`: removed) current again, the file's text
+    /// agreed as base, the conflict settled; export writes the image's text.
+    pub(crate) fn resolve_take_image(
+        &mut self,
+        module: &str,
+        name: &str,
+        image_side: Option<Hash>,
+    ) -> Result<()> {
+        let mut sync = self.sync(module)?;
+        let Some(file) = sync.conflict(name) else {
+            return Err(not_in_conflict(module, name));
+        };
+        sync.conflicts.remove(name);
+        self.write_sync(module, &sync)?;
+        match image_side {
+            Some(hash) => {
+                let text = self.text(&hash)?;
+                self.set_live(module, name, &text, false)?;
+                if let Some(record) = self.definition(module, name)? {
+                    self.set_base(module, name, &record, file);
+                }
+            }
+            None => {
+                if self.definition(module, name)?.is_some() {
+                    self.remove_definition(module, name)?;
+                }
+                let mut sync = self.sync(module)?;
+                match file {
+                    Some(file) => {
+                        sync.removed.insert(name.to_string(), file.to_hex());
+                    }
+                    None => {
+                        sync.removed.remove(name);
+                    }
+                }
+                self.write_sync(module, &sync)?;
+            }
+        }
+        let mut sync = self.sync(module)?;
+        sync.unexported = true;
+        self.write_sync(module, &sync)
+    }
+
+    /// Brings back the version of `module::name` that was current at `generation` (the
+    /// newest one made at or before it) as a new change; a version that was a removal removes
+    /// it. History keeps every version.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when the definition had no version then (or it was pruned);
+    /// storage failures.
+    pub fn restore(&mut self, module: &str, name: &str, generation: u64) -> Result<()> {
+        let versions = self.image.history(module, name)?;
+        let Some((_, version)) = versions.iter().rev().find(|(g, _)| *g <= generation) else {
+            return Err(Error::Invalid(format!(
+                "`{module}::{name}` has no version at generation {generation}"
+            )));
+        };
+        match version.hash {
+            Some(hash) => {
+                let text = self.text(&hash)?;
+                self.set_live(module, name, &text, false)
+            }
+            None => match self.definition(module, name)? {
+                Some(_) => self.remove_definition(module, name),
+                None => Ok(()),
+            },
+        }
     }
 
     /// Records that `module`'s file now holds exactly its image text (an export wrote it,
@@ -1028,6 +1165,10 @@ impl<'a> Transaction<'a> {
         }
         Ok(generation)
     }
+}
+
+fn not_in_conflict(module: &str, name: &str) -> Error {
+    Error::Invalid(format!("`{module}::{name}` is not in conflict"))
 }
 
 /// Records what merging one definition came to in the module's sync state.

@@ -5,9 +5,11 @@
 mod util;
 
 mod export;
+mod history;
 mod image_build;
 mod image_cli;
 mod image_lib;
+mod model;
 mod parse_cli;
 mod syntax_fixtures;
 mod syntax_props;

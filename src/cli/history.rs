@@ -1,0 +1,280 @@
+//! `spry-image log`, `restore`, `resolve`, `gc`: history and settling conflicts.
+
+use std::path::Path;
+
+use clap::{Args, ValueEnum};
+
+use spry_image::image::{Image, LogEntry, Origin};
+
+use super::inspect::split_target;
+use super::{Status, open_image, report_error};
+
+#[derive(Args, Debug)]
+pub struct LogArgs {
+    /// A module, or one definition (`MODULE::NAME`), to list the changes of.
+    #[arg(value_name = "MODULE[::NAME]")]
+    target: Option<String>,
+    /// Print JSON lines instead.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// The definition and the generation whose version to bring back.
+    #[arg(value_name = "MODULE::NAME@GEN")]
+    target: String,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Take {
+    /// The file's text wins.
+    File,
+    /// The image's text wins (export writes it).
+    Image,
+}
+
+#[derive(Args, Debug)]
+pub struct ResolveArgs {
+    /// The definition in conflict.
+    #[arg(value_name = "MODULE::NAME")]
+    target: String,
+    /// Which side's text to keep.
+    #[arg(long, value_enum)]
+    take: Take,
+}
+
+#[derive(Args, Debug)]
+pub struct GcArgs {
+    /// How many superseded versions of each definition to keep.
+    #[arg(long, value_name = "N")]
+    keep: usize,
+}
+
+pub fn log(image_dir: Option<&Path>, args: &LogArgs) -> Status {
+    let image = match open_image(image_dir) {
+        Ok(image) => image,
+        Err(status) => return status,
+    };
+    let result = match args.target.as_deref().map(split_target) {
+        Some((module, Some(name))) => definition_log(&image, module, name, args.json),
+        Some((module, None)) => change_log(&image, Some(module), args.json),
+        None => change_log(&image, None, args.json),
+    };
+    match result {
+        Ok(()) => Status::Ok,
+        Err(e) => report_error(&e),
+    }
+}
+
+fn change_log(image: &Image, module: Option<&str>, json: bool) -> spry_image::Result<()> {
+    if let Some(module) = module
+        && image.module(module)?.is_none()
+        && !image
+            .log()?
+            .iter()
+            .any(|e| e.modules.iter().any(|m| m.module == module))
+    {
+        return Err(spry_image::Error::NoModule(module.to_string()));
+    }
+    let mut entries: Vec<LogEntry> = image.log()?;
+    entries.reverse();
+    for mut entry in entries {
+        if let Some(module) = module {
+            entry.modules.retain(|m| m.module == module);
+            if entry.modules.is_empty() {
+                continue;
+            }
+        }
+        if json {
+            println!("{}", serde_json::to_string(&entry).unwrap_or_default());
+            continue;
+        }
+        println!(
+            "generation {}  {}  {}",
+            entry.generation,
+            format_time(entry.time),
+            entry.origin.name()
+        );
+        for m in &entry.modules {
+            let change = serde_json::to_value(m.change)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            let mut line = format!("    {change} {}", m.module);
+            match &m.from_path {
+                Some(from) => line.push_str(&format!(" ({from} -> {})", m.path)),
+                None => line.push_str(&format!(" ({})", m.path)),
+            }
+            if !m.definitions.is_empty() {
+                line.push_str(&format!(": {}", m.definitions.join(", ")));
+            }
+            println!("{line}");
+        }
+    }
+    Ok(())
+}
+
+fn definition_log(image: &Image, module: &str, name: &str, json: bool) -> spry_image::Result<()> {
+    let versions = image.history(module, name)?;
+    if versions.is_empty() {
+        return Err(spry_image::Error::NoDefinition {
+            module: module.to_string(),
+            name: name.to_string(),
+        });
+    }
+    let times: std::collections::HashMap<u64, u64> = image
+        .log()?
+        .into_iter()
+        .map(|e| (e.generation, e.time))
+        .collect();
+    for (generation, version) in versions.iter().rev() {
+        let text = match version.hash {
+            Some(hash) => Some(image.text(&hash)?),
+            None => None,
+        };
+        let time = times.get(generation).copied().unwrap_or_default();
+        if json {
+            let row = serde_json::json!({
+                "generation": generation,
+                "time": time,
+                "origin": version.origin,
+                "removed": text.is_none(),
+                "hash": version.hash.map(|h| h.to_hex()),
+                "text": text.as_deref().map(String::from_utf8_lossy),
+            });
+            println!("{row}");
+            continue;
+        }
+        println!(
+            "generation {generation}  {}  {}",
+            format_time(time),
+            version.origin.name()
+        );
+        match text {
+            Some(text) => {
+                for line in String::from_utf8_lossy(&text).lines() {
+                    println!("    {line}");
+                }
+            }
+            None => println!("    (removed)"),
+        }
+    }
+    Ok(())
+}
+
+/// Seconds since the epoch as `YYYY-MM-DD HH:MM:SS` UTC (days to a civil date, as in Howard
+/// Hinnant's `civil_from_days`).
+fn format_time(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rest = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+pub fn restore(image_dir: Option<&Path>, args: &RestoreArgs) -> Status {
+    let parsed = args
+        .target
+        .rsplit_once('@')
+        .and_then(|(target, generation)| {
+            let (module, name) = split_target(target);
+            Some((module, name?, generation.parse::<u64>().ok()?))
+        });
+    let Some((module, name, generation)) = parsed else {
+        eprintln!("error: `restore` takes `MODULE::NAME@GEN`, such as `Stack::push@12`");
+        return Status::Trouble;
+    };
+    let image = match open_image(image_dir) {
+        Ok(image) => image,
+        Err(status) => return status,
+    };
+    let mut tx = image.begin(Origin::Restore);
+    let result = tx
+        .restore(module, name, generation)
+        .and_then(|()| tx.commit(true));
+    match result {
+        Ok(Some(now)) => {
+            println!("restored {module}::{name} as of generation {generation} (generation {now})");
+            Status::Ok
+        }
+        Ok(None) => {
+            println!("{module}::{name} is already as it was at generation {generation}");
+            Status::Ok
+        }
+        Err(e @ spry_image::Error::Invalid(_)) => {
+            eprintln!("error: {e}");
+            Status::Failed
+        }
+        Err(e) => report_error(&e),
+    }
+}
+
+pub fn resolve(image_dir: Option<&Path>, args: &ResolveArgs) -> Status {
+    let (module, Some(name)) = split_target(&args.target) else {
+        eprintln!("error: `resolve` takes `MODULE::NAME`, one definition");
+        return Status::Trouble;
+    };
+    let image = match open_image(image_dir) {
+        Ok(image) => image,
+        Err(status) => return status,
+    };
+    let result = image.resolve(module, name, matches!(args.take, Take::File));
+    match result {
+        Ok(generation) => {
+            let side = match args.take {
+                Take::File => "the file's text",
+                Take::Image => "the image's text (export writes it)",
+            };
+            println!(
+                "resolved {module}::{name}: {side} (generation {})",
+                generation.unwrap_or_default()
+            );
+            Status::Ok
+        }
+        Err(e @ spry_image::Error::Invalid(_)) => {
+            eprintln!("error: {e}");
+            Status::Failed
+        }
+        Err(e) => report_error(&e),
+    }
+}
+
+pub fn gc(image_dir: Option<&Path>, args: &GcArgs) -> Status {
+    let image = match open_image(image_dir) {
+        Ok(image) => image,
+        Err(status) => return status,
+    };
+    match image.gc(args.keep) {
+        Ok(report) => {
+            println!(
+                "pruned {} old version(s) and {} text(s) nothing refers to; kept the newest {} of each",
+                report.versions, report.texts, args.keep
+            );
+            Status::Ok
+        }
+        Err(e) => report_error(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_print_as_utc_dates() {
+        assert_eq!(super::format_time(0), "1970-01-01 00:00:00");
+        assert_eq!(super::format_time(1_700_000_000), "2023-11-14 22:13:20");
+        assert_eq!(super::format_time(951_782_400), "2000-02-29 00:00:00");
+    }
+}
