@@ -60,7 +60,11 @@ pub fn run(image_dir: Option<&Path>, args: &WatchArgs) -> Status {
     };
     let root = watcher.root().display().to_string();
     if json {
-        println!("{}", json!({"watching": root, "generation": generation}));
+        // By hand, so that `watching` comes first.
+        println!(
+            "{{\"watching\":{},\"generation\":{generation}}}",
+            Value::from(root.as_str())
+        );
     } else {
         println!("watching {root} at generation {generation} (Ctrl-C stops)");
     }
