@@ -195,6 +195,20 @@ pub fn build(
             Some(stamp) => !stamp_matches(stamp, f),
             None => true,
         });
+    // Nothing to read, nothing unreadable, and every file known in this build's scope still
+    // there: no module can be read anew, claimed twice or left without its file.
+    if to_read.is_empty()
+        && report.failed.is_empty()
+        && known.keys().filter(|p| filter.contains(p)).count() == files.len()
+    {
+        let modules: HashSet<&str> = unchanged
+            .iter()
+            .filter_map(|f| known.get(&f.path).map(|s| s.module.as_str()))
+            .collect();
+        report.unchanged = modules.len();
+        lap("nothing changed");
+        return Ok(report);
+    }
     progress.start(to_read.len() as u64);
     let outcomes: Vec<(usize, Outcome)> = to_read
         .par_iter()
