@@ -32,7 +32,15 @@ pub struct BuildOptions {
     /// is no longer there is a file removed. `None`: the whole tree. A watcher passes the
     /// paths its events named.
     pub paths: Option<Vec<String>>,
+    /// Files larger than this many bytes are not read: each is reported as a failure that
+    /// names its size and the limit, and its module keeps its last version. `None`:
+    /// [`DEFAULT_MAX_FILE_SIZE`].
+    pub max_file_size: Option<u64>,
 }
+
+/// The default largest file a build reads: 64 MiB (the biggest file of a large real tree is
+/// well under 1 MiB). A file this large is far more likely a mistake than source.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 64 << 20;
 
 /// Told how far a build has come (the command line shows a bar; the library shows nothing).
 pub trait Progress: Sync {
@@ -186,6 +194,9 @@ pub fn build(
         (files, known)
     });
     let (files, mut known) = (files?, known?);
+    // What the walk could not look at (a directory or a file it could not read) is not gone:
+    // the files known there keep their modules, as a file that does not parse does.
+    let unseen: Vec<String> = report.failed.iter().map(|f| f.path.clone()).collect();
     lap("walk and stamps");
     report.files = files.len();
 
@@ -209,12 +220,13 @@ pub fn build(
         lap("nothing changed");
         return Ok(report);
     }
+    let max_file_size = options.max_file_size.unwrap_or(DEFAULT_MAX_FILE_SIZE);
     progress.start(to_read.len() as u64);
     let outcomes: Vec<(usize, Outcome)> = to_read
         .par_iter()
         .enumerate()
         .map(|(i, file)| {
-            let outcome = read_file(root, file, known.get(&file.path));
+            let outcome = read_file(root, file, known.get(&file.path), max_file_size);
             progress.advance(1);
             (i, outcome)
         })
@@ -292,6 +304,23 @@ pub fn build(
                     report.failed.push(failure);
                 }
                 Outcome::Vanished => {}
+            }
+        }
+        if !unseen.is_empty() {
+            for (path, stamp) in &known {
+                let below = |dir: &String| {
+                    path == dir
+                        || path
+                            .strip_prefix(dir.as_str())
+                            .is_some_and(|rest| rest.starts_with('/'))
+                };
+                if !keep_paths.contains(path) && unseen.iter().any(below) {
+                    claims
+                        .entry(stamp.module.clone())
+                        .or_default()
+                        .push(path.clone());
+                    keep_paths.insert(path.clone());
+                }
             }
         }
         if targeted.is_some() {
@@ -555,20 +584,32 @@ enum Outcome {
     Vanished,
 }
 
-fn read_file(root: &Path, file: &WalkedFile, known: Option<&PathRecord>) -> Outcome {
+fn read_file(
+    root: &Path,
+    file: &WalkedFile,
+    known: Option<&PathRecord>,
+    max_file_size: u64,
+) -> Outcome {
     let full: PathBuf = root.join(&file.path);
     let stamped_ns = now_ns();
-    let text = match std::fs::read(&full) {
-        Ok(text) => text,
+    let failed = |message: String| {
+        Outcome::Failed(FileFailure {
+            path: file.path.clone(),
+            text: Vec::new(),
+            errors: Vec::new(),
+            message: Some(message),
+        })
+    };
+    // The size the walk saw decides first: a file over the limit is not even opened.
+    if file.size > max_file_size {
+        return failed(too_large(file.size, max_file_size));
+    }
+    let text = match read_source(&full, max_file_size) {
+        Ok(Source::Text(text)) => text,
+        Ok(Source::TooLarge(size)) => return failed(too_large(size, max_file_size)),
+        Ok(Source::NotAFile) => return failed("not a regular file".to_string()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Outcome::Vanished,
-        Err(e) => {
-            return Outcome::Failed(FileFailure {
-                path: file.path.clone(),
-                text: Vec::new(),
-                errors: Vec::new(),
-                message: Some(format!("cannot read: {e}")),
-            });
-        }
+        Err(e) => return failed(format!("cannot read: {e}")),
     };
     let hash = Hash::of(&text);
     let size = text.len() as u64;
@@ -597,4 +638,48 @@ fn read_file(root: &Path, file: &WalkedFile, known: Option<&PathRecord>) -> Outc
             message: None,
         }),
     }
+}
+
+fn too_large(size: u64, limit: u64) -> String {
+    format!(
+        "not read: {size} bytes is more than the limit of {limit} bytes; raise it with `spry-image build --max-file-size BYTES`"
+    )
+}
+
+/// What [`read_source`] found.
+pub(crate) enum Source {
+    /// The file's bytes.
+    Text(Vec<u8>),
+    /// More bytes than the limit (at least this many): not read to the end.
+    TooLarge(u64),
+    /// Not a regular file (a FIFO, a device, a directory put there since the walk).
+    NotAFile,
+}
+
+/// Reads the regular file at `full`, at most `limit` bytes: never blocks on a FIFO put where
+/// a file was (it is opened without waiting for a writer) and never holds more than the limit
+/// in memory, even if the file grows while it is read.
+pub(crate) fn read_source(full: &Path, limit: u64) -> std::io::Result<Source> {
+    use std::io::Read;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
+    }
+    let file = options.open(full)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Ok(Source::NotAFile);
+    }
+    if meta.len() > limit {
+        return Ok(Source::TooLarge(meta.len()));
+    }
+    let mut text = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(limit.saturating_add(1)).read_to_end(&mut text)?;
+    if text.len() as u64 > limit {
+        return Ok(Source::TooLarge(text.len() as u64));
+    }
+    Ok(Source::Text(text))
 }

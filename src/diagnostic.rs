@@ -46,7 +46,13 @@ pub fn render(path: &str, text: &[u8], errors: &[SyntaxError], style: Style) -> 
             error.kind.code(),
             error.message
         ));
-        let report = Report::new(path, text, &index, error);
+        let Some(report) = Report::new(path, text, &index, error) else {
+            // miette cannot lay out lines this long (and nobody could read them).
+            out.push_str(&format!(
+                "  (the source is not shown: a line of it is longer than {MAX_SHOWN_LINE} bytes)\n"
+            ));
+            continue;
+        };
         let mut snippet = String::new();
         if handler.render_report(&mut snippet, &report).is_ok() {
             out.push_str(&snippet);
@@ -65,6 +71,9 @@ pub fn render(path: &str, text: &[u8], errors: &[SyntaxError], style: Style) -> 
 /// million stray brackets must not take minutes to report).
 pub const MAX_RENDERED: usize = 50;
 
+/// Lines longer than this (in bytes) are not shown under an error, only its position.
+const MAX_SHOWN_LINE: usize = 4096;
+
 /// The position of an error as `path:line:col`.
 pub fn location(path: &str, text: &[u8], error: &SyntaxError) -> String {
     let at = LineIndex::new(text).line_col(text, error.span.start);
@@ -79,13 +88,14 @@ struct Report {
 }
 
 impl Report {
-    fn new(path: &str, text: &[u8], index: &LineIndex, error: &SyntaxError) -> Report {
+    /// `None` when a line to show is longer than [`MAX_SHOWN_LINE`].
+    fn new(path: &str, text: &[u8], index: &LineIndex, error: &SyntaxError) -> Option<Report> {
         let spans: Vec<&Range<usize>> = std::iter::once(&error.span)
             .chain(error.related.iter().map(|(s, _)| s))
             .collect();
         let low = spans.iter().map(|s| s.start).min().unwrap_or(0);
         let high = spans.iter().map(|s| s.end).max().unwrap_or(0);
-        let source = Window::new(path, text, index, low, high);
+        let source = Window::new(path, text, index, low, high)?;
         let mut labels = vec![LabeledSpan::new_primary_with_span(
             Some(short_label(error)),
             source.span(&error.span),
@@ -96,11 +106,11 @@ impl Report {
                 source.span(span),
             ));
         }
-        Report {
+        Some(Report {
             message: error.message.clone(),
             labels,
             source,
-        }
+        })
     }
 }
 
@@ -152,26 +162,40 @@ struct Window {
 }
 
 impl Window {
-    fn new(path: &str, text: &[u8], index: &LineIndex, low: usize, high: usize) -> Window {
+    /// `None` when one of its lines is longer than [`MAX_SHOWN_LINE`].
+    fn new(path: &str, text: &[u8], index: &LineIndex, low: usize, high: usize) -> Option<Window> {
         let first = index.line_col(text, low).line.saturating_sub(2).max(1);
         let last = index.line_col(text, high).line + 2;
         let start = index.line_range(text, first).map_or(0, |r| r.start);
         let end = index
             .line_range(text, last)
             .map_or(text.len(), |r| (r.end + 2).min(text.len()));
+        let mut line_start = start;
+        for at in memchr::memchr_iter(b'\n', &text[start..end]).chain([end - start]) {
+            if start + at - line_start > MAX_SHOWN_LINE {
+                return None;
+            }
+            line_start = start + at + 1;
+        }
         let mut shown = String::with_capacity(end - start);
         for chunk in text[start..end].utf8_chunks() {
-            shown.push_str(chunk.valid());
+            // A carriage return alone ends no line for us, but would for miette: show it as
+            // `?` too, so that both count the same lines.
+            let mut chars = chunk.valid().chars().peekable();
+            while let Some(c) = chars.next() {
+                let lone_cr = c == '\r' && chars.peek().is_none_or(|n| *n != '\n');
+                shown.push(if lone_cr { '?' } else { c });
+            }
             for _ in chunk.invalid() {
                 shown.push('?');
             }
         }
-        Window {
+        Some(Window {
             name: path.to_string(),
             text: shown,
             offset: start,
             first_line: first as usize - 1,
-        }
+        })
     }
 
     fn span(&self, span: &Range<usize>) -> SourceSpan {

@@ -15,7 +15,9 @@ use std::path::Path;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use serde::Serialize;
 
-use crate::build::{FileFailure, PartFilter, stamp_matches};
+use crate::build::{
+    DEFAULT_MAX_FILE_SIZE, FileFailure, PartFilter, Source, read_source, stamp_matches,
+};
 use crate::error::Result;
 use crate::image::{Hash, Image, ModuleRecord, PathRecord, SyncRecord};
 use crate::syntax::{Ast, SourceUnit, parse};
@@ -215,19 +217,30 @@ pub fn status(image: &Image, root: &Path, options: &StatusOptions) -> Result<Tre
     let mut unparsable: HashMap<String, String> = HashMap::default();
     for file in read {
         let full = root.join(&file.path);
-        let text = match std::fs::read(&full) {
-            Ok(text) => text,
+        let failure = |message: String| FileFailure {
+            path: file.path.clone(),
+            text: Vec::new(),
+            errors: Vec::new(),
+            message: Some(message),
+        };
+        let text = match read_source(&full, DEFAULT_MAX_FILE_SIZE) {
+            Ok(Source::Text(text)) => text,
+            Ok(Source::TooLarge(size)) => {
+                report.failed.push(failure(format!(
+                    "not read: {size} bytes is more than the limit of {DEFAULT_MAX_FILE_SIZE} bytes"
+                )));
+                continue;
+            }
+            Ok(Source::NotAFile) => {
+                on_disk.remove(&file.path);
+                continue;
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 on_disk.remove(&file.path);
                 continue;
             }
             Err(e) => {
-                report.failed.push(FileFailure {
-                    path: file.path.clone(),
-                    text: Vec::new(),
-                    errors: Vec::new(),
-                    message: Some(format!("cannot read: {e}")),
-                });
+                report.failed.push(failure(format!("cannot read: {e}")));
                 continue;
             }
         };

@@ -143,7 +143,16 @@ pub struct FjallStore {
     tables: Vec<(Table, SingleWriterTxKeyspace)>,
 }
 
-fn store_error(e: impl std::fmt::Display) -> Error {
+/// A storage error as a sentence: the system's own words when the cause is I/O (`No space
+/// left on device (os error 28)`), the engine's otherwise.
+fn store_error(e: impl std::error::Error + 'static) -> Error {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(at) = cause {
+        if let Some(io) = at.downcast_ref::<std::io::Error>() {
+            return Error::Store(io.to_string());
+        }
+        cause = at.source();
+    }
     Error::Store(e.to_string())
 }
 

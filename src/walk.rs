@@ -37,13 +37,13 @@ pub struct WalkedFile {
 /// looked at is not in the tree.
 ///
 /// # Errors
-/// The root itself cannot be read.
+/// The root itself cannot be read (not a failure of one path: nothing of the tree is seen).
 pub fn walk(
     root: &Path,
     filter: &PartFilter,
     failed: &mut Vec<FileFailure>,
 ) -> Result<Vec<WalkedFile>> {
-    std::fs::metadata(root).map_err(|e| Error::io(root, e))?;
+    std::fs::read_dir(root).map_err(|e| Error::io(root, e))?;
     let (above, mut found) = rules_above(root);
     let walk = Walk {
         root,

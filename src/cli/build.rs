@@ -27,6 +27,26 @@ pub struct BuildArgs {
     /// Print a machine-readable summary on standard output.
     #[arg(long)]
     json: bool,
+    /// Do not read files larger than this (bytes; `k`, `m`, `g` for KiB, MiB, GiB): they are
+    /// reported, and their modules keep their last version.
+    #[arg(long, value_name = "BYTES", default_value = "64m", value_parser = parse_size)]
+    max_file_size: u64,
+}
+
+/// A size in bytes, with an optional binary suffix: `1048576`, `1024k`, `64m`, `1g`.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let (digits, shift) = match lower.strip_suffix(['k', 'm', 'g']) {
+        Some(digits) if lower.ends_with('k') => (digits, 10),
+        Some(digits) if lower.ends_with('m') => (digits, 20),
+        Some(digits) => (digits, 30),
+        None => (lower.as_str(), 0),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (bytes, or a number with k, m or g)"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("`{text}` is too large"))
 }
 
 struct Bar(ProgressBar);
@@ -63,6 +83,7 @@ pub fn run(image_dir: Option<&Path>, args: &BuildArgs) -> Status {
         only: args.only.clone(),
         all: args.all,
         paths: None,
+        max_file_size: Some(args.max_file_size),
     };
     let bar = if std::io::stderr().is_terminal() {
         ProgressBar::new(0)
@@ -77,6 +98,11 @@ pub fn run(image_dir: Option<&Path>, args: &BuildArgs) -> Status {
     bar.finish_and_clear();
     let report = match result {
         Ok(report) => report,
+        Err(e @ spry_image::Error::Store(_)) => {
+            // Say which image: the disk it is on may be full, or failing.
+            eprintln!("error: {}: {e}", dir.display());
+            return Status::Trouble;
+        }
         Err(e) => return report_error(&e),
     };
     print_failures(&src, &report);

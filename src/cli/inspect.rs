@@ -174,6 +174,13 @@ pub fn show(image: Option<&Path>, args: &ShowArgs) -> Status {
                 }
             }
         }
+        Err(e @ spry_image::Error::Corrupt(_)) => {
+            eprintln!(
+                "error: `{}`: {e}; `spry-image check` lists all damage",
+                args.target
+            );
+            Status::Trouble
+        }
         Err(e) => report_error(&e),
     }
 }

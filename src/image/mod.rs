@@ -76,7 +76,8 @@ impl Image {
     pub fn create(dir: &Path, source_root: &Path) -> Result<Image> {
         std::fs::create_dir_all(dir).with_path(dir)?;
         let format_path = dir.join(FORMAT_FILE);
-        if !format_path.exists() {
+        // An empty format file is a creation that was interrupted before it was written.
+        if std::fs::metadata(&format_path).map_or(true, |m| m.len() == 0) {
             write_format_file(&format_path)?;
             // git (and tools that read .gitignore) leave the image out of the tree it mirrors.
             let ignore = dir.join(".gitignore");

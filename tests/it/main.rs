@@ -4,8 +4,10 @@
 
 mod util;
 
+mod crash;
 mod export;
 mod history;
+mod hostile;
 mod image_build;
 mod image_cli;
 mod image_lib;
