@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use spry_image::build::{self, BuildOptions, BuildReport, Progress};
 use spry_image::diagnostic;
-use spry_image::image::{IMAGE_DIR, Image};
+use spry_image::image::IMAGE_DIR;
 
 use super::{Status, report_error, stderr_style};
 
@@ -75,7 +75,7 @@ pub fn run(image_dir: Option<&Path>, args: &BuildArgs) -> Status {
         }
     }
     let dir = image_dir.map_or_else(|| src.join(IMAGE_DIR), Path::to_path_buf);
-    let mut image = match Image::create(&dir, &src) {
+    let mut image = match super::create_image(&dir, &src) {
         Ok(image) => image,
         Err(e) => return report_error(&e),
     };

@@ -16,6 +16,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use spry_image::diagnostic::Style;
+use spry_image::watch::{Borrowed, open_or_borrow};
 
 /// A transactional, partial image of Spry source, kept in step with a git tree.
 #[derive(Parser, Debug)]
@@ -116,7 +117,9 @@ pub fn stderr_style() -> Style {
 }
 
 /// Opens the image named by `--image`, or the one found from the current directory upward.
-pub fn open_image(image: Option<&std::path::Path>) -> Result<spry_image::image::Image, Status> {
+/// When a running `watch` holds it, borrows it from the watcher (which takes it back, and
+/// writes what changed to the tree, when the returned image is dropped).
+pub fn open_image(image: Option<&std::path::Path>) -> Result<Borrowed, Status> {
     let dir = match image {
         Some(dir) => dir.to_path_buf(),
         None => {
@@ -127,7 +130,13 @@ pub fn open_image(image: Option<&std::path::Path>) -> Result<spry_image::image::
             spry_image::image::Image::find(&here).map_err(|e| report_error(&e))?
         }
     };
-    spry_image::image::Image::open(&dir).map_err(|e| report_error(&e))
+    open_or_borrow(&dir, || spry_image::image::Image::open(&dir)).map_err(|e| report_error(&e))
+}
+
+/// Opens or creates the image in `dir` for the tree at `src` (`build`), borrowing it from a
+/// running `watch` as [`open_image`] does.
+pub fn create_image(dir: &std::path::Path, src: &std::path::Path) -> spry_image::Result<Borrowed> {
+    open_or_borrow(dir, || spry_image::image::Image::create(dir, src))
 }
 
 /// Prints a library error and gives the exit status it deserves.

@@ -8,11 +8,11 @@ use clap::Args;
 use similar::{Algorithm, TextDiff};
 
 use spry_image::build::FileFailure;
-use spry_image::image::Image;
 use spry_image::status::{
     self, Change, DefinitionDiff, ModuleState, ModuleStatus, Side, StatusOptions, TreeStatus,
 };
 use spry_image::syntax::LineIndex;
+use spry_image::watch::Borrowed;
 
 use super::{Status, open_image, print_file_failures, report_error};
 
@@ -52,7 +52,7 @@ fn compare(
     image_dir: Option<&Path>,
     src: Option<&Path>,
     options: &StatusOptions,
-) -> Result<(Image, TreeStatus), Status> {
+) -> Result<(Borrowed, TreeStatus), Status> {
     let image = open_image(image_dir)?;
     let root = src.map_or_else(|| image.source_root(), Path::to_path_buf);
     match status::status(&image, &root, options) {

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use spry_image::build::{BuildReport, FileFailure};
 use spry_image::diagnostic;
 use spry_image::image::{IMAGE_DIR, Image};
-use spry_image::watch::{BatchReport, Cause, WatchOptions, Watcher};
+use spry_image::watch::{BatchReport, Cause, Lent, WatchOptions, Watcher};
 
 use super::{Status, report_error, stderr_style};
 
@@ -36,8 +36,19 @@ pub fn run(image_dir: Option<&Path>, args: &WatchArgs) -> Status {
         }
     }
     let dir = image_dir.map_or_else(|| src.join(IMAGE_DIR), Path::to_path_buf);
+    // Never borrowed: one watcher per image.
     let image = match Image::create(&dir, &src) {
         Ok(image) => image,
+        Err(spry_image::Error::Locked { path, pid, command })
+            if path.join(spry_image::watch::SOCKET_FILE).exists() =>
+        {
+            eprintln!(
+                "error: the image at {} is already watched by process {pid} ({command}); one \
+                 watcher per image",
+                path.display()
+            );
+            return Status::Trouble;
+        }
         Err(e) => return report_error(&e),
     };
     let json = args.json;
@@ -48,6 +59,12 @@ pub fn run(image_dir: Option<&Path>, args: &WatchArgs) -> Status {
         Ok(watcher) => watcher,
         Err(e) => return report_error(&e),
     };
+    if let Err(e) = watcher.lending() {
+        eprintln!(
+            "warning: other commands cannot borrow the image while this runs (they find it \
+             locked): {e}"
+        );
+    }
     let stopper = watcher.stopper();
     if let Err(e) = ctrlc::set_handler(move || stopper.stop()) {
         eprintln!("error: cannot handle Ctrl-C: {e}");
@@ -79,12 +96,18 @@ pub fn run(image_dir: Option<&Path>, args: &WatchArgs) -> Status {
             }
             Status::Ok
         }
+        Err(spry_image::Error::Locked { pid, command, .. }) => {
+            // Stopped while the image was lent: the borrower keeps it, and nothing is lost.
+            eprintln!("stopped; process {pid} ({command}) still holds the image");
+            Status::Ok
+        }
         Err(e) => report_error(&e),
     }
 }
 
-/// The default options, with the debounce and the tick overridable (in milliseconds) through
-/// `SPRY_IMAGE_WATCH_DEBOUNCE_MS` and `SPRY_IMAGE_WATCH_TICK_MS`, for benchmarks.
+/// The default options, with the debounce and the debouncer's tick overridable (in
+/// milliseconds) through `SPRY_IMAGE_WATCH_DEBOUNCE_MS` and `SPRY_IMAGE_WATCH_TICK_MS`, for
+/// benchmarks.
 fn options() -> WatchOptions {
     let mut options = WatchOptions::default();
     let ms = |name: &str| {
@@ -106,6 +129,10 @@ fn options() -> WatchOptions {
 /// Reports one batch: failures on standard error, then a line on standard output (JSON, or a
 /// sentence when the batch committed something).
 fn print_batch(src: &Path, batch: &BatchReport, json: bool) {
+    if let Some(lent) = &batch.lent {
+        print_lent(src, lent, json);
+        return;
+    }
     let report = &batch.build;
     if let Some(reason) = &batch.reason {
         eprintln!("watch: full rescan: {reason}");
@@ -115,6 +142,44 @@ fn print_batch(src: &Path, batch: &BatchReport, json: bool) {
         println!("{}", batch_json(src, batch));
     } else if let Some(line) = summary(batch) {
         println!("{line}");
+    }
+}
+
+/// Reports a loan once the image is back: a line on standard error (with what the export
+/// wrote and skipped), and with `--json` a line on standard output.
+fn print_lent(src: &Path, lent: &Lent, json: bool) {
+    let export = &lent.export;
+    let written: Vec<&str> = export.written.iter().map(|w| w.path.as_str()).collect();
+    let wrote = if written.is_empty() {
+        String::new()
+    } else {
+        format!("; wrote {}", written.join(", "))
+    };
+    eprintln!(
+        "watch: lent the image to process {} ({}) for {} ms{wrote}",
+        lent.pid,
+        lent.command,
+        lent.held.as_millis()
+    );
+    print_failures(src, &export.failures);
+    for skipped in &export.skipped {
+        eprintln!(
+            "watch: warning: {} not written: {}",
+            src.join(&skipped.path).display(),
+            skipped.reason
+        );
+    }
+    if json {
+        let value = json!({
+            "lent": lent.command,
+            "pid": lent.pid,
+            "generation": lent.generation,
+            "held_ms": (lent.held.as_secs_f64() * 1e6).round() / 1e3,
+            "written": written,
+            "merged": export.merged,
+            "skipped": export.skipped,
+        });
+        println!("{value}");
     }
 }
 
@@ -168,7 +233,7 @@ fn summary(batch: &BatchReport) -> Option<String> {
     let cause = match batch.cause {
         Cause::Start => ", start",
         Cause::Rescan => ", full rescan",
-        Cause::Events => "",
+        Cause::Events | Cause::Lent => "",
     };
     Some(format!(
         "generation {generation}: {} ({files}, {} ms{cause})",
@@ -213,7 +278,7 @@ fn batch_json(src: &Path, batch: &BatchReport) -> Value {
             value["reason"] = json!(batch.reason);
         }
         Cause::Start => value["start"] = json!(true),
-        Cause::Events => {}
+        Cause::Events | Cause::Lent => {}
     }
     value
 }

@@ -1,11 +1,14 @@
 //! Keeping an image in step with its tree while a person edits (`spry-image watch`).
 //!
-//! In watchexec's manner the parts are apart: notify (through notify-debouncer-full, a few
-//! milliseconds of debounce) calls back on its own thread, and the callback only converts the
-//! events ([`convert`]) and forwards them through a channel. One worker thread takes them in
-//! batches, decides what to look at ([`plan`]), and runs a targeted build
-//! ([`BuildOptions::paths`]): one transaction per batch. Everything between the callback and
-//! the build is a plain function, tested with synthetic events.
+//! In watchexec's manner the parts are apart: notify calls back on its own thread, and the
+//! callback only drops what the image does not care about ([`convert`]) and forwards the raw
+//! events through a channel. One worker thread debounces and builds: it blocks on the channel
+//! with no timeout while nothing happens (an idle watcher never wakes), feeds the raw events
+//! to notify-debouncer-full, which runs only while events come (`debounce.rs`: its thread
+//! would otherwise wake every tick), takes what it hands over as a batch, pairs the ends of
+//! renames it could not ([`pair_renames`]), decides what to look at ([`plan`]), and runs a
+//! targeted build ([`BuildOptions::paths`]): one transaction per batch. Everything between
+//! the callback and the build is a plain function, tested with synthetic events.
 //!
 //! - A directory created or moved in is walked whole by the build: files made in it before its
 //!   watch existed raise no event.
@@ -16,36 +19,53 @@
 //!   them by hash ("same bytes") and nothing is changed.
 //! - A batch naming a file that is not there waits a little for more events (an editor's
 //!   atomic save, seen half done), so that a save is not taken for a removal.
+//! - Other commands borrow the image through a socket in the image directory (the protocol
+//!   is in `lend.rs`; [`open_or_borrow`]): between batches the watcher releases the image,
+//!   waits until the borrower is done, takes it back, builds what changed meanwhile and
+//!   exports what the borrower changed, so that tree and image stay one.
 
+mod debounce;
 mod events;
+mod lend;
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError, channel};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use notify::{ErrorKind, RecursiveMode};
-use notify_debouncer_full::{DebounceEventResult, new_debouncer};
+use notify::{ErrorKind, RecursiveMode, Watcher as _};
+use notify_debouncer_full::{DebounceEventResult, DebouncedEvent};
 use serde::Serialize;
 
 use crate::build::{self, BuildOptions, BuildReport, NoProgress};
 use crate::error::{Error, Result};
+use crate::export::{self, ExportOptions, ExportReport};
 use crate::image::Image;
 
+use debounce::Lazy;
+use lend::{Listener, Request};
+
 pub use events::{
-    Change, ChangeKind, Plan, Probe, awaits_more, convert, is_editor_file, plan, probe_disk,
+    Change, ChangeKind, Plan, Probe, RenameEnd, awaits_more, convert, is_editor_file, pair_renames,
+    plan, probe_disk,
 };
+pub use lend::{Borrowed, GRANT_WAIT, SOCKET_FILE, open_or_borrow};
 
 /// How to watch.
 #[derive(Clone, Debug)]
 pub struct WatchOptions {
-    /// How long an event waits for more on the same path before it is handed on.
+    /// How long a path must be quiet before its events are built (notify-debouncer-full's
+    /// timeout).
     pub debounce: Duration,
-    /// How often the debouncer looks for events that have waited long enough (at most
-    /// `debounce`). notify-debouncer-full wakes this often even when nothing happens: an idle
-    /// watcher costs one short wake-up per tick.
+    /// How often the debouncer looks for paths quiet long enough (at most `debounce`). It
+    /// looks only while events come: see [`idle`](Self::idle).
     pub tick: Duration,
+    /// How long after the last event the debouncer (and its thread) stops; the next event
+    /// starts it again.
+    pub idle: Duration,
     /// How long a batch that names a missing file waits for more events (see the module doc).
     pub settle: Duration,
 }
@@ -55,6 +75,7 @@ impl Default for WatchOptions {
         WatchOptions {
             debounce: Duration::from_millis(5),
             tick: Duration::from_millis(5),
+            idle: Duration::from_secs(1),
             settle: Duration::from_millis(40),
         }
     }
@@ -70,6 +91,23 @@ pub enum Cause {
     Events,
     /// A full build because the events could not be trusted (see [`BatchReport::reason`]).
     Rescan,
+    /// The image was lent to another command and taken back (see [`BatchReport::lent`]).
+    Lent,
+}
+
+/// A loan of the image to another command, once the watcher has it back.
+#[derive(Clone, Debug)]
+pub struct Lent {
+    /// The borrower's process id.
+    pub pid: u32,
+    /// The borrower's command line, as it said.
+    pub command: String,
+    /// From releasing the image to having it back.
+    pub held: Duration,
+    /// The export that followed: what the borrower changed in the image, written to the tree.
+    pub export: ExportReport,
+    /// The image's generation after the export.
+    pub generation: u64,
 }
 
 /// What one batch did: one transaction.
@@ -84,48 +122,76 @@ pub struct BatchReport {
     /// The build: modules added, changed, removed, moved; files that failed; the generation
     /// committed (`None` when nothing changed, such as the watcher's own export coming back).
     pub build: BuildReport,
-    /// From the first event of the batch (or the start of a full build) to its commit.
+    /// From the first event of the batch (or the start of a full build) to its commit; for
+    /// a loan, from taking the image back to the end of the export.
     pub latency: Duration,
+    /// For [`Cause::Lent`]: the loan (the build is then empty: what changed on disk meanwhile
+    /// was reported as a batch of its own just before).
+    pub lent: Option<Lent>,
 }
 
 enum Message {
-    /// Converted events, in the order the debouncer gave them.
-    Changes(Vec<Change>),
-    /// Errors the watcher reported; `true` for the watch limit (fatal).
-    Errors(Vec<(bool, String)>),
+    /// A raw event, for the debouncer.
+    Raw(notify::Event),
+    /// What the debouncer handed over.
+    Debounced(Vec<DebouncedEvent>),
+    /// An error the watcher reported; `true` for the watch limit (fatal).
+    Error(bool, String),
     /// Stop after the batch in hand.
     Stop,
+    /// A command asks to borrow the image.
+    Borrow(Request),
 }
 
 /// Stops a [`Watcher`] from anywhere (a signal handler, another thread), between batches.
 #[derive(Clone, Debug)]
-pub struct Stopper(Sender<Message>);
+pub struct Stopper {
+    tx: Sender<Message>,
+    /// Set on stop: read while the image is lent (the worker waits on the borrower, not on
+    /// the channel, then).
+    stopping: Arc<AtomicBool>,
+}
 
 impl Stopper {
-    /// Asks the watcher to stop once the batch it is building (if any) is committed.
+    /// Asks the watcher to stop once the batch it is building (if any) is committed. While
+    /// the image is lent, the watcher stops waiting for it at once and stops without it.
     pub fn stop(&self) {
-        let _ = self.0.send(Message::Stop);
+        self.stopping.store(true, Ordering::SeqCst);
+        let _ = self.tx.send(Message::Stop);
     }
 }
 
 impl std::fmt::Debug for Message {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Message::Changes(c) => write!(f, "Changes({})", c.len()),
-            Message::Errors(e) => write!(f, "Errors({e:?})"),
+            Message::Raw(e) => write!(f, "Raw({e:?})"),
+            Message::Debounced(e) => write!(f, "Debounced({e:?})"),
+            Message::Error(limit, e) => write!(f, "Error({limit}, {e:?})"),
             Message::Stop => write!(f, "Stop"),
+            Message::Borrow(r) => write!(f, "Borrow({}, {:?})", r.pid, r.command),
         }
     }
 }
 
-/// A running watch: a debounced notify watcher over the tree and a worker thread that builds
-/// each batch into the image.
+/// A running watch: a notify watcher over the tree and a worker thread that debounces its
+/// events and builds each batch into the image.
 pub struct Watcher {
     root: PathBuf,
-    image: Arc<Mutex<Image>>,
+    image: Arc<Mutex<Slot>>,
     stopper: Stopper,
     worker: Option<JoinHandle<Result<()>>>,
     initial: BatchReport,
+    lending: std::result::Result<PathBuf, String>,
+}
+
+/// The image, or who holds it while it is lent (and after a stop while it was).
+enum Slot {
+    Held(Image),
+    Lent {
+        dir: PathBuf,
+        pid: u32,
+        command: String,
+    },
 }
 
 impl std::fmt::Debug for Watcher {
@@ -140,7 +206,8 @@ impl Watcher {
     /// Watches the tree at `root` and keeps `image` in step with it: sets up the watch, runs
     /// one full build (its report is [`initial`](Self::initial)), then builds every batch of
     /// events on a worker thread, calling `on_batch` after each commit (also for batches that
-    /// changed nothing, with no generation).
+    /// changed nothing, with no generation) and after each loan of the image. It listens for
+    /// borrowers on [`SOCKET_FILE`] in the image directory (see [`lending`](Self::lending)).
     ///
     /// # Errors
     /// The watch cannot be set up (the inotify limits among them, with how to raise them), or
@@ -154,20 +221,27 @@ impl Watcher {
         let root = std::fs::canonicalize(root).map_err(|e| Error::io(root, e))?;
         let (tx, rx) = channel::<Message>();
         let forward = tx.clone();
-        // The callback only converts and forwards.
-        let mut debouncer = new_debouncer(
-            options.debounce,
-            Some(options.tick.min(options.debounce)),
-            move |result: DebounceEventResult| {
+        // The callback only filters and forwards (reads, opens and metadata changes, which
+        // the image does not care about, are not forwarded: they would wake the worker for
+        // nothing, every file a build reads among them).
+        let mut notifier =
+            notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
                 let message = match result {
-                    Ok(events) => Message::Changes(events.iter().map(convert).collect()),
-                    Err(errors) => Message::Errors(errors.iter().map(describe).collect()),
+                    Ok(event) => {
+                        if convert(&event).kind == ChangeKind::Ignored {
+                            return;
+                        }
+                        Message::Raw(event)
+                    }
+                    Err(error) => {
+                        let (limit, message) = describe(&error);
+                        Message::Error(limit, message)
+                    }
                 };
                 let _ = forward.send(message);
-            },
-        )
-        .map_err(|e| watch_error(&root, &e))?;
-        debouncer
+            })
+            .map_err(|e| watch_error(&root, &e))?;
+        notifier
             .watch(&root, RecursiveMode::Recursive)
             .map_err(|e| watch_error(&root, &e))?;
 
@@ -180,24 +254,48 @@ impl Watcher {
             paths: Vec::new(),
             build: report,
             latency: started.elapsed(),
+            lent: None,
         };
 
-        let image = Arc::new(Mutex::new(image));
+        // Borrowers: not fatal when it cannot be (the watcher works; other commands find the
+        // image locked, as without it).
+        let (listener, lending) = match Listener::start(image.dir(), tx.clone()) {
+            Ok(listener) => {
+                let path = listener.path().to_path_buf();
+                (Some(listener), Ok(path))
+            }
+            Err(e) => (None, Err(e.to_string())),
+        };
+        let stopper = Stopper {
+            tx,
+            stopping: Arc::new(AtomicBool::new(false)),
+        };
+
+        let image = Arc::new(Mutex::new(Slot::Held(image)));
         let worker = {
             let image = Arc::clone(&image);
             let worker_root = root.clone();
             let options = options.clone();
+            let stopping = Arc::clone(&stopper.stopping);
+            let tx = stopper.tx.clone();
             std::thread::Builder::new()
                 .name("spry-image watch".into())
                 .spawn(move || {
+                    let debouncer =
+                        Lazy::new(options.debounce, options.tick, options.idle, move || {
+                            Box::new(debounced(tx.clone()))
+                        });
                     let result = Worker {
                         root: &worker_root,
                         image: &image,
                         rx: &rx,
                         options: &options,
+                        stopping: &stopping,
                     }
-                    .run(&mut on_batch);
-                    debouncer.stop();
+                    .run(debouncer, &mut on_batch);
+                    // The socket goes before the image does.
+                    drop(listener);
+                    drop(notifier);
                     result
                 })
                 .map_err(|e| Error::io(&root, e))?
@@ -205,9 +303,10 @@ impl Watcher {
         Ok(Watcher {
             root,
             image,
-            stopper: Stopper(tx),
+            stopper,
             worker: Some(worker),
             initial,
+            lending,
         })
     }
 
@@ -226,12 +325,28 @@ impl Watcher {
         self.stopper.clone()
     }
 
-    /// Reads the image between batches (the worker waits meanwhile).
+    /// The socket borrowers connect to.
     ///
     /// # Errors
-    /// The worker panicked while holding the image.
+    /// Why the watcher could not listen (then other commands find the image locked while it
+    /// runs).
+    pub fn lending(&self) -> std::result::Result<&Path, &str> {
+        match &self.lending {
+            Ok(path) => Ok(path),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads the image between batches (the worker waits meanwhile, and a loan finishes
+    /// first).
+    ///
+    /// # Errors
+    /// The worker panicked while holding the image, or it stopped while the image was lent.
     pub fn with_image<R>(&self, f: impl FnOnce(&Image) -> R) -> Result<R> {
-        Ok(f(&*lock(&self.image)?))
+        match &*lock(&self.image)? {
+            Slot::Held(image) => Ok(f(image)),
+            lent => Err(lent_error(lent)),
+        }
     }
 
     /// Waits until the watcher stops (through a [`Stopper`]) or fails, and gives the image
@@ -239,7 +354,8 @@ impl Watcher {
     ///
     /// # Errors
     /// What stopped the watcher: a build that failed (storage, the tree gone), or the watch
-    /// limit reached.
+    /// limit reached; [`Error::Locked`] naming the borrower when it stopped while the image
+    /// was lent (the borrower keeps it).
     pub fn wait(mut self) -> Result<Image> {
         let outcome = match self.worker.take() {
             Some(worker) => worker
@@ -250,10 +366,14 @@ impl Watcher {
         outcome?;
         let image = Arc::clone(&self.image);
         drop(self);
-        Arc::try_unwrap(image)
+        match Arc::try_unwrap(image)
             .map_err(|_| Error::Store("the image is still in use".into()))?
             .into_inner()
-            .map_err(|_| Error::Store("the watch worker panicked".into()))
+            .map_err(|_| Error::Store("the watch worker panicked".into()))?
+        {
+            Slot::Held(image) => Ok(image),
+            lent => Err(lent_error(&lent)),
+        }
     }
 
     /// Stops the watcher between batches and gives the image back.
@@ -275,10 +395,22 @@ impl Drop for Watcher {
     }
 }
 
-fn lock(image: &Mutex<Image>) -> Result<MutexGuard<'_, Image>> {
+fn lock(image: &Mutex<Slot>) -> Result<MutexGuard<'_, Slot>> {
     image
         .lock()
         .map_err(|_| Error::Store("the watch worker panicked".into()))
+}
+
+/// The image is not here: lent to another process.
+fn lent_error(slot: &Slot) -> Error {
+    match slot {
+        Slot::Lent { dir, pid, command } => Error::Locked {
+            path: dir.clone(),
+            pid: *pid,
+            command: command.clone(),
+        },
+        Slot::Held(_) => Error::Store("the image is here".into()),
+    }
 }
 
 /// A notify error while setting up or keeping the watch, as a library error; the inotify
@@ -296,6 +428,21 @@ fn watch_error(root: &Path, error: &notify::Error) -> Error {
             root.display()
         )),
         _ => Error::Invalid(format!("cannot watch {}: {message}", root.display())),
+    }
+}
+
+/// The debouncer's handler: forwards what it hands over to the worker's channel.
+fn debounced(tx: Sender<Message>) -> impl FnMut(DebounceEventResult) + Send + 'static {
+    move |result| match result {
+        Ok(events) => {
+            let _ = tx.send(Message::Debounced(events));
+        }
+        Err(errors) => {
+            for error in errors {
+                let (limit, message) = describe(&error);
+                let _ = tx.send(Message::Error(limit, message));
+            }
+        }
     }
 }
 
@@ -323,12 +470,14 @@ fn describe(error: &notify::Error) -> (bool, String) {
     }
 }
 
-/// The worker: takes batches from the channel and builds them, one transaction each.
+/// The worker: takes batches from the channel and builds them, one transaction each, and
+/// lends the image between batches.
 struct Worker<'a> {
     root: &'a Path,
-    image: &'a Mutex<Image>,
+    image: &'a Mutex<Slot>,
     rx: &'a Receiver<Message>,
     options: &'a WatchOptions,
+    stopping: &'a AtomicBool,
 }
 
 /// What the worker has taken from the channel for the next batch.
@@ -337,33 +486,56 @@ struct Pending {
     changes: Vec<Change>,
     errors: Vec<String>,
     limit: Option<String>,
+    /// Borrowers, in the order they asked.
+    borrowers: Vec<Request>,
     stop: bool,
     /// The channel is closed: nothing more will come.
     closed: bool,
 }
 
 impl Pending {
-    fn take(&mut self, message: Message) {
+    /// Takes one message: a raw event goes to the debouncer (it is the debouncer's until it
+    /// hands it over), the rest is kept for the batch.
+    fn take(&mut self, message: Message, debouncer: &mut Lazy) {
         match message {
-            Message::Changes(changes) => self.changes.extend(changes),
-            Message::Errors(errors) => {
-                for (limit, message) in errors {
-                    if limit {
-                        self.limit.get_or_insert(message);
-                    } else {
-                        self.errors.push(message);
-                    }
+            Message::Raw(event) => {
+                if let Err(e) = debouncer.feed(event) {
+                    // An event that may never be handed over: reconcile instead.
+                    self.errors.push(format!("cannot debounce: {e}"));
                 }
             }
+            Message::Debounced(events) => {
+                let changes = events.iter().map(|debounced| Change {
+                    time: debounced.time,
+                    ..convert(&debounced.event)
+                });
+                self.changes
+                    .extend(changes.filter(|c| c.kind != ChangeKind::Ignored));
+            }
+            Message::Error(true, message) => {
+                self.limit.get_or_insert(message);
+            }
+            Message::Error(false, message) => self.errors.push(message),
             Message::Stop => self.stop = true,
+            Message::Borrow(request) => self.borrowers.push(request),
         }
     }
 
+    /// Whether there is something to act on.
+    fn ready(&self) -> bool {
+        !self.changes.is_empty()
+            || !self.errors.is_empty()
+            || self.limit.is_some()
+            || !self.borrowers.is_empty()
+            || self.stop
+            || self.closed
+    }
+
     /// Takes whatever is waiting in the channel, without blocking.
-    fn drain(&mut self, rx: &Receiver<Message>) {
+    fn drain(&mut self, rx: &Receiver<Message>, debouncer: &mut Lazy) {
         loop {
             match rx.try_recv() {
-                Ok(message) => self.take(message),
+                Ok(message) => self.take(message, debouncer),
                 Err(TryRecvError::Empty) => return,
                 Err(TryRecvError::Disconnected) => {
                     self.closed = true;
@@ -373,15 +545,33 @@ impl Pending {
         }
     }
 
+    /// Blocks until there is something to act on, then takes what else is waiting. While a
+    /// debouncer runs, it is stopped once idle (what it held comes through the channel);
+    /// with none running this blocks with no timeout: an idle watcher never wakes.
+    fn wait(&mut self, rx: &Receiver<Message>, debouncer: &mut Lazy) {
+        while !self.ready() {
+            let received = match debouncer.idle_at() {
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
+            };
+            match received {
+                Ok(message) => self.take(message, debouncer),
+                Err(RecvTimeoutError::Timeout) => debouncer.stop(),
+                Err(RecvTimeoutError::Disconnected) => self.closed = true,
+            }
+        }
+        self.drain(rx, debouncer);
+    }
+
     /// Takes what arrives until `deadline`.
-    fn gather_until(&mut self, rx: &Receiver<Message>, deadline: Instant) {
+    fn gather_until(&mut self, rx: &Receiver<Message>, debouncer: &mut Lazy, deadline: Instant) {
         while !self.stop && !self.closed {
             let now = Instant::now();
             if now >= deadline {
                 return;
             }
             match rx.recv_timeout(deadline - now) {
-                Ok(message) => self.take(message),
+                Ok(message) => self.take(message, debouncer),
                 Err(RecvTimeoutError::Timeout) => return,
                 Err(RecvTimeoutError::Disconnected) => self.closed = true,
             }
@@ -390,37 +580,137 @@ impl Pending {
 }
 
 impl Worker<'_> {
-    fn run(&self, on_batch: &mut dyn FnMut(&BatchReport)) -> Result<()> {
+    fn run(&self, mut debouncer: Lazy, on_batch: &mut dyn FnMut(&BatchReport)) -> Result<()> {
+        let mut borrowers: VecDeque<Request> = VecDeque::new();
+        // The loan just ended, to be reported once what queued meanwhile is built.
+        let mut returned: Option<Loan> = None;
         loop {
-            // Block until something comes: an idle watcher does nothing here.
             let mut pending = Pending::default();
-            match self.rx.recv() {
-                Ok(message) => pending.take(message),
-                Err(_) => return Ok(()),
-            }
-            pending.drain(self.rx);
-            if let Some(limit) = pending.limit {
-                return Err(Error::Invalid(limit));
-            }
-            let mut plan = self.plan(&pending);
-            if !pending.stop && awaits_more(self.root, &plan, &pending.changes, &probe_disk) {
-                // Maybe half an atomic save: give its second half a moment.
-                pending.gather_until(self.rx, Instant::now() + self.options.settle);
-                if let Some(limit) = pending.limit {
-                    return Err(Error::Invalid(limit));
+            if returned.is_some() || !borrowers.is_empty() {
+                // Events queued during a loan (or while borrowers wait): build them now,
+                // once the debouncer has had them.
+                pending.drain(self.rx, &mut debouncer);
+                if let Some(settled) = debouncer.settled_at() {
+                    pending.gather_until(self.rx, &mut debouncer, settled);
                 }
-                plan = self.plan(&pending);
+            } else {
+                pending.wait(self.rx, &mut debouncer);
             }
-            if let Some(report) = self.apply(plan, &pending)? {
-                on_batch(&report);
+            borrowers.extend(pending.borrowers.drain(..));
+            self.batch(&mut pending, &mut debouncer, on_batch)?;
+            if let Some(loan) = returned.take() {
+                on_batch(&self.take_back(loan)?);
             }
             if pending.stop || pending.closed {
+                // Borrowers still waiting see their connection close unanswered; the image is
+                // free as soon as the watcher is gone.
                 return Ok(());
+            }
+            if let Some(request) = borrowers.pop_front() {
+                match self.lend(request)? {
+                    Some(loan) => returned = Some(loan),
+                    None => return Ok(()), // stopped while the image was lent
+                }
             }
         }
     }
 
-    fn plan(&self, pending: &Pending) -> Plan {
+    /// Plans and builds what `pending` holds, waiting a little more for a half-done save.
+    fn batch(
+        &self,
+        pending: &mut Pending,
+        debouncer: &mut Lazy,
+        on_batch: &mut dyn FnMut(&BatchReport),
+    ) -> Result<()> {
+        if let Some(limit) = pending.limit.take() {
+            return Err(Error::Invalid(limit));
+        }
+        let mut plan = self.plan(pending);
+        if !pending.stop && awaits_more(self.root, &plan, &pending.changes, &probe_disk) {
+            // Maybe half an atomic save: give its second half a moment.
+            pending.gather_until(self.rx, debouncer, Instant::now() + self.options.settle);
+            if let Some(limit) = pending.limit.take() {
+                return Err(Error::Invalid(limit));
+            }
+            plan = self.plan(pending);
+        }
+        if let Some(report) = self.apply(plan, pending)? {
+            on_batch(&report);
+        }
+        Ok(())
+    }
+
+    /// Releases the image, lets the borrower have it, and takes it back once the borrower
+    /// closes its connection. `None` when a stop came meanwhile (the borrower keeps it).
+    fn lend(&self, request: Request) -> Result<Option<Loan>> {
+        let mut slot = lock(self.image)?;
+        let dir = match &*slot {
+            Slot::Held(image) => image.dir().to_path_buf(),
+            lent => return Err(lent_error(lent)),
+        };
+        let started = Instant::now();
+        let loan = Loan {
+            pid: request.pid,
+            command: request.command.clone(),
+            held: Duration::ZERO,
+        };
+        // Every handle dropped: the image's lock and the store's are free.
+        *slot = Slot::Lent {
+            dir: dir.clone(),
+            pid: loan.pid,
+            command: loan.command.clone(),
+        };
+        if !lend::grant(request, self.stopping) {
+            return Ok(None);
+        }
+        // Another command may have opened the image directly between the borrower's end and
+        // now (it found it free): wait for it too, however long, as for a borrower.
+        let image = loop {
+            match Image::open(&dir) {
+                Ok(image) => break image,
+                Err(Error::Locked { .. }) if self.stopping.load(Ordering::SeqCst) => {
+                    return Ok(None);
+                }
+                Err(Error::Locked { .. }) => std::thread::sleep(Duration::from_millis(10)),
+                Err(e) => return Err(e),
+            }
+        };
+        *slot = Slot::Held(image);
+        Ok(Some(Loan {
+            held: started.elapsed(),
+            ..loan
+        }))
+    }
+
+    /// After a loan, once what changed on disk meanwhile is built: exports what the borrower
+    /// changed in the image (a `put` becomes the file's text), and reports the loan.
+    fn take_back(&self, loan: Loan) -> Result<BatchReport> {
+        let started = Instant::now();
+        let slot = lock(self.image)?;
+        let image = match &*slot {
+            Slot::Held(image) => image,
+            lent => return Err(lent_error(lent)),
+        };
+        let export = export::export(image, &ExportOptions::default())?;
+        let generation = image.generation()?;
+        Ok(BatchReport {
+            cause: Cause::Lent,
+            reason: None,
+            paths: Vec::new(),
+            build: BuildReport::default(),
+            latency: started.elapsed(),
+            lent: Some(Lent {
+                pid: loan.pid,
+                command: loan.command,
+                held: loan.held,
+                export,
+                generation,
+            }),
+        })
+    }
+
+    fn plan(&self, pending: &mut Pending) -> Plan {
+        pair_renames(&mut pending.changes);
         if !pending.errors.is_empty() {
             return Plan::Full(format!(
                 "the watcher reported: {}",
@@ -448,8 +738,11 @@ impl Worker<'_> {
             ..BuildOptions::default()
         };
         let build = {
-            let mut image = lock(self.image)?;
-            build::build(&mut image, self.root, &options, &NoProgress)?
+            let mut slot = lock(self.image)?;
+            match &mut *slot {
+                Slot::Held(image) => build::build(image, self.root, &options, &NoProgress)?,
+                lent => return Err(lent_error(lent)),
+            }
         };
         Ok(Some(BatchReport {
             cause,
@@ -457,8 +750,16 @@ impl Worker<'_> {
             paths: paths.unwrap_or_default(),
             build,
             latency: started.elapsed(),
+            lent: None,
         }))
     }
+}
+
+/// A loan that ended: who had the image, and for how long.
+struct Loan {
+    pid: u32,
+    command: String,
+    held: Duration,
 }
 
 #[cfg(test)]

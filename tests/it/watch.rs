@@ -726,3 +726,213 @@ fn watch_command_refuses_a_missing_tree_and_a_held_image() {
     let out = dir.command().arg("watch").arg(dir.path()).expect_code(2);
     assert!(out.stderr_str().contains("in use by process"), "{out}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Lending the image: other commands while a watcher runs.
+
+/// Waits for the watcher's JSON line about the loan to a command whose line holds `what`.
+fn lent_to(watch: &Command, what: &str) -> Value {
+    watch.until(|l| l["lent"].as_str().is_some_and(|c| c.contains(what)))
+}
+
+#[test]
+fn watch_lends_the_image_to_other_commands_and_writes_what_they_change() {
+    let dir = tree(
+        "watch_lend",
+        &[
+            ("a.spry", module("A", "x = 1\n  y = 1")),
+            ("b.spry", module("B", "z = 1")),
+        ],
+    );
+    let watch = Command::start(&dir);
+    assert!(watch.next()["watching"].is_string());
+    assert_eq!(watch.next()["start"], true);
+    let socket = dir.join(IMAGE_DIR).join(spry_image::watch::SOCKET_FILE);
+    {
+        use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+        let meta = std::fs::metadata(&socket).unwrap();
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    }
+
+    // Reading commands work, and print what they print without a watcher.
+    let out = dir.command().arg("status").expect_code(0);
+    assert!(out.stdout_str().contains("agree"), "{out}");
+    lent_to(&watch, " status");
+    assert_eq!(dir.command().args(["show", "A::x"]).stdout(), b"x = 1\n");
+    let out = dir.command().arg("ls").expect_code(0);
+    assert!(out.stdout_str().contains("b.spry"), "{out}");
+    let out = dir.command().arg("check").expect_code(0);
+    assert!(out.stdout_str().contains("digest "), "{out}");
+    dir.command().args(["diff", "--exit-code"]).expect_code(0);
+    lent_to(&watch, " diff");
+
+    // A put changes the image and the file; the file's change is not taken for an edit.
+    let inputs = Dir::new("watch_lend_inputs");
+    let text = inputs.create("x.txt", "x = 2");
+    let out = dir
+        .command()
+        .args(["put", "A::x", "--file"])
+        .arg(&text)
+        .expect_code(0);
+    assert!(out.stdout_str().starts_with("put A::x"), "{out}");
+    let line = lent_to(&watch, " put A::x");
+    assert_eq!(strings(&line["written"]), ["a.spry"], "{line}");
+    let after_put = line["generation"].as_u64().unwrap();
+    assert_eq!(
+        String::from_utf8(dir.read("a.spry")).unwrap(),
+        module("A", "x = 2\n  y = 1")
+    );
+    // The export's own write comes back as an event, and changes nothing.
+    let echo = watch.until(|l| l.get("paths").is_some());
+    assert_eq!(strings(&echo["paths"]), ["a.spry"], "{echo}");
+    assert_eq!(echo["generation"], Value::Null, "{echo}");
+
+    // rm likewise.
+    dir.command().args(["rm", "A::y"]).expect_code(0);
+    let line = lent_to(&watch, " rm A::y");
+    assert_eq!(strings(&line["written"]), ["a.spry"], "{line}");
+    assert!(line["generation"].as_u64().unwrap() > after_put);
+    assert_eq!(
+        String::from_utf8(dir.read("a.spry")).unwrap(),
+        "{\n  _meta = {name = 'A}\n  x = 2\n}\n"
+    );
+    let echo = watch.until(|l| l.get("paths").is_some());
+    assert_eq!(echo["generation"], Value::Null, "{echo}");
+
+    // The watcher still follows the tree.
+    dir.create("b.spry", module("B", "z = 2"));
+    let line = watch.until(|l| l["changed"].as_array().is_some_and(|c| !c.is_empty()));
+    assert_eq!(strings(&line["changed"]), ["B"]);
+
+    // A second watcher does not borrow: it is refused, naming the first.
+    let out = dir.command().arg("watch").arg(dir.path()).expect_code(2);
+    assert!(out.stderr_str().contains("already watched"), "{out}");
+
+    let (code, stderr) = watch.terminate();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("lent the image to process"), "{stderr}");
+    assert!(!socket.exists(), "the socket is removed on a clean stop");
+    // Tree and image agree, opened directly now.
+    let out = dir.command().args(["status"]).expect_code(0);
+    assert!(out.stdout_str().contains("agree"), "{out}");
+    dir.command().args(["diff", "--exit-code"]).expect_code(0);
+}
+
+#[test]
+fn watch_serves_borrowers_one_after_another() {
+    let dir = tree("watch_lend_queue", &[("a.spry", module("A", "x = 0"))]);
+    let watch = Command::start(&dir);
+    watch.next();
+    watch.next();
+    // Several commands at once: each one waits its turn, none fails on the lock.
+    let inputs = Dir::new("watch_lend_queue_inputs");
+    let children: Vec<Child> = (1..=4)
+        .map(|n| {
+            let file = inputs.create(format!("{n}.txt"), format!("v{n} = {n}"));
+            dir.command()
+                .args(["put", &format!("A::v{n}"), "--file"])
+                .arg(&file)
+                .cmd()
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = || String::from_utf8(dir.read("a.spry")).unwrap();
+    let deadline = Instant::now() + BOUND;
+    while !(1..=4).all(|n| text().contains(&format!("v{n} = {n}"))) {
+        assert!(Instant::now() < deadline, "not all written: {}", text());
+        watch.next();
+    }
+    let (code, stderr) = watch.terminate();
+    assert_eq!(code, Some(0), "{stderr}");
+    let out = dir.command().args(["status"]).expect_code(0);
+    assert!(out.stdout_str().contains("agree"), "{out}");
+}
+
+#[test]
+fn a_stale_socket_harms_neither_commands_nor_the_next_watcher() {
+    let dir = tree("watch_stale_socket", &[("a.spry", module("A", "x = 1"))]);
+    let held = create(&dir);
+    // The socket of a watcher that was killed: nobody listens.
+    let socket = dir.join(IMAGE_DIR).join(spry_image::watch::SOCKET_FILE);
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    assert!(socket.exists());
+    let out = dir.command().arg("status").expect_code(2);
+    assert!(out.stderr_str().contains("in use by process"), "{out}");
+    drop(held);
+    // Nobody holds the image: the stale socket is not even looked at.
+    dir.command().arg("ls").expect_code(0);
+    // A watcher replaces it, and lends through it.
+    let watch = Command::start(&dir);
+    watch.next();
+    dir.command().arg("ls").expect_code(0);
+    lent_to(&watch, " ls");
+    let (code, stderr) = watch.terminate();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!socket.exists());
+}
+
+#[test]
+fn a_borrowed_image_returns_with_what_changed_meanwhile() {
+    let mut s = Session::start(tree("watch_lend_lib", &[("a.spry", module("A", "x = 1"))]));
+    let dir = s.dir.join(IMAGE_DIR);
+    assert_eq!(
+        s.watcher().lending().unwrap(),
+        dir.join(spry_image::watch::SOCKET_FILE)
+    );
+    {
+        // This process borrows it (a second handle on the lock is refused even here).
+        let borrowed = spry_image::watch::open_or_borrow(&dir, || Image::open(&dir)).unwrap();
+        assert!(borrowed.is_borrowed());
+        let mut tx = borrowed.begin(spry_image::image::Origin::Live);
+        tx.put_definition("A", "x", b"x = 2").unwrap();
+        tx.commit(true).unwrap();
+        // Edits on disk while the image is lent queue up.
+        s.dir.create("b.spry", module("B", "y = 1"));
+    }
+    let lent = loop {
+        let batch = s.batches.recv_timeout(BOUND).expect("a loan report");
+        s.seen.push(batch.clone());
+        if batch.cause == Cause::Lent {
+            break batch;
+        }
+    };
+    // What queued was built before the loan was reported and exported.
+    assert!(
+        s.seen.iter().any(|b| b.build.added == ["B"]),
+        "{:#?}",
+        s.seen
+    );
+    let loan = lent.lent.unwrap();
+    assert_eq!(loan.pid, std::process::id());
+    let written: Vec<&str> = loan
+        .export
+        .written
+        .iter()
+        .map(|w| w.path.as_str())
+        .collect();
+    assert_eq!(written, ["a.spry"]);
+    assert_eq!(s.dir.read("a.spry"), module("A", "x = 2").into_bytes());
+    s.until("B", |image| image.module("B").unwrap().is_some());
+
+    // A stop while the image is lent: the borrower keeps it; the watcher stops without it.
+    let borrowed = spry_image::watch::open_or_borrow(&dir, || Image::open(&dir)).unwrap();
+    let watcher = s.watcher.take().unwrap();
+    match watcher.stop() {
+        Err(spry_image::Error::Locked { pid, .. }) => assert_eq!(pid, std::process::id()),
+        other => panic!("{other:?}"),
+    }
+    assert!(borrowed.module("A").unwrap().is_some());
+    assert!(!dir.join(spry_image::watch::SOCKET_FILE).exists());
+}
