@@ -241,7 +241,8 @@ fn export_to_source(image: &Image, root: &Path, only: &[String]) -> Result<Expor
         candidates.push((name.clone(), record.path.clone(), full, current));
     }
     if !to_merge.is_empty() {
-        let mut tx = image.begin(Origin::File);
+        // The file's changes join the image's own: a merge.
+        let mut tx = image.begin(Origin::Merge);
         for (name, path, unit, stamp) in to_merge {
             tx.put_unit(PreparedUnit::new(&unit), &path)?;
             tx.put_path(&path, &stamp);

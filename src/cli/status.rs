@@ -91,6 +91,7 @@ fn report_json(report: &TreeStatus, generation: u64) -> serde_json::Value {
         "generation": generation,
         "clean": report.is_clean(),
         "modules": report.modules,
+        "conflicts": conflicts_json(report),
         "unchanged": report.clean,
         "failed": failed,
         "outside": report.outside,
@@ -99,10 +100,39 @@ fn report_json(report: &TreeStatus, generation: u64) -> serde_json::Value {
 }
 
 pub fn status(image_dir: Option<&Path>, args: &StatusArgs) -> Status {
-    let (image, report) = match compare(image_dir, args.src.as_deref(), &StatusOptions::default()) {
-        Ok(found) => found,
-        Err(status) => return status,
-    };
+    let (image, mut report) =
+        match compare(image_dir, args.src.as_deref(), &StatusOptions::default()) {
+            Ok(found) => found,
+            Err(status) => return status,
+        };
+    if report.has_conflicts() {
+        // Both versions of each conflict, read for the modules in conflict only.
+        let modules: Vec<String> = report
+            .modules
+            .iter()
+            .filter(|m| !m.conflicts.is_empty())
+            .map(|m| m.module.clone())
+            .collect();
+        let options = StatusOptions {
+            modules,
+            definitions: true,
+        };
+        match status::status(&image, Path::new(&report.root), &options) {
+            Ok(detail) => {
+                for m in &mut report.modules {
+                    if let Some(d) = detail.modules.iter().find(|d| d.module == m.module) {
+                        m.definitions = d
+                            .definitions
+                            .iter()
+                            .filter(|d| m.conflicts.contains(&d.name))
+                            .cloned()
+                            .collect();
+                    }
+                }
+            }
+            Err(e) => return report_error(&e),
+        }
+    }
     let generation = image.generation().unwrap_or_default();
     if args.json {
         if let Err(status) = super::print_json(&report_json(&report, generation)) {
@@ -137,6 +167,42 @@ fn state_label(state: ModuleState) -> &'static str {
     }
 }
 
+/// One side of a conflict, each line behind its side's name.
+fn version(side: &str, text: Option<&[u8]>) -> String {
+    let Some(text) = text else {
+        return format!("        {side:<5} | (removed)\n");
+    };
+    String::from_utf8_lossy(text)
+        .lines()
+        .map(|line| format!("        {side:<5} | {line}\n"))
+        .collect()
+}
+
+/// The conflicts with both texts, for `status --json`.
+fn conflicts_json(report: &TreeStatus) -> Vec<serde_json::Value> {
+    let text = |t: &Option<Vec<u8>>| {
+        t.as_deref()
+            .map(|t| String::from_utf8_lossy(t).into_owned())
+    };
+    report
+        .modules
+        .iter()
+        .flat_map(|m| {
+            m.definitions
+                .iter()
+                .filter(|d| m.conflicts.contains(&d.name))
+                .map(|d| {
+                    serde_json::json!({
+                        "module": m.module,
+                        "name": d.name,
+                        "image": text(&d.image),
+                        "file": text(&d.file),
+                    })
+                })
+        })
+        .collect()
+}
+
 fn status_text(report: &TreeStatus, generation: u64) -> String {
     let mut out = format!("image generation {generation}, tree {}\n", report.root);
     if !report.part.is_empty() {
@@ -164,6 +230,10 @@ fn status_text(report: &TreeStatus, generation: u64) -> String {
             ));
             for name in &m.conflicts {
                 text.push_str(&format!("      {}::{name}\n", m.module));
+                if let Some(d) = m.definitions.iter().find(|d| &d.name == name) {
+                    text.push_str(&version("image", d.image.as_deref()));
+                    text.push_str(&version("file", d.file.as_deref()));
+                }
             }
         }
         text

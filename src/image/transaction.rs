@@ -527,6 +527,23 @@ impl<'a> Transaction<'a> {
                 }
             }
         }
+        if differs && !changed.is_empty() && self.origin == Origin::File {
+            // The module now holds the file's changes and the image's own: what it took from
+            // the file is recorded as a merge.
+            for def in &changed {
+                if let Some(record) = self.definition(&name, def)? {
+                    let record = DefinitionRecord {
+                        origin: Origin::Merge,
+                        ..record
+                    };
+                    self.put(
+                        Table::Definitions,
+                        definition_key(&name, def),
+                        record.encode(),
+                    );
+                }
+            }
+        }
         sync.unexported = differs || !sync.removed.is_empty();
         if sync != old_sync {
             self.write_sync(&name, &sync)?;

@@ -469,6 +469,33 @@ fn a_conflict_is_neither_exported_nor_overwritten() {
     );
     let st = status(&dir, 1);
     assert_eq!(state_of(&st, "Stack").as_deref(), Some("conflict"));
+    // status shows both versions, as text and as JSON; seen on disk, then recorded by a build.
+    for built in [false, true] {
+        if built {
+            build(&dir, &[], 0);
+        }
+        let st = status(&dir, 1);
+        assert_eq!(st["conflicts"][0]["name"], "depth", "{st}");
+        assert_eq!(
+            st["conflicts"][0]["image"],
+            "depth = method [@elements size + 1]"
+        );
+        assert_eq!(
+            st["conflicts"][0]["file"],
+            "depth = method [@elements size + 2]"
+        );
+        let out = dir.command().arg("status").expect_code(1);
+        let text = out.stdout_str();
+        assert!(text.contains("Stack::depth"), "{out}");
+        assert!(
+            text.contains("image | depth = method [@elements size + 1]"),
+            "{out}"
+        );
+        assert!(
+            text.contains("file  | depth = method [@elements size + 2]"),
+            "{out}"
+        );
+    }
     let file_before = dir.read("collections/stack.spry");
     let (json, out) = export(&dir, &[], 1);
     assert!(out.stderr_str().contains("conflict"), "{out}");

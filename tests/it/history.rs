@@ -69,9 +69,35 @@ fn changes_to_different_definitions_merge_both_ways() {
         "the file's edit was taken"
     );
     drop(image);
+    // What the build took from the file while the image kept its own edit: a merge.
+    let merged = |versions: &[Value], needle: &str| {
+        versions
+            .iter()
+            .any(|v| v["origin"] == "merge" && v["text"].as_str().unwrap().contains(needle))
+    };
+    let versions = log_json(&dir, "Stack::printString");
+    assert!(merged(&versions, "\"Stack!\""), "{versions:#?}");
     dir.command().arg("export").expect_code(0);
     let text = String::from_utf8(dir.read("collections/stack.spry")).unwrap();
     assert!(text.contains("@elements size + 0]") && text.contains("\"Stack!\""));
+
+    // The other way: an export merges a file changed since the last build first.
+    put(&dir, "Stack::depth", "depth = method [@elements size + 3]");
+    edit(
+        &dir,
+        "collections/stack.spry",
+        "\"Stack!\" ,",
+        "\"Stack?\" ,",
+        20,
+    );
+    dir.command().arg("export").expect_code(0);
+    let text = String::from_utf8(dir.read("collections/stack.spry")).unwrap();
+    assert!(text.contains("@elements size + 3]") && text.contains("\"Stack?\""));
+    let versions = log_json(&dir, "Stack::printString");
+    assert!(merged(&versions, "\"Stack?\""), "{versions:#?}");
+    // A file change alone is a file change.
+    let depth = log_json(&dir, "Stack::depth");
+    assert!(depth.iter().all(|v| v["origin"] != "merge"), "{depth:#?}");
 }
 
 #[test]
