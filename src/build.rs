@@ -179,9 +179,13 @@ pub fn build(
     let targeted: Option<Vec<String>> = options.paths.as_deref().map(narrow);
     // The walk and the stamps are independent: read both at once.
     let (files, known) = std::thread::scope(|scope| {
-        let stamps = scope.spawn(|| match &targeted {
-            None => image.paths(),
-            Some(paths) => stamps_under(image, paths),
+        let stamps = scope.spawn(|| {
+            let stamps = match &targeted {
+                None => image.paths(),
+                Some(paths) => stamps_under(image, paths),
+            };
+            lap("stamps");
+            stamps
         });
         let files = match &targeted {
             None => walk(root, &filter, &mut report.failed),
@@ -477,7 +481,7 @@ fn stamps_under(image: &Image, paths: &[String]) -> Result<Stamps> {
         return image.paths();
     }
     let store = image.store();
-    let mut out = Stamps::new();
+    let mut out = Stamps::default();
     for path in paths {
         if let Some(stamp) = stamp_of(image, path)? {
             out.insert(path.clone(), stamp);
@@ -506,7 +510,7 @@ fn stamps_under(image: &Image, paths: &[String]) -> Result<Stamps> {
 }
 
 /// File stamps by relative path, as [`Image::paths`] gives them.
-type Stamps = std::collections::HashMap<String, PathRecord>;
+type Stamps = HashMap<String, PathRecord>;
 
 /// The stamp of one file, by a point read.
 fn stamp_of(image: &Image, path: &str) -> Result<Option<PathRecord>> {

@@ -12,7 +12,7 @@ mod lock;
 mod record;
 mod transaction;
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::path::{Path, PathBuf};
 
 pub use blob::{Hash, compress, decompress, stored_text_len};
@@ -412,7 +412,8 @@ impl Image {
         }
         let mut prefix = module.as_bytes().to_vec();
         prefix.push(0);
-        let mut hashes: HashMap<Vec<u8>, Hash> = HashMap::with_capacity(record.definitions.len());
+        let mut hashes: HashMap<Vec<u8>, Hash> =
+            HashMap::with_capacity_and_hasher(record.definitions.len(), Default::default());
         let mut failure = None;
         self.store.visit(
             Table::Definitions,
@@ -481,7 +482,7 @@ impl Image {
     /// # Errors
     /// Storage failures, damaged records.
     pub fn paths(&self) -> Result<HashMap<String, PathRecord>> {
-        let mut out = HashMap::new();
+        let mut out = HashMap::default();
         let mut failure = None;
         self.store
             .visit(Table::Paths, b"", &mut |k, v| match PathRecord::decode(v) {
