@@ -1,6 +1,8 @@
 //! `spry-image watch`.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use clap::Args;
 use serde_json::{Value, json};
@@ -8,7 +10,7 @@ use serde_json::{Value, json};
 use spry_image::build::{BuildReport, FileFailure};
 use spry_image::diagnostic;
 use spry_image::image::{IMAGE_DIR, Image};
-use spry_image::watch::{BatchReport, Cause, Lent, WatchOptions, Watcher};
+use spry_image::watch::{BatchReport, Cause, Lent, Stopper, WatchOptions, Watcher};
 
 use super::{Status, report_error, stderr_style};
 
@@ -51,24 +53,42 @@ pub fn run(image_dir: Option<&Path>, args: &WatchArgs) -> Status {
         }
         Err(e) => return report_error(&e),
     };
+    // Ctrl-C and SIGTERM from now on: one that comes while the watcher starts (its first
+    // build) stops it as soon as it has started.
+    let stopper: Arc<OnceLock<Stopper>> = Arc::new(OnceLock::new());
+    let early = Arc::new(AtomicBool::new(false));
+    {
+        let (stopper, early) = (Arc::clone(&stopper), Arc::clone(&early));
+        if let Err(e) = ctrlc::set_handler(move || match stopper.get() {
+            Some(stopper) => stopper.stop(),
+            None => early.store(true, Ordering::SeqCst),
+        }) {
+            eprintln!("error: cannot handle Ctrl-C: {e}");
+            return Status::Trouble;
+        }
+    }
     let json = args.json;
     let shown = src.clone();
+    // Batch lines wait until the first lines are out: `watching` always comes first.
+    let gate = Arc::new(Mutex::new(()));
+    let first_lines = gate.lock().unwrap_or_else(PoisonError::into_inner);
+    let batch_gate = Arc::clone(&gate);
     let watcher = match Watcher::start(image, &src, &options(), move |batch| {
+        let _turn = batch_gate.lock().unwrap_or_else(PoisonError::into_inner);
         print_batch(&shown, batch, json);
     }) {
         Ok(watcher) => watcher,
         Err(e) => return report_error(&e),
     };
+    let _ = stopper.set(watcher.stopper());
+    if early.load(Ordering::SeqCst) {
+        watcher.stopper().stop();
+    }
     if let Err(e) = watcher.lending() {
         eprintln!(
             "warning: other commands cannot borrow the image while this runs (they find it \
              locked): {e}"
         );
-    }
-    let stopper = watcher.stopper();
-    if let Err(e) = ctrlc::set_handler(move || stopper.stop()) {
-        eprintln!("error: cannot handle Ctrl-C: {e}");
-        return Status::Trouble;
     }
     let generation = watcher.with_image(|image| image.generation());
     let generation = match generation {
@@ -89,6 +109,7 @@ pub fn run(image_dir: Option<&Path>, args: &WatchArgs) -> Status {
     if initial.build.generation.is_some() || !initial.build.failed.is_empty() {
         print_batch(&src, initial, json);
     }
+    drop(first_lines);
     match watcher.wait() {
         Ok(_) => {
             if !json {

@@ -800,6 +800,18 @@ fn watch_lends_the_image_to_other_commands_and_writes_what_they_change() {
     let echo = watch.until(|l| l.get("paths").is_some());
     assert_eq!(echo["generation"], Value::Null, "{echo}");
 
+    // An export runs through the watcher too (into another directory here: the tree is
+    // already written).
+    let copy = Dir::new("watch_lend_copy");
+    dir.command()
+        .args(["export", "--to"])
+        .arg(copy.path())
+        .expect_code(0);
+    let line = lent_to(&watch, " export --to");
+    assert_eq!(strings(&line["written"]), Vec::<String>::new(), "{line}");
+    assert_eq!(copy.read("a.spry"), dir.read("a.spry"));
+    assert_eq!(copy.read("b.spry"), dir.read("b.spry"));
+
     // The watcher still follows the tree.
     dir.create("b.spry", module("B", "z = 2"));
     let line = watch.until(|l| l["changed"].as_array().is_some_and(|c| !c.is_empty()));
@@ -935,4 +947,68 @@ fn a_borrowed_image_returns_with_what_changed_meanwhile() {
     }
     assert!(borrowed.module("A").unwrap().is_some());
     assert!(!dir.join(spry_image::watch::SOCKET_FILE).exists());
+}
+
+/// Not a test on its own: run by [`only_the_same_user_may_borrow`] as another user, it
+/// connects to the socket named by `SPRY_TEST_SOCKET`, asks to borrow, and prints the answer.
+#[test]
+#[ignore = "run as another user by only_the_same_user_may_borrow"]
+fn borrow_as_another_user() {
+    use std::io::{Read, Write};
+    let Some(path) = std::env::var_os("SPRY_TEST_SOCKET") else {
+        return;
+    };
+    let mut stream = std::os::unix::net::UnixStream::connect(path).unwrap();
+    // The watcher may answer (and close) before reading: the write can fail, the answer
+    // is still there to read.
+    let _ = stream.write_all(b"borrow 1 intruder\n");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    println!("answer: {}", answer.trim());
+}
+
+#[test]
+fn only_the_same_user_may_borrow() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let dir = tree("watch_lend_user", &[("a.spry", module("A", "x = 1"))]);
+    let watch = Command::start(&dir);
+    watch.next();
+    watch.next();
+    let socket = dir.join(IMAGE_DIR).join(spry_image::watch::SOCKET_FILE);
+    // The socket is the owner's alone.
+    assert_eq!(
+        std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("note: not root, so no other user to connect as: only the socket's mode is checked");
+        return;
+    }
+    // Opened to everyone by mistake, the watcher still checks who connected.
+    let open = |path: &std::path::Path, mode| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    open(dir.path(), 0o755);
+    open(&dir.join(IMAGE_DIR), 0o755);
+    open(&socket, 0o666);
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "watch::borrow_as_another_user", "--ignored", "--nocapture"])
+        .env("SPRY_TEST_SOCKET", &socket)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("answer: refused: not the same user"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Nothing was lent to it: the next loan is the owner's command.
+    assert_eq!(dir.command().args(["show", "A::x"]).stdout(), b"x = 1\n");
+    let line = watch.until(|l| l.get("lent").is_some());
+    assert!(line["lent"].as_str().unwrap().contains(" show A::x"), "{line}");
+    let (code, stderr) = watch.terminate();
+    assert_eq!(code, Some(0), "{stderr}");
 }
