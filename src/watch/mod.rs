@@ -782,6 +782,53 @@ mod tests {
     }
 
     #[test]
+    fn a_rescan_flag_goes_through_the_debouncer_and_makes_a_full_build() {
+        use notify::event::{EventKind, Flag};
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::write(root.join("a.spry"), "{\n  _meta = {name = 'A}\n  x = 1\n}\n").unwrap();
+        let image = Image::create(&root.join(".spry-image"), &root).unwrap();
+        let slot = Mutex::new(Slot::Held(image));
+        let (tx, rx) = channel();
+        let options = WatchOptions::default();
+        let stopping = AtomicBool::new(false);
+        let debouncer = {
+            let tx = tx.clone();
+            Lazy::new(options.debounce, options.tick, options.idle, move || {
+                Box::new(debounced(tx.clone()))
+            })
+        };
+        let (reports, batches) = channel();
+        std::thread::scope(|scope| {
+            let worker = scope.spawn(move || {
+                Worker {
+                    root: &root,
+                    image: &slot,
+                    rx: &rx,
+                    options: &options,
+                    stopping: &stopping,
+                }
+                .run(debouncer, &mut |batch| {
+                    let _ = reports.send(batch.clone());
+                })
+            });
+            // What inotify sends when its queue overflowed: no path, the rescan flag.
+            let overflow = notify::Event::new(EventKind::Other).set_flag(Flag::Rescan);
+            tx.send(Message::Raw(overflow)).unwrap();
+            let batch = batches.recv_timeout(Duration::from_secs(10)).unwrap();
+            tx.send(Message::Stop).unwrap();
+            worker.join().unwrap().unwrap();
+            assert_eq!(batch.cause, Cause::Rescan, "{batch:?}");
+            assert!(batch.reason.unwrap().contains("dropped events"));
+            assert_eq!(
+                batch.build.added.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
+                ["A"],
+                "a full build: the module nobody named was found"
+            );
+        });
+    }
+
+    #[test]
     fn the_instance_limit_names_its_sysctl() {
         let io = std::io::Error::from_raw_os_error(EMFILE);
         let error = watch_error(Path::new("/tree"), &notify::Error::io(io));
