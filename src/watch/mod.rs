@@ -786,7 +786,11 @@ mod tests {
         use notify::event::{EventKind, Flag};
         let dir = tempfile::tempdir().unwrap();
         let root = std::fs::canonicalize(dir.path()).unwrap();
-        std::fs::write(root.join("a.spry"), "{\n  _meta = {name = 'A}\n  x = 1\n}\n").unwrap();
+        std::fs::write(
+            root.join("a.spry"),
+            "{\n  _meta = {name = 'A}\n  x = 1\n}\n",
+        )
+        .unwrap();
         let image = Image::create(&root.join(".spry-image"), &root).unwrap();
         let slot = Mutex::new(Slot::Held(image));
         let (tx, rx) = channel();
@@ -821,7 +825,12 @@ mod tests {
             assert_eq!(batch.cause, Cause::Rescan, "{batch:?}");
             assert!(batch.reason.unwrap().contains("dropped events"));
             assert_eq!(
-                batch.build.added.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
+                batch
+                    .build
+                    .added
+                    .iter()
+                    .map(|a| a.as_str())
+                    .collect::<Vec<_>>(),
                 ["A"],
                 "a full build: the module nobody named was found"
             );

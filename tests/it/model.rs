@@ -4,8 +4,8 @@
 //! or an export looked at it) is still current on a side, or in a recorded conflict, or in
 //! the image's history. Never gone.
 //!
-//! `PROPTEST_CASES` sets the number of interleavings (default here: 24, each of up to 40
-//! steps; `PROPTEST_CASES=1000 cargo test --test it model` for the long run).
+//! `PROPTEST_CASES` sets the number of interleavings (default here: 100, each of up to 40
+//! steps; `PROPTEST_CASES=2000 cargo test --release --test it model` for the long run).
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -335,7 +335,7 @@ fn run(steps: &[Step]) {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(24),
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(100),
         ..ProptestConfig::default()
     })]
 

@@ -982,7 +982,9 @@ fn only_the_same_user_may_borrow() {
         0o600
     );
     if !rustix::process::geteuid().is_root() {
-        eprintln!("note: not root, so no other user to connect as: only the socket's mode is checked");
+        eprintln!(
+            "note: not root, so no other user to connect as: only the socket's mode is checked"
+        );
         return;
     }
     // Opened to everyone by mistake, the watcher still checks who connected.
@@ -993,7 +995,12 @@ fn only_the_same_user_may_borrow() {
     open(&dir.join(IMAGE_DIR), 0o755);
     open(&socket, 0o666);
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "watch::borrow_as_another_user", "--ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "watch::borrow_as_another_user",
+            "--ignored",
+            "--nocapture",
+        ])
         .env("SPRY_TEST_SOCKET", &socket)
         .uid(65534)
         .gid(65534)
@@ -1008,7 +1015,10 @@ fn only_the_same_user_may_borrow() {
     // Nothing was lent to it: the next loan is the owner's command.
     assert_eq!(dir.command().args(["show", "A::x"]).stdout(), b"x = 1\n");
     let line = watch.until(|l| l.get("lent").is_some());
-    assert!(line["lent"].as_str().unwrap().contains(" show A::x"), "{line}");
+    assert!(
+        line["lent"].as_str().unwrap().contains(" show A::x"),
+        "{line}"
+    );
     let (code, stderr) = watch.terminate();
     assert_eq!(code, Some(0), "{stderr}");
 }
