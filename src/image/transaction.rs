@@ -695,7 +695,8 @@ impl<'a> Transaction<'a> {
                 None => None,
             };
             if existing.is_none_or(|d| d.hash != text.hash) || sync.conflicts.contains_key(&def) {
-                let base = self.live_base(&mut sync, &def, existing.as_ref());
+                let new = Some(text.hash);
+                let base = self.live_base(&name, &mut sync, &def, existing.as_ref(), new);
                 self.set_definition(&name, &def, text, base, existing.as_ref());
                 changed.push(def.clone());
             }
@@ -705,7 +706,7 @@ impl<'a> Transaction<'a> {
         if let Some(old) = &old {
             for def in old.definitions.iter().filter(|d| !names.contains(*d)) {
                 if let Some(existing) = self.definition(&name, def)? {
-                    self.live_removal(&mut sync, def, &existing);
+                    self.live_removal(&name, &mut sync, def, &existing);
                     self.unset_definition(&name, def, &existing);
                     changed.push(def.clone());
                 }
@@ -744,12 +745,18 @@ impl<'a> Transaction<'a> {
     /// removed earlier in the image, the text the file still holds.
     fn live_base(
         &mut self,
+        module: &str,
         sync: &mut SyncRecord,
         def: &str,
         existing: Option<&DefinitionRecord>,
+        new: Option<Hash>,
     ) -> Option<Hash> {
         if let Some(file) = sync.conflicts.remove(def) {
-            return file.as_deref().and_then(Hash::from_hex);
+            let file = file.as_deref().and_then(Hash::from_hex);
+            if let Some(file) = file.filter(|f| Some(*f) != new) {
+                self.keep_file_side(module, def, file);
+            }
+            return file;
         }
         if let Some(base) = sync.removed.remove(def) {
             return Hash::from_hex(&base);
@@ -757,11 +764,40 @@ impl<'a> Transaction<'a> {
         existing.and_then(|d| d.base)
     }
 
+    /// A live edit settles a conflict over `module::name`: the file's side, a text the image
+    /// never held as a version, goes to history (an export will overwrite it in the file), at
+    /// this transaction's generation; the edit itself then takes the next generation, so that
+    /// the two versions have a key each. The commit is logged under the later one.
+    fn keep_file_side(&mut self, module: &str, name: &str, file: Hash) {
+        let record = HistoryRecord {
+            origin: Origin::File,
+            hash: Some(file),
+        };
+        self.put(
+            Table::History,
+            history_key(module, name, self.generation),
+            record.encode(),
+        );
+        self.generation += 1;
+    }
+
     /// Notes a live removal of `def` in the sync state: while the file still holds the text
     /// it agreed on, a build must not bring it back.
-    fn live_removal(&mut self, sync: &mut SyncRecord, def: &str, existing: &DefinitionRecord) {
+    fn live_removal(
+        &mut self,
+        module: &str,
+        sync: &mut SyncRecord,
+        def: &str,
+        existing: &DefinitionRecord,
+    ) {
         let file_side = match sync.conflicts.remove(def) {
-            Some(file) => file.as_deref().and_then(Hash::from_hex),
+            Some(file) => {
+                let file = file.as_deref().and_then(Hash::from_hex);
+                if let Some(file) = file {
+                    self.keep_file_side(module, def, file);
+                }
+                file
+            }
             None => existing.base,
         };
         if let Some(base) = file_side {
@@ -811,7 +847,8 @@ impl<'a> Transaction<'a> {
             if existing.hash == prepared.hash && !sync.conflicts.contains_key(name) {
                 return Ok(());
             }
-            let base = self.live_base(&mut sync, name, Some(&existing));
+            let new = Some(prepared.hash);
+            let base = self.live_base(module, &mut sync, name, Some(&existing), new);
             sync.unexported = true;
             self.write_sync(module, &sync)?;
             self.set_definition(module, name, prepared, base, Some(&existing));
@@ -835,10 +872,11 @@ impl<'a> Transaction<'a> {
         } else {
             text.to_vec()
         };
-        let base = self.live_base(&mut sync, name, None);
+        let prepared = Prepared::new(&formatted);
+        let base = self.live_base(module, &mut sync, name, None, Some(prepared.hash));
         sync.unexported = true;
         self.write_sync(module, &sync)?;
-        self.set_definition(module, name, Prepared::new(&formatted), base, None);
+        self.set_definition(module, name, prepared, base, None);
         let at = gaps.len().saturating_sub(1);
         gaps.insert(at, separator);
         record.definitions.push(name.to_string());
@@ -900,7 +938,7 @@ impl<'a> Transaction<'a> {
             });
         };
         let mut sync = self.mark_unexported(module)?;
-        self.live_removal(&mut sync, name, &old);
+        self.live_removal(module, &mut sync, name, &old);
         self.write_sync(module, &sync)?;
         let mut gaps = self.gaps(&record)?;
         drop_slot(&mut gaps, index);

@@ -163,6 +163,44 @@ fn a_put_of_a_merged_text_settles_a_conflict() {
         "{text}"
     );
     dir.command().arg("status").expect_code(0);
+    // The file's side, overwritten by the export, is in history.
+    let versions = log_json(&dir, "Stack::depth");
+    assert!(
+        versions
+            .iter()
+            .any(|v| v["text"] == "depth = method [@elements size + 2]"),
+        "{versions:#?}"
+    );
+}
+
+/// Found by the long model run: a conflict settled by removing the definition in the image,
+/// then an export, lost the file's side (the image had never held it as a version).
+#[test]
+fn an_rm_that_settles_a_conflict_keeps_the_files_side_in_history() {
+    let dir = conflicted("resolve_rm");
+    dir.command().args(["rm", "Stack::depth"]).expect_code(0);
+    dir.command().arg("export").expect_code(0);
+    let text = String::from_utf8(dir.read("collections/stack.spry")).unwrap();
+    assert!(!text.contains("depth = method"), "{text}");
+    let versions = log_json(&dir, "Stack::depth");
+    let texts: Vec<&str> = versions.iter().filter_map(|v| v["text"].as_str()).collect();
+    for side in ["+ 1]", "+ 2]"] {
+        assert!(
+            texts.iter().any(|t| t.ends_with(side)),
+            "`{side}` is gone: {versions:#?}"
+        );
+    }
+    // And it can be brought back.
+    let file_side = versions
+        .iter()
+        .find(|v| v["text"] == "depth = method [@elements size + 2]")
+        .unwrap();
+    let target = format!("Stack::depth@{}", file_side["generation"]);
+    dir.command().args(["restore", &target]).expect_code(0);
+    assert_eq!(
+        open(&dir).definition_text("Stack", "depth").unwrap(),
+        b"depth = method [@elements size + 2]"
+    );
 }
 
 #[test]
