@@ -39,7 +39,7 @@ pub const GRANT_WAIT: Duration = Duration::from_secs(10);
 const REOPEN_WAIT: Duration = Duration::from_secs(5);
 
 /// How long the watcher waits for a client's request line once it has connected.
-const REQUEST_WAIT: Duration = Duration::from_secs(5);
+const REQUEST_WAIT: Duration = Duration::from_secs(1);
 
 /// The longest request line read.
 const REQUEST_MAX: usize = 4096;
