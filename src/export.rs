@@ -17,7 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::build::FileFailure;
+use crate::build::{DEFAULT_MAX_FILE_SIZE, FileFailure, Source, read_source};
 use crate::error::{Error, IoContext, Result};
 use crate::image::{Hash, Image, ModuleRecord, Origin, PathRecord, PreparedUnit};
 use crate::syntax::SourceUnit;
@@ -177,8 +177,21 @@ fn export_to_source(image: &Image, root: &Path, only: &[String]) -> Result<Expor
                 continue;
             }
         };
-        let current = match std::fs::read(&full) {
-            Ok(bytes) => Some(bytes),
+        // Never blocks on a FIFO put where the file was, never holds a huge file.
+        let current = match read_source(&full, DEFAULT_MAX_FILE_SIZE) {
+            Ok(Source::Text(bytes)) => Some(bytes),
+            Ok(Source::TooLarge(size)) => {
+                report.skipped.push(skip(format!(
+                    "the file is {size} bytes, more than {DEFAULT_MAX_FILE_SIZE}: not read"
+                )));
+                continue;
+            }
+            Ok(Source::NotAFile) => {
+                report
+                    .skipped
+                    .push(skip("not a regular file: not written over".to_string()));
+                continue;
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => {
                 report.skipped.push(skip(format!("cannot read it: {e}")));
@@ -343,8 +356,13 @@ fn export_copy(image: &Image, to: &Path, only: &[String]) -> Result<ExportReport
             let text = image
                 .assemble(&name, &record)
                 .map_err(|e| skip(e.to_string()))?;
-            let current = match std::fs::read(&full) {
-                Ok(bytes) => Some(bytes),
+            let current = match read_source(&full, DEFAULT_MAX_FILE_SIZE) {
+                Ok(Source::Text(bytes)) => Some(bytes),
+                // Too large to be this module's text: written over, as any other text.
+                Ok(Source::TooLarge(_)) => Some(Vec::new()),
+                Ok(Source::NotAFile) => {
+                    return Err(skip("not a regular file: not written over".to_string()));
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                 Err(e) => return Err(skip(format!("cannot read it: {e}"))),
             };

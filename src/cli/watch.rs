@@ -59,9 +59,12 @@ pub fn run(image_dir: Option<&Path>, args: &WatchArgs) -> Status {
     let early = Arc::new(AtomicBool::new(false));
     {
         let (stopper, early) = (Arc::clone(&stopper), Arc::clone(&early));
-        if let Err(e) = ctrlc::set_handler(move || match stopper.get() {
-            Some(stopper) => stopper.stop(),
-            None => early.store(true, Ordering::SeqCst),
+        // The flag first, then the stopper: a signal racing the start is never lost.
+        if let Err(e) = ctrlc::set_handler(move || {
+            early.store(true, Ordering::SeqCst);
+            if let Some(stopper) = stopper.get() {
+                stopper.stop();
+            }
         }) {
             eprintln!("error: cannot handle Ctrl-C: {e}");
             return Status::Trouble;
@@ -93,7 +96,11 @@ pub fn run(image_dir: Option<&Path>, args: &WatchArgs) -> Status {
     let generation = watcher.with_image(|image| image.generation());
     let generation = match generation {
         Ok(Ok(generation)) => generation,
-        Ok(Err(e)) | Err(e) => return report_error(&e),
+        Ok(Err(e)) | Err(e) => {
+            // Let the worker print (and stop) rather than wait on the gate forever.
+            drop(first_lines);
+            return report_error(&e);
+        }
     };
     let root = watcher.root().display().to_string();
     if json {

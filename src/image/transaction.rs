@@ -120,6 +120,9 @@ pub struct Transaction<'a> {
     overlay: Vec<HashMap<Vec<u8>, Option<Vec<u8>>>>,
     blobs: HashSet<Hash>,
     log: Vec<ModuleLog>,
+    /// File sides kept in history by [`keep_file_side`](Self::keep_file_side), each logged
+    /// under the generation it took.
+    kept: Vec<(u64, ModuleLog)>,
     conflicts: Vec<Conflict>,
 }
 
@@ -152,6 +155,7 @@ impl<'a> Transaction<'a> {
             overlay: vec![HashMap::default(); Table::ALL.len()],
             blobs: HashSet::default(),
             log: Vec::new(),
+            kept: Vec::new(),
             conflicts: Vec::new(),
         }
     }
@@ -778,6 +782,20 @@ impl<'a> Transaction<'a> {
             history_key(module, name, self.generation),
             record.encode(),
         );
+        let path = self
+            .module(module)
+            .ok()
+            .flatten()
+            .map(|m| m.path)
+            .unwrap_or_default();
+        let entry = ModuleLog {
+            module: module.to_string(),
+            change: ModuleChange::Changed,
+            path,
+            from_path: None,
+            definitions: vec![name.to_string()],
+        };
+        self.kept.push((self.generation, entry));
         self.generation += 1;
     }
 
@@ -1187,6 +1205,17 @@ impl<'a> Transaction<'a> {
             };
             let bytes = serde_json::to_vec(&entry).map_err(|e| Error::Store(e.to_string()))?;
             self.put(Table::Log, self.generation.to_be_bytes().to_vec(), bytes);
+            // The generations file sides were kept under: logged too, as the file's.
+            for (generation, module) in std::mem::take(&mut self.kept) {
+                let kept = LogEntry {
+                    generation,
+                    time: entry.time,
+                    origin: Origin::File,
+                    modules: vec![module],
+                };
+                let bytes = serde_json::to_vec(&kept).map_err(|e| Error::Store(e.to_string()))?;
+                self.put(Table::Log, generation.to_be_bytes().to_vec(), bytes);
+            }
             self.put(
                 Table::Meta,
                 META_GENERATION.to_vec(),

@@ -300,7 +300,16 @@ fn ask(dir: &Path, wait: Duration) -> Answer {
             _ => arg,
         })
         .collect();
-    let command = command.join(" ").replace(['\n', '\r'], " ");
+    let mut command = command.join(" ").replace(['\n', '\r'], " ");
+    // The request line has a bound: a long command line is named by its start.
+    if command.len() > REQUEST_MAX / 2 {
+        let mut end = REQUEST_MAX / 2;
+        while !command.is_char_boundary(end) {
+            end -= 1;
+        }
+        command.truncate(end);
+        command.push_str(" ...");
+    }
     let line = format!("borrow {} {command}\n", std::process::id());
     if stream.write_all(line.as_bytes()).is_err() {
         return Answer::NotLent;

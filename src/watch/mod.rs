@@ -596,8 +596,10 @@ impl Worker<'_> {
             } else {
                 pending.wait(self.rx, &mut debouncer);
             }
-            borrowers.extend(pending.borrowers.drain(..));
             self.batch(&mut pending, &mut debouncer, on_batch)?;
+            // After the batch: borrowers who asked while it waited for a save's second half
+            // are kept too.
+            borrowers.extend(pending.borrowers.drain(..));
             if let Some(loan) = returned.take() {
                 on_batch(&self.take_back(loan)?);
             }
@@ -644,8 +646,8 @@ impl Worker<'_> {
     /// closes its connection. `None` when a stop came meanwhile (the borrower keeps it).
     fn lend(&self, request: Request) -> Result<Option<Loan>> {
         let mut slot = lock(self.image)?;
-        let dir = match &*slot {
-            Slot::Held(image) => image.dir().to_path_buf(),
+        let (dir, before) = match &*slot {
+            Slot::Held(image) => (image.dir().to_path_buf(), image.generation()?),
             lent => return Err(lent_error(lent)),
         };
         let started = Instant::now();
@@ -653,6 +655,7 @@ impl Worker<'_> {
             pid: request.pid,
             command: request.command.clone(),
             held: Duration::ZERO,
+            generations: (before, before),
         };
         // Every handle dropped: the image's lock and the store's are free.
         *slot = Slot::Lent {
@@ -675,9 +678,11 @@ impl Worker<'_> {
                 Err(e) => return Err(e),
             }
         };
+        let after = image.generation()?;
         *slot = Slot::Held(image);
         Ok(Some(Loan {
             held: started.elapsed(),
+            generations: (before, after),
             ..loan
         }))
     }
@@ -691,7 +696,7 @@ impl Worker<'_> {
             Slot::Held(image) => image,
             lent => return Err(lent_error(lent)),
         };
-        let export = export::export(image, &ExportOptions::default())?;
+        let export = export_borrowed(image, loan.generations)?;
         let generation = image.generation()?;
         Ok(BatchReport {
             cause: Cause::Lent,
@@ -755,11 +760,45 @@ impl Worker<'_> {
     }
 }
 
+/// Exports what a borrower committed between generations `(before, after]`: only the modules
+/// it changed (a `status` exports nothing, and an earlier live edit left unexported stays so).
+fn export_borrowed(image: &Image, (before, after): (u64, u64)) -> Result<ExportReport> {
+    if after == before {
+        return Ok(ExportReport::default());
+    }
+    let mut changed: Vec<String> = image
+        .log()?
+        .into_iter()
+        .filter(|e| e.generation > before && e.generation <= after)
+        .flat_map(|e| e.modules.into_iter().map(|m| m.module))
+        .collect();
+    changed.sort();
+    changed.dedup();
+    let mut held = Vec::with_capacity(changed.len());
+    for name in changed {
+        if image.module(&name)?.is_some() {
+            held.push(name);
+        }
+    }
+    if held.is_empty() {
+        // Only whole modules removed: the export of everything is what writes that.
+        return export::export(image, &ExportOptions::default());
+    }
+    let options = ExportOptions {
+        modules: held,
+        ..ExportOptions::default()
+    };
+    export::export(image, &options)
+}
+
 /// A loan that ended: who had the image, and for how long.
 struct Loan {
     pid: u32,
     command: String,
     held: Duration,
+    /// The image's generation when it was lent, and when it was taken back: the borrower's
+    /// commits are those between.
+    generations: (u64, u64),
 }
 
 #[cfg(test)]

@@ -195,6 +195,10 @@ fn an_rm_that_settles_a_conflict_keeps_the_files_side_in_history() {
         .iter()
         .find(|v| v["text"] == "depth = method [@elements size + 2]")
         .unwrap();
+    assert!(
+        file_side["time"].as_u64().unwrap() > 0,
+        "its generation is in the log: {file_side}"
+    );
     let target = format!("Stack::depth@{}", file_side["generation"]);
     dir.command().args(["restore", &target]).expect_code(0);
     assert_eq!(

@@ -758,7 +758,8 @@ fn watch_lends_the_image_to_other_commands_and_writes_what_they_change() {
     // Reading commands work, and print what they print without a watcher.
     let out = dir.command().arg("status").expect_code(0);
     assert!(out.stdout_str().contains("agree"), "{out}");
-    lent_to(&watch, " status");
+    let line = lent_to(&watch, " status");
+    assert_eq!(strings(&line["written"]), Vec::<String>::new(), "{line}");
     assert_eq!(dir.command().args(["show", "A::x"]).stdout(), b"x = 1\n");
     let out = dir.command().arg("ls").expect_code(0);
     assert!(out.stdout_str().contains("b.spry"), "{out}");
@@ -1018,6 +1019,47 @@ fn only_the_same_user_may_borrow() {
     assert!(
         line["lent"].as_str().unwrap().contains(" show A::x"),
         "{line}"
+    );
+    let (code, stderr) = watch.terminate();
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn a_loan_exports_only_what_the_borrower_changed() {
+    let dir = tree(
+        "watch_lend_only",
+        &[
+            ("a.spry", module("A", "x = 1")),
+            ("b.spry", module("B", "z = 1")),
+        ],
+    );
+    dir.command().args(["build", "."]).expect_code(0);
+    // A live edit left unexported on purpose, before the watcher runs.
+    let inputs = Dir::new("watch_lend_only_inputs");
+    let x = inputs.create("x.txt", "x = 2");
+    dir.command()
+        .args(["put", "A::x", "--file"])
+        .arg(&x)
+        .expect_code(0);
+    let a_before = dir.read("a.spry");
+    let watch = Command::start(&dir);
+    watch.next();
+    // A reading command exports nothing.
+    dir.command().arg("status").expect_code(0);
+    let line = lent_to(&watch, " status");
+    assert_eq!(strings(&line["written"]), Vec::<&str>::new(), "{line}");
+    // A put exports its own module only.
+    let z = inputs.create("z.txt", "z = 2");
+    dir.command()
+        .args(["put", "B::z", "--file"])
+        .arg(&z)
+        .expect_code(0);
+    let line = lent_to(&watch, " put B::z");
+    assert_eq!(strings(&line["written"]), ["b.spry"], "{line}");
+    assert_eq!(
+        dir.read("a.spry"),
+        a_before,
+        "the earlier edit is still not exported"
     );
     let (code, stderr) = watch.terminate();
     assert_eq!(code, Some(0), "{stderr}");
