@@ -7,10 +7,9 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use spry_image::build::{self, BuildOptions, BuildReport, Progress};
-use spry_image::diagnostic;
 use spry_image::image::IMAGE_DIR;
 
-use super::{Status, report_error, stderr_style};
+use super::{Status, print_file_failures, report_error};
 
 #[derive(Args, Debug)]
 pub struct BuildArgs {
@@ -61,19 +60,10 @@ impl Progress for Bar {
 }
 
 pub fn run(image_dir: Option<&Path>, args: &BuildArgs) -> Status {
-    let src = args.src.clone().unwrap_or_else(|| PathBuf::from("."));
-    // A mistyped tree must not become a new, empty one.
-    match std::fs::metadata(&src) {
-        Ok(meta) if meta.is_dir() => {}
-        Ok(_) => {
-            eprintln!("error: {}: not a directory", src.display());
-            return Status::Trouble;
-        }
-        Err(e) => {
-            eprintln!("error: {}: {e}", src.display());
-            return Status::Trouble;
-        }
-    }
+    let src = match super::source_tree(args.src.as_deref()) {
+        Ok(src) => src,
+        Err(status) => return status,
+    };
     let dir = image_dir.map_or_else(|| src.join(IMAGE_DIR), Path::to_path_buf);
     let mut image = match super::create_image(&dir, &src) {
         Ok(image) => image,
@@ -121,20 +111,7 @@ pub fn run(image_dir: Option<&Path>, args: &BuildArgs) -> Status {
 }
 
 fn print_failures(src: &Path, report: &BuildReport) {
-    for failure in &report.failed {
-        let shown = src.join(&failure.path).display().to_string();
-        if failure.errors.is_empty() {
-            eprintln!(
-                "{shown}: error: {}",
-                failure.message.as_deref().unwrap_or("cannot be read")
-            );
-        } else {
-            eprint!(
-                "{}",
-                diagnostic::render(&shown, &failure.text, &failure.errors, stderr_style())
-            );
-        }
-    }
+    print_file_failures(src, &report.failed);
     for conflict in &report.conflicts {
         eprintln!(
             "warning: `{}::{}` changed both in the image and in its file; the image kept its text",

@@ -165,27 +165,51 @@ pub fn report_error(error: &spry_image::Error) -> Status {
     }
 }
 
+/// The tree a `build` or `watch` reads (default: the current directory), which must be a
+/// directory: a mistyped tree must not become a new, empty one.
+pub fn source_tree(src: Option<&std::path::Path>) -> Result<std::path::PathBuf, Status> {
+    let src = src.map_or_else(
+        || std::path::PathBuf::from("."),
+        std::path::Path::to_path_buf,
+    );
+    match std::fs::metadata(&src) {
+        Ok(meta) if meta.is_dir() => Ok(src),
+        Ok(_) => {
+            eprintln!("error: {}: not a directory", src.display());
+            Err(Status::Trouble)
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", src.display());
+            Err(Status::Trouble)
+        }
+    }
+}
+
 /// Prints files that could not be taken: syntax errors as diagnostics, the rest as one line.
 pub fn print_file_failures(root: &std::path::Path, failures: &[spry_image::build::FileFailure]) {
     for failure in failures {
-        let shown = root.join(&failure.path).display().to_string();
-        if failure.errors.is_empty() {
-            eprintln!(
-                "{shown}: error: {}",
-                failure.message.as_deref().unwrap_or("cannot be read")
-            );
-        } else {
-            eprint!(
-                "{}",
-                spry_image::diagnostic::render(
-                    &shown,
-                    &failure.text,
-                    &failure.errors,
-                    stderr_style()
-                )
-            );
-        }
+        print_file_failure(root, failure);
     }
+}
+
+/// Prints one file that could not be taken; returns whether it was a syntax error.
+pub fn print_file_failure(
+    root: &std::path::Path,
+    failure: &spry_image::build::FileFailure,
+) -> bool {
+    let shown = root.join(&failure.path).display().to_string();
+    if failure.errors.is_empty() {
+        eprintln!(
+            "{shown}: error: {}",
+            failure.message.as_deref().unwrap_or("cannot be read")
+        );
+        return false;
+    }
+    eprint!(
+        "{}",
+        spry_image::diagnostic::render(&shown, &failure.text, &failure.errors, stderr_style())
+    );
+    true
 }
 
 /// Prints `value` as one line of JSON on standard output.

@@ -12,7 +12,7 @@ use spry_image::diagnostic;
 use spry_image::image::{IMAGE_DIR, Image};
 use spry_image::watch::{BatchReport, Cause, Lent, Stopper, WatchOptions, Watcher};
 
-use super::{Status, report_error, stderr_style};
+use super::{Status, print_file_failure, report_error};
 
 #[derive(Args, Debug)]
 pub struct WatchArgs {
@@ -25,18 +25,10 @@ pub struct WatchArgs {
 }
 
 pub fn run(image_dir: Option<&Path>, args: &WatchArgs) -> Status {
-    let src = args.src.clone().unwrap_or_else(|| PathBuf::from("."));
-    match std::fs::metadata(&src) {
-        Ok(meta) if meta.is_dir() => {}
-        Ok(_) => {
-            eprintln!("error: {}: not a directory", src.display());
-            return Status::Trouble;
-        }
-        Err(e) => {
-            eprintln!("error: {}: {e}", src.display());
-            return Status::Trouble;
-        }
-    }
+    let src = match super::source_tree(args.src.as_deref()) {
+        Ok(src) => src,
+        Err(status) => return status,
+    };
     let dir = image_dir.map_or_else(|| src.join(IMAGE_DIR), Path::to_path_buf);
     // Never borrowed: one watcher per image.
     let image = match Image::create(&dir, &src) {
@@ -213,18 +205,12 @@ fn print_lent(src: &Path, lent: &Lent, json: bool) {
 
 fn print_failures(src: &Path, failures: &[FileFailure]) {
     for failure in failures {
-        let shown = src.join(&failure.path).display().to_string();
-        if failure.errors.is_empty() {
+        if print_file_failure(src, failure) {
+            let shown = src.join(&failure.path);
             eprintln!(
-                "{shown}: error: {}",
-                failure.message.as_deref().unwrap_or("cannot be read")
+                "{}: the module keeps its last good version",
+                shown.display()
             );
-        } else {
-            eprint!(
-                "{}",
-                diagnostic::render(&shown, &failure.text, &failure.errors, stderr_style())
-            );
-            eprintln!("{shown}: the module keeps its last good version");
         }
     }
 }
