@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::image::{Conflict, Hash, Image, ModuleChange, Origin, PathRecord, PreparedUnit};
-use crate::store::Table;
+use crate::store::{Table, try_visit};
 use crate::syntax::{SourceUnit, SyntaxError};
 pub use crate::walk::{WalkedFile, narrow, relative, walk, walk_paths};
 
@@ -486,25 +486,14 @@ fn stamps_under(image: &Image, paths: &[String]) -> Result<Stamps> {
         if let Some(stamp) = stamp_of(image, path)? {
             out.insert(path.clone(), stamp);
         }
-        let mut failure = None;
         let prefix = format!("{path}/");
-        store.visit(
-            Table::Paths,
-            prefix.as_bytes(),
-            &mut |k, v| match PathRecord::decode(v) {
-                Ok(record) => {
-                    out.insert(String::from_utf8_lossy(k).into_owned(), record);
-                    true
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    false
-                }
-            },
-        )?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
+        try_visit(store, Table::Paths, prefix.as_bytes(), |k, v| {
+            out.insert(
+                String::from_utf8_lossy(k).into_owned(),
+                PathRecord::decode(v)?,
+            );
+            Ok(())
+        })?;
     }
     Ok(out)
 }

@@ -137,6 +137,28 @@ pub trait Store: Send + Sync {
     fn settle(&self) -> Result<()>;
 }
 
+/// Calls `visit` with every key and value of `table` whose key starts with `prefix`, in key
+/// order, stopping at its first error (a damaged record, say), which it returns.
+///
+/// # Errors
+/// Storage failures, and `visit`'s first error.
+pub(crate) fn try_visit(
+    store: &dyn Store,
+    table: Table,
+    prefix: &[u8],
+    mut visit: impl FnMut(&[u8], &[u8]) -> Result<()>,
+) -> Result<()> {
+    let mut failure = None;
+    store.visit(table, prefix, &mut |k, v| match visit(k, v) {
+        Ok(()) => true,
+        Err(e) => {
+            failure = Some(e);
+            false
+        }
+    })?;
+    failure.map_or(Ok(()), Err)
+}
+
 /// An image store in a fjall database.
 pub struct FjallStore {
     db: SingleWriterTxDatabase,

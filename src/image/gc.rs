@@ -7,7 +7,7 @@ use super::Image;
 use super::blob::Hash;
 use super::record::{DefinitionRecord, HistoryRecord, ModuleRecord, SyncRecord};
 use crate::error::{Error, Result};
-use crate::store::{Table, Write};
+use crate::store::{Table, Write, try_visit};
 
 /// What a pruning removed.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
@@ -35,7 +35,6 @@ impl Image {
         // History, grouped by definition (key minus its 8-byte generation), oldest first.
         let mut group: Vec<u8> = Vec::new();
         let mut entries: Vec<(Vec<u8>, HistoryRecord)> = Vec::new();
-        let mut failure = None;
         let flush = |entries: &mut Vec<(Vec<u8>, HistoryRecord)>,
                      writes: &mut Vec<Write>,
                      referenced: &mut HashSet<Hash>,
@@ -50,47 +49,26 @@ impl Image {
                 }
             }
         };
-        store.visit(Table::History, b"", &mut |k, v| {
-            let Some(split) = k.len().checked_sub(8) else {
-                failure = Some(Error::Corrupt("a history key is damaged".to_string()));
-                return false;
-            };
+        try_visit(store, Table::History, b"", |k, v| {
+            let split = k
+                .len()
+                .checked_sub(8)
+                .ok_or_else(|| Error::Corrupt("a history key is damaged".to_string()))?;
             if k[..split] != group[..] {
                 flush(&mut entries, &mut writes, &mut referenced, &mut report);
                 group = k[..split].to_vec();
             }
-            match HistoryRecord::decode(v) {
-                Ok(record) => entries.push((k.to_vec(), record)),
-                Err(e) => {
-                    failure = Some(e);
-                    return false;
-                }
-            }
-            true
+            entries.push((k.to_vec(), HistoryRecord::decode(v)?));
+            Ok(())
         })?;
         flush(&mut entries, &mut writes, &mut referenced, &mut report);
-        if let Some(e) = failure {
-            return Err(e);
-        }
 
-        store.visit(
-            Table::Definitions,
-            b"",
-            &mut |_, v| match DefinitionRecord::decode(v) {
-                Ok(def) => {
-                    referenced.insert(def.hash);
-                    referenced.extend(def.base);
-                    true
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    false
-                }
-            },
-        )?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
+        try_visit(store, Table::Definitions, b"", |_, v| {
+            let def = DefinitionRecord::decode(v)?;
+            referenced.insert(def.hash);
+            referenced.extend(def.base);
+            Ok(())
+        })?;
         for (_, v) in store.scan(Table::Modules, b"")? {
             let record: ModuleRecord = serde_json::from_slice(&v)
                 .map_err(|e| Error::Corrupt(format!("module record: {e}")))?;

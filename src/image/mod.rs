@@ -27,7 +27,7 @@ pub use record::{
 pub use transaction::{Conflict, Prepared, PreparedUnit, Transaction};
 
 use crate::error::{Error, IoContext, Result};
-use crate::store::{FjallStore, Store, Table};
+use crate::store::{FjallStore, Store, Table, try_visit};
 use lock::Lock;
 
 /// The name of the image directory at the root of a source tree.
@@ -239,24 +239,17 @@ impl Image {
     /// Storage failures, damaged records.
     pub fn modules(&self) -> Result<Vec<(String, ModuleRecord)>> {
         let mut out = Vec::new();
-        let mut failure = None;
-        self.store.visit(Table::Modules, b"", &mut |k, v| {
-            match serde_json::from_slice::<ModuleRecord>(v) {
-                Ok(record) => out.push((String::from_utf8_lossy(k).into_owned(), record)),
-                Err(e) => {
-                    failure = Some(Error::Corrupt(format!(
-                        "module record `{}`: {e}",
-                        String::from_utf8_lossy(k)
-                    )));
-                    return false;
-                }
-            }
-            true
+        try_visit(self.store(), Table::Modules, b"", |k, v| {
+            let record = serde_json::from_slice::<ModuleRecord>(v).map_err(|e| {
+                Error::Corrupt(format!(
+                    "module record `{}`: {e}",
+                    String::from_utf8_lossy(k)
+                ))
+            })?;
+            out.push((String::from_utf8_lossy(k).into_owned(), record));
+            Ok(())
         })?;
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(out),
-        }
+        Ok(out)
     }
 
     /// One module's record, read by key.
@@ -414,24 +407,13 @@ impl Image {
         prefix.push(0);
         let mut hashes: HashMap<Vec<u8>, Hash> =
             HashMap::with_capacity_and_hasher(record.definitions.len(), Default::default());
-        let mut failure = None;
-        self.store.visit(
-            Table::Definitions,
-            &prefix,
-            &mut |k, v| match DefinitionRecord::decode(v) {
-                Ok(def) => {
-                    hashes.insert(k[prefix.len()..].to_vec(), def.hash);
-                    true
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    false
-                }
-            },
-        )?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
+        try_visit(self.store(), Table::Definitions, &prefix, |k, v| {
+            hashes.insert(
+                k[prefix.len()..].to_vec(),
+                DefinitionRecord::decode(v)?.hash,
+            );
+            Ok(())
+        })?;
         let mut out = Vec::with_capacity(record.definitions.len() * 128);
         for (i, gap) in gaps.iter().enumerate() {
             out.extend_from_slice(gap);
@@ -483,22 +465,14 @@ impl Image {
     /// Storage failures, damaged records.
     pub fn paths(&self) -> Result<HashMap<String, PathRecord>> {
         let mut out = HashMap::default();
-        let mut failure = None;
-        self.store
-            .visit(Table::Paths, b"", &mut |k, v| match PathRecord::decode(v) {
-                Ok(record) => {
-                    out.insert(String::from_utf8_lossy(k).into_owned(), record);
-                    true
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    false
-                }
-            })?;
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(out),
-        }
+        try_visit(self.store(), Table::Paths, b"", |k, v| {
+            out.insert(
+                String::from_utf8_lossy(k).into_owned(),
+                PathRecord::decode(v)?,
+            );
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     /// The change log, oldest first.
