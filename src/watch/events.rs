@@ -1,12 +1,13 @@
-//! The watcher's plain part: notify's events converted to [`Change`]s, the two ends of a
-//! rename paired ([`pair_renames`]), and a batch of changes turned into what to build
-//! ([`plan`]). No threads, no watching: everything here is tested with synthetic events.
+//! The watcher's plain part: notify's events converted to [`Change`]s, and a batch of changes
+//! turned into what to build ([`plan`]). No threads, no watching: everything here is tested
+//! with synthetic events. (The two ends of a rename come paired: notify-debouncer-full joins
+//! them by their tracker.)
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use notify::Event;
-use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode};
+use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
 
 use crate::walk::{narrow, relative};
 
@@ -29,16 +30,6 @@ pub enum ChangeKind {
     Ignored,
 }
 
-/// One end of a rename that the platform reported alone, with the id (notify's tracker, the
-/// inotify cookie) that the other end carries too.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RenameEnd {
-    /// The old path.
-    From(usize),
-    /// The new path.
-    To(usize),
-}
-
 /// One file-system change, converted from a notify event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Change {
@@ -48,8 +39,6 @@ pub struct Change {
     pub paths: Vec<PathBuf>,
     /// When the event arrived.
     pub time: Instant,
-    /// For a [`ChangeKind::Renamed`] that names one end only: which end, and its pairing id.
-    pub end: Option<RenameEnd>,
 }
 
 impl Change {
@@ -59,7 +48,6 @@ impl Change {
             kind,
             paths,
             time: Instant::now(),
-            end: None,
         }
     }
 }
@@ -80,59 +68,10 @@ pub fn convert(event: &Event) -> Change {
             EventKind::Access(_) | EventKind::Other => ChangeKind::Ignored,
         }
     };
-    let end = match (event.kind, event.tracker()) {
-        (EventKind::Modify(ModifyKind::Name(RenameMode::From)), Some(id)) => {
-            Some(RenameEnd::From(id))
-        }
-        (EventKind::Modify(ModifyKind::Name(RenameMode::To)), Some(id)) => Some(RenameEnd::To(id)),
-        _ => None,
-    };
     Change {
         kind,
         paths: event.paths.clone(),
         time: Instant::now(),
-        end,
-    }
-}
-
-/// Pairs the two ends of each rename reported apart (old path, then new path, with the same
-/// id) into one [`ChangeKind::Renamed`] change naming both, old first, unless the batch holds
-/// that pair already (inotify reports both ends and then the pair). The pair is added after
-/// its second end; the ends stay (each still names a path to look at).
-pub fn pair_renames(changes: &mut Vec<Change>) {
-    let mut from: Vec<(usize, &Change)> = Vec::new();
-    let mut at: Vec<(usize, Change)> = Vec::new();
-    for (i, change) in changes.iter().enumerate() {
-        match change.end {
-            Some(RenameEnd::From(id)) => from.push((id, change)),
-            Some(RenameEnd::To(id)) => {
-                let Some(pos) = from.iter().rposition(|(f, _)| *f == id) else {
-                    continue;
-                };
-                let (_, old) = from.remove(pos);
-                let (Some(old), Some(new)) = (old.paths.first(), change.paths.first()) else {
-                    continue;
-                };
-                let pair = vec![old.clone(), new.clone()];
-                let known = changes
-                    .iter()
-                    .chain(at.iter().map(|(_, c)| c))
-                    .any(|c| c.kind == ChangeKind::Renamed && c.end.is_none() && c.paths == pair);
-                if !known {
-                    let change = Change {
-                        kind: ChangeKind::Renamed,
-                        paths: pair,
-                        time: change.time,
-                        end: None,
-                    };
-                    at.push((i + 1, change));
-                }
-            }
-            None => {}
-        }
-    }
-    for (offset, (i, change)) in at.into_iter().enumerate() {
-        changes.insert(i + offset, change);
     }
 }
 
@@ -464,7 +403,7 @@ mod tests {
 
     #[test]
     fn notify_events_convert() {
-        use notify::event::{CreateKind, DataChange, Flag, MetadataKind};
+        use notify::event::{CreateKind, DataChange, Flag, MetadataKind, RenameMode};
         let at = |kind: EventKind| {
             let event = Event::new(kind).add_path(root().join("a.spry"));
             convert(&event).kind
@@ -496,78 +435,5 @@ mod tests {
         );
         let overflow = Event::new(EventKind::Other).set_flag(Flag::Rescan);
         assert_eq!(convert(&overflow).kind, ChangeKind::Rescan);
-        // The ends of a rename keep their tracker; the pair needs none.
-        let end = |mode: RenameMode, tracker: Option<usize>| {
-            let mut event =
-                Event::new(EventKind::Modify(ModifyKind::Name(mode))).add_path(root().join("a"));
-            if let Some(t) = tracker {
-                event = event.set_tracker(t);
-            }
-            convert(&event).end
-        };
-        assert_eq!(end(RenameMode::From, Some(7)), Some(RenameEnd::From(7)));
-        assert_eq!(end(RenameMode::To, Some(7)), Some(RenameEnd::To(7)));
-        assert_eq!(end(RenameMode::Both, Some(7)), None);
-        assert_eq!(end(RenameMode::From, None), None);
-    }
-
-    fn rename_end(path: &str, end: RenameEnd) -> Change {
-        Change {
-            end: Some(end),
-            ..change(ChangeKind::Renamed, &[path])
-        }
-    }
-
-    #[test]
-    fn the_ends_of_a_rename_are_paired() {
-        // Reported apart (no pair from the platform), with other changes between.
-        let mut changes = vec![
-            rename_end("old.spry", RenameEnd::From(1)),
-            change(ChangeKind::Modified, &["x.spry"]),
-            rename_end("dir/new.spry", RenameEnd::To(1)),
-            rename_end("b.spry", RenameEnd::From(2)),
-            rename_end("c.spry", RenameEnd::To(3)),
-        ];
-        pair_renames(&mut changes);
-        let renamed: Vec<Vec<String>> = changes
-            .iter()
-            .filter(|c| c.kind == ChangeKind::Renamed && c.end.is_none())
-            .map(|c| {
-                c.paths
-                    .iter()
-                    .map(|p| p.strip_prefix(root()).unwrap().display().to_string())
-                    .collect()
-            })
-            .collect();
-        assert_eq!(renamed, [vec!["old.spry", "dir/new.spry"]]);
-        assert_eq!(changes.len(), 6, "the ends stay");
-        assert_eq!(changes[3].paths.len(), 2, "the pair follows its second end");
-        // What the pair is for: a file moved within the tree does not wait for more events
-        // (the old path is gone, but known to be moved).
-        let probe = disk(&["dir"], &["dir/new.spry"]);
-        let mut moved = vec![
-            rename_end("old.spry", RenameEnd::From(1)),
-            rename_end("dir/new.spry", RenameEnd::To(1)),
-        ];
-        let plan_of = |changes: &[Change]| plan(&root(), changes, &probe);
-        assert!(awaits_more(&root(), &plan_of(&moved), &moved, &probe));
-        pair_renames(&mut moved);
-        assert!(!awaits_more(&root(), &plan_of(&moved), &moved, &probe));
-        // inotify gives the pair itself: it is not added twice.
-        let mut changes = vec![
-            rename_end("a.spry", RenameEnd::From(4)),
-            rename_end("b.spry", RenameEnd::To(4)),
-            change(ChangeKind::Renamed, &["a.spry", "b.spry"]),
-        ];
-        let before = changes.clone();
-        pair_renames(&mut changes);
-        assert_eq!(changes, before);
-        // A `To` before its `From` (or with no `From`) pairs nothing.
-        let mut changes = vec![
-            rename_end("b.spry", RenameEnd::To(5)),
-            rename_end("a.spry", RenameEnd::From(5)),
-        ];
-        pair_renames(&mut changes);
-        assert_eq!(changes.len(), 2);
     }
 }

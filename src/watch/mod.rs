@@ -5,9 +5,9 @@
 //! events through a channel. One worker thread debounces and builds: it blocks on the channel
 //! with no timeout while nothing happens (an idle watcher never wakes), feeds the raw events
 //! to notify-debouncer-full, which runs only while events come (`debounce.rs`: its thread
-//! would otherwise wake every tick), takes what it hands over as a batch, pairs the ends of
-//! renames it could not ([`pair_renames`]), decides what to look at ([`plan`]), and runs a
-//! targeted build ([`BuildOptions::paths`]): one transaction per batch. Everything between
+//! would otherwise wake every tick), takes what it hands over as a batch (the ends of a
+//! rename joined), decides what to look at ([`plan`]), and runs a targeted build
+//! ([`BuildOptions::paths`]): one transaction per batch. Everything between
 //! the callback and the build is a plain function, tested with synthetic events.
 //!
 //! - A directory created or moved in is walked whole by the build: files made in it before its
@@ -49,8 +49,7 @@ use debounce::Lazy;
 use lend::{Listener, Request};
 
 pub use events::{
-    Change, ChangeKind, Plan, Probe, RenameEnd, awaits_more, convert, is_editor_file, pair_renames,
-    plan, probe_disk,
+    Change, ChangeKind, Plan, Probe, awaits_more, convert, is_editor_file, plan, probe_disk,
 };
 pub use lend::{Borrowed, GRANT_WAIT, SOCKET_FILE, open_or_borrow};
 
@@ -715,7 +714,6 @@ impl Worker<'_> {
     }
 
     fn plan(&self, pending: &mut Pending) -> Plan {
-        pair_renames(&mut pending.changes);
         if !pending.errors.is_empty() {
             return Plan::Full(format!(
                 "the watcher reported: {}",
