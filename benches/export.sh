@@ -12,30 +12,7 @@ cd "$(dirname "$0")/.."
 MODULES=${1:-10000}
 SMALL_RUNS=${SMALL_RUNS:-21}
 RUNS=${RUNS:-5}
-cargo build --release --quiet
-BIN=$PWD/target/release/spry-image
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-
-# Prints the median wall time (ms, whole process) and the highest peak RSS of RUNS runs.
-measure() {
-  local label=$1; shift
-  local setup=$1; shift
-  local times=() peak=0
-  for _ in $(seq "$RUNS"); do
-    eval "$setup"
-    local start end rss
-    start=$(date +%s%N)
-    /usr/bin/time -f "%M" -o "$WORK/time" "$@" >/dev/null 2>&1 || true
-    end=$(date +%s%N)
-    times+=("$(( (end - start) / 1000000 ))")
-    rss=$(tail -1 "$WORK/time")
-    (( rss > peak )) && peak=$rss
-  done
-  local median
-  median=$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-  printf '| %s | %s ms | %s MB |\n' "$label" "$median" "$((peak / 1024))"
-}
+source benches/common.sh
 
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(git --version)"
 echo
