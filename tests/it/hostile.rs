@@ -13,7 +13,7 @@ use spry_image::image::{Image, Origin};
 use spry_image::store::{FjallStore, Store, Table, Write};
 
 use crate::image_build::{build, image_dir, names, open, show_text, spry_tree, write};
-use crate::util::{Dir, Output, files_with_extension};
+use crate::util::{Dir, Output, binary, files_with_extension, runnable_by_anyone};
 
 /// A module file named `name` holding `body`.
 fn module(name: &str, body: &str) -> String {
@@ -282,11 +282,13 @@ fn symlink_loops_are_not_followed() {
 /// apply to it), as this user otherwise.
 fn as_user(dir: &Dir, args: &[&str]) -> Output {
     use std::os::unix::process::CommandExt;
-    let mut command = dir.command();
-    command.args(args);
-    if is_root() {
-        command.cmd().uid(65534).gid(65534);
+    if !is_root() {
+        return run_bounded(dir.command().args(args).cmd(), Duration::from_secs(60));
     }
+    let (_keep, binary) = runnable_by_anyone(&binary());
+    let mut command = dir.command_of(&binary);
+    command.args(args);
+    command.cmd().uid(65534).gid(65534);
     run_bounded(command.cmd(), Duration::from_secs(60))
 }
 

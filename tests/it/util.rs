@@ -24,6 +24,25 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_spry-image"))
 }
 
+/// `program`, linked (or copied) into a directory of its own that every user may enter, for
+/// tests that run it as another user: the checkout that holds the original may be closed to
+/// them (a clone in a `mktemp -d` directory is). The directory lives as long as the result.
+pub fn runnable_by_anyone(program: &Path) -> (tempfile::TempDir, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("spry-image-test-bin-")
+        .tempdir()
+        .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"));
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let name = program.file_name().unwrap_or(OsStr::new("program"));
+    let copy = dir.path().join(name);
+    if std::fs::hard_link(program, &copy).is_err() {
+        std::fs::copy(program, &copy).unwrap();
+    }
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (dir, copy)
+}
+
 /// Every file under `dir` (recursively) whose name ends with `.{ext}`, sorted.
 pub fn files_with_extension(dir: &Path, ext: &str) -> Vec<PathBuf> {
     let mut found = Vec::new();
@@ -101,7 +120,13 @@ impl Dir {
 
     /// A command running the binary with this directory as its working directory.
     pub fn command(&self) -> TestCommand {
-        let mut cmd = Command::new(binary());
+        self.command_of(&binary())
+    }
+
+    /// A command running `program` (a copy of the binary, say) as [`command`](Self::command)
+    /// runs the binary.
+    pub fn command_of(&self, program: &Path) -> TestCommand {
+        let mut cmd = Command::new(program);
         cmd.current_dir(self.path());
         // Plain, stable diagnostics whatever the environment of the test run.
         cmd.env("NO_COLOR", "1");

@@ -995,7 +995,8 @@ fn only_the_same_user_may_borrow() {
     open(dir.path(), 0o755);
     open(&dir.join(IMAGE_DIR), 0o755);
     open(&socket, 0o666);
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
+    let (_keep, test_binary) = crate::util::runnable_by_anyone(&std::env::current_exe().unwrap());
+    let out = std::process::Command::new(&test_binary)
         .args([
             "--exact",
             "watch::borrow_as_another_user",
