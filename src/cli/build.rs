@@ -60,7 +60,8 @@ impl Progress for Bar {
 }
 
 pub fn run(image_dir: Option<&Path>, args: &BuildArgs) -> Status {
-    let src = match super::source_tree(args.src.as_deref()) {
+    let named = args.src.clone().or_else(|| super::default_tree(image_dir));
+    let src = match super::source_tree(named.as_deref()) {
         Ok(src) => src,
         Err(status) => return status,
     };

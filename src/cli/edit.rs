@@ -10,7 +10,7 @@ use spry_image::syntax::SourceUnit;
 use spry_image::{Error, diagnostic, tree_path};
 
 use super::inspect::split_target;
-use super::{Status, open_image, report_error, stderr_style};
+use super::{Status, open_image_to_write, report_error, stderr_style};
 
 #[derive(Args, Debug)]
 pub struct PutArgs {
@@ -41,7 +41,7 @@ pub fn put(image: Option<&Path>, args: &PutArgs) -> Status {
         Ok(read) => read,
         Err(status) => return status,
     };
-    let image = match open_image(image) {
+    let image = match open_image_to_write(image) {
         Ok(image) => image,
         Err(status) => return status,
     };
@@ -108,7 +108,7 @@ pub fn rm(image: Option<&Path>, args: &RmArgs) -> Status {
         eprintln!("error: `rm` takes `MODULE::NAME`, one definition");
         return Status::Trouble;
     };
-    let image = match open_image(image) {
+    let image = match open_image_to_write(image) {
         Ok(image) => image,
         Err(status) => return status,
     };
@@ -136,7 +136,7 @@ pub fn edit(image_dir: Option<&Path>, args: &EditArgs) -> Status {
     };
     // The image is not held while the editor runs; what was read is compared before storing.
     let (original, before) = {
-        let image = match open_image(image_dir) {
+        let image = match open_image_to_write(image_dir) {
             Ok(image) => image,
             Err(status) => return status,
         };
@@ -212,7 +212,7 @@ fn store_edit(
     file: &Path,
     target: &str,
 ) -> Status {
-    let image = match open_image(image_dir) {
+    let image = match open_image_to_write(image_dir) {
         Ok(image) => image,
         Err(status) => return status,
     };

@@ -6,7 +6,7 @@ use clap::Args;
 
 use spry_image::export::{self, ExportOptions, ExportReport};
 
-use super::{Status, open_image, print_file_failures, report_error};
+use super::{Status, open_image_to_write, print_file_failures, report_error};
 
 #[derive(Args, Debug)]
 pub struct ExportArgs {
@@ -22,7 +22,7 @@ pub struct ExportArgs {
 }
 
 pub fn run(image_dir: Option<&Path>, args: &ExportArgs) -> Status {
-    let image = match open_image(image_dir) {
+    let image = match open_image_to_write(image_dir) {
         Ok(image) => image,
         Err(status) => return status,
     };

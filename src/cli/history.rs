@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use spry_image::image::{Image, LogEntry, Origin};
 
 use super::inspect::split_target;
-use super::{Status, open_image, report_error};
+use super::{Status, open_image, open_image_to_write, report_error};
 
 #[derive(Args, Debug)]
 pub struct LogArgs {
@@ -197,7 +197,7 @@ pub fn restore(image_dir: Option<&Path>, args: &RestoreArgs) -> Status {
         eprintln!("error: `restore` takes `MODULE::NAME@GEN`, such as `Stack::push@12`");
         return Status::Trouble;
     };
-    let image = match open_image(image_dir) {
+    let image = match open_image_to_write(image_dir) {
         Ok(image) => image,
         Err(status) => return status,
     };
@@ -227,7 +227,7 @@ pub fn resolve(image_dir: Option<&Path>, args: &ResolveArgs) -> Status {
         eprintln!("error: `resolve` takes `MODULE::NAME`, one definition");
         return Status::Trouble;
     };
-    let image = match open_image(image_dir) {
+    let image = match open_image_to_write(image_dir) {
         Ok(image) => image,
         Err(status) => return status,
     };

@@ -130,13 +130,56 @@ pub fn open_image(image: Option<&std::path::Path>) -> Result<Borrowed, Status> {
             spry_image::image::Image::find(&here).map_err(|e| report_error(&e))?
         }
     };
-    open_or_borrow(&dir, || spry_image::image::Image::open(&dir)).map_err(|e| report_error(&e))
+    let image = open_or_borrow(&dir, || spry_image::image::Image::open(&dir))
+        .map_err(|e| report_error(&e))?;
+    note_relocation(&image);
+    Ok(image)
+}
+
+/// [`open_image`] for a command that writes to the tree: an image kept outside its tree
+/// (`--image`) names the tree it writes to, since nothing else says which one it is.
+pub fn open_image_to_write(image: Option<&std::path::Path>) -> Result<Borrowed, Status> {
+    let image = open_image(image)?;
+    if !image.is_in_tree() {
+        eprintln!(
+            "note: the image at {} writes to the tree at {}",
+            image.dir().display(),
+            image.source_root().display()
+        );
+    }
+    Ok(image)
+}
+
+/// Says, once, that an image found in a tree other than the one it recorded (a copied, moved
+/// or re-cloned tree) now serves the tree it sits in.
+pub fn note_relocation(image: &spry_image::image::Image) {
+    if let Some(old) = image.relocated_from() {
+        eprintln!(
+            "note: this image was made for {}; it now serves {}, the tree it sits in",
+            old.display(),
+            image.source_root().display()
+        );
+    }
+}
+
+/// The tree `build` or `watch` works on when none is named: the tree of the image found from
+/// the current directory upward (as git works on the whole checkout from a subdirectory),
+/// else the current directory.
+pub fn default_tree(image: Option<&std::path::Path>) -> Option<std::path::PathBuf> {
+    if image.is_some() {
+        return None;
+    }
+    let here = std::env::current_dir().ok()?;
+    let found = spry_image::image::Image::find(&here).ok()?;
+    found.parent().map(std::path::Path::to_path_buf)
 }
 
 /// Opens or creates the image in `dir` for the tree at `src` (`build`), borrowing it from a
 /// running `watch` as [`open_image`] does.
 pub fn create_image(dir: &std::path::Path, src: &std::path::Path) -> spry_image::Result<Borrowed> {
-    open_or_borrow(dir, || spry_image::image::Image::create(dir, src))
+    let image = open_or_borrow(dir, || spry_image::image::Image::create(dir, src))?;
+    note_relocation(&image);
+    Ok(image)
 }
 
 /// Prints a library error and gives the exit status it deserves.

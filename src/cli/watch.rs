@@ -25,7 +25,8 @@ pub struct WatchArgs {
 }
 
 pub fn run(image_dir: Option<&Path>, args: &WatchArgs) -> Status {
-    let src = match super::source_tree(args.src.as_deref()) {
+    let named = args.src.clone().or_else(|| super::default_tree(image_dir));
+    let src = match super::source_tree(named.as_deref()) {
         Ok(src) => src,
         Err(status) => return status,
     };
@@ -45,6 +46,7 @@ pub fn run(image_dir: Option<&Path>, args: &WatchArgs) -> Status {
         }
         Err(e) => return report_error(&e),
     };
+    super::note_relocation(&image);
     // Ctrl-C and SIGTERM from now on: one that comes while the watcher starts (its first
     // build) stops it as soon as it has started.
     let stopper: Arc<OnceLock<Stopper>> = Arc::new(OnceLock::new());

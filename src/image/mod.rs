@@ -32,6 +32,38 @@ use lock::Lock;
 
 /// The name of the image directory at the root of a source tree.
 pub const IMAGE_DIR: &str = ".spry-image";
+
+/// The tree an image directory named [`IMAGE_DIR`] serves: the directory it sits in.
+fn home_tree(dir: &Path) -> Option<PathBuf> {
+    if dir.file_name()? != IMAGE_DIR {
+        return None;
+    }
+    std::fs::canonicalize(dir)
+        .ok()?
+        .parent()
+        .map(Path::to_path_buf)
+}
+
+/// An image named [`IMAGE_DIR`] serves the directory it sits in: making one in another tree
+/// than `source_root` would make a later command write into the wrong tree.
+fn refuse_foreign_home(dir: &Path, source_root: &Path) -> Result<()> {
+    if dir.file_name().is_none_or(|name| name != IMAGE_DIR) {
+        return Ok(());
+    }
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let tree = std::fs::canonicalize(source_root).with_path(source_root)?;
+    if std::fs::canonicalize(parent).is_ok_and(|parent| parent == tree) {
+        return Ok(());
+    }
+    Err(Error::Invalid(format!(
+        "{} would serve the tree it sits in, not {}: an image named {IMAGE_DIR} belongs to its own directory; give the image another name to keep it outside the tree",
+        dir.display(),
+        source_root.display()
+    )))
+}
 const FORMAT_FILE: &str = "FORMAT";
 const DB_DIR: &str = "db";
 const META_IMAGE: &[u8] = b"image";
@@ -54,6 +86,12 @@ const META_GENERATION: &[u8] = b"generation";
 pub struct Image {
     dir: PathBuf,
     record: ImageRecord,
+    /// The tree the image serves: the directory it sits in (`DIR/.spry-image` serves `DIR`),
+    /// or the recorded tree of an image kept elsewhere.
+    root: PathBuf,
+    /// The tree the image had recorded, when it now sits in another one (a copied, moved or
+    /// re-cloned tree).
+    relocated_from: Option<PathBuf>,
     store: Box<dyn Store>,
     _lock: Lock,
 }
@@ -74,6 +112,7 @@ impl Image {
     /// Another process holds the image ([`Error::Locked`]), the image is of a newer format
     /// ([`Error::NewerFormat`]), or the directory cannot be made or read.
     pub fn create(dir: &Path, source_root: &Path) -> Result<Image> {
+        refuse_foreign_home(dir, source_root)?;
         std::fs::create_dir_all(dir).with_path(dir)?;
         let format_path = dir.join(FORMAT_FILE);
         // An empty format file is a creation that was interrupted before it was written.
@@ -99,6 +138,7 @@ impl Image {
             };
             image.write_record(&record)?;
             image.record = record;
+            image.root = root;
         }
         Ok(image)
     }
@@ -152,12 +192,41 @@ impl Image {
             });
         }
         discard_interrupted_first_load(&store)?;
-        Ok(Image {
+        let mut image = Image {
             dir: dir.to_path_buf(),
+            root: PathBuf::from(&record.source_root),
             record,
+            relocated_from: None,
             store: Box::new(store),
             _lock: lock,
-        })
+        };
+        image.settle_home()?;
+        Ok(image)
+    }
+
+    /// An image in `DIR/.spry-image` serves `DIR`, wherever it was made: a tree copied,
+    /// moved or cloned anew takes its image along, and the recorded path (the old tree, which
+    /// may still exist) is never written to again. The new home is recorded, so the move is
+    /// noticed once.
+    fn settle_home(&mut self) -> Result<()> {
+        let Some(home) = home_tree(&self.dir) else {
+            return Ok(());
+        };
+        self.root = home.clone();
+        if self.record.source_root.is_empty() {
+            return Ok(());
+        }
+        let recorded = PathBuf::from(&self.record.source_root);
+        let same = recorded == home
+            || std::fs::canonicalize(&recorded).is_ok_and(|recorded| recorded == home);
+        if !same {
+            let mut record = self.record.clone();
+            record.source_root = home.to_string_lossy().into_owned();
+            self.write_record(&record)?;
+            self.record = record;
+            self.relocated_from = Some(recorded);
+        }
+        Ok(())
     }
 
     /// Finds the image for `start` as git finds `.git`: `start/.spry-image`, then upward.
@@ -188,9 +257,23 @@ impl Image {
         &self.record
     }
 
-    /// The source tree the image mirrors.
+    /// The source tree the image mirrors: the directory it sits in for an image named
+    /// [`IMAGE_DIR`], else the tree recorded when it was made.
     pub fn source_root(&self) -> PathBuf {
-        PathBuf::from(&self.record.source_root)
+        self.root.clone()
+    }
+
+    /// The tree this image had recorded before it was found in another one (its tree was
+    /// copied, moved or cloned anew), the first time it is opened there. The image now serves
+    /// the tree it sits in ([`source_root`](Self::source_root)).
+    pub fn relocated_from(&self) -> Option<&Path> {
+        self.relocated_from.as_deref()
+    }
+
+    /// Whether the image sits in the tree it serves (`DIR/.spry-image` for `DIR`), rather
+    /// than being kept elsewhere with `--image`.
+    pub fn is_in_tree(&self) -> bool {
+        home_tree(&self.dir).is_some()
     }
 
     /// Sets the part of the tree the image holds (globs; empty: all).

@@ -26,19 +26,17 @@ pub(crate) fn set_mtime(path: &Path, secs: u64) {
         .unwrap_or_else(|e| panic!("cannot set the time of {}: {e}", path.display()));
 }
 
-/// Copies the tree at `from` into `to` (created), every file stamped with `base_time()`.
+/// Copies the source tree at `from` into `to` (created), every file stamped with
+/// `base_time()`: only what git would track, never an image (a copied image would still serve
+/// its old tree), so a test never reaches back into the checkout.
 pub(crate) fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-            set_mtime(&target, 0);
-        }
+    for relative in crate::util::tracked_files(from) {
+        let target = to.join(&relative);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(from.join(&relative), &target).unwrap();
+        set_mtime(&target, 0);
     }
+    std::fs::create_dir_all(to).unwrap();
 }
 
 /// A fresh directory holding a copy of `spry-src`.

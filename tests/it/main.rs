@@ -6,6 +6,7 @@ mod util;
 
 mod crash;
 mod export;
+mod first_contact;
 mod history;
 mod hostile;
 mod image_build;

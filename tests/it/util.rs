@@ -43,24 +43,40 @@ pub fn runnable_by_anyone(program: &Path) -> (tempfile::TempDir, PathBuf) {
     (dir, copy)
 }
 
-/// Every file under `dir` (recursively) whose name ends with `.{ext}`, sorted.
+/// Every file under `dir` (recursively) whose name ends with `.{ext}`, sorted, among those a
+/// checkout would track ([`tracked_files`]).
 pub fn files_with_extension(dir: &Path, ext: &str) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(dir) = todo.pop() {
-        let entries = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
-        for entry in entries {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                todo.push(path);
-            } else if path.extension() == Some(OsStr::new(ext)) {
-                found.push(path);
-            }
+    tracked_files(dir)
+        .into_iter()
+        .filter(|path| path.extension() == Some(OsStr::new(ext)))
+        .map(|path| dir.join(path))
+        .collect()
+}
+
+/// The files under `dir` that a checkout would track, relative to it, sorted: what
+/// `.gitignore` files (in `dir`, below it, and in the checkout above it) ignore is left out,
+/// and so are image directories and `.git`, whether or not `dir` is in a git checkout.
+pub fn tracked_files(dir: &Path) -> Vec<PathBuf> {
+    let walk = ignore::WalkBuilder::new(dir)
+        .hidden(false)
+        .git_ignore(true)
+        .git_global(false)
+        .git_exclude(false)
+        .require_git(false)
+        .filter_entry(|entry| {
+            let name = entry.file_name();
+            name != ".spry-image" && name != ".git"
+        })
+        .build();
+    let mut files = Vec::new();
+    for entry in walk {
+        let entry = entry.unwrap_or_else(|e| panic!("cannot walk {}: {e}", dir.display()));
+        if entry.file_type().is_some_and(|t| t.is_file()) {
+            files.push(entry.path().strip_prefix(dir).unwrap().to_path_buf());
         }
     }
-    found.sort();
-    found
+    files.sort();
+    files
 }
 
 /// A fresh temporary directory for one test, removed when dropped.
