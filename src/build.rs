@@ -6,18 +6,17 @@
 //! moment it was last read). A file that does not parse leaves its module as it was.
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
-use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::Path;
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
 use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::image::{Conflict, Hash, Image, ModuleChange, Origin, PathRecord, PreparedUnit};
+pub use crate::source::{DEFAULT_MAX_FILE_SIZE, FailureKind, FileFailure, PartFilter, WalkedFile};
+use crate::source::{Unit, now_ns, read_unit, stamp_matches};
 use crate::store::{Table, try_visit};
-use crate::syntax::{SourceUnit, SyntaxError};
-pub use crate::walk::{WalkedFile, narrow, relative, walk, walk_paths};
+pub use crate::walk::{narrow, relative, walk, walk_paths};
 
 /// How to build.
 #[derive(Clone, Debug, Default)]
@@ -38,10 +37,6 @@ pub struct BuildOptions {
     pub max_file_size: Option<u64>,
 }
 
-/// The default largest file a build reads: 64 MiB (the biggest file of a large real tree is
-/// well under 1 MiB). A file this large is far more likely a mistake than source.
-pub const DEFAULT_MAX_FILE_SIZE: u64 = 64 << 20;
-
 /// Told how far a build has come (the command line shows a bar; the library shows nothing).
 pub trait Progress: Sync {
     /// `total` files will be read.
@@ -56,21 +51,6 @@ pub struct NoProgress;
 impl Progress for NoProgress {
     fn start(&self, _total: u64) {}
     fn advance(&self, _n: u64) {}
-}
-
-/// A file the build could not take.
-#[derive(Clone, Debug, Serialize)]
-pub struct FileFailure {
-    /// Path relative to the root.
-    pub path: String,
-    /// The text read (empty when it could not be read).
-    #[serde(skip)]
-    pub text: Vec<u8>,
-    /// Syntax errors (empty for an I/O failure or a module claimed twice).
-    #[serde(skip)]
-    pub errors: Vec<SyntaxError>,
-    /// A sentence for failures that are not syntax errors.
-    pub message: Option<String>,
 }
 
 /// A module that moved to another file.
@@ -360,14 +340,14 @@ pub fn build(
                     .unwrap_or_else(|| paths[0].clone())
             };
             for loser in paths.iter().filter(|p| **p != winner) {
-                report.failed.push(FileFailure {
-                path: loser.clone(),
-                text: Vec::new(),
-                errors: Vec::new(),
-                message: Some(format!(
-                    "module `{name}` is defined in both `{winner}` and `{loser}`; `{winner}` keeps it"
-                )),
-            });
+                report.failed.push(FileFailure::new(
+                    loser,
+                    FailureKind::ClaimedTwice {
+                        module: name.clone(),
+                        holder: winner.clone(),
+                        path: loser.clone(),
+                    },
+                ));
                 units.remove(loser);
                 keep_paths.remove(loser);
             }
@@ -513,61 +493,6 @@ fn stamp_of(image: &Image, path: &str) -> Result<Option<PathRecord>> {
 /// From this many new texts on, a build writes them on a second thread.
 const BACKGROUND_TEXTS_MIN: usize = 4096;
 
-/// The part of a tree an image holds.
-#[derive(Clone, Debug)]
-pub struct PartFilter {
-    globs: Option<GlobSet>,
-}
-
-impl PartFilter {
-    /// A filter for `part` (globs over relative paths; empty: everything).
-    ///
-    /// # Errors
-    /// [`Error::Invalid`] for a glob that does not parse.
-    pub fn new(part: &[String]) -> Result<PartFilter> {
-        if part.is_empty() {
-            return Ok(PartFilter { globs: None });
-        }
-        let mut builder = GlobSetBuilder::new();
-        for glob in part {
-            builder.add(glob_of(glob)?);
-        }
-        let globs = builder
-            .build()
-            .map_err(|e| Error::Invalid(format!("--only: {e}")))?;
-        Ok(PartFilter { globs: Some(globs) })
-    }
-
-    /// Whether the relative path lies in the part.
-    pub fn contains(&self, path: &str) -> bool {
-        self.globs.as_ref().is_none_or(|g| g.is_match(path))
-    }
-}
-
-/// A glob as git reads one: `*` stays within a directory, `**` crosses them.
-fn glob_of(glob: &str) -> Result<Glob> {
-    globset::GlobBuilder::new(glob)
-        .literal_separator(true)
-        .build()
-        .map_err(|e| Error::Invalid(format!("--only `{glob}`: {e}")))
-}
-
-fn now_ns() -> i128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i128)
-}
-
-/// File systems keep times at a granularity of up to two seconds: a file modified that close to
-/// when it was stamped may change again without its time changing.
-const RACY_NS: i128 = 2_000_000_000;
-
-pub(crate) fn stamp_matches(stamp: &PathRecord, file: &WalkedFile) -> bool {
-    stamp.size == file.size
-        && stamp.mtime_ns == file.mtime_ns
-        && file.mtime_ns < stamp.stamped_ns - RACY_NS
-}
-
 enum Outcome {
     /// Same bytes as last time: only the stamp is new.
     Same(PathRecord),
@@ -583,96 +508,41 @@ fn read_file(
     known: Option<&PathRecord>,
     max_file_size: u64,
 ) -> Outcome {
-    let full: PathBuf = root.join(&file.path);
     let stamped_ns = now_ns();
-    let failed = |message: String| {
-        Outcome::Failed(FileFailure {
-            path: file.path.clone(),
-            text: Vec::new(),
-            errors: Vec::new(),
-            message: Some(message),
-        })
-    };
     // The size the walk saw decides first: a file over the limit is not even opened.
     if file.size > max_file_size {
-        return failed(too_large(file.size, max_file_size));
+        return Outcome::Failed(FileFailure::new(
+            &file.path,
+            FailureKind::TooLarge {
+                size: file.size,
+                limit: max_file_size,
+            },
+        ));
     }
-    let text = match read_source(&full, max_file_size) {
-        Ok(Source::Text(text)) => text,
-        Ok(Source::TooLarge(size)) => return failed(too_large(size, max_file_size)),
-        Ok(Source::NotAFile) => return failed("not a regular file".to_string()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Outcome::Vanished,
-        Err(e) => return failed(format!("cannot read: {e}")),
-    };
-    let hash = Hash::of(&text);
-    let size = text.len() as u64;
-    let stamp = |module: &str| PathRecord {
+    let stamp = |module: &str, size: u64, hash: Hash| PathRecord {
         module: module.to_string(),
         size,
         mtime_ns: file.mtime_ns,
         hash,
         stamped_ns,
     };
-    if let Some(known) = known
-        && known.hash == hash
-    {
-        return Outcome::Same(stamp(&known.module));
-    }
     let script_name = file.path.strip_suffix(".spry").unwrap_or(&file.path);
-    match SourceUnit::parse(text, script_name) {
-        Ok(unit) => {
-            let record = stamp(unit.name());
+    match read_unit(
+        root,
+        &file.path,
+        script_name,
+        max_file_size,
+        known.map(|k| k.hash),
+    ) {
+        Unit::Gone => Outcome::Vanished,
+        Unit::Failed(failure) => Outcome::Failed(failure),
+        Unit::Same { size } => match known {
+            Some(known) => Outcome::Same(stamp(&known.module, size, known.hash)),
+            None => Outcome::Vanished, // `Same` only answers a known hash
+        },
+        Unit::Parsed { unit, hash } => {
+            let record = stamp(unit.name(), unit.text().len() as u64, hash);
             Outcome::Parsed(PreparedUnit::new(&unit), record)
         }
-        Err(e) => Outcome::Failed(FileFailure {
-            path: file.path.clone(),
-            text: e.text,
-            errors: e.errors,
-            message: None,
-        }),
     }
-}
-
-fn too_large(size: u64, limit: u64) -> String {
-    format!(
-        "not read: {size} bytes is more than the limit of {limit} bytes; raise it with `spry-image build --max-file-size BYTES`"
-    )
-}
-
-/// What [`read_source`] found.
-pub(crate) enum Source {
-    /// The file's bytes.
-    Text(Vec<u8>),
-    /// More bytes than the limit (at least this many): not read to the end.
-    TooLarge(u64),
-    /// Not a regular file (a FIFO, a device, a directory put there since the walk).
-    NotAFile,
-}
-
-/// Reads the regular file at `full`, at most `limit` bytes: never blocks on a FIFO put where
-/// a file was (it is opened without waiting for a writer) and never holds more than the limit
-/// in memory, even if the file grows while it is read.
-pub(crate) fn read_source(full: &Path, limit: u64) -> std::io::Result<Source> {
-    use std::io::Read;
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
-    }
-    let file = options.open(full)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Ok(Source::NotAFile);
-    }
-    if meta.len() > limit {
-        return Ok(Source::TooLarge(meta.len()));
-    }
-    let mut text = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    file.take(limit.saturating_add(1)).read_to_end(&mut text)?;
-    if text.len() as u64 > limit {
-        return Ok(Source::TooLarge(text.len() as u64));
-    }
-    Ok(Source::Text(text))
 }

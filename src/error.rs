@@ -74,6 +74,15 @@ pub enum Error {
     /// The storage engine failed.
     #[error("storage: {0}")]
     Store(String),
+    /// A glob of a part (`--only`) that does not parse.
+    #[error("--only{}: {source}", glob.as_ref().map(|g| format!(" `{g}`")).unwrap_or_default())]
+    Glob {
+        /// The glob (`None` when the set of them failed as a whole).
+        glob: Option<String>,
+        /// What globset said.
+        #[source]
+        source: globset::Error,
+    },
     /// A request that cannot be carried out as asked.
     #[error("{0}")]
     Invalid(String),

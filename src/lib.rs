@@ -17,6 +17,7 @@ pub mod diagnostic;
 mod error;
 pub mod export;
 pub mod image;
+mod source;
 pub mod status;
 pub mod store;
 pub mod syntax;

@@ -9,26 +9,15 @@
 use std::ffi::OsStr;
 use std::fs::{DirEntry, FileType};
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
 
 use ignore::Match;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use rayon::prelude::*;
 
-use crate::build::{FileFailure, PartFilter};
 use crate::error::{Error, Result};
 use crate::image::IMAGE_DIR;
-
-/// A `.spry` file found by the walk.
-#[derive(Clone, Debug)]
-pub struct WalkedFile {
-    /// Relative to the root, `/`-separated.
-    pub path: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// Modification time, nanoseconds since the epoch.
-    pub mtime_ns: i128,
-}
+pub use crate::source::WalkedFile;
+use crate::source::{FailureKind, FileFailure, PartFilter, mtime_ns};
 
 /// The `.spry` files of the tree at `root` within `filter`, sorted by path: skipping what
 /// `.gitignore` ignores (in a git checkout or not), hidden files and directories, the image
@@ -129,13 +118,16 @@ struct Found {
 }
 
 impl Found {
-    fn fail(&mut self, path: String, message: String) {
-        self.failures.push(FileFailure {
-            path,
-            text: Vec::new(),
-            errors: Vec::new(),
-            message: Some(message),
-        });
+    fn fail(&mut self, path: String, kind: FailureKind) {
+        self.failures.push(FileFailure::new(path, kind));
+    }
+
+    fn unreadable(&mut self, path: String, error: std::io::Error) {
+        self.failures.push(FileFailure::unreadable(path, error));
+    }
+
+    fn bad_gitignore(&mut self, path: String, error: ignore::Error) {
+        self.fail(path, FailureKind::Ignore(std::sync::Arc::new(error)));
     }
 
     fn merge(mut self, mut other: Found) -> Found {
@@ -177,7 +169,7 @@ impl Walk<'_> {
             Ok(entries) => entries,
             // Gone since its parent was read: nothing of it is in the tree.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !rel_is_root(&rel) => return,
-            Err(e) => return found.fail(shown(&rel, &dir), format!("cannot read: {e}")),
+            Err(e) => return found.unreadable(shown(&rel, &dir), e),
         };
         let mut listed: Vec<(DirEntry, FileType)> = Vec::new();
         let mut has_gitignore = false;
@@ -185,7 +177,7 @@ impl Walk<'_> {
             let entry = match entry {
                 Ok(entry) => entry,
                 Err(e) => {
-                    found.fail(shown(&rel, &dir), format!("cannot read: {e}"));
+                    found.unreadable(shown(&rel, &dir), e);
                     continue;
                 }
             };
@@ -200,7 +192,7 @@ impl Walk<'_> {
                 Ok(t) => t,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => {
-                    found.fail(shown(&child(&rel, &name), &entry.path()), e.to_string());
+                    found.unreadable(shown(&child(&rel, &name), &entry.path()), e);
                     continue;
                 }
             };
@@ -236,7 +228,7 @@ impl Walk<'_> {
             let Some(rel) = rel else {
                 found.fail(
                     path.to_string_lossy().into_owned(),
-                    "the file name is not UTF-8".to_string(),
+                    FailureKind::NameNotUtf8,
                 );
                 continue;
             };
@@ -252,7 +244,7 @@ impl Walk<'_> {
                 }),
                 // Gone between the directory read and the stat: it is not in the tree.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => found.fail(rel, e.to_string()),
+                Err(e) => found.unreadable(rel, e),
             }
         }
         match subdirs.len() {
@@ -300,7 +292,7 @@ impl Walk<'_> {
                 };
                 let (gitignore, error) = read_gitignore(&dir, &at);
                 if let Some(error) = error {
-                    found.fail(shown, error.to_string());
+                    found.bad_gitignore(shown, error);
                 }
                 chain.push(gitignore);
             }
@@ -310,7 +302,7 @@ impl Walk<'_> {
                 Ok(meta) => meta,
                 // Not there: nothing of it is in the tree.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-                Err(e) => return found.fail(parts[..=depth].join("/"), e.to_string()),
+                Err(e) => return found.unreadable(parts[..=depth].join("/"), e),
             };
             let file_type = meta.file_type();
             if !is_last {
@@ -368,7 +360,7 @@ impl Walk<'_> {
         };
         let (gitignore, error) = read_gitignore(dir, &path);
         if let Some(error) = error {
-            found.fail(shown, error.to_string());
+            found.bad_gitignore(shown, error);
         }
         gitignore
     }
@@ -420,7 +412,7 @@ fn rules_above(root: &Path) -> (Option<(PathBuf, Vec<Gitignore>)>, Found) {
         }
         let (gitignore, error) = read_gitignore(dir, &path);
         if let Some(error) = error {
-            found.fail(path.to_string_lossy().into_owned(), error.to_string());
+            found.bad_gitignore(path.to_string_lossy().into_owned(), error);
         }
         if !gitignore.is_empty() {
             above.push(gitignore);
@@ -472,11 +464,4 @@ fn child(rel: &Option<String>, name: &OsStr) -> Option<String> {
 
 fn is_spry(name: &OsStr) -> bool {
     Path::new(name).extension().is_some_and(|e| e == "spry")
-}
-
-fn mtime_ns(meta: &std::fs::Metadata) -> i128 {
-    meta.modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos() as i128)
 }
