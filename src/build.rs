@@ -174,7 +174,7 @@ pub fn build(
         lap("walk");
         let known = stamps
             .join()
-            .unwrap_or_else(|_| Err(Error::Store("reading the file stamps failed".to_string())));
+            .unwrap_or_else(|p| Err(Error::panicked("reading the file stamps", &*p)));
         (files, known)
     });
     let (files, mut known) = (files?, known?);
@@ -399,7 +399,7 @@ pub fn build(
         if let Some(loading) = loading {
             loading
                 .join()
-                .map_err(|_| Error::Store("writing texts failed".to_string()))??;
+                .map_err(|p| Error::panicked("writing texts", &*p))??;
         }
         lap("texts written");
         report.generation = tx.commit(true)?;

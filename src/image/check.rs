@@ -207,7 +207,7 @@ impl Image {
             for def in &module.definitions {
                 digest_field(&mut digest, def.as_bytes());
                 let record = self.definition(&name, def)?.ok_or_else(|| {
-                    crate::Error::Corrupt(format!("`{name}::{def}` has no record"))
+                    crate::Error::corrupt(format!("`{name}::{def}` has no record"))
                 })?;
                 digest_field(&mut digest, &record.hash.0);
             }

@@ -198,7 +198,7 @@ impl<'a> Transaction<'a> {
         self.get(Table::Modules, name.as_bytes())?
             .map(|b| {
                 serde_json::from_slice(&b)
-                    .map_err(|e| Error::Corrupt(format!("module record `{name}`: {e}")))
+                    .map_err(|e| Error::corrupt_by(format!("module record `{name}`"), e))
             })
             .transpose()
     }
@@ -221,7 +221,7 @@ impl<'a> Transaction<'a> {
     pub fn sync(&self, module: &str) -> Result<SyncRecord> {
         match self.get(Table::Sync, module.as_bytes())? {
             Some(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| Error::Corrupt(format!("sync record `{module}`: {e}"))),
+                .map_err(|e| Error::corrupt_by(format!("sync record `{module}`"), e)),
             None => Ok(SyncRecord::default()),
         }
     }
@@ -233,7 +233,7 @@ impl<'a> Transaction<'a> {
             }
             return Ok(());
         }
-        let bytes = serde_json::to_vec(record).map_err(|e| Error::Store(e.to_string()))?;
+        let bytes = serde_json::to_vec(record).map_err(Error::store)?;
         self.put(Table::Sync, module.as_bytes().to_vec(), bytes);
         Ok(())
     }
@@ -255,7 +255,7 @@ impl<'a> Transaction<'a> {
             .ok_or_else(|| Error::NoModule(module.to_string()))?;
         let gaps = self.gaps(&record)?;
         if gaps.len() != record.definitions.len() + 1 {
-            return Err(Error::Corrupt(format!(
+            return Err(Error::corrupt(format!(
                 "module `{module}`: its layout does not fit its definitions"
             )));
         }
@@ -265,7 +265,7 @@ impl<'a> Transaction<'a> {
             if let Some(name) = record.definitions.get(i) {
                 let def = self
                     .definition(module, name)?
-                    .ok_or_else(|| Error::Corrupt(format!("`{module}::{name}` has no record")))?;
+                    .ok_or_else(|| Error::corrupt(format!("`{module}::{name}` has no record")))?;
                 out.extend_from_slice(&self.text(&def.hash)?);
             }
         }
@@ -275,7 +275,7 @@ impl<'a> Transaction<'a> {
     pub(crate) fn text(&self, hash: &Hash) -> Result<Vec<u8>> {
         match self.get(Table::Blobs, &hash.0)? {
             Some(stored) => super::blob::decompress(&stored),
-            None => Err(Error::Corrupt(format!(
+            None => Err(Error::corrupt(format!(
                 "text {} is missing",
                 hash.short(12)
             ))),
@@ -298,7 +298,7 @@ impl<'a> Transaction<'a> {
     }
 
     fn write_module(&mut self, name: &str, record: &ModuleRecord) -> Result<()> {
-        let bytes = serde_json::to_vec(record).map_err(|e| Error::Store(e.to_string()))?;
+        let bytes = serde_json::to_vec(record).map_err(Error::store)?;
         self.put(Table::Modules, name.as_bytes().to_vec(), bytes);
         Ok(())
     }
@@ -1203,7 +1203,7 @@ impl<'a> Transaction<'a> {
                 origin: self.origin,
                 modules: std::mem::take(&mut self.log),
             };
-            let bytes = serde_json::to_vec(&entry).map_err(|e| Error::Store(e.to_string()))?;
+            let bytes = serde_json::to_vec(&entry).map_err(Error::store)?;
             self.put(Table::Log, self.generation.to_be_bytes().to_vec(), bytes);
             // The generations file sides were kept under: logged too, as the file's.
             for (generation, module) in std::mem::take(&mut self.kept) {
@@ -1213,7 +1213,7 @@ impl<'a> Transaction<'a> {
                     origin: Origin::File,
                     modules: vec![module],
                 };
-                let bytes = serde_json::to_vec(&kept).map_err(|e| Error::Store(e.to_string()))?;
+                let bytes = serde_json::to_vec(&kept).map_err(Error::store)?;
                 self.put(Table::Log, generation.to_be_bytes().to_vec(), bytes);
             }
             self.put(

@@ -359,16 +359,16 @@ impl Watcher {
         let outcome = match self.worker.take() {
             Some(worker) => worker
                 .join()
-                .unwrap_or_else(|_| Err(Error::Store("the watch worker panicked".into()))),
+                .unwrap_or_else(|p| Err(Error::panicked("the watch worker", &*p))),
             None => Ok(()),
         };
         outcome?;
         let image = Arc::clone(&self.image);
         drop(self);
         match Arc::try_unwrap(image)
-            .map_err(|_| Error::Store("the image is still in use".into()))?
+            .map_err(|_| Error::Internal("the image is still in use".into()))?
             .into_inner()
-            .map_err(|_| Error::Store("the watch worker panicked".into()))?
+            .map_err(|_| Error::panicked("the watch worker", &()))?
         {
             Slot::Held(image) => Ok(image),
             lent => Err(lent_error(&lent)),
@@ -397,7 +397,7 @@ impl Drop for Watcher {
 fn lock(image: &Mutex<Slot>) -> Result<MutexGuard<'_, Slot>> {
     image
         .lock()
-        .map_err(|_| Error::Store("the watch worker panicked".into()))
+        .map_err(|_| Error::panicked("the watch worker", &()))
 }
 
 /// The image is not here: lent to another process.
@@ -408,7 +408,7 @@ fn lent_error(slot: &Slot) -> Error {
             pid: *pid,
             command: command.clone(),
         },
-        Slot::Held(_) => Error::Store("the image is here".into()),
+        Slot::Held(_) => Error::Internal("the image is here, not lent".into()),
     }
 }
 
