@@ -318,7 +318,7 @@ pub fn build(
             )?;
         }
 
-        let mut tx = image.begin(Origin::File);
+        let mut tx = image.begin(Origin::File)?;
         // Only names read anew or claimed twice need a decision; in name order, so that the
         // log lists modules in a stable order.
         let mut names: Vec<&String> = claims
@@ -402,7 +402,7 @@ pub fn build(
                 .map_err(|p| Error::panicked("writing texts", &*p))??;
         }
         lap("texts written");
-        report.generation = tx.commit(true)?;
+        report.generation = tx.commit()?;
         lap("commit");
         Ok(())
     })?;

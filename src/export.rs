@@ -94,9 +94,9 @@ impl ExportReport {
 /// std::fs::write(dir.path().join("a.spry"), "{\n  _meta = {name = 'A}\n  x = 1\n}\n")?;
 /// let mut image = Image::create(&dir.path().join(".spry-image"), dir.path())?;
 /// build::build(&mut image, dir.path(), &Default::default(), &build::NoProgress)?;
-/// let mut tx = image.begin(Origin::Live);
+/// let mut tx = image.begin(Origin::Live)?;
 /// tx.put_definition("A", "x", b"x = 2")?;
-/// tx.commit(true)?;
+/// tx.commit()?;
 /// let report = export::export(&image, &Default::default())?;
 /// assert_eq!(report.written.len(), 1);
 /// assert_eq!(std::fs::read(dir.path().join("a.spry"))?, b"{\n  _meta = {name = 'A}\n  x = 2\n}\n");
@@ -243,13 +243,13 @@ fn export_to_source(image: &Image, root: &Path, only: &[String]) -> Result<Expor
     }
     if !to_merge.is_empty() {
         // The file's changes join the image's own: a merge.
-        let mut tx = image.begin(Origin::Merge);
+        let mut tx = image.begin(Origin::Merge)?;
         for (name, path, unit, stamp) in to_merge {
             tx.put_unit(PreparedUnit::new(&unit), &path)?;
             tx.put_path(&path, &stamp);
             report.merged.push(name);
         }
-        tx.commit(true)?;
+        tx.commit()?;
     }
 
     let mut jobs = Vec::new();
@@ -286,7 +286,7 @@ fn export_to_source(image: &Image, root: &Path, only: &[String]) -> Result<Expor
     }
 
     let outcomes = write_all(root, jobs);
-    let mut tx = image.begin(Origin::Export);
+    let mut tx = image.begin(Origin::Export)?;
     for (name, full, text) in in_place {
         // Already there (a crash after writing, or both sides made the same change).
         tx.mark_exported(&name, &stamp_of(&full, &name, &text)?)?;
@@ -309,7 +309,7 @@ fn export_to_source(image: &Image, root: &Path, only: &[String]) -> Result<Expor
             }),
         }
     }
-    report.generation = tx.commit(true)?;
+    report.generation = tx.commit()?;
     report.written.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(report)
 }

@@ -47,6 +47,12 @@ impl Table {
         Table::Sync,
     ];
 
+    /// The table's place in [`Table::ALL`] (its declaration order: the test
+    /// `tables_are_listed_in_declaration_order` pins it).
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
     fn name(self) -> &'static str {
         match self {
             Table::Meta => "meta",
@@ -196,7 +202,7 @@ impl FjallStore {
 
     fn keyspace(&self, table: Table) -> &SingleWriterTxKeyspace {
         // Every table is opened in `open`, in `Table::ALL` order.
-        &self.tables[Table::ALL.iter().position(|t| *t == table).unwrap_or(0)].1
+        &self.tables[table.index()].1
     }
 }
 
@@ -319,5 +325,17 @@ impl Store for FjallStore {
                 .map_err(Error::store)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_are_listed_in_declaration_order() {
+        for (i, table) in Table::ALL.into_iter().enumerate() {
+            assert_eq!(table.index(), i, "{table:?}");
+        }
     }
 }

@@ -76,10 +76,10 @@ const META_GENERATION: &[u8] = b"generation";
 /// use spry_image::image::{Image, Origin};
 /// let dir = tempfile::tempdir()?;
 /// let image = Image::create(&dir.path().join(".spry-image"), dir.path())?;
-/// let mut tx = image.begin(Origin::Live);
+/// let mut tx = image.begin(Origin::Live)?;
 /// tx.create_module("Greeting", "greeting.spry")?;
 /// tx.put_definition("Greeting", "hello", b"hello = func [\"hi\"]")?;
-/// tx.commit(true)?;
+/// tx.commit()?;
 /// assert_eq!(image.definition_text("Greeting", "hello")?, b"hello = func [\"hi\"]");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -307,13 +307,19 @@ impl Image {
     /// The generation of the last commit (0 for an empty image).
     ///
     /// # Errors
-    /// Storage failures.
+    /// Storage failures; [`Error::Corrupt`] when the stored value is not 8 bytes.
     pub fn generation(&self) -> Result<u64> {
-        Ok(self
-            .store
-            .get(Table::Meta, META_GENERATION)?
-            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
-            .map_or(0, u64::from_be_bytes))
+        match self.store.get(Table::Meta, META_GENERATION)? {
+            None => Ok(0),
+            Some(bytes) => <[u8; 8]>::try_from(bytes.as_slice())
+                .map(u64::from_be_bytes)
+                .map_err(|_| {
+                    Error::corrupt(format!(
+                        "the generation record is {} bytes, not 8",
+                        bytes.len()
+                    ))
+                }),
+        }
     }
 
     /// Every module, by name.
@@ -519,16 +525,16 @@ impl Image {
     /// [`Error::Invalid`] when the definition is not in conflict; storage failures.
     pub fn resolve(&self, module: &str, name: &str, take_file: bool) -> Result<Option<u64>> {
         if take_file {
-            let mut tx = self.begin(Origin::Resolve);
+            let mut tx = self.begin(Origin::Resolve)?;
             tx.resolve_take_file(module, name)?;
-            return tx.commit(true);
+            return tx.commit();
         }
-        let mut tx = self.begin(Origin::File);
+        let mut tx = self.begin(Origin::File)?;
         let image_side = tx.resolve_record_file(module, name)?;
-        tx.commit(true)?;
-        let mut tx = self.begin(Origin::Resolve);
+        tx.commit()?;
+        let mut tx = self.begin(Origin::Resolve)?;
         tx.resolve_take_image(module, name, image_side)?;
-        tx.commit(true)
+        tx.commit()
     }
 
     /// What was last read from (or written to) file `path`, by key.
@@ -635,7 +641,10 @@ impl Image {
     }
 
     /// Starts a transaction: changes staged in it commit together or not at all.
-    pub fn begin(&self, origin: Origin) -> Transaction<'_> {
+    ///
+    /// # Errors
+    /// Storage failures; [`Error::Corrupt`] when the stored generation is damaged.
+    pub fn begin(&self, origin: Origin) -> Result<Transaction<'_>> {
         Transaction::new(self, origin)
     }
 

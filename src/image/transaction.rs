@@ -143,21 +143,30 @@ enum Merged {
 const BULK_MIN_WRITES: usize = 10_000;
 
 fn slot(table: Table) -> usize {
-    Table::ALL.iter().position(|t| *t == table).unwrap_or(0)
+    table.index()
 }
 
 impl<'a> Transaction<'a> {
-    pub(crate) fn new(image: &'a Image, origin: Origin) -> Transaction<'a> {
-        Transaction {
+    /// A transaction on `image`, to commit as the generation after its last.
+    ///
+    /// # Errors
+    /// Storage failures; [`Error::Corrupt`] when the stored generation is damaged or the last
+    /// one there can be.
+    pub(crate) fn new(image: &'a Image, origin: Origin) -> Result<Transaction<'a>> {
+        let generation = image
+            .generation()?
+            .checked_add(1)
+            .ok_or_else(|| Error::corrupt("the generation is at its largest value"))?;
+        Ok(Transaction {
             image,
             origin,
-            generation: image.generation().unwrap_or(0) + 1,
+            generation,
             overlay: vec![HashMap::default(); Table::ALL.len()],
             blobs: HashSet::default(),
             log: Vec::new(),
             kept: Vec::new(),
             conflicts: Vec::new(),
-        }
+        })
     }
 
     /// The generation this transaction commits as.
@@ -1181,13 +1190,27 @@ impl<'a> Transaction<'a> {
         self.delete(Table::Paths, path.as_bytes().to_vec());
     }
 
-    /// Commits everything staged, atomically; with `durable`, returns only once it would
-    /// survive a power cut. Returns the new generation, or `None` when no module changed (file
-    /// stamps alone are still saved, and texts of conflicts).
+    /// Commits everything staged, atomically, and returns only once it would survive a power
+    /// cut. Returns the new generation, or `None` when no module changed (file stamps alone
+    /// are still saved, and texts of conflicts).
     ///
     /// # Errors
     /// Storage failures; then nothing was committed.
-    pub fn commit(mut self, durable: bool) -> Result<Option<u64>> {
+    pub fn commit(self) -> Result<Option<u64>> {
+        self.commit_with(true)
+    }
+
+    /// As [`commit`](Self::commit), but returns once the change has reached the operating
+    /// system's buffers: a crash of the process loses nothing, a power cut may lose the commit
+    /// (whole: never half of it).
+    ///
+    /// # Errors
+    /// Storage failures; then nothing was committed.
+    pub fn commit_buffered(self) -> Result<Option<u64>> {
+        self.commit_with(false)
+    }
+
+    fn commit_with(mut self, durable: bool) -> Result<Option<u64>> {
         let generation = if self.log.is_empty() {
             // No module changed: keep stamps, texts and agreements, but write no log entry.
             for table in [Table::Modules, Table::History, Table::Log, Table::Meta] {

@@ -908,9 +908,9 @@ fn a_borrowed_image_returns_with_what_changed_meanwhile() {
         // This process borrows it (a second handle on the lock is refused even here).
         let borrowed = spry_image::watch::open_or_borrow(&dir, || Image::open(&dir)).unwrap();
         assert!(borrowed.is_borrowed());
-        let mut tx = borrowed.begin(spry_image::image::Origin::Live);
+        let mut tx = borrowed.begin(spry_image::image::Origin::Live).unwrap();
         tx.put_definition("A", "x", b"x = 2").unwrap();
-        tx.commit(true).unwrap();
+        tx.commit().unwrap();
         // Edits on disk while the image is lent queue up.
         s.dir.create("b.spry", module("B", "y = 1"));
     }
