@@ -161,45 +161,9 @@ type Job = (PathBuf, Option<String>);
 impl Walk<'_> {
     /// Walks the directory `dir` (`rel` relative to the root) and everything below it.
     fn dir(&self, dir: PathBuf, rel: Option<String>, up: Option<&Rules>, found: &mut Found) {
-        let shown = |rel: &Option<String>, path: &Path| match rel {
-            Some(rel) if !rel.is_empty() => rel.clone(),
-            _ => path.to_string_lossy().into_owned(),
+        let Some((listed, has_gitignore)) = self.list(&dir, &rel, found) else {
+            return;
         };
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            // Gone since its parent was read: nothing of it is in the tree.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !rel_is_root(&rel) => return,
-            Err(e) => return found.unreadable(shown(&rel, &dir), e),
-        };
-        let mut listed: Vec<(DirEntry, FileType)> = Vec::new();
-        let mut has_gitignore = false;
-        for entry in entries {
-            let entry = match entry {
-                Ok(entry) => entry,
-                Err(e) => {
-                    found.unreadable(shown(&rel, &dir), e);
-                    continue;
-                }
-            };
-            let name = entry.file_name();
-            if name == ".gitignore" {
-                has_gitignore = true;
-            }
-            if name.as_encoded_bytes().first() == Some(&b'.') {
-                continue; // hidden (the image directory among them)
-            }
-            let file_type = match entry.file_type() {
-                Ok(t) => t,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    found.unreadable(shown(&child(&rel, &name), &entry.path()), e);
-                    continue;
-                }
-            };
-            if file_type.is_dir() || (file_type.is_file() && is_spry(&name)) {
-                listed.push((entry, file_type));
-            }
-        }
         let own;
         let rules = if has_gitignore {
             own = Rules {
@@ -225,28 +189,91 @@ impl Walk<'_> {
                 }
                 continue;
             }
-            let Some(rel) = rel else {
-                found.fail(
-                    path.to_string_lossy().into_owned(),
-                    FailureKind::NameNotUtf8,
-                );
-                continue;
-            };
-            if !self.filter.contains(&rel) {
-                continue;
+            self.file(&entry, path, rel, found);
+        }
+        self.subdirs(subdirs, rules, found);
+    }
+
+    /// The entries of `dir` that may count (directories and `.spry` files, not hidden), and
+    /// whether it has a `.gitignore`; `None` when it is gone or cannot be read (a failure).
+    fn list(
+        &self,
+        dir: &Path,
+        rel: &Option<String>,
+        found: &mut Found,
+    ) -> Option<(Vec<(DirEntry, FileType)>, bool)> {
+        let shown = |rel: &Option<String>, path: &Path| match rel {
+            Some(rel) if !rel.is_empty() => rel.clone(),
+            _ => path.to_string_lossy().into_owned(),
+        };
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            // Gone since its parent was read: nothing of it is in the tree.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !rel_is_root(rel) => return None,
+            Err(e) => {
+                found.unreadable(shown(rel, dir), e);
+                return None;
             }
-            // `DirEntry::metadata` does not follow links (an `lstat` beside the entry).
-            match entry.metadata() {
-                Ok(meta) => found.files.push(WalkedFile {
-                    path: rel,
-                    size: meta.len(),
-                    mtime_ns: mtime_ns(&meta),
-                }),
-                // Gone between the directory read and the stat: it is not in the tree.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => found.unreadable(rel, e),
+        };
+        let mut listed: Vec<(DirEntry, FileType)> = Vec::new();
+        let mut has_gitignore = false;
+        for entry in entries {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    found.unreadable(shown(rel, dir), e);
+                    continue;
+                }
+            };
+            let name = entry.file_name();
+            if name == ".gitignore" {
+                has_gitignore = true;
+            }
+            if name.as_encoded_bytes().first() == Some(&b'.') {
+                continue; // hidden (the image directory among them)
+            }
+            let file_type = match entry.file_type() {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    found.unreadable(shown(&child(rel, &name), &entry.path()), e);
+                    continue;
+                }
+            };
+            if file_type.is_dir() || (file_type.is_file() && is_spry(&name)) {
+                listed.push((entry, file_type));
             }
         }
+        Some((listed, has_gitignore))
+    }
+
+    /// A `.spry` file the listing found and no rule ignores: in the tree if it is in the part.
+    fn file(&self, entry: &DirEntry, path: PathBuf, rel: Option<String>, found: &mut Found) {
+        let Some(rel) = rel else {
+            found.fail(
+                path.to_string_lossy().into_owned(),
+                FailureKind::NameNotUtf8,
+            );
+            return;
+        };
+        if !self.filter.contains(&rel) {
+            return;
+        }
+        // `DirEntry::metadata` does not follow links (an `lstat` beside the entry).
+        match entry.metadata() {
+            Ok(meta) => found.files.push(WalkedFile {
+                path: rel,
+                size: meta.len(),
+                mtime_ns: mtime_ns(&meta),
+            }),
+            // Gone between the directory read and the stat: it is not in the tree.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => found.unreadable(rel, e),
+        }
+    }
+
+    /// Walks the subdirectories of one directory: in parallel when there are several.
+    fn subdirs(&self, subdirs: Vec<Job>, rules: Option<&Rules>, found: &mut Found) {
         match subdirs.len() {
             0 => {}
             1 => {

@@ -494,6 +494,27 @@ const _: () = {
 };
 
 impl Builder {
+    /// A builder for a text of `len` bytes, expecting about `estimate` tokens.
+    fn new(len: usize, estimate: usize) -> Builder {
+        Builder {
+            kinds: Vec::with_capacity(estimate),
+            composites: Vec::new(),
+            stack: Vec::new(),
+            errors: Vec::new(),
+            exact: false,
+            keyword: Keyword::IDLE,
+            done: 0,
+            memo: Memo::new(len),
+            open_stack: vec![0],
+            depth: 0,
+            opened: 0,
+            plain: Vec::new(),
+            brackets: Vec::new(),
+            opens: Vec::new(),
+            closes: Vec::new(),
+        }
+    }
+
     /// Reads the tokens from the first one without a kind up to `known` (exclusive), whose ends
     /// `starts` holds. `unterminated` is the opening quote of an unterminated string, if any.
     fn tokens(&mut self, text: &[u8], starts: &[u32], known: usize, unterminated: Option<usize>) {
@@ -772,50 +793,15 @@ fn is_bracket(kind: SyntaxKind) -> bool {
 }
 
 fn parse_bytes(text: Vec<u8>) -> Parse {
-    let mut errors = Vec::new();
     if text.len() > MAX_SOURCE_LEN {
-        errors.push(SyntaxError::new(
-            SyntaxErrorKind::TooLarge,
-            0..0,
-            format!(
-                "the file is {} bytes; the parser reads at most {} bytes",
-                text.len(),
-                MAX_SOURCE_LEN
-            ),
-        ));
-        // The tree cannot address the text: keep it as one opaque token-free tree.
-        return Parse {
-            tree: SyntaxTree {
-                text: Vec::new(),
-                kinds: Vec::new(),
-                starts: vec![0],
-                composites: Vec::new(),
-            },
-            errors,
-        };
+        return too_large(&text);
     }
     // The encoding is checked at the end, when the lexer has seen a byte that is not ASCII or is
     // NUL (errors are sorted by position at the end, and no other error covers such a byte).
     let len = text.len();
     let estimate = len / 3 + 16;
     let mut starts: Vec<u32> = Vec::with_capacity(estimate + 1);
-    let mut builder = Builder {
-        kinds: Vec::with_capacity(estimate),
-        composites: Vec::new(),
-        stack: Vec::new(),
-        errors,
-        exact: false,
-        keyword: Keyword::IDLE,
-        done: 0,
-        memo: Memo::new(len),
-        open_stack: vec![0],
-        depth: 0,
-        opened: 0,
-        plain: Vec::new(),
-        brackets: Vec::new(),
-        opens: Vec::new(),
-        closes: Vec::new(),
-    };
+    let mut builder = Builder::new(len, estimate);
 
     let mut pos = 0usize;
     if text.starts_with(BOM) {
@@ -846,16 +832,73 @@ fn parse_bytes(text: Vec<u8>) -> Parse {
     let Builder {
         kinds,
         mut composites,
-        mut stack,
+        stack,
         mut errors,
         ..
     } = builder;
-    let token_count = kinds.len() as u32;
-    // Only the outermost unclosed brackets are reported: a million of them is one mistake
-    // repeated, not a million things for a person to read.
+    close_unclosed(
+        &text,
+        &mut composites,
+        stack,
+        kinds.len() as u32,
+        &mut errors,
+    );
+    errors.sort_by_key(|e| (e.span.start, e.span.end));
+    // Every byte in exactly one token: the starts rise from 0 to the end, one per token.
+    debug_assert!(
+        starts.first() == Some(&0)
+            && starts.last() == Some(&(len as u32))
+            && starts.len() == kinds.len() + 1
+            && starts.windows(2).all(|w| w[0] < w[1]),
+        "tokens do not tile the text"
+    );
+    Parse {
+        tree: SyntaxTree {
+            text,
+            kinds,
+            starts,
+            composites,
+        },
+        errors,
+    }
+}
+
+/// The parse of a text too large for 32-bit offsets: an error, and a tree that holds nothing
+/// (it cannot address the text).
+fn too_large(text: &[u8]) -> Parse {
+    let error = SyntaxError::new(
+        SyntaxErrorKind::TooLarge,
+        0..0,
+        format!(
+            "the file is {} bytes; the parser reads at most {} bytes",
+            text.len(),
+            MAX_SOURCE_LEN
+        ),
+    );
+    Parse {
+        tree: SyntaxTree {
+            text: Vec::new(),
+            kinds: Vec::new(),
+            starts: vec![0],
+            composites: Vec::new(),
+        },
+        errors: vec![error],
+    }
+}
+
+/// Ends the composites still open at the end of the text (`stack`, innermost last) and
+/// reports them. Only the outermost unclosed brackets are reported: a million of them is one
+/// mistake repeated, not a million things for a person to read.
+fn close_unclosed(
+    text: &[u8],
+    composites: &mut [CompositeData],
+    mut stack: Vec<Frame>,
+    token_count: u32,
+    errors: &mut Vec<SyntaxError>,
+) {
     let unreported = stack.len().saturating_sub(MAX_UNCLOSED_REPORTED);
     while let Some(frame) = stack.pop() {
-        finish(&mut composites, &frame, token_count, false);
+        finish(composites, &frame, token_count, false);
         if stack.len() >= MAX_UNCLOSED_REPORTED {
             continue;
         }
@@ -874,16 +917,6 @@ fn parse_bytes(text: Vec<u8>) -> Parse {
                 char::from(frame.close)
             ),
         ));
-    }
-    errors.sort_by_key(|e| (e.span.start, e.span.end));
-    Parse {
-        tree: SyntaxTree {
-            text,
-            kinds,
-            starts,
-            composites,
-        },
-        errors,
     }
 }
 
