@@ -684,3 +684,6 @@ fn read_file(
         }
     }
 }
+
+#[cfg(test)]
+mod fixtures;

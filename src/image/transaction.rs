@@ -1211,6 +1211,11 @@ impl<'a> Transaction<'a> {
     }
 
     fn commit_with(mut self, durable: bool) -> Result<Option<u64>> {
+        // One process owns the image: nothing can have committed since `begin`.
+        debug_assert!(
+            !matches!(self.image.generation(), Ok(stored) if stored >= self.generation),
+            "a commit's generation is above the stored one"
+        );
         let generation = if self.log.is_empty() {
             // No module changed: keep stamps, texts and agreements, but write no log entry.
             for table in [Table::Modules, Table::History, Table::Log, Table::Meta] {
