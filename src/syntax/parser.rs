@@ -1154,11 +1154,10 @@ mod differential {
         data.descendants = count - frame.composite - 1;
     }
 
+    /// `closed`: the closing byte, its offset and its token index.
     fn ref_close_bracket(
         text: &[u8],
-        byte: u8,
-        at: usize,
-        token: u32,
+        (byte, at, token): (u8, usize, u32),
         stack: &mut Vec<RefFrame>,
         composites: &mut [CompositeData],
         errors: &mut Vec<SyntaxError>,
@@ -1232,24 +1231,7 @@ mod differential {
     fn parse_reference(text: Vec<u8>) -> Parse {
         let mut errors = Vec::new();
         if text.len() > MAX_SOURCE_LEN {
-            errors.push(SyntaxError::new(
-                SyntaxErrorKind::TooLarge,
-                0..0,
-                format!(
-                    "the file is {} bytes; the parser reads at most {} bytes",
-                    text.len(),
-                    MAX_SOURCE_LEN
-                ),
-            ));
-            return Parse {
-                tree: SyntaxTree {
-                    text: Vec::new(),
-                    kinds: Vec::new(),
-                    starts: vec![0],
-                    composites: Vec::new(),
-                },
-                errors,
-            };
+            return too_large(&text);
         }
         check_encoding(&text, &mut errors);
 
@@ -1276,30 +1258,12 @@ mod differential {
                     SyntaxKind::Whitespace
                 }
                 Class::Hash => {
-                    pos = match memchr::memchr(b'\n', &text[pos..]) {
-                        Some(i) if i > 1 && text[pos + i - 1] == b'\r' => pos + i - 1,
-                        Some(i) => pos + i,
-                        None => len,
-                    };
+                    pos = ref_comment_end(&text, pos);
                     SyntaxKind::Comment
                 }
                 Class::Plain => {
                     pos += 1 + ref_run(&text[pos + 1..], &REF_PLAIN);
-                    let kind = classify_plain(&text[start..pos]);
-                    match kind {
-                        SyntaxKind::KeywordPart => {
-                            if let (Some(waiting), _) = root_keyword.key(start..pos) {
-                                errors.push(keyword_error(&text, waiting, start..pos));
-                            }
-                        }
-                        SyntaxKind::Malformed => {
-                            errors.push(malformed_word(&text[start..pos], start..pos));
-                        }
-                        _ => {
-                            root_keyword.node();
-                        }
-                    }
-                    kind
+                    ref_plain(&text, start..pos, &mut root_keyword, &mut errors)
                 }
                 Class::Special => {
                     pos += 1 + ref_run(&text[pos + 1..], &REF_SPECIAL);
@@ -1309,11 +1273,7 @@ mod differential {
                 Class::Quote => {
                     pos = ref_scan_string(&text, pos);
                     if pos == usize::MAX {
-                        errors.push(SyntaxError::new(
-                            SyntaxErrorKind::UnterminatedString,
-                            start..start + 1,
-                            "unterminated string: expected a closing `\"` for the string that starts here",
-                        ));
+                        errors.push(unterminated_string(start));
                         pos = len;
                     }
                     root_keyword.node();
@@ -1326,50 +1286,112 @@ mod differential {
                         composite: composites.len() as u32,
                         close: ref_closer_for(byte),
                         open_at: start as u32,
-                        keyword: root_keyword,
+                        keyword: std::mem::replace(&mut root_keyword, KeywordState::Idle),
                     });
-                    root_keyword = KeywordState::Idle;
                     composites.push(CompositeData {
                         open: kinds.len() as u32,
                         end: 0,
                         descendants: 0,
                         closed: false,
                     });
-                    match byte {
-                        b'[' => SyntaxKind::LBracket,
-                        b'(' => SyntaxKind::LParen,
-                        _ => SyntaxKind::LCurly,
-                    }
+                    ref_opener_kind(byte)
                 }
                 Class::Close => {
                     pos += 1;
                     let token = kinds.len() as u32;
-                    if let Some(saved) = ref_close_bracket(
-                        &text,
-                        byte,
-                        start,
-                        token,
-                        &mut stack,
-                        &mut composites,
-                        &mut errors,
-                    ) {
+                    let closed = (byte, start, token);
+                    if let Some(saved) =
+                        ref_close_bracket(&text, closed, &mut stack, &mut composites, &mut errors)
+                    {
                         root_keyword = saved;
                     }
-                    match byte {
-                        b']' => SyntaxKind::RBracket,
-                        b')' => SyntaxKind::RParen,
-                        _ => SyntaxKind::RCurly,
-                    }
+                    ref_closer_kind(byte)
                 }
             };
             kinds.push(kind);
             starts.push(start as u32);
         }
 
-        let token_count = kinds.len() as u32;
+        ref_close_unclosed(
+            &text,
+            &mut composites,
+            stack,
+            kinds.len() as u32,
+            &mut errors,
+        );
+        starts.push(len as u32);
+        errors.sort_by_key(|e| (e.span.start, e.span.end));
+        Parse {
+            tree: SyntaxTree {
+                text,
+                kinds,
+                starts,
+                composites,
+            },
+            errors,
+        }
+    }
+
+    /// A plain token's kind; a keyword part without the argument of the one before it, or a
+    /// malformed word, is an error.
+    fn ref_plain(
+        text: &[u8],
+        span: Range<usize>,
+        keyword: &mut KeywordState,
+        errors: &mut Vec<SyntaxError>,
+    ) -> SyntaxKind {
+        let kind = classify_plain(&text[span.clone()]);
+        match kind {
+            SyntaxKind::KeywordPart => {
+                if let (Some(waiting), _) = keyword.key(span.clone()) {
+                    errors.push(keyword_error(text, waiting, span));
+                }
+            }
+            SyntaxKind::Malformed => errors.push(malformed_word(&text[span.clone()], span)),
+            _ => {
+                keyword.node();
+            }
+        }
+        kind
+    }
+
+    /// Where the comment at `pos` ends: before the line feed, and before a carriage return
+    /// directly in front of it.
+    fn ref_comment_end(text: &[u8], pos: usize) -> usize {
+        match memchr::memchr(b'\n', &text[pos..]) {
+            Some(i) if i > 1 && text[pos + i - 1] == b'\r' => pos + i - 1,
+            Some(i) => pos + i,
+            None => text.len(),
+        }
+    }
+
+    fn ref_closer_kind(byte: u8) -> SyntaxKind {
+        match byte {
+            b']' => SyntaxKind::RBracket,
+            b')' => SyntaxKind::RParen,
+            _ => SyntaxKind::RCurly,
+        }
+    }
+
+    fn ref_opener_kind(byte: u8) -> SyntaxKind {
+        match byte {
+            b'[' => SyntaxKind::LBracket,
+            b'(' => SyntaxKind::LParen,
+            _ => SyntaxKind::LCurly,
+        }
+    }
+
+    /// Ends and reports the composites still open at the end (the outermost ones only).
+    fn ref_close_unclosed(
+        text: &[u8],
+        composites: &mut [CompositeData],
+        mut stack: Vec<RefFrame>,
+        token_count: u32,
+        errors: &mut Vec<SyntaxError>,
+    ) {
         let unreported = stack.len().saturating_sub(MAX_UNCLOSED_REPORTED);
         while let Some(frame) = stack.pop() {
-            ref_finish(&mut composites, &frame, token_count, false);
+            ref_finish(composites, &frame, token_count, false);
             if stack.len() >= MAX_UNCLOSED_REPORTED {
                 continue;
             }
@@ -1388,17 +1410,6 @@ mod differential {
                     char::from(frame.close)
                 ),
             ));
-        }
-        starts.push(len as u32);
-        errors.sort_by_key(|e| (e.span.start, e.span.end));
-        Parse {
-            tree: SyntaxTree {
-                text,
-                kinds,
-                starts,
-                composites,
-            },
-            errors,
         }
     }
 
