@@ -95,6 +95,16 @@ pub enum Error {
         #[source]
         source: globset::Error,
     },
+    /// The file system watch cannot be set up or kept (a limit of the system, most often: the
+    /// message names it and how to raise it).
+    #[error("{message}")]
+    Watch {
+        /// What went wrong, and what to do about it.
+        message: String,
+        /// What notify said.
+        #[source]
+        source: notify::Error,
+    },
     /// A state the library never expects to be in: a bug, said as one.
     #[error("internal error: {0}; please report it")]
     Internal(String),

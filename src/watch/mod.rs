@@ -239,10 +239,10 @@ impl Watcher {
                 };
                 let _ = forward.send(message);
             })
-            .map_err(|e| watch_error(&root, &e))?;
+            .map_err(|e| watch_error(&root, e))?;
         notifier
             .watch(&root, RecursiveMode::Recursive)
-            .map_err(|e| watch_error(&root, &e))?;
+            .map_err(|e| watch_error(&root, e))?;
 
         // What changed while the watch was being set up (or while nobody watched).
         let started = Instant::now();
@@ -414,19 +414,24 @@ fn lent_error(slot: &Slot) -> Error {
 
 /// A notify error while setting up or keeping the watch, as a library error; the inotify
 /// limits get a sentence that names the limit and how to raise it.
-fn watch_error(root: &Path, error: &notify::Error) -> Error {
-    let (limit, message) = describe(error);
-    if limit {
-        return Error::Invalid(message);
-    }
-    match &error.kind {
-        ErrorKind::Io(e) if e.raw_os_error() == Some(EMFILE) => Error::Invalid(format!(
-            "cannot watch {}: too many inotify instances (fs.inotify.max_user_instances); raise \
-             the limit with `sudo sysctl fs.inotify.max_user_instances=1024` (add it to \
-             /etc/sysctl.conf to keep it)",
-            root.display()
-        )),
-        _ => Error::Invalid(format!("cannot watch {}: {message}", root.display())),
+fn watch_error(root: &Path, error: notify::Error) -> Error {
+    let (limit, message) = describe(&error);
+    let message = if limit {
+        message
+    } else {
+        match &error.kind {
+            ErrorKind::Io(e) if e.raw_os_error() == Some(EMFILE) => format!(
+                "cannot watch {}: too many inotify instances (fs.inotify.max_user_instances); \
+                 raise the limit with `sudo sysctl fs.inotify.max_user_instances=1024` (add it \
+                 to /etc/sysctl.conf to keep it)",
+                root.display()
+            ),
+            _ => format!("cannot watch {}: {message}", root.display()),
+        }
+    };
+    Error::Watch {
+        message,
+        source: error,
     }
 }
 
@@ -814,7 +819,7 @@ mod tests {
             "{message}"
         );
         assert!(message.contains("/tree/deep"), "{message}");
-        let error = watch_error(Path::new("/tree"), &error);
+        let error = watch_error(Path::new("/tree"), error);
         assert!(error.to_string().contains("max_user_watches"), "{error}");
     }
 
@@ -877,7 +882,7 @@ mod tests {
     #[test]
     fn the_instance_limit_names_its_sysctl() {
         let io = std::io::Error::from_raw_os_error(EMFILE);
-        let error = watch_error(Path::new("/tree"), &notify::Error::io(io));
+        let error = watch_error(Path::new("/tree"), notify::Error::io(io));
         assert!(
             error.to_string().contains("fs.inotify.max_user_instances"),
             "{error}"
