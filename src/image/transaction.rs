@@ -68,6 +68,30 @@ pub struct PreparedUnit {
 impl PreparedUnit {
     /// Prepares `unit`.
     pub fn new(unit: &SourceUnit) -> PreparedUnit {
+        // The layout is the gaps between the definitions: it relies on their spans being
+        // sorted, disjoint and within the text, and on the pieces giving the text back.
+        debug_assert!(
+            unit.definitions()
+                .windows(2)
+                .all(|w| w[0].span.end <= w[1].span.start)
+                && unit
+                    .definitions()
+                    .last()
+                    .is_none_or(|d| d.span.end <= unit.text().len()),
+            "the definitions of `{}` overlap or lie outside its text",
+            unit.name()
+        );
+        debug_assert!(
+            unit.pieces()
+                .iter()
+                .flat_map(|p| match p {
+                    Piece::Gap(gap) => gap.iter(),
+                    Piece::Definition(_, text) => text.iter(),
+                })
+                .eq(unit.text().iter()),
+            "the pieces of `{}` do not concatenate to its text",
+            unit.name()
+        );
         let mut definitions = Vec::with_capacity(unit.definitions().len());
         let mut gaps = Vec::with_capacity(unit.definitions().len() + 1);
         for piece in unit.pieces() {
