@@ -136,3 +136,50 @@ impl Serialize for FileFailure {
         s.end()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn as_json_a_failure_is_its_path_and_its_sentence() {
+        let large = FileFailure::new("big.spry", FailureKind::TooLarge { size: 9, limit: 4 });
+        let json = serde_json::to_value(&large).unwrap();
+        assert_eq!(json["path"], "big.spry");
+        let message = json["message"].as_str().unwrap();
+        for needle in ["9 bytes", "limit of 4 bytes", "--max-file-size"] {
+            assert!(message.contains(needle), "{message}");
+        }
+        assert_eq!(json.as_object().unwrap().len(), 2);
+
+        let syntax = crate::syntax::SourceUnit::parse(&b"{x = [1}"[..], "x").unwrap_err();
+        let failure = FileFailure::new(
+            "x.spry",
+            FailureKind::Syntax {
+                text: syntax.text,
+                errors: syntax.errors,
+            },
+        );
+        assert!(failure.message().is_none());
+        assert!(!failure.errors().is_empty() && failure.text() == b"{x = [1}");
+        assert!(serde_json::to_value(&failure).unwrap()["message"].is_null());
+    }
+
+    #[test]
+    fn a_module_claimed_twice_names_both_files_and_the_keeper() {
+        let failure = FileFailure::new(
+            "b.spry",
+            FailureKind::ClaimedTwice {
+                module: "A".into(),
+                holder: "a.spry".into(),
+                path: "b.spry".into(),
+            },
+        );
+        assert_eq!(
+            failure.message().unwrap(),
+            "module `A` is defined in both `a.spry` and `b.spry`; `a.spry` keeps it"
+        );
+        let unreadable = FileFailure::unreadable("d", std::io::Error::other("no"));
+        assert_eq!(unreadable.message().unwrap(), "cannot read: no");
+    }
+}
