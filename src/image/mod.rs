@@ -330,10 +330,7 @@ impl Image {
         let mut out = Vec::new();
         try_visit(self.store(), Table::Modules, b"", |k, v| {
             let record = serde_json::from_slice::<ModuleRecord>(v).map_err(|e| {
-                Error::corrupt(format!(
-                    "module record `{}`: {e}",
-                    String::from_utf8_lossy(k)
-                ))
+                Error::corrupt_by(format!("module record `{}`", String::from_utf8_lossy(k)), e)
             })?;
             out.push((String::from_utf8_lossy(k).into_owned(), record));
             Ok(())
@@ -393,8 +390,9 @@ impl Image {
             .store
             .get(Table::Blobs, &hash.0)?
             .ok_or_else(|| Error::corrupt(format!("text {} is missing", hash.short(12))))?;
-        let text = decompress(&stored)
-            .map_err(|_| Error::corrupt(format!("text {} does not decompress", hash.short(12))))?;
+        let text = lz4_flex::decompress_size_prepended(&stored).map_err(|e| {
+            Error::corrupt_by(format!("text {} does not decompress", hash.short(12)), e)
+        })?;
         if Hash::of(&text) != *hash {
             return Err(Error::corrupt(format!(
                 "text {} does not match its hash",
