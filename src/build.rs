@@ -6,18 +6,19 @@
 //! moment it was last read). A file that does not parse leaves its module as it was.
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
-use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::Path;
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
 use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::image::{Conflict, Hash, Image, ModuleChange, Origin, PathRecord, PreparedUnit};
+use crate::image::{
+    Conflict, Hash, Image, ModuleChange, Origin, PathRecord, PreparedUnit, Transaction,
+};
+pub use crate::source::{DEFAULT_MAX_FILE_SIZE, FailureKind, FileFailure, PartFilter, WalkedFile};
+use crate::source::{Unit, now_ns, read_unit, stamp_matches};
 use crate::store::{Table, try_visit};
-use crate::syntax::{SourceUnit, SyntaxError};
-pub use crate::walk::{WalkedFile, narrow, relative, walk, walk_paths};
+pub use crate::walk::{narrow, relative, walk, walk_paths};
 
 /// How to build.
 #[derive(Clone, Debug, Default)]
@@ -38,10 +39,6 @@ pub struct BuildOptions {
     pub max_file_size: Option<u64>,
 }
 
-/// The default largest file a build reads: 64 MiB (the biggest file of a large real tree is
-/// well under 1 MiB). A file this large is far more likely a mistake than source.
-pub const DEFAULT_MAX_FILE_SIZE: u64 = 64 << 20;
-
 /// Told how far a build has come (the command line shows a bar; the library shows nothing).
 pub trait Progress: Sync {
     /// `total` files will be read.
@@ -56,21 +53,6 @@ pub struct NoProgress;
 impl Progress for NoProgress {
     fn start(&self, _total: u64) {}
     fn advance(&self, _n: u64) {}
-}
-
-/// A file the build could not take.
-#[derive(Clone, Debug, Serialize)]
-pub struct FileFailure {
-    /// Path relative to the root.
-    pub path: String,
-    /// The text read (empty when it could not be read).
-    #[serde(skip)]
-    pub text: Vec<u8>,
-    /// Syntax errors (empty for an I/O failure or a module claimed twice).
-    #[serde(skip)]
-    pub errors: Vec<SyntaxError>,
-    /// A sentence for failures that are not syntax errors.
-    pub message: Option<String>,
 }
 
 /// A module that moved to another file.
@@ -142,263 +124,377 @@ pub fn build(
     options: &BuildOptions,
     progress: &dyn Progress,
 ) -> Result<BuildReport> {
-    // The part the image holds afterwards, and the files this build reads. `--only` on an
-    // empty or partial image adds to its part; on a whole image it only narrows this build
-    // (the image stays whole: nothing it holds is frozen outside a part).
-    let whole_and_full = image.record().part.is_empty() && image.generation()? > 0;
-    let (part, scope) = if options.all {
-        (Vec::new(), Vec::new())
-    } else if whole_and_full {
-        (Vec::new(), options.only.clone())
-    } else {
-        let mut part = image.record().part.clone();
-        for glob in &options.only {
-            if !part.contains(glob) {
-                part.push(glob.clone());
-            }
-        }
-        (part.clone(), part)
-    };
-    let filter = PartFilter::new(&scope)?;
-    if part != image.record().part {
-        image.set_part(part.clone())?;
-    }
-    let mut report = BuildReport {
-        part: part.clone(),
-        ..BuildReport::default()
-    };
-
-    let trace = std::env::var_os("SPRY_IMAGE_TRACE").is_some();
-    let t0 = std::time::Instant::now();
-    let lap = |what: &str| {
-        if trace {
-            eprintln!("trace: {what}: {:?}", t0.elapsed());
-        }
-    };
-    // Only these paths (narrowed: no path below another), or the whole tree.
-    let targeted: Option<Vec<String>> = options.paths.as_deref().map(narrow);
-    // The walk and the stamps are independent: read both at once.
-    let (files, known) = std::thread::scope(|scope| {
-        let stamps = scope.spawn(|| {
-            let stamps = match &targeted {
-                None => image.paths(),
-                Some(paths) => stamps_under(image, paths),
-            };
-            lap("stamps");
-            stamps
-        });
-        let files = match &targeted {
-            None => walk(root, &filter, &mut report.failed),
-            Some(paths) => walk_paths(root, &filter, paths, &mut report.failed),
-        };
-        lap("walk");
-        let known = stamps
-            .join()
-            .unwrap_or_else(|_| Err(Error::Store("reading the file stamps failed".to_string())));
-        (files, known)
-    });
-    let (files, mut known) = (files?, known?);
-    // What the walk could not look at (a directory or a file it could not read) is not gone:
-    // the files known there keep their modules, as a file that does not parse does.
-    let unseen: Vec<String> = report.failed.iter().map(|f| f.path.clone()).collect();
-    lap("walk and stamps");
-    report.files = files.len();
-
+    let mut build = Build::scope(image, root, options)?;
+    let mut survey = build.survey(image)?;
     // Decide which files must be read.
     let (to_read, unchanged): (Vec<&WalkedFile>, Vec<&WalkedFile>) =
-        files.iter().partition(|f| match known.get(&f.path) {
-            Some(stamp) => !stamp_matches(stamp, f),
-            None => true,
-        });
-    // Nothing to read, nothing unreadable, and every file known in this build's scope still
-    // there: no module can be read anew, claimed twice or left without its file.
-    if to_read.is_empty()
-        && report.failed.is_empty()
-        && known.keys().filter(|p| filter.contains(p)).count() == files.len()
-    {
-        let modules: HashSet<&str> = unchanged
+        survey
+            .files
             .iter()
-            .filter_map(|f| known.get(&f.path).map(|s| s.module.as_str()))
-            .collect();
-        report.unchanged = modules.len();
-        lap("nothing changed");
-        return Ok(report);
+            .partition(|f| match survey.known.get(&f.path) {
+                Some(stamp) => !stamp_matches(stamp, f),
+                None => true,
+            });
+    if build.nothing_changed(&survey, &to_read) {
+        build.report.unchanged = unchanged
+            .iter()
+            .filter_map(|f| survey.known.get(&f.path).map(|s| s.module.as_str()))
+            .collect::<HashSet<&str>>()
+            .len();
+        build.trace.lap("nothing changed");
+        return Ok(build.report);
     }
-    let max_file_size = options.max_file_size.unwrap_or(DEFAULT_MAX_FILE_SIZE);
-    progress.start(to_read.len() as u64);
-    let outcomes: Vec<(usize, Outcome)> = to_read
-        .par_iter()
-        .enumerate()
-        .map(|(i, file)| {
-            let outcome = read_file(root, file, known.get(&file.path), max_file_size);
-            progress.advance(1);
-            (i, outcome)
-        })
-        .collect();
-    report.read = outcomes.len();
-    lap("read+parse");
-    let mut outcomes = outcomes;
-    // Many new texts: write them into the store on another thread while this one works out
-    // the records. They are content-addressed, so they are harmless if the build stops before
-    // its commit (texts nothing refers to).
-    let new_texts: usize = outcomes
-        .iter()
-        .map(|(_, o)| match o {
-            Outcome::Parsed(unit, _) => unit.text_count(),
-            _ => 0,
-        })
-        .sum();
-    let texts: Vec<(Hash, Vec<u8>)> = if new_texts >= BACKGROUND_TEXTS_MIN {
-        outcomes
-            .iter_mut()
-            .flat_map(|(_, o)| match o {
-                Outcome::Parsed(unit, _) => unit.take_texts(),
-                _ => Vec::new(),
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let mut outcomes = build.read_changed(&to_read, &survey.known, progress);
+    let texts = take_texts_if_many(&mut outcomes);
+    let unchanged: Vec<String> = unchanged.into_iter().map(|f| f.path.clone()).collect();
+    let to_read: Vec<String> = to_read.into_iter().map(|f| f.path.clone()).collect();
     let image: &Image = image;
     std::thread::scope(|scope| -> Result<()> {
+        // Many new texts: written into the store on another thread while this one works out
+        // the records. They are content-addressed, so they are harmless if the build stops
+        // before its commit (texts nothing refers to).
         let loading = (!texts.is_empty()).then(|| scope.spawn(move || image.store_texts(texts)));
-
-        // Who claims which module.
-        let mut claims: HashMap<String, Vec<String>> = HashMap::default();
-        let mut units: HashMap<String, (PreparedUnit, PathRecord)> = HashMap::default();
-        let mut stamps: Vec<(String, PathRecord)> = Vec::new();
-        let mut keep_paths: HashSet<String> = HashSet::default();
-        for file in &unchanged {
-            if let Some(stamp) = known.get(&file.path) {
-                claims
-                    .entry(stamp.module.clone())
-                    .or_default()
-                    .push(file.path.clone());
-                keep_paths.insert(file.path.clone());
+        let (mut claims, mut read) = build.claim(&unchanged, &to_read, outcomes, &survey);
+        if build.targeted.is_some() {
+            claim_unlisted(image, root, &mut claims, &read.units, &mut survey.known)?;
+        }
+        let mut tx = image.begin(Origin::File)?;
+        build.pick_holders(&mut tx, &mut claims, &mut read)?;
+        build.trace.lap("stage modules");
+        for (path, stamp) in &read.stamps {
+            if claims.holds(path) {
+                tx.put_path(path, stamp);
             }
         }
-        for (i, outcome) in outcomes {
-            let path = to_read[i].path.clone();
+        build.stage_removals(&mut tx, &survey.known, &claims)?;
+        build.summarize(&tx, &claims);
+        build.trace.lap("stage removals");
+        if let Some(loading) = loading {
+            loading
+                .join()
+                .map_err(|p| Error::panicked("writing texts", &*p))??;
+        }
+        build.trace.lap("texts written");
+        build.report.generation = tx.commit()?;
+        build.trace.lap("commit");
+        Ok(())
+    })?;
+    let mut report = build.report;
+    report.added.sort();
+    report.changed.sort();
+    report.removed.sort();
+    report.failed.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(report)
+}
+
+/// One build's state, moved through its stages (each a method, named as its trace label).
+struct Build<'a> {
+    root: &'a Path,
+    options: &'a BuildOptions,
+    /// The part of the tree this build reads.
+    filter: PartFilter,
+    /// Only these paths (narrowed: no path below another), or the whole tree.
+    targeted: Option<Vec<String>>,
+    report: BuildReport,
+    trace: Trace,
+}
+
+/// What the walk and the stamps found.
+struct Survey {
+    /// The files of the tree (or of the listed paths) within the scope.
+    files: Vec<WalkedFile>,
+    /// The stamps the image holds for them (and for files that are gone).
+    known: Stamps,
+    /// What the walk could not look at (a directory or a file it could not read): not gone.
+    unseen: Vec<String>,
+}
+
+/// The files read anew, and the stamps of files whose bytes had not changed.
+#[derive(Default)]
+struct Read {
+    units: HashMap<String, (PreparedUnit, PathRecord)>,
+    stamps: Vec<(String, PathRecord)>,
+}
+
+/// Which files claim which module, and which files keep their stamps.
+#[derive(Default)]
+struct Claims {
+    by_module: HashMap<String, Vec<String>>,
+    kept: HashSet<String>,
+}
+
+impl Claims {
+    /// `path` holds `module` (as far as this build can tell).
+    fn claim(&mut self, module: &str, path: &str) {
+        let first = self.kept.insert(path.to_string());
+        debug_assert!(first, "`{path}` claims a module twice");
+        self.by_module
+            .entry(module.to_string())
+            .or_default()
+            .push(path.to_string());
+    }
+
+    /// `path` lost its claim to another file: its stamp is not kept.
+    fn disown(&mut self, path: &str) {
+        self.kept.remove(path);
+    }
+
+    /// Whether `path` keeps its stamp.
+    fn holds(&self, path: &str) -> bool {
+        self.kept.contains(path)
+    }
+
+    /// Whether some file claims `module`.
+    fn claimed(&self, module: &str) -> bool {
+        self.by_module.contains_key(module)
+    }
+}
+
+/// `SPRY_IMAGE_TRACE`: the time each stage ends, on standard error.
+struct Trace {
+    on: bool,
+    t0: std::time::Instant,
+}
+
+impl Trace {
+    fn lap(&self, what: &str) {
+        if self.on {
+            eprintln!("trace: {what}: {:?}", self.t0.elapsed());
+        }
+    }
+}
+
+impl<'a> Build<'a> {
+    /// The part the image holds afterwards, and the files this build reads. `--only` on an
+    /// empty or partial image adds to its part; on a whole image it only narrows this build
+    /// (the image stays whole: nothing it holds is frozen outside a part).
+    fn scope(image: &mut Image, root: &'a Path, options: &'a BuildOptions) -> Result<Build<'a>> {
+        let whole_and_full = image.record().part.is_empty() && image.generation()? > 0;
+        let (part, scope) = if options.all {
+            (Vec::new(), Vec::new())
+        } else if whole_and_full {
+            (Vec::new(), options.only.clone())
+        } else {
+            let mut part = image.record().part.clone();
+            for glob in &options.only {
+                if !part.contains(glob) {
+                    part.push(glob.clone());
+                }
+            }
+            (part.clone(), part)
+        };
+        let filter = PartFilter::new(&scope)?;
+        if part != image.record().part {
+            image.set_part(part.clone())?;
+        }
+        Ok(Build {
+            root,
+            options,
+            filter,
+            targeted: options.paths.as_deref().map(narrow),
+            report: BuildReport {
+                part,
+                ..BuildReport::default()
+            },
+            trace: Trace {
+                on: std::env::var_os("SPRY_IMAGE_TRACE").is_some(),
+                t0: std::time::Instant::now(),
+            },
+        })
+    }
+
+    /// The walk and the stamps, read at once (they are independent).
+    fn survey(&mut self, image: &Image) -> Result<Survey> {
+        let (root, filter, targeted, trace) =
+            (self.root, &self.filter, &self.targeted, &self.trace);
+        let failed = &mut self.report.failed;
+        let (files, known) = std::thread::scope(|scope| {
+            let stamps = scope.spawn(|| {
+                let stamps = match targeted {
+                    None => image.paths(),
+                    Some(paths) => stamps_under(image, paths),
+                };
+                trace.lap("stamps");
+                stamps
+            });
+            let files = match targeted {
+                None => walk(root, filter, failed),
+                Some(paths) => walk_paths(root, filter, paths, failed),
+            };
+            trace.lap("walk");
+            let known = stamps
+                .join()
+                .unwrap_or_else(|p| Err(Error::panicked("reading the file stamps", &*p)));
+            (files, known)
+        });
+        let (files, known) = (files?, known?);
+        // The files known there keep their modules, as a file that does not parse does.
+        let unseen = self.report.failed.iter().map(|f| f.path.clone()).collect();
+        self.trace.lap("walk and stamps");
+        self.report.files = files.len();
+        Ok(Survey {
+            files,
+            known,
+            unseen,
+        })
+    }
+
+    /// Nothing to read, nothing unreadable, and every file known in this build's scope still
+    /// there: no module can be read anew, claimed twice or left without its file.
+    fn nothing_changed(&self, survey: &Survey, to_read: &[&WalkedFile]) -> bool {
+        to_read.is_empty()
+            && self.report.failed.is_empty()
+            && survey
+                .known
+                .keys()
+                .filter(|p| self.filter.contains(p))
+                .count()
+                == survey.files.len()
+    }
+
+    /// Reads, parses and prepares the files whose stamps changed, in parallel.
+    fn read_changed(
+        &mut self,
+        to_read: &[&WalkedFile],
+        known: &Stamps,
+        progress: &dyn Progress,
+    ) -> Vec<Outcome> {
+        let max_file_size = self.options.max_file_size.unwrap_or(DEFAULT_MAX_FILE_SIZE);
+        progress.start(to_read.len() as u64);
+        let root = self.root;
+        let outcomes: Vec<Outcome> = to_read
+            .par_iter()
+            .map(|file| {
+                let outcome = read_file(root, file, known.get(&file.path), max_file_size);
+                progress.advance(1);
+                outcome
+            })
+            .collect();
+        self.report.read = outcomes.len();
+        self.trace.lap("read+parse");
+        outcomes
+    }
+
+    /// Who claims which module: files unchanged, read anew, failed (they keep their module),
+    /// and known files below what the walk could not look at.
+    fn claim(
+        &mut self,
+        unchanged: &[String],
+        to_read: &[String],
+        outcomes: Vec<Outcome>,
+        survey: &Survey,
+    ) -> (Claims, Read) {
+        let mut claims = Claims::default();
+        let mut read = Read::default();
+        for path in unchanged {
+            if let Some(stamp) = survey.known.get(path) {
+                claims.claim(&stamp.module, path);
+            }
+        }
+        for (path, outcome) in to_read.iter().zip(outcomes) {
             match outcome {
                 Outcome::Same(stamp) => {
-                    claims
-                        .entry(stamp.module.clone())
-                        .or_default()
-                        .push(path.clone());
-                    keep_paths.insert(path.clone());
-                    stamps.push((path, stamp));
+                    claims.claim(&stamp.module, path);
+                    read.stamps.push((path.clone(), stamp));
                 }
                 Outcome::Parsed(unit, stamp) => {
-                    claims
-                        .entry(unit.name().to_string())
-                        .or_default()
-                        .push(path.clone());
-                    keep_paths.insert(path.clone());
-                    units.insert(path, (unit, stamp));
+                    claims.claim(unit.name(), path);
+                    read.units.insert(path.clone(), (unit, stamp));
                 }
                 Outcome::Failed(failure) => {
                     // The module keeps its last good version: the file still claims it.
-                    if let Some(stamp) = known.get(&path) {
-                        claims
-                            .entry(stamp.module.clone())
-                            .or_default()
-                            .push(path.clone());
-                        keep_paths.insert(path.clone());
+                    if let Some(stamp) = survey.known.get(path) {
+                        claims.claim(&stamp.module, path);
                     }
-                    report.failed.push(failure);
+                    self.report.failed.push(failure);
                 }
                 Outcome::Vanished => {}
             }
         }
-        if !unseen.is_empty() {
-            for (path, stamp) in &known {
-                let below = |dir: &String| {
-                    path == dir
-                        || path
-                            .strip_prefix(dir.as_str())
-                            .is_some_and(|rest| rest.starts_with('/'))
-                };
-                if !keep_paths.contains(path) && unseen.iter().any(below) {
-                    claims
-                        .entry(stamp.module.clone())
-                        .or_default()
-                        .push(path.clone());
-                    keep_paths.insert(path.clone());
-                }
+        for (path, stamp) in &survey.known {
+            if !claims.holds(path) && survey.unseen.iter().any(|dir| is_at_or_below(path, dir)) {
+                claims.claim(&stamp.module, path);
             }
         }
-        if targeted.is_some() {
-            claim_unlisted(
-                image,
-                root,
-                &mut claims,
-                &units,
-                &mut known,
-                &mut keep_paths,
-            )?;
-        }
+        (claims, read)
+    }
 
-        let mut tx = image.begin(Origin::File);
-        // Only names read anew or claimed twice need a decision; in name order, so that the
-        // log lists modules in a stable order.
-        let mut names: Vec<&String> = claims
+    /// Stages each module read anew or claimed twice from the one file that holds it: the
+    /// only claimant, or the file the image already has it from, or the first by path.
+    fn pick_holders(
+        &mut self,
+        tx: &mut Transaction<'_>,
+        claims: &mut Claims,
+        read: &mut Read,
+    ) -> Result<()> {
+        // In name order, so that the log lists modules in a stable order.
+        let mut names: Vec<String> = claims
+            .by_module
             .iter()
-            .filter(|(_, paths)| paths.len() > 1 || paths.iter().any(|p| units.contains_key(p)))
-            .map(|(name, _)| name)
+            .filter(|(_, paths)| {
+                paths.len() > 1 || paths.iter().any(|p| read.units.contains_key(p))
+            })
+            .map(|(name, _)| name.clone())
             .collect();
         names.sort();
         for name in names {
-            let mut paths = claims[name].clone();
+            let mut paths = claims.by_module[&name].clone();
             paths.sort();
-            let winner = if paths.len() == 1 {
-                paths[0].clone()
-            } else {
-                // Claimed twice: the file the image already has it from keeps it.
-                let holder = tx.module(name)?.map(|m| m.path);
-                holder
-                    .filter(|h| paths.contains(h))
-                    .unwrap_or_else(|| paths[0].clone())
-            };
-            for loser in paths.iter().filter(|p| **p != winner) {
-                report.failed.push(FileFailure {
-                path: loser.clone(),
-                text: Vec::new(),
-                errors: Vec::new(),
-                message: Some(format!(
-                    "module `{name}` is defined in both `{winner}` and `{loser}`; `{winner}` keeps it"
-                )),
-            });
-                units.remove(loser);
-                keep_paths.remove(loser);
+            let holder = pick_holder(tx, &name, &paths)?;
+            for loser in paths.iter().filter(|p| **p != holder) {
+                self.report.failed.push(FileFailure::new(
+                    loser,
+                    FailureKind::ClaimedTwice {
+                        module: name.clone(),
+                        holder: holder.clone(),
+                        path: loser.clone(),
+                    },
+                ));
+                read.units.remove(loser);
+                claims.disown(loser);
             }
-            if let Some((unit, stamp)) = units.remove(&winner) {
-                tx.put_unit(unit, &winner)?;
-                tx.put_path(&winner, &stamp);
+            if let Some((unit, stamp)) = read.units.remove(&holder) {
+                tx.put_unit(unit, &holder)?;
+                tx.put_path(&holder, &stamp);
             }
         }
-        lap("stage modules");
-        for (path, stamp) in &stamps {
-            if keep_paths.contains(path) {
-                tx.put_path(path, stamp);
-            }
-        }
-        // Modules whose files left the tree (within the part) leave the image. Only modules read
-        // from files can leave this way: one made in the image and not yet exported has no file.
-        // A file still in the tree that now holds another module gives up its old one too.
-        for (path, stamp) in &known {
-            if !filter.contains(path) {
+        debug_assert!(
+            read.units.is_empty(),
+            "every unit read has one holder, staged or refused"
+        );
+        Ok(())
+    }
+
+    /// Modules whose files left the tree (within the part) leave the image. Only modules read
+    /// from files can leave this way: one made in the image and not yet exported has no file.
+    /// A file still in the tree that now holds another module gives up its old one too.
+    fn stage_removals(
+        &self,
+        tx: &mut Transaction<'_>,
+        known: &Stamps,
+        claims: &Claims,
+    ) -> Result<()> {
+        for (path, stamp) in known {
+            if !self.filter.contains(path) {
                 continue;
             }
-            if !keep_paths.contains(path) {
+            if !claims.holds(path) {
                 tx.remove_path(path);
             }
-            if !claims.contains_key(&stamp.module) {
-                let holder = tx.module(&stamp.module)?.map(|m| m.path);
-                if holder.as_deref() == Some(path.as_str()) {
-                    tx.remove_module(&stamp.module)?;
-                }
+            if claims.claimed(&stamp.module) {
+                continue;
+            }
+            let holder = tx.module(&stamp.module)?.map(|m| m.path);
+            if holder.as_deref() == Some(path.as_str()) {
+                tx.remove_module(&stamp.module)?;
             }
         }
+        Ok(())
+    }
+
+    /// The report of what the transaction changed.
+    fn summarize(&mut self, tx: &Transaction<'_>, claims: &Claims) {
+        let report = &mut self.report;
         for change in tx.changes() {
             match change.change {
                 ModuleChange::Added => report.added.push(change.module.clone()),
@@ -414,23 +510,50 @@ pub fn build(
         }
         report.conflicts = tx.conflicts().to_vec();
         let touched = report.added.len() + report.changed.len() + report.moved.len();
-        report.unchanged = claims.len().saturating_sub(touched);
-        lap("stage removals");
-        if let Some(loading) = loading {
-            loading
-                .join()
-                .map_err(|_| Error::Store("writing texts failed".to_string()))??;
-        }
-        lap("texts written");
-        report.generation = tx.commit(true)?;
-        lap("commit");
-        Ok(())
-    })?;
-    report.added.sort();
-    report.changed.sort();
-    report.removed.sort();
-    report.failed.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(report)
+        report.unchanged = claims.by_module.len().saturating_sub(touched);
+    }
+}
+
+/// The file that keeps a module `paths` (sorted) claim: the only one; or, claimed twice, the
+/// file the image already has it from; or the first.
+fn pick_holder(tx: &Transaction<'_>, name: &str, paths: &[String]) -> Result<String> {
+    if let [only] = paths {
+        return Ok(only.clone());
+    }
+    let holder = tx.module(name)?.map(|m| m.path);
+    Ok(holder
+        .filter(|h| paths.contains(h))
+        .unwrap_or_else(|| paths[0].clone()))
+}
+
+/// Whether `path` is `dir` or lies below it.
+fn is_at_or_below(path: &str, dir: &str) -> bool {
+    path == dir
+        || path
+            .strip_prefix(dir)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// Takes the texts of the units read out of them when there are many, for a second thread to
+/// write (from [`BACKGROUND_TEXTS_MIN`] on); else nothing.
+fn take_texts_if_many(outcomes: &mut [Outcome]) -> Vec<(Hash, Vec<u8>)> {
+    let new_texts: usize = outcomes
+        .iter()
+        .map(|o| match o {
+            Outcome::Parsed(unit, _) => unit.text_count(),
+            _ => 0,
+        })
+        .sum();
+    if new_texts < BACKGROUND_TEXTS_MIN {
+        return Vec::new();
+    }
+    outcomes
+        .iter_mut()
+        .flat_map(|o| match o {
+            Outcome::Parsed(unit, _) => unit.take_texts(),
+            _ => Vec::new(),
+        })
+        .collect()
 }
 
 /// A targeted build sees only the files it lists. A module read anew from one of them may be
@@ -439,10 +562,9 @@ pub fn build(
 fn claim_unlisted(
     image: &Image,
     root: &Path,
-    claims: &mut HashMap<String, Vec<String>>,
+    claims: &mut Claims,
     units: &HashMap<String, (PreparedUnit, PathRecord)>,
     known: &mut Stamps,
-    keep_paths: &mut HashSet<String>,
 ) -> Result<()> {
     let mut read: Vec<&str> = units.values().map(|(u, _)| u.name()).collect();
     read.sort();
@@ -451,7 +573,7 @@ fn claim_unlisted(
         let Some(holder) = image.module(name)?.map(|m| m.path) else {
             continue;
         };
-        let claimed = claims.get(name);
+        let claimed = claims.by_module.get(name);
         if claimed.is_some_and(|c| c.contains(&holder)) || known.contains_key(&holder) {
             continue; // the build sees the holder itself
         }
@@ -463,11 +585,7 @@ fn claim_unlisted(
             continue;
         }
         if std::fs::symlink_metadata(root.join(&holder)).is_ok() {
-            claims
-                .entry(name.to_string())
-                .or_default()
-                .push(holder.clone());
-            keep_paths.insert(holder);
+            claims.claim(name, &holder);
         } else {
             known.insert(holder, stamp);
         }
@@ -513,61 +631,6 @@ fn stamp_of(image: &Image, path: &str) -> Result<Option<PathRecord>> {
 /// From this many new texts on, a build writes them on a second thread.
 const BACKGROUND_TEXTS_MIN: usize = 4096;
 
-/// The part of a tree an image holds.
-#[derive(Clone, Debug)]
-pub struct PartFilter {
-    globs: Option<GlobSet>,
-}
-
-impl PartFilter {
-    /// A filter for `part` (globs over relative paths; empty: everything).
-    ///
-    /// # Errors
-    /// [`Error::Invalid`] for a glob that does not parse.
-    pub fn new(part: &[String]) -> Result<PartFilter> {
-        if part.is_empty() {
-            return Ok(PartFilter { globs: None });
-        }
-        let mut builder = GlobSetBuilder::new();
-        for glob in part {
-            builder.add(glob_of(glob)?);
-        }
-        let globs = builder
-            .build()
-            .map_err(|e| Error::Invalid(format!("--only: {e}")))?;
-        Ok(PartFilter { globs: Some(globs) })
-    }
-
-    /// Whether the relative path lies in the part.
-    pub fn contains(&self, path: &str) -> bool {
-        self.globs.as_ref().is_none_or(|g| g.is_match(path))
-    }
-}
-
-/// A glob as git reads one: `*` stays within a directory, `**` crosses them.
-fn glob_of(glob: &str) -> Result<Glob> {
-    globset::GlobBuilder::new(glob)
-        .literal_separator(true)
-        .build()
-        .map_err(|e| Error::Invalid(format!("--only `{glob}`: {e}")))
-}
-
-fn now_ns() -> i128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i128)
-}
-
-/// File systems keep times at a granularity of up to two seconds: a file modified that close to
-/// when it was stamped may change again without its time changing.
-const RACY_NS: i128 = 2_000_000_000;
-
-pub(crate) fn stamp_matches(stamp: &PathRecord, file: &WalkedFile) -> bool {
-    stamp.size == file.size
-        && stamp.mtime_ns == file.mtime_ns
-        && file.mtime_ns < stamp.stamped_ns - RACY_NS
-}
-
 enum Outcome {
     /// Same bytes as last time: only the stamp is new.
     Same(PathRecord),
@@ -583,96 +646,44 @@ fn read_file(
     known: Option<&PathRecord>,
     max_file_size: u64,
 ) -> Outcome {
-    let full: PathBuf = root.join(&file.path);
     let stamped_ns = now_ns();
-    let failed = |message: String| {
-        Outcome::Failed(FileFailure {
-            path: file.path.clone(),
-            text: Vec::new(),
-            errors: Vec::new(),
-            message: Some(message),
-        })
-    };
     // The size the walk saw decides first: a file over the limit is not even opened.
     if file.size > max_file_size {
-        return failed(too_large(file.size, max_file_size));
+        return Outcome::Failed(FileFailure::new(
+            &file.path,
+            FailureKind::TooLarge {
+                size: file.size,
+                limit: max_file_size,
+            },
+        ));
     }
-    let text = match read_source(&full, max_file_size) {
-        Ok(Source::Text(text)) => text,
-        Ok(Source::TooLarge(size)) => return failed(too_large(size, max_file_size)),
-        Ok(Source::NotAFile) => return failed("not a regular file".to_string()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Outcome::Vanished,
-        Err(e) => return failed(format!("cannot read: {e}")),
-    };
-    let hash = Hash::of(&text);
-    let size = text.len() as u64;
-    let stamp = |module: &str| PathRecord {
+    let stamp = |module: &str, size: u64, hash: Hash| PathRecord {
         module: module.to_string(),
         size,
         mtime_ns: file.mtime_ns,
         hash,
         stamped_ns,
     };
-    if let Some(known) = known
-        && known.hash == hash
-    {
-        return Outcome::Same(stamp(&known.module));
-    }
     let script_name = file.path.strip_suffix(".spry").unwrap_or(&file.path);
-    match SourceUnit::parse(text, script_name) {
-        Ok(unit) => {
-            let record = stamp(unit.name());
+    match read_unit(
+        root,
+        &file.path,
+        script_name,
+        max_file_size,
+        known.map(|k| k.hash),
+    ) {
+        Unit::Gone => Outcome::Vanished,
+        Unit::Failed(failure) => Outcome::Failed(failure),
+        Unit::Same { size } => match known {
+            Some(known) => Outcome::Same(stamp(&known.module, size, known.hash)),
+            None => Outcome::Vanished, // `Same` only answers a known hash
+        },
+        Unit::Parsed { unit, hash } => {
+            let record = stamp(unit.name(), unit.text().len() as u64, hash);
             Outcome::Parsed(PreparedUnit::new(&unit), record)
         }
-        Err(e) => Outcome::Failed(FileFailure {
-            path: file.path.clone(),
-            text: e.text,
-            errors: e.errors,
-            message: None,
-        }),
     }
 }
 
-fn too_large(size: u64, limit: u64) -> String {
-    format!(
-        "not read: {size} bytes is more than the limit of {limit} bytes; raise it with `spry-image build --max-file-size BYTES`"
-    )
-}
-
-/// What [`read_source`] found.
-pub(crate) enum Source {
-    /// The file's bytes.
-    Text(Vec<u8>),
-    /// More bytes than the limit (at least this many): not read to the end.
-    TooLarge(u64),
-    /// Not a regular file (a FIFO, a device, a directory put there since the walk).
-    NotAFile,
-}
-
-/// Reads the regular file at `full`, at most `limit` bytes: never blocks on a FIFO put where
-/// a file was (it is opened without waiting for a writer) and never holds more than the limit
-/// in memory, even if the file grows while it is read.
-pub(crate) fn read_source(full: &Path, limit: u64) -> std::io::Result<Source> {
-    use std::io::Read;
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
-    }
-    let file = options.open(full)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Ok(Source::NotAFile);
-    }
-    if meta.len() > limit {
-        return Ok(Source::TooLarge(meta.len()));
-    }
-    let mut text = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    file.take(limit.saturating_add(1)).read_to_end(&mut text)?;
-    if text.len() as u64 > limit {
-        return Ok(Source::TooLarge(text.len() as u64));
-    }
-    Ok(Source::Text(text))
-}
+#[cfg(test)]
+mod fixtures;

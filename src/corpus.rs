@@ -1694,7 +1694,6 @@ mod tests {
                 }
                 continue;
             }
-            let frame_count = stack.len();
             if is_bracket(c) {
                 match c {
                     b'(' | b'[' | b'{' => stack.push(Frame {
@@ -1703,27 +1702,7 @@ mod tests {
                         expecting: false,
                         in_message: false,
                     }),
-                    _ => {
-                        if frame_count == 1 {
-                            return Err(format!("unopened {} at line {line}", c as char));
-                        }
-                        let frame = stack.pop().ok_or("empty stack")?;
-                        let want = match frame.open {
-                            b'(' => b')',
-                            b'[' => b']',
-                            _ => b'}',
-                        };
-                        if want != c {
-                            return Err(format!(
-                                "{} at line {line} closes {} of line {}",
-                                c as char, frame.open as char, frame.line
-                            ));
-                        }
-                        if frame.expecting {
-                            return Err(format!("keyword without argument before line {line}"));
-                        }
-                        stack.last_mut().ok_or("empty stack")?.node();
-                    }
+                    _ => close(&mut stack, c, line)?,
                 }
                 line_start = false;
                 i += 1;
@@ -1735,18 +1714,7 @@ mod tests {
                         "string without whitespace before it at line {line}"
                     ));
                 }
-                let start = line;
-                i += 1;
-                loop {
-                    match b.get(i) {
-                        None => return Err(format!("unterminated string from line {start}")),
-                        Some(b'\\') => i += 2,
-                        Some(b'"') => break,
-                        Some(b'\n') => return Err(format!("multi-line string at line {start}")),
-                        Some(_) => i += 1,
-                    }
-                }
-                i += 1;
+                i = string_end(b, i, line)?;
                 if let Some(&next) = b.get(i)
                     && !is_space(next)
                     && !is_bracket(next)
@@ -1758,51 +1726,14 @@ mod tests {
                 continue;
             }
             let start = i;
-            if is_special(c) {
-                while i < b.len() && is_special(b[i]) {
-                    i += 1;
-                }
-            } else {
-                while i < b.len()
-                    && !is_space(b[i])
-                    && b[i] != b'#'
-                    && !is_bracket(b[i])
-                    && !is_special(b[i])
-                {
-                    if b[i] == b'"' {
-                        return Err(format!("quote inside a token at line {line}"));
-                    }
-                    i += 1;
-                }
-            }
+            i = token_end(b, i, line)?;
             let token = &text[start..i];
             if matches!(token, "'" | "@" | ":" | ":$" | "$@") {
                 return Err(format!("lone {token} at line {line}"));
             }
             let frame = stack.last_mut().ok_or("empty stack")?;
-            if is_keyword_part(token) {
-                if line_start {
-                    let rest = &text[i..];
-                    let definition = frame.open == b'{' && rest.starts_with(" = ");
-                    if !definition {
-                        return Err(format!("line {line} starts with keyword part {token}"));
-                    }
-                    if frame.in_message {
-                        return Err(format!(
-                            "definition {token} at line {line} extends a keyword message"
-                        ));
-                    }
-                }
-                if frame.expecting {
-                    return Err(format!(
-                        "keyword {token} where an argument is expected at line {line}"
-                    ));
-                }
-                frame.expecting = true;
-                frame.in_message = true;
-            } else {
-                frame.node();
-            }
+            let before = line_start.then(|| &text[i..]);
+            word(frame, token, before, line)?;
             line_start = false;
         }
         if stack.len() != 1 {
@@ -1812,6 +1743,93 @@ mod tests {
         if stack[0].expecting {
             return Err("keyword without argument at the end".into());
         }
+        Ok(())
+    }
+
+    /// A closing bracket `c` at `line`: it must close the innermost open one.
+    fn close(stack: &mut Vec<Frame>, c: u8, line: usize) -> Result<(), String> {
+        if stack.len() == 1 {
+            return Err(format!("unopened {} at line {line}", c as char));
+        }
+        let frame = stack.pop().ok_or("empty stack")?;
+        let want = match frame.open {
+            b'(' => b')',
+            b'[' => b']',
+            _ => b'}',
+        };
+        if want != c {
+            return Err(format!(
+                "{} at line {line} closes {} of line {}",
+                c as char, frame.open as char, frame.line
+            ));
+        }
+        if frame.expecting {
+            return Err(format!("keyword without argument before line {line}"));
+        }
+        stack.last_mut().ok_or("empty stack")?.node();
+        Ok(())
+    }
+
+    /// The offset after the string that opens at `i`: on one line, terminated.
+    fn string_end(b: &[u8], mut i: usize, line: usize) -> Result<usize, String> {
+        i += 1;
+        loop {
+            match b.get(i) {
+                None => return Err(format!("unterminated string from line {line}")),
+                Some(b'\\') => i += 2,
+                Some(b'"') => return Ok(i + 1),
+                Some(b'\n') => return Err(format!("multi-line string at line {line}")),
+                Some(_) => i += 1,
+            }
+        }
+    }
+
+    /// The offset after the word or special run that starts at `i`.
+    fn token_end(b: &[u8], mut i: usize, line: usize) -> Result<usize, String> {
+        if is_special(b[i]) {
+            while i < b.len() && is_special(b[i]) {
+                i += 1;
+            }
+            return Ok(i);
+        }
+        while i < b.len()
+            && !is_space(b[i])
+            && b[i] != b'#'
+            && !is_bracket(b[i])
+            && !is_special(b[i])
+        {
+            if b[i] == b'"' {
+                return Err(format!("quote inside a token at line {line}"));
+            }
+            i += 1;
+        }
+        Ok(i)
+    }
+
+    /// A word in `frame`; `rest` is the text after it when it starts its line.
+    fn word(frame: &mut Frame, token: &str, rest: Option<&str>, line: usize) -> Result<(), String> {
+        if !is_keyword_part(token) {
+            frame.node();
+            return Ok(());
+        }
+        if let Some(rest) = rest {
+            let definition = frame.open == b'{' && rest.starts_with(" = ");
+            if !definition {
+                return Err(format!("line {line} starts with keyword part {token}"));
+            }
+            if frame.in_message {
+                return Err(format!(
+                    "definition {token} at line {line} extends a keyword message"
+                ));
+            }
+        }
+        if frame.expecting {
+            return Err(format!(
+                "keyword {token} where an argument is expected at line {line}"
+            ));
+        }
+        frame.expecting = true;
+        frame.in_message = true;
         Ok(())
     }
 

@@ -70,10 +70,44 @@ pub enum Error {
     },
     /// The image's content is damaged.
     #[error("damaged image: {0}")]
-    Corrupt(String),
+    Corrupt(#[source] Corruption),
     /// The storage engine failed.
     #[error("storage: {0}")]
-    Store(String),
+    Store(#[source] StoreError),
+    /// A thread of the library panicked: a bug, said as one rather than taken for a storage
+    /// failure.
+    #[error(
+        "internal error: {task} panicked{}; please report it",
+        message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
+    )]
+    Panicked {
+        /// What the thread was doing.
+        task: String,
+        /// What it said, when it said it in words.
+        message: Option<String>,
+    },
+    /// A glob of a part (`--only`) that does not parse.
+    #[error("--only{}: {source}", glob.as_ref().map(|g| format!(" `{g}`")).unwrap_or_default())]
+    Glob {
+        /// The glob (`None` when the set of them failed as a whole).
+        glob: Option<String>,
+        /// What globset said.
+        #[source]
+        source: globset::Error,
+    },
+    /// The file system watch cannot be set up or kept (a limit of the system, most often: the
+    /// message names it and how to raise it).
+    #[error("{message}")]
+    Watch {
+        /// What went wrong, and what to do about it.
+        message: String,
+        /// What notify said.
+        #[source]
+        source: notify::Error,
+    },
+    /// A state the library never expects to be in: a bug, said as one.
+    #[error("internal error: {0}; please report it")]
+    Internal(String),
     /// A request that cannot be carried out as asked.
     #[error("{0}")]
     Invalid(String),
@@ -82,12 +116,122 @@ pub enum Error {
 /// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The cause of an error, whatever library it comes from.
+type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Error {
         Error::Io {
             path: path.into(),
             source,
         }
+    }
+
+    /// The image is damaged: `what` says where.
+    pub(crate) fn corrupt(what: impl Into<String>) -> Error {
+        Error::Corrupt(Corruption {
+            what: what.into(),
+            cause: None,
+        })
+    }
+
+    /// The image is damaged: `what` says where, `cause` what a decoder said.
+    pub(crate) fn corrupt_by(
+        what: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        Error::Corrupt(Corruption {
+            what: what.into(),
+            cause: Some(Box::new(cause)),
+        })
+    }
+
+    /// The storage engine (or the encoding of a record for it) failed with `cause`.
+    pub(crate) fn store(cause: impl std::error::Error + Send + Sync + 'static) -> Error {
+        Error::Store(StoreError {
+            cause: Box::new(cause),
+        })
+    }
+
+    /// The thread doing `task` panicked with `payload`.
+    pub(crate) fn panicked(task: &str, payload: &(dyn std::any::Any + Send)) -> Error {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned());
+        Error::Panicked {
+            task: task.to_string(),
+            message,
+        }
+    }
+}
+
+/// Where the image is damaged, and what the decoder said about it.
+#[derive(Debug)]
+pub struct Corruption {
+    what: String,
+    cause: Option<Cause>,
+}
+
+impl Corruption {
+    /// Where the image is damaged (a record, a text, a key).
+    pub fn what(&self) -> &str {
+        &self.what
+    }
+}
+
+/// The sentence names the cause too, so that a message printed alone is complete.
+impl std::fmt::Display for Corruption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.cause {
+            Some(cause) => write!(f, "{}: {cause}", self.what),
+            None => f.write_str(&self.what),
+        }
+    }
+}
+
+impl std::error::Error for Corruption {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|c| c as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// A failure of the storage engine, with the engine's error as its cause.
+#[derive(Debug)]
+pub struct StoreError {
+    cause: Cause,
+}
+
+impl StoreError {
+    /// The I/O error beneath the engine's, if there is one (a full disk, a failing one).
+    pub fn io(&self) -> Option<&io::Error> {
+        let mut at: Option<&(dyn std::error::Error + 'static)> = Some(self.cause.as_ref());
+        while let Some(e) = at {
+            if let Some(io) = e.downcast_ref::<io::Error>() {
+                return Some(io);
+            }
+            at = e.source();
+        }
+        None
+    }
+}
+
+/// The system's own words when the cause is I/O (`No space left on device (os error 28)`),
+/// the engine's otherwise.
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.io() {
+            Some(io) => write!(f, "{io}"),
+            None => write!(f, "{}", self.cause),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.cause.as_ref())
     }
 }
 

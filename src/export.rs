@@ -12,15 +12,15 @@
 //! crash in between leaves files that a later build finds equal to the image.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::build::{DEFAULT_MAX_FILE_SIZE, FileFailure, Source, read_source};
 use crate::error::{Error, IoContext, Result};
 use crate::image::{Hash, Image, ModuleRecord, Origin, PathRecord, PreparedUnit};
-use crate::syntax::SourceUnit;
+use crate::source::{
+    DEFAULT_MAX_FILE_SIZE, FileFailure, Source, mtime_ns, now_ns, parse_unit, read_source, same_dir,
+};
 use crate::tree_path;
 
 /// What to export, and where.
@@ -94,9 +94,9 @@ impl ExportReport {
 /// std::fs::write(dir.path().join("a.spry"), "{\n  _meta = {name = 'A}\n  x = 1\n}\n")?;
 /// let mut image = Image::create(&dir.path().join(".spry-image"), dir.path())?;
 /// build::build(&mut image, dir.path(), &Default::default(), &build::NoProgress)?;
-/// let mut tx = image.begin(Origin::Live);
+/// let mut tx = image.begin(Origin::Live)?;
 /// tx.put_definition("A", "x", b"x = 2")?;
-/// tx.commit(true)?;
+/// tx.commit()?;
 /// let report = export::export(&image, &Default::default())?;
 /// assert_eq!(report.written.len(), 1);
 /// assert_eq!(std::fs::read(dir.path().join("a.spry"))?, b"{\n  _meta = {name = 'A}\n  x = 2\n}\n");
@@ -116,13 +116,6 @@ pub fn export(image: &Image, options: &ExportOptions) -> Result<ExportReport> {
     match &options.to {
         Some(to) if !same_dir(to, &root) => export_copy(image, to, &options.modules),
         _ => export_to_source(image, &root, &options.modules),
-    }
-}
-
-fn same_dir(a: &Path, b: &Path) -> bool {
-    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
     }
 }
 
@@ -215,7 +208,7 @@ fn export_to_source(image: &Image, root: &Path, only: &[String]) -> Result<Expor
             }
             (Some(bytes), Some(stamp)) if Hash::of(bytes) != stamp.hash => {
                 let script = record.path.strip_suffix(".spry").unwrap_or(&record.path);
-                match SourceUnit::parse(bytes.clone(), script) {
+                match parse_unit(&record.path, bytes.clone(), script) {
                     Ok(unit) if unit.name() == name => {
                         // What was read is recorded as read, as a build would.
                         let stamp = stamp_of(&full, &name, bytes)?;
@@ -228,13 +221,8 @@ fn export_to_source(image: &Image, root: &Path, only: &[String]) -> Result<Expor
                         )));
                         continue;
                     }
-                    Err(e) => {
-                        report.failures.push(FileFailure {
-                            path: record.path.clone(),
-                            text: e.text,
-                            errors: e.errors,
-                            message: None,
-                        });
+                    Err(failure) => {
+                        report.failures.push(failure);
                         report.skipped.push(skip(
                             "the file changed on disk and does not parse; fix it first".to_string(),
                         ));
@@ -255,13 +243,13 @@ fn export_to_source(image: &Image, root: &Path, only: &[String]) -> Result<Expor
     }
     if !to_merge.is_empty() {
         // The file's changes join the image's own: a merge.
-        let mut tx = image.begin(Origin::Merge);
+        let mut tx = image.begin(Origin::Merge)?;
         for (name, path, unit, stamp) in to_merge {
             tx.put_unit(PreparedUnit::new(&unit), &path)?;
             tx.put_path(&path, &stamp);
             report.merged.push(name);
         }
-        tx.commit(true)?;
+        tx.commit()?;
     }
 
     let mut jobs = Vec::new();
@@ -298,7 +286,7 @@ fn export_to_source(image: &Image, root: &Path, only: &[String]) -> Result<Expor
     }
 
     let outcomes = write_all(root, jobs);
-    let mut tx = image.begin(Origin::Export);
+    let mut tx = image.begin(Origin::Export)?;
     for (name, full, text) in in_place {
         // Already there (a crash after writing, or both sides made the same change).
         tx.mark_exported(&name, &stamp_of(&full, &name, &text)?)?;
@@ -321,7 +309,7 @@ fn export_to_source(image: &Image, root: &Path, only: &[String]) -> Result<Expor
             }),
         }
     }
-    report.generation = tx.commit(true)?;
+    report.generation = tx.commit()?;
     report.written.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(report)
 }
@@ -551,22 +539,11 @@ fn sync_dir(dir: &Path) -> Result<()> {
 fn stamp_of(full: &Path, module: &str, text: &[u8]) -> Result<PathRecord> {
     let stamped_ns = now_ns();
     let meta = std::fs::metadata(full).with_path(full)?;
-    let mtime_ns = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos() as i128);
     Ok(PathRecord {
         module: module.to_string(),
         size: meta.len(),
-        mtime_ns,
+        mtime_ns: mtime_ns(&meta),
         hash: Hash::of(text),
         stamped_ns,
     })
-}
-
-fn now_ns() -> i128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i128)
 }

@@ -15,13 +15,14 @@ use std::path::Path;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use serde::Serialize;
 
-use crate::build::{
-    DEFAULT_MAX_FILE_SIZE, FileFailure, PartFilter, Source, read_source, stamp_matches,
-};
 use crate::error::Result;
 use crate::image::{Hash, Image, ModuleRecord, PathRecord, SyncRecord};
+use crate::source::{
+    DEFAULT_MAX_FILE_SIZE, FailureKind, FileFailure, PartFilter, Unit, WalkedFile, read_unit,
+    same_dir, stamp_matches,
+};
 use crate::syntax::{Ast, SourceUnit, parse};
-use crate::walk::{WalkedFile, walk};
+use crate::walk::walk;
 
 /// What to compare.
 #[derive(Clone, Debug, Default)]
@@ -178,7 +179,7 @@ pub fn status(image: &Image, root: &Path, options: &StatusOptions) -> Result<Tre
         part: part.clone(),
         ..TreeStatus::default()
     };
-    let everything = PartFilter::new(&[])?;
+    let everything = PartFilter::everything();
     let files = walk(root, &everything, &mut report.failed)?;
     let only: HashSet<&str> = options.modules.iter().map(String::as_str).collect();
     let wanted = |module: &str| only.is_empty() || only.contains(module);
@@ -216,63 +217,38 @@ pub fn status(image: &Image, root: &Path, options: &StatusOptions) -> Result<Tre
     let mut holders: HashMap<String, String> = HashMap::default();
     let mut unparsable: HashMap<String, String> = HashMap::default();
     for file in read {
-        let full = root.join(&file.path);
-        let failure = |message: String| FileFailure {
-            path: file.path.clone(),
-            text: Vec::new(),
-            errors: Vec::new(),
-            message: Some(message),
-        };
-        let text = match read_source(&full, DEFAULT_MAX_FILE_SIZE) {
-            Ok(Source::Text(text)) => text,
-            Ok(Source::TooLarge(size)) => {
-                report.failed.push(failure(format!(
-                    "not read: {size} bytes is more than the limit of {DEFAULT_MAX_FILE_SIZE} bytes"
-                )));
-                continue;
-            }
-            Ok(Source::NotAFile) => {
-                on_disk.remove(&file.path);
-                continue;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                on_disk.remove(&file.path);
-                continue;
-            }
-            Err(e) => {
-                report.failed.push(failure(format!("cannot read: {e}")));
-                continue;
-            }
-        };
-        if let Some(stamp) = stamps.get(&file.path)
-            && stamp.hash == Hash::of(&text)
-            && !(options.definitions && unsynced.contains_key(&stamp.module))
-        {
-            continue;
-        }
+        let stamp = stamps.get(&file.path);
+        let last = stamp
+            .filter(|s| !(options.definitions && unsynced.contains_key(&s.module)))
+            .map(|s| s.hash);
         let script = file.path.strip_suffix(".spry").unwrap_or(&file.path);
-        match SourceUnit::parse(text.clone(), script) {
-            Ok(unit) => {
+        match read_unit(root, &file.path, script, DEFAULT_MAX_FILE_SIZE, last) {
+            Unit::Same { .. } => {}
+            Unit::Gone => {
+                on_disk.remove(&file.path);
+            }
+            Unit::Failed(FileFailure {
+                kind: FailureKind::NotAFile,
+                ..
+            }) => {
+                on_disk.remove(&file.path);
+            }
+            Unit::Parsed { unit, .. } => {
                 holders.insert(unit.name().to_string(), file.path.clone());
                 sides.insert(
                     file.path.clone(),
                     FileSide {
                         path: file.path.clone(),
-                        text,
+                        text: unit.text().to_vec(),
                         unit,
                     },
                 );
             }
-            Err(e) => {
-                if let Some(stamp) = stamps.get(&file.path) {
+            Unit::Failed(failure) => {
+                if let (Some(stamp), FailureKind::Syntax { .. }) = (stamp, &failure.kind) {
                     unparsable.insert(stamp.module.clone(), file.path.clone());
                 }
-                report.failed.push(FileFailure {
-                    path: file.path.clone(),
-                    text: e.text,
-                    errors: e.errors,
-                    message: None,
-                });
+                report.failed.push(failure);
             }
         }
     }
@@ -460,13 +436,6 @@ pub fn status(image: &Image, root: &Path, options: &StatusOptions) -> Result<Tre
     report.modules.sort_by(|a, b| a.module.cmp(&b.module));
     report.failed.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(report)
-}
-
-fn same_dir(a: &Path, b: &Path) -> bool {
-    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    }
 }
 
 /// A module's differences by definition, image against file (`None`: no file), and the

@@ -47,6 +47,12 @@ impl Table {
         Table::Sync,
     ];
 
+    /// The table's place in [`Table::ALL`] (its declaration order: the test
+    /// `tables_are_listed_in_declaration_order` pins it).
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
     fn name(self) -> &'static str {
         match self {
             Table::Meta => "meta",
@@ -165,19 +171,6 @@ pub struct FjallStore {
     tables: Vec<(Table, SingleWriterTxKeyspace)>,
 }
 
-/// A storage error as a sentence: the system's own words when the cause is I/O (`No space
-/// left on device (os error 28)`), the engine's otherwise.
-fn store_error(e: impl std::error::Error + 'static) -> Error {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-    while let Some(at) = cause {
-        if let Some(io) = at.downcast_ref::<std::io::Error>() {
-            return Error::Store(io.to_string());
-        }
-        cause = at.source();
-    }
-    Error::Store(e.to_string())
-}
-
 impl FjallStore {
     /// Opens (creating if needed) the database in `dir`.
     ///
@@ -186,7 +179,7 @@ impl FjallStore {
     pub fn open(dir: &Path) -> Result<FjallStore> {
         let db = SingleWriterTxDatabase::builder(dir)
             .open()
-            .map_err(store_error)?;
+            .map_err(Error::store)?;
         let mut tables = Vec::with_capacity(Table::ALL.len());
         for table in Table::ALL {
             let keyspace = db
@@ -201,7 +194,7 @@ impl FjallStore {
                         options
                     }
                 })
-                .map_err(store_error)?;
+                .map_err(Error::store)?;
             tables.push((table, keyspace));
         }
         Ok(FjallStore { db, tables })
@@ -209,7 +202,7 @@ impl FjallStore {
 
     fn keyspace(&self, table: Table) -> &SingleWriterTxKeyspace {
         // Every table is opened in `open`, in `Table::ALL` order.
-        &self.tables[Table::ALL.iter().position(|t| *t == table).unwrap_or(0)].1
+        &self.tables[table.index()].1
     }
 }
 
@@ -218,7 +211,7 @@ impl Store for FjallStore {
         Ok(self
             .keyspace(table)
             .get(key)
-            .map_err(store_error)?
+            .map_err(Error::store)?
             .map(|v| v.to_vec()))
     }
 
@@ -239,7 +232,7 @@ impl Store for FjallStore {
     ) -> Result<()> {
         let snapshot = self.db.read_tx();
         for guard in snapshot.prefix(self.keyspace(table), prefix) {
-            let (k, v) = guard.into_inner().map_err(store_error)?;
+            let (k, v) = guard.into_inner().map_err(Error::store)?;
             if !visit(&k, &v) {
                 break;
             }
@@ -262,13 +255,13 @@ impl Store for FjallStore {
             // Ingestion takes keys in order.
             blobs.sort_unstable_by(|a, b| a.target().cmp(&b.target()));
             let keyspace = self.keyspace(Table::Blobs).inner();
-            let mut ingestion = keyspace.start_ingestion().map_err(store_error)?;
+            let mut ingestion = keyspace.start_ingestion().map_err(Error::store)?;
             for write in blobs {
                 if let Write::Put(_, key, value) = write {
-                    ingestion.write(key, value).map_err(store_error)?;
+                    ingestion.write(key, value).map_err(Error::store)?;
                 }
             }
-            ingestion.finish().map_err(store_error)?;
+            ingestion.finish().map_err(Error::store)?;
         }
         // Everything else in one batch: one journal entry, applied all or nothing (in key
         // order, which the memtable inserts faster).
@@ -284,9 +277,11 @@ impl Store for FjallStore {
                 Write::Delete(table, k) => batch.remove(self.keyspace(table).inner(), k),
             }
         }
-        batch.commit().map_err(store_error)?;
+        batch.commit().map_err(Error::store)?;
         if durable {
-            self.db.persist(PersistMode::SyncAll).map_err(store_error)?;
+            self.db
+                .persist(PersistMode::SyncAll)
+                .map_err(Error::store)?;
         }
         Ok(())
     }
@@ -297,15 +292,15 @@ impl Store for FjallStore {
         while let Some(first) = writes.peek() {
             let table = first.target().0;
             let keyspace = self.keyspace(table).inner();
-            let mut ingestion = keyspace.start_ingestion().map_err(store_error)?;
+            let mut ingestion = keyspace.start_ingestion().map_err(Error::store)?;
             while let Some(write) = writes.next_if(|w| w.target().0 == table) {
                 match write {
                     Write::Put(_, key, value) => ingestion.write(key, value),
                     Write::Delete(_, key) => ingestion.write_tombstone(key),
                 }
-                .map_err(store_error)?;
+                .map_err(Error::store)?;
             }
-            ingestion.finish().map_err(store_error)?;
+            ingestion.finish().map_err(Error::store)?;
         }
         Ok(())
     }
@@ -327,8 +322,20 @@ impl Store for FjallStore {
             keyspace
                 .inner()
                 .rotate_memtable_and_wait()
-                .map_err(store_error)?;
+                .map_err(Error::store)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_are_listed_in_declaration_order() {
+        for (i, table) in Table::ALL.into_iter().enumerate() {
+            assert_eq!(table.index(), i, "{table:?}");
+        }
     }
 }

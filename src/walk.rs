@@ -9,26 +9,15 @@
 use std::ffi::OsStr;
 use std::fs::{DirEntry, FileType};
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
 
 use ignore::Match;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use rayon::prelude::*;
 
-use crate::build::{FileFailure, PartFilter};
 use crate::error::{Error, Result};
 use crate::image::IMAGE_DIR;
-
-/// A `.spry` file found by the walk.
-#[derive(Clone, Debug)]
-pub struct WalkedFile {
-    /// Relative to the root, `/`-separated.
-    pub path: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// Modification time, nanoseconds since the epoch.
-    pub mtime_ns: i128,
-}
+pub use crate::source::WalkedFile;
+use crate::source::{FailureKind, FileFailure, PartFilter, mtime_ns};
 
 /// The `.spry` files of the tree at `root` within `filter`, sorted by path: skipping what
 /// `.gitignore` ignores (in a git checkout or not), hidden files and directories, the image
@@ -129,13 +118,16 @@ struct Found {
 }
 
 impl Found {
-    fn fail(&mut self, path: String, message: String) {
-        self.failures.push(FileFailure {
-            path,
-            text: Vec::new(),
-            errors: Vec::new(),
-            message: Some(message),
-        });
+    fn fail(&mut self, path: String, kind: FailureKind) {
+        self.failures.push(FileFailure::new(path, kind));
+    }
+
+    fn unreadable(&mut self, path: String, error: std::io::Error) {
+        self.failures.push(FileFailure::unreadable(path, error));
+    }
+
+    fn bad_gitignore(&mut self, path: String, error: ignore::Error) {
+        self.fail(path, FailureKind::Ignore(std::sync::Arc::new(error)));
     }
 
     fn merge(mut self, mut other: Found) -> Found {
@@ -169,45 +161,9 @@ type Job = (PathBuf, Option<String>);
 impl Walk<'_> {
     /// Walks the directory `dir` (`rel` relative to the root) and everything below it.
     fn dir(&self, dir: PathBuf, rel: Option<String>, up: Option<&Rules>, found: &mut Found) {
-        let shown = |rel: &Option<String>, path: &Path| match rel {
-            Some(rel) if !rel.is_empty() => rel.clone(),
-            _ => path.to_string_lossy().into_owned(),
+        let Some((listed, has_gitignore)) = self.list(&dir, &rel, found) else {
+            return;
         };
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            // Gone since its parent was read: nothing of it is in the tree.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !rel_is_root(&rel) => return,
-            Err(e) => return found.fail(shown(&rel, &dir), format!("cannot read: {e}")),
-        };
-        let mut listed: Vec<(DirEntry, FileType)> = Vec::new();
-        let mut has_gitignore = false;
-        for entry in entries {
-            let entry = match entry {
-                Ok(entry) => entry,
-                Err(e) => {
-                    found.fail(shown(&rel, &dir), format!("cannot read: {e}"));
-                    continue;
-                }
-            };
-            let name = entry.file_name();
-            if name == ".gitignore" {
-                has_gitignore = true;
-            }
-            if name.as_encoded_bytes().first() == Some(&b'.') {
-                continue; // hidden (the image directory among them)
-            }
-            let file_type = match entry.file_type() {
-                Ok(t) => t,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    found.fail(shown(&child(&rel, &name), &entry.path()), e.to_string());
-                    continue;
-                }
-            };
-            if file_type.is_dir() || (file_type.is_file() && is_spry(&name)) {
-                listed.push((entry, file_type));
-            }
-        }
         let own;
         let rules = if has_gitignore {
             own = Rules {
@@ -233,28 +189,91 @@ impl Walk<'_> {
                 }
                 continue;
             }
-            let Some(rel) = rel else {
-                found.fail(
-                    path.to_string_lossy().into_owned(),
-                    "the file name is not UTF-8".to_string(),
-                );
-                continue;
-            };
-            if !self.filter.contains(&rel) {
-                continue;
+            self.file(&entry, path, rel, found);
+        }
+        self.subdirs(subdirs, rules, found);
+    }
+
+    /// The entries of `dir` that may count (directories and `.spry` files, not hidden), and
+    /// whether it has a `.gitignore`; `None` when it is gone or cannot be read (a failure).
+    fn list(
+        &self,
+        dir: &Path,
+        rel: &Option<String>,
+        found: &mut Found,
+    ) -> Option<(Vec<(DirEntry, FileType)>, bool)> {
+        let shown = |rel: &Option<String>, path: &Path| match rel {
+            Some(rel) if !rel.is_empty() => rel.clone(),
+            _ => path.to_string_lossy().into_owned(),
+        };
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            // Gone since its parent was read: nothing of it is in the tree.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !rel_is_root(rel) => return None,
+            Err(e) => {
+                found.unreadable(shown(rel, dir), e);
+                return None;
             }
-            // `DirEntry::metadata` does not follow links (an `lstat` beside the entry).
-            match entry.metadata() {
-                Ok(meta) => found.files.push(WalkedFile {
-                    path: rel,
-                    size: meta.len(),
-                    mtime_ns: mtime_ns(&meta),
-                }),
-                // Gone between the directory read and the stat: it is not in the tree.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => found.fail(rel, e.to_string()),
+        };
+        let mut listed: Vec<(DirEntry, FileType)> = Vec::new();
+        let mut has_gitignore = false;
+        for entry in entries {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    found.unreadable(shown(rel, dir), e);
+                    continue;
+                }
+            };
+            let name = entry.file_name();
+            if name == ".gitignore" {
+                has_gitignore = true;
+            }
+            if name.as_encoded_bytes().first() == Some(&b'.') {
+                continue; // hidden (the image directory among them)
+            }
+            let file_type = match entry.file_type() {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    found.unreadable(shown(&child(rel, &name), &entry.path()), e);
+                    continue;
+                }
+            };
+            if file_type.is_dir() || (file_type.is_file() && is_spry(&name)) {
+                listed.push((entry, file_type));
             }
         }
+        Some((listed, has_gitignore))
+    }
+
+    /// A `.spry` file the listing found and no rule ignores: in the tree if it is in the part.
+    fn file(&self, entry: &DirEntry, path: PathBuf, rel: Option<String>, found: &mut Found) {
+        let Some(rel) = rel else {
+            found.fail(
+                path.to_string_lossy().into_owned(),
+                FailureKind::NameNotUtf8,
+            );
+            return;
+        };
+        if !self.filter.contains(&rel) {
+            return;
+        }
+        // `DirEntry::metadata` does not follow links (an `lstat` beside the entry).
+        match entry.metadata() {
+            Ok(meta) => found.files.push(WalkedFile {
+                path: rel,
+                size: meta.len(),
+                mtime_ns: mtime_ns(&meta),
+            }),
+            // Gone between the directory read and the stat: it is not in the tree.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => found.unreadable(rel, e),
+        }
+    }
+
+    /// Walks the subdirectories of one directory: in parallel when there are several.
+    fn subdirs(&self, subdirs: Vec<Job>, rules: Option<&Rules>, found: &mut Found) {
         match subdirs.len() {
             0 => {}
             1 => {
@@ -300,7 +319,7 @@ impl Walk<'_> {
                 };
                 let (gitignore, error) = read_gitignore(&dir, &at);
                 if let Some(error) = error {
-                    found.fail(shown, error.to_string());
+                    found.bad_gitignore(shown, error);
                 }
                 chain.push(gitignore);
             }
@@ -310,7 +329,7 @@ impl Walk<'_> {
                 Ok(meta) => meta,
                 // Not there: nothing of it is in the tree.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-                Err(e) => return found.fail(parts[..=depth].join("/"), e.to_string()),
+                Err(e) => return found.unreadable(parts[..=depth].join("/"), e),
             };
             let file_type = meta.file_type();
             if !is_last {
@@ -368,7 +387,7 @@ impl Walk<'_> {
         };
         let (gitignore, error) = read_gitignore(dir, &path);
         if let Some(error) = error {
-            found.fail(shown, error.to_string());
+            found.bad_gitignore(shown, error);
         }
         gitignore
     }
@@ -420,7 +439,7 @@ fn rules_above(root: &Path) -> (Option<(PathBuf, Vec<Gitignore>)>, Found) {
         }
         let (gitignore, error) = read_gitignore(dir, &path);
         if let Some(error) = error {
-            found.fail(path.to_string_lossy().into_owned(), error.to_string());
+            found.bad_gitignore(path.to_string_lossy().into_owned(), error);
         }
         if !gitignore.is_empty() {
             above.push(gitignore);
@@ -472,11 +491,4 @@ fn child(rel: &Option<String>, name: &OsStr) -> Option<String> {
 
 fn is_spry(name: &OsStr) -> bool {
     Path::new(name).extension().is_some_and(|e| e == "spry")
-}
-
-fn mtime_ns(meta: &std::fs::Metadata) -> i128 {
-    meta.modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos() as i128)
 }

@@ -69,9 +69,9 @@ fn put_definition(
     name: &str,
     text: &[u8],
 ) -> spry_image::Result<Option<u64>> {
-    let mut tx = image.begin(Origin::Live);
+    let mut tx = image.begin(Origin::Live)?;
     tx.put_definition(module, name, text)?;
-    tx.commit(true)
+    tx.commit()
 }
 
 fn put_module(image: &Image, module: &str, text: &[u8]) -> spry_image::Result<Option<u64>> {
@@ -98,9 +98,9 @@ fn put_module(image: &Image, module: &str, text: &[u8]) -> spry_image::Result<Op
             path
         }
     };
-    let mut tx = image.begin(Origin::Live);
+    let mut tx = image.begin(Origin::Live)?;
     tx.put_module(PreparedUnit::new(&unit), &path)?;
-    tx.commit(true)
+    tx.commit()
 }
 
 pub fn rm(image: Option<&Path>, args: &RmArgs) -> Status {
@@ -112,10 +112,10 @@ pub fn rm(image: Option<&Path>, args: &RmArgs) -> Status {
         Ok(image) => image,
         Err(status) => return status,
     };
-    let mut tx = image.begin(Origin::Live);
-    let result = tx
-        .remove_definition(module, name)
-        .and_then(|()| tx.commit(true));
+    let result = image.begin(Origin::Live).and_then(|mut tx| {
+        tx.remove_definition(module, name)?;
+        tx.commit()
+    });
     match result {
         Ok(generation) => {
             println!(

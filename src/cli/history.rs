@@ -201,10 +201,10 @@ pub fn restore(image_dir: Option<&Path>, args: &RestoreArgs) -> Status {
         Ok(image) => image,
         Err(status) => return status,
     };
-    let mut tx = image.begin(Origin::Restore);
-    let result = tx
-        .restore(module, name, generation)
-        .and_then(|()| tx.commit(true));
+    let result = image.begin(Origin::Restore).and_then(|mut tx| {
+        tx.restore(module, name, generation)?;
+        tx.commit()
+    });
     match result {
         Ok(Some(now)) => {
             println!("restored {module}::{name} as of generation {generation} (generation {now})");

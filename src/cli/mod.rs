@@ -241,16 +241,16 @@ pub fn print_file_failure(
     failure: &spry_image::build::FileFailure,
 ) -> bool {
     let shown = root.join(&failure.path).display().to_string();
-    if failure.errors.is_empty() {
+    if failure.errors().is_empty() {
         eprintln!(
             "{shown}: error: {}",
-            failure.message.as_deref().unwrap_or("cannot be read")
+            failure.message().as_deref().unwrap_or("cannot be read")
         );
         return false;
     }
     eprint!(
         "{}",
-        spry_image::diagnostic::render(&shown, &failure.text, &failure.errors, stderr_style())
+        spry_image::diagnostic::render(&shown, failure.text(), failure.errors(), stderr_style())
     );
     true
 }

@@ -63,18 +63,18 @@ fn compare(
 
 /// One failure as JSON: path, and each error's line, column and message.
 fn failure_json(root: &Path, failure: &FileFailure) -> serde_json::Value {
-    let index = LineIndex::new(&failure.text);
+    let index = LineIndex::new(failure.text());
     let errors: Vec<serde_json::Value> = failure
-        .errors
+        .errors()
         .iter()
         .map(|e| {
-            let at = index.line_col(&failure.text, e.span.start);
+            let at = index.line_col(failure.text(), e.span.start);
             serde_json::json!({"line": at.line, "column": at.column, "message": e.message})
         })
         .collect();
     serde_json::json!({
         "path": root.join(&failure.path).display().to_string(),
-        "message": failure.message,
+        "message": failure.message(),
         "errors": errors,
     })
 }

@@ -265,13 +265,13 @@ fn batch_json(src: &Path, batch: &BatchReport) -> Value {
         .iter()
         .map(|f| {
             let shown = src.join(&f.path).display().to_string();
-            let error = match f.errors.first() {
+            let error = match f.errors().first() {
                 Some(e) => format!(
                     "{}: {}",
-                    diagnostic::location(&shown, &f.text, e),
+                    diagnostic::location(&shown, f.text(), e),
                     e.message
                 ),
-                None => format!("{shown}: {}", f.message.as_deref().unwrap_or("failed")),
+                None => format!("{shown}: {}", f.message().as_deref().unwrap_or("failed")),
             };
             json!({"path": f.path, "error": error})
         })

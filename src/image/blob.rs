@@ -59,7 +59,7 @@ pub fn compress(text: &[u8]) -> Vec<u8> {
 /// [`Error::Corrupt`] when the stored bytes do not decompress.
 pub fn decompress(stored: &[u8]) -> Result<Vec<u8>> {
     lz4_flex::decompress_size_prepended(stored)
-        .map_err(|e| Error::Corrupt(format!("a text does not decompress: {e}")))
+        .map_err(|e| Error::corrupt_by("a text does not decompress", e))
 }
 
 /// The length of the text a stored form holds, without decompressing.

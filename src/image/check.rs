@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::Image;
 use super::blob::{Hash, decompress};
-use super::record::{DefinitionRecord, HistoryRecord, decode_layout};
+use super::record::{DefinitionRecord, HistoryRecord, ModuleRecord, decode_layout};
 use crate::error::Result;
 use crate::store::Table;
 
@@ -40,61 +40,9 @@ impl Image {
     /// # Errors
     /// Only failures to read the store at all.
     pub fn check(&self) -> Result<CheckReport> {
-        let store = self.store();
         let mut report = CheckReport::default();
-        // Blobs: decompress and compare with the key.
-        let mut bad_blobs: HashSet<[u8; 32]> = HashSet::new();
-        let mut blobs: HashSet<[u8; 32]> = HashSet::new();
-        store.visit(Table::Blobs, b"", &mut |k, v| {
-            report.blobs += 1;
-            let Ok(key) = <[u8; 32]>::try_from(k) else {
-                report
-                    .problems
-                    .push(format!("a text has a malformed key ({} bytes)", k.len()));
-                return true;
-            };
-            blobs.insert(key);
-            match decompress(v) {
-                Ok(text) if Hash::of(&text).0 == key => {}
-                Ok(_) => {
-                    bad_blobs.insert(key);
-                }
-                Err(_) => {
-                    bad_blobs.insert(key);
-                }
-            }
-            true
-        })?;
-        let blob_ok = |hash: &Hash| blobs.contains(&hash.0) && !bad_blobs.contains(&hash.0);
-        let describe = |hash: &Hash| {
-            if !blobs.contains(&hash.0) {
-                format!("its text {} is missing", hash.short(12))
-            } else {
-                format!(
-                    "its text {} is damaged (does not decompress or match its hash)",
-                    hash.short(12)
-                )
-            }
-        };
-
-        // Definitions, by key.
-        let mut definitions: HashMap<Vec<u8>, DefinitionRecord> = HashMap::new();
-        store.visit(Table::Definitions, b"", &mut |k, v| {
-            let name = String::from_utf8_lossy(k).replace('\0', "::");
-            match DefinitionRecord::decode(v) {
-                Ok(record) => {
-                    definitions.insert(k.to_vec(), record);
-                }
-                Err(_) => report
-                    .problems
-                    .push(format!("definition `{name}`: its record is damaged")),
-            }
-            true
-        })?;
-        report.definitions = definitions.len();
-
-        let mut digest = blake3::Hasher::new();
-        let mut referenced: HashSet<Vec<u8>> = HashSet::new();
+        let texts = Texts::read(self, &mut report)?;
+        let definitions = check_definitions(self, &mut report)?;
         let modules = match self.modules() {
             Ok(modules) => modules,
             Err(e) => {
@@ -103,46 +51,7 @@ impl Image {
             }
         };
         report.modules = modules.len();
-        for (name, module) in &modules {
-            digest_field(&mut digest, name.as_bytes());
-            digest_field(&mut digest, module.path.as_bytes());
-            digest_field(&mut digest, format!("{:?}", module.kind).as_bytes());
-            match module.layout_hash() {
-                Ok(layout) if blob_ok(&layout) => {
-                    digest_field(&mut digest, &layout.0);
-                    match self.text(&layout).and_then(|t| decode_layout(&t)) {
-                        Ok(gaps) if gaps.len() == module.definitions.len() + 1 => {}
-                        Ok(_) => report.problems.push(format!(
-                            "module `{name}`: its layout does not fit its definitions"
-                        )),
-                        Err(e) => report.problems.push(format!("module `{name}`: {e}")),
-                    }
-                }
-                Ok(layout) => report
-                    .problems
-                    .push(format!("module `{name}`: {}", describe(&layout))),
-                Err(e) => report.problems.push(format!("module `{name}`: {e}")),
-            }
-            for def in &module.definitions {
-                let key = super::record::definition_key(name, def);
-                digest_field(&mut digest, def.as_bytes());
-                match definitions.get(&key) {
-                    Some(record) => {
-                        digest_field(&mut digest, &record.hash.0);
-                        if !blob_ok(&record.hash) {
-                            report.problems.push(format!(
-                                "definition `{name}::{def}`: {}",
-                                describe(&record.hash)
-                            ));
-                        }
-                    }
-                    None => report.problems.push(format!(
-                        "module `{name}` lists `{def}`, which has no record"
-                    )),
-                }
-                referenced.insert(key);
-            }
-        }
+        let referenced = check_modules(self, &modules, &definitions, &texts, &mut report);
         for key in definitions.keys() {
             if !referenced.contains(key) {
                 report.problems.push(format!(
@@ -152,43 +61,10 @@ impl Image {
             }
         }
         // History and paths point at texts and modules that exist.
+        check_history(self, &texts, &mut report)?;
         let module_names: HashSet<&str> = modules.iter().map(|(n, _)| n.as_str()).collect();
-        store.visit(Table::History, b"", &mut |k, v| {
-            match HistoryRecord::decode(v) {
-                Ok(record) => {
-                    if let Some(hash) = record.hash
-                        && !blob_ok(&hash)
-                    {
-                        let shown: String = String::from_utf8_lossy(
-                            k.get(..k.len().saturating_sub(9)).unwrap_or(k),
-                        )
-                        .replace('\0', "::");
-                        report
-                            .problems
-                            .push(format!("history of `{shown}`: {}", describe(&hash)));
-                    }
-                }
-                Err(_) => report
-                    .problems
-                    .push("a history record is damaged".to_string()),
-            }
-            true
-        })?;
-        match self.paths() {
-            Ok(paths) => {
-                for (path, record) in paths {
-                    if !module_names.contains(record.module.as_str()) {
-                        report.problems.push(format!(
-                            "file `{path}` is recorded as module `{}`, which the image does not hold",
-                            record.module
-                        ));
-                    }
-                }
-            }
-            Err(e) => report.problems.push(e.to_string()),
-        }
+        check_paths(self, &module_names, &mut report);
         report.problems.sort();
-        report.digest = digest.finalize().to_hex().to_string();
         Ok(report)
     }
 
@@ -207,12 +83,179 @@ impl Image {
             for def in &module.definitions {
                 digest_field(&mut digest, def.as_bytes());
                 let record = self.definition(&name, def)?.ok_or_else(|| {
-                    crate::Error::Corrupt(format!("`{name}::{def}` has no record"))
+                    crate::Error::corrupt(format!("`{name}::{def}` has no record"))
                 })?;
                 digest_field(&mut digest, &record.hash.0);
             }
         }
         Ok(Hash(*digest.finalize().as_bytes()))
+    }
+}
+
+/// The texts of the image: every key, and those whose bytes do not decompress or do not match
+/// it.
+struct Texts {
+    all: HashSet<[u8; 32]>,
+    bad: HashSet<[u8; 32]>,
+}
+
+impl Texts {
+    /// Reads every text, decompresses it and compares it with its key.
+    fn read(image: &Image, report: &mut CheckReport) -> Result<Texts> {
+        let mut texts = Texts {
+            all: HashSet::new(),
+            bad: HashSet::new(),
+        };
+        image.store().visit(Table::Blobs, b"", &mut |k, v| {
+            report.blobs += 1;
+            let Ok(key) = <[u8; 32]>::try_from(k) else {
+                report
+                    .problems
+                    .push(format!("a text has a malformed key ({} bytes)", k.len()));
+                return true;
+            };
+            texts.all.insert(key);
+            if !matches!(decompress(v), Ok(text) if Hash::of(&text).0 == key) {
+                texts.bad.insert(key);
+            }
+            true
+        })?;
+        Ok(texts)
+    }
+
+    fn ok(&self, hash: &Hash) -> bool {
+        self.all.contains(&hash.0) && !self.bad.contains(&hash.0)
+    }
+
+    /// What is wrong with a text that is not [`ok`](Self::ok).
+    fn describe(&self, hash: &Hash) -> String {
+        if !self.all.contains(&hash.0) {
+            format!("its text {} is missing", hash.short(12))
+        } else {
+            format!(
+                "its text {} is damaged (does not decompress or match its hash)",
+                hash.short(12)
+            )
+        }
+    }
+}
+
+/// Every definition record that decodes, by key; the others are problems.
+fn check_definitions(
+    image: &Image,
+    report: &mut CheckReport,
+) -> Result<HashMap<Vec<u8>, DefinitionRecord>> {
+    let mut definitions: HashMap<Vec<u8>, DefinitionRecord> = HashMap::new();
+    image.store().visit(Table::Definitions, b"", &mut |k, v| {
+        let name = String::from_utf8_lossy(k).replace('\0', "::");
+        match DefinitionRecord::decode(v) {
+            Ok(record) => {
+                definitions.insert(k.to_vec(), record);
+            }
+            Err(_) => report
+                .problems
+                .push(format!("definition `{name}`: its record is damaged")),
+        }
+        true
+    })?;
+    report.definitions = definitions.len();
+    Ok(definitions)
+}
+
+/// Each module's layout and definitions, into the digest; returns the definition keys the
+/// modules list.
+fn check_modules(
+    image: &Image,
+    modules: &[(String, ModuleRecord)],
+    definitions: &HashMap<Vec<u8>, DefinitionRecord>,
+    texts: &Texts,
+    report: &mut CheckReport,
+) -> HashSet<Vec<u8>> {
+    let mut digest = blake3::Hasher::new();
+    let mut referenced: HashSet<Vec<u8>> = HashSet::new();
+    for (name, module) in modules {
+        digest_field(&mut digest, name.as_bytes());
+        digest_field(&mut digest, module.path.as_bytes());
+        digest_field(&mut digest, format!("{:?}", module.kind).as_bytes());
+        match module.layout_hash() {
+            Ok(layout) if texts.ok(&layout) => {
+                digest_field(&mut digest, &layout.0);
+                match image.text(&layout).and_then(|t| decode_layout(&t)) {
+                    Ok(gaps) if gaps.len() == module.definitions.len() + 1 => {}
+                    Ok(_) => report.problems.push(format!(
+                        "module `{name}`: its layout does not fit its definitions"
+                    )),
+                    Err(e) => report.problems.push(format!("module `{name}`: {e}")),
+                }
+            }
+            Ok(layout) => report
+                .problems
+                .push(format!("module `{name}`: {}", texts.describe(&layout))),
+            Err(e) => report.problems.push(format!("module `{name}`: {e}")),
+        }
+        for def in &module.definitions {
+            let key = super::record::definition_key(name, def);
+            digest_field(&mut digest, def.as_bytes());
+            match definitions.get(&key) {
+                Some(record) => {
+                    digest_field(&mut digest, &record.hash.0);
+                    if !texts.ok(&record.hash) {
+                        report.problems.push(format!(
+                            "definition `{name}::{def}`: {}",
+                            texts.describe(&record.hash)
+                        ));
+                    }
+                }
+                None => report.problems.push(format!(
+                    "module `{name}` lists `{def}`, which has no record"
+                )),
+            }
+            referenced.insert(key);
+        }
+    }
+    report.digest = digest.finalize().to_hex().to_string();
+    referenced
+}
+
+/// Every history record decodes and points at a sound text.
+fn check_history(image: &Image, texts: &Texts, report: &mut CheckReport) -> Result<()> {
+    image.store().visit(Table::History, b"", &mut |k, v| {
+        match HistoryRecord::decode(v) {
+            Ok(record) => {
+                if let Some(hash) = record.hash
+                    && !texts.ok(&hash)
+                {
+                    let shown: String =
+                        String::from_utf8_lossy(k.get(..k.len().saturating_sub(9)).unwrap_or(k))
+                            .replace('\0', "::");
+                    report
+                        .problems
+                        .push(format!("history of `{shown}`: {}", texts.describe(&hash)));
+                }
+            }
+            Err(_) => report
+                .problems
+                .push("a history record is damaged".to_string()),
+        }
+        true
+    })?;
+    Ok(())
+}
+
+/// Every file stamp names a module the image holds.
+fn check_paths(image: &Image, module_names: &HashSet<&str>, report: &mut CheckReport) {
+    match image.paths() {
+        Ok(paths) => {
+            for (path, record) in paths {
+                if !module_names.contains(record.module.as_str()) {
+                    report.problems.push(format!(
+                        "file `{path}` is recorded as module `{}`, which the image does not hold",
+                        record.module
+                    ));
+                }
+            }
+        }
+        Err(e) => report.problems.push(e.to_string()),
     }
 }
 

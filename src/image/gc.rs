@@ -53,7 +53,7 @@ impl Image {
             let split = k
                 .len()
                 .checked_sub(8)
-                .ok_or_else(|| Error::Corrupt("a history key is damaged".to_string()))?;
+                .ok_or_else(|| Error::corrupt("a history key is damaged"))?;
             if k[..split] != group[..] {
                 flush(&mut entries, &mut writes, &mut referenced, &mut report);
                 group = k[..split].to_vec();
@@ -70,13 +70,13 @@ impl Image {
             Ok(())
         })?;
         for (_, v) in store.scan(Table::Modules, b"")? {
-            let record: ModuleRecord = serde_json::from_slice(&v)
-                .map_err(|e| Error::Corrupt(format!("module record: {e}")))?;
+            let record: ModuleRecord =
+                serde_json::from_slice(&v).map_err(|e| Error::corrupt_by("module record", e))?;
             referenced.insert(record.layout_hash()?);
         }
         for (_, v) in store.scan(Table::Sync, b"")? {
-            let record: SyncRecord = serde_json::from_slice(&v)
-                .map_err(|e| Error::Corrupt(format!("sync record: {e}")))?;
+            let record: SyncRecord =
+                serde_json::from_slice(&v).map_err(|e| Error::corrupt_by("sync record", e))?;
             for file in record.conflicts.values().flatten() {
                 referenced.extend(Hash::from_hex(file));
             }

@@ -76,10 +76,10 @@ const META_GENERATION: &[u8] = b"generation";
 /// use spry_image::image::{Image, Origin};
 /// let dir = tempfile::tempdir()?;
 /// let image = Image::create(&dir.path().join(".spry-image"), dir.path())?;
-/// let mut tx = image.begin(Origin::Live);
+/// let mut tx = image.begin(Origin::Live)?;
 /// tx.create_module("Greeting", "greeting.spry")?;
 /// tx.put_definition("Greeting", "hello", b"hello = func [\"hi\"]")?;
-/// tx.commit(true)?;
+/// tx.commit()?;
 /// assert_eq!(image.definition_text("Greeting", "hello")?, b"hello = func [\"hi\"]");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -164,7 +164,7 @@ impl Image {
             .strip_prefix("spry-image format ")
             .and_then(|v| v.parse::<u32>().ok())
             .ok_or_else(|| {
-                Error::Corrupt(format!("{} is not a format file", format_path.display()))
+                Error::corrupt(format!("{} is not a format file", format_path.display()))
             })?;
         if found > FORMAT_VERSION {
             return Err(Error::NewerFormat {
@@ -177,7 +177,7 @@ impl Image {
         let store = FjallStore::open(&dir.join(DB_DIR))?;
         let record = match store.get(Table::Meta, META_IMAGE)? {
             Some(bytes) => serde_json::from_slice::<ImageRecord>(&bytes)
-                .map_err(|e| Error::Corrupt(format!("the image record: {e}")))?,
+                .map_err(|e| Error::corrupt_by("the image record", e))?,
             None => ImageRecord {
                 format_version: FORMAT_VERSION,
                 source_root: String::new(),
@@ -289,7 +289,7 @@ impl Image {
     }
 
     fn write_record(&self, record: &ImageRecord) -> Result<()> {
-        let bytes = serde_json::to_vec(record).map_err(|e| Error::Store(e.to_string()))?;
+        let bytes = serde_json::to_vec(record).map_err(Error::store)?;
         self.store.commit(
             vec![crate::store::Write::Put(
                 Table::Meta,
@@ -307,13 +307,19 @@ impl Image {
     /// The generation of the last commit (0 for an empty image).
     ///
     /// # Errors
-    /// Storage failures.
+    /// Storage failures; [`Error::Corrupt`] when the stored value is not 8 bytes.
     pub fn generation(&self) -> Result<u64> {
-        Ok(self
-            .store
-            .get(Table::Meta, META_GENERATION)?
-            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
-            .map_or(0, u64::from_be_bytes))
+        match self.store.get(Table::Meta, META_GENERATION)? {
+            None => Ok(0),
+            Some(bytes) => <[u8; 8]>::try_from(bytes.as_slice())
+                .map(u64::from_be_bytes)
+                .map_err(|_| {
+                    Error::corrupt(format!(
+                        "the generation record is {} bytes, not 8",
+                        bytes.len()
+                    ))
+                }),
+        }
     }
 
     /// Every module, by name.
@@ -324,10 +330,7 @@ impl Image {
         let mut out = Vec::new();
         try_visit(self.store(), Table::Modules, b"", |k, v| {
             let record = serde_json::from_slice::<ModuleRecord>(v).map_err(|e| {
-                Error::Corrupt(format!(
-                    "module record `{}`: {e}",
-                    String::from_utf8_lossy(k)
-                ))
+                Error::corrupt_by(format!("module record `{}`", String::from_utf8_lossy(k)), e)
             })?;
             out.push((String::from_utf8_lossy(k).into_owned(), record));
             Ok(())
@@ -344,7 +347,7 @@ impl Image {
             .get(Table::Modules, name.as_bytes())?
             .map(|bytes| {
                 serde_json::from_slice(&bytes)
-                    .map_err(|e| Error::Corrupt(format!("module record `{name}`: {e}")))
+                    .map_err(|e| Error::corrupt_by(format!("module record `{name}`"), e))
             })
             .transpose()
     }
@@ -372,7 +375,7 @@ impl Image {
         for name in record.definitions {
             let def = self
                 .definition(module, &name)?
-                .ok_or_else(|| Error::Corrupt(format!("`{module}::{name}` has no record")))?;
+                .ok_or_else(|| Error::corrupt(format!("`{module}::{name}` has no record")))?;
             out.push((name, def));
         }
         Ok(out)
@@ -386,11 +389,12 @@ impl Image {
         let stored = self
             .store
             .get(Table::Blobs, &hash.0)?
-            .ok_or_else(|| Error::Corrupt(format!("text {} is missing", hash.short(12))))?;
-        let text = decompress(&stored)
-            .map_err(|_| Error::Corrupt(format!("text {} does not decompress", hash.short(12))))?;
+            .ok_or_else(|| Error::corrupt(format!("text {} is missing", hash.short(12))))?;
+        let text = lz4_flex::decompress_size_prepended(&stored).map_err(|e| {
+            Error::corrupt_by(format!("text {} does not decompress", hash.short(12)), e)
+        })?;
         if Hash::of(&text) != *hash {
-            return Err(Error::Corrupt(format!(
+            return Err(Error::corrupt(format!(
                 "text {} does not match its hash",
                 hash.short(12)
             )));
@@ -430,7 +434,7 @@ impl Image {
             .ok_or_else(|| Error::NoModule(module.to_string()))?;
         let gaps = decode_layout(&self.text(&record.layout_hash()?)?)?;
         if gaps.len() != record.definitions.len() + 1 {
-            return Err(Error::Corrupt(format!(
+            return Err(Error::corrupt(format!(
                 "module `{module}`: its layout does not fit its definitions"
             )));
         }
@@ -452,7 +456,7 @@ impl Image {
     pub fn sync(&self, module: &str) -> Result<SyncRecord> {
         match self.store.get(Table::Sync, module.as_bytes())? {
             Some(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| Error::Corrupt(format!("sync record `{module}`: {e}"))),
+                .map_err(|e| Error::corrupt_by(format!("sync record `{module}`"), e)),
             None => Ok(SyncRecord::default()),
         }
     }
@@ -468,7 +472,7 @@ impl Image {
         for (key, value) in self.store.scan(Table::Sync, b"")? {
             let name = String::from_utf8_lossy(&key).into_owned();
             let record = serde_json::from_slice(&value)
-                .map_err(|e| Error::Corrupt(format!("sync record `{name}`: {e}")))?;
+                .map_err(|e| Error::corrupt_by(format!("sync record `{name}`"), e))?;
             out.push((name, record));
         }
         Ok(out)
@@ -482,7 +486,7 @@ impl Image {
     pub fn assemble(&self, module: &str, record: &ModuleRecord) -> Result<Vec<u8>> {
         let gaps = decode_layout(&self.text(&record.layout_hash()?)?)?;
         if gaps.len() != record.definitions.len() + 1 {
-            return Err(Error::Corrupt(format!(
+            return Err(Error::corrupt(format!(
                 "module `{module}`: its layout does not fit its definitions"
             )));
         }
@@ -503,7 +507,7 @@ impl Image {
             if let Some(name) = record.definitions.get(i) {
                 let hash = hashes
                     .get(name.as_bytes())
-                    .ok_or_else(|| Error::Corrupt(format!("`{module}::{name}` has no record")))?;
+                    .ok_or_else(|| Error::corrupt(format!("`{module}::{name}` has no record")))?;
                 out.extend_from_slice(&self.text(hash)?);
             }
         }
@@ -519,16 +523,16 @@ impl Image {
     /// [`Error::Invalid`] when the definition is not in conflict; storage failures.
     pub fn resolve(&self, module: &str, name: &str, take_file: bool) -> Result<Option<u64>> {
         if take_file {
-            let mut tx = self.begin(Origin::Resolve);
+            let mut tx = self.begin(Origin::Resolve)?;
             tx.resolve_take_file(module, name)?;
-            return tx.commit(true);
+            return tx.commit();
         }
-        let mut tx = self.begin(Origin::File);
+        let mut tx = self.begin(Origin::File)?;
         let image_side = tx.resolve_record_file(module, name)?;
-        tx.commit(true)?;
-        let mut tx = self.begin(Origin::Resolve);
+        tx.commit()?;
+        let mut tx = self.begin(Origin::Resolve)?;
         tx.resolve_take_image(module, name, image_side)?;
-        tx.commit(true)
+        tx.commit()
     }
 
     /// What was last read from (or written to) file `path`, by key.
@@ -565,10 +569,7 @@ impl Image {
     pub fn log(&self) -> Result<Vec<LogEntry>> {
         let mut out = Vec::new();
         for (_, v) in self.store.scan(Table::Log, b"")? {
-            out.push(
-                serde_json::from_slice(&v)
-                    .map_err(|e| Error::Corrupt(format!("log entry: {e}")))?,
-            );
+            out.push(serde_json::from_slice(&v).map_err(|e| Error::corrupt_by("log entry", e))?);
         }
         Ok(out)
     }
@@ -615,7 +616,7 @@ impl Image {
                 .get(prefix.len()..)
                 .and_then(|b| <[u8; 8]>::try_from(b).ok())
                 .map(u64::from_be_bytes)
-                .ok_or_else(|| Error::Corrupt("a history key is damaged".to_string()))?;
+                .ok_or_else(|| Error::corrupt("a history key is damaged"))?;
             out.push((generation, HistoryRecord::decode(&v)?));
         }
         Ok(out)
@@ -638,7 +639,10 @@ impl Image {
     }
 
     /// Starts a transaction: changes staged in it commit together or not at all.
-    pub fn begin(&self, origin: Origin) -> Transaction<'_> {
+    ///
+    /// # Errors
+    /// Storage failures; [`Error::Corrupt`] when the stored generation is damaged.
+    pub fn begin(&self, origin: Origin) -> Result<Transaction<'_>> {
         Transaction::new(self, origin)
     }
 

@@ -55,7 +55,7 @@ impl ModuleRecord {
     /// The layout blob's hash.
     pub fn layout_hash(&self) -> Result<Hash> {
         Hash::from_hex(&self.layout)
-            .ok_or_else(|| Error::Corrupt(format!("module at {}: bad layout hash", self.path)))
+            .ok_or_else(|| Error::corrupt(format!("module at {}: bad layout hash", self.path)))
     }
 }
 
@@ -107,7 +107,7 @@ impl DefinitionRecord {
     /// # Errors
     /// [`Error::Corrupt`] on a record of another shape.
     pub fn decode(bytes: &[u8]) -> Result<DefinitionRecord> {
-        let bad = || Error::Corrupt("a definition record is damaged".to_string());
+        let bad = || Error::corrupt("a definition record is damaged");
         if bytes.len() != DEFINITION_RECORD_LEN || bytes[0] != DEFINITION_RECORD_VERSION {
             return Err(bad());
         }
@@ -211,7 +211,7 @@ impl PathRecord {
     /// # Errors
     /// [`Error::Corrupt`] on a record of another shape.
     pub fn decode(bytes: &[u8]) -> Result<PathRecord> {
-        let bad = || Error::Corrupt("a file stamp is damaged".to_string());
+        let bad = || Error::corrupt("a file stamp is damaged");
         if bytes.len() < 73 || bytes[0] != PATH_RECORD_VERSION {
             return Err(bad());
         }
@@ -350,7 +350,7 @@ impl HistoryRecord {
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<HistoryRecord> {
-        let bad = || Error::Corrupt("a history record is damaged".to_string());
+        let bad = || Error::corrupt("a history record is damaged");
         let origin = bytes
             .first()
             .and_then(|&c| Origin::from_code(c))
@@ -380,7 +380,7 @@ pub fn encode_layout(gaps: &[&[u8]]) -> Vec<u8> {
 /// # Errors
 /// [`Error::Corrupt`] on bytes of another shape.
 pub fn decode_layout(bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
-    let bad = || Error::Corrupt("a module layout is damaged".to_string());
+    let bad = || Error::corrupt("a module layout is damaged");
     let read_u32 = |at: usize| {
         bytes
             .get(at..at + 4)

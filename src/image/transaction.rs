@@ -68,6 +68,30 @@ pub struct PreparedUnit {
 impl PreparedUnit {
     /// Prepares `unit`.
     pub fn new(unit: &SourceUnit) -> PreparedUnit {
+        // The layout is the gaps between the definitions: it relies on their spans being
+        // sorted, disjoint and within the text, and on the pieces giving the text back.
+        debug_assert!(
+            unit.definitions()
+                .windows(2)
+                .all(|w| w[0].span.end <= w[1].span.start)
+                && unit
+                    .definitions()
+                    .last()
+                    .is_none_or(|d| d.span.end <= unit.text().len()),
+            "the definitions of `{}` overlap or lie outside its text",
+            unit.name()
+        );
+        debug_assert!(
+            unit.pieces()
+                .iter()
+                .flat_map(|p| match p {
+                    Piece::Gap(gap) => gap.iter(),
+                    Piece::Definition(_, text) => text.iter(),
+                })
+                .eq(unit.text().iter()),
+            "the pieces of `{}` do not concatenate to its text",
+            unit.name()
+        );
         let mut definitions = Vec::with_capacity(unit.definitions().len());
         let mut gaps = Vec::with_capacity(unit.definitions().len() + 1);
         for piece in unit.pieces() {
@@ -143,21 +167,30 @@ enum Merged {
 const BULK_MIN_WRITES: usize = 10_000;
 
 fn slot(table: Table) -> usize {
-    Table::ALL.iter().position(|t| *t == table).unwrap_or(0)
+    table.index()
 }
 
 impl<'a> Transaction<'a> {
-    pub(crate) fn new(image: &'a Image, origin: Origin) -> Transaction<'a> {
-        Transaction {
+    /// A transaction on `image`, to commit as the generation after its last.
+    ///
+    /// # Errors
+    /// Storage failures; [`Error::Corrupt`] when the stored generation is damaged or the last
+    /// one there can be.
+    pub(crate) fn new(image: &'a Image, origin: Origin) -> Result<Transaction<'a>> {
+        let generation = image
+            .generation()?
+            .checked_add(1)
+            .ok_or_else(|| Error::corrupt("the generation is at its largest value"))?;
+        Ok(Transaction {
             image,
             origin,
-            generation: image.generation().unwrap_or(0) + 1,
+            generation,
             overlay: vec![HashMap::default(); Table::ALL.len()],
             blobs: HashSet::default(),
             log: Vec::new(),
             kept: Vec::new(),
             conflicts: Vec::new(),
-        }
+        })
     }
 
     /// The generation this transaction commits as.
@@ -198,7 +231,7 @@ impl<'a> Transaction<'a> {
         self.get(Table::Modules, name.as_bytes())?
             .map(|b| {
                 serde_json::from_slice(&b)
-                    .map_err(|e| Error::Corrupt(format!("module record `{name}`: {e}")))
+                    .map_err(|e| Error::corrupt_by(format!("module record `{name}`"), e))
             })
             .transpose()
     }
@@ -221,7 +254,7 @@ impl<'a> Transaction<'a> {
     pub fn sync(&self, module: &str) -> Result<SyncRecord> {
         match self.get(Table::Sync, module.as_bytes())? {
             Some(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| Error::Corrupt(format!("sync record `{module}`: {e}"))),
+                .map_err(|e| Error::corrupt_by(format!("sync record `{module}`"), e)),
             None => Ok(SyncRecord::default()),
         }
     }
@@ -233,7 +266,7 @@ impl<'a> Transaction<'a> {
             }
             return Ok(());
         }
-        let bytes = serde_json::to_vec(record).map_err(|e| Error::Store(e.to_string()))?;
+        let bytes = serde_json::to_vec(record).map_err(Error::store)?;
         self.put(Table::Sync, module.as_bytes().to_vec(), bytes);
         Ok(())
     }
@@ -255,7 +288,7 @@ impl<'a> Transaction<'a> {
             .ok_or_else(|| Error::NoModule(module.to_string()))?;
         let gaps = self.gaps(&record)?;
         if gaps.len() != record.definitions.len() + 1 {
-            return Err(Error::Corrupt(format!(
+            return Err(Error::corrupt(format!(
                 "module `{module}`: its layout does not fit its definitions"
             )));
         }
@@ -265,7 +298,7 @@ impl<'a> Transaction<'a> {
             if let Some(name) = record.definitions.get(i) {
                 let def = self
                     .definition(module, name)?
-                    .ok_or_else(|| Error::Corrupt(format!("`{module}::{name}` has no record")))?;
+                    .ok_or_else(|| Error::corrupt(format!("`{module}::{name}` has no record")))?;
                 out.extend_from_slice(&self.text(&def.hash)?);
             }
         }
@@ -275,7 +308,7 @@ impl<'a> Transaction<'a> {
     pub(crate) fn text(&self, hash: &Hash) -> Result<Vec<u8>> {
         match self.get(Table::Blobs, &hash.0)? {
             Some(stored) => super::blob::decompress(&stored),
-            None => Err(Error::Corrupt(format!(
+            None => Err(Error::corrupt(format!(
                 "text {} is missing",
                 hash.short(12)
             ))),
@@ -298,7 +331,7 @@ impl<'a> Transaction<'a> {
     }
 
     fn write_module(&mut self, name: &str, record: &ModuleRecord) -> Result<()> {
-        let bytes = serde_json::to_vec(record).map_err(|e| Error::Store(e.to_string()))?;
+        let bytes = serde_json::to_vec(record).map_err(Error::store)?;
         self.put(Table::Modules, name.as_bytes().to_vec(), bytes);
         Ok(())
     }
@@ -1181,13 +1214,32 @@ impl<'a> Transaction<'a> {
         self.delete(Table::Paths, path.as_bytes().to_vec());
     }
 
-    /// Commits everything staged, atomically; with `durable`, returns only once it would
-    /// survive a power cut. Returns the new generation, or `None` when no module changed (file
-    /// stamps alone are still saved, and texts of conflicts).
+    /// Commits everything staged, atomically, and returns only once it would survive a power
+    /// cut. Returns the new generation, or `None` when no module changed (file stamps alone
+    /// are still saved, and texts of conflicts).
     ///
     /// # Errors
     /// Storage failures; then nothing was committed.
-    pub fn commit(mut self, durable: bool) -> Result<Option<u64>> {
+    pub fn commit(self) -> Result<Option<u64>> {
+        self.commit_with(true)
+    }
+
+    /// As [`commit`](Self::commit), but returns once the change has reached the operating
+    /// system's buffers: a crash of the process loses nothing, a power cut may lose the commit
+    /// (whole: never half of it).
+    ///
+    /// # Errors
+    /// Storage failures; then nothing was committed.
+    pub fn commit_buffered(self) -> Result<Option<u64>> {
+        self.commit_with(false)
+    }
+
+    fn commit_with(mut self, durable: bool) -> Result<Option<u64>> {
+        // One process owns the image: nothing can have committed since `begin`.
+        debug_assert!(
+            !matches!(self.image.generation(), Ok(stored) if stored >= self.generation),
+            "a commit's generation is above the stored one"
+        );
         let generation = if self.log.is_empty() {
             // No module changed: keep stamps, texts and agreements, but write no log entry.
             for table in [Table::Modules, Table::History, Table::Log, Table::Meta] {
@@ -1203,7 +1255,7 @@ impl<'a> Transaction<'a> {
                 origin: self.origin,
                 modules: std::mem::take(&mut self.log),
             };
-            let bytes = serde_json::to_vec(&entry).map_err(|e| Error::Store(e.to_string()))?;
+            let bytes = serde_json::to_vec(&entry).map_err(Error::store)?;
             self.put(Table::Log, self.generation.to_be_bytes().to_vec(), bytes);
             // The generations file sides were kept under: logged too, as the file's.
             for (generation, module) in std::mem::take(&mut self.kept) {
@@ -1213,7 +1265,7 @@ impl<'a> Transaction<'a> {
                     origin: Origin::File,
                     modules: vec![module],
                 };
-                let bytes = serde_json::to_vec(&kept).map_err(|e| Error::Store(e.to_string()))?;
+                let bytes = serde_json::to_vec(&kept).map_err(Error::store)?;
                 self.put(Table::Log, generation.to_be_bytes().to_vec(), bytes);
             }
             self.put(

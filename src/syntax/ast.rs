@@ -291,6 +291,207 @@ struct Frame {
     keyword_slot: Option<usize>,
 }
 
+/// Lowering a range of tokens into a view: nodes are finished a composite at a time (its
+/// children pending until it closes, then moved side by side into `nodes`).
+struct Lowering<'t> {
+    tree: &'t SyntaxTree,
+    nodes: Vec<AstNode>,
+    spans: Vec<(u32, u32)>,
+    /// Nodes of the open composites, innermost last, with their spans.
+    pending: Vec<(AstNode, (u32, u32))>,
+    frames: Vec<Frame>,
+    /// End token index of each open composite, to close unclosed ones where the parser did.
+    ends: Vec<u32>,
+    next_composite: usize,
+    max_depth: usize,
+}
+
+impl Lowering<'_> {
+    fn run(&mut self, tokens: Range<usize>) {
+        let tree = self.tree;
+        let mut cursor = tokens.start;
+        while let Some(token) = tree.token(cursor).filter(|_| cursor < tokens.end) {
+            cursor += 1;
+            let index = token.index() as u32;
+            while self.ends.last().is_some_and(|&end| end <= index) {
+                self.ends.pop();
+                self.close(token.range().start as u32);
+            }
+            let kind = token.kind();
+            let range = token.range();
+            let span = (range.start as u32, range.end as u32);
+            if self.frames.is_empty() {
+                break;
+            }
+            if kind.is_trivia() || kind == SyntaxKind::Malformed {
+                continue;
+            }
+            if kind.is_open() {
+                if let Some(end) = self.open(kind, span) {
+                    cursor = end;
+                }
+            } else if kind.is_close() {
+                // A closer that ends a composite is handled by `ends`; a stray one is no node.
+                if self.ends.last() == Some(&(index + 1)) {
+                    self.ends.pop();
+                    self.close(span.1);
+                }
+            } else if kind == SyntaxKind::KeywordPart {
+                self.keyword_part(token.text(), range, span);
+            } else {
+                self.end_keyword_slot();
+                self.pending.push((leaf(kind, token.text()), span));
+            }
+        }
+    }
+
+    /// A node that is not part of a keyword message's key ends the slot its parts join into.
+    fn end_keyword_slot(&mut self) {
+        if let Some(frame) = self.frames.last_mut()
+            && frame.keyword.node()
+        {
+            frame.keyword_slot = None;
+        }
+    }
+
+    /// An opening bracket: a new frame, or, too deep to read, a node with its span and no
+    /// children and the token to go on from (after its composite).
+    fn open(&mut self, kind: SyntaxKind, span: (u32, u32)) -> Option<usize> {
+        self.end_keyword_slot();
+        let tree = self.tree;
+        let data = tree.composites[self.next_composite];
+        self.next_composite += 1;
+        let composite = match kind {
+            SyntaxKind::LBracket => CompositeKind::Block,
+            SyntaxKind::LParen => CompositeKind::Paren,
+            _ => CompositeKind::Curly,
+        };
+        if self.frames.len() > self.max_depth {
+            self.next_composite += data.descendants as usize;
+            let end = tree.starts[data.end as usize];
+            self.pending.push((
+                AstNode::Composite(composite, ChildRange { start: 0, len: 0 }),
+                (span.0, end),
+            ));
+            return Some(data.end as usize);
+        }
+        self.ends.push(data.end);
+        self.frames.push(Frame {
+            kind: composite,
+            pending_start: self.pending.len(),
+            open_at: span.0,
+            keyword: KeywordState::Idle,
+            keyword_slot: None,
+        });
+        None
+    }
+
+    /// A keyword part: a new word, or joined to the key of the message it continues
+    /// (`at:` `put:` → `at:put:`).
+    fn keyword_part(&mut self, token_text: &[u8], range: Range<usize>, span: (u32, u32)) {
+        let Some(frame) = self.frames.last_mut() else {
+            return;
+        };
+        let (_, starts_new) = frame.keyword.key(range);
+        let key = String::from_utf8_lossy(token_text);
+        let module = contains_module_separator(token_text);
+        match frame.keyword_slot {
+            Some(slot) if !starts_new => {
+                if let (AstNode::Word(word), word_span) = &mut self.pending[slot] {
+                    let mut joined = String::from(std::mem::take(&mut word.text));
+                    joined.push_str(&key);
+                    word.text = joined.into();
+                    // The joined spelling holds `::`, so it reads back as a module word: so
+                    // must it be here, or the canonical form would not.
+                    if module {
+                        word.kind = WordKind::Module;
+                    }
+                    word_span.1 = span.1;
+                }
+            }
+            _ => {
+                let kind = if module {
+                    WordKind::Module
+                } else {
+                    WordKind::Eval
+                };
+                frame.keyword_slot = Some(self.pending.len());
+                self.pending.push((
+                    AstNode::Word(Word {
+                        kind,
+                        text: key.into(),
+                    }),
+                    span,
+                ));
+            }
+        }
+    }
+
+    /// Ends the innermost composite at `end_offset`: its children move into `nodes`, and it
+    /// becomes a pending node of its parent.
+    fn close(&mut self, end_offset: u32) {
+        let Some(frame) = self.frames.pop() else {
+            return;
+        };
+        let start = self.nodes.len() as u32;
+        let mut count = 0u32;
+        for (node, span) in self.pending.drain(frame.pending_start..) {
+            self.nodes.push(node);
+            self.spans.push(span);
+            count += 1;
+        }
+        self.pending.push((
+            AstNode::Composite(frame.kind, ChildRange { start, len: count }),
+            (frame.open_at, end_offset),
+        ));
+    }
+
+    /// Closes what is still open at the end of the text; the top level becomes the root.
+    fn finish(mut self) -> Ast {
+        let end = self.tree.text().len() as u32;
+        while self.frames.len() > 1 {
+            self.close(end);
+        }
+        let start = self.nodes.len() as u32;
+        let count = self.pending.len() as u32;
+        for (node, span) in self.pending {
+            self.nodes.push(node);
+            self.spans.push(span);
+        }
+        // Each node's span starts within the text and does not end before it starts.
+        debug_assert!(
+            self.spans.iter().all(|&(a, b)| a <= b && b <= end),
+            "a node's span lies outside the text"
+        );
+        Ast {
+            nodes: self.nodes,
+            spans: self.spans,
+            root: ChildRange { start, len: count },
+        }
+    }
+}
+
+/// A token that is a node of its own: a literal or a word.
+fn leaf(kind: SyntaxKind, token_text: &[u8]) -> AstNode {
+    match kind {
+        SyntaxKind::Integer => AstNode::Integer(parse_integer(token_text).unwrap_or(0)),
+        SyntaxKind::Float => AstNode::Float(parse_float(token_text).unwrap_or(f64::NAN)),
+        SyntaxKind::String => {
+            let inner = token_text.get(1..).unwrap_or(b"");
+            let inner = if inner.ends_with(b"\"") && token_text.len() >= 2 {
+                &inner[..inner.len() - 1]
+            } else {
+                inner
+            };
+            AstNode::String(decode_string(inner).into_boxed_slice())
+        }
+        other => AstNode::Word(Word {
+            kind: WordKind::from_token(other).unwrap_or(WordKind::Eval),
+            text: String::from_utf8_lossy(token_text).into(),
+        }),
+    }
+}
+
 impl Ast {
     /// The semantic view of a lossless tree. Tokens that are errors (a malformed word) are left
     /// out; everything else is kept, so a tree with errors still has a view.
@@ -326,179 +527,24 @@ impl Ast {
         first_composite: usize,
         max_depth: usize,
     ) -> Ast {
-        let text = tree.text();
-        let mut nodes: Vec<AstNode> = Vec::new();
-        let mut spans: Vec<(u32, u32)> = Vec::new();
-        let mut pending: Vec<(AstNode, (u32, u32))> = Vec::new();
-        let mut frames: Vec<Frame> = vec![Frame {
-            kind: CompositeKind::Block,
-            pending_start: 0,
-            open_at: 0,
-            keyword: KeywordState::Idle,
-            keyword_slot: None,
-        }];
-        // End token index of each open composite, to close unclosed ones where the parser did.
-        let mut ends: Vec<u32> = Vec::new();
-        let mut next_composite = first_composite;
-
-        let close = |frames: &mut Vec<Frame>,
-                     pending: &mut Vec<(AstNode, (u32, u32))>,
-                     nodes: &mut Vec<AstNode>,
-                     spans: &mut Vec<(u32, u32)>,
-                     end_offset: u32| {
-            let Some(frame) = frames.pop() else { return };
-            let start = nodes.len() as u32;
-            let children = pending.drain(frame.pending_start..);
-            let mut count = 0u32;
-            for (node, span) in children {
-                nodes.push(node);
-                spans.push(span);
-                count += 1;
-            }
-            pending.push((
-                AstNode::Composite(frame.kind, ChildRange { start, len: count }),
-                (frame.open_at, end_offset),
-            ));
+        let mut lowering = Lowering {
+            tree,
+            nodes: Vec::new(),
+            spans: Vec::new(),
+            pending: Vec::new(),
+            frames: vec![Frame {
+                kind: CompositeKind::Block,
+                pending_start: 0,
+                open_at: 0,
+                keyword: KeywordState::Idle,
+                keyword_slot: None,
+            }],
+            ends: Vec::new(),
+            next_composite: first_composite,
+            max_depth,
         };
-
-        let mut cursor = tokens.start;
-        while let Some(token) = tree.token(cursor).filter(|_| cursor < tokens.end) {
-            cursor += 1;
-            let index = token.index() as u32;
-            while ends.last().is_some_and(|&end| end <= index) {
-                ends.pop();
-                let at = token.range().start as u32;
-                close(&mut frames, &mut pending, &mut nodes, &mut spans, at);
-            }
-            let kind = token.kind();
-            let range = token.range();
-            let span = (range.start as u32, range.end as u32);
-            let Some(frame) = frames.last_mut() else {
-                break;
-            };
-            if kind.is_trivia() || kind == SyntaxKind::Malformed {
-                continue;
-            }
-            if kind.is_open() {
-                if frame.keyword.node() {
-                    frame.keyword_slot = None;
-                }
-                let data = tree.composites[next_composite];
-                next_composite += 1;
-                if frames.len() > max_depth {
-                    // Too deep to read: a node with its span and no children.
-                    next_composite += data.descendants as usize;
-                    cursor = data.end as usize;
-                    let end = tree.starts[data.end as usize];
-                    pending.push((
-                        AstNode::Composite(
-                            match kind {
-                                SyntaxKind::LBracket => CompositeKind::Block,
-                                SyntaxKind::LParen => CompositeKind::Paren,
-                                _ => CompositeKind::Curly,
-                            },
-                            ChildRange { start: 0, len: 0 },
-                        ),
-                        (span.0, end),
-                    ));
-                    continue;
-                }
-                ends.push(data.end);
-                frames.push(Frame {
-                    kind: match kind {
-                        SyntaxKind::LBracket => CompositeKind::Block,
-                        SyntaxKind::LParen => CompositeKind::Paren,
-                        _ => CompositeKind::Curly,
-                    },
-                    pending_start: pending.len(),
-                    open_at: span.0,
-                    keyword: KeywordState::Idle,
-                    keyword_slot: None,
-                });
-                continue;
-            }
-            if kind.is_close() {
-                // A closer that ends a composite is handled by `ends`; a stray one is no node.
-                if ends.last() == Some(&(index + 1)) {
-                    ends.pop();
-                    close(&mut frames, &mut pending, &mut nodes, &mut spans, span.1);
-                }
-                continue;
-            }
-            let token_text = token.text();
-            if kind == SyntaxKind::KeywordPart {
-                let (_, starts_new) = frame.keyword.key(range.clone());
-                let key = String::from_utf8_lossy(token_text);
-                match frame.keyword_slot {
-                    Some(slot) if !starts_new => {
-                        if let (AstNode::Word(word), word_span) = &mut pending[slot] {
-                            let mut joined = String::from(std::mem::take(&mut word.text));
-                            joined.push_str(&key);
-                            word.text = joined.into();
-                            // The joined spelling holds `::`, so it reads back as a module
-                            // word: so must it be here, or the canonical form would not.
-                            if contains_module_separator(token_text) {
-                                word.kind = WordKind::Module;
-                            }
-                            word_span.1 = span.1;
-                        }
-                    }
-                    _ => {
-                        let kind = if contains_module_separator(token_text) {
-                            WordKind::Module
-                        } else {
-                            WordKind::Eval
-                        };
-                        frame.keyword_slot = Some(pending.len());
-                        pending.push((
-                            AstNode::Word(Word {
-                                kind,
-                                text: key.into(),
-                            }),
-                            span,
-                        ));
-                    }
-                }
-                continue;
-            }
-            if frame.keyword.node() {
-                frame.keyword_slot = None;
-            }
-            let node = match kind {
-                SyntaxKind::Integer => AstNode::Integer(parse_integer(token_text).unwrap_or(0)),
-                SyntaxKind::Float => AstNode::Float(parse_float(token_text).unwrap_or(f64::NAN)),
-                SyntaxKind::String => {
-                    let inner = token_text.get(1..).unwrap_or(b"");
-                    let inner = if inner.ends_with(b"\"") && range.len() >= 2 {
-                        &inner[..inner.len() - 1]
-                    } else {
-                        inner
-                    };
-                    AstNode::String(decode_string(inner).into_boxed_slice())
-                }
-                other => AstNode::Word(Word {
-                    kind: WordKind::from_token(other).unwrap_or(WordKind::Eval),
-                    text: String::from_utf8_lossy(token_text).into(),
-                }),
-            };
-            pending.push((node, span));
-        }
-        let end = tree.text().len() as u32;
-        while frames.len() > 1 {
-            close(&mut frames, &mut pending, &mut nodes, &mut spans, end);
-        }
-        let start = nodes.len() as u32;
-        let count = pending.len() as u32;
-        for (node, span) in pending {
-            nodes.push(node);
-            spans.push(span);
-        }
-        let _ = text;
-        Ast {
-            nodes,
-            spans,
-            root: ChildRange { start, len: count },
-        }
+        lowering.run(tokens);
+        lowering.finish()
     }
 
     /// Builds a view from nodes made by code (no source spans): `build` pushes nodes through

@@ -494,6 +494,27 @@ const _: () = {
 };
 
 impl Builder {
+    /// A builder for a text of `len` bytes, expecting about `estimate` tokens.
+    fn new(len: usize, estimate: usize) -> Builder {
+        Builder {
+            kinds: Vec::with_capacity(estimate),
+            composites: Vec::new(),
+            stack: Vec::new(),
+            errors: Vec::new(),
+            exact: false,
+            keyword: Keyword::IDLE,
+            done: 0,
+            memo: Memo::new(len),
+            open_stack: vec![0],
+            depth: 0,
+            opened: 0,
+            plain: Vec::new(),
+            brackets: Vec::new(),
+            opens: Vec::new(),
+            closes: Vec::new(),
+        }
+    }
+
     /// Reads the tokens from the first one without a kind up to `known` (exclusive), whose ends
     /// `starts` holds. `unterminated` is the opening quote of an unterminated string, if any.
     fn tokens(&mut self, text: &[u8], starts: &[u32], known: usize, unterminated: Option<usize>) {
@@ -772,50 +793,15 @@ fn is_bracket(kind: SyntaxKind) -> bool {
 }
 
 fn parse_bytes(text: Vec<u8>) -> Parse {
-    let mut errors = Vec::new();
     if text.len() > MAX_SOURCE_LEN {
-        errors.push(SyntaxError::new(
-            SyntaxErrorKind::TooLarge,
-            0..0,
-            format!(
-                "the file is {} bytes; the parser reads at most {} bytes",
-                text.len(),
-                MAX_SOURCE_LEN
-            ),
-        ));
-        // The tree cannot address the text: keep it as one opaque token-free tree.
-        return Parse {
-            tree: SyntaxTree {
-                text: Vec::new(),
-                kinds: Vec::new(),
-                starts: vec![0],
-                composites: Vec::new(),
-            },
-            errors,
-        };
+        return too_large(&text);
     }
     // The encoding is checked at the end, when the lexer has seen a byte that is not ASCII or is
     // NUL (errors are sorted by position at the end, and no other error covers such a byte).
     let len = text.len();
     let estimate = len / 3 + 16;
     let mut starts: Vec<u32> = Vec::with_capacity(estimate + 1);
-    let mut builder = Builder {
-        kinds: Vec::with_capacity(estimate),
-        composites: Vec::new(),
-        stack: Vec::new(),
-        errors,
-        exact: false,
-        keyword: Keyword::IDLE,
-        done: 0,
-        memo: Memo::new(len),
-        open_stack: vec![0],
-        depth: 0,
-        opened: 0,
-        plain: Vec::new(),
-        brackets: Vec::new(),
-        opens: Vec::new(),
-        closes: Vec::new(),
-    };
+    let mut builder = Builder::new(len, estimate);
 
     let mut pos = 0usize;
     if text.starts_with(BOM) {
@@ -846,16 +832,73 @@ fn parse_bytes(text: Vec<u8>) -> Parse {
     let Builder {
         kinds,
         mut composites,
-        mut stack,
+        stack,
         mut errors,
         ..
     } = builder;
-    let token_count = kinds.len() as u32;
-    // Only the outermost unclosed brackets are reported: a million of them is one mistake
-    // repeated, not a million things for a person to read.
+    close_unclosed(
+        &text,
+        &mut composites,
+        stack,
+        kinds.len() as u32,
+        &mut errors,
+    );
+    errors.sort_by_key(|e| (e.span.start, e.span.end));
+    // Every byte in exactly one token: the starts rise from 0 to the end, one per token.
+    debug_assert!(
+        starts.first() == Some(&0)
+            && starts.last() == Some(&(len as u32))
+            && starts.len() == kinds.len() + 1
+            && starts.windows(2).all(|w| w[0] < w[1]),
+        "tokens do not tile the text"
+    );
+    Parse {
+        tree: SyntaxTree {
+            text,
+            kinds,
+            starts,
+            composites,
+        },
+        errors,
+    }
+}
+
+/// The parse of a text too large for 32-bit offsets: an error, and a tree that holds nothing
+/// (it cannot address the text).
+fn too_large(text: &[u8]) -> Parse {
+    let error = SyntaxError::new(
+        SyntaxErrorKind::TooLarge,
+        0..0,
+        format!(
+            "the file is {} bytes; the parser reads at most {} bytes",
+            text.len(),
+            MAX_SOURCE_LEN
+        ),
+    );
+    Parse {
+        tree: SyntaxTree {
+            text: Vec::new(),
+            kinds: Vec::new(),
+            starts: vec![0],
+            composites: Vec::new(),
+        },
+        errors: vec![error],
+    }
+}
+
+/// Ends the composites still open at the end of the text (`stack`, innermost last) and
+/// reports them. Only the outermost unclosed brackets are reported: a million of them is one
+/// mistake repeated, not a million things for a person to read.
+fn close_unclosed(
+    text: &[u8],
+    composites: &mut [CompositeData],
+    mut stack: Vec<Frame>,
+    token_count: u32,
+    errors: &mut Vec<SyntaxError>,
+) {
     let unreported = stack.len().saturating_sub(MAX_UNCLOSED_REPORTED);
     while let Some(frame) = stack.pop() {
-        finish(&mut composites, &frame, token_count, false);
+        finish(composites, &frame, token_count, false);
         if stack.len() >= MAX_UNCLOSED_REPORTED {
             continue;
         }
@@ -874,16 +917,6 @@ fn parse_bytes(text: Vec<u8>) -> Parse {
                 char::from(frame.close)
             ),
         ));
-    }
-    errors.sort_by_key(|e| (e.span.start, e.span.end));
-    Parse {
-        tree: SyntaxTree {
-            text,
-            kinds,
-            starts,
-            composites,
-        },
-        errors,
     }
 }
 
@@ -1121,11 +1154,10 @@ mod differential {
         data.descendants = count - frame.composite - 1;
     }
 
+    /// `closed`: the closing byte, its offset and its token index.
     fn ref_close_bracket(
         text: &[u8],
-        byte: u8,
-        at: usize,
-        token: u32,
+        (byte, at, token): (u8, usize, u32),
         stack: &mut Vec<RefFrame>,
         composites: &mut [CompositeData],
         errors: &mut Vec<SyntaxError>,
@@ -1199,24 +1231,7 @@ mod differential {
     fn parse_reference(text: Vec<u8>) -> Parse {
         let mut errors = Vec::new();
         if text.len() > MAX_SOURCE_LEN {
-            errors.push(SyntaxError::new(
-                SyntaxErrorKind::TooLarge,
-                0..0,
-                format!(
-                    "the file is {} bytes; the parser reads at most {} bytes",
-                    text.len(),
-                    MAX_SOURCE_LEN
-                ),
-            ));
-            return Parse {
-                tree: SyntaxTree {
-                    text: Vec::new(),
-                    kinds: Vec::new(),
-                    starts: vec![0],
-                    composites: Vec::new(),
-                },
-                errors,
-            };
+            return too_large(&text);
         }
         check_encoding(&text, &mut errors);
 
@@ -1243,30 +1258,12 @@ mod differential {
                     SyntaxKind::Whitespace
                 }
                 Class::Hash => {
-                    pos = match memchr::memchr(b'\n', &text[pos..]) {
-                        Some(i) if i > 1 && text[pos + i - 1] == b'\r' => pos + i - 1,
-                        Some(i) => pos + i,
-                        None => len,
-                    };
+                    pos = ref_comment_end(&text, pos);
                     SyntaxKind::Comment
                 }
                 Class::Plain => {
                     pos += 1 + ref_run(&text[pos + 1..], &REF_PLAIN);
-                    let kind = classify_plain(&text[start..pos]);
-                    match kind {
-                        SyntaxKind::KeywordPart => {
-                            if let (Some(waiting), _) = root_keyword.key(start..pos) {
-                                errors.push(keyword_error(&text, waiting, start..pos));
-                            }
-                        }
-                        SyntaxKind::Malformed => {
-                            errors.push(malformed_word(&text[start..pos], start..pos));
-                        }
-                        _ => {
-                            root_keyword.node();
-                        }
-                    }
-                    kind
+                    ref_plain(&text, start..pos, &mut root_keyword, &mut errors)
                 }
                 Class::Special => {
                     pos += 1 + ref_run(&text[pos + 1..], &REF_SPECIAL);
@@ -1276,11 +1273,7 @@ mod differential {
                 Class::Quote => {
                     pos = ref_scan_string(&text, pos);
                     if pos == usize::MAX {
-                        errors.push(SyntaxError::new(
-                            SyntaxErrorKind::UnterminatedString,
-                            start..start + 1,
-                            "unterminated string: expected a closing `\"` for the string that starts here",
-                        ));
+                        errors.push(unterminated_string(start));
                         pos = len;
                     }
                     root_keyword.node();
@@ -1293,50 +1286,112 @@ mod differential {
                         composite: composites.len() as u32,
                         close: ref_closer_for(byte),
                         open_at: start as u32,
-                        keyword: root_keyword,
+                        keyword: std::mem::replace(&mut root_keyword, KeywordState::Idle),
                     });
-                    root_keyword = KeywordState::Idle;
                     composites.push(CompositeData {
                         open: kinds.len() as u32,
                         end: 0,
                         descendants: 0,
                         closed: false,
                     });
-                    match byte {
-                        b'[' => SyntaxKind::LBracket,
-                        b'(' => SyntaxKind::LParen,
-                        _ => SyntaxKind::LCurly,
-                    }
+                    ref_opener_kind(byte)
                 }
                 Class::Close => {
                     pos += 1;
                     let token = kinds.len() as u32;
-                    if let Some(saved) = ref_close_bracket(
-                        &text,
-                        byte,
-                        start,
-                        token,
-                        &mut stack,
-                        &mut composites,
-                        &mut errors,
-                    ) {
+                    let closed = (byte, start, token);
+                    if let Some(saved) =
+                        ref_close_bracket(&text, closed, &mut stack, &mut composites, &mut errors)
+                    {
                         root_keyword = saved;
                     }
-                    match byte {
-                        b']' => SyntaxKind::RBracket,
-                        b')' => SyntaxKind::RParen,
-                        _ => SyntaxKind::RCurly,
-                    }
+                    ref_closer_kind(byte)
                 }
             };
             kinds.push(kind);
             starts.push(start as u32);
         }
 
-        let token_count = kinds.len() as u32;
+        ref_close_unclosed(
+            &text,
+            &mut composites,
+            stack,
+            kinds.len() as u32,
+            &mut errors,
+        );
+        starts.push(len as u32);
+        errors.sort_by_key(|e| (e.span.start, e.span.end));
+        Parse {
+            tree: SyntaxTree {
+                text,
+                kinds,
+                starts,
+                composites,
+            },
+            errors,
+        }
+    }
+
+    /// A plain token's kind; a keyword part without the argument of the one before it, or a
+    /// malformed word, is an error.
+    fn ref_plain(
+        text: &[u8],
+        span: Range<usize>,
+        keyword: &mut KeywordState,
+        errors: &mut Vec<SyntaxError>,
+    ) -> SyntaxKind {
+        let kind = classify_plain(&text[span.clone()]);
+        match kind {
+            SyntaxKind::KeywordPart => {
+                if let (Some(waiting), _) = keyword.key(span.clone()) {
+                    errors.push(keyword_error(text, waiting, span));
+                }
+            }
+            SyntaxKind::Malformed => errors.push(malformed_word(&text[span.clone()], span)),
+            _ => {
+                keyword.node();
+            }
+        }
+        kind
+    }
+
+    /// Where the comment at `pos` ends: before the line feed, and before a carriage return
+    /// directly in front of it.
+    fn ref_comment_end(text: &[u8], pos: usize) -> usize {
+        match memchr::memchr(b'\n', &text[pos..]) {
+            Some(i) if i > 1 && text[pos + i - 1] == b'\r' => pos + i - 1,
+            Some(i) => pos + i,
+            None => text.len(),
+        }
+    }
+
+    fn ref_closer_kind(byte: u8) -> SyntaxKind {
+        match byte {
+            b']' => SyntaxKind::RBracket,
+            b')' => SyntaxKind::RParen,
+            _ => SyntaxKind::RCurly,
+        }
+    }
+
+    fn ref_opener_kind(byte: u8) -> SyntaxKind {
+        match byte {
+            b'[' => SyntaxKind::LBracket,
+            b'(' => SyntaxKind::LParen,
+            _ => SyntaxKind::LCurly,
+        }
+    }
+
+    /// Ends and reports the composites still open at the end (the outermost ones only).
+    fn ref_close_unclosed(
+        text: &[u8],
+        composites: &mut [CompositeData],
+        mut stack: Vec<RefFrame>,
+        token_count: u32,
+        errors: &mut Vec<SyntaxError>,
+    ) {
         let unreported = stack.len().saturating_sub(MAX_UNCLOSED_REPORTED);
         while let Some(frame) = stack.pop() {
-            ref_finish(&mut composites, &frame, token_count, false);
+            ref_finish(composites, &frame, token_count, false);
             if stack.len() >= MAX_UNCLOSED_REPORTED {
                 continue;
             }
@@ -1355,17 +1410,6 @@ mod differential {
                     char::from(frame.close)
                 ),
             ));
-        }
-        starts.push(len as u32);
-        errors.sort_by_key(|e| (e.span.start, e.span.end));
-        Parse {
-            tree: SyntaxTree {
-                text,
-                kinds,
-                starts,
-                composites,
-            },
-            errors,
         }
     }
 

@@ -239,10 +239,10 @@ impl Watcher {
                 };
                 let _ = forward.send(message);
             })
-            .map_err(|e| watch_error(&root, &e))?;
+            .map_err(|e| watch_error(&root, e))?;
         notifier
             .watch(&root, RecursiveMode::Recursive)
-            .map_err(|e| watch_error(&root, &e))?;
+            .map_err(|e| watch_error(&root, e))?;
 
         // What changed while the watch was being set up (or while nobody watched).
         let started = Instant::now();
@@ -359,16 +359,16 @@ impl Watcher {
         let outcome = match self.worker.take() {
             Some(worker) => worker
                 .join()
-                .unwrap_or_else(|_| Err(Error::Store("the watch worker panicked".into()))),
+                .unwrap_or_else(|p| Err(Error::panicked("the watch worker", &*p))),
             None => Ok(()),
         };
         outcome?;
         let image = Arc::clone(&self.image);
         drop(self);
         match Arc::try_unwrap(image)
-            .map_err(|_| Error::Store("the image is still in use".into()))?
+            .map_err(|_| Error::Internal("the image is still in use".into()))?
             .into_inner()
-            .map_err(|_| Error::Store("the watch worker panicked".into()))?
+            .map_err(|_| Error::panicked("the watch worker", &()))?
         {
             Slot::Held(image) => Ok(image),
             lent => Err(lent_error(&lent)),
@@ -397,7 +397,7 @@ impl Drop for Watcher {
 fn lock(image: &Mutex<Slot>) -> Result<MutexGuard<'_, Slot>> {
     image
         .lock()
-        .map_err(|_| Error::Store("the watch worker panicked".into()))
+        .map_err(|_| Error::panicked("the watch worker", &()))
 }
 
 /// The image is not here: lent to another process.
@@ -408,25 +408,30 @@ fn lent_error(slot: &Slot) -> Error {
             pid: *pid,
             command: command.clone(),
         },
-        Slot::Held(_) => Error::Store("the image is here".into()),
+        Slot::Held(_) => Error::Internal("the image is here, not lent".into()),
     }
 }
 
 /// A notify error while setting up or keeping the watch, as a library error; the inotify
 /// limits get a sentence that names the limit and how to raise it.
-fn watch_error(root: &Path, error: &notify::Error) -> Error {
-    let (limit, message) = describe(error);
-    if limit {
-        return Error::Invalid(message);
-    }
-    match &error.kind {
-        ErrorKind::Io(e) if e.raw_os_error() == Some(EMFILE) => Error::Invalid(format!(
-            "cannot watch {}: too many inotify instances (fs.inotify.max_user_instances); raise \
-             the limit with `sudo sysctl fs.inotify.max_user_instances=1024` (add it to \
-             /etc/sysctl.conf to keep it)",
-            root.display()
-        )),
-        _ => Error::Invalid(format!("cannot watch {}: {message}", root.display())),
+fn watch_error(root: &Path, error: notify::Error) -> Error {
+    let (limit, message) = describe(&error);
+    let message = if limit {
+        message
+    } else {
+        match &error.kind {
+            ErrorKind::Io(e) if e.raw_os_error() == Some(EMFILE) => format!(
+                "cannot watch {}: too many inotify instances (fs.inotify.max_user_instances); \
+                 raise the limit with `sudo sysctl fs.inotify.max_user_instances=1024` (add it \
+                 to /etc/sysctl.conf to keep it)",
+                root.display()
+            ),
+            _ => format!("cannot watch {}: {message}", root.display()),
+        }
+    };
+    Error::Watch {
+        message,
+        source: error,
     }
 }
 
@@ -814,7 +819,7 @@ mod tests {
             "{message}"
         );
         assert!(message.contains("/tree/deep"), "{message}");
-        let error = watch_error(Path::new("/tree"), &error);
+        let error = watch_error(Path::new("/tree"), error);
         assert!(error.to_string().contains("max_user_watches"), "{error}");
     }
 
@@ -877,7 +882,7 @@ mod tests {
     #[test]
     fn the_instance_limit_names_its_sysctl() {
         let io = std::io::Error::from_raw_os_error(EMFILE);
-        let error = watch_error(Path::new("/tree"), &notify::Error::io(io));
+        let error = watch_error(Path::new("/tree"), notify::Error::io(io));
         assert!(
             error.to_string().contains("fs.inotify.max_user_instances"),
             "{error}"

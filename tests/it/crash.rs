@@ -297,7 +297,7 @@ impl World {
         let before = image_texts(&self.image_dir());
         {
             let image = open_image(&self.image_dir());
-            let mut tx = image.begin(Origin::Live);
+            let mut tx = image.begin(Origin::Live).unwrap();
             let n = 1 + self.rng.below(4);
             for name in self.some_modules(&before, n) {
                 self.counter += 1;
@@ -315,7 +315,7 @@ impl World {
                 tx.put_module(PreparedUnit::new(&unit), &path).unwrap();
                 self.added.push(path);
             }
-            tx.commit(true).unwrap();
+            tx.commit().unwrap();
         }
         let after = image_texts(&self.image_dir());
         let files_after = expected_files(&self.image_dir(), &files_before);

@@ -376,12 +376,12 @@ fn export_refuses_paths_leading_out_of_the_tree() {
     std::os::unix::fs::symlink(outside.path(), dir.join("link")).unwrap();
     build(&dir, &[], 0);
     let image = open(&dir);
-    let mut tx = image.begin(Origin::Live);
+    let mut tx = image.begin(Origin::Live).unwrap();
     tx.create_module("Up", "../../up.spry").unwrap();
     tx.create_module("Abs", "/tmp/spry-image-abs.spry").unwrap();
     tx.create_module("Linked", "link/linked.spry").unwrap();
     tx.create_module("Fine", "fine.spry").unwrap();
-    tx.commit(true).unwrap();
+    tx.commit().unwrap();
     drop(image);
     let (json, out) = export(&dir, &[], 1);
     let skipped: Vec<&str> = json["skipped"]

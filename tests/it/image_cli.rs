@@ -380,10 +380,10 @@ fn a_live_edit_shows_through_the_binary() {
     build(&dir, &[], 0);
     {
         let image = open(&dir);
-        let mut tx = image.begin(Origin::Live);
+        let mut tx = image.begin(Origin::Live).unwrap();
         tx.put_definition("Tiny", "triple", b"triple = func [:n n * 3]")
             .unwrap();
-        tx.commit(true).unwrap();
+        tx.commit().unwrap();
     }
     assert_eq!(
         dir.command().args(["show", "Tiny::triple"]).stdout(),

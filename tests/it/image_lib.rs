@@ -41,7 +41,7 @@ fn a_live_transaction_adds_changes_and_removes_definitions() {
     assert_eq!(image.generation().unwrap(), 1);
     assert_eq!(text(&image, "Greeting"), GREETING);
 
-    let mut tx = image.begin(Origin::Live);
+    let mut tx = image.begin(Origin::Live).unwrap();
     assert_eq!(tx.generation(), 2);
     // New: goes after the last one, separated as the last is from its neighbour.
     tx.put_definition("Greeting", "wave", b"# Waves.\nwave = func [\"o/\"]")
@@ -66,7 +66,7 @@ fn a_live_transaction_adds_changes_and_removes_definitions() {
         Err(Error::NoDefinition { .. })
     ));
     assert_eq!(text(&image, "Greeting"), GREETING);
-    assert_eq!(tx.commit(true).unwrap(), Some(2));
+    assert_eq!(tx.commit().unwrap(), Some(2));
 
     assert_eq!(
         image.definition_text("Greeting", "wave").unwrap(),
@@ -128,7 +128,7 @@ fn a_new_definition_follows_the_last_in_every_layout() {
     copy_tree(&repo_path("spry-src/util"), &dir.join("util"));
     copy_tree(&repo_path("spry-src/text"), &dir.join("text"));
     let image = built(&dir);
-    let mut tx = image.begin(Origin::Live);
+    let mut tx = image.begin(Origin::Live).unwrap();
     tx.put_definition("Stack", "size", b"size = method [@elements size]")
         .unwrap();
     tx.put_definition("Tiny", "triple", b"triple = func [:n n * 3]")
@@ -136,7 +136,7 @@ fn a_new_definition_follows_the_last_in_every_layout() {
     tx.put_definition("LinkedList", "isEmpty", b"isEmpty = method [@length = 0]")
         .unwrap();
     tx.put_definition("Csv", "tab", b"tab = \"\\t\"").unwrap();
-    tx.commit(true).unwrap();
+    tx.commit().unwrap();
 
     let stack = String::from_utf8(dir.read("collections/stack.spry")).unwrap();
     let end = stack.rfind("\n}\n").unwrap();
@@ -178,9 +178,9 @@ fn a_new_definition_does_not_repeat_a_comment_between_the_last_two() {
     dir.create("sections.spry", module);
     let image = built(&dir);
     assert_eq!(text(&image, "Sections"), module);
-    let mut tx = image.begin(Origin::Live);
+    let mut tx = image.begin(Origin::Live).unwrap();
     tx.put_definition("Sections", "c", b"c = 3").unwrap();
-    tx.commit(true).unwrap();
+    tx.commit().unwrap();
     let got = text(&image, "Sections");
     assert_eq!(
         got.matches("Second half").count(),
@@ -204,19 +204,19 @@ fn a_new_image_takes_its_first_module_and_definitions() {
         std::path::PathBuf::from(&image.record().source_root),
         std::fs::canonicalize(dir.path()).unwrap()
     );
-    let mut tx = image.begin(Origin::Live);
+    let mut tx = image.begin(Origin::Live).unwrap();
     tx.create_module("Greeting", "greeting.spry").unwrap();
     tx.put_definition("Greeting", "hello", b"hello = func [\"hi\"]")
         .unwrap();
     tx.put_definition("Greeting", "bye", b"bye = func [\"bye\"]")
         .unwrap();
-    assert_eq!(tx.commit(true).unwrap(), Some(1));
+    assert_eq!(tx.commit().unwrap(), Some(1));
     assert_eq!(
         text(&image, "Greeting"),
         "{\n  _meta = {name = 'Greeting}\n  hello = func [\"hi\"]\n  bye = func [\"bye\"]\n}\n"
     );
     // A second module of the same name is refused.
-    let mut tx = image.begin(Origin::Live);
+    let mut tx = image.begin(Origin::Live).unwrap();
     assert!(matches!(
         tx.create_module("Greeting", "other.spry"),
         Err(Error::Invalid(_))
@@ -230,7 +230,7 @@ fn a_new_image_takes_its_first_module_and_definitions() {
         tx.remove_definition("Greeting", "nope"),
         Err(Error::NoDefinition { .. })
     ));
-    assert_eq!(tx.commit(true).unwrap(), None);
+    assert_eq!(tx.commit().unwrap(), None);
     assert_eq!(image.generation().unwrap(), 1);
     assert!(image.check().unwrap().is_ok());
 }
@@ -243,7 +243,7 @@ fn invalid_text_is_refused_and_changes_nothing() {
     let digest = image.digest().unwrap();
     let hello = image.definition_text("Greeting", "hello").unwrap();
 
-    let mut tx = image.begin(Origin::Live);
+    let mut tx = image.begin(Origin::Live).unwrap();
     let cases: [(&str, &[u8]); 6] = [
         ("hello", b"hello = func [\"hi\""),
         ("hello", b"hello = func [\"hi\"]]"),
@@ -273,7 +273,7 @@ fn invalid_text_is_refused_and_changes_nothing() {
     assert!(tx.changes().is_empty());
     // A good change after the refused ones commits alone.
     tx.put_definition("Greeting", "wave", b"wave = 1").unwrap();
-    assert_eq!(tx.commit(true).unwrap(), Some(2));
+    assert_eq!(tx.commit().unwrap(), Some(2));
     assert_eq!(image.definition_text("Greeting", "hello").unwrap(), hello);
     assert!(image.definition("Greeting", "fresh").unwrap().is_none());
     let names: Vec<String> = image
@@ -285,14 +285,14 @@ fn invalid_text_is_refused_and_changes_nothing() {
     assert_eq!(names, ["_meta", "hello", "bye", "wave"]);
 
     // Only refused texts: nothing at all is committed.
-    let mut tx = image.begin(Origin::Live);
+    let mut tx = image.begin(Origin::Live).unwrap();
     let digest2 = image.digest().unwrap();
     assert_ne!(digest, digest2);
     assert!(
         tx.put_definition("Greeting", "hello", b"hello = [")
             .is_err()
     );
-    assert_eq!(tx.commit(true).unwrap(), None);
+    assert_eq!(tx.commit().unwrap(), None);
     assert_eq!(image.generation().unwrap(), 2);
     assert_eq!(image.digest().unwrap(), digest2);
 }
@@ -306,7 +306,7 @@ fn a_dropped_transaction_changes_nothing() {
         let image = built(&dir);
         let before = (image.digest().unwrap(), image.generation().unwrap());
         {
-            let mut tx = image.begin(Origin::Live);
+            let mut tx = image.begin(Origin::Live).unwrap();
             tx.put_definition("Greeting", "hello", b"hello = 2")
                 .unwrap();
             tx.put_definition("Greeting", "wave", b"wave = 3").unwrap();
@@ -337,7 +337,7 @@ fn a_commit_is_whole_after_reopening() {
     let names: Vec<String> = (0..40).map(|i| format!("def{i}")).collect();
     {
         let image = create(&dir);
-        let mut tx = image.begin(Origin::Live);
+        let mut tx = image.begin(Origin::Live).unwrap();
         tx.create_module("Many", "many.spry").unwrap();
         for (i, name) in names.iter().enumerate() {
             tx.put_definition("Many", name, format!("{name} = {i}").as_bytes())
@@ -345,7 +345,7 @@ fn a_commit_is_whole_after_reopening() {
         }
         tx.create_module("Second", "second.spry").unwrap();
         tx.put_definition("Second", "x", b"x = 1").unwrap();
-        assert_eq!(tx.commit(true).unwrap(), Some(1));
+        assert_eq!(tx.commit().unwrap(), Some(1));
     }
     let image = Image::open(&image_path).unwrap();
     assert_eq!(image.generation().unwrap(), 1);
@@ -383,10 +383,10 @@ fn a_reopened_image_sees_what_was_committed() {
     let image_path = dir.join(IMAGE_DIR);
     let digest = {
         let image = built(&dir);
-        let mut tx = image.begin(Origin::Live);
+        let mut tx = image.begin(Origin::Live).unwrap();
         tx.put_definition("Greeting", "hello", b"hello = func [\"hey\"]")
             .unwrap();
-        tx.commit(false).unwrap();
+        tx.commit_buffered().unwrap();
         image.digest().unwrap()
     };
     let image = Image::open(&image_path).unwrap();
@@ -488,12 +488,12 @@ fn the_library_build_is_incremental_by_stamp() {
 fn removing_the_only_definition_leaves_a_whole_layout() {
     let dir = Dir::new("remove_only");
     let image = create(&dir);
-    let mut tx = image.begin(Origin::Live);
+    let mut tx = image.begin(Origin::Live).unwrap();
     tx.create_module("Bare", "bare.spry").unwrap();
-    tx.commit(true).unwrap();
-    let mut tx = image.begin(Origin::Live);
+    tx.commit().unwrap();
+    let mut tx = image.begin(Origin::Live).unwrap();
     tx.remove_definition("Bare", "_meta").unwrap();
-    tx.commit(true).unwrap();
+    tx.commit().unwrap();
     assert!(image.definitions("Bare").unwrap().is_empty());
     assert_eq!(text(&image, "Bare"), "{\n  \n}\n");
     let report = image.check().unwrap();
@@ -507,10 +507,10 @@ fn a_script_takes_no_definitions() {
     dir.create("scripts/hello.spry", script);
     let image = built(&dir);
     assert!(image.definitions("scripts/hello").unwrap().is_empty());
-    let mut tx = image.begin(Origin::Live);
+    let mut tx = image.begin(Origin::Live).unwrap();
     let result = tx.put_definition("scripts/hello", "x", b"x = 1");
     assert!(matches!(result, Err(Error::Invalid(_))), "{result:?}");
-    assert_eq!(tx.commit(true).unwrap(), None);
+    assert_eq!(tx.commit().unwrap(), None);
     assert_eq!(text(&image, "scripts/hello"), script);
 }
 

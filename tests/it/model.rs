@@ -249,23 +249,23 @@ fn run(steps: &[Step]) {
             }
             Step::LiveSet(m, n, v) => {
                 settles_conflict(&image, &mut seen, *m, *n);
-                let mut tx = image.begin(Origin::Live);
+                let mut tx = image.begin(Origin::Live).unwrap();
                 tx.put_definition(
                     &module_name(*m),
                     &format!("d{n}"),
                     def_text(*n, *v).as_bytes(),
                 )
                 .unwrap();
-                tx.commit(true).unwrap();
+                tx.commit().unwrap();
             }
             Step::LiveRemove(m, n) => {
                 settles_conflict(&image, &mut seen, *m, *n);
-                let mut tx = image.begin(Origin::Live);
+                let mut tx = image.begin(Origin::Live).unwrap();
                 if tx
                     .remove_definition(&module_name(*m), &format!("d{n}"))
                     .is_ok()
                 {
-                    tx.commit(true).unwrap();
+                    tx.commit().unwrap();
                 }
             }
             Step::Build => {
@@ -296,7 +296,7 @@ fn run(steps: &[Step]) {
                         std::fs::write(&path, image.module_text(&module).unwrap()).unwrap();
                     }
                 } else {
-                    let mut tx = image.begin(Origin::Live);
+                    let mut tx = image.begin(Origin::Live).unwrap();
                     let _ = tx.put_definition(&module_name(*m), "d0", b"d0 = 999");
                     drop(tx);
                 }

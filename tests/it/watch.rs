@@ -122,7 +122,7 @@ fn a_new_file_claiming_a_module_an_unlisted_file_holds_is_claimed_twice() {
     let report = build_paths(&mut image, &dir, Some(&["copy.spry"]));
     assert_eq!(report.failed.len(), 1, "{report:?}");
     assert_eq!(report.failed[0].path, "copy.spry");
-    let message = report.failed[0].message.clone().unwrap();
+    let message = report.failed[0].message().unwrap();
     assert!(message.contains("`a.spry` keeps it"), "{message}");
     assert!(report.moved.is_empty() && report.changed.is_empty());
     assert_eq!(image.module("A").unwrap().unwrap().path, "a.spry");
@@ -517,7 +517,7 @@ fn watch_a_bad_file_keeps_its_last_good_version_and_is_reported() {
     assert_eq!(batch.build.failed.len(), 1, "{batch:#?}");
     let failure = &batch.build.failed[0];
     assert_eq!(failure.path, "a.spry");
-    let at = spry_image::diagnostic::location("a.spry", &failure.text, &failure.errors[0]);
+    let at = spry_image::diagnostic::location("a.spry", failure.text(), &failure.errors()[0]);
     assert!(at.starts_with("a.spry:"), "{at}");
     assert_eq!(batch.build.generation, None);
     assert!(
@@ -908,9 +908,9 @@ fn a_borrowed_image_returns_with_what_changed_meanwhile() {
         // This process borrows it (a second handle on the lock is refused even here).
         let borrowed = spry_image::watch::open_or_borrow(&dir, || Image::open(&dir)).unwrap();
         assert!(borrowed.is_borrowed());
-        let mut tx = borrowed.begin(spry_image::image::Origin::Live);
+        let mut tx = borrowed.begin(spry_image::image::Origin::Live).unwrap();
         tx.put_definition("A", "x", b"x = 2").unwrap();
-        tx.commit(true).unwrap();
+        tx.commit().unwrap();
         // Edits on disk while the image is lent queue up.
         s.dir.create("b.spry", module("B", "y = 1"));
     }

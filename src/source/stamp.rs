@@ -1,0 +1,90 @@
+//! Stamps: what a file looked like when it was last read (size, modification time, hash), and
+//! whether it can have changed since.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::image::PathRecord;
+
+/// File systems keep times at a granularity of up to two seconds: a file modified that close to
+/// when it was stamped may change again without its time changing.
+pub(crate) const RACY_NS: i128 = 2_000_000_000;
+
+/// A file's size and modification time as a directory listing gives them.
+#[derive(Clone, Debug)]
+pub struct WalkedFile {
+    /// Relative to the root, `/`-separated.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i128,
+}
+
+/// Whether `file` still has the bytes it had when `stamp` was taken, as far as its size and
+/// time can tell: same size, same time, and the time far enough before the stamp that a later
+/// write would have moved it.
+pub(crate) fn stamp_matches(stamp: &PathRecord, file: &WalkedFile) -> bool {
+    stamp.size == file.size
+        && stamp.mtime_ns == file.mtime_ns
+        && file.mtime_ns < stamp.stamped_ns - RACY_NS
+}
+
+/// Now, in nanoseconds since the epoch (0 for a clock before it).
+pub(crate) fn now_ns() -> i128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
+/// A file's modification time in nanoseconds since the epoch (0 when unknown).
+pub(crate) fn mtime_ns(meta: &std::fs::Metadata) -> i128 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::Hash;
+
+    fn stamp(size: u64, mtime_ns: i128, stamped_ns: i128) -> PathRecord {
+        PathRecord {
+            module: "A".to_string(),
+            size,
+            mtime_ns,
+            hash: Hash::of(b""),
+            stamped_ns,
+        }
+    }
+
+    fn file(size: u64, mtime_ns: i128) -> WalkedFile {
+        WalkedFile {
+            path: "a.spry".to_string(),
+            size,
+            mtime_ns,
+        }
+    }
+
+    #[test]
+    fn a_stamp_matches_only_a_file_modified_well_before_it() {
+        let old = 10 * RACY_NS;
+        assert!(stamp_matches(
+            &stamp(5, old, old + RACY_NS + 1),
+            &file(5, old)
+        ));
+        assert!(
+            !stamp_matches(&stamp(5, old, old + RACY_NS), &file(5, old)),
+            "racy"
+        );
+        assert!(
+            !stamp_matches(&stamp(5, old, old * 2), &file(6, old)),
+            "size"
+        );
+        assert!(
+            !stamp_matches(&stamp(5, old, old * 2), &file(5, old + 1)),
+            "time"
+        );
+    }
+}
