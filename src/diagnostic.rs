@@ -109,10 +109,7 @@ impl Report {
                 source.span(span),
             ));
         }
-        Some(Report {
-            labels,
-            source,
-        })
+        Some(Report { labels, source })
     }
 }
 

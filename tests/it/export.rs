@@ -84,9 +84,9 @@ fn spry_files(root: &Path) -> Vec<(String, Vec<u8>)> {
 fn digest(dir: &Dir, image: &Path) -> String {
     let out = dir
         .command()
+        .arg("check")
         .arg("--image")
         .arg(image)
-        .arg("check")
         .expect_code(0);
     out.stdout_str().lines().last().unwrap().to_string()
 }
@@ -129,9 +129,9 @@ fn export_then_build_gives_the_same_digest() {
     // A fresh image of the exported tree holds the same content.
     let fresh = dir.join("fresh-image");
     dir.command()
+        .arg("build")
         .arg("--image")
         .arg(&fresh)
-        .arg("build")
         .arg(dir.path())
         .expect_code(0);
     assert_eq!(digest(&dir, &fresh), before);
