@@ -32,20 +32,13 @@ pub struct BuildArgs {
     max_file_size: u64,
 }
 
-/// A size in bytes, with an optional binary suffix: `1048576`, `1024k`, `64m`, `1g`.
+/// A size in bytes, with an optional binary suffix: `1048576`, `1024k`, `64m`, `1g`, `64MiB`
+/// (`k`, `m`, `g` are powers of 1024, as for `--max-file-size` they always were).
 fn parse_size(text: &str) -> Result<u64, String> {
-    let lower = text.trim().to_ascii_lowercase();
-    let (digits, shift) = match lower.strip_suffix(['k', 'm', 'g']) {
-        Some(digits) if lower.ends_with('k') => (digits, 10),
-        Some(digits) if lower.ends_with('m') => (digits, 20),
-        Some(digits) => (digits, 30),
-        None => (lower.as_str(), 0),
-    };
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size (bytes, or a number with k, m or g)"))?;
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| format!("`{text}` is too large"))
+    parse_size::Config::new()
+        .with_binary()
+        .parse_size(text.trim())
+        .map_err(|e| format!("`{text}` is not a size (bytes, or a number with k, m or g): {e}"))
 }
 
 struct Bar(ProgressBar);
@@ -98,7 +91,7 @@ pub fn run(image_dir: Option<&Path>, args: &BuildArgs) -> Status {
     };
     print_failures(&src, &report);
     if args.json {
-        if let Err(status) = super::print_json(&report) {
+        if let Err(status) = print_report_json(&report) {
             return status;
         }
     } else {
@@ -109,6 +102,17 @@ pub fn run(image_dir: Option<&Path>, args: &BuildArgs) -> Status {
     } else {
         Status::Failed
     }
+}
+
+/// The report as one JSON object, each failure with its errors (line, column, message), as
+/// `status --json` has them.
+fn print_report_json(report: &BuildReport) -> Result<(), Status> {
+    let mut value = serde_json::to_value(report).map_err(|e| {
+        eprintln!("error: {e}");
+        Status::Trouble
+    })?;
+    value["failed"] = super::failures_json(&report.failed);
+    super::print_json(&value)
 }
 
 fn print_failures(src: &Path, report: &BuildReport) {
@@ -145,4 +149,21 @@ fn summary(src: &Path, report: &BuildReport) -> String {
         line.push_str(&format!("; part: {}", report.part.join(", ")));
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_are_binary() {
+        assert_eq!(parse_size("10"), Ok(10));
+        assert_eq!(parse_size("1k"), Ok(1024));
+        assert_eq!(parse_size("64m"), Ok(64 << 20));
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert!(parse_size("many").is_err());
+        assert!(parse_size("99999999999999999999g").is_err());
+    }
 }

@@ -12,12 +12,14 @@ mod parse;
 mod status;
 mod watch;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use spry_image::build::FileFailure;
 use spry_image::diagnostic::Style;
+use spry_image::syntax::LineIndex;
 use spry_image::watch::{Borrowed, open_or_borrow};
 
 /// A transactional, partial image of Spry source, kept in step with a git tree.
@@ -294,7 +296,7 @@ pub fn stderr_style() -> Style {
 /// Opens the image named by `--image`, or the one found from the current directory upward.
 /// When a running `watch` holds it, borrows it from the watcher (which takes it back, and
 /// writes what changed to the tree, when the returned image is dropped).
-pub fn open_image(image: Option<&std::path::Path>) -> Result<Borrowed, Status> {
+pub fn open_image(image: Option<&Path>) -> Result<Borrowed, Status> {
     let dir = match image {
         Some(dir) => dir.to_path_buf(),
         None => {
@@ -313,7 +315,7 @@ pub fn open_image(image: Option<&std::path::Path>) -> Result<Borrowed, Status> {
 
 /// [`open_image`] for a command that writes to the tree: an image kept outside its tree
 /// (`--image`) names the tree it writes to, since nothing else says which one it is.
-pub fn open_image_to_write(image: Option<&std::path::Path>) -> Result<Borrowed, Status> {
+pub fn open_image_to_write(image: Option<&Path>) -> Result<Borrowed, Status> {
     let image = open_image(image)?;
     if !image.is_in_tree() {
         eprintln!(
@@ -340,18 +342,18 @@ pub fn note_relocation(image: &spry_image::image::Image) {
 /// The tree `build` or `watch` works on when none is named: the tree of the image found from
 /// the current directory upward (as git works on the whole checkout from a subdirectory),
 /// else the current directory.
-pub fn default_tree(image: Option<&std::path::Path>) -> Option<std::path::PathBuf> {
+pub fn default_tree(image: Option<&Path>) -> Option<PathBuf> {
     if image.is_some() {
         return None;
     }
     let here = std::env::current_dir().ok()?;
     let found = spry_image::image::Image::find(&here).ok()?;
-    found.parent().map(std::path::Path::to_path_buf)
+    found.parent().map(Path::to_path_buf)
 }
 
 /// Opens or creates the image in `dir` for the tree at `src` (`build`), borrowing it from a
 /// running `watch` as [`open_image`] does.
-pub fn create_image(dir: &std::path::Path, src: &std::path::Path) -> spry_image::Result<Borrowed> {
+pub fn create_image(dir: &Path, src: &Path) -> spry_image::Result<Borrowed> {
     let image = open_or_borrow(dir, || spry_image::image::Image::create(dir, src))?;
     note_relocation(&image);
     Ok(image)
@@ -385,11 +387,8 @@ pub fn report_error(error: &spry_image::Error) -> Status {
 
 /// The tree a `build` or `watch` reads (default: the current directory), which must be a
 /// directory: a mistyped tree must not become a new, empty one.
-pub fn source_tree(src: Option<&std::path::Path>) -> Result<std::path::PathBuf, Status> {
-    let src = src.map_or_else(
-        || std::path::PathBuf::from("."),
-        std::path::Path::to_path_buf,
-    );
+pub fn source_tree(src: Option<&Path>) -> Result<PathBuf, Status> {
+    let src = src.map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     match std::fs::metadata(&src) {
         Ok(meta) if meta.is_dir() => Ok(src),
         Ok(_) => {
@@ -403,19 +402,33 @@ pub fn source_tree(src: Option<&std::path::Path>) -> Result<std::path::PathBuf, 
     }
 }
 
+/// How a file of the tree at `root` is named in every message: relative to the current
+/// directory, as the user would type it (`a.spry` inside the tree, `tree/a.spry` above it,
+/// `../a.spry` below it); the absolute path only when there is no relative one.
+pub fn shown_path(root: &Path, relative: &str) -> String {
+    let full = root.join(relative);
+    let Ok(here) = std::env::current_dir() else {
+        return full.display().to_string();
+    };
+    // The root as the kernel names it, as the current directory is: no `.`, no link.
+    let root = std::fs::canonicalize(root).unwrap_or_else(|_| here.join(root));
+    let full = root.join(relative);
+    match pathdiff::diff_paths(&full, &here) {
+        Some(shown) if !shown.as_os_str().is_empty() => shown.display().to_string(),
+        _ => full.display().to_string(),
+    }
+}
+
 /// Prints files that could not be taken: syntax errors as diagnostics, the rest as one line.
-pub fn print_file_failures(root: &std::path::Path, failures: &[spry_image::build::FileFailure]) {
+pub fn print_file_failures(root: &Path, failures: &[FileFailure]) {
     for failure in failures {
         print_file_failure(root, failure);
     }
 }
 
 /// Prints one file that could not be taken; returns whether it was a syntax error.
-pub fn print_file_failure(
-    root: &std::path::Path,
-    failure: &spry_image::build::FileFailure,
-) -> bool {
-    let shown = root.join(&failure.path).display().to_string();
+pub fn print_file_failure(root: &Path, failure: &FileFailure) -> bool {
+    let shown = shown_path(root, &failure.path);
     if failure.errors().is_empty() {
         eprintln!(
             "{shown}: error: {}",
@@ -428,6 +441,36 @@ pub fn print_file_failure(
         spry_image::diagnostic::render(&shown, failure.text(), failure.errors(), stderr_style())
     );
     true
+}
+
+/// Files that could not be taken, as JSON (`build`, `status`, `diff`, `watch` alike): each
+/// with its path relative to the tree, its message, and each error's line, column and
+/// message.
+pub fn failures_json(failures: &[FileFailure]) -> serde_json::Value {
+    failures
+        .iter()
+        .map(|failure| {
+            let index = LineIndex::new(failure.text());
+            let errors: Vec<serde_json::Value> = failure
+                .errors()
+                .iter()
+                .map(|e| {
+                    let at = index.line_col(failure.text(), e.span.start);
+                    serde_json::json!({
+                        "line": at.line,
+                        "column": at.column,
+                        "code": e.kind.code(),
+                        "message": e.message,
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "path": failure.path,
+                "message": failure.message(),
+                "errors": errors,
+            })
+        })
+        .collect()
 }
 
 /// Prints `value` as one line of JSON on standard output.

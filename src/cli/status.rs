@@ -12,11 +12,10 @@ use spry_image::build::FileFailure;
 use spry_image::status::{
     self, Change, DefinitionDiff, ModuleState, ModuleStatus, Side, StatusOptions, TreeStatus,
 };
-use spry_image::syntax::LineIndex;
 use spry_image::watch::Borrowed;
 
 use super::pager::{Paged, PagerArg};
-use super::{Status, open_image, print_file_failures, report_error};
+use super::{Status, failures_json, open_image, print_file_failures, report_error, shown_path};
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
@@ -63,31 +62,8 @@ fn compare(
     }
 }
 
-/// One failure as JSON: path, and each error's line, column and message.
-fn failure_json(root: &Path, failure: &FileFailure) -> serde_json::Value {
-    let index = LineIndex::new(failure.text());
-    let errors: Vec<serde_json::Value> = failure
-        .errors()
-        .iter()
-        .map(|e| {
-            let at = index.line_col(failure.text(), e.span.start);
-            serde_json::json!({"line": at.line, "column": at.column, "message": e.message})
-        })
-        .collect();
-    serde_json::json!({
-        "path": root.join(&failure.path).display().to_string(),
-        "message": failure.message(),
-        "errors": errors,
-    })
-}
-
 fn report_json(report: &TreeStatus, generation: u64) -> serde_json::Value {
-    let root = PathBuf::from(&report.root);
-    let failed: Vec<serde_json::Value> = report
-        .failed
-        .iter()
-        .map(|f| failure_json(&root, f))
-        .collect();
+    let failed = failures_json(&report.failed);
     serde_json::json!({
         "root": report.root,
         "generation": generation,
@@ -207,6 +183,7 @@ fn conflicts_json(report: &TreeStatus) -> Vec<serde_json::Value> {
 
 fn status_text(report: &TreeStatus, generation: u64) -> String {
     let mut out = format!("image generation {generation}, tree {}\n", report.root);
+    let root = Path::new(&report.root);
     if !report.part.is_empty() {
         out.push_str(&format!("partial image: {}\n", report.part.join(", ")));
     }
@@ -222,8 +199,12 @@ fn status_text(report: &TreeStatus, generation: u64) -> String {
         let mut text = format!("\n{title}\n");
         for m in rows {
             let place = match &m.from_path {
-                Some(from) => format!("{from} -> {}", m.path),
-                None => m.path.clone(),
+                Some(from) => format!(
+                    "{} -> {}",
+                    shown_path(root, from),
+                    shown_path(root, &m.path)
+                ),
+                None => shown_path(root, &m.path),
             };
             let row = format!(
                 "{:<15} {} ({place})",
@@ -284,7 +265,10 @@ fn status_text(report: &TreeStatus, generation: u64) -> String {
     if !unowned.is_empty() {
         out.push_str("\nFiles that cannot be taken:\n");
         for failure in unowned {
-            out.push_str(&format!("  {}\n", paint(RED, &failure.path)));
+            out.push_str(&format!(
+                "  {}\n",
+                paint(RED, &shown_path(root, &failure.path))
+            ));
         }
     }
     if !report.outside.is_empty() {
