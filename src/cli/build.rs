@@ -59,12 +59,16 @@ pub fn run(image_dir: Option<&Path>, args: &BuildArgs) -> Status {
         Err(status) => return status,
     };
     let dir = image_dir.map_or_else(|| src.join(IMAGE_DIR), Path::to_path_buf);
+    let only = match check_tree(&src, &dir, &args.only) {
+        Ok(only) => only,
+        Err(status) => return status,
+    };
     let mut image = match super::create_image(&dir, &src) {
         Ok(image) => image,
         Err(e) => return report_error(&e),
     };
     let options = BuildOptions {
-        only: args.only.clone(),
+        only,
         all: args.all,
         paths: None,
         max_file_size: Some(args.max_file_size),
@@ -101,6 +105,105 @@ pub fn run(image_dir: Option<&Path>, args: &BuildArgs) -> Status {
         Status::Ok
     } else {
         Status::Failed
+    }
+}
+
+/// Before a build that would make something of nothing: a new image of a tree that holds no
+/// Spry file but other files (a mistyped tree: say what is there, build nothing), and
+/// `--only` globs that match no Spry file (a warning each; they are left out, so that they do
+/// not make the image partial for nothing; when none is left, nothing is built). Returns the
+/// globs to build with.
+fn check_tree(src: &Path, image_dir: &Path, only: &[String]) -> Result<Vec<String>, Status> {
+    let new_image = !image_dir.exists();
+    if !new_image && only.is_empty() {
+        return Ok(Vec::new());
+    }
+    let everything = build::PartFilter::new(&[]).map_err(|e| report_error(&e))?;
+    let files = build::walk(src, &everything, &mut Vec::new()).map_err(|e| report_error(&e))?;
+    if new_image && files.is_empty() {
+        let others = other_files(src);
+        if others.total > 0 {
+            eprintln!(
+                "error: {} holds no Spry source file, but {}; nothing was built",
+                src.display(),
+                others
+            );
+            return Err(Status::Failed);
+        }
+    }
+    let mut kept = Vec::new();
+    for glob in only {
+        let filter =
+            build::PartFilter::new(std::slice::from_ref(glob)).map_err(|e| report_error(&e))?;
+        if files.iter().any(|f| filter.contains(&f.path)) {
+            kept.push(glob.clone());
+        } else {
+            eprintln!(
+                "warning: --only `{glob}` matches no Spry file in {}; left out",
+                src.display()
+            );
+        }
+    }
+    if !only.is_empty() && kept.is_empty() {
+        eprintln!("error: no --only glob matches a Spry file; nothing was built");
+        return Err(Status::Failed);
+    }
+    Ok(kept)
+}
+
+/// The files of a tree that are not Spry source, counted by extension.
+struct OtherFiles {
+    total: usize,
+    by_extension: Vec<(String, usize)>,
+}
+
+fn other_files(src: &Path) -> OtherFiles {
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut total = 0;
+    let walk = ignore::WalkBuilder::new(src)
+        .require_git(false)
+        .filter_entry(|e| e.file_name() != IMAGE_DIR)
+        .build();
+    for entry in walk.flatten() {
+        if entry.file_type().is_some_and(|t| t.is_file()) {
+            total += 1;
+            let extension = entry.path().extension().map_or_else(
+                || "(none)".to_string(),
+                |e| format!(".{}", e.to_string_lossy()),
+            );
+            *counts.entry(extension).or_default() += 1;
+        }
+    }
+    let mut by_extension: Vec<(String, usize)> = counts.into_iter().collect();
+    by_extension.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    OtherFiles {
+        total,
+        by_extension,
+    }
+}
+
+impl std::fmt::Display for OtherFiles {
+    /// `3 other files (2 .rs, 1 .md)`, the five commonest extensions named.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let noun = if self.total == 1 { "file" } else { "files" };
+        let named: Vec<String> = self
+            .by_extension
+            .iter()
+            .take(5)
+            .map(|(ext, n)| format!("{n} {ext}"))
+            .collect();
+        let rest: usize = self.by_extension.iter().skip(5).map(|(_, n)| n).sum();
+        let more = if rest > 0 {
+            format!(", {rest} more")
+        } else {
+            String::new()
+        };
+        write!(
+            f,
+            "{} other {noun} ({}{more})",
+            self.total,
+            named.join(", ")
+        )
     }
 }
 
