@@ -266,6 +266,7 @@ mod tests {
         assert_eq!(parse_size("64MiB"), Ok(64 << 20));
         assert_eq!(parse_size("1g"), Ok(1 << 30));
         assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("2MB"), Ok(2 << 20));
         assert!(parse_size("many").is_err());
         assert!(parse_size("99999999999999999999g").is_err());
     }
