@@ -24,8 +24,30 @@ pub fn completions(args: &CompletionsArgs) -> Status {
     Status::Ok
 }
 
-pub fn man() -> Status {
-    let man = clap_mangen::Man::new(Cli::command());
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// A command: its own page (`spry-image-status.1`), with all its options.
+    #[arg(value_name = "COMMAND")]
+    command: Option<String>,
+}
+
+pub fn man(args: &ManArgs) -> Status {
+    let mut top = Cli::command();
+    top.build();
+    let page = match &args.command {
+        None => top,
+        Some(name) => match top.find_subcommand(name) {
+            Some(sub) => {
+                let title = format!("spry-image-{}", sub.get_name());
+                sub.clone().name(title).version(env!("CARGO_PKG_VERSION"))
+            }
+            None => {
+                eprintln!("error: no command `{name}` (see `spry-image --help`)");
+                return Status::Trouble;
+            }
+        },
+    };
+    let man = clap_mangen::Man::new(page);
     let mut out = std::io::stdout().lock();
     match man.render(&mut out) {
         Ok(()) => Status::Ok,

@@ -198,8 +198,8 @@ enum Command {
     Gen(generate::GenArgs),
     /// Print a shell's completion script for spry-image.
     Completions(help::CompletionsArgs),
-    /// Print the manual page (roff), for `man -l -` or to install as spry-image.1.
-    Man,
+    /// Print the manual page (roff), or one command's, to read with `man -l` or install.
+    Man(help::ManArgs),
 }
 
 /// Exit status: 0 all well, 1 something in the input is wrong, 2 trouble (I/O, usage).
@@ -280,7 +280,7 @@ fn run(command: Command) -> Status {
         C::Gc { args, at } => history::gc(image(&at).as_deref(), &args),
         C::Gen(args) => generate::run(&args),
         C::Completions(args) => help::completions(&args),
-        C::Man => help::man(),
+        C::Man(args) => help::man(&args),
     }
 }
 

@@ -418,6 +418,14 @@ fn completions_and_man_page_come_from_the_definitions() {
     for word in ["status", "export", "completions"] {
         assert!(man.contains(word), "the man page names {word}");
     }
+    // Each command has a page of its own, with its options.
+    let status = String::from_utf8(dir.command().args(["man", "status"]).stdout()).unwrap();
+    assert!(status.contains(".TH spry-image-status 1"), "{status}");
+    assert!(
+        status.contains("no\\-pager") || status.contains("no-pager") || status.contains("color"),
+        "{status}"
+    );
+    dir.command().args(["man", "nosuch"]).expect_code(2);
     // The page reads as one (when man is here to read it).
     let out = std::process::Command::new("man").arg("--version").output();
     if out.is_ok_and(|o| o.status.success()) {
