@@ -472,3 +472,65 @@ fn log_dates_are_utc() {
     assert_eq!(&date[10..11], " ", "{line}");
     assert_eq!(&date[13..14], ":", "{line}");
 }
+
+#[test]
+fn watch_json_lines_keep_their_field_order() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::Duration;
+
+    let dir = Dir::new("watch_json_order");
+    dir.create("a.spry", MODULE_A);
+    let mut child = dir
+        .command()
+        .args(["watch", "--json"])
+        .cmd()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    let next = || {
+        lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a line from watch --json")
+    };
+    let first = next();
+    assert!(first.starts_with("{\"watching\":"), "{first}");
+    dir.create("b.spry", "{\n  _meta = {name = 'B}\n}\n");
+    let batch = loop {
+        let line = next();
+        let value: Value = serde_json::from_str(&line).unwrap();
+        if value["added"] == serde_json::json!(["B"]) {
+            break line;
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let keys = [
+        "\"generation\":",
+        "\"files\":",
+        "\"read\":",
+        "\"paths\":",
+        "\"added\":",
+        "\"changed\":",
+        "\"removed\":",
+        "\"moved\":",
+        "\"failed\":",
+        "\"latency_ms\":",
+    ];
+    let at: Vec<usize> = keys
+        .iter()
+        .map(|k| batch.find(k).unwrap_or_else(|| panic!("{k} in {batch}")))
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{batch}");
+    assert_eq!(at[0], 1, "{batch}");
+}
