@@ -55,7 +55,8 @@ pub fn render(path: &str, text: &[u8], errors: &[SyntaxError], style: Style) -> 
         };
         let mut snippet = String::new();
         if handler.render_report(&mut snippet, &report).is_ok() {
-            out.push_str(&snippet);
+            // miette's first line is its `×` and the (empty) message: the header said it.
+            out.push_str(snippet.split_once('\n').map_or("", |(_, rest)| rest));
         }
     }
     if errors.len() > MAX_RENDERED {
@@ -80,9 +81,11 @@ pub fn location(path: &str, text: &[u8], error: &SyntaxError) -> String {
     format!("{path}:{at}")
 }
 
+/// What miette lays out: the source lines and labels. Its message is empty: the header line
+/// (`path:line:col: error[code]: message`) already says it, and miette would say it again on
+/// a line of its own.
 #[derive(Debug)]
 struct Report {
-    message: String,
     labels: Vec<LabeledSpan>,
     source: Window,
 }
@@ -106,11 +109,7 @@ impl Report {
                 source.span(span),
             ));
         }
-        Some(Report {
-            message: error.message.clone(),
-            labels,
-            source,
-        })
+        Some(Report { labels, source })
     }
 }
 
@@ -134,8 +133,8 @@ fn short_label(error: &SyntaxError) -> String {
 }
 
 impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+    fn fmt(&self, _: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Ok(())
     }
 }
 

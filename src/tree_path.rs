@@ -6,6 +6,8 @@
 
 use std::path::{Component, Path, PathBuf};
 
+use heck::ToSnakeCase;
+
 use crate::error::{Error, Result};
 
 /// The file a module made in the image gets, relative to the tree's root: its name in snake
@@ -43,23 +45,13 @@ pub fn module_path(name: &str) -> Result<String> {
     Ok(format!("{}.spry", parts.join("/")))
 }
 
+/// A name part in snake case, as heck cuts words (`HTTPServer` → `http_server`); a `-` stays
+/// a `-`, as it was in the name.
 fn snake_case(part: &str) -> String {
-    let chars: Vec<char> = part.chars().collect();
-    let mut out = String::with_capacity(part.len() + 4);
-    for (i, &c) in chars.iter().enumerate() {
-        if c.is_uppercase() {
-            let after_lower = i > 0 && (chars[i - 1].is_lowercase() || chars[i - 1].is_numeric());
-            let before_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
-            let after_upper = i > 0 && chars[i - 1].is_uppercase();
-            if after_lower || (after_upper && before_lower) {
-                out.push('_');
-            }
-            out.extend(c.to_lowercase());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    part.split('-')
+        .map(ToSnakeCase::to_snake_case)
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 /// Checks that `relative` is a plain relative path: not empty, not absolute, no `.`/`..`
@@ -151,6 +143,9 @@ mod tests {
             ("Utf8Codec", "utf8_codec.spry"),
             ("Net.HttpClient", "net/http_client.spry"),
             ("already_snake", "already_snake.spry"),
+            ("Kebab-Case", "kebab-case.spry"),
+            ("ÄpfelBirnen", "äpfel_birnen.spry"),
+            ("XMLHttpRequest2", "xml_http_request2.spry"),
         ] {
             assert_eq!(module_path(name).unwrap(), path, "{name}");
         }

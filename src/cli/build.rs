@@ -32,20 +32,13 @@ pub struct BuildArgs {
     max_file_size: u64,
 }
 
-/// A size in bytes, with an optional binary suffix: `1048576`, `1024k`, `64m`, `1g`.
+/// A size in bytes, with an optional binary suffix: `1048576`, `1024k`, `64m`, `1g`, `64MiB`
+/// (`k`, `m`, `g` are powers of 1024, as for `--max-file-size` they always were).
 fn parse_size(text: &str) -> Result<u64, String> {
-    let lower = text.trim().to_ascii_lowercase();
-    let (digits, shift) = match lower.strip_suffix(['k', 'm', 'g']) {
-        Some(digits) if lower.ends_with('k') => (digits, 10),
-        Some(digits) if lower.ends_with('m') => (digits, 20),
-        Some(digits) => (digits, 30),
-        None => (lower.as_str(), 0),
-    };
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size (bytes, or a number with k, m or g)"))?;
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| format!("`{text}` is too large"))
+    parse_size::Config::new()
+        .with_binary()
+        .parse_size(text.trim())
+        .map_err(|e| format!("`{text}` is not a size (bytes, or a number with k, m or g): {e}"))
 }
 
 struct Bar(ProgressBar);
@@ -66,12 +59,16 @@ pub fn run(image_dir: Option<&Path>, args: &BuildArgs) -> Status {
         Err(status) => return status,
     };
     let dir = image_dir.map_or_else(|| src.join(IMAGE_DIR), Path::to_path_buf);
+    let only = match check_tree(&src, &dir, &args.only) {
+        Ok(only) => only,
+        Err(status) => return status,
+    };
     let mut image = match super::create_image(&dir, &src) {
         Ok(image) => image,
         Err(e) => return report_error(&e),
     };
     let options = BuildOptions {
-        only: args.only.clone(),
+        only,
         all: args.all,
         paths: None,
         max_file_size: Some(args.max_file_size),
@@ -98,7 +95,7 @@ pub fn run(image_dir: Option<&Path>, args: &BuildArgs) -> Status {
     };
     print_failures(&src, &report);
     if args.json {
-        if let Err(status) = super::print_json(&report) {
+        if let Err(status) = print_report_json(&report) {
             return status;
         }
     } else {
@@ -109,6 +106,116 @@ pub fn run(image_dir: Option<&Path>, args: &BuildArgs) -> Status {
     } else {
         Status::Failed
     }
+}
+
+/// Before a build that would make something of nothing: a new image of a tree that holds no
+/// Spry file but other files (a mistyped tree: say what is there, build nothing), and
+/// `--only` globs that match no Spry file (a warning each; they are left out, so that they do
+/// not make the image partial for nothing; when none is left, nothing is built). Returns the
+/// globs to build with.
+fn check_tree(src: &Path, image_dir: &Path, only: &[String]) -> Result<Vec<String>, Status> {
+    let new_image = !image_dir.exists();
+    if !new_image && only.is_empty() {
+        return Ok(Vec::new());
+    }
+    let everything = build::PartFilter::new(&[]).map_err(|e| report_error(&e))?;
+    let files = build::walk(src, &everything, &mut Vec::new()).map_err(|e| report_error(&e))?;
+    if new_image && files.is_empty() {
+        let others = other_files(src);
+        if others.total > 0 {
+            eprintln!(
+                "error: {} holds no Spry source file, but {}; nothing was built",
+                src.display(),
+                others
+            );
+            return Err(Status::Failed);
+        }
+    }
+    let mut kept = Vec::new();
+    for glob in only {
+        let filter =
+            build::PartFilter::new(std::slice::from_ref(glob)).map_err(|e| report_error(&e))?;
+        if files.iter().any(|f| filter.contains(&f.path)) {
+            kept.push(glob.clone());
+        } else {
+            eprintln!(
+                "warning: --only `{glob}` matches no Spry file in {}; left out",
+                src.display()
+            );
+        }
+    }
+    if !only.is_empty() && kept.is_empty() {
+        eprintln!("error: no --only glob matches a Spry file; nothing was built");
+        return Err(Status::Failed);
+    }
+    Ok(kept)
+}
+
+/// The files of a tree that are not Spry source, counted by extension.
+struct OtherFiles {
+    total: usize,
+    by_extension: Vec<(String, usize)>,
+}
+
+fn other_files(src: &Path) -> OtherFiles {
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut total = 0;
+    let walk = ignore::WalkBuilder::new(src)
+        .require_git(false)
+        .filter_entry(|e| e.file_name() != IMAGE_DIR)
+        .build();
+    for entry in walk.flatten() {
+        if entry.file_type().is_some_and(|t| t.is_file()) {
+            total += 1;
+            let extension = entry.path().extension().map_or_else(
+                || "(none)".to_string(),
+                |e| format!(".{}", e.to_string_lossy()),
+            );
+            *counts.entry(extension).or_default() += 1;
+        }
+    }
+    let mut by_extension: Vec<(String, usize)> = counts.into_iter().collect();
+    by_extension.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    OtherFiles {
+        total,
+        by_extension,
+    }
+}
+
+impl std::fmt::Display for OtherFiles {
+    /// `3 other files (2 .rs, 1 .md)`, the five commonest extensions named.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let noun = if self.total == 1 { "file" } else { "files" };
+        let named: Vec<String> = self
+            .by_extension
+            .iter()
+            .take(5)
+            .map(|(ext, n)| format!("{n} {ext}"))
+            .collect();
+        let rest: usize = self.by_extension.iter().skip(5).map(|(_, n)| n).sum();
+        let more = if rest > 0 {
+            format!(", {rest} more")
+        } else {
+            String::new()
+        };
+        write!(
+            f,
+            "{} other {noun} ({}{more})",
+            self.total,
+            named.join(", ")
+        )
+    }
+}
+
+/// The report as one JSON object, each failure with its errors (line, column, message), as
+/// `status --json` has them.
+fn print_report_json(report: &BuildReport) -> Result<(), Status> {
+    let mut value = serde_json::to_value(report).map_err(|e| {
+        eprintln!("error: {e}");
+        Status::Trouble
+    })?;
+    value["failed"] = super::failures_json(&report.failed);
+    super::print_json(&value)
 }
 
 fn print_failures(src: &Path, report: &BuildReport) {
@@ -145,4 +252,22 @@ fn summary(src: &Path, report: &BuildReport) -> String {
         line.push_str(&format!("; part: {}", report.part.join(", ")));
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_are_binary() {
+        assert_eq!(parse_size("10"), Ok(10));
+        assert_eq!(parse_size("1k"), Ok(1024));
+        assert_eq!(parse_size("64m"), Ok(64 << 20));
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("2MB"), Ok(2 << 20));
+        assert!(parse_size("many").is_err());
+        assert!(parse_size("99999999999999999999g").is_err());
+    }
 }

@@ -6,7 +6,7 @@ use clap::Args;
 
 use spry_image::export::{self, ExportOptions, ExportReport};
 
-use super::{Status, open_image_to_write, print_file_failures, report_error};
+use super::{Status, open_image_to_write, print_file_failures, report_error, shown_path};
 
 #[derive(Args, Debug)]
 pub struct ExportArgs {
@@ -39,7 +39,7 @@ pub fn run(image_dir: Option<&Path>, args: &ExportArgs) -> Status {
     for skipped in &report.skipped {
         eprintln!(
             "{}: error: not exported ({}): {}",
-            target.join(&skipped.path).display(),
+            shown_path(&target, &skipped.path),
             skipped.module,
             skipped.reason
         );
@@ -51,7 +51,11 @@ pub fn run(image_dir: Option<&Path>, args: &ExportArgs) -> Status {
     } else {
         for written in &report.written {
             let how = if written.created { "created" } else { "wrote" };
-            println!("{how} {} ({})", written.path, written.module);
+            println!(
+                "{how} {} ({})",
+                shown_path(&target, &written.path),
+                written.module
+            );
         }
         println!("{}", summary(&report));
     }

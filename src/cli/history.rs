@@ -1,12 +1,16 @@
 //! `spry-image log`, `restore`, `resolve`, `gc`: history and settling conflicts.
 
+use std::io::Write;
 use std::path::Path;
+use std::time::{Duration, UNIX_EPOCH};
 
+use anstyle::{AnsiColor, Style};
 use clap::{Args, ValueEnum};
 
 use spry_image::image::{Image, LogEntry, Origin};
 
 use super::inspect::split_target;
+use super::pager::{Paged, PagerArg};
 use super::{Status, open_image, open_image_to_write, report_error};
 
 #[derive(Args, Debug)]
@@ -51,23 +55,48 @@ pub struct GcArgs {
     keep: usize,
 }
 
-pub fn log(image_dir: Option<&Path>, args: &LogArgs) -> Status {
+pub fn log(image_dir: Option<&Path>, args: &LogArgs, pager: &PagerArg) -> Status {
     let image = match open_image(image_dir) {
         Ok(image) => image,
         Err(status) => return status,
     };
+    // Into a buffer first: an unknown module is an error, not an empty page.
+    let mut out = Vec::new();
     let result = match args.target.as_deref().map(split_target) {
-        Some((module, Some(name))) => definition_log(&image, module, name, args.json),
-        Some((module, None)) => change_log(&image, Some(module), args.json),
-        None => change_log(&image, None, args.json),
+        Some((module, Some(name))) => definition_log(&image, module, name, args.json, &mut out),
+        Some((module, None)) => change_log(&image, Some(module), args.json, &mut out),
+        None => change_log(&image, None, args.json, &mut out),
     };
+    drop(image);
     match result {
-        Ok(()) => Status::Ok,
+        Ok(()) => {
+            if !out.is_empty() {
+                let mut paged = Paged::start(pager);
+                let _ = paged.out().write_all(&out);
+                paged.finish();
+            }
+            Status::Ok
+        }
         Err(e) => report_error(&e),
     }
 }
 
-fn change_log(image: &Image, module: Option<&str>, json: bool) -> spry_image::Result<()> {
+/// A log entry's first line, `generation N  TIME  ORIGIN`, the generation in yellow as git
+/// shows a commit.
+fn entry_head(generation: u64, time: u64, origin: &str) -> String {
+    const YELLOW: Style = AnsiColor::Yellow.on_default();
+    format!(
+        "{YELLOW}generation {generation}{YELLOW:#}  {}  {origin}",
+        format_time(time)
+    )
+}
+
+fn change_log(
+    image: &Image,
+    module: Option<&str>,
+    json: bool,
+    out: &mut Vec<u8>,
+) -> spry_image::Result<()> {
     if let Some(module) = module
         && image.module(module)?.is_none()
         && !image
@@ -87,14 +116,13 @@ fn change_log(image: &Image, module: Option<&str>, json: bool) -> spry_image::Re
             }
         }
         if json {
-            println!("{}", serde_json::to_string(&entry).unwrap_or_default());
+            let _ = writeln!(out, "{}", serde_json::to_string(&entry).unwrap_or_default());
             continue;
         }
-        println!(
-            "generation {}  {}  {}",
-            entry.generation,
-            format_time(entry.time),
-            entry.origin.name()
+        let _ = writeln!(
+            out,
+            "{}",
+            entry_head(entry.generation, entry.time, entry.origin.name())
         );
         for m in &entry.modules {
             let change = serde_json::to_value(m.change)
@@ -109,13 +137,19 @@ fn change_log(image: &Image, module: Option<&str>, json: bool) -> spry_image::Re
             if !m.definitions.is_empty() {
                 line.push_str(&format!(": {}", m.definitions.join(", ")));
             }
-            println!("{line}");
+            let _ = writeln!(out, "{line}");
         }
     }
     Ok(())
 }
 
-fn definition_log(image: &Image, module: &str, name: &str, json: bool) -> spry_image::Result<()> {
+fn definition_log(
+    image: &Image,
+    module: &str,
+    name: &str,
+    json: bool,
+    out: &mut Vec<u8>,
+) -> spry_image::Result<()> {
     let versions = image.history(module, name)?;
     if versions.is_empty() {
         return Err(spry_image::Error::NoDefinition {
@@ -143,46 +177,37 @@ fn definition_log(image: &Image, module: &str, name: &str, json: bool) -> spry_i
                 "hash": version.hash.map(|h| h.to_hex()),
                 "text": text.as_deref().map(String::from_utf8_lossy),
             });
-            println!("{row}");
+            let _ = writeln!(out, "{row}");
             continue;
         }
-        println!(
-            "generation {generation}  {}  {}",
-            format_time(time),
-            version.origin.name()
+        let _ = writeln!(
+            out,
+            "{}",
+            entry_head(*generation, time, version.origin.name())
         );
         match text {
             Some(text) => {
                 for line in String::from_utf8_lossy(&text).lines() {
-                    println!("    {line}");
+                    let _ = writeln!(out, "    {line}");
                 }
             }
-            None => println!("    (removed)"),
+            None => {
+                let _ = writeln!(out, "    (removed)");
+            }
         }
     }
     Ok(())
 }
 
-/// Seconds since the epoch as `YYYY-MM-DD HH:MM:SS` UTC (days to a civil date, as in Howard
-/// Hinnant's `civil_from_days`).
+/// Seconds since the epoch as `YYYY-MM-DD HH:MM:SS` UTC.
 fn format_time(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rest = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
+    let rfc3339 = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs));
+    // `2023-11-14T22:13:20Z`, read as people read it.
+    rfc3339
+        .to_string()
+        .replacen('T', " ", 1)
+        .trim_end_matches('Z')
+        .to_string()
 }
 
 pub fn restore(image_dir: Option<&Path>, args: &RestoreArgs) -> Status {

@@ -53,7 +53,7 @@ pub fn ls(image: Option<&Path>, args: &LsArgs) -> Status {
 
 fn list(image: &Image, args: &LsArgs) -> spry_image::Result<()> {
     let mut out = std::io::stdout().lock();
-    let mut rows: Vec<[String; 5]> = Vec::new();
+    let mut rows: Vec<Vec<String>> = Vec::new();
     match &args.module {
         Some(module) => {
             for (name, def) in image.definitions(module)? {
@@ -64,12 +64,11 @@ fn list(image: &Image, args: &LsArgs) -> spry_image::Result<()> {
                     });
                     let _ = writeln!(out, "{row}");
                 } else {
-                    rows.push([
+                    rows.push(vec![
                         name,
                         def.size.to_string(),
                         def.stored.to_string(),
                         def.hash.short(12),
-                        String::new(),
                     ]);
                 }
             }
@@ -99,53 +98,54 @@ fn list(image: &Image, args: &LsArgs) -> spry_image::Result<()> {
                     });
                     let _ = writeln!(out, "{row}");
                 } else {
-                    rows.push([
+                    rows.push(vec![
                         name,
                         module.definitions.len().to_string(),
                         size.to_string(),
                         stored.to_string(),
-                        format!("{}  {}", hash.short(12), module.path),
+                        hash.short(12),
+                        module.path,
                     ]);
                 }
             }
         }
     }
     if !args.json {
-        let header: [&str; 5] = if args.module.is_some() {
-            ["NAME", "SIZE", "STORED", "HASH", ""]
+        let header: &[&str] = if args.module.is_some() {
+            &["NAME", "SIZE", "STORED", "HASH"]
         } else {
-            ["MODULE", "DEFS", "SIZE", "STORED", "HASH  PATH"]
+            &["MODULE", "DEFS", "SIZE", "STORED", "HASH", "PATH"]
         };
-        let widths: Vec<usize> = (0..5)
-            .map(|i| {
-                rows.iter()
-                    .map(|r| r[i].chars().count())
-                    .chain([header[i].len()])
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        let print = |out: &mut std::io::StdoutLock<'_>, cells: [&str; 5]| {
-            let line = format!(
-                "{:<w0$}  {:>w1$}  {:>w2$}  {:>w3$}  {}",
-                cells[0],
-                cells[1],
-                cells[2],
-                cells[3],
-                cells[4],
-                w0 = widths[0],
-                w1 = widths[1],
-                w2 = widths[2],
-                w3 = widths[3],
-            );
-            let _ = writeln!(out, "{}", line.trim_end());
-        };
-        print(&mut out, header);
-        for row in &rows {
-            print(&mut out, [&row[0], &row[1], &row[2], &row[3], &row[4]]);
-        }
+        let _ = write!(out, "{}", table(header, rows));
     }
     Ok(())
+}
+
+/// Rows under a header, each column as wide as its widest cell, two spaces between columns,
+/// numbers right-aligned.
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    use comfy_table::{CellAlignment, ColumnConstraint, ContentArrangement, Table, presets};
+    let mut table = Table::new();
+    table
+        .load_style(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(header.iter().copied());
+    for row in rows {
+        table.add_row(row);
+    }
+    for (i, column) in table.column_iter_mut().enumerate() {
+        column.set_padding((0, 2));
+        column.set_constraint(ColumnConstraint::ContentWidth);
+        if matches!(header[i], "DEFS" | "SIZE" | "STORED") {
+            column.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    let mut text = String::new();
+    for line in table.lines() {
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text
 }
 
 pub fn show(image: Option<&Path>, args: &ShowArgs) -> Status {

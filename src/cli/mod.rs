@@ -4,68 +4,202 @@ mod build;
 mod edit;
 mod export;
 mod generate;
+mod help;
 mod history;
 mod inspect;
+mod pager;
 mod parse;
 mod status;
 mod watch;
 
-use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
+use spry_image::build::FileFailure;
 use spry_image::diagnostic::Style;
+use spry_image::syntax::LineIndex;
 use spry_image::watch::{Borrowed, open_or_borrow};
 
 /// A transactional, partial image of Spry source, kept in step with a git tree.
 #[derive(Parser, Debug)]
 #[command(name = "spry-image", version, about, long_about = None)]
-struct Cli {
-    /// The image directory (default: `SRC/.spry-image` for build; otherwise found from the
-    /// current directory upward, as git finds `.git`).
-    #[arg(long, global = true, value_name = "DIR")]
-    image: Option<std::path::PathBuf>,
+pub struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--image DIR`, on the commands that open an image.
+#[derive(Args, Debug)]
+struct ImageArg {
+    /// The image directory (default: `SRC/.spry-image` for build and watch; otherwise found
+    /// from the current directory upward, as git finds `.git`).
+    #[arg(long, value_name = "DIR")]
+    image: Option<PathBuf>,
+}
+
+/// `--color WHEN`, on the commands that color what they print.
+#[derive(Args, Debug)]
+struct ColorArg {
+    /// When to color: `auto` on a terminal (unless `NO_COLOR` is set; `CLICOLOR_FORCE`
+    /// forces it), `always`, `never`.
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    color: clap::ColorChoice,
+}
+
+impl ColorArg {
+    /// Makes this choice the one every colored stream of the process follows.
+    fn apply(&self) {
+        let choice = match self.color {
+            clap::ColorChoice::Auto => anstream::ColorChoice::Auto,
+            clap::ColorChoice::Always => anstream::ColorChoice::Always,
+            clap::ColorChoice::Never => anstream::ColorChoice::Never,
+        };
+        choice.write_global();
+    }
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Parse Spry files: check them, or print them back in one of the printer forms.
-    Parse(parse::ParseArgs),
+    Parse {
+        #[command(flatten)]
+        args: parse::ParseArgs,
+        #[command(flatten)]
+        color: ColorArg,
+    },
     /// Build or update the image from a source tree.
-    Build(build::BuildArgs),
+    Build {
+        #[command(flatten)]
+        args: build::BuildArgs,
+        #[command(flatten)]
+        at: ImageArg,
+        #[command(flatten)]
+        color: ColorArg,
+    },
     /// List modules, or one module's definitions, with sizes and hashes.
-    Ls(inspect::LsArgs),
+    Ls {
+        #[command(flatten)]
+        args: inspect::LsArgs,
+        #[command(flatten)]
+        at: ImageArg,
+    },
     /// Show a module or one definition as Spry source.
-    Show(inspect::ShowArgs),
+    Show {
+        #[command(flatten)]
+        args: inspect::ShowArgs,
+        #[command(flatten)]
+        at: ImageArg,
+    },
     /// Verify every text and reference of the image; print its content digest last.
-    Check(inspect::CheckArgs),
+    Check {
+        #[command(flatten)]
+        args: inspect::CheckArgs,
+        #[command(flatten)]
+        at: ImageArg,
+    },
     /// Add or replace a definition (or a whole module) as a live edit.
-    Put(edit::PutArgs),
+    Put {
+        #[command(flatten)]
+        args: edit::PutArgs,
+        #[command(flatten)]
+        at: ImageArg,
+        #[command(flatten)]
+        color: ColorArg,
+    },
     /// Remove a definition as a live edit.
-    Rm(edit::RmArgs),
+    Rm {
+        #[command(flatten)]
+        args: edit::RmArgs,
+        #[command(flatten)]
+        at: ImageArg,
+    },
     /// Edit a definition in $VISUAL or $EDITOR; it is stored when the editor exits.
-    Edit(edit::EditArgs),
+    Edit {
+        #[command(flatten)]
+        args: edit::EditArgs,
+        #[command(flatten)]
+        at: ImageArg,
+        #[command(flatten)]
+        color: ColorArg,
+    },
     /// Write the image's modules as files: changed ones only, each atomically.
-    Export(export::ExportArgs),
+    Export {
+        #[command(flatten)]
+        args: export::ExportArgs,
+        #[command(flatten)]
+        at: ImageArg,
+        #[command(flatten)]
+        color: ColorArg,
+    },
     /// Keep the image in step with the tree while you edit (Ctrl-C stops).
-    Watch(watch::WatchArgs),
+    Watch {
+        #[command(flatten)]
+        args: watch::WatchArgs,
+        #[command(flatten)]
+        at: ImageArg,
+        #[command(flatten)]
+        color: ColorArg,
+    },
     /// How the image and the tree differ, module by module, in the spirit of git status.
-    Status(status::StatusArgs),
+    Status {
+        #[command(flatten)]
+        args: status::StatusArgs,
+        #[command(flatten)]
+        at: ImageArg,
+        #[command(flatten)]
+        color: ColorArg,
+    },
     /// The differences between image and tree, by module and definition.
-    Diff(status::DiffArgs),
+    Diff {
+        #[command(flatten)]
+        args: status::DiffArgs,
+        #[command(flatten)]
+        at: ImageArg,
+        #[command(flatten)]
+        color: ColorArg,
+        #[command(flatten)]
+        pager: pager::PagerArg,
+    },
     /// List changes: of the image, of a module, or every version of one definition.
-    Log(history::LogArgs),
+    Log {
+        #[command(flatten)]
+        args: history::LogArgs,
+        #[command(flatten)]
+        at: ImageArg,
+        #[command(flatten)]
+        color: ColorArg,
+        #[command(flatten)]
+        pager: pager::PagerArg,
+    },
     /// Bring back an earlier version of a definition as a new change.
-    Restore(history::RestoreArgs),
+    Restore {
+        #[command(flatten)]
+        args: history::RestoreArgs,
+        #[command(flatten)]
+        at: ImageArg,
+    },
     /// Settle a conflict: keep the file's text or the image's.
-    Resolve(history::ResolveArgs),
+    Resolve {
+        #[command(flatten)]
+        args: history::ResolveArgs,
+        #[command(flatten)]
+        at: ImageArg,
+    },
     /// Prune history: keep the newest N superseded versions of each definition.
-    Gc(history::GcArgs),
+    Gc {
+        #[command(flatten)]
+        args: history::GcArgs,
+        #[command(flatten)]
+        at: ImageArg,
+    },
     /// Write a generated corpus of Spry modules (for benchmarks).
     Gen(generate::GenArgs),
+    /// Print a shell's completion script for spry-image.
+    Completions(help::CompletionsArgs),
+    /// Print the manual page (roff), or one command's, to read with `man -l` or install.
+    Man(help::ManArgs),
 }
 
 /// Exit status: 0 all well, 1 something in the input is wrong, 2 trouble (I/O, usage).
@@ -84,42 +218,85 @@ impl From<Status> for ExitCode {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let status = match cli.command {
-        Command::Parse(args) => parse::run(&args),
-        Command::Build(args) => build::run(cli.image.as_deref(), &args),
-        Command::Ls(args) => inspect::ls(cli.image.as_deref(), &args),
-        Command::Show(args) => inspect::show(cli.image.as_deref(), &args),
-        Command::Check(args) => inspect::check(cli.image.as_deref(), &args),
-        Command::Put(args) => edit::put(cli.image.as_deref(), &args),
-        Command::Rm(args) => edit::rm(cli.image.as_deref(), &args),
-        Command::Edit(args) => edit::edit(cli.image.as_deref(), &args),
-        Command::Export(args) => export::run(cli.image.as_deref(), &args),
-        Command::Watch(args) => watch::run(cli.image.as_deref(), &args),
-        Command::Status(args) => status::status(cli.image.as_deref(), &args),
-        Command::Diff(args) => status::diff(cli.image.as_deref(), &args),
-        Command::Log(args) => history::log(cli.image.as_deref(), &args),
-        Command::Restore(args) => history::restore(cli.image.as_deref(), &args),
-        Command::Resolve(args) => history::resolve(cli.image.as_deref(), &args),
-        Command::Gc(args) => history::gc(cli.image.as_deref(), &args),
-        Command::Gen(args) => generate::run(&args),
-    };
-    status.into()
+    run(cli.command).into()
 }
 
-/// Whether diagnostics on standard error get colors: a terminal, and `NO_COLOR` unset.
+fn run(command: Command) -> Status {
+    use Command as C;
+    let image = |at: &ImageArg| at.image.clone();
+    match command {
+        C::Parse { args, color } => {
+            color.apply();
+            parse::run(&args)
+        }
+        C::Build { args, at, color } => {
+            color.apply();
+            build::run(image(&at).as_deref(), &args)
+        }
+        C::Ls { args, at } => inspect::ls(image(&at).as_deref(), &args),
+        C::Show { args, at } => inspect::show(image(&at).as_deref(), &args),
+        C::Check { args, at } => inspect::check(image(&at).as_deref(), &args),
+        C::Put { args, at, color } => {
+            color.apply();
+            edit::put(image(&at).as_deref(), &args)
+        }
+        C::Rm { args, at } => edit::rm(image(&at).as_deref(), &args),
+        C::Edit { args, at, color } => {
+            color.apply();
+            edit::edit(image(&at).as_deref(), &args)
+        }
+        C::Export { args, at, color } => {
+            color.apply();
+            export::run(image(&at).as_deref(), &args)
+        }
+        C::Watch { args, at, color } => {
+            color.apply();
+            watch::run(image(&at).as_deref(), &args)
+        }
+        C::Status { args, at, color } => {
+            color.apply();
+            status::status(image(&at).as_deref(), &args)
+        }
+        C::Diff {
+            args,
+            at,
+            color,
+            pager,
+        } => {
+            color.apply();
+            status::diff(image(&at).as_deref(), &args, &pager)
+        }
+        C::Log {
+            args,
+            at,
+            color,
+            pager,
+        } => {
+            color.apply();
+            history::log(image(&at).as_deref(), &args, &pager)
+        }
+        C::Restore { args, at } => history::restore(image(&at).as_deref(), &args),
+        C::Resolve { args, at } => history::resolve(image(&at).as_deref(), &args),
+        C::Gc { args, at } => history::gc(image(&at).as_deref(), &args),
+        C::Gen(args) => generate::run(&args),
+        C::Completions(args) => help::completions(&args),
+        C::Man(args) => help::man(&args),
+    }
+}
+
+/// Whether diagnostics on standard error get colors: as `--color` says, and with `auto` as
+/// anstream decides (a terminal; `NO_COLOR` unset; `CLICOLOR_FORCE` forces colors).
 pub fn stderr_style() -> Style {
-    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    if !no_color && std::io::stderr().is_terminal() {
-        Style::Color
-    } else {
-        Style::Plain
+    match anstream::AutoStream::choice(&std::io::stderr()) {
+        anstream::ColorChoice::Never => Style::Plain,
+        _ => Style::Color,
     }
 }
 
 /// Opens the image named by `--image`, or the one found from the current directory upward.
 /// When a running `watch` holds it, borrows it from the watcher (which takes it back, and
 /// writes what changed to the tree, when the returned image is dropped).
-pub fn open_image(image: Option<&std::path::Path>) -> Result<Borrowed, Status> {
+pub fn open_image(image: Option<&Path>) -> Result<Borrowed, Status> {
     let dir = match image {
         Some(dir) => dir.to_path_buf(),
         None => {
@@ -138,7 +315,7 @@ pub fn open_image(image: Option<&std::path::Path>) -> Result<Borrowed, Status> {
 
 /// [`open_image`] for a command that writes to the tree: an image kept outside its tree
 /// (`--image`) names the tree it writes to, since nothing else says which one it is.
-pub fn open_image_to_write(image: Option<&std::path::Path>) -> Result<Borrowed, Status> {
+pub fn open_image_to_write(image: Option<&Path>) -> Result<Borrowed, Status> {
     let image = open_image(image)?;
     if !image.is_in_tree() {
         eprintln!(
@@ -165,18 +342,18 @@ pub fn note_relocation(image: &spry_image::image::Image) {
 /// The tree `build` or `watch` works on when none is named: the tree of the image found from
 /// the current directory upward (as git works on the whole checkout from a subdirectory),
 /// else the current directory.
-pub fn default_tree(image: Option<&std::path::Path>) -> Option<std::path::PathBuf> {
+pub fn default_tree(image: Option<&Path>) -> Option<PathBuf> {
     if image.is_some() {
         return None;
     }
     let here = std::env::current_dir().ok()?;
     let found = spry_image::image::Image::find(&here).ok()?;
-    found.parent().map(std::path::Path::to_path_buf)
+    found.parent().map(Path::to_path_buf)
 }
 
 /// Opens or creates the image in `dir` for the tree at `src` (`build`), borrowing it from a
 /// running `watch` as [`open_image`] does.
-pub fn create_image(dir: &std::path::Path, src: &std::path::Path) -> spry_image::Result<Borrowed> {
+pub fn create_image(dir: &Path, src: &Path) -> spry_image::Result<Borrowed> {
     let image = open_or_borrow(dir, || spry_image::image::Image::create(dir, src))?;
     note_relocation(&image);
     Ok(image)
@@ -210,11 +387,8 @@ pub fn report_error(error: &spry_image::Error) -> Status {
 
 /// The tree a `build` or `watch` reads (default: the current directory), which must be a
 /// directory: a mistyped tree must not become a new, empty one.
-pub fn source_tree(src: Option<&std::path::Path>) -> Result<std::path::PathBuf, Status> {
-    let src = src.map_or_else(
-        || std::path::PathBuf::from("."),
-        std::path::Path::to_path_buf,
-    );
+pub fn source_tree(src: Option<&Path>) -> Result<PathBuf, Status> {
+    let src = src.map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     match std::fs::metadata(&src) {
         Ok(meta) if meta.is_dir() => Ok(src),
         Ok(_) => {
@@ -228,19 +402,33 @@ pub fn source_tree(src: Option<&std::path::Path>) -> Result<std::path::PathBuf, 
     }
 }
 
+/// How a file of the tree at `root` is named in every message: relative to the current
+/// directory, as the user would type it (`a.spry` inside the tree, `tree/a.spry` above it,
+/// `../a.spry` below it); the absolute path only when there is no relative one.
+pub fn shown_path(root: &Path, relative: &str) -> String {
+    let full = root.join(relative);
+    let Ok(here) = std::env::current_dir() else {
+        return full.display().to_string();
+    };
+    // The root as the kernel names it, as the current directory is: no `.`, no link.
+    let root = std::fs::canonicalize(root).unwrap_or_else(|_| here.join(root));
+    let full = root.join(relative);
+    match pathdiff::diff_paths(&full, &here) {
+        Some(shown) if !shown.as_os_str().is_empty() => shown.display().to_string(),
+        _ => full.display().to_string(),
+    }
+}
+
 /// Prints files that could not be taken: syntax errors as diagnostics, the rest as one line.
-pub fn print_file_failures(root: &std::path::Path, failures: &[spry_image::build::FileFailure]) {
+pub fn print_file_failures(root: &Path, failures: &[FileFailure]) {
     for failure in failures {
         print_file_failure(root, failure);
     }
 }
 
 /// Prints one file that could not be taken; returns whether it was a syntax error.
-pub fn print_file_failure(
-    root: &std::path::Path,
-    failure: &spry_image::build::FileFailure,
-) -> bool {
-    let shown = root.join(&failure.path).display().to_string();
+pub fn print_file_failure(root: &Path, failure: &FileFailure) -> bool {
+    let shown = shown_path(root, &failure.path);
     if failure.errors().is_empty() {
         eprintln!(
             "{shown}: error: {}",
@@ -253,6 +441,36 @@ pub fn print_file_failure(
         spry_image::diagnostic::render(&shown, failure.text(), failure.errors(), stderr_style())
     );
     true
+}
+
+/// Files that could not be taken, as JSON (`build`, `status`, `diff`, `watch` alike): each
+/// with its path relative to the tree, its message, and each error's line, column and
+/// message.
+pub fn failures_json(failures: &[FileFailure]) -> serde_json::Value {
+    failures
+        .iter()
+        .map(|failure| {
+            let index = LineIndex::new(failure.text());
+            let errors: Vec<serde_json::Value> = failure
+                .errors()
+                .iter()
+                .map(|e| {
+                    let at = index.line_col(failure.text(), e.span.start);
+                    serde_json::json!({
+                        "line": at.line,
+                        "column": at.column,
+                        "code": e.kind.code(),
+                        "message": e.message,
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "path": failure.path,
+                "message": failure.message(),
+                "errors": errors,
+            })
+        })
+        .collect()
 }
 
 /// Prints `value` as one line of JSON on standard output.

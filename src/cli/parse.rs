@@ -56,7 +56,8 @@ pub fn run(args: &ParseArgs) -> Status {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for path in &files {
-        let shown = path.display().to_string();
+        // As typed; `./` is what a walk of `.` adds, not what anyone types.
+        let shown = path.strip_prefix(".").unwrap_or(path).display().to_string();
         let text = match std::fs::read(path) {
             Ok(text) => text,
             Err(e) => {

@@ -1,9 +1,10 @@
 //! `spry-image status` and `diff`: how the image and the tree differ.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anstyle::{AnsiColor, Style};
 use clap::Args;
 use similar::{Algorithm, TextDiff};
 
@@ -11,10 +12,10 @@ use spry_image::build::FileFailure;
 use spry_image::status::{
     self, Change, DefinitionDiff, ModuleState, ModuleStatus, Side, StatusOptions, TreeStatus,
 };
-use spry_image::syntax::LineIndex;
 use spry_image::watch::Borrowed;
 
-use super::{Status, open_image, print_file_failures, report_error};
+use super::pager::{Paged, PagerArg};
+use super::{Status, failures_json, open_image, print_file_failures, report_error, shown_path};
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
@@ -61,31 +62,8 @@ fn compare(
     }
 }
 
-/// One failure as JSON: path, and each error's line, column and message.
-fn failure_json(root: &Path, failure: &FileFailure) -> serde_json::Value {
-    let index = LineIndex::new(failure.text());
-    let errors: Vec<serde_json::Value> = failure
-        .errors()
-        .iter()
-        .map(|e| {
-            let at = index.line_col(failure.text(), e.span.start);
-            serde_json::json!({"line": at.line, "column": at.column, "message": e.message})
-        })
-        .collect();
-    serde_json::json!({
-        "path": root.join(&failure.path).display().to_string(),
-        "message": failure.message(),
-        "errors": errors,
-    })
-}
-
 fn report_json(report: &TreeStatus, generation: u64) -> serde_json::Value {
-    let root = PathBuf::from(&report.root);
-    let failed: Vec<serde_json::Value> = report
-        .failed
-        .iter()
-        .map(|f| failure_json(&root, f))
-        .collect();
+    let failed = failures_json(&report.failed);
     serde_json::json!({
         "root": report.root,
         "generation": generation,
@@ -140,7 +118,7 @@ pub fn status(image_dir: Option<&Path>, args: &StatusArgs) -> Status {
         }
     } else {
         print_failures_quietly(&report);
-        print!("{}", status_text(&report, generation));
+        anstream::print!("{}", status_text(&report, generation));
     }
     if report.has_conflicts() || !report.failed.is_empty() {
         Status::Failed
@@ -205,10 +183,11 @@ fn conflicts_json(report: &TreeStatus) -> Vec<serde_json::Value> {
 
 fn status_text(report: &TreeStatus, generation: u64) -> String {
     let mut out = format!("image generation {generation}, tree {}\n", report.root);
+    let root = Path::new(&report.root);
     if !report.part.is_empty() {
         out.push_str(&format!("partial image: {}\n", report.part.join(", ")));
     }
-    let group = |title: &str, states: &[ModuleState]| -> String {
+    let group = |title: &str, states: &[ModuleState], style: Style| -> String {
         let rows: Vec<&ModuleStatus> = report
             .modules
             .iter()
@@ -220,14 +199,19 @@ fn status_text(report: &TreeStatus, generation: u64) -> String {
         let mut text = format!("\n{title}\n");
         for m in rows {
             let place = match &m.from_path {
-                Some(from) => format!("{from} -> {}", m.path),
-                None => m.path.clone(),
+                Some(from) => format!(
+                    "{} -> {}",
+                    shown_path(root, from),
+                    shown_path(root, &m.path)
+                ),
+                None => shown_path(root, &m.path),
             };
-            text.push_str(&format!(
-                "  {:<15} {} ({place})\n",
+            let row = format!(
+                "{:<15} {} ({place})",
                 format!("{}:", state_label(m.state)),
                 m.module
-            ));
+            );
+            text.push_str(&format!("  {}\n", paint(style, &row)));
             for name in &m.conflicts {
                 text.push_str(&format!("      {}::{name}\n", m.module));
                 if let Some(d) = m.definitions.iter().find(|d| &d.name == name) {
@@ -241,6 +225,7 @@ fn status_text(report: &TreeStatus, generation: u64) -> String {
     out.push_str(&group(
         "Changed in the image, not yet exported (spry-image export):",
         &[ModuleState::ImageChanged, ModuleState::NotExported],
+        GREEN,
     ));
     out.push_str(&group(
         "Changed on disk, not yet built (spry-image build):",
@@ -250,18 +235,22 @@ fn status_text(report: &TreeStatus, generation: u64) -> String {
             ModuleState::FileDeleted,
             ModuleState::Moved,
         ],
+        RED,
     ));
     out.push_str(&group(
         "Changed on both sides, in different definitions (build, then export, merge them):",
         &[ModuleState::BothChanged],
+        YELLOW,
     ));
     out.push_str(&group(
         "Conflicts, changed on both sides (spry-image resolve MODULE::NAME --take file|image):",
         &[ModuleState::Conflict],
+        RED.bold(),
     ));
     out.push_str(&group(
         "Files that do not parse (the image keeps the last good version):",
         &[ModuleState::Unparsable],
+        RED,
     ));
     let unowned: Vec<&FileFailure> = report
         .failed
@@ -276,7 +265,10 @@ fn status_text(report: &TreeStatus, generation: u64) -> String {
     if !unowned.is_empty() {
         out.push_str("\nFiles that cannot be taken:\n");
         for failure in unowned {
-            out.push_str(&format!("  {}\n", failure.path));
+            out.push_str(&format!(
+                "  {}\n",
+                paint(RED, &shown_path(root, &failure.path))
+            ));
         }
     }
     if !report.outside.is_empty() {
@@ -294,7 +286,7 @@ fn status_text(report: &TreeStatus, generation: u64) -> String {
     out
 }
 
-pub fn diff(image_dir: Option<&Path>, args: &DiffArgs) -> Status {
+pub fn diff(image_dir: Option<&Path>, args: &DiffArgs, pager: &PagerArg) -> Status {
     let options = StatusOptions {
         modules: args.module.clone(),
         definitions: true,
@@ -310,16 +302,18 @@ pub fn diff(image_dir: Option<&Path>, args: &DiffArgs) -> Status {
             return status;
         }
     } else {
-        let color = stdout_color();
-        let mut out = std::io::stdout().lock();
         let text = if args.name_only {
             name_only(&report)
         } else if args.stat {
             stat(&report)
         } else {
-            full_diff(&report, color)
+            full_diff(&report)
         };
-        let _ = out.write_all(text.as_bytes());
+        if !text.is_empty() {
+            let mut paged = Paged::start(pager);
+            let _ = paged.out().write_all(text.as_bytes());
+            paged.finish();
+        }
     }
     // Files that do not parse and conflicts are worth a status of their own, as in build.
     if !report.failed.is_empty() || report.has_conflicts() || (args.exit_code && !report.is_clean())
@@ -328,11 +322,6 @@ pub fn diff(image_dir: Option<&Path>, args: &DiffArgs) -> Status {
     } else {
         Status::Ok
     }
-}
-
-fn stdout_color() -> bool {
-    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    !no_color && std::io::stdout().is_terminal()
 }
 
 fn name_only(report: &TreeStatus) -> String {
@@ -372,26 +361,47 @@ fn stat(report: &TreeStatus) -> String {
     out
 }
 
-fn side_label(side: Side) -> &'static str {
-    match side {
-        Side::File => "changed on disk",
-        Side::Image => "changed in the image",
-        Side::Both => "CONFLICT: changed on both sides",
-        Side::Unknown => "differs",
+/// What happened to a definition, and where: image (`-`) against file (`+`), so a definition
+/// only the image has was added in the image (or removed on disk).
+fn change_label(def: &DefinitionDiff) -> String {
+    let mut label = match (def.change, def.side) {
+        (_, Side::Both) => "CONFLICT: changed on both sides",
+        (Change::Added, Side::File) => "added on disk",
+        (Change::Added, Side::Image) => "removed in the image",
+        (Change::Added, Side::Unknown) => "only on disk",
+        (Change::Removed, Side::File) => "removed on disk",
+        (Change::Removed, Side::Image) => "added in the image",
+        (Change::Removed, Side::Unknown) => "only in the image",
+        (Change::Changed, Side::File) => "changed on disk",
+        (Change::Changed, Side::Image) => "changed in the image",
+        (Change::Changed, Side::Unknown) => "differs",
+        (Change::FormattingOnly, Side::File) => "formatting changed on disk",
+        (Change::FormattingOnly, Side::Image) => "formatting changed in the image",
+        (Change::FormattingOnly, Side::Unknown) => "formatting differs",
+        (Change::Moved, Side::File) => "moved on disk",
+        (Change::Moved, Side::Image) => "moved in the image",
+        (Change::Moved, Side::Unknown) => "moved",
     }
+    .to_string();
+    if let Some(other) = &def.other {
+        let direction = if def.image.is_some() { "to" } else { "from" };
+        label.push_str(&format!(", {direction} {other}"));
+    }
+    label
 }
 
-fn change_label(change: Change) -> &'static str {
-    match change {
-        Change::Added => "added",
-        Change::Removed => "removed",
-        Change::Changed => "changed",
-        Change::FormattingOnly => "formatting only",
-        Change::Moved => "moved",
-    }
+const BOLD: Style = Style::new().bold();
+const RED: Style = AnsiColor::Red.on_default();
+const GREEN: Style = AnsiColor::Green.on_default();
+const YELLOW: Style = AnsiColor::Yellow.on_default();
+const CYAN: Style = AnsiColor::Cyan.on_default();
+
+/// `text` in `style`; the stream it is written to drops the style when colors are off.
+fn paint(style: Style, text: &str) -> String {
+    format!("{style}{text}{style:#}")
 }
 
-fn full_diff(report: &TreeStatus, color: bool) -> String {
+fn full_diff(report: &TreeStatus) -> String {
     let mut out = String::new();
     for m in &report.modules {
         let place = match &m.from_path {
@@ -399,31 +409,20 @@ fn full_diff(report: &TreeStatus, color: bool) -> String {
             None => m.path.clone(),
         };
         out.push_str(&paint(
-            color,
-            "1",
+            BOLD,
             &format!("module {} ({place}): {}", m.module, state_label(m.state)),
         ));
         out.push('\n');
         for def in &m.definitions {
-            out.push_str(&definition_diff(m, def, color));
+            out.push_str(&definition_diff(m, def));
         }
     }
     out
 }
 
-fn definition_diff(module: &ModuleStatus, def: &DefinitionDiff, color: bool) -> String {
-    let mut head = format!(
-        "{} {}::{} ({})",
-        change_label(def.change),
-        module.module,
-        def.name,
-        side_label(def.side)
-    );
-    if let Some(other) = &def.other {
-        let direction = if def.image.is_some() { "to" } else { "from" };
-        head.push_str(&format!(", {direction} {other}"));
-    }
-    let mut out = paint(color, "1", &head);
+fn definition_diff(module: &ModuleStatus, def: &DefinitionDiff) -> String {
+    let head = format!("{}::{}: {}", module.module, def.name, change_label(def));
+    let mut out = paint(BOLD, &head);
     out.push('\n');
     // Definitions end without a line break; give both sides one, so that the diff does not
     // say so on every line.
@@ -447,27 +446,19 @@ fn definition_diff(module: &ModuleStatus, def: &DefinitionDiff, color: bool) -> 
         .header(&a, &b)
         .to_string();
     for line in unified.lines() {
-        let code = if line.starts_with("+++") || line.starts_with("---") {
-            "1"
+        let style = if line.starts_with("+++") || line.starts_with("---") {
+            BOLD
         } else if line.starts_with('+') {
-            "32"
+            GREEN
         } else if line.starts_with('-') {
-            "31"
+            RED
         } else if line.starts_with("@@") {
-            "36"
+            CYAN
         } else {
-            ""
+            Style::new()
         };
-        out.push_str(&paint(color && !code.is_empty(), code, line));
+        out.push_str(&paint(style, line));
         out.push('\n');
     }
     out
-}
-
-fn paint(color: bool, code: &str, text: &str) -> String {
-    if color {
-        format!("\x1b[{code}m{text}\x1b[0m")
-    } else {
-        text.to_string()
-    }
 }

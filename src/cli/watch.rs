@@ -5,14 +5,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use clap::Args;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
-use spry_image::build::{BuildReport, FileFailure};
+use spry_image::build::{BuildReport, FileFailure, Move};
 use spry_image::diagnostic;
+use spry_image::export::Skipped;
 use spry_image::image::{IMAGE_DIR, Image};
 use spry_image::watch::{BatchReport, Cause, Lent, Stopper, WatchOptions, Watcher};
 
-use super::{Status, print_file_failure, report_error};
+use super::{Status, failures_json, print_file_failure, report_error, shown_path};
 
 #[derive(Args, Debug)]
 pub struct WatchArgs {
@@ -98,11 +100,10 @@ pub fn run(image_dir: Option<&Path>, args: &WatchArgs) -> Status {
     };
     let root = watcher.root().display().to_string();
     if json {
-        // By hand, so that `watching` comes first.
-        println!(
-            "{{\"watching\":{},\"generation\":{generation}}}",
-            Value::from(root.as_str())
-        );
+        print_line(&WatchingLine {
+            watching: &root,
+            generation,
+        });
     } else {
         println!("watching {root} at generation {generation} (Ctrl-C stops)");
     }
@@ -161,7 +162,7 @@ fn print_batch(src: &Path, batch: &BatchReport, json: bool) {
     }
     print_failures(src, &report.failed);
     if json {
-        println!("{}", batch_json(src, batch));
+        print_line(&batch_json(src, batch));
     } else if let Some(line) = summary(batch) {
         println!("{line}");
     }
@@ -175,7 +176,8 @@ fn print_lent(src: &Path, lent: &Lent, json: bool) {
     let wrote = if written.is_empty() {
         String::new()
     } else {
-        format!("; wrote {}", written.join(", "))
+        let shown: Vec<String> = written.iter().map(|p| shown_path(src, p)).collect();
+        format!("; wrote {}", shown.join(", "))
     };
     eprintln!(
         "watch: lent the image to process {} ({}) for {} ms{wrote}",
@@ -187,31 +189,29 @@ fn print_lent(src: &Path, lent: &Lent, json: bool) {
     for skipped in &export.skipped {
         eprintln!(
             "watch: warning: {} not written: {}",
-            src.join(&skipped.path).display(),
+            shown_path(src, &skipped.path),
             skipped.reason
         );
     }
     if json {
-        let value = json!({
-            "lent": lent.command,
-            "pid": lent.pid,
-            "generation": lent.generation,
-            "held_ms": (lent.held.as_secs_f64() * 1e6).round() / 1e3,
-            "written": written,
-            "merged": export.merged,
-            "skipped": export.skipped,
+        print_line(&LentLine {
+            lent: &lent.command,
+            pid: lent.pid,
+            generation: lent.generation,
+            held_ms: millis(lent.held),
+            written,
+            merged: &export.merged,
+            skipped: &export.skipped,
         });
-        println!("{value}");
     }
 }
 
 fn print_failures(src: &Path, failures: &[FileFailure]) {
     for failure in failures {
         if print_file_failure(src, failure) {
-            let shown = src.join(&failure.path);
             eprintln!(
                 "{}: the module keeps its last good version",
-                shown.display()
+                shown_path(src, &failure.path)
             );
         }
     }
@@ -258,13 +258,65 @@ fn summary(batch: &BatchReport) -> Option<String> {
     ))
 }
 
-fn batch_json(src: &Path, batch: &BatchReport) -> Value {
+/// `watch --json`'s first line.
+#[derive(Serialize)]
+struct WatchingLine<'a> {
+    watching: &'a str,
+    generation: u64,
+}
+
+/// `watch --json`'s line for a loan.
+#[derive(Serialize)]
+struct LentLine<'a> {
+    lent: &'a str,
+    pid: u32,
+    generation: u64,
+    held_ms: f64,
+    written: Vec<&'a str>,
+    merged: &'a [String],
+    skipped: &'a [Skipped],
+}
+
+/// `watch --json`'s line for a batch.
+#[derive(Serialize)]
+struct BatchLine<'a> {
+    generation: Option<u64>,
+    files: usize,
+    read: usize,
+    paths: &'a [String],
+    added: &'a [String],
+    changed: &'a [String],
+    removed: &'a [String],
+    moved: &'a [Move],
+    failed: Value,
+    latency_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rescan: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<Option<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start: Option<bool>,
+}
+
+/// Milliseconds with microseconds, as JSON prints them.
+fn millis(duration: std::time::Duration) -> f64 {
+    (duration.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// One line of JSON on standard output (a type that cannot fail to serialize).
+fn print_line(value: &impl Serialize) {
+    if let Ok(line) = serde_json::to_string(value) {
+        println!("{line}");
+    }
+}
+
+fn batch_json<'a>(src: &Path, batch: &'a BatchReport) -> BatchLine<'a> {
     let report: &BuildReport = &batch.build;
-    let failed: Vec<Value> = report
-        .failed
-        .iter()
-        .map(|f| {
-            let shown = src.join(&f.path).display().to_string();
+    // Each failure as `build --json` has it, plus the first error as one line.
+    let mut failed = failures_json(&report.failed);
+    if let Value::Array(rows) = &mut failed {
+        for (row, f) in rows.iter_mut().zip(&report.failed) {
+            let shown = shown_path(src, &f.path);
             let error = match f.errors().first() {
                 Some(e) => format!(
                     "{}: {}",
@@ -273,28 +325,23 @@ fn batch_json(src: &Path, batch: &BatchReport) -> Value {
                 ),
                 None => format!("{shown}: {}", f.message().as_deref().unwrap_or("failed")),
             };
-            json!({"path": f.path, "error": error})
-        })
-        .collect();
-    let mut value = json!({
-        "generation": report.generation,
-        "files": report.files,
-        "read": report.read,
-        "paths": batch.paths,
-        "added": report.added,
-        "changed": report.changed,
-        "removed": report.removed,
-        "moved": report.moved,
-        "failed": failed,
-        "latency_ms": (batch.latency.as_secs_f64() * 1e6).round() / 1e3,
-    });
-    match batch.cause {
-        Cause::Rescan => {
-            value["rescan"] = json!(true);
-            value["reason"] = json!(batch.reason);
+            row["error"] = Value::from(error);
         }
-        Cause::Start => value["start"] = json!(true),
-        Cause::Events | Cause::Lent => {}
     }
-    value
+    let rescan = matches!(batch.cause, Cause::Rescan);
+    BatchLine {
+        generation: report.generation,
+        files: report.files,
+        read: report.read,
+        paths: &batch.paths,
+        added: &report.added,
+        changed: &report.changed,
+        removed: &report.removed,
+        moved: &report.moved,
+        failed,
+        latency_ms: millis(batch.latency),
+        rescan: rescan.then_some(true),
+        reason: rescan.then_some(batch.reason.as_deref()),
+        start: matches!(batch.cause, Cause::Start).then_some(true),
+    }
 }

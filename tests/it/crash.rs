@@ -521,9 +521,9 @@ impl World {
 
     fn corpus_args(&self) -> [String; 5] {
         [
+            "build".to_string(),
             "--image".to_string(),
             self.corpus.join("image").to_string_lossy().into_owned(),
-            "build".to_string(),
             "--json".to_string(),
             self.corpus.join("tree").to_string_lossy().into_owned(),
         ]
@@ -880,9 +880,9 @@ fn image_texts(dir: &Path) -> Texts {
 fn check_digest(dir: &Dir, image: &Path) -> (usize, String) {
     let out = dir
         .command()
+        .arg("check")
         .arg("--image")
         .arg(image)
-        .arg("check")
         .expect_code(0)
         .stdout_str();
     let modules = out
@@ -898,9 +898,9 @@ fn check_digest(dir: &Dir, image: &Path) -> (usize, String) {
 /// `spry-image check` passes.
 fn check(dir: &Dir, image: &Path) {
     dir.command()
+        .arg("check")
         .arg("--image")
         .arg(image)
-        .arg("check")
         .expect_code(0);
 }
 

@@ -168,9 +168,9 @@ fn issue_13_an_image_named_spry_image_cannot_serve_another_tree() {
     std::fs::create_dir(dir.join("elsewhere")).unwrap();
     let out = dir
         .command()
+        .args(["build", "proj"])
         .arg("--image")
         .arg(dir.join("elsewhere/.spry-image"))
-        .args(["build", "proj"])
         .expect_code(2);
     assert!(
         out.stderr_str().contains("belongs to its own directory"),
@@ -180,15 +180,15 @@ fn issue_13_an_image_named_spry_image_cannot_serve_another_tree() {
 
     // An image kept outside its tree under another name works, and names the tree it writes.
     dir.command()
+        .args(["build", "proj"])
         .arg("--image")
         .arg(dir.join("elsewhere/image"))
-        .args(["build", "proj"])
         .expect_code(0);
     let out = dir
         .command()
+        .args(put_ping(&dir))
         .arg("--image")
         .arg(dir.join("elsewhere/image"))
-        .args(put_ping(&dir))
         .expect_code(0);
     assert!(out.stderr_str().contains("writes to the tree at"), "{out}");
 }

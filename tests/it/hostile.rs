@@ -510,7 +510,7 @@ fn a_full_disk_while_building_leaves_the_image_as_it_was() {
     let image = space.join("disk/img");
     let with_image = |args: &[&str]| {
         let mut command = dir.command();
-        command.arg("--image").arg(&image).args(args);
+        command.args(args).arg("--image").arg(&image);
         command
     };
     with_image(&["build", "."]).expect_code(0);
@@ -558,9 +558,9 @@ fn a_full_disk_while_exporting_leaves_no_partial_file() {
     };
     let out = dir
         .command()
+        .args(["export", "--json", "--to", "disk/out"])
         .arg("--image")
         .arg(tree.join(".spry-image"))
-        .args(["export", "--json", "--to", "disk/out"])
         .expect_code(1);
     let stderr = out.stderr_str();
     assert!(stderr.contains("No space left on device"), "{out}");

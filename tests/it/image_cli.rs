@@ -169,9 +169,9 @@ fn commands_outside_any_image_say_how_to_make_one() {
     // `--image` naming a directory that holds none.
     let out = dir
         .command()
+        .arg("ls")
         .arg("--image")
         .arg(dir.join("nowhere"))
-        .arg("ls")
         .expect_code(2);
     assert!(out.stderr_str().contains("not an image"), "{out}");
     assert!(out.stderr_str().contains("spry-image build"), "{out}");

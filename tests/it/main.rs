@@ -4,6 +4,7 @@
 
 mod util;
 
+mod cli_conventions;
 mod crash;
 mod export;
 mod first_contact;
