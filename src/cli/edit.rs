@@ -309,10 +309,20 @@ fn read_input(file: Option<&Path>) -> Result<(Vec<u8>, String), Status> {
 /// read from), a wrong name or kind is the input's fault (status 1).
 fn report_input_error(error: &Error, source: &str) -> Status {
     match error {
-        Error::Syntax { text, errors, .. } => {
+        Error::Syntax { path, text, errors } => {
+            // Errors in the module as the change would leave it (a keyword message running on
+            // into the new definition) point into that text, not into the input.
+            let in_module = errors
+                .iter()
+                .any(|e| e.kind == spry_image::syntax::SyntaxErrorKind::KeywordRunsOn);
+            let shown = if in_module {
+                path.display().to_string()
+            } else {
+                source.to_string()
+            };
             eprint!(
                 "{}",
-                diagnostic::render(source, text, errors, stderr_style())
+                diagnostic::render(&shown, text, errors, stderr_style())
             );
             eprintln!("error: nothing was stored");
             Status::Failed

@@ -31,6 +31,11 @@ pub enum SyntaxErrorKind {
     TooLarge,
     /// A text given as one definition that is not exactly one.
     NotADefinition,
+    /// A binding whose keyword message runs on, across a line break, into a keyword-named
+    /// binding below it (`x ifFalse: y` then `do: = ...` is the one message `ifFalse:do:`).
+    KeywordRunsOn,
+    /// Definitions that the module view cannot cut apart (they would overlap).
+    OverlappingDefinitions,
 }
 
 impl SyntaxErrorKind {
@@ -49,6 +54,8 @@ impl SyntaxErrorKind {
             SyntaxErrorKind::InvalidModuleMeta => "invalid-module-meta",
             SyntaxErrorKind::TooLarge => "too-large",
             SyntaxErrorKind::NotADefinition => "not-a-definition",
+            SyntaxErrorKind::KeywordRunsOn => "keyword-runs-on",
+            SyntaxErrorKind::OverlappingDefinitions => "overlapping-definitions",
         }
     }
 }

@@ -133,22 +133,50 @@ impl SourceUnit {
     pub fn definition_text(&self, i: usize) -> &[u8] {
         self.definitions
             .get(i)
-            .map_or(&[][..], |d| &self.text[d.span.clone()])
+            .and_then(|d| self.text.get(d.span.clone()))
+            .unwrap_or_default()
     }
 
     /// The text in file order, cut into the module's own text and definitions. Concatenated,
     /// the pieces are the file.
     pub fn pieces(&self) -> Vec<Piece<'_>> {
+        // `parse` hands out only layouts that `check_layout` accepted, so no slice below can
+        // be out of range; the fallbacks keep even a broken invariant from panicking.
+        debug_assert!(check_layout(&self.definitions, self.text.len()).is_ok());
         let mut pieces = Vec::with_capacity(self.definitions.len() * 2 + 1);
         let mut at = 0;
         for d in &self.definitions {
-            pieces.push(Piece::Gap(&self.text[at..d.span.start]));
-            pieces.push(Piece::Definition(d, &self.text[d.span.clone()]));
+            pieces.push(Piece::Gap(
+                self.text.get(at..d.span.start).unwrap_or_default(),
+            ));
+            pieces.push(Piece::Definition(
+                d,
+                self.text.get(d.span.clone()).unwrap_or_default(),
+            ));
             at = d.span.end;
         }
-        pieces.push(Piece::Gap(&self.text[at..]));
+        pieces.push(Piece::Gap(self.text.get(at..).unwrap_or_default()));
         pieces
     }
+}
+
+/// Checks the module view's invariant: definitions in file order, disjoint, each name inside
+/// its definition, all within the text (so gaps and definitions concatenate to the text).
+/// Returns the first definition that breaks it.
+fn check_layout(definitions: &[Definition], len: usize) -> Result<(), usize> {
+    let mut at = 0;
+    for (i, d) in definitions.iter().enumerate() {
+        let fits = at <= d.span.start
+            && d.span.start <= d.name_span.start
+            && d.name_span.start <= d.name_span.end
+            && d.name_span.end <= d.span.end
+            && d.span.end <= len;
+        if !fits {
+            return Err(i);
+        }
+        at = d.span.end;
+    }
+    Ok(())
 }
 
 /// Reads a text that should hold exactly one definition, `name = expression` (comments above
@@ -357,9 +385,40 @@ fn read_unit(
     }
     let children = curly.children();
     let name = module_name(tree, &children)?;
+    let text = tree.text();
+    let index = LineIndex::new(text);
+    let (mut errors, absorbed) = run_ons(tree, &children, &index);
     let bindings: Vec<usize> = (0..children.len())
-        .filter(|&i| is_definition_at(&children, i))
+        .filter(|&i| is_definition_at(&children, i) && !absorbed.contains(&i))
         .collect();
+    let definitions = cut_definitions(tree, &children, &bindings);
+    if let Err(i) = check_layout(&definitions, text.len()) {
+        // Only a reading the run-on check missed could get here: refuse the file rather than
+        // hand out a cut that does not give the file back.
+        let span = definitions.get(i).map_or(0..0, |d| d.name_span.clone());
+        errors.push(SyntaxError::new(
+            SyntaxErrorKind::OverlappingDefinitions,
+            span,
+            "this definition overlaps the one before it: the module cannot be cut into definitions; parenthesise the expression above it",
+        ));
+        return Err(errors);
+    }
+    errors.extend(duplicates(&definitions, text, &index));
+    if errors.is_empty() {
+        Ok((UnitKind::Module, name, definitions))
+    } else {
+        errors.sort_by_key(|e| e.span.start);
+        Err(errors)
+    }
+}
+
+/// The definitions starting at `bindings` (indices of name nodes in `children`), each running
+/// to its last node before the next one, with the comments above and on its last line.
+fn cut_definitions(
+    tree: &SyntaxTree,
+    children: &AstList<'_>,
+    bindings: &[usize],
+) -> Vec<Definition> {
     let text = tree.text();
     let mut definitions: Vec<Definition> = Vec::with_capacity(bindings.len());
     for (j, &b) in bindings.iter().enumerate() {
@@ -376,15 +435,20 @@ fn read_unit(
         let start = comments_above(tree, name_span.start);
         let end = trailing_comment(tree, end);
         definitions.push(Definition {
-            name: String::from_utf8_lossy(&text[name_span.clone()]).into_owned(),
+            name: String::from_utf8_lossy(text.get(name_span.clone()).unwrap_or_default())
+                .into_owned(),
             span: start..end,
             name_span,
         });
     }
+    definitions
+}
+
+/// Two definitions with one name: an error at the second.
+fn duplicates(definitions: &[Definition], text: &[u8], index: &LineIndex) -> Vec<SyntaxError> {
     let mut errors = Vec::new();
     let mut seen: std::collections::HashMap<&str, &Definition> = std::collections::HashMap::new();
-    let index = LineIndex::new(text);
-    for d in &definitions {
+    for d in definitions {
         if let Some(first) = seen.get(d.name.as_str()) {
             let first_line = index.line_col(text, first.name_span.start).line;
             let line = index.line_col(text, d.name_span.start).line;
@@ -403,11 +467,144 @@ fn read_unit(
             seen.insert(&d.name, d);
         }
     }
-    if errors.is_empty() {
-        Ok((UnitKind::Module, name, definitions))
-    } else {
-        Err(errors)
+    errors
+}
+
+/// Keyword messages at the module's top level that run on into a keyword-named binding: a
+/// key after the first whose argument is the word `=` (`acc = x ifFalse: y`, then on the next
+/// line `do: = method [...]`, is the one message `ifFalse:do:` with the arguments `y` and
+/// `=`, since line breaks do not end a keyword message). Returns an error for each, and the
+/// indices of the nodes that merely look like a binding's name (`y`, followed by `=`).
+fn run_ons(
+    tree: &SyntaxTree,
+    children: &AstList<'_>,
+    index: &LineIndex,
+) -> (Vec<SyntaxError>, Vec<usize>) {
+    let text = tree.text();
+    let mut errors = Vec::new();
+    let mut absorbed = Vec::new();
+    let mut binding: Option<usize> = None;
+    for w in 0..children.len() {
+        if is_definition_at(children, w) && !absorbed.contains(&w) {
+            binding = Some(w);
+        }
+        let Some(node) = children.get(w) else {
+            continue;
+        };
+        let Some(word) = node.as_word() else {
+            continue;
+        };
+        let span = node.span();
+        if tree
+            .token_at_offset(span.start)
+            .is_none_or(|t| tree.kinds.get(t) != Some(&SyntaxKind::KeywordPart))
+        {
+            continue;
+        }
+        let keys = message_keys(tree, children, w, span.clone());
+        let first_key = keys.first().cloned().unwrap_or(span.start..span.start);
+        for (k, key) in keys.iter().cloned().enumerate().skip(1) {
+            let takes_equals = children
+                .get(w + 1 + k)
+                .and_then(|n| n.as_word())
+                .is_some_and(|a| a.kind == WordKind::Eval && &*a.text == "=");
+            if !takes_equals {
+                continue;
+            }
+            absorbed.push(w + k);
+            errors.push(run_on_error(
+                text,
+                index,
+                binding.and_then(|b| children.get(b)).map(|n| n.span()),
+                first_key.clone(),
+                key,
+                &word.text,
+            ));
+        }
     }
+    (errors, absorbed)
+}
+
+/// The byte ranges of the keys of the keyword message whose joined word is `children[w]`
+/// (spanning `span`, from its first key to its last): the first key starts the word, each
+/// later one is the first token after the argument of the key before it.
+fn message_keys(
+    tree: &SyntaxTree,
+    children: &AstList<'_>,
+    w: usize,
+    span: Range<usize>,
+) -> Vec<Range<usize>> {
+    let mut keys = Vec::new();
+    let Some(first) = tree.token_at_offset(span.start).and_then(|t| tree.token(t)) else {
+        return keys;
+    };
+    keys.push(first.range());
+    let mut k = 0;
+    // The arguments of every key but the last lie inside the joined word's span.
+    while let Some(argument) = children
+        .get(w + 1 + k)
+        .filter(|a| a.span().start < span.end)
+    {
+        let Some(key) = next_token(tree, argument.span().end) else {
+            break;
+        };
+        if key.start >= span.end {
+            break;
+        }
+        keys.push(key);
+        k += 1;
+    }
+    keys
+}
+
+/// The first token at or after `offset` that is not trivia.
+fn next_token(tree: &SyntaxTree, offset: usize) -> Option<Range<usize>> {
+    let mut t = tree.token_at_offset(offset)?;
+    while let Some(token) = tree.token(t) {
+        if !token.kind().is_trivia() {
+            return Some(token.range());
+        }
+        t += 1;
+    }
+    None
+}
+
+fn run_on_error(
+    text: &[u8],
+    index: &LineIndex,
+    binding: Option<Range<usize>>,
+    message_start: Range<usize>,
+    key: Range<usize>,
+    joined: &str,
+) -> SyntaxError {
+    let key_text = String::from_utf8_lossy(text.get(key.clone()).unwrap_or_default());
+    let key_line = index.line_col(text, key.start).line;
+    let (above, binding_span) = match binding {
+        Some(span) => {
+            let name = String::from_utf8_lossy(text.get(span.clone()).unwrap_or_default());
+            let line = index.line_col(text, span.start).line;
+            (format!("the binding `{name}` on line {line}"), span)
+        }
+        None => {
+            let line = index.line_col(text, message_start.start).line;
+            (
+                format!("the expression on line {line}"),
+                message_start.clone(),
+            )
+        }
+    };
+    SyntaxError::new(
+        SyntaxErrorKind::KeywordRunsOn,
+        key,
+        format!(
+            "{above} runs on into the keyword-named binding `{key_text} =` on line {key_line}: \
+             keyword messages run on across line breaks, so Spry reads the two as the one message \
+             `{joined}` and `{key_text}` is never bound; parenthesise the expression of the \
+             binding above, or move `{key_text}` after a binding that ends with a bracket"
+        ),
+    )
+    .with_related(binding_span, "the binding that runs on")
+    .with_related(message_start, format!("the message `{joined}` starts here"))
 }
 
 /// A definition starts where an eval word is followed by the word `=` (`:=` re-assigns and
