@@ -512,13 +512,22 @@ fn run_ons(
                 continue;
             }
             absorbed.push(w + k);
+            let binding = binding.filter(|&b| b + 2 <= w);
+            // The expression of the binding above, up to the argument before `=`.
+            let expression = binding
+                .and_then(|b| children.get(b + 2))
+                .zip(children.get(w + k))
+                .map(|(first, last)| first.span().start..last.span().end);
             errors.push(run_on_error(
                 text,
                 index,
-                binding.and_then(|b| children.get(b)).map(|n| n.span()),
-                first_key.clone(),
-                key,
-                &word.text,
+                &RunOn {
+                    binding: binding.and_then(|b| children.get(b)).map(|n| n.span()),
+                    expression,
+                    message: first_key.clone(),
+                    key,
+                    joined: &word.text,
+                },
             ));
         }
     }
@@ -569,42 +578,66 @@ fn next_token(tree: &SyntaxTree, offset: usize) -> Option<Range<usize>> {
     None
 }
 
-fn run_on_error(
-    text: &[u8],
-    index: &LineIndex,
+/// One keyword message running on into a keyword-named binding.
+struct RunOn<'a> {
+    /// The name of the binding whose expression holds the message.
     binding: Option<Range<usize>>,
-    message_start: Range<usize>,
+    /// That binding's expression, up to the argument before `=`.
+    expression: Option<Range<usize>>,
+    /// The message's first key.
+    message: Range<usize>,
+    /// The key that takes `=`: the keyword-named binding's name.
     key: Range<usize>,
-    joined: &str,
-) -> SyntaxError {
-    let key_text = String::from_utf8_lossy(text.get(key.clone()).unwrap_or_default());
-    let key_line = index.line_col(text, key.start).line;
-    let (above, binding_span) = match binding {
+    /// The message as Spry reads it (`ifFalse:do:`).
+    joined: &'a str,
+}
+
+fn run_on_error(text: &[u8], index: &LineIndex, run_on: &RunOn<'_>) -> SyntaxError {
+    let slice =
+        |span: &Range<usize>| String::from_utf8_lossy(text.get(span.clone()).unwrap_or_default());
+    let key_text = slice(&run_on.key);
+    let key_line = index.line_col(text, run_on.key.start).line;
+    let joined = run_on.joined;
+    let (above, binding_span) = match &run_on.binding {
         Some(span) => {
-            let name = String::from_utf8_lossy(text.get(span.clone()).unwrap_or_default());
             let line = index.line_col(text, span.start).line;
-            (format!("the binding `{name}` on line {line}"), span)
+            (
+                format!("the binding `{}` on line {line}", slice(span)),
+                span.clone(),
+            )
         }
         None => {
-            let line = index.line_col(text, message_start.start).line;
+            let line = index.line_col(text, run_on.message.start).line;
             (
                 format!("the expression on line {line}"),
-                message_start.clone(),
+                run_on.message.clone(),
             )
         }
     };
+    // Show the parenthesised binding when it is short enough to read in a message.
+    let example = run_on
+        .binding
+        .as_ref()
+        .zip(run_on.expression.as_ref())
+        .map(|(name, expression)| (slice(name), slice(expression)))
+        .filter(|(_, e)| e.len() <= 60 && !e.contains(['\n', '\r', '#']))
+        .map_or(String::new(), |(name, e)| format!(" (`{name} = ({e})`)"));
     SyntaxError::new(
         SyntaxErrorKind::KeywordRunsOn,
-        key,
+        run_on.key.clone(),
         format!(
             "{above} runs on into the keyword-named binding `{key_text} =` on line {key_line}: \
-             keyword messages run on across line breaks, so Spry reads the two as the one message \
-             `{joined}` and `{key_text}` is never bound; parenthesise the expression of the \
-             binding above, or move `{key_text}` after a binding that ends with a bracket"
+             keyword messages run on across line breaks, so Spry reads the two as the one \
+             message `{joined}` and `{key_text}` is never bound; parenthesise the expression \
+             above{example}, or move `{key_text}` after a binding that does not end in a \
+             keyword message (one that ends with a closing bracket of its own)"
         ),
     )
     .with_related(binding_span, "the binding that runs on")
-    .with_related(message_start, format!("the message `{joined}` starts here"))
+    .with_related(
+        run_on.message.clone(),
+        format!("the message `{joined}` starts here"),
+    )
 }
 
 /// A definition starts where an eval word is followed by the word `=` (`:=` re-assigns and
