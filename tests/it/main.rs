@@ -14,6 +14,7 @@ mod image_cli;
 mod image_lib;
 mod model;
 mod parse_cli;
+mod real_input;
 mod syntax_fixtures;
 mod syntax_props;
 mod syntax_rules;
