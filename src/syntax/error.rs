@@ -141,10 +141,16 @@ impl LineIndex {
     /// The line and column of byte `offset` in `text` (the text this index was made from).
     pub fn line_col(&self, text: &[u8], offset: usize) -> LineCol {
         let offset = offset.min(text.len());
-        let line = self.line_starts.partition_point(|&s| s <= offset) - 1;
-        let start = self.line_starts[line];
-        // A character starts at every byte that is not a UTF-8 continuation byte.
-        let column = text[start..offset]
+        let line = self
+            .line_starts
+            .partition_point(|&s| s <= offset)
+            .saturating_sub(1);
+        let start = self.line_starts.get(line).copied().unwrap_or(0);
+        // A character starts at every byte that is not a UTF-8 continuation byte. (An index
+        // made from another text gives a wrong column, never a panic.)
+        let column = text
+            .get(start..offset)
+            .unwrap_or_default()
             .iter()
             .filter(|&&b| (b & 0xC0) != 0x80)
             .count();

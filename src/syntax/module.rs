@@ -718,24 +718,24 @@ fn comments_above(tree: &SyntaxTree, start: usize) -> usize {
         let ws = t - 1;
         let comment = t - 2;
         let gap = tree.token(ws).map_or(&[][..], |tok| tok.text());
-        if kinds[ws] != SyntaxKind::Whitespace
+        if kinds.get(ws) != Some(&SyntaxKind::Whitespace)
             || memchr::memchr_iter(b'\n', gap).count() != 1
-            || kinds[comment] != SyntaxKind::Comment
+            || kinds.get(comment) != Some(&SyntaxKind::Comment)
         {
             break;
         }
         let starts_line = comment == 0
-            || (kinds[comment - 1] == SyntaxKind::Whitespace
+            || (kinds.get(comment - 1) == Some(&SyntaxKind::Whitespace)
                 && tree
                     .token(comment - 1)
                     .is_some_and(|tok| tok.text().contains(&b'\n')))
-            || kinds[comment - 1] == SyntaxKind::ByteOrderMark;
+            || kinds.get(comment - 1) == Some(&SyntaxKind::ByteOrderMark);
         if !starts_line {
             break;
         }
         t = comment;
     }
-    tree.starts[t] as usize
+    tree.starts.get(t).map_or(start, |&s| s as usize)
 }
 
 /// Moves `end` over a comment on the same line.
@@ -744,7 +744,7 @@ fn trailing_comment(tree: &SyntaxTree, end: usize) -> usize {
         return end;
     };
     let kinds = &tree.kinds;
-    let comment = match kinds[t] {
+    let comment = match kinds.get(t).copied().unwrap_or(SyntaxKind::Whitespace) {
         SyntaxKind::Comment => t,
         SyntaxKind::Whitespace
             if !tree.token(t).is_some_and(|tok| tok.text().contains(&b'\n'))
@@ -754,5 +754,5 @@ fn trailing_comment(tree: &SyntaxTree, end: usize) -> usize {
         }
         _ => return end,
     };
-    tree.starts[comment + 1] as usize
+    tree.starts.get(comment + 1).map_or(end, |&s| s as usize)
 }
