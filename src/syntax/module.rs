@@ -503,12 +503,20 @@ fn run_ons(
         }
         let keys = message_keys(tree, children, w, span.clone());
         let first_key = keys.first().cloned().unwrap_or(span.start..span.start);
+        if let Some(second) = keys.get(1).filter(|_| takes_equals(children, w + 1)) {
+            // `k: = at: 1`: the binding's own key takes `=`, and its expression's first key
+            // extends it: Spry reads `k:at: = 1`, binding no `k:`.
+            absorbed.push(w);
+            errors.push(leading_key_error(
+                text,
+                index,
+                first_key.clone(),
+                second.clone(),
+                &word.text,
+            ));
+        }
         for (k, key) in keys.iter().cloned().enumerate().skip(1) {
-            let takes_equals = children
-                .get(w + 1 + k)
-                .and_then(|n| n.as_word())
-                .is_some_and(|a| a.kind == WordKind::Eval && &*a.text == "=");
-            if !takes_equals {
+            if !takes_equals(children, w + 1 + k) {
                 continue;
             }
             absorbed.push(w + k);
@@ -532,6 +540,42 @@ fn run_ons(
         }
     }
     (errors, absorbed)
+}
+
+/// Whether `children[i]` is the word `=`.
+fn takes_equals(children: &AstList<'_>, i: usize) -> bool {
+    children
+        .get(i)
+        .and_then(|n| n.as_word())
+        .is_some_and(|a| a.kind == WordKind::Eval && &*a.text == "=")
+}
+
+/// A keyword-named binding whose expression starts with a key: the two keys join.
+fn leading_key_error(
+    text: &[u8],
+    index: &LineIndex,
+    name: Range<usize>,
+    key: Range<usize>,
+    joined: &str,
+) -> SyntaxError {
+    let slice = |span: &Range<usize>| {
+        String::from_utf8_lossy(text.get(span.clone()).unwrap_or_default()).into_owned()
+    };
+    let name_text = slice(&name);
+    let key_text = slice(&key);
+    let name_line = index.line_col(text, name.start).line;
+    SyntaxError::new(
+        SyntaxErrorKind::KeywordRunsOn,
+        key.clone(),
+        format!(
+            "the keyword-named binding `{name_text}` on line {name_line} runs on into the key \
+             `{key_text}` that starts its expression: Spry reads the two as the one message \
+             `{joined}`, and `{name_text}` is never bound; parenthesise the expression \
+             (`{name_text} = ({key_text} ...)`)"
+        ),
+    )
+    .with_related(name.clone(), "the binding that runs on")
+    .with_related(name, format!("the message `{joined}` starts here"))
 }
 
 /// The byte ranges of the keys of the keyword message whose joined word is `children[w]`

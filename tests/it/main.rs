@@ -13,6 +13,7 @@ mod image_build;
 mod image_cli;
 mod image_lib;
 mod model;
+mod module_props;
 mod parse_cli;
 mod real_input;
 mod syntax_fixtures;
