@@ -945,7 +945,7 @@ impl<'a> Transaction<'a> {
             return Ok(());
         };
         let text = self.module_text(module)?;
-        let script = record.path.strip_suffix(".spry").unwrap_or(&record.path);
+        let script = crate::tree_path::script_name(&record.path);
         let refuse = |why: String| {
             Error::Invalid(format!(
                 "the change would make `{}` read back differently ({why}); nothing was changed",

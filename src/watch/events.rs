@@ -152,13 +152,13 @@ pub fn plan(root: &Path, changes: &[Change], probe: Probe) -> Plan {
             if dirs.iter().any(|d| d.starts_with('.')) {
                 continue;
             }
-            if name == ".gitignore" {
+            if crate::walk::IGNORE_FILES.contains(&name) {
                 return Plan::Full(format!("{rel} changed"));
             }
             if name.starts_with('.') || is_editor_file(name) {
                 continue;
             }
-            let wanted = if name.ends_with(".spry") {
+            let wanted = if crate::tree_path::is_source_path(name) {
                 true
             } else {
                 match kind {
