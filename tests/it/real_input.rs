@@ -159,3 +159,223 @@ fn a_put_that_would_make_a_run_on_says_keyword_runs_on() {
         "the module is unchanged"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// `.sy` files, `.spryignore`, and a tree in the language's own style.
+
+/// `fixtures/sy-tree` copied into a fresh directory.
+fn sy_tree(name: &str) -> Dir {
+    let dir = Dir::new(name);
+    crate::image_build::copy_tree(&crate::util::repo_path("fixtures/sy-tree"), dir.path());
+    dir
+}
+
+/// The last line of `check`: `digest <hex>`.
+fn digest(dir: &Dir) -> String {
+    let out = dir.command().arg("check").stdout();
+    let out = String::from_utf8_lossy(&out).into_owned();
+    let last = out.lines().last().unwrap_or_default().to_string();
+    assert!(last.starts_with("digest "), "{out}");
+    last
+}
+
+/// Every file under `root` (relative, sorted), the image directory left out.
+fn files_under(root: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.file_name().unwrap() == ".spry-image" {
+                continue;
+            }
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                let rel = path.strip_prefix(root).unwrap();
+                found.push(rel.to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn a_tree_in_the_languages_own_style_builds_lists_exports_and_rebuilds() {
+    let dir = sy_tree("sy_tree");
+    let files = files_under(dir.path());
+    assert!(files.iter().all(|f| f.ends_with(".sy")), "{files:?}");
+    // Two files claim `Stack`: the build names them and exits 1.
+    let (json, out) = build(&dir, &[], 1);
+    assert_eq!(json["failed"].as_array().unwrap().len(), 1, "{out}");
+    let stderr = out.stderr_str();
+    assert!(
+        stderr.contains(
+            "module `Stack` is defined in both `examples/stack_example.sy` and `modules/stack.sy`"
+        ),
+        "{out}"
+    );
+    // `ls` lists every file but the one that lost the name.
+    let ls = String::from_utf8_lossy(&dir.command().arg("ls").stdout()).into_owned();
+    let loser = json["failed"][0]["path"].as_str().unwrap().to_string();
+    let held: Vec<&String> = files.iter().filter(|f| **f != loser).collect();
+    assert_eq!(held.len(), files.len() - 1);
+    for file in &held {
+        assert!(ls.contains(file.as_str()), "{file} not listed\n{ls}");
+    }
+    assert!(
+        ls.contains("scripts/fib "),
+        "a script is named by its path without `.sy`\n{ls}"
+    );
+    // Exported into another directory: every file the image holds, byte for byte, `.sy` kept.
+    let out_dir = Dir::new("sy_tree_out");
+    dir.command()
+        .args(["export", "--to"])
+        .arg(out_dir.path())
+        .stdout();
+    let exported = files_under(out_dir.path());
+    assert_eq!(
+        exported,
+        held.iter().map(|f| f.to_string()).collect::<Vec<_>>()
+    );
+    for file in &exported {
+        assert_eq!(out_dir.read(file), dir.read(file), "{file}");
+    }
+    // The exported tree rebuilds to the same image.
+    build(&out_dir, &[], 0);
+    assert_eq!(digest(&out_dir), digest(&dir));
+    // With `.spryignore` naming the example copy, the tree builds whole.
+    let clean = sy_tree("sy_tree_ignored");
+    clean.create(
+        ".spryignore",
+        "# an example copy of a module\nexamples/stack_example.sy\n",
+    );
+    let (json, out) = build(&clean, &[], 0);
+    assert_eq!(names(&json, "added").len(), files.len() - 1, "{out}");
+    let ls = String::from_utf8_lossy(&clean.command().arg("ls").stdout()).into_owned();
+    assert!(
+        ls.contains("modules/stack.sy") && !ls.contains("examples/"),
+        "{ls}"
+    );
+    // `parse --check` reads the same files.
+    clean.command().args(["parse", "--check", "."]).stdout();
+}
+
+#[test]
+fn sy_files_are_source_for_only_status_diff_and_export() {
+    let dir = Dir::new("sy_commands");
+    dir.create("lib/a.sy", good_module("A"));
+    dir.create("lib/b.spry", good_module("B"));
+    dir.create("notes.txt", "not Spry");
+    dir.create("easy", "not Spry either");
+    let (json, out) = build(&dir, &["--only", "lib/*.sy"], 0);
+    assert_eq!(names(&json, "added"), ["A"], "{out}");
+    build(&dir, &["--all"], 0);
+    // An edit of a `.sy` file shows in status and diff.
+    let text = String::from_utf8(dir.read("lib/a.sy")).unwrap();
+    dir.create("lib/a.sy", text.replace("size = 3", "size = 4"));
+    let status = dir.command().arg("status").output();
+    assert!(
+        status.stdout_str().contains("lib/a.sy") || status.stdout_str().contains("A"),
+        "{status}"
+    );
+    let diff = dir.command().arg("diff").output();
+    assert!(diff.stdout_str().contains("size = 4"), "{diff}");
+    // A live edit is exported to the `.sy` file it came from.
+    build(&dir, &[], 0);
+    let input = dir.create("size.txt", "size = 5");
+    dir.command()
+        .args(["put", "A::size", "--file"])
+        .arg(&input)
+        .stdout();
+    dir.command().arg("export").stdout();
+    assert!(
+        String::from_utf8(dir.read("lib/a.sy"))
+            .unwrap()
+            .contains("size = 5")
+    );
+    assert!(!dir.join("lib/a.spry").exists());
+}
+
+#[test]
+fn a_module_made_by_put_gets_the_extension_the_tree_uses_most() {
+    let module = |name: &str| format!("{{\n  _meta = {{name = '{name}}}\n  x = 1\n}}\n");
+    // An empty tree: `.spry`.
+    let empty = Dir::new("put_ext_empty");
+    build(&empty, &[], 0);
+    let input = empty.create("in.txt", module("Fresh"));
+    empty
+        .command()
+        .args(["put", "Fresh", "--file"])
+        .arg(&input)
+        .stdout();
+    empty.command().arg("export").stdout();
+    assert!(empty.join("fresh.spry").is_file());
+    // A tree of mostly `.sy` files: `.sy`; `--ext` overrides.
+    let dir = Dir::new("put_ext_sy");
+    dir.create("a.sy", good_module("A"));
+    dir.create("b.sy", good_module("B"));
+    dir.create("c.spry", good_module("C"));
+    build(&dir, &[], 0);
+    let input = dir.create("in.txt", module("Net.HttpClient"));
+    dir.command()
+        .args(["put", "Net.HttpClient", "--file"])
+        .arg(&input)
+        .stdout();
+    let input = dir.create("in2.txt", module("Other"));
+    dir.command()
+        .args(["put", "Other", "--ext", "spry", "--file"])
+        .arg(&input)
+        .stdout();
+    dir.command().arg("export").stdout();
+    assert!(dir.join("net/http_client.sy").is_file());
+    assert!(dir.join("other.spry").is_file());
+    let bad = dir
+        .command()
+        .args(["put", "Third", "--ext", "txt", "--file"])
+        .arg(&input)
+        .expect_code(2);
+    assert!(
+        bad.stderr_str().contains("`txt` is not `spry` or `sy`"),
+        "{bad}"
+    );
+}
+
+#[test]
+fn spryignore_is_honoured_in_any_directory_in_and_out_of_git() {
+    let dir = Dir::new("spryignore");
+    dir.create("keep.spry", good_module("Keep"));
+    dir.create("examples/copy.sy", good_module("Keep"));
+    dir.create("lib/x.sy", good_module("X"));
+    dir.create("lib/gen/y.sy", good_module("Y"));
+    dir.create("lib/.spryignore", "gen/\n");
+    dir.create(".spryignore", "examples/\n");
+    // `.spryignore` wins over `.gitignore` in the same directory (as ripgrep's `.ignore`).
+    dir.create(".gitignore", "kept_by_spryignore.spry\n");
+    dir.create("kept_by_spryignore.spry", good_module("Back"));
+    dir.create(".spryignore", "examples/\n!kept_by_spryignore.spry\n");
+    let (json, out) = build(&dir, &[], 0);
+    let mut added = names(&json, "added");
+    added.sort();
+    assert_eq!(added, ["Back", "Keep", "X"], "{out}");
+    let check = dir.command().args(["parse", "--check", "."]).stdout();
+    assert!(check.is_empty());
+    // In a git checkout, the same.
+    let git = std::process::Command::new("git")
+        .arg("init")
+        .arg("-q")
+        .arg(dir.path())
+        .status();
+    if git.is_ok_and(|s| s.success()) {
+        dir.create("lib/gen/z.sy", good_module("Z"));
+        let (json, out) = build(&dir, &[], 0);
+        assert!(names(&json, "added").is_empty(), "{out}");
+    }
+    // Without its rule, what `lib/.spryignore` left out comes in.
+    std::fs::remove_file(dir.join("lib/.spryignore")).unwrap();
+    let (json, out) = build(&dir, &[], 0);
+    let mut added = names(&json, "added");
+    added.sort();
+    assert_eq!(added, ["Y", "Z"], "{out}");
+}
