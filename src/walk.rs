@@ -1,10 +1,11 @@
-//! Finding the `.spry` files of a tree: one `read_dir` per directory (in parallel), one `lstat`
-//! per `.spry` file, `.gitignore` rules read only where a directory has them.
+//! Finding the Spry files of a tree: one `read_dir` per directory (in parallel), one `lstat`
+//! per source file, `.gitignore` and `.spryignore` rules read only where a directory has them.
 //!
-//! What counts: regular files named `*.spry`, not hidden (no name in their path starts with a
-//! `.`), not ignored by a `.gitignore` (in the root, any directory below it, or any directory
-//! above it, in a git checkout or not; deeper rules win), never through a symbolic link, and
-//! never inside the image directory.
+//! What counts: regular files named `*.spry` or `*.sy` ([`crate::tree_path::is_source_path`]),
+//! not hidden (no name in their path starts with a `.`), not ignored by a `.gitignore` or
+//! `.spryignore` (in the root, any directory below it, or any directory above it, in a git
+//! checkout or not; deeper rules win, and in one directory `.spryignore`'s), never through a
+//! symbolic link, and never inside the image directory.
 
 use std::ffi::OsStr;
 use std::fs::{DirEntry, FileType};
