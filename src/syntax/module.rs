@@ -538,8 +538,52 @@ fn run_ons(
                 },
             ));
         }
+        // `a = x at:` then `b = 2` on the next line: the last key takes the name `b` as its
+        // argument, and `b` is never bound.
+        let last = w + keys.len();
+        if let Some(key) = keys.last().filter(|_| is_definition_at(children, last)) {
+            absorbed.push(last);
+            let name = children.get(last).map_or(0..0, |n| n.span());
+            let above = binding.and_then(|b| children.get(b)).map(|n| n.span());
+            errors.push(name_taken_error(text, index, above, key.clone(), name));
+        }
     }
     (errors, absorbed)
+}
+
+/// A key whose argument is the name of the binding below: the binding is never made.
+fn name_taken_error(
+    text: &[u8],
+    index: &LineIndex,
+    above: Option<Range<usize>>,
+    key: Range<usize>,
+    name: Range<usize>,
+) -> SyntaxError {
+    let slice = |span: &Range<usize>| {
+        String::from_utf8_lossy(text.get(span.clone()).unwrap_or_default()).into_owned()
+    };
+    let (name_text, key_text) = (slice(&name), slice(&key));
+    let name_line = index.line_col(text, name.start).line;
+    let key_line = index.line_col(text, key.start).line;
+    let above_text = above.as_ref().map_or_else(
+        || format!("the expression on line {key_line}"),
+        |span| format!("the binding `{}` on line {key_line}", slice(span)),
+    );
+    SyntaxError::new(
+        SyntaxErrorKind::KeywordRunsOn,
+        name.clone(),
+        format!(
+            "{above_text} runs on into the binding `{name_text} =` on line {name_line}: \
+             keyword messages run on across line breaks, so the key `{key_text}` takes \
+             `{name_text}` as its argument, and `{name_text}` is never bound; give \
+             `{key_text}` its argument"
+        ),
+    )
+    .with_related(above.unwrap_or(key.clone()), "the binding that runs on")
+    .with_related(
+        key,
+        format!("`{key_text}` takes `{name_text}` as its argument"),
+    )
 }
 
 /// Whether `children[i]` is the word `=`.

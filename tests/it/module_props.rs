@@ -265,6 +265,10 @@ fn module_text(bindings: &[Binding], layout: &Layout) -> Generated {
         if keyword_named && (open || ending.text.starts_with("at:")) {
             run_ons += 1;
         }
+        // `x at:` then `w = ...`: the key takes the name as its argument.
+        if dangling && !keyword_named {
+            run_ons += 1;
+        }
         missing_argument |= dangling && !matches!(b.name, NameShape::Word);
         // Comments end at a line's end: on one line, a comment would swallow the rest.
         let comments = !layout.one_line;
