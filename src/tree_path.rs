@@ -220,6 +220,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn source_paths_are_spry_and_sy_files_with_a_name() {
+        for path in [
+            "a.spry",
+            "a.sy",
+            "lib/x.y.sy",
+            "dir.sy/a.spry",
+            ".hidden.sy",
+        ] {
+            assert!(is_source_path(path), "{path}");
+        }
+        for path in [
+            ".sy", ".spry", "lib/.sy", "a.sy/", "a.SY", "a.spy", "easy", "a.sy.bak",
+        ] {
+            assert!(!is_source_path(path), "{path}");
+        }
+        assert_eq!(script_name("lib/x.y.sy"), "lib/x.y");
+        assert_eq!(script_name("a.sy.bak"), "a.sy.bak");
+        assert_eq!(script_name("lib/.sy"), "lib/.sy");
+        assert_eq!(
+            module_path_with("Net.HttpClient", SourceExtension::Sy).unwrap(),
+            "net/http_client.sy"
+        );
+        assert_eq!(SourceExtension::parse(".sy"), Some(SourceExtension::Sy));
+        assert_eq!(SourceExtension::parse("spry"), Some(SourceExtension::Spry));
+        assert_eq!(SourceExtension::parse("txt"), None);
+    }
+
+    #[test]
     fn names_become_snake_case_paths() {
         for (name, path) in [
             ("Tiny", "tiny.spry"),
