@@ -844,3 +844,41 @@ fn trailing_comment(tree: &SyntaxTree, end: usize) -> usize {
     };
     tree.starts.get(comment + 1).map_or(end, |&s| s as usize)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def(span: Range<usize>, name_span: Range<usize>) -> Definition {
+        Definition {
+            name: "x".to_string(),
+            span,
+            name_span,
+        }
+    }
+
+    #[test]
+    fn the_layout_check_refuses_every_cut_that_would_not_give_the_file_back() {
+        assert_eq!(check_layout(&[], 0), Ok(()));
+        assert_eq!(check_layout(&[def(0..5, 0..1), def(5..9, 6..7)], 9), Ok(()));
+        // Overlapping, out of order, a name outside its definition, past the end.
+        assert_eq!(check_layout(&[def(0..6, 0..1), def(5..9, 6..7)], 9), Err(1));
+        assert_eq!(check_layout(&[def(5..9, 6..7), def(0..5, 0..1)], 9), Err(1));
+        assert_eq!(check_layout(&[def(2..5, 0..1)], 9), Err(0));
+        assert_eq!(check_layout(&[def(0..10, 0..1)], 9), Err(0));
+        #[allow(clippy::reversed_empty_ranges)]
+        let backwards = def(4..3, 4..3);
+        assert_eq!(check_layout(&[backwards], 9), Err(0));
+    }
+
+    #[test]
+    fn the_issue_12_file_is_keyword_runs_on_and_never_a_cut() {
+        let text = "{\n  _meta = {\n    name = 'A\n  }\n  acc = x ifFalse: y\n  do: = method [:n n]\n  z = 1\n}\n";
+        let errors = SourceUnit::parse(text, "a").err().map(|e| e.errors);
+        let errors = errors.unwrap_or_default();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].kind, SyntaxErrorKind::KeywordRunsOn);
+        assert!(errors[0].message.contains("`ifFalse:do:`"));
+        assert_eq!(&text[errors[0].span.clone()], "do:");
+    }
+}
