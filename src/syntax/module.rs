@@ -389,7 +389,7 @@ fn read_unit(
     let index = LineIndex::new(text);
     let (mut errors, absorbed) = run_ons(tree, &children, &index);
     let bindings: Vec<usize> = (0..children.len())
-        .filter(|&i| is_definition_at(&children, i) && !absorbed.contains(&i))
+        .filter(|&i| is_definition_at(&children, i) && !absorbed.get(i).is_some_and(|&a| a))
         .collect();
     let definitions = cut_definitions(tree, &children, &bindings);
     if let Err(i) = check_layout(&definitions, text.len()) {
@@ -474,18 +474,24 @@ fn duplicates(definitions: &[Definition], text: &[u8], index: &LineIndex) -> Vec
 /// key after the first whose argument is the word `=` (`acc = x ifFalse: y`, then on the next
 /// line `do: = method [...]`, is the one message `ifFalse:do:` with the arguments `y` and
 /// `=`, since line breaks do not end a keyword message). Returns an error for each, and the
-/// indices of the nodes that merely look like a binding's name (`y`, followed by `=`).
+/// nodes (by index: `true`) that merely look like a binding's name (`y`, followed by `=`).
 fn run_ons(
     tree: &SyntaxTree,
     children: &AstList<'_>,
     index: &LineIndex,
-) -> (Vec<SyntaxError>, Vec<usize>) {
+) -> (Vec<SyntaxError>, Vec<bool>) {
     let text = tree.text();
     let mut errors = Vec::new();
-    let mut absorbed = Vec::new();
+    // By node index: a file of many run-ons must not cost a search per node.
+    let mut absorbed = vec![false; children.len()];
+    let absorb = |absorbed: &mut Vec<bool>, i: usize| {
+        if let Some(a) = absorbed.get_mut(i) {
+            *a = true;
+        }
+    };
     let mut binding: Option<usize> = None;
     for w in 0..children.len() {
-        if is_definition_at(children, w) && !absorbed.contains(&w) {
+        if is_definition_at(children, w) && !absorbed.get(w).is_some_and(|&a| a) {
             binding = Some(w);
         }
         let Some(node) = children.get(w) else {
@@ -506,7 +512,7 @@ fn run_ons(
         if let Some(second) = keys.get(1).filter(|_| takes_equals(children, w + 1)) {
             // `k: = at: 1`: the binding's own key takes `=`, and its expression's first key
             // extends it: Spry reads `k:at: = 1`, binding no `k:`.
-            absorbed.push(w);
+            absorb(&mut absorbed, w);
             errors.push(leading_key_error(
                 text,
                 index,
@@ -519,7 +525,7 @@ fn run_ons(
             if !takes_equals(children, w + 1 + k) {
                 continue;
             }
-            absorbed.push(w + k);
+            absorb(&mut absorbed, w + k);
             let binding = binding.filter(|&b| b + 2 <= w);
             // The expression of the binding above, up to the argument before `=`.
             let expression = binding
@@ -542,7 +548,7 @@ fn run_ons(
         // argument, and `b` is never bound.
         let last = w + keys.len();
         if let Some(key) = keys.last().filter(|_| is_definition_at(children, last)) {
-            absorbed.push(last);
+            absorb(&mut absorbed, last);
             let name = children.get(last).map_or(0..0, |n| n.span());
             let above = binding.and_then(|b| children.get(b)).map(|n| n.span());
             errors.push(name_taken_error(text, index, above, key.clone(), name));
@@ -869,6 +875,23 @@ mod tests {
         #[allow(clippy::reversed_empty_ranges)]
         let backwards = def(4..3, 4..3);
         assert_eq!(check_layout(&[backwards], 9), Err(0));
+    }
+
+    #[test]
+    fn every_run_on_of_a_large_module_is_reported() {
+        let mut text = String::from("{\n  _meta = {name = 'Big}\n");
+        for i in 0..20_000 {
+            text.push_str(&format!("  a{i} = x at: y\n  k{i}: = 1\n"));
+        }
+        text.push('}');
+        let errors = SourceUnit::parse(text, "big").err().map(|e| e.errors);
+        let errors = errors.unwrap_or_default();
+        assert_eq!(errors.len(), 20_000);
+        assert!(
+            errors
+                .iter()
+                .all(|e| e.kind == SyntaxErrorKind::KeywordRunsOn)
+        );
     }
 
     #[test]
