@@ -68,7 +68,7 @@ pub fn put(image: Option<&Path>, args: &PutArgs) -> Status {
             println!("put {}: unchanged", args.target);
             Status::Ok
         }
-        Err(e) => report_input_error(&e, &source),
+        Err(e) => report_input_error(&e, &source, &text),
     }
 }
 
@@ -268,7 +268,7 @@ fn store_edit(
             );
             Status::Ok
         }
-        Err(e) => report_input_error(&e, &file.display().to_string()),
+        Err(e) => report_input_error(&e, &file.display().to_string(), edited),
     }
 }
 
@@ -341,17 +341,14 @@ fn read_input(file: Option<&Path>) -> Result<(Vec<u8>, String), Status> {
     }
 }
 
-/// Reports an error about the text given: syntax errors point into it (by the name it was
-/// read from), a wrong name or kind is the input's fault (status 1).
-fn report_input_error(error: &Error, source: &str) -> Status {
+/// Reports an error about the text given (`input`, read from `source`): syntax errors point
+/// into it by that name, or into the module as the change would leave it by the module's
+/// path (a keyword message running on into the new definition); a wrong name or kind is the
+/// input's fault (status 1).
+fn report_input_error(error: &Error, source: &str, input: &[u8]) -> Status {
     match error {
         Error::Syntax { path, text, errors } => {
-            // Errors in the module as the change would leave it (a keyword message running on
-            // into the new definition) point into that text, not into the input.
-            let in_module = errors
-                .iter()
-                .any(|e| e.kind == spry_image::syntax::SyntaxErrorKind::KeywordRunsOn);
-            let shown = if in_module {
+            let shown = if text.as_slice() != input {
                 path.display().to_string()
             } else {
                 source.to_string()

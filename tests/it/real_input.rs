@@ -153,10 +153,26 @@ fn a_put_that_would_make_a_run_on_says_keyword_runs_on() {
     assert!(stderr.contains("error[keyword-runs-on]"), "{out}");
     assert!(stderr.contains("`at:do:`"), "{out}");
     assert!(stderr.contains("nothing was stored"), "{out}");
+    assert!(
+        stderr.contains("a.spry (as the change would make it):6:3: error[keyword-runs-on]"),
+        "placed in the module as the put would leave it\n{out}"
+    );
     assert_eq!(
         String::from_utf8_lossy(&dir.command().args(["show", "A"]).stdout()),
         "{\n  _meta = {\n    name = 'A\n  }\n  z = x at: 1\n}\n",
         "the module is unchanged"
+    );
+    // A whole module put with a run-on: the error points into the file given.
+    let module = dir.create("whole.txt", RUN_ON);
+    let out = dir
+        .command()
+        .args(["put", "A", "--file"])
+        .arg(&module)
+        .expect_code(1);
+    assert!(
+        out.stderr_str()
+            .contains("whole.txt:6:3: error[keyword-runs-on]"),
+        "{out}"
     );
 }
 
