@@ -363,6 +363,10 @@ fn spryignore_is_honoured_in_any_directory_in_and_out_of_git() {
     let dir = Dir::new("spryignore");
     dir.create("keep.spry", good_module("Keep"));
     dir.create("examples/copy.sy", good_module("Keep"));
+    dir.create(
+        "examples/broken.sy",
+        "{\n  _meta = {name = 'Broken}\n  x = [1\n}\n",
+    );
     dir.create("lib/x.sy", good_module("X"));
     dir.create("lib/gen/y.sy", good_module("Y"));
     dir.create("lib/.spryignore", "gen/\n");
@@ -375,8 +379,12 @@ fn spryignore_is_honoured_in_any_directory_in_and_out_of_git() {
     let mut added = names(&json, "added");
     added.sort();
     assert_eq!(added, ["Back", "Keep", "X"], "{out}");
+    // `parse DIR` walks by the same rules: the broken file under `examples/` is left out.
     let check = dir.command().args(["parse", "--check", "."]).stdout();
     assert!(check.is_empty());
+    dir.command()
+        .args(["parse", "--check", "examples/broken.sy"])
+        .expect_code(1);
     // In a git checkout, the same.
     let git = std::process::Command::new("git")
         .arg("init")
