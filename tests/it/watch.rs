@@ -605,11 +605,11 @@ fn watch_sy_files_new_changed_renamed_removed_and_a_spryignore() {
     assert_eq!(batch.build.failed.len(), 1, "{batch:#?}");
     let failure = &batch.build.failed[0];
     assert_eq!(
-        failure.errors[0].kind,
+        failure.errors()[0].kind,
         spry_image::syntax::SyntaxErrorKind::KeywordRunsOn
     );
     assert_eq!(
-        spry_image::diagnostic::location("r.sy", &failure.text, &failure.errors[0]),
+        spry_image::diagnostic::location("r.sy", failure.text(), &failure.errors()[0]),
         "r.sy:6:3"
     );
     // A `.spryignore` is a change of what the tree holds: a full build.
