@@ -664,7 +664,7 @@ fn read_file(
         hash,
         stamped_ns,
     };
-    let script_name = file.path.strip_suffix(".spry").unwrap_or(&file.path);
+    let script_name = crate::tree_path::script_name(&file.path);
     match read_unit(
         root,
         &file.path,

@@ -128,6 +128,8 @@ fn short_label(error: &SyntaxError) -> String {
         K::InvalidModuleMeta => "here",
         K::TooLarge => "too large",
         K::NotADefinition => "here",
+        K::KeywordRunsOn => "this key takes `=` as its argument",
+        K::OverlappingDefinitions => "overlaps the definition above",
     }
     .to_string()
 }

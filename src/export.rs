@@ -207,7 +207,7 @@ fn export_to_source(image: &Image, root: &Path, only: &[String]) -> Result<Expor
                 continue;
             }
             (Some(bytes), Some(stamp)) if Hash::of(bytes) != stamp.hash => {
-                let script = record.path.strip_suffix(".spry").unwrap_or(&record.path);
+                let script = crate::tree_path::script_name(&record.path);
                 match parse_unit(&record.path, bytes.clone(), script) {
                     Ok(unit) if unit.name() == name => {
                         // What was read is recorded as read, as a build would.

@@ -1,5 +1,5 @@
 //! spry-image: a partial, transactional image of Spry source code in an embedded database,
-//! kept in step with a tree of `.spry` files under git.
+//! kept in step with a tree of Spry files (`.spry`, `.sy`) under git.
 //!
 //! The rooms a Spry VM or IDE uses, each a module with a curated surface:
 //!

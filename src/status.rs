@@ -221,7 +221,7 @@ pub fn status(image: &Image, root: &Path, options: &StatusOptions) -> Result<Tre
         let last = stamp
             .filter(|s| !(options.definitions && unsynced.contains_key(&s.module)))
             .map(|s| s.hash);
-        let script = file.path.strip_suffix(".spry").unwrap_or(&file.path);
+        let script = crate::tree_path::script_name(&file.path);
         match read_unit(root, &file.path, script, DEFAULT_MAX_FILE_SIZE, last) {
             Unit::Same { .. } => {}
             Unit::Gone => {

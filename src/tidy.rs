@@ -5,14 +5,15 @@ use std::path::{Path, PathBuf};
 
 /// The rooms, lowest first: a room may use rooms at its own level or below, never above.
 /// `syntax`, `store` and `error` use no other room; `source` knows the image only for a
-/// file's stamp (`PathRecord`).
+/// file's stamp (`PathRecord`); `tree_path` (which paths are source, where a file may be
+/// written) uses only `error`, so that the image can name a script as the walk does.
 const LAYERS: &[(&str, usize)] = &[
     ("syntax", 0),
     ("store", 0),
     ("error", 0),
     ("image", 1),
     ("source", 2),
-    ("tree_path", 2),
+    ("tree_path", 1),
     ("walk", 3),
     ("build", 4),
     ("status", 5),

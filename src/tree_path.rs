@@ -26,6 +26,83 @@ use crate::error::{Error, Result};
 /// [`Error::Invalid`] for a name that cannot safely become a path: empty parts, `..`, path
 /// separators, or characters other than letters, digits, `_` and `-`.
 pub fn module_path(name: &str) -> Result<String> {
+    module_path_with(name, SourceExtension::Spry)
+}
+
+/// The extensions of Spry source files: `.spry`, and `.sy` (the language's own repositories
+/// use it). The one place that says which files are Spry source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SourceExtension {
+    /// `.spry`
+    Spry,
+    /// `.sy`
+    Sy,
+}
+
+impl SourceExtension {
+    /// The extension with its dot: `.spry`, `.sy`.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            SourceExtension::Spry => ".spry",
+            SourceExtension::Sy => ".sy",
+        }
+    }
+
+    /// The extension of a source path, if it is one (see [`is_source_path`]).
+    pub fn of(path: &str) -> Option<SourceExtension> {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        [SourceExtension::Spry, SourceExtension::Sy]
+            .into_iter()
+            .find(|e| name.len() > e.suffix().len() && name.ends_with(e.suffix()))
+    }
+
+    /// Reads `spry`, `.spry`, `sy` or `.sy`.
+    pub fn parse(text: &str) -> Option<SourceExtension> {
+        match text.trim_start_matches('.') {
+            "spry" => Some(SourceExtension::Spry),
+            "sy" => Some(SourceExtension::Sy),
+            _ => None,
+        }
+    }
+}
+
+/// Whether `path` (a file name or a `/`-separated path) names Spry source: it ends with
+/// `.spry` or `.sy` after at least one other character.
+///
+/// # Examples
+/// ```
+/// use spry_image::tree_path::is_source_path;
+/// assert!(is_source_path("lib/stack.spry"));
+/// assert!(is_source_path("examples/hello.sy"));
+/// assert!(!is_source_path("notes.txt"));
+/// assert!(!is_source_path("lib/.sy"));
+/// assert!(!is_source_path("easy"));
+/// ```
+pub fn is_source_path(path: &str) -> bool {
+    SourceExtension::of(path).is_some()
+}
+
+/// A source path without its extension (`.spry` or `.sy`): the name of the script it holds.
+/// Other paths are returned whole.
+///
+/// # Examples
+/// ```
+/// use spry_image::tree_path::script_name;
+/// assert_eq!(script_name("tools/build.sy"), "tools/build");
+/// assert_eq!(script_name("lib/stack.spry"), "lib/stack");
+/// assert_eq!(script_name("README"), "README");
+/// ```
+pub fn script_name(path: &str) -> &str {
+    SourceExtension::of(path)
+        .and_then(|e| path.strip_suffix(e.suffix()))
+        .unwrap_or(path)
+}
+
+/// [`module_path`] with the given extension: `Net.HttpClient` → `net/http_client.sy`.
+///
+/// # Errors
+/// As [`module_path`].
+pub fn module_path_with(name: &str, extension: SourceExtension) -> Result<String> {
     let refuse = || {
         Error::Invalid(format!(
             "module name `{name}` cannot become a file name: use letters, digits, `_`, `-`, and `.` between parts"
@@ -42,7 +119,7 @@ pub fn module_path(name: &str) -> Result<String> {
         }
         parts.push(snake_case(part));
     }
-    Ok(format!("{}.spry", parts.join("/")))
+    Ok(format!("{}{}", parts.join("/"), extension.suffix()))
 }
 
 /// A name part in snake case, as heck cuts words (`HTTPServer` → `http_server`); a `-` stays
@@ -133,6 +210,34 @@ pub fn resolve(root: &Path, relative: &str) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn source_paths_are_spry_and_sy_files_with_a_name() {
+        for path in [
+            "a.spry",
+            "a.sy",
+            "lib/x.y.sy",
+            "dir.sy/a.spry",
+            ".hidden.sy",
+        ] {
+            assert!(is_source_path(path), "{path}");
+        }
+        for path in [
+            ".sy", ".spry", "lib/.sy", "a.sy/", "a.SY", "a.spy", "easy", "a.sy.bak",
+        ] {
+            assert!(!is_source_path(path), "{path}");
+        }
+        assert_eq!(script_name("lib/x.y.sy"), "lib/x.y");
+        assert_eq!(script_name("a.sy.bak"), "a.sy.bak");
+        assert_eq!(script_name("lib/.sy"), "lib/.sy");
+        assert_eq!(
+            module_path_with("Net.HttpClient", SourceExtension::Sy).unwrap(),
+            "net/http_client.sy"
+        );
+        assert_eq!(SourceExtension::parse(".sy"), Some(SourceExtension::Sy));
+        assert_eq!(SourceExtension::parse("spry"), Some(SourceExtension::Spry));
+        assert_eq!(SourceExtension::parse("txt"), None);
+    }
 
     #[test]
     fn names_become_snake_case_paths() {

@@ -1,10 +1,11 @@
-//! Finding the `.spry` files of a tree: one `read_dir` per directory (in parallel), one `lstat`
-//! per `.spry` file, `.gitignore` rules read only where a directory has them.
+//! Finding the Spry files of a tree: one `read_dir` per directory (in parallel), one `lstat`
+//! per source file, `.gitignore` and `.spryignore` rules read only where a directory has them.
 //!
-//! What counts: regular files named `*.spry`, not hidden (no name in their path starts with a
-//! `.`), not ignored by a `.gitignore` (in the root, any directory below it, or any directory
-//! above it, in a git checkout or not; deeper rules win), never through a symbolic link, and
-//! never inside the image directory.
+//! What counts: regular files named `*.spry` or `*.sy` ([`crate::tree_path::is_source_path`]),
+//! not hidden (no name in their path starts with a `.`), not ignored by a `.gitignore` or
+//! `.spryignore` (in the root, any directory below it, or any directory above it, in a git
+//! checkout or not; deeper rules win, and in one directory `.spryignore`'s), never through a
+//! symbolic link, and never inside the image directory.
 
 use std::ffi::OsStr;
 use std::fs::{DirEntry, FileType};
@@ -226,7 +227,7 @@ impl Walk<'_> {
                 }
             };
             let name = entry.file_name();
-            if name == ".gitignore" {
+            if IGNORE_FILES.iter().any(|f| name == *f) {
                 has_gitignore = true;
             }
             if name.as_encoded_bytes().first() == Some(&b'.') {
@@ -310,15 +311,13 @@ impl Walk<'_> {
         let mut chain: Vec<Gitignore> = Vec::new();
         let mut dir = self.root.to_path_buf();
         for (depth, part) in parts.iter().enumerate() {
-            let at = dir.join(".gitignore");
-            if std::fs::symlink_metadata(&at).is_ok() {
-                let shown = if depth == 0 {
-                    ".gitignore".to_string()
-                } else {
-                    format!("{}/.gitignore", parts[..depth].join("/"))
-                };
-                let (gitignore, error) = read_gitignore(&dir, &at);
-                if let Some(error) = error {
+            if has_ignore_file(&dir) {
+                let (gitignore, errors) = read_rules(&dir);
+                for (file, error) in errors {
+                    let shown = match parts.get(..depth) {
+                        Some(up) if !up.is_empty() => format!("{}/{file}", up.join("/")),
+                        _ => file.to_string(),
+                    };
                     found.bad_gitignore(shown, error);
                 }
                 chain.push(gitignore);
@@ -329,7 +328,10 @@ impl Walk<'_> {
                 Ok(meta) => meta,
                 // Not there: nothing of it is in the tree.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-                Err(e) => return found.unreadable(parts[..=depth].join("/"), e),
+                Err(e) => {
+                    let shown = parts.get(..=depth).map_or(rel.to_string(), |p| p.join("/"));
+                    return found.unreadable(shown, e);
+                }
             };
             let file_type = meta.file_type();
             if !is_last {
@@ -376,17 +378,16 @@ impl Walk<'_> {
         self.ignored_above(path, is_dir)
     }
 
-    /// The rules of `dir`'s `.gitignore`; a file that cannot be read or a bad line is a
-    /// failure (the rest of the file still counts).
+    /// The rules of `dir`'s `.gitignore` and `.spryignore`; a file that cannot be read or a
+    /// bad line is a failure (the rest of the file still counts).
     fn gitignore(&self, dir: &Path, rel: &Option<String>, found: &mut Found) -> Gitignore {
-        let path = dir.join(".gitignore");
-        let shown = match rel {
-            Some(rel) if !rel.is_empty() => format!("{rel}/.gitignore"),
-            Some(_) => ".gitignore".to_string(),
-            None => path.to_string_lossy().into_owned(),
-        };
-        let (gitignore, error) = read_gitignore(dir, &path);
-        if let Some(error) = error {
+        let (gitignore, errors) = read_rules(dir);
+        for (file, error) in errors {
+            let shown = match rel {
+                Some(rel) if !rel.is_empty() => format!("{rel}/{file}"),
+                Some(_) => file.to_string(),
+                None => dir.join(file).to_string_lossy().into_owned(),
+            };
             found.bad_gitignore(shown, error);
         }
         gitignore
@@ -433,13 +434,12 @@ fn rules_above(root: &Path) -> (Option<(PathBuf, Vec<Gitignore>)>, Found) {
     };
     let mut above = Vec::new();
     for dir in canonical.ancestors().skip(1) {
-        let path = dir.join(".gitignore");
-        if std::fs::symlink_metadata(&path).is_err() {
+        if !has_ignore_file(dir) {
             continue;
         }
-        let (gitignore, error) = read_gitignore(dir, &path);
-        if let Some(error) = error {
-            found.bad_gitignore(path.to_string_lossy().into_owned(), error);
+        let (gitignore, errors) = read_rules(dir);
+        for (file, error) in errors {
+            found.bad_gitignore(dir.join(file).to_string_lossy().into_owned(), error);
         }
         if !gitignore.is_empty() {
             above.push(gitignore);
@@ -449,13 +449,40 @@ fn rules_above(root: &Path) -> (Option<(PathBuf, Vec<Gitignore>)>, Found) {
     (above, found)
 }
 
-/// The rules of the `.gitignore` at `path` for directory `dir`, and what went wrong reading it.
-fn read_gitignore(dir: &Path, path: &Path) -> (Gitignore, Option<ignore::Error>) {
+/// The files whose rules say what a directory leaves out, in gitignore syntax: git's, and
+/// the image's own (as ripgrep reads `.ignore`: in a git checkout or not, and taking
+/// precedence over `.gitignore` in the same directory).
+pub const IGNORE_FILES: [&str; 2] = [".gitignore", ".spryignore"];
+
+/// Whether `dir` holds a `.gitignore` or a `.spryignore`.
+fn has_ignore_file(dir: &Path) -> bool {
+    IGNORE_FILES
+        .iter()
+        .any(|f| std::fs::symlink_metadata(dir.join(f)).is_ok())
+}
+
+/// The rules of `dir`'s `.gitignore` and `.spryignore` (the latter's later, so they win where
+/// both match), and what went wrong reading each.
+fn read_rules(dir: &Path) -> (Gitignore, Vec<(&'static str, ignore::Error)>) {
     let mut builder = GitignoreBuilder::new(dir);
-    let error = builder.add(path);
+    let mut errors = Vec::new();
+    for file in IGNORE_FILES {
+        let path = dir.join(file);
+        if std::fs::symlink_metadata(&path).is_err() {
+            continue;
+        }
+        if let Some(error) = builder.add(&path) {
+            errors.push((file, error));
+        }
+    }
     match builder.build() {
-        Ok(gitignore) => (gitignore, error),
-        Err(e) => (Gitignore::empty(), Some(error.unwrap_or(e))),
+        Ok(gitignore) => (gitignore, errors),
+        Err(e) => {
+            if errors.is_empty() {
+                errors.push((IGNORE_FILES[0], e));
+            }
+            (Gitignore::empty(), errors)
+        }
     }
 }
 
@@ -490,5 +517,5 @@ fn child(rel: &Option<String>, name: &OsStr) -> Option<String> {
 }
 
 fn is_spry(name: &OsStr) -> bool {
-    Path::new(name).extension().is_some_and(|e| e == "spry")
+    name.to_str().is_some_and(crate::tree_path::is_source_path)
 }

@@ -7,6 +7,7 @@ use clap::Args;
 
 use spry_image::image::{Hash, Image, Origin, PreparedUnit};
 use spry_image::syntax::SourceUnit;
+use spry_image::tree_path::SourceExtension;
 use spry_image::{Error, diagnostic, tree_path};
 
 use super::inspect::split_target;
@@ -20,6 +21,14 @@ pub struct PutArgs {
     /// Read the text from this file (default: standard input).
     #[arg(long, value_name = "F")]
     file: Option<PathBuf>,
+    /// The extension of a new module's file, `spry` or `sy` (default: the one most files of
+    /// the image use; `spry` in an empty image). A module that has a file keeps it.
+    #[arg(long, value_name = "EXT", value_parser = parse_extension)]
+    ext: Option<SourceExtension>,
+}
+
+fn parse_extension(text: &str) -> Result<SourceExtension, String> {
+    SourceExtension::parse(text).ok_or_else(|| format!("`{text}` is not `spry` or `sy`"))
 }
 
 #[derive(Args, Debug)]
@@ -48,7 +57,7 @@ pub fn put(image: Option<&Path>, args: &PutArgs) -> Status {
     let (module, name) = split_target(&args.target);
     let result = match name {
         Some(name) => put_definition(&image, module, name, &text),
-        None => put_module(&image, module, &text),
+        None => put_module(&image, module, &text, args.ext),
     };
     match result {
         Ok(Some(generation)) => {
@@ -59,7 +68,7 @@ pub fn put(image: Option<&Path>, args: &PutArgs) -> Status {
             println!("put {}: unchanged", args.target);
             Status::Ok
         }
-        Err(e) => report_input_error(&e, &source),
+        Err(e) => report_input_error(&e, &source, &text),
     }
 }
 
@@ -74,7 +83,12 @@ fn put_definition(
     tx.commit()
 }
 
-fn put_module(image: &Image, module: &str, text: &[u8]) -> spry_image::Result<Option<u64>> {
+fn put_module(
+    image: &Image,
+    module: &str,
+    text: &[u8],
+    ext: Option<SourceExtension>,
+) -> spry_image::Result<Option<u64>> {
     let unit = SourceUnit::parse(text.to_vec(), module).map_err(|e| Error::Syntax {
         path: module.into(),
         text: e.text,
@@ -89,7 +103,11 @@ fn put_module(image: &Image, module: &str, text: &[u8]) -> spry_image::Result<Op
     let path = match image.module(module)? {
         Some(record) => record.path,
         None => {
-            let path = tree_path::module_path(module)?;
+            let ext = match ext {
+                Some(ext) => ext,
+                None => usual_extension(image)?,
+            };
+            let path = tree_path::module_path_with(module, ext)?;
             if let Some((holder, _)) = image.modules()?.into_iter().find(|(_, m)| m.path == path) {
                 return Err(Error::Invalid(format!(
                     "`{path}`, the file for `{module}`, already holds module `{holder}`"
@@ -101,6 +119,24 @@ fn put_module(image: &Image, module: &str, text: &[u8]) -> spry_image::Result<Op
     let mut tx = image.begin(Origin::Live)?;
     tx.put_module(PreparedUnit::new(&unit), &path)?;
     tx.commit()
+}
+
+/// The extension most of the image's files have (`.spry` on a tie or in an empty image).
+fn usual_extension(image: &Image) -> spry_image::Result<SourceExtension> {
+    let modules = image.modules()?;
+    let sy = modules
+        .iter()
+        .filter(|(_, m)| SourceExtension::of(&m.path) == Some(SourceExtension::Sy))
+        .count();
+    let spry = modules
+        .iter()
+        .filter(|(_, m)| SourceExtension::of(&m.path) == Some(SourceExtension::Spry))
+        .count();
+    Ok(if sy > spry {
+        SourceExtension::Sy
+    } else {
+        SourceExtension::Spry
+    })
 }
 
 pub fn rm(image: Option<&Path>, args: &RmArgs) -> Status {
@@ -232,7 +268,7 @@ fn store_edit(
             );
             Status::Ok
         }
-        Err(e) => report_input_error(&e, &file.display().to_string()),
+        Err(e) => report_input_error(&e, &file.display().to_string(), edited),
     }
 }
 
@@ -305,14 +341,21 @@ fn read_input(file: Option<&Path>) -> Result<(Vec<u8>, String), Status> {
     }
 }
 
-/// Reports an error about the text given: syntax errors point into it (by the name it was
-/// read from), a wrong name or kind is the input's fault (status 1).
-fn report_input_error(error: &Error, source: &str) -> Status {
+/// Reports an error about the text given (`input`, read from `source`): syntax errors point
+/// into it by that name, or into the module as the change would leave it by the module's
+/// path (a keyword message running on into the new definition); a wrong name or kind is the
+/// input's fault (status 1).
+fn report_input_error(error: &Error, source: &str, input: &[u8]) -> Status {
     match error {
-        Error::Syntax { text, errors, .. } => {
+        Error::Syntax { path, text, errors } => {
+            let shown = if text.as_slice() != input {
+                path.display().to_string()
+            } else {
+                source.to_string()
+            };
             eprint!(
                 "{}",
-                diagnostic::render(source, text, errors, stderr_style())
+                diagnostic::render(&shown, text, errors, stderr_style())
             );
             eprintln!("error: nothing was stored");
             Status::Failed

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use spry_image::diagnostic;
 use spry_image::syntax::{self, Ast, SourceUnit};
+use spry_image::{diagnostic, tree_path};
 
 use super::{Status, stderr_style};
 
@@ -114,13 +114,25 @@ fn script_name(path: &Path) -> String {
     path.with_extension("").to_string_lossy().replace('\\', "/")
 }
 
-/// The `.spry` files under `dir`, honouring `.gitignore`, sorted.
+/// The Spry files (`.spry`, `.sy`) under `dir`, by the rules `build` walks a tree with:
+/// `.gitignore` and `.spryignore` in a git checkout or not, hidden entries skipped, nothing
+/// else (no `.ignore`, no global excludes). Sorted.
 fn spry_files(dir: &Path) -> Result<Vec<PathBuf>, ignore::Error> {
     let mut files = Vec::new();
-    for entry in ignore::WalkBuilder::new(dir).require_git(false).build() {
+    let walk = ignore::WalkBuilder::new(dir)
+        .require_git(false)
+        .ignore(false)
+        .git_global(false)
+        .git_exclude(false)
+        .add_custom_ignore_filename(".spryignore")
+        .build();
+    for entry in walk {
         let entry = entry?;
         if entry.file_type().is_some_and(|t| t.is_file())
-            && entry.path().extension().is_some_and(|e| e == "spry")
+            && entry
+                .file_name()
+                .to_str()
+                .is_some_and(tree_path::is_source_path)
         {
             files.push(entry.into_path());
         }

@@ -12,7 +12,9 @@ use super::record::{
 use super::{Image, META_GENERATION};
 use crate::error::{Error, Result};
 use crate::store::{Table, Write};
-use crate::syntax::{Piece, SourceUnit, UnitKind, format_new_definition, read_definition};
+use crate::syntax::{
+    Piece, SourceUnit, SyntaxErrorKind, UnitKind, format_new_definition, read_definition,
+};
 
 /// A definition changed on both sides since they last agreed: the image kept its text, the
 /// file's text is stored too (nothing is lost) and named here.
@@ -943,7 +945,7 @@ impl<'a> Transaction<'a> {
             return Ok(());
         };
         let text = self.module_text(module)?;
-        let script = record.path.strip_suffix(".spry").unwrap_or(&record.path);
+        let script = crate::tree_path::script_name(&record.path);
         let refuse = |why: String| {
             Error::Invalid(format!(
                 "the change would make `{}` read back differently ({why}); nothing was changed",
@@ -951,6 +953,22 @@ impl<'a> Transaction<'a> {
             ))
         };
         let unit = SourceUnit::parse(text, script).map_err(|e| {
+            // A run-on is a mistake the user can fix in what they put: say it as `parse
+            // --check` and `build` would, at its place in the module as it would stand.
+            if e.errors
+                .iter()
+                .any(|e| e.kind == SyntaxErrorKind::KeywordRunsOn)
+            {
+                return Error::Syntax {
+                    path: format!("{} (as the change would make it)", record.path).into(),
+                    errors: e
+                        .errors
+                        .into_iter()
+                        .filter(|e| e.kind == SyntaxErrorKind::KeywordRunsOn)
+                        .collect(),
+                    text: e.text,
+                };
+            }
             refuse(
                 e.errors
                     .first()

@@ -34,7 +34,8 @@ pub enum FailureKind {
     NotAFile,
     /// Its name is not UTF-8.
     NameNotUtf8,
-    /// A `.gitignore` that cannot be read, or holds a bad line (the rest of it still counts).
+    /// A `.gitignore` or `.spryignore` that cannot be read, or holds a bad line (the rest of it
+    /// still counts).
     Ignore(Arc<ignore::Error>),
     /// It does not parse.
     Syntax {

@@ -31,6 +31,11 @@ pub enum SyntaxErrorKind {
     TooLarge,
     /// A text given as one definition that is not exactly one.
     NotADefinition,
+    /// A binding whose keyword message runs on, across a line break, into a keyword-named
+    /// binding below it (`x ifFalse: y` then `do: = ...` is the one message `ifFalse:do:`).
+    KeywordRunsOn,
+    /// Definitions that the module view cannot cut apart (they would overlap).
+    OverlappingDefinitions,
 }
 
 impl SyntaxErrorKind {
@@ -49,6 +54,8 @@ impl SyntaxErrorKind {
             SyntaxErrorKind::InvalidModuleMeta => "invalid-module-meta",
             SyntaxErrorKind::TooLarge => "too-large",
             SyntaxErrorKind::NotADefinition => "not-a-definition",
+            SyntaxErrorKind::KeywordRunsOn => "keyword-runs-on",
+            SyntaxErrorKind::OverlappingDefinitions => "overlapping-definitions",
         }
     }
 }
@@ -134,10 +141,16 @@ impl LineIndex {
     /// The line and column of byte `offset` in `text` (the text this index was made from).
     pub fn line_col(&self, text: &[u8], offset: usize) -> LineCol {
         let offset = offset.min(text.len());
-        let line = self.line_starts.partition_point(|&s| s <= offset) - 1;
-        let start = self.line_starts[line];
-        // A character starts at every byte that is not a UTF-8 continuation byte.
-        let column = text[start..offset]
+        let line = self
+            .line_starts
+            .partition_point(|&s| s <= offset)
+            .saturating_sub(1);
+        let start = self.line_starts.get(line).copied().unwrap_or(0);
+        // A character starts at every byte that is not a UTF-8 continuation byte. (An index
+        // made from another text gives a wrong column, never a panic.)
+        let column = text
+            .get(start..offset)
+            .unwrap_or_default()
             .iter()
             .filter(|&&b| (b & 0xC0) != 0x80)
             .count();

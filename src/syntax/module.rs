@@ -133,22 +133,50 @@ impl SourceUnit {
     pub fn definition_text(&self, i: usize) -> &[u8] {
         self.definitions
             .get(i)
-            .map_or(&[][..], |d| &self.text[d.span.clone()])
+            .and_then(|d| self.text.get(d.span.clone()))
+            .unwrap_or_default()
     }
 
     /// The text in file order, cut into the module's own text and definitions. Concatenated,
     /// the pieces are the file.
     pub fn pieces(&self) -> Vec<Piece<'_>> {
+        // `parse` hands out only layouts that `check_layout` accepted, so no slice below can
+        // be out of range; the fallbacks keep even a broken invariant from panicking.
+        debug_assert!(check_layout(&self.definitions, self.text.len()).is_ok());
         let mut pieces = Vec::with_capacity(self.definitions.len() * 2 + 1);
         let mut at = 0;
         for d in &self.definitions {
-            pieces.push(Piece::Gap(&self.text[at..d.span.start]));
-            pieces.push(Piece::Definition(d, &self.text[d.span.clone()]));
+            pieces.push(Piece::Gap(
+                self.text.get(at..d.span.start).unwrap_or_default(),
+            ));
+            pieces.push(Piece::Definition(
+                d,
+                self.text.get(d.span.clone()).unwrap_or_default(),
+            ));
             at = d.span.end;
         }
-        pieces.push(Piece::Gap(&self.text[at..]));
+        pieces.push(Piece::Gap(self.text.get(at..).unwrap_or_default()));
         pieces
     }
+}
+
+/// Checks the module view's invariant: definitions in file order, disjoint, each name inside
+/// its definition, all within the text (so gaps and definitions concatenate to the text).
+/// Returns the first definition that breaks it.
+fn check_layout(definitions: &[Definition], len: usize) -> Result<(), usize> {
+    let mut at = 0;
+    for (i, d) in definitions.iter().enumerate() {
+        let fits = at <= d.span.start
+            && d.span.start <= d.name_span.start
+            && d.name_span.start <= d.name_span.end
+            && d.name_span.end <= d.span.end
+            && d.span.end <= len;
+        if !fits {
+            return Err(i);
+        }
+        at = d.span.end;
+    }
+    Ok(())
 }
 
 /// Reads a text that should hold exactly one definition, `name = expression` (comments above
@@ -357,9 +385,40 @@ fn read_unit(
     }
     let children = curly.children();
     let name = module_name(tree, &children)?;
+    let text = tree.text();
+    let index = LineIndex::new(text);
+    let (mut errors, absorbed) = run_ons(tree, &children, &index);
     let bindings: Vec<usize> = (0..children.len())
-        .filter(|&i| is_definition_at(&children, i))
+        .filter(|&i| is_definition_at(&children, i) && !absorbed.get(i).is_some_and(|&a| a))
         .collect();
+    let definitions = cut_definitions(tree, &children, &bindings);
+    if let Err(i) = check_layout(&definitions, text.len()) {
+        // Only a reading the run-on check missed could get here: refuse the file rather than
+        // hand out a cut that does not give the file back.
+        let span = definitions.get(i).map_or(0..0, |d| d.name_span.clone());
+        errors.push(SyntaxError::new(
+            SyntaxErrorKind::OverlappingDefinitions,
+            span,
+            "this definition overlaps the one before it: the module cannot be cut into definitions; parenthesise the expression above it",
+        ));
+        return Err(errors);
+    }
+    errors.extend(duplicates(&definitions, text, &index));
+    if errors.is_empty() {
+        Ok((UnitKind::Module, name, definitions))
+    } else {
+        errors.sort_by_key(|e| e.span.start);
+        Err(errors)
+    }
+}
+
+/// The definitions starting at `bindings` (indices of name nodes in `children`), each running
+/// to its last node before the next one, with the comments above and on its last line.
+fn cut_definitions(
+    tree: &SyntaxTree,
+    children: &AstList<'_>,
+    bindings: &[usize],
+) -> Vec<Definition> {
     let text = tree.text();
     let mut definitions: Vec<Definition> = Vec::with_capacity(bindings.len());
     for (j, &b) in bindings.iter().enumerate() {
@@ -376,15 +435,20 @@ fn read_unit(
         let start = comments_above(tree, name_span.start);
         let end = trailing_comment(tree, end);
         definitions.push(Definition {
-            name: String::from_utf8_lossy(&text[name_span.clone()]).into_owned(),
+            name: String::from_utf8_lossy(text.get(name_span.clone()).unwrap_or_default())
+                .into_owned(),
             span: start..end,
             name_span,
         });
     }
+    definitions
+}
+
+/// Two definitions with one name: an error at the second.
+fn duplicates(definitions: &[Definition], text: &[u8], index: &LineIndex) -> Vec<SyntaxError> {
     let mut errors = Vec::new();
     let mut seen: std::collections::HashMap<&str, &Definition> = std::collections::HashMap::new();
-    let index = LineIndex::new(text);
-    for d in &definitions {
+    for d in definitions {
         if let Some(first) = seen.get(d.name.as_str()) {
             let first_line = index.line_col(text, first.name_span.start).line;
             let line = index.line_col(text, d.name_span.start).line;
@@ -403,11 +467,271 @@ fn read_unit(
             seen.insert(&d.name, d);
         }
     }
-    if errors.is_empty() {
-        Ok((UnitKind::Module, name, definitions))
-    } else {
-        Err(errors)
+    errors
+}
+
+/// Keyword messages at the module's top level that run on into a keyword-named binding: a
+/// key after the first whose argument is the word `=` (`acc = x ifFalse: y`, then on the next
+/// line `do: = method [...]`, is the one message `ifFalse:do:` with the arguments `y` and
+/// `=`, since line breaks do not end a keyword message). Returns an error for each, and the
+/// nodes (by index: `true`) that merely look like a binding's name (`y`, followed by `=`).
+fn run_ons(
+    tree: &SyntaxTree,
+    children: &AstList<'_>,
+    index: &LineIndex,
+) -> (Vec<SyntaxError>, Vec<bool>) {
+    let text = tree.text();
+    let mut errors = Vec::new();
+    // By node index: a file of many run-ons must not cost a search per node.
+    let mut absorbed = vec![false; children.len()];
+    let absorb = |absorbed: &mut Vec<bool>, i: usize| {
+        if let Some(a) = absorbed.get_mut(i) {
+            *a = true;
+        }
+    };
+    let mut binding: Option<usize> = None;
+    for w in 0..children.len() {
+        if is_definition_at(children, w) && !absorbed.get(w).is_some_and(|&a| a) {
+            binding = Some(w);
+        }
+        let Some(node) = children.get(w) else {
+            continue;
+        };
+        let Some(word) = node.as_word() else {
+            continue;
+        };
+        let span = node.span();
+        if tree
+            .token_at_offset(span.start)
+            .is_none_or(|t| tree.kinds.get(t) != Some(&SyntaxKind::KeywordPart))
+        {
+            continue;
+        }
+        let keys = message_keys(tree, children, w, span.clone());
+        let first_key = keys.first().cloned().unwrap_or(span.start..span.start);
+        if let Some(second) = keys.get(1).filter(|_| takes_equals(children, w + 1)) {
+            // `k: = at: 1`: the binding's own key takes `=`, and its expression's first key
+            // extends it: Spry reads `k:at: = 1`, binding no `k:`.
+            absorb(&mut absorbed, w);
+            errors.push(leading_key_error(
+                text,
+                index,
+                first_key.clone(),
+                second.clone(),
+                &word.text,
+            ));
+        }
+        for (k, key) in keys.iter().cloned().enumerate().skip(1) {
+            if !takes_equals(children, w + 1 + k) {
+                continue;
+            }
+            absorb(&mut absorbed, w + k);
+            let binding = binding.filter(|&b| b + 2 <= w);
+            // The expression of the binding above, up to the argument before `=`.
+            let expression = binding
+                .and_then(|b| children.get(b + 2))
+                .zip(children.get(w + k))
+                .map(|(first, last)| first.span().start..last.span().end);
+            errors.push(run_on_error(
+                text,
+                index,
+                &RunOn {
+                    binding: binding.and_then(|b| children.get(b)).map(|n| n.span()),
+                    expression,
+                    message: first_key.clone(),
+                    key,
+                    joined: &word.text,
+                },
+            ));
+        }
+        // `a = x at:` then `b = 2` on the next line: the last key takes the name `b` as its
+        // argument, and `b` is never bound.
+        let last = w + keys.len();
+        if let Some(key) = keys.last().filter(|_| is_definition_at(children, last)) {
+            absorb(&mut absorbed, last);
+            let name = children.get(last).map_or(0..0, |n| n.span());
+            let above = binding.and_then(|b| children.get(b)).map(|n| n.span());
+            errors.push(name_taken_error(text, index, above, key.clone(), name));
+        }
     }
+    (errors, absorbed)
+}
+
+/// A key whose argument is the name of the binding below: the binding is never made.
+fn name_taken_error(
+    text: &[u8],
+    index: &LineIndex,
+    above: Option<Range<usize>>,
+    key: Range<usize>,
+    name: Range<usize>,
+) -> SyntaxError {
+    let slice = |span: &Range<usize>| {
+        String::from_utf8_lossy(text.get(span.clone()).unwrap_or_default()).into_owned()
+    };
+    let (name_text, key_text) = (slice(&name), slice(&key));
+    let name_line = index.line_col(text, name.start).line;
+    let key_line = index.line_col(text, key.start).line;
+    let above_text = above.as_ref().map_or_else(
+        || format!("the expression on line {key_line}"),
+        |span| format!("the binding `{}` on line {key_line}", slice(span)),
+    );
+    SyntaxError::new(
+        SyntaxErrorKind::KeywordRunsOn,
+        name.clone(),
+        format!(
+            "{above_text} runs on into the binding `{name_text} =` on line {name_line}: \
+             keyword messages run on across line breaks, so the key `{key_text}` takes \
+             `{name_text}` as its argument, and `{name_text}` is never bound; give \
+             `{key_text}` its argument"
+        ),
+    )
+    .with_related(above.unwrap_or(key.clone()), "the binding that runs on")
+    .with_related(
+        key,
+        format!("`{key_text}` takes `{name_text}` as its argument"),
+    )
+}
+
+/// Whether `children[i]` is the word `=`.
+fn takes_equals(children: &AstList<'_>, i: usize) -> bool {
+    children
+        .get(i)
+        .and_then(|n| n.as_word())
+        .is_some_and(|a| a.kind == WordKind::Eval && &*a.text == "=")
+}
+
+/// A keyword-named binding whose expression starts with a key: the two keys join.
+fn leading_key_error(
+    text: &[u8],
+    index: &LineIndex,
+    name: Range<usize>,
+    key: Range<usize>,
+    joined: &str,
+) -> SyntaxError {
+    let slice = |span: &Range<usize>| {
+        String::from_utf8_lossy(text.get(span.clone()).unwrap_or_default()).into_owned()
+    };
+    let name_text = slice(&name);
+    let key_text = slice(&key);
+    let name_line = index.line_col(text, name.start).line;
+    SyntaxError::new(
+        SyntaxErrorKind::KeywordRunsOn,
+        key.clone(),
+        format!(
+            "the keyword-named binding `{name_text}` on line {name_line} runs on into the key \
+             `{key_text}` that starts its expression: Spry reads the two as the one message \
+             `{joined}`, and `{name_text}` is never bound; parenthesise the expression \
+             (`{name_text} = ({key_text} ...)`)"
+        ),
+    )
+    .with_related(name.clone(), "the binding that runs on")
+    .with_related(name, format!("the message `{joined}` starts here"))
+}
+
+/// The byte ranges of the keys of the keyword message whose joined word is `children[w]`
+/// (spanning `span`, from its first key to its last): the first key starts the word, each
+/// later one is the first token after the argument of the key before it.
+fn message_keys(
+    tree: &SyntaxTree,
+    children: &AstList<'_>,
+    w: usize,
+    span: Range<usize>,
+) -> Vec<Range<usize>> {
+    let mut keys = Vec::new();
+    let Some(first) = tree.token_at_offset(span.start).and_then(|t| tree.token(t)) else {
+        return keys;
+    };
+    keys.push(first.range());
+    let mut k = 0;
+    // The arguments of every key but the last lie inside the joined word's span.
+    while let Some(argument) = children
+        .get(w + 1 + k)
+        .filter(|a| a.span().start < span.end)
+    {
+        let Some(key) = next_token(tree, argument.span().end) else {
+            break;
+        };
+        if key.start >= span.end {
+            break;
+        }
+        keys.push(key);
+        k += 1;
+    }
+    keys
+}
+
+/// The first token at or after `offset` that is not trivia.
+fn next_token(tree: &SyntaxTree, offset: usize) -> Option<Range<usize>> {
+    let mut t = tree.token_at_offset(offset)?;
+    while let Some(token) = tree.token(t) {
+        if !token.kind().is_trivia() {
+            return Some(token.range());
+        }
+        t += 1;
+    }
+    None
+}
+
+/// One keyword message running on into a keyword-named binding.
+struct RunOn<'a> {
+    /// The name of the binding whose expression holds the message.
+    binding: Option<Range<usize>>,
+    /// That binding's expression, up to the argument before `=`.
+    expression: Option<Range<usize>>,
+    /// The message's first key.
+    message: Range<usize>,
+    /// The key that takes `=`: the keyword-named binding's name.
+    key: Range<usize>,
+    /// The message as Spry reads it (`ifFalse:do:`).
+    joined: &'a str,
+}
+
+fn run_on_error(text: &[u8], index: &LineIndex, run_on: &RunOn<'_>) -> SyntaxError {
+    let slice =
+        |span: &Range<usize>| String::from_utf8_lossy(text.get(span.clone()).unwrap_or_default());
+    let key_text = slice(&run_on.key);
+    let key_line = index.line_col(text, run_on.key.start).line;
+    let joined = run_on.joined;
+    let (above, binding_span) = match &run_on.binding {
+        Some(span) => {
+            let line = index.line_col(text, span.start).line;
+            (
+                format!("the binding `{}` on line {line}", slice(span)),
+                span.clone(),
+            )
+        }
+        None => {
+            let line = index.line_col(text, run_on.message.start).line;
+            (
+                format!("the expression on line {line}"),
+                run_on.message.clone(),
+            )
+        }
+    };
+    // Show the parenthesised binding when it is short enough to read in a message.
+    let example = run_on
+        .binding
+        .as_ref()
+        .zip(run_on.expression.as_ref())
+        .map(|(name, expression)| (slice(name), slice(expression)))
+        .filter(|(_, e)| e.len() <= 60 && !e.contains(['\n', '\r', '#']))
+        .map_or(String::new(), |(name, e)| format!(" (`{name} = ({e})`)"));
+    SyntaxError::new(
+        SyntaxErrorKind::KeywordRunsOn,
+        run_on.key.clone(),
+        format!(
+            "{above} runs on into the keyword-named binding `{key_text} =` on line {key_line}: \
+             keyword messages run on across line breaks, so Spry reads the two as the one \
+             message `{joined}` and `{key_text}` is never bound; parenthesise the expression \
+             above{example}, or move `{key_text}` after a binding that does not end in a \
+             keyword message (one that ends with a closing bracket of its own)"
+        ),
+    )
+    .with_related(binding_span, "the binding that runs on")
+    .with_related(
+        run_on.message.clone(),
+        format!("the message `{joined}` starts here"),
+    )
 }
 
 /// A definition starts where an eval word is followed by the word `=` (`:=` re-assigns and
@@ -488,24 +812,24 @@ fn comments_above(tree: &SyntaxTree, start: usize) -> usize {
         let ws = t - 1;
         let comment = t - 2;
         let gap = tree.token(ws).map_or(&[][..], |tok| tok.text());
-        if kinds[ws] != SyntaxKind::Whitespace
+        if kinds.get(ws) != Some(&SyntaxKind::Whitespace)
             || memchr::memchr_iter(b'\n', gap).count() != 1
-            || kinds[comment] != SyntaxKind::Comment
+            || kinds.get(comment) != Some(&SyntaxKind::Comment)
         {
             break;
         }
         let starts_line = comment == 0
-            || (kinds[comment - 1] == SyntaxKind::Whitespace
+            || (kinds.get(comment - 1) == Some(&SyntaxKind::Whitespace)
                 && tree
                     .token(comment - 1)
                     .is_some_and(|tok| tok.text().contains(&b'\n')))
-            || kinds[comment - 1] == SyntaxKind::ByteOrderMark;
+            || kinds.get(comment - 1) == Some(&SyntaxKind::ByteOrderMark);
         if !starts_line {
             break;
         }
         t = comment;
     }
-    tree.starts[t] as usize
+    tree.starts.get(t).map_or(start, |&s| s as usize)
 }
 
 /// Moves `end` over a comment on the same line.
@@ -514,7 +838,7 @@ fn trailing_comment(tree: &SyntaxTree, end: usize) -> usize {
         return end;
     };
     let kinds = &tree.kinds;
-    let comment = match kinds[t] {
+    let comment = match kinds.get(t).copied().unwrap_or(SyntaxKind::Whitespace) {
         SyntaxKind::Comment => t,
         SyntaxKind::Whitespace
             if !tree.token(t).is_some_and(|tok| tok.text().contains(&b'\n'))
@@ -524,5 +848,60 @@ fn trailing_comment(tree: &SyntaxTree, end: usize) -> usize {
         }
         _ => return end,
     };
-    tree.starts[comment + 1] as usize
+    tree.starts.get(comment + 1).map_or(end, |&s| s as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def(span: Range<usize>, name_span: Range<usize>) -> Definition {
+        Definition {
+            name: "x".to_string(),
+            span,
+            name_span,
+        }
+    }
+
+    #[test]
+    fn the_layout_check_refuses_every_cut_that_would_not_give_the_file_back() {
+        assert_eq!(check_layout(&[], 0), Ok(()));
+        assert_eq!(check_layout(&[def(0..5, 0..1), def(5..9, 6..7)], 9), Ok(()));
+        // Overlapping, out of order, a name outside its definition, past the end.
+        assert_eq!(check_layout(&[def(0..6, 0..1), def(5..9, 6..7)], 9), Err(1));
+        assert_eq!(check_layout(&[def(5..9, 6..7), def(0..5, 0..1)], 9), Err(1));
+        assert_eq!(check_layout(&[def(2..5, 0..1)], 9), Err(0));
+        assert_eq!(check_layout(&[def(0..10, 0..1)], 9), Err(0));
+        #[allow(clippy::reversed_empty_ranges)]
+        let backwards = def(4..3, 4..3);
+        assert_eq!(check_layout(&[backwards], 9), Err(0));
+    }
+
+    #[test]
+    fn every_run_on_of_a_large_module_is_reported() {
+        let mut text = String::from("{\n  _meta = {name = 'Big}\n");
+        for i in 0..20_000 {
+            text.push_str(&format!("  a{i} = x at: y\n  k{i}: = 1\n"));
+        }
+        text.push('}');
+        let errors = SourceUnit::parse(text, "big").err().map(|e| e.errors);
+        let errors = errors.unwrap_or_default();
+        assert_eq!(errors.len(), 20_000);
+        assert!(
+            errors
+                .iter()
+                .all(|e| e.kind == SyntaxErrorKind::KeywordRunsOn)
+        );
+    }
+
+    #[test]
+    fn the_issue_12_file_is_keyword_runs_on_and_never_a_cut() {
+        let text = "{\n  _meta = {\n    name = 'A\n  }\n  acc = x ifFalse: y\n  do: = method [:n n]\n  z = 1\n}\n";
+        let errors = SourceUnit::parse(text, "a").err().map(|e| e.errors);
+        let errors = errors.unwrap_or_default();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].kind, SyntaxErrorKind::KeywordRunsOn);
+        assert!(errors[0].message.contains("`ifFalse:do:`"));
+        assert_eq!(&text[errors[0].span.clone()], "do:");
+    }
 }

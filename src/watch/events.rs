@@ -121,7 +121,8 @@ pub fn probe_disk(path: &Path) -> Option<bool> {
 ///   been a directory, and is looked at too (the files the image knows under it leave);
 /// - hidden paths (the image directory, `.git`), editor temporary and backup files and other
 ///   files are left out;
-/// - the platform's rescan flag, a `.gitignore` that changed (what is in the tree changed), and
+/// - the platform's rescan flag, a `.gitignore` or `.spryignore` that changed (what is in the
+///   tree changed), and
 ///   the root itself moved or removed ask for a full scan.
 pub fn plan(root: &Path, changes: &[Change], probe: Probe) -> Plan {
     let mut paths: Vec<String> = Vec::new();
@@ -152,13 +153,13 @@ pub fn plan(root: &Path, changes: &[Change], probe: Probe) -> Plan {
             if dirs.iter().any(|d| d.starts_with('.')) {
                 continue;
             }
-            if name == ".gitignore" {
+            if crate::walk::IGNORE_FILES.contains(&name) {
                 return Plan::Full(format!("{rel} changed"));
             }
             if name.starts_with('.') || is_editor_file(name) {
                 continue;
             }
-            let wanted = if name.ends_with(".spry") {
+            let wanted = if crate::tree_path::is_source_path(name) {
                 true
             } else {
                 match kind {
@@ -247,6 +248,26 @@ mod tests {
             change(ChangeKind::Written, &["a.spry"]),
         ];
         assert_eq!(plan_on(&changes, &[], &["a.spry"]), paths(&["a.spry"]));
+    }
+
+    #[test]
+    fn sy_files_are_source_new_changed_renamed_and_removed() {
+        let changes = [
+            change(ChangeKind::Created, &["new.sy"]),
+            change(ChangeKind::Modified, &["lib/a.sy"]),
+            change(ChangeKind::Renamed, &["old.sy", "moved.sy"]),
+            change(ChangeKind::Removed, &["gone.sy"]),
+            change(ChangeKind::Modified, &["notes.txt", "easy", ".sy"]),
+        ];
+        assert_eq!(
+            plan_on(&changes, &[], &["new.sy", "lib/a.sy", "moved.sy"]),
+            paths(&["gone.sy", "lib/a.sy", "moved.sy", "new.sy", "old.sy"])
+        );
+        let spryignore = [change(ChangeKind::Created, &["lib/.spryignore"])];
+        assert_eq!(
+            plan_on(&spryignore, &[], &[]),
+            Plan::Full("lib/.spryignore changed".into())
+        );
     }
 
     #[test]

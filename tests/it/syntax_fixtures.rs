@@ -171,7 +171,7 @@ fn err_fixtures() {
 // ---------------------------------------------------------------------------------------------
 // Round trips over every Spry file of the repository.
 
-/// Every `.spry` file under `spry-src/` and `fixtures/`.
+/// Every Spry file (`.spry`, `.sy`) under `spry-src/` and `fixtures/`.
 pub fn corpus() -> Vec<PathBuf> {
     let mut files = files_with_extension(&repo_path("spry-src"), "spry");
     assert!(
@@ -179,6 +179,9 @@ pub fn corpus() -> Vec<PathBuf> {
         "spry-src/ should hold the sample library"
     );
     files.extend(files_with_extension(&repo_path("fixtures"), "spry"));
+    let sy = files_with_extension(&repo_path("fixtures"), "sy");
+    assert!(sy.len() >= 5, "fixtures/sy-tree holds `.sy` files");
+    files.extend(sy);
     files
 }
 
@@ -260,8 +263,13 @@ fn corpus_round_trips() {
 
 #[test]
 fn spry_src_has_no_errors() {
-    // The sample library is valid Spry, module view included.
-    for path in files_with_extension(&repo_path("spry-src"), "spry") {
+    // The sample library and the tree in the language's own style are valid Spry, module view
+    // included.
+    let sy_tree = files_with_extension(&repo_path("fixtures/sy-tree"), "sy");
+    for path in files_with_extension(&repo_path("spry-src"), "spry")
+        .into_iter()
+        .chain(sy_tree)
+    {
         let text = std::fs::read(&path).unwrap();
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
         if let Err(e) = SourceUnit::parse(text, &name) {

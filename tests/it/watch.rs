@@ -577,6 +577,48 @@ fn watch_catches_changes_made_before_it_started_and_gitignore_changes() {
     assert_eq!(rescan.reason.as_deref(), Some(".gitignore changed"));
 }
 
+#[test]
+fn watch_sy_files_new_changed_renamed_removed_and_a_spryignore() {
+    let mut s = Session::start(tree("watch_sy", &[("a.sy", module("A", "x = 1"))]));
+    assert_eq!(s.watcher().initial().build.added, ["A"]);
+    s.dir.create("lib/b.sy", module("B", "y = 1"));
+    s.until("B added", |image| image.module("B").unwrap().is_some());
+    s.dir.create("a.sy", module("A", "x = 2"));
+    s.until("x = 2", has_text("A", "x", "x = 2"));
+    std::fs::rename(s.dir.join("lib/b.sy"), s.dir.join("lib/c.sy")).unwrap();
+    s.until("B moved to lib/c.sy", |image| {
+        image
+            .module("B")
+            .unwrap()
+            .is_some_and(|m| m.path == "lib/c.sy")
+    });
+    std::fs::remove_file(s.dir.join("a.sy")).unwrap();
+    s.until("A removed", |image| image.module("A").unwrap().is_none());
+    // A file that runs on into a keyword-named binding is reported as `build` reports it.
+    s.dir.create("r.sy", crate::real_input::RUN_ON);
+    let batch = s.batch_naming("r.sy");
+    let batch = if batch.build.failed.is_empty() {
+        s.batch_naming("r.sy") // a first batch saw the file half written
+    } else {
+        batch
+    };
+    assert_eq!(batch.build.failed.len(), 1, "{batch:#?}");
+    let failure = &batch.build.failed[0];
+    assert_eq!(
+        failure.errors()[0].kind,
+        spry_image::syntax::SyntaxErrorKind::KeywordRunsOn
+    );
+    assert_eq!(
+        spry_image::diagnostic::location("r.sy", failure.text(), &failure.errors()[0]),
+        "r.sy:6:3"
+    );
+    // A `.spryignore` is a change of what the tree holds: a full build.
+    s.dir.create(".spryignore", "lib/\n");
+    s.until("B ignored", |image| image.module("B").unwrap().is_none());
+    let rescan = s.seen.iter().find(|b| b.cause == Cause::Rescan).unwrap();
+    assert_eq!(rescan.reason.as_deref(), Some(".spryignore changed"));
+}
+
 // ---------------------------------------------------------------------------------------------
 // The command.
 
