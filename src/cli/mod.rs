@@ -26,6 +26,10 @@ use spry_image::watch::{Borrowed, open_or_borrow};
 #[derive(Parser, Debug)]
 #[command(name = "spry-image", version, about, long_about = None)]
 pub struct Cli {
+    /// The image directory, for the command that follows (as `COMMAND --image DIR`); refused
+    /// before a command that opens no image.
+    #[arg(long, value_name = "DIR")]
+    image: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -218,13 +222,26 @@ impl From<Status> for ExitCode {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    run(cli.command).into()
+    run(cli.image, cli.command).into()
 }
 
-fn run(command: Command) -> Status {
+/// `--image` given before a command that opens no image: said, rather than ignored.
+fn no_image_for(command: &str) -> Status {
+    eprintln!("error: `{command}` opens no image: --image is for the commands that do");
+    Status::Trouble
+}
+
+fn run(before: Option<PathBuf>, command: Command) -> Status {
     use Command as C;
-    let image = |at: &ImageArg| at.image.clone();
+    // `spry-image --image DIR COMMAND` and `spry-image COMMAND --image DIR` both work, as
+    // scripts written either way expect; the one after the command wins.
+    let image = |at: &ImageArg| at.image.clone().or_else(|| before.clone());
+    let unused = before.is_some();
     match command {
+        C::Parse { .. } if unused => no_image_for("parse"),
+        C::Gen(_) if unused => no_image_for("gen"),
+        C::Completions(_) if unused => no_image_for("completions"),
+        C::Man(_) if unused => no_image_for("man"),
         C::Parse { args, color } => {
             color.apply();
             parse::run(&args)

@@ -396,6 +396,24 @@ fn image_is_an_option_only_where_an_image_is_used() {
         .arg(dir.join("img"))
         .stdout();
     assert!(String::from_utf8_lossy(&out).contains("a.spry"));
+    // And before it, as scripts written for earlier versions give it.
+    let out = dir
+        .command()
+        .arg("--image")
+        .arg(dir.join("img"))
+        .arg("ls")
+        .stdout();
+    assert!(String::from_utf8_lossy(&out).contains("a.spry"));
+    // Before a command that opens no image, it is refused, not ignored.
+    let out = dir
+        .command()
+        .args(["--image", "x", "parse", "a.spry"])
+        .expect_code(2);
+    assert!(out.stderr_str().contains("`parse` opens no image"), "{out}");
+    dir.command()
+        .args(["--image", "x", "gen", "--modules", "1", "out"])
+        .expect_code(2);
+    assert!(!dir.join("out").exists());
 }
 
 #[test]
