@@ -9,6 +9,7 @@ mod history;
 mod inspect;
 mod pager;
 mod parse;
+mod run;
 mod status;
 mod watch;
 
@@ -200,6 +201,13 @@ enum Command {
     Completions(help::CompletionsArgs),
     /// Print the manual page (roff), or one command's, to read with `man -l` or install.
     Man(help::ManArgs),
+    /// Run a Spry script, a definition of the image (MODULE::NAME) or -e CODE.
+    Run {
+        #[command(flatten)]
+        args: run::RunArgs,
+        #[command(flatten)]
+        at: ImageArg,
+    },
 }
 
 /// Exit status: 0 all well, 1 something in the input is wrong, 2 trouble (I/O, usage).
@@ -281,6 +289,7 @@ fn run(command: Command) -> Status {
         C::Gen(args) => generate::run(&args),
         C::Completions(args) => help::completions(&args),
         C::Man(args) => help::man(&args),
+        C::Run { args, at } => run::run(image(&at).as_deref(), &args),
     }
 }
 
