@@ -102,8 +102,19 @@ impl EvalError {
         out.push_str("error: ");
         out.push_str(&self.message);
         out.push('\n');
-        for (word, at) in &self.trace {
-            out.push_str(&format!("  in {word} called at {at}\n"));
+        // Recursion repeats one call many times: say it once, with the count.
+        let mut i = 0;
+        while let Some((word, at)) = self.trace.get(i) {
+            let same = self.trace[i..]
+                .iter()
+                .take_while(|(w, a)| w == word && a == at)
+                .count();
+            out.push_str(&format!("  in {word} called at {at}"));
+            if same > 1 {
+                out.push_str(&format!(" ({same} times)"));
+            }
+            out.push('\n');
+            i += same;
         }
         if self.omitted > 0 {
             out.push_str(&format!("  ... and {} more calls\n", self.omitted));
