@@ -20,14 +20,23 @@ standard output is out of scope: no GUI, network, SQLite, threads or Python prim
 )]
 pub struct RunArgs {
     /// Evaluate this code instead of a file (its last value is printed unless nil).
-    #[arg(short = 'e', value_name = "CODE", conflicts_with = "target", allow_hyphen_values = true)]
+    #[arg(
+        short = 'e',
+        value_name = "CODE",
+        conflicts_with = "target",
+        allow_hyphen_values = true
+    )]
     code: Option<String>,
     /// A script file, or `MODULE::NAME` of the image (called with ARGS as strings; its value is
     /// printed unless nil).
     #[arg(value_name = "FILE|MODULE::NAME", required_unless_present = "code")]
     target: Option<String>,
     /// Arguments for the script or definition.
-    #[arg(value_name = "ARGS", trailing_var_arg = true, allow_hyphen_values = true)]
+    #[arg(
+        value_name = "ARGS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
     args: Vec<String>,
     /// Nested calls allowed before `stack overflow`.
     #[arg(long, value_name = "N", default_value_t = spry_image::eval::DEFAULT_MAX_DEPTH)]

@@ -99,7 +99,10 @@ impl Frame {
 
     /// This activation's locals, made if it has none yet (a paren has none of its own).
     pub fn locals_or_new(&self) -> Rc<MapObj> {
-        self.locals.borrow_mut().get_or_insert_with(MapObj::new).clone()
+        self.locals
+            .borrow_mut()
+            .get_or_insert_with(MapObj::new)
+            .clone()
     }
 }
 

@@ -539,7 +539,10 @@ impl<'o> Interp<'o> {
             Value::word(WordKind::Literal, "object"),
         ]));
         self.define(name, Value::Map(map.clone()));
-        self.modules.items.borrow_mut().push(Value::Map(map.clone()));
+        self.modules
+            .items
+            .borrow_mut()
+            .push(Value::Map(map.clone()));
         Ok(Some(map))
     }
 

@@ -6,9 +6,9 @@ use std::rc::Rc;
 
 use rustc_hash::FxHashMap;
 
+use super::EvalResult;
 use super::frame::Frame;
 use super::interp::Interp;
-use super::EvalResult;
 use crate::syntax::WordKind;
 
 /// A Spry value. Immediate values are copied; everything else is shared (`Rc`), as in the
@@ -143,9 +143,9 @@ impl Drop for Seq {
         while let Some(value) = work.pop() {
             let inner = match value {
                 Value::Block(s) | Value::Paren(s) | Value::Curly(s) => Rc::try_unwrap(s).ok(),
-                Value::Func(c) | Value::Method(c) | Value::Poly(c) => {
-                    Rc::try_unwrap(c).ok().and_then(|c| Rc::try_unwrap(c.body).ok())
-                }
+                Value::Func(c) | Value::Method(c) | Value::Poly(c) => Rc::try_unwrap(c)
+                    .ok()
+                    .and_then(|c| Rc::try_unwrap(c.body).ok()),
                 _ => None,
             };
             if let Some(mut seq) = inner {

@@ -55,7 +55,9 @@ fn eval_fixtures() {
         }
         let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
         if expected != actual {
-            failures.push(format!("{name}:\n--- expected\n{expected}--- actual\n{actual}"));
+            failures.push(format!(
+                "{name}:\n--- expected\n{expected}--- actual\n{actual}"
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -80,7 +82,8 @@ fn eval_reads_only_the_definitions_it_touches() {
     // cube, then square (found unqualified through the module cube lives in).
     assert_eq!(source.reads(), 2);
     // Cached: asked again, nothing is read.
-    spry.eval_text("-e", b"Geo::cube 4 Geo::square 2 square 5").unwrap();
+    spry.eval_text("-e", b"Geo::cube 4 Geo::square 2 square 5")
+        .unwrap();
     assert_eq!(source.reads(), 2);
     // A name the module lacks is nil, as in the reference VM, and asked once.
     let value = spry.eval_text("-e", b"Geo::nothing").unwrap();
@@ -93,7 +96,10 @@ fn eval_errors_in_image_code_name_the_definition() {
     spry.set_source(Box::new(source()));
     let e = spry.eval_text("main.spry", b"\n  Geo::broken").unwrap_err();
     let report = e.report();
-    assert!(report.starts_with("Geo::broken:1:18: error: cannot evaluate 1 + \"a\""), "{report}");
+    assert!(
+        report.starts_with("Geo::broken:1:18: error: cannot evaluate 1 + \"a\""),
+        "{report}"
+    );
     assert!(report.contains("called at main.spry:2:3"), "{report}");
 }
 
@@ -103,8 +109,14 @@ fn eval_partial_image_names_what_is_missing() {
     partial.partial = true;
     let mut spry = Interp::new(Options::default(), Box::new(std::io::sink()));
     spry.set_source(Box::new(partial));
-    let e = spry.eval_text("-e", b"Geo::square 2 Net::get 1").unwrap_err();
-    assert!(e.message.contains("Net::get is not in this image; build --only"), "{e}");
+    let e = spry
+        .eval_text("-e", b"Geo::square 2 Net::get 1")
+        .unwrap_err();
+    assert!(
+        e.message
+            .contains("Net::get is not in this image; build --only"),
+        "{e}"
+    );
     // A whole image: an unknown module's word is nil, as in the reference.
     let mut spry = Interp::new(Options::default(), Box::new(std::io::sink()));
     spry.set_source(Box::new(source()));
@@ -167,12 +179,60 @@ fn program() -> impl Strategy<Value = String> {
         Just("nil".to_string()),
         Just("true".to_string()),
         prop::sample::select(vec![
-            "+", "-", "*", "/", "<", "==", "=", ":=", ",", "then:", "else:", "then:else:",
-            "do", "func", "method", "^", "repeat:", "whileTrue:", "to:do:", "at:", "at:put:",
-            "add:", "size", "do:", "map:", "select:", "throw", "catch:", "echo", "probe",
-            "print", "clone", "reify", "parse", "serialize", "tag:", "tags", "first",
-            "next", "reduce", "activation", "caller", "locals", "self", ";", "node", "mod",
-            "not", "and", "eval", "type", "copyFrom:to:", "split:", "max:default:",
+            "+",
+            "-",
+            "*",
+            "/",
+            "<",
+            "==",
+            "=",
+            ":=",
+            ",",
+            "then:",
+            "else:",
+            "then:else:",
+            "do",
+            "func",
+            "method",
+            "^",
+            "repeat:",
+            "whileTrue:",
+            "to:do:",
+            "at:",
+            "at:put:",
+            "add:",
+            "size",
+            "do:",
+            "map:",
+            "select:",
+            "throw",
+            "catch:",
+            "echo",
+            "probe",
+            "print",
+            "clone",
+            "reify",
+            "parse",
+            "serialize",
+            "tag:",
+            "tags",
+            "first",
+            "next",
+            "reduce",
+            "activation",
+            "caller",
+            "locals",
+            "self",
+            ";",
+            "node",
+            "mod",
+            "not",
+            "and",
+            "eval",
+            "type",
+            "copyFrom:to:",
+            "split:",
+            "max:default:",
         ])
         .prop_map(str::to_string),
     ];
@@ -221,7 +281,10 @@ fn eval_run_script_with_shebang_args_and_exit_codes() {
     let out = dir.command().args(["run", "bad.spry"]).output();
     assert_eq!(out.code, Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.spry:1:14: error: cannot evaluate 1 + \"x\""), "{err}");
+    assert!(
+        err.contains("bad.spry:1:14: error: cannot evaluate 1 + \"x\""),
+        "{err}"
+    );
     assert!(err.contains("in f called at bad.spry:2:11"), "{err}");
     assert!(err.contains("in g called at bad.spry:4:1"), "{err}");
 
@@ -249,11 +312,18 @@ fn eval_run_definition_from_an_image() {
         "src/geo.spry",
         "{\n  _meta = {name = 'Geo}\n  # Squares.\n  square = func [:x * x]\n  twice = func [:s , s]\n  main = func [echo (twice \"ab\") square 9]\n}\n",
     );
-    dir.create("src/other.spry", "{\n  _meta = {name = 'Other}\n  x = 1\n}\n");
+    dir.create(
+        "src/other.spry",
+        "{\n  _meta = {name = 'Other}\n  x = 1\n}\n",
+    );
     let out = dir.command().args(["build", "src"]).output();
     assert!(out.code == Some(0), "{out}");
     let src = dir.join("src");
-    let out = dir.command().current_dir(&src).args(["run", "Geo::main"]).output();
+    let out = dir
+        .command()
+        .current_dir(&src)
+        .args(["run", "Geo::main"])
+        .output();
     assert!(out.code == Some(0), "{out}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "abab\n81\n");
     let out = dir
@@ -264,11 +334,15 @@ fn eval_run_definition_from_an_image() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "\"xyxy\"\n");
     // A script run in the tree reaches the image's modules.
     dir.create("src/use.spry", "echo (Geo::square 12)\n");
-    let out = dir.command().current_dir(&src).args(["run", "use.spry"]).output();
+    let out = dir
+        .command()
+        .current_dir(&src)
+        .args(["run", "use.spry"])
+        .output();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "144\n");
     // A partial image (a fresh tree built with --only) names what it lacks.
-    dir.create("part/geo.spry", &dir.read("src/geo.spry"));
-    dir.create("part/other.spry", &dir.read("src/other.spry"));
+    dir.create("part/geo.spry", dir.read("src/geo.spry"));
+    dir.create("part/other.spry", dir.read("src/other.spry"));
     let out = dir
         .command()
         .args(["build", "part", "--only", "geo.spry"])
@@ -282,5 +356,8 @@ fn eval_run_definition_from_an_image() {
         .output();
     assert_eq!(out.code, Some(1), "{out}");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("Other::x is not in this image; build --only"), "{err}");
+    assert!(
+        err.contains("Other::x is not in this image; build --only"),
+        "{err}"
+    );
 }

@@ -135,7 +135,10 @@ fn new_block_sized(spry: &mut Interp<'_>) -> EvalResult<Value> {
 fn fill(spry: &mut Interp<'_>) -> EvalResult<Value> {
     let (v, s) = receiver(spry, "fill:")?;
     let x = spry.arg()?;
-    s.items.borrow_mut().iter_mut().for_each(|slot| *slot = x.clone());
+    s.items
+        .borrow_mut()
+        .iter_mut()
+        .for_each(|slot| *slot = x.clone());
     Ok(v)
 }
 

@@ -194,7 +194,10 @@ fn throw(spry: &mut Interp<'_>) -> EvalResult<Value> {
 fn quit(spry: &mut Interp<'_>) -> EvalResult<Value> {
     let code = int("quit", &spry.arg()?)?;
     let code = i32::try_from(code).unwrap_or(1);
-    Err(EvalError::new(ErrorKind::Quit(code), format!("quit {code}")))
+    Err(EvalError::new(
+        ErrorKind::Quit(code),
+        format!("quit {code}"),
+    ))
 }
 
 fn not(spry: &mut Interp<'_>) -> EvalResult<Value> {

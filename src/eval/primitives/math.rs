@@ -195,7 +195,9 @@ fn binom(spry: &mut Interp<'_>) -> EvalResult<Value> {
     for i in 0..k {
         result = result * i128::from(n - i) / i128::from(i + 1);
         if result > i128::from(i64::MAX) {
-            return Err(EvalError::runtime(format!("integer overflow: {n} binom {k}")));
+            return Err(EvalError::runtime(format!(
+                "integer overflow: {n} binom {k}"
+            )));
         }
     }
     Ok(Value::Int(result as i64))

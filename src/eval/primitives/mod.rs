@@ -11,11 +11,11 @@ mod string;
 
 use std::rc::Rc;
 
+use super::EvalResult;
 use super::error::EvalError;
 use super::interp::Interp;
 use super::print::repr;
 use super::value::{MapObj, PrimFn, Seq, Value};
-use super::EvalResult;
 
 /// Library code in Spry, evaluated into every new system.
 pub const PRELUDE: &str = include_str!("prelude.spry");
@@ -87,10 +87,7 @@ pub(crate) fn map<'v>(word: &str, v: &'v Value) -> EvalResult<&'v Rc<MapObj>> {
 
 /// An index into a sequence of `len`, or an error naming it.
 pub(crate) fn index(word: &str, i: i64, len: usize) -> EvalResult<usize> {
-    usize::try_from(i)
-        .ok()
-        .filter(|&i| i < len)
-        .ok_or_else(|| {
-            EvalError::runtime(format!("{word}: index {i} is out of bounds (size {len})"))
-        })
+    usize::try_from(i).ok().filter(|&i| i < len).ok_or_else(|| {
+        EvalError::runtime(format!("{word}: index {i} is out of bounds (size {len})"))
+    })
 }
