@@ -221,11 +221,12 @@ impl<'o> Interp<'o> {
                 break;
             };
             // A method takes the node before it, unevaluated, as its receiver.
+            let mut method = None;
             if let Some(peek) = frame.peek_node() {
-                let is_method = self
+                method = self
                     .names_method(&peek)
                     .map_err(|e| locate(e, frame, frame.pos.get(), None))?;
-                if is_method {
+                if method.is_some() {
                     *frame.last.borrow_mut() = node;
                     node = match frame.next_node() {
                         Some(n) => n,
@@ -234,7 +235,12 @@ impl<'o> Interp<'o> {
                 }
             }
             let at = frame.pos.get().saturating_sub(1);
-            match self.eval(&node) {
+            // The method was just looked up: run it without looking it up again.
+            let result = match method {
+                Some(m) => self.eval(&m),
+                None => self.eval(&node),
+            };
+            match result {
                 Ok(value) => *frame.last.borrow_mut() = value,
                 Err(e) => return Err(locate(e, frame, at, Some(&node))),
             }
@@ -254,26 +260,27 @@ impl<'o> Interp<'o> {
         })
     }
 
-    fn names_method(&mut self, node: &Value) -> EvalResult<bool> {
+    /// The method `node` names, if it is a word bound to one.
+    fn names_method(&mut self, node: &Value) -> EvalResult<Option<Value>> {
         let Value::Word(w) = node else {
-            return Ok(false);
+            return Ok(None);
         };
         let found = match w.kind {
-            WordKind::Eval => self.lookup(&Key::Word(w.name.clone()))?,
+            WordKind::Eval => self.lookup(&Key::Word(w.sym))?,
             WordKind::Module => match &w.module {
                 Some(m) => self.module_lookup(m, &w.name)?,
                 None => None,
             },
             _ => None,
         };
-        Ok(found.is_some_and(|v| v.is_method()))
+        Ok(found.filter(Value::is_method))
     }
 
     /// Evaluates one node in the current activation.
     pub(crate) fn eval(&mut self, node: &Value) -> EvalResult<Value> {
         match node {
             Value::Word(w) => {
-                let name = Key::Word(w.name.clone());
+                let name = Key::Word(w.sym);
                 match w.kind {
                     WordKind::Eval => match self.lookup(&name)? {
                         Some(v) => self.eval_bound(v),
@@ -314,11 +321,21 @@ impl<'o> Interp<'o> {
                 Ok(Value::Map(locals))
             }
             Value::Func(c) => self.call(c, None, Vec::new()),
+            // Counted before the receiver is evaluated: `m m` makes a method its own receiver.
             Value::Method(c) => {
-                let receiver = self.infix_arg()?;
-                self.call(c, Some(receiver), Vec::new())
+                self.enter()?;
+                let result = self
+                    .infix_arg()
+                    .and_then(|receiver| self.call(c, Some(receiver), Vec::new()));
+                self.leave();
+                result
             }
-            Value::Poly(c) => self.call_poly(c),
+            Value::Poly(c) => {
+                self.enter()?;
+                let result = self.call_poly(c);
+                self.leave();
+                result
+            }
             Value::Prim(p) => {
                 self.enter()?;
                 let result = (p.f)(self);
@@ -438,6 +455,46 @@ impl<'o> Interp<'o> {
 
     /// Looks `key` up: the activations by `outer` (parens skipped), then the modules list.
     pub(crate) fn lookup(&mut self, key: &Key) -> EvalResult<Option<Value>> {
+        match self.lookup_loaded(key) {
+            Found::Yes(v) => Ok(Some(v)),
+            Found::No => Ok(None),
+            Found::MaybeInImage => self.lookup_loading(key),
+        }
+    }
+
+    /// The lookup without reading anything: walks by reference, clones nothing but the value.
+    /// Says so when a lazy module lacked the name (the image may hold it).
+    fn lookup_loaded(&self, key: &Key) -> Found {
+        let mut lazy_missed = false;
+        let mut at: Option<&Rc<Frame>> = Some(&self.current);
+        while let Some(frame) = at {
+            if frame.kind != FrameKind::Paren
+                && let Some(map) = frame.locals.borrow().as_ref()
+            {
+                if let Some(v) = map.get(key) {
+                    return Found::Yes(v);
+                }
+                lazy_missed |= map.lazy.is_some();
+            }
+            at = frame.outer_frame();
+        }
+        for module in self.modules.items.borrow().iter() {
+            if let Value::Map(map) = module {
+                if let Some(v) = map.get(key) {
+                    return Found::Yes(v);
+                }
+                lazy_missed |= map.lazy.is_some();
+            }
+        }
+        if lazy_missed {
+            Found::MaybeInImage
+        } else {
+            Found::No
+        }
+    }
+
+    /// The lookup that may read definitions from the image on the way.
+    fn lookup_loading(&mut self, key: &Key) -> EvalResult<Option<Value>> {
         let mut at = skip_parens_outer(&self.current);
         while let Some(frame) = at {
             let locals = frame.locals.borrow().clone();
@@ -464,12 +521,13 @@ impl<'o> Interp<'o> {
         if let Some(v) = map.get(key) {
             return Ok(Some(v));
         }
-        let (Some(lazy), Key::Word(name)) = (&map.lazy, key) else {
+        let (Some(lazy), Key::Word(sym)) = (&map.lazy, key) else {
             return Ok(None);
         };
-        if !lazy.asked.borrow_mut().insert(name.clone()) {
+        if !lazy.asked.borrow_mut().insert(*sym) {
             return Ok(None);
         }
+        let name = &sym.name();
         let module = lazy.name.clone();
         let text = match &self.source {
             Some(source) => source.definition(&module, name).map_err(image_error)?,
@@ -574,7 +632,7 @@ impl<'o> Interp<'o> {
             };
             if let Some(map) = map {
                 map.set(
-                    Key::Word(w.name.clone()),
+                    Key::Word(w.sym),
                     Value::word(WordKind::Eval, &w.name),
                     value,
                 );
@@ -593,7 +651,7 @@ impl<'o> Interp<'o> {
             && let Some(m) = &w.module
         {
             if let Some(Value::Map(map)) = self.lookup(&Key::word(m))? {
-                map.assign(&Key::Word(w.name.clone()), value);
+                map.assign(&Key::Word(w.sym), value);
             }
             return Ok(());
         }
@@ -688,6 +746,13 @@ impl<'o> Interp<'o> {
         let value = self.run(code, args)?;
         Ok((value, self.returned()))
     }
+}
+
+/// What a lookup among loaded bindings found.
+enum Found {
+    Yes(Value),
+    No,
+    MaybeInImage,
 }
 
 fn image_error(e: crate::Error) -> EvalError {

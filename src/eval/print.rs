@@ -23,6 +23,20 @@ pub fn repr(value: &Value) -> String {
     out
 }
 
+/// [`repr`] cut to 60 characters, for error messages.
+pub fn short(value: &Value) -> String {
+    let mut shown = repr(value);
+    if shown.len() > 60 {
+        let mut cut = 60;
+        while !shown.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        shown.truncate(cut);
+        shown.push_str("...");
+    }
+    shown
+}
+
 /// The reference's `print`: strings raw, a block's nodes without brackets.
 pub fn form(value: &Value) -> String {
     match value {

@@ -68,6 +68,8 @@ pub struct WordObj {
     pub name: Rc<str>,
     /// The module of `Foo::bar` and `$Foo::bar`.
     pub module: Option<Rc<str>>,
+    /// The name's symbol.
+    pub sym: Sym,
 }
 
 /// Where a sequence was read from: a name for messages and the text, to find lines and columns.
@@ -183,11 +185,42 @@ impl std::fmt::Debug for Prim {
     }
 }
 
+/// An interned word name: equal names have equal symbols, so a lookup hashes and compares one
+/// integer instead of a string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Sym(u32);
+
+thread_local! {
+    static SYMBOLS: RefCell<(FxHashMap<Rc<str>, u32>, Vec<Rc<str>>)> = RefCell::default();
+}
+
+impl Sym {
+    /// The symbol of `name` (names live as long as the thread: they are few).
+    pub fn of(name: &str) -> Sym {
+        SYMBOLS.with(|table| {
+            let mut table = table.borrow_mut();
+            if let Some(&id) = table.0.get(name) {
+                return Sym(id);
+            }
+            let id = table.1.len() as u32;
+            let rc: Rc<str> = name.into();
+            table.0.insert(rc.clone(), id);
+            table.1.push(rc);
+            Sym(id)
+        })
+    }
+
+    /// The name.
+    pub fn name(self) -> Rc<str> {
+        SYMBOLS.with(|table| table.borrow().1.get(self.0 as usize).cloned().unwrap_or_else(|| "".into()))
+    }
+}
+
 /// A map key: words count by name whatever their kind (`x`, `'x`, `:x` are one key).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Key {
     /// A word's name.
-    Word(Rc<str>),
+    Word(Sym),
     /// An integer.
     Int(i64),
     /// A float, by its bits.
@@ -205,11 +238,14 @@ pub enum Key {
 impl Key {
     /// The key of a word name.
     pub fn word(name: &str) -> Key {
-        Key::Word(name.into())
+        Key::Word(Sym::of(name))
     }
 }
 
-/// A map: bindings in the order they were made, a hash index over them.
+/// Up to this many bindings a map is searched by a scan, without a hash index.
+const SMALL_MAP: usize = 8;
+
+/// A map: bindings in the order they were made, a hash index over them once it grows.
 #[derive(Debug, Default)]
 pub struct MapObj {
     entries: RefCell<Vec<(Key, Value, Value)>>,
@@ -226,7 +262,7 @@ pub struct LazyModule {
     /// The module's name.
     pub name: Rc<str>,
     /// Names already read (or found missing), never asked for again.
-    pub asked: RefCell<rustc_hash::FxHashSet<Rc<str>>>,
+    pub asked: RefCell<rustc_hash::FxHashSet<Sym>>,
 }
 
 impl MapObj {
@@ -246,36 +282,52 @@ impl MapObj {
         })
     }
 
+    /// Where `key` is in `entries`: a scan while the map is small (most activations' locals),
+    /// the hash index once it grows.
+    fn position(&self, key: &Key) -> Option<usize> {
+        let entries = self.entries.borrow();
+        if entries.len() <= SMALL_MAP {
+            return entries.iter().position(|e| e.0 == *key);
+        }
+        drop(entries);
+        self.index.borrow().get(key).copied()
+    }
+
     /// The value bound to `key`.
     pub fn get(&self, key: &Key) -> Option<Value> {
-        let index = self.index.borrow();
-        let i = *index.get(key)?;
+        let i = self.position(key)?;
         self.entries.borrow().get(i).map(|e| e.2.clone())
     }
 
     /// Whether `key` is bound.
     pub fn contains(&self, key: &Key) -> bool {
-        self.index.borrow().contains_key(key)
+        self.position(key).is_some()
     }
 
     /// Binds `key` (made from `key_value`) to `value`, replacing an existing binding in place.
     pub fn set(&self, key: Key, key_value: Value, value: Value) {
-        let mut index = self.index.borrow_mut();
-        let mut entries = self.entries.borrow_mut();
-        if let Some(&i) = index.get(&key) {
+        if let Some(i) = self.position(&key) {
+            let mut entries = self.entries.borrow_mut();
             entries[i].1 = key_value;
             entries[i].2 = value;
-        } else {
-            index.insert(key.clone(), entries.len());
-            entries.push((key, key_value, value));
+            return;
+        }
+        let mut entries = self.entries.borrow_mut();
+        entries.push((key, key_value, value));
+        let len = entries.len();
+        let mut index = self.index.borrow_mut();
+        if len == SMALL_MAP + 1 {
+            index.clear();
+            index.extend(entries.iter().enumerate().map(|(i, e)| (e.0.clone(), i)));
+        } else if len > SMALL_MAP + 1 {
+            index.insert(entries[len - 1].0.clone(), len - 1);
         }
     }
 
     /// Changes an existing binding; false when there is none.
     pub fn assign(&self, key: &Key, value: Value) -> bool {
-        let index = self.index.borrow();
-        match index.get(key) {
-            Some(&i) => {
+        match self.position(key) {
+            Some(i) => {
                 self.entries.borrow_mut()[i].2 = value;
                 true
             }
@@ -285,13 +337,15 @@ impl MapObj {
 
     /// Removes a binding.
     pub fn remove(&self, key: &Key) {
+        let Some(i) = self.position(key) else {
+            return;
+        };
+        let mut entries = self.entries.borrow_mut();
+        entries.remove(i);
         let mut index = self.index.borrow_mut();
-        if let Some(i) = index.remove(key) {
-            let mut entries = self.entries.borrow_mut();
-            entries.remove(i);
-            for (j, e) in entries.iter().enumerate().skip(i) {
-                index.insert(e.0.clone(), j);
-            }
+        index.clear();
+        if entries.len() > SMALL_MAP {
+            index.extend(entries.iter().enumerate().map(|(i, e)| (e.0.clone(), i)));
         }
     }
 
@@ -345,6 +399,7 @@ impl Value {
         };
         Value::Word(Rc::new(WordObj {
             kind,
+            sym: Sym::of(name),
             name: name.into(),
             module,
         }))
@@ -363,7 +418,7 @@ impl Value {
             Value::Int(i) => Key::Int(*i),
             Value::Float(f) => Key::Float(f.to_bits()),
             Value::Str(s) => Key::Str(s.bytes.borrow().clone()),
-            Value::Word(w) => Key::Word(w.name.clone()),
+            Value::Word(w) => Key::Word(w.sym),
             other => Key::Ref(other.identity()),
         }
     }

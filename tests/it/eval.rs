@@ -256,11 +256,14 @@ proptest! {
     ))]
     #[test]
     fn eval_random_programs_never_panic(code in program()) {
-        let mut spry = Interp::new(
-            Options { max_steps: Some(20_000), max_depth: 200, ..Options::default() },
-            Box::new(std::io::sink()),
-        );
-        let _ = spry.eval_text("-e", code.as_bytes());
+        let ran = run_with_stack(move || {
+            let mut spry = Interp::new(
+                Options { max_steps: Some(20_000), ..Options::default() },
+                Box::new(std::io::sink()),
+            );
+            let _ = spry.eval_text("-e", code.as_bytes());
+        });
+        prop_assert!(ran.is_ok(), "the evaluation panicked");
     }
 }
 

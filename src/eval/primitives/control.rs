@@ -187,7 +187,7 @@ fn throw(spry: &mut Interp<'_>) -> EvalResult<Value> {
     let thrown = spry.arg().unwrap_or_default();
     Err(EvalError::runtime(format!(
         "throw with no catcher: {}",
-        super::super::print::repr(&thrown)
+        super::super::print::short(&thrown)
     )))
 }
 

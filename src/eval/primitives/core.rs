@@ -4,7 +4,7 @@
 use std::rc::Rc;
 
 use super::super::frame::{Frame, FrameKind, skip_parens_caller, skip_parens_outer};
-use super::super::print::{form, repr};
+use super::super::print::{form, repr, short};
 use super::super::read::read_source;
 use super::super::value::{Closure, Seq, Value};
 use super::super::{EvalError, EvalResult, Interp};
@@ -132,8 +132,8 @@ pub(crate) fn equals(a: &Value, b: &Value) -> EvalResult<bool> {
             _ => {
                 return Err(EvalError::runtime(format!(
                     "cannot compare {} == {}",
-                    repr(&a),
-                    repr(&b)
+                    short(&a),
+                    short(&b)
                 )));
             }
         };
@@ -203,8 +203,8 @@ fn concat(spry: &mut Interp<'_>) -> EvalResult<Value> {
         }
         _ => Err(EvalError::runtime(format!(
             "cannot evaluate {} , {}",
-            repr(&a),
-            repr(&b)
+            short(&a),
+            short(&b)
         ))),
     }
 }
@@ -463,11 +463,13 @@ fn word_from_text(text: &str) -> super::super::value::WordObj {
             kind: rc.kind,
             name: rc.name.clone(),
             module: rc.module.clone(),
+            sym: rc.sym,
         }),
         _ => super::super::value::WordObj {
             kind: WordKind::Eval,
             name: text.into(),
             module: None,
+            sym: super::super::value::Sym::of(text),
         },
     }
 }

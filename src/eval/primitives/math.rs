@@ -1,7 +1,7 @@
 //! Numbers: arithmetic and comparison across integers and floats (an integer meeting a float
 //! becomes one), and the reference's math words. Integer overflow is an error, never a wrap.
 
-use super::super::print::repr;
+use super::super::print::short as repr;
 use super::super::value::Value;
 use super::super::{EvalError, EvalResult, Interp};
 use super::{expected, int};

@@ -14,7 +14,7 @@ use std::rc::Rc;
 use super::EvalResult;
 use super::error::EvalError;
 use super::interp::Interp;
-use super::print::repr;
+use super::print::short;
 use super::value::{MapObj, PrimFn, Seq, Value};
 
 /// Library code in Spry, evaluated into every new system.
@@ -42,11 +42,7 @@ pub(crate) fn install(spry: &mut Interp<'_>) {
 
 /// An error for a value of the wrong kind.
 pub(crate) fn expected(word: &str, what: &str, got: &Value) -> EvalError {
-    let mut shown = repr(got);
-    if shown.len() > 60 {
-        shown.truncate(60);
-        shown.push_str("...");
-    }
+    let shown = short(got);
     EvalError::runtime(format!(
         "{word} expects {what}, not {shown} ({})",
         got.type_name()
