@@ -397,7 +397,7 @@ impl<'o> Interp<'o> {
     }
 
     fn call_poly(&mut self, poly: &Rc<Closure>) -> EvalResult<Value> {
-        let receiver = self.infix_arg()?;
+        let receiver = self.infix_arg_tagged()?;
         let tags: Vec<Key> = match receiver.tags_slot().and_then(|t| t.borrow().clone()) {
             Some(Value::Block(s)) => s.items.borrow().iter().map(Value::key).collect(),
             _ => return Ok(Value::Nil),
@@ -671,6 +671,11 @@ impl<'o> Interp<'o> {
 
     /// `evalArgInfix`: the node to the left, evaluated (the receiver of a method).
     pub(crate) fn infix_arg(&mut self) -> EvalResult<Value> {
+        Ok(self.infix_arg_tagged()?.unboxed())
+    }
+
+    /// [`infix_arg`](Self::infix_arg) keeping a tagged value's box (for the tag primitives).
+    pub(crate) fn infix_arg_tagged(&mut self) -> EvalResult<Value> {
         let last = self.current.last.borrow().clone();
         let value = self.eval(&last)?;
         self.last_self = value.clone();
@@ -687,7 +692,7 @@ impl<'o> Interp<'o> {
     /// `evalArg`: the next node, evaluated.
     pub(crate) fn arg(&mut self) -> EvalResult<Value> {
         let node = self.raw_arg()?;
-        self.eval(&node)
+        Ok(self.eval(&node)?.unboxed())
     }
 
     /// `arg`: the next node as it stands.

@@ -41,6 +41,7 @@ pub fn short(value: &Value) -> String {
 pub fn form(value: &Value) -> String {
     match value {
         Value::Str(s) => String::from_utf8_lossy(&s.bytes.borrow()).into_owned(),
+        Value::Boxed(b) => form(&b.value),
         Value::Block(s) => {
             let mut out = String::new();
             for (i, v) in s.items.borrow().iter().enumerate() {
@@ -170,6 +171,7 @@ fn write_repr(value: &Value, out: &mut String, depth: usize) {
             out.push_str(" = ");
             write_repr(&b.1, out, depth + 1);
         }
+        Value::Boxed(b) => write_repr(&b.value, out, depth + 1),
         Value::Activation(f) => {
             out.push_str("activation [");
             let (open, close) = if f.kind == FrameKind::Paren {

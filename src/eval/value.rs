@@ -48,6 +48,18 @@ pub enum Value {
     Binding(Rc<(Value, Value)>),
     /// An activation record (reflection: `activation`, `caller`, `locals`...).
     Activation(Rc<Frame>),
+    /// A value that cannot hold tags itself (a number, a boolean, nil, a word) given tags by
+    /// `tag:`; primitives see the value inside (`Value::unboxed`).
+    Boxed(Rc<Boxed>),
+}
+
+/// A value with tags of its own.
+#[derive(Debug)]
+pub struct Boxed {
+    /// The value.
+    pub value: Value,
+    /// Its tags (a block).
+    pub tags: RefCell<Option<Value>>,
 }
 
 /// A mutable string with tags.
@@ -419,6 +431,7 @@ impl Value {
             Value::Float(f) => Key::Float(f.to_bits()),
             Value::Str(s) => Key::Str(s.bytes.borrow().clone()),
             Value::Word(w) => Key::Word(w.sym),
+            Value::Boxed(b) => b.value.key(),
             other => Key::Ref(other.identity()),
         }
     }
@@ -434,6 +447,7 @@ impl Value {
             Value::Prim(r) => Rc::as_ptr(r) as usize,
             Value::Binding(r) => Rc::as_ptr(r) as usize,
             Value::Activation(r) => Rc::as_ptr(r) as usize,
+            Value::Boxed(r) => Rc::as_ptr(r) as usize,
             _ => 0,
         }
     }
@@ -454,7 +468,16 @@ impl Value {
             Value::Block(s) | Value::Paren(s) | Value::Curly(s) => Some(&s.tags),
             Value::Func(c) | Value::Method(c) | Value::Poly(c) => Some(&c.body.tags),
             Value::Map(m) => Some(&m.tags),
+            Value::Boxed(b) => Some(&b.tags),
             _ => None,
+        }
+    }
+
+    /// The value itself, or the value inside a [`Value::Boxed`].
+    pub fn unboxed(self) -> Value {
+        match self {
+            Value::Boxed(b) => b.value.clone(),
+            other => other,
         }
     }
 
@@ -497,6 +520,7 @@ impl Value {
             Value::Prim(_) => "primitive-func",
             Value::Binding(_) => "binding",
             Value::Activation(_) => "activation",
+            Value::Boxed(b) => b.value.type_name(),
         }
     }
 }

@@ -223,7 +223,7 @@ fn sum(spry: &mut Interp<'_>) -> EvalResult<Value> {
     let mut floats = 0.0;
     let mut any_float = false;
     for x in s.items.borrow().iter() {
-        match x {
+        match super::inner(x) {
             Value::Int(i) => {
                 ints = ints
                     .checked_add(*i)

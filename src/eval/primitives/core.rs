@@ -6,7 +6,7 @@ use std::rc::Rc;
 use super::super::frame::{Frame, FrameKind, skip_parens_caller, skip_parens_outer};
 use super::super::print::{form, repr, short};
 use super::super::read::read_source;
-use super::super::value::{Closure, Seq, Value};
+use super::super::value::{Boxed, Closure, Seq, Value};
 use super::super::{EvalError, EvalResult, Interp};
 use super::{expected, index, int, map, seq};
 use crate::syntax::WordKind;
@@ -104,6 +104,7 @@ fn is_nil(spry: &mut Interp<'_>) -> EvalResult<Value> {
 pub(crate) fn equals(a: &Value, b: &Value) -> EvalResult<bool> {
     let mut work = vec![(a.clone(), b.clone())];
     while let Some((a, b)) = work.pop() {
+        let (a, b) = (a.unboxed(), b.unboxed());
         let same = match (&a, &b) {
             (Value::Int(x), Value::Int(y)) => x == y,
             (Value::Int(x), Value::Float(y)) | (Value::Float(y), Value::Int(x)) => {
@@ -581,23 +582,45 @@ fn tag_key(v: &Value) -> Value {
     }
 }
 
-fn tag(spry: &mut Interp<'_>) -> EvalResult<Value> {
-    let target = spry.infix_arg()?;
-    let t = spry.arg()?;
-    let slot = target
-        .tags_slot()
-        .ok_or_else(|| expected("tag:", "a value that can carry tags", &target))?;
-    let mut tags = slot.borrow_mut();
-    let block = tags.get_or_insert_with(|| Value::block(Vec::new()));
-    if let Some(s) = block.seq() {
-        s.items.borrow_mut().push(tag_key(&t));
+/// The tags slot of `target`; a value that has none is boxed with tags of its own, and the
+/// word it came from (`x tag: 'num`) is rebound to the box, as the reference VM tags the
+/// very node a word refers to.
+fn tag_target(spry: &mut Interp<'_>, word: &str) -> EvalResult<Value> {
+    let raw = spry.current.last.borrow().clone();
+    let target = spry.infix_arg_tagged()?;
+    if target.tags_slot().is_some() {
+        return Ok(target);
     }
-    drop(tags);
+    if matches!(target, Value::Activation(_) | Value::Prim(_) | Value::Binding(_)) {
+        return Err(expected(word, "a value that can carry tags", &target));
+    }
+    let boxed = Value::Boxed(Rc::new(Boxed {
+        value: target,
+        tags: std::cell::RefCell::new(None),
+    }));
+    if let Value::Word(w) = &raw
+        && matches!(w.kind, WordKind::Eval | WordKind::Get)
+    {
+        spry.assign(&raw, boxed.clone())?;
+    }
+    Ok(boxed)
+}
+
+fn tag(spry: &mut Interp<'_>) -> EvalResult<Value> {
+    let target = tag_target(spry, "tag:")?;
+    let t = spry.arg()?;
+    if let Some(slot) = target.tags_slot() {
+        let mut tags = slot.borrow_mut();
+        let block = tags.get_or_insert_with(|| Value::block(Vec::new()));
+        if let Some(s) = block.seq() {
+            s.items.borrow_mut().push(tag_key(&t));
+        }
+    }
     Ok(target)
 }
 
 fn has_tag(spry: &mut Interp<'_>) -> EvalResult<Value> {
-    let target = spry.infix_arg()?;
+    let target = spry.infix_arg_tagged()?;
     let t = tag_key(&spry.arg()?);
     let Some(Some(block)) = target.tags_slot().map(|s| s.borrow().clone()) else {
         return Ok(Value::Bool(false));
@@ -609,7 +632,7 @@ fn has_tag(spry: &mut Interp<'_>) -> EvalResult<Value> {
 }
 
 fn tags(spry: &mut Interp<'_>) -> EvalResult<Value> {
-    let target = spry.infix_arg()?;
+    let target = spry.infix_arg_tagged()?;
     Ok(target
         .tags_slot()
         .and_then(|s| s.borrow().clone())
@@ -617,15 +640,14 @@ fn tags(spry: &mut Interp<'_>) -> EvalResult<Value> {
 }
 
 fn set_tags(spry: &mut Interp<'_>) -> EvalResult<Value> {
-    let target = spry.infix_arg()?;
+    let target = tag_target(spry, "tags:")?;
     let t = spry.arg()?;
     if !matches!(t, Value::Block(_)) {
         return Err(expected("tags:", "a block", &t));
     }
-    let slot = target
-        .tags_slot()
-        .ok_or_else(|| expected("tags:", "a value that can carry tags", &target))?;
-    *slot.borrow_mut() = Some(t);
+    if let Some(slot) = target.tags_slot() {
+        *slot.borrow_mut() = Some(t);
+    }
     Ok(target)
 }
 

@@ -49,22 +49,30 @@ pub(crate) fn expected(word: &str, what: &str, got: &Value) -> EvalError {
     ))
 }
 
-pub(crate) fn int(word: &str, v: &Value) -> EvalResult<i64> {
+/// The value inside a tagged box, or the value.
+pub(crate) fn inner(v: &Value) -> &Value {
     match v {
+        Value::Boxed(b) => &b.value,
+        other => other,
+    }
+}
+
+pub(crate) fn int(word: &str, v: &Value) -> EvalResult<i64> {
+    match inner(v) {
         Value::Int(i) => Ok(*i),
         other => Err(expected(word, "an integer", other)),
     }
 }
 
 pub(crate) fn boolean(word: &str, v: &Value) -> EvalResult<bool> {
-    match v {
+    match inner(v) {
         Value::Bool(b) => Ok(*b),
         other => Err(expected(word, "a boolean", other)),
     }
 }
 
 pub(crate) fn bytes(word: &str, v: &Value) -> EvalResult<Vec<u8>> {
-    match v {
+    match inner(v) {
         Value::Str(s) => Ok(s.bytes.borrow().clone()),
         other => Err(expected(word, "a string", other)),
     }
