@@ -203,6 +203,7 @@ impl<'o> Interp<'o> {
         let mut result = self.run_body(&frame);
         self.current = saved;
         self.leave();
+        release(&frame);
         if frame.kind == FrameKind::Func
             && let Err(e) = &mut result
         {
@@ -750,6 +751,40 @@ impl<'o> Interp<'o> {
     ) -> EvalResult<(Value, bool)> {
         let value = self.run(code, args)?;
         Ok((value, self.returned()))
+    }
+}
+
+/// Breaks the reference cycle a finished activation forms with the closures it made and kept
+/// (`f = func [...]` binds, in the activation's locals, a function that holds the activation):
+/// when nothing else can reach the activation or those closures, its locals are emptied so that
+/// all of it is freed. Without this a loop that defines a function would grow without end.
+fn release(frame: &Rc<Frame>) {
+    if matches!(frame.kind, FrameKind::Root | FrameKind::Curly) {
+        return;
+    }
+    let locals = frame.locals.borrow().clone();
+    let Some(map) = locals else {
+        return;
+    };
+    // Ours, and the one in the activation: anyone else (`activation locals`) keeps it.
+    if Rc::strong_count(&map) > 2 {
+        return;
+    }
+    let captured = map
+        .bindings()
+        .into_iter()
+        .filter(|(_, v)| match v {
+            Value::Func(c) | Value::Method(c) | Value::Poly(c) => {
+                // The closure's only holders: the map entry and the clone `bindings` made.
+                Rc::strong_count(c) == 2
+                    && c.outer.as_ref().is_some_and(|o| Rc::ptr_eq(o, frame))
+            }
+            _ => false,
+        })
+        .count();
+    if captured > 0 && Rc::strong_count(frame) == 1 + captured {
+        drop(map);
+        frame.locals.borrow_mut().take();
     }
 }
 
