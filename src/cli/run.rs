@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Args;
 
-use spry_image::eval::{ErrorKind, EvalError, Interp, Options, Value, repr, run_with_stack};
+use spry_image::eval::{
+    ErrorKind, EvalError, Interp, Options, Source, Value, repr, run_with_stack,
+};
 
 use super::{Status, open_image};
 
@@ -63,6 +65,23 @@ pub fn run(image: Option<&Path>, args: &RunArgs) -> Status {
     }
 }
 
+/// The image as the evaluator reads it (possibly borrowed from a running watcher).
+struct ImageSource(spry_image::watch::Borrowed);
+
+impl Source for ImageSource {
+    fn has_module(&self, module: &str) -> spry_image::Result<bool> {
+        (*self.0).has_module(module)
+    }
+
+    fn definition(&self, module: &str, name: &str) -> spry_image::Result<Option<Vec<u8>>> {
+        Source::definition(&*self.0, module, name)
+    }
+
+    fn is_partial(&self) -> bool {
+        Source::is_partial(&*self.0)
+    }
+}
+
 enum Program {
     Code(String),
     File(PathBuf),
@@ -109,7 +128,7 @@ fn evaluate(image_dir: Option<&Path>, args: &RunArgs, interrupt: Arc<AtomicBool>
     };
     let mut spry = Interp::new(options, Box::new(stdout.lock()));
     if let Some(image) = image {
-        spry.set_source(Box::new(image));
+        spry.set_source(Box::new(ImageSource(image)));
     }
     let script_args = args.args.iter().map(|a| Value::str(a.as_bytes())).collect();
     spry.define("args", Value::block(script_args));

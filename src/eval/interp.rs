@@ -776,8 +776,7 @@ fn release(frame: &Rc<Frame>) {
         .filter(|(_, v)| match v {
             Value::Func(c) | Value::Method(c) | Value::Poly(c) => {
                 // The closure's only holders: the map entry and the clone `bindings` made.
-                Rc::strong_count(c) == 2
-                    && c.outer.as_ref().is_some_and(|o| Rc::ptr_eq(o, frame))
+                Rc::strong_count(c) == 2 && c.outer.as_ref().is_some_and(|o| Rc::ptr_eq(o, frame))
             }
             _ => false,
         })

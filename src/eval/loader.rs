@@ -56,20 +56,6 @@ impl Source for Image {
     }
 }
 
-impl Source for crate::watch::Borrowed {
-    fn has_module(&self, module: &str) -> Result<bool> {
-        (**self).has_module(module)
-    }
-
-    fn definition(&self, module: &str, name: &str) -> Result<Option<Vec<u8>>> {
-        Source::definition(&**self, module, name)
-    }
-
-    fn is_partial(&self) -> bool {
-        Source::is_partial(&**self)
-    }
-}
-
 /// Definitions held in memory (tests, embedding), counting the reads made.
 #[derive(Debug, Default)]
 pub struct MapSource {

@@ -202,8 +202,11 @@ impl std::fmt::Debug for Prim {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Sym(u32);
 
+/// The interned names of one thread: name to symbol, and symbol to name.
+type SymbolTable = (FxHashMap<Rc<str>, u32>, Vec<Rc<str>>);
+
 thread_local! {
-    static SYMBOLS: RefCell<(FxHashMap<Rc<str>, u32>, Vec<Rc<str>>)> = RefCell::default();
+    static SYMBOLS: RefCell<SymbolTable> = RefCell::default();
 }
 
 impl Sym {
@@ -224,7 +227,14 @@ impl Sym {
 
     /// The name.
     pub fn name(self) -> Rc<str> {
-        SYMBOLS.with(|table| table.borrow().1.get(self.0 as usize).cloned().unwrap_or_else(|| "".into()))
+        SYMBOLS.with(|table| {
+            table
+                .borrow()
+                .1
+                .get(self.0 as usize)
+                .cloned()
+                .unwrap_or_else(|| "".into())
+        })
     }
 }
 

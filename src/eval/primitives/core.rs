@@ -591,7 +591,10 @@ fn tag_target(spry: &mut Interp<'_>, word: &str) -> EvalResult<Value> {
     if target.tags_slot().is_some() {
         return Ok(target);
     }
-    if matches!(target, Value::Activation(_) | Value::Prim(_) | Value::Binding(_)) {
+    if matches!(
+        target,
+        Value::Activation(_) | Value::Prim(_) | Value::Binding(_)
+    ) {
         return Err(expected(word, "a value that can carry tags", &target));
     }
     let boxed = Value::Boxed(Rc::new(Boxed {

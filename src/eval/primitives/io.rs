@@ -36,7 +36,9 @@ fn probe(spry: &mut Interp<'_>) -> EvalResult<Value> {
 
 fn path(word: &str, v: &Value) -> EvalResult<std::path::PathBuf> {
     let bytes = super::bytes(word, v)?;
-    Ok(std::path::PathBuf::from(String::from_utf8_lossy(&bytes).into_owned()))
+    Ok(std::path::PathBuf::from(
+        String::from_utf8_lossy(&bytes).into_owned(),
+    ))
 }
 
 fn file_error(word: &str, path: &std::path::Path, e: &std::io::Error) -> EvalError {
