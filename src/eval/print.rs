@@ -37,26 +37,34 @@ pub fn short(value: &Value) -> String {
     shown
 }
 
-/// The reference's `print`: strings raw, a block's nodes without brackets.
+/// The reference's `print`: strings raw, a block's nodes without brackets (nested blocks too).
 pub fn form(value: &Value) -> String {
+    let mut out = String::new();
+    write_form(value, &mut out, 0);
+    out
+}
+
+fn write_form(value: &Value, out: &mut String, depth: usize) {
+    if depth > MAX_PRINT_DEPTH || out.len() > MAX_PRINT_LEN {
+        out.push_str("...");
+        return;
+    }
     match value {
-        Value::Str(s) => String::from_utf8_lossy(&s.bytes.borrow()).into_owned(),
-        Value::Boxed(b) => form(&b.value),
+        Value::Str(s) => out.push_str(&String::from_utf8_lossy(&s.bytes.borrow())),
+        Value::Boxed(b) => write_form(&b.value, out, depth + 1),
         Value::Block(s) => {
-            let mut out = String::new();
             for (i, v) in s.items.borrow().iter().enumerate() {
                 if i > 0 {
                     out.push(' ');
                 }
-                out.push_str(&form(v));
                 if out.len() > MAX_PRINT_LEN {
                     out.push_str("...");
-                    break;
+                    return;
                 }
+                write_form(v, out, depth + 1);
             }
-            out
         }
-        other => repr(other),
+        other => write_repr(other, out, depth),
     }
 }
 
