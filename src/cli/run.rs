@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use clap::Args;
 
 use spry_image::eval::{
-    ErrorKind, EvalError, Interp, Options, Source, Value, repr, run_with_stack,
+    DEFAULT_MAX_DEPTH, ErrorKind, EvalError, Interp, Options, Source, Value, repr, run_with_stack,
 };
 
 use super::{Status, open_image};
@@ -40,9 +40,15 @@ pub struct RunArgs {
         allow_hyphen_values = true
     )]
     args: Vec<String>,
-    /// Nested calls allowed before `stack overflow`.
-    #[arg(long, value_name = "N", default_value_t = spry_image::eval::DEFAULT_MAX_DEPTH)]
-    max_depth: usize,
+    /// Nested calls allowed before `stack overflow` (at most 25000: the evaluation thread's
+    /// stack must outlast the limit).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = spry_image::eval::DEFAULT_MAX_DEPTH as u64,
+        value_parser = clap::value_parser!(u64).range(1..=25_000)
+    )]
+    max_depth: u64,
 }
 
 pub fn run(image: Option<&Path>, args: &RunArgs) -> Status {
@@ -122,7 +128,7 @@ fn evaluate(image_dir: Option<&Path>, args: &RunArgs, interrupt: Arc<AtomicBool>
     }
     let stdout = std::io::stdout();
     let options = Options {
-        max_depth: args.max_depth,
+        max_depth: usize::try_from(args.max_depth).unwrap_or(DEFAULT_MAX_DEPTH),
         max_steps: None,
         interrupt: Some(interrupt),
     };

@@ -20,6 +20,9 @@ use crate::syntax::WordKind;
 #[derive(Clone, Debug)]
 pub struct Options {
     /// Nested activations (and primitive calls) allowed before `stack overflow at depth N`.
+    /// Each level takes up to about 2 KiB of Rust stack (up to 20 KiB unoptimized): run deep
+    /// evaluations with [`run_with_stack`](super::run_with_stack), which fits 25,000 levels
+    /// with room to spare.
     pub max_depth: usize,
     /// Nodes evaluated before the evaluation stops (for tests that must end); none by default.
     pub max_steps: Option<u64>,
@@ -32,7 +35,7 @@ pub struct Options {
 pub const DEFAULT_MAX_DEPTH: usize = 10_000;
 
 /// The stack the evaluation thread gets: room for [`DEFAULT_MAX_DEPTH`] with a wide margin.
-pub const STACK_SIZE: usize = 512 << 20;
+pub const STACK_SIZE: usize = 1 << 30;
 
 impl Default for Options {
     fn default() -> Options {

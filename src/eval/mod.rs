@@ -72,6 +72,14 @@ mod tests {
     }
 
     #[test]
+    fn the_prelude_loads_cleanly() {
+        let mut spry = Interp::new(Options::default(), Box::new(std::io::sink()));
+        let again = spry.eval_text("prelude", super::primitives::PRELUDE.as_bytes());
+        assert!(again.is_ok(), "{again:?}");
+        assert_eq!(run("[1 2 3] detect: [:x x > 1]"), "2");
+    }
+
+    #[test]
     fn symbols_are_equal_for_equal_names_only() {
         assert_eq!(Sym::of("alpha"), Sym::of("alpha"));
         assert_ne!(Sym::of("alpha"), Sym::of("beta"));

@@ -299,6 +299,19 @@ fn eval_run_script_with_shebang_args_and_exit_codes() {
     assert_eq!(out.code, Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("stack overflow at depth 10000"));
 
+    // The highest depth allowed still ends in a Spry error, not in Rust's stack overflow.
+    let out = dir
+        .command()
+        .args(["run", "--max-depth", "25000", "-e", "f = func [1 + f] f"])
+        .output();
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stack overflow at depth 25000"));
+    let out = dir
+        .command()
+        .args(["run", "--max-depth", "30000", "-e", "1"])
+        .output();
+    assert_eq!(out.code, Some(2), "{out}");
+
     let out = dir.command().args(["run", "missing.spry"]).output();
     assert_eq!(out.code, Some(2));
 
