@@ -9,6 +9,7 @@ mod history;
 mod inspect;
 mod pager;
 mod parse;
+mod repl;
 mod run;
 mod status;
 mod watch;
@@ -208,6 +209,13 @@ enum Command {
         #[command(flatten)]
         at: ImageArg,
     },
+    /// An interactive Spry session over the image's modules.
+    Repl {
+        #[command(flatten)]
+        args: repl::ReplArgs,
+        #[command(flatten)]
+        at: ImageArg,
+    },
 }
 
 /// Exit status: 0 all well, 1 something in the input is wrong, 2 trouble (I/O, usage).
@@ -290,6 +298,7 @@ fn run(command: Command) -> Status {
         C::Completions(args) => help::completions(&args),
         C::Man(args) => help::man(&args),
         C::Run { args, at } => run::run(image(&at).as_deref(), &args),
+        C::Repl { args, at } => repl::run(image(&at).as_deref(), &args),
     }
 }
 

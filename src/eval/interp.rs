@@ -68,6 +68,7 @@ pub struct Interp<'o> {
     depth: usize,
     steps: u64,
     options: Options,
+    builtin_count: usize,
     out: Box<dyn Write + 'o>,
     source: Option<Box<dyn Source + 'o>>,
 }
@@ -94,6 +95,7 @@ impl<'o> Interp<'o> {
             depth: 0,
             steps: 0,
             options,
+            builtin_count: 0,
             out,
             source: None,
         };
@@ -105,6 +107,7 @@ impl<'o> Interp<'o> {
         // The prelude is ours and tested; should it fail, the primitives still stand.
         let _ = spry.eval_text("prelude", primitives::PRELUDE.as_bytes());
         spry.steps = 0;
+        spry.builtin_count = spry.root.len();
         spry
     }
 
@@ -131,6 +134,55 @@ impl<'o> Interp<'o> {
     pub fn eval_text(&mut self, name: &str, text: &[u8]) -> EvalResult<Value> {
         let seq = read_source(name, text, 0)?;
         self.eval_seq(seq)
+    }
+
+    /// Evaluates source text as if inside module `module`'s curly: its bindings go into the
+    /// module (read from the image, or made if there is none), and it sees the module's words.
+    ///
+    /// # Errors
+    /// A syntax error, or any Spry error.
+    pub fn eval_in_module(&mut self, module: &str, name: &str, text: &[u8]) -> EvalResult<Value> {
+        let seq = read_source(name, text, 0)?;
+        let map = match self.lookup(&Key::word(module))? {
+            Some(Value::Map(map)) => map,
+            _ => match self.load_module(module)? {
+                Some(map) => map,
+                None => {
+                    let map = MapObj::new();
+                    self.define(module, Value::Map(map.clone()));
+                    self.modules
+                        .items
+                        .borrow_mut()
+                        .push(Value::Map(map.clone()));
+                    map
+                }
+            },
+        };
+        let frame = Rc::new(Frame::new(
+            FrameKind::Curly,
+            seq,
+            Some(self.root_frame.clone()),
+            None,
+            Value::Nil,
+            Some(map),
+        ));
+        self.depth = 0;
+        self.current = frame.clone();
+        let result = self.run_frame(frame);
+        self.current = self.root_frame.clone();
+        self.root_frame.returned.set(false);
+        result
+    }
+
+    /// The names bound at the top level since the system was made (not the primitives or the
+    /// prelude), in the order they were bound.
+    pub fn user_names(&self) -> Vec<String> {
+        self.root
+            .bindings()
+            .into_iter()
+            .skip(self.builtin_count)
+            .map(|(k, _)| repr(&k))
+            .collect()
     }
 
     /// Evaluates a sequence of nodes at the top level.

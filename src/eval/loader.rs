@@ -111,3 +111,17 @@ impl<S: Source + ?Sized> Source for std::rc::Rc<S> {
         (**self).is_partial()
     }
 }
+
+impl<S: Source + ?Sized> Source for &S {
+    fn has_module(&self, module: &str) -> Result<bool> {
+        (**self).has_module(module)
+    }
+
+    fn definition(&self, module: &str, name: &str) -> Result<Option<Vec<u8>>> {
+        (**self).definition(module, name)
+    }
+
+    fn is_partial(&self) -> bool {
+        (**self).is_partial()
+    }
+}

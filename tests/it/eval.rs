@@ -377,3 +377,50 @@ fn eval_run_definition_from_an_image() {
         "{err}"
     );
 }
+
+#[test]
+fn eval_repl_evaluates_lines_multiline_input_modules_and_commands() {
+    let dir = Dir::new("eval_repl");
+    dir.create(
+        "src/geo.spry",
+        "{\n  _meta = {name = 'Geo}\n  square = func [:x * x]\n}\n",
+    );
+    let out = dir.command().args(["build", "src"]).output();
+    assert!(out.code == Some(0), "{out}");
+    let input = dir.create(
+        "input.txt",
+        "x = 3\nx * 2\nf = func [\n  :a + 1\n]\nf 41\nGeo::square 5\n:ls\n:show Geo::square\n\
+         :module Geo\ncube = func [:x * (square x)]\n:module\nGeo::cube 2\n1 + \"a\"\n:quit\n",
+    );
+    let mut cmd = dir.command();
+    cmd.current_dir(dir.join("src")).arg("repl");
+    cmd.cmd().stdin(std::fs::File::open(&input).unwrap());
+    let out = cmd.output();
+    assert_eq!(out.code, Some(0), "{out}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "3",
+            "6",
+            "func [:a + 1]",
+            "42",
+            "25",
+            "modules: Geo",
+            "bound here: x f Geo",
+            "square = func [:x * x]",
+            "func [:x * (square x)]",
+            "8",
+        ],
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("repl-8:1:3: error: cannot evaluate 1 + \"a\""),
+        "{stderr}"
+    );
+    // History persists in the image directory.
+    let history = dir.read("src/.spry-image/repl_history");
+    assert!(String::from_utf8_lossy(&history).contains("Geo::cube 2"));
+}
