@@ -11,15 +11,17 @@ use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
 
 use spry_image::eval::{ErrorKind, Interp, Options, Source, Value, repr, run_with_stack};
-use spry_image::syntax::{SyntaxErrorKind, parse};
+use spry_image::syntax::{SyntaxErrorKind, parse, read_definition};
+use spry_image::{ExportOptions, Origin};
 
 use super::{Status, open_image};
 
 #[derive(Args, Debug, Clone)]
 #[command(
     after_help = "Commands: :help, :ls, :show NAME, :module NAME, :module (back to the \
-top level), :quit. Ctrl-C stops a running evaluation; Ctrl-D ends the session.\n\nNot there \
-yet: bindings made in a module are not stored in the image as live edits (use `put`)."
+top level), :quit. Ctrl-C stops a running evaluation; Ctrl-D ends the session.\n\nIn a \
+module of the image, a definition (`name = expression`) is also stored in the image as a live \
+edit and written to the module's file."
 )]
 pub struct ReplArgs {}
 
@@ -43,7 +45,8 @@ Spry, with the image's modules loadable as Foo::bar.
   EXPRESSION        evaluate it and print its value
   :ls               the image's modules, and the names bound in this session
   :show NAME        a value (or, for Module::name, its text in the image)
-  :module NAME      evaluate in module NAME from now on (bindings go into it)
+  :module NAME      evaluate in module NAME from now on (bindings go into it; a definition
+                    `name = ...` in a module of the image is stored there and in its file)
   :module           back to the top level
   :help, :quit";
 
@@ -169,8 +172,16 @@ fn session(image_dir: Option<&Path>, interrupt: Arc<AtomicBool>) -> Status {
         };
         let _ = spry.flush();
         match result {
-            Ok(Value::Nil) => {}
-            Ok(value) => println!("{}", repr(&value)),
+            Ok(value) => {
+                if let (Some(m), Some(image)) = (&module, image.as_deref())
+                    && let Ok(def) = read_definition(line.as_bytes())
+                {
+                    store(image, m, &def, line);
+                }
+                if !matches!(value, Value::Nil) {
+                    println!("{}", repr(&value));
+                }
+            }
             Err(e) if matches!(e.kind, ErrorKind::Quit(_)) => break,
             Err(e) => eprint!("{}", e.report()),
         }
@@ -205,5 +216,31 @@ fn show(image: Option<&spry_image::Image>, spry: &mut Interp<'_>, name: &str) {
     match spry.eval_text("show", format!("${name}").as_bytes()) {
         Ok(value) => println!("{}", repr(&value)),
         Err(e) => eprint!("{}", e.report()),
+    }
+}
+
+/// A definition made in a module of the image is a live edit, as `put` makes one, and goes to
+/// the module's file at once (through a running watcher's loan, the watcher writes it too).
+fn store(image: &spry_image::Image, module: &str, name: &str, text: &str) {
+    let stored = (|| -> spry_image::Result<Option<u64>> {
+        if image.module(module)?.is_none() {
+            return Ok(None);
+        }
+        let mut tx = image.begin(Origin::Live)?;
+        tx.put_definition(module, name, text.as_bytes())?;
+        let generation = tx.commit()?;
+        let options = ExportOptions {
+            to: None,
+            modules: vec![module.to_string()],
+        };
+        spry_image::export(image, &options)?;
+        Ok(generation)
+    })();
+    match stored {
+        Ok(Some(generation)) => {
+            eprintln!("stored {module}::{name} (generation {generation}) and wrote its file");
+        }
+        Ok(None) => {}
+        Err(e) => eprintln!("error: {module}::{name} is bound but not stored: {e}"),
     }
 }

@@ -420,6 +420,19 @@ fn eval_repl_evaluates_lines_multiline_input_modules_and_commands() {
         stderr.contains("repl-8:1:3: error: cannot evaluate 1 + \"a\""),
         "{stderr}"
     );
+    // The definition made in module Geo is a live edit: in the image and in its file, so
+    // that a build after it finds nothing to do.
+    assert!(stderr.contains("stored Geo::cube"), "{stderr}");
+    let file = String::from_utf8_lossy(&dir.read("src/geo.spry")).into_owned();
+    assert_eq!(
+        file,
+        "{\n  _meta = {name = 'Geo}\n  square = func [:x * x]\n  cube = func [:x * (square x)]\n}\n"
+    );
+    let out = dir.command().args(["build", "src"]).output();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("nothing to commit"),
+        "{out}"
+    );
     // History persists in the image directory.
     let history = dir.read("src/.spry-image/repl_history");
     assert!(String::from_utf8_lossy(&history).contains("Geo::cube 2"));
