@@ -838,7 +838,9 @@ fn release(frame: &Rc<Frame>) {
         .count();
     if captured > 0 && Rc::strong_count(frame) == 1 + captured {
         drop(map);
-        frame.locals.borrow_mut().take();
+        // Taken out first, dropped after the borrow ends.
+        let taken = frame.locals.borrow_mut().take();
+        drop(taken);
     }
 }
 

@@ -127,7 +127,7 @@ fn new_block_sized(spry: &mut Interp<'_>) -> EvalResult<Value> {
     let n = int("newBlock:", &spry.arg()?)?;
     let n = usize::try_from(n)
         .ok()
-        .filter(|&n| n <= 1 << 28)
+        .filter(|&n| n <= 1 << 24)
         .ok_or_else(|| EvalError::runtime(format!("newBlock: {n} is not a size")))?;
     Ok(Value::block(vec![Value::Nil; n]))
 }

@@ -99,12 +99,23 @@ fn is_nil(spry: &mut Interp<'_>) -> EvalResult<Value> {
     Ok(Value::Bool(matches!(spry.infix_arg()?, Value::Nil)))
 }
 
+/// The most nodes `==` compares before it gives up.
+const MAX_COMPARED: usize = 10_000_000;
+
 /// `==` as the reference has it: numbers across int and float, strings, booleans, blocks by
 /// their nodes, words by name, nil with anything; other pairs are an error.
 pub(crate) fn equals(a: &Value, b: &Value) -> EvalResult<bool> {
     let mut work = vec![(a.clone(), b.clone())];
+    let mut compared = 0usize;
     while let Some((a, b)) = work.pop() {
         let (a, b) = (a.unboxed(), b.unboxed());
+        // Two cyclic blocks (`b add: b`) would be compared forever.
+        compared += 1;
+        if compared > MAX_COMPARED {
+            return Err(EvalError::runtime(
+                "== compares more than 10,000,000 nodes: the blocks are cyclic or too large",
+            ));
+        }
         let same = match (&a, &b) {
             (Value::Int(x), Value::Int(y)) => x == y,
             (Value::Int(x), Value::Float(y)) | (Value::Float(y), Value::Int(x)) => {
@@ -117,6 +128,7 @@ pub(crate) fn equals(a: &Value, b: &Value) -> EvalResult<bool> {
             (_, Value::Nil) | (Value::Nil, _) => false,
             (Value::Word(x), other) => matches!(other, Value::Word(y) if x.name == y.name),
             (Value::Block(x), other) => match other {
+                Value::Block(y) if Rc::ptr_eq(x, y) => true,
                 Value::Block(y) => {
                     let (x, y) = (x.items.borrow(), y.items.borrow());
                     if x.len() != y.len() {
@@ -611,12 +623,15 @@ fn tag_target(spry: &mut Interp<'_>, word: &str) -> EvalResult<Value> {
 
 fn tag(spry: &mut Interp<'_>) -> EvalResult<Value> {
     let target = tag_target(spry, "tag:")?;
-    let t = spry.arg()?;
+    // The tag's name first: it may be printed from the very block the tags live in.
+    let t = tag_key(&spry.arg()?);
     if let Some(slot) = target.tags_slot() {
-        let mut tags = slot.borrow_mut();
-        let block = tags.get_or_insert_with(|| Value::block(Vec::new()));
+        let block = slot
+            .borrow_mut()
+            .get_or_insert_with(|| Value::block(Vec::new()))
+            .clone();
         if let Some(s) = block.seq() {
-            s.items.borrow_mut().push(tag_key(&t));
+            s.items.borrow_mut().push(t);
         }
     }
     Ok(target)
