@@ -748,7 +748,15 @@ impl<'o> Interp<'o> {
     /// `evalArg`: the next node, evaluated.
     pub(crate) fn arg(&mut self) -> EvalResult<Value> {
         let node = self.raw_arg()?;
-        Ok(self.eval(&node)?.unboxed())
+        let at = self.current.pos.get().saturating_sub(1);
+        match self.eval(&node) {
+            Ok(value) => Ok(value.unboxed()),
+            // Placed at the argument: a call made there is named by its own word.
+            Err(e) => {
+                let frame = self.current.clone();
+                Err(locate(e, &frame, at, Some(&node)))
+            }
+        }
     }
 
     /// `arg`: the next node as it stands.
