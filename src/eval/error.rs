@@ -56,9 +56,14 @@ pub enum ErrorKind {
     Image,
 }
 
-/// A Spry error with its position and call chain.
+/// A Spry error with its position and call chain. One pointer wide (the details are boxed):
+/// every evaluation step returns a `Result`, and a small error keeps that cheap.
 #[derive(Clone, Debug)]
-pub struct EvalError {
+pub struct EvalError(Box<ErrorDetails>);
+
+/// What an [`EvalError`] holds (reached through it by `Deref`).
+#[derive(Clone, Debug)]
+pub struct ErrorDetails {
     /// What kind of error.
     pub kind: ErrorKind,
     /// The message.
@@ -83,14 +88,14 @@ impl EvalError {
 
     /// An error of `kind`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> EvalError {
-        EvalError {
+        EvalError(Box::new(ErrorDetails {
             kind,
             message: message.into(),
             location: None,
             trace: Vec::new(),
             omitted: 0,
             crossed_call: false,
-        }
+        }))
     }
 
     /// The error with its location, its message and its call chain, one per line.
@@ -120,6 +125,19 @@ impl EvalError {
             out.push_str(&format!("  ... and {} more calls\n", self.omitted));
         }
         out
+    }
+}
+
+impl std::ops::Deref for EvalError {
+    type Target = ErrorDetails;
+    fn deref(&self) -> &ErrorDetails {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for EvalError {
+    fn deref_mut(&mut self) -> &mut ErrorDetails {
+        &mut self.0
     }
 }
 

@@ -28,7 +28,7 @@ mod print;
 mod read;
 pub mod value;
 
-pub use error::{ErrorKind, EvalError, Location, MAX_TRACE};
+pub use error::{ErrorDetails, ErrorKind, EvalError, Location, MAX_TRACE};
 pub use frame::{Frame, FrameKind};
 pub use interp::{DEFAULT_MAX_DEPTH, Interp, Options, STACK_SIZE};
 pub use loader::{MapSource, Source};
