@@ -10,6 +10,7 @@
 //! - [`watch`]: an image kept in step with its tree while a person edits.
 //! - [`status`](mod@status): how the image and a tree differ, by module and by definition.
 //! - [`diagnostic`]: errors rendered for people.
+//! - [`eval`]: a Spry evaluator running code from files and, by key, from an image.
 //!
 //! The types used most are also here at the top: [`Image`], [`Transaction`], [`Origin`],
 //! [`build()`], [`BuildOptions`], [`BuildReport`], [`FileFailure`], [`export()`],
@@ -27,6 +28,7 @@ pub mod build;
 pub mod corpus;
 pub mod diagnostic;
 mod error;
+pub mod eval;
 pub mod export;
 pub mod image;
 mod source;

@@ -9,6 +9,8 @@ mod history;
 mod inspect;
 mod pager;
 mod parse;
+mod repl;
+mod run;
 mod status;
 mod watch;
 
@@ -204,6 +206,20 @@ enum Command {
     Completions(help::CompletionsArgs),
     /// Print the manual page (roff), or one command's, to read with `man -l` or install.
     Man(help::ManArgs),
+    /// Run a Spry script, a definition of the image (MODULE::NAME) or -e CODE.
+    Run {
+        #[command(flatten)]
+        args: run::RunArgs,
+        #[command(flatten)]
+        at: ImageArg,
+    },
+    /// An interactive Spry session over the image's modules.
+    Repl {
+        #[command(flatten)]
+        args: repl::ReplArgs,
+        #[command(flatten)]
+        at: ImageArg,
+    },
 }
 
 /// Exit status: 0 all well, 1 something in the input is wrong, 2 trouble (I/O, usage).
@@ -298,6 +314,8 @@ fn run(before: Option<PathBuf>, command: Command) -> Status {
         C::Gen(args) => generate::run(&args),
         C::Completions(args) => help::completions(&args),
         C::Man(args) => help::man(&args),
+        C::Run { args, at } => run::run(image(&at).as_deref(), &args),
+        C::Repl { args, at } => repl::run(image(&at).as_deref(), &args),
     }
 }
 

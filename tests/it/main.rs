@@ -6,6 +6,7 @@ mod util;
 
 mod cli_conventions;
 mod crash;
+mod eval;
 mod export;
 mod first_contact;
 mod history;

@@ -1,0 +1,130 @@
+//! Activations: one per running block, paren, curly, function or method, linked to their caller
+//! (`parent`) and, for functions, to the activation they were made in (`outer`). As in the
+//! reference VM they live on the heap (a closure keeps its maker's activation alive) and Spry
+//! code can reach them (`activation`, `caller`, `locals`).
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use super::value::{MapObj, Seq, Value};
+
+/// What kind of code an activation runs; it decides where names are looked up and bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameKind {
+    /// The top level: its locals are the root map.
+    Root,
+    /// A block run by `do`, `then:` and the like: locals of its own, looks up through its caller.
+    Block,
+    /// A paren: no locals; binds and looks up in the activation around it.
+    Paren,
+    /// A curly: its locals become the map it evaluates to.
+    Curly,
+    /// A function or method: looks up through the activation it was made in.
+    Func,
+}
+
+/// An activation record.
+#[derive(Debug)]
+pub struct Frame {
+    /// What it runs.
+    pub kind: FrameKind,
+    /// The code.
+    pub body: Rc<Seq>,
+    /// The next node to evaluate.
+    pub pos: Cell<usize>,
+    /// The last value (or, before a method, the unevaluated node to its left).
+    pub last: RefCell<Value>,
+    /// The receiver of the running method (inherited by blocks and functions it runs).
+    pub receiver: RefCell<Value>,
+    /// Named arguments and locals, made on first binding.
+    pub locals: RefCell<Option<Rc<MapObj>>>,
+    /// Set by `^`: stop, and make the caller stop too unless this is a function.
+    pub returned: Cell<bool>,
+    /// The caller.
+    pub parent: Option<Rc<Frame>>,
+    /// For a function: the activation it was made in.
+    pub outer: Option<Rc<Frame>>,
+    /// The block `throw` runs (`catcher:`).
+    pub catcher: RefCell<Option<Value>>,
+    /// Values a primitive hands a block as its arguments (`do:`, `to:do:`), last first.
+    pub feed: RefCell<Option<Vec<Value>>>,
+}
+
+impl Frame {
+    /// A new activation of `body`.
+    pub fn new(
+        kind: FrameKind,
+        body: Rc<Seq>,
+        parent: Option<Rc<Frame>>,
+        outer: Option<Rc<Frame>>,
+        receiver: Value,
+        locals: Option<Rc<MapObj>>,
+    ) -> Frame {
+        Frame {
+            kind,
+            body,
+            pos: Cell::new(0),
+            last: RefCell::new(Value::Nil),
+            receiver: RefCell::new(receiver),
+            locals: RefCell::new(locals),
+            returned: Cell::new(false),
+            parent,
+            outer,
+            catcher: RefCell::new(None),
+            feed: RefCell::new(None),
+        }
+    }
+
+    /// The next node, advancing.
+    pub fn next_node(&self) -> Option<Value> {
+        let pos = self.pos.get();
+        let node = self.body.get(pos)?;
+        self.pos.set(pos + 1);
+        Some(node)
+    }
+
+    /// The next node, not advancing.
+    pub fn peek_node(&self) -> Option<Value> {
+        self.body.get(self.pos.get())
+    }
+
+    /// Where lookups continue: a function's maker, anything else's caller.
+    pub fn outer_frame(&self) -> Option<&Rc<Frame>> {
+        if self.kind == FrameKind::Func {
+            self.outer.as_ref()
+        } else {
+            self.parent.as_ref()
+        }
+    }
+
+    /// This activation's locals, made if it has none yet (a paren has none of its own).
+    pub fn locals_or_new(&self) -> Rc<MapObj> {
+        self.locals
+            .borrow_mut()
+            .get_or_insert_with(MapObj::new)
+            .clone()
+    }
+}
+
+/// The first activation at or above `frame` (by `outer`) that is not a paren.
+pub fn skip_parens_outer(frame: &Rc<Frame>) -> Option<Rc<Frame>> {
+    let mut at = Some(frame.clone());
+    while let Some(f) = at.as_ref().filter(|f| f.kind == FrameKind::Paren) {
+        at = f.outer_frame().cloned();
+    }
+    at
+}
+
+/// The first activation at or above `frame` (by caller) that is not a paren.
+pub fn skip_parens_caller(frame: &Rc<Frame>) -> Option<Rc<Frame>> {
+    let mut at = Some(frame.clone());
+    while let Some(f) = at.as_ref().filter(|f| f.kind == FrameKind::Paren) {
+        at = f.parent.clone();
+    }
+    at
+}
+
+/// The caller of the nearest non-paren activation (a paren or not): where arguments come from.
+pub fn arg_source(frame: &Rc<Frame>) -> Option<Rc<Frame>> {
+    skip_parens_caller(frame)?.parent.clone()
+}

@@ -1,0 +1,902 @@
+//! The evaluator: activations run their nodes left to right; a word bound to a method takes the
+//! node to its left as its receiver; functions and primitives pull their arguments from the
+//! code that follows them. The rules are those of Spry's reference VM (`spryvm`).
+
+use std::io::Write;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::error::{ErrorKind, EvalError, Location, MAX_TRACE};
+use super::frame::{Frame, FrameKind, skip_parens_caller, skip_parens_outer};
+use super::loader::Source;
+use super::print::repr;
+use super::read::read_source;
+use super::value::{Closure, Key, MapObj, Prim, PrimFn, Seq, Value};
+use super::{EvalResult, primitives};
+use crate::syntax::WordKind;
+
+/// Limits and controls of an evaluation.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Nested activations (and primitive calls) allowed before `stack overflow at depth N`.
+    /// Each level takes up to about 2 KiB of Rust stack (up to 20 KiB unoptimized): run deep
+    /// evaluations with [`run_with_stack`](super::run_with_stack), which fits 25,000 levels
+    /// with room to spare.
+    pub max_depth: usize,
+    /// Nodes evaluated before the evaluation stops (for tests that must end); none by default.
+    pub max_steps: Option<u64>,
+    /// Raised (by a Ctrl-C handler), it stops the evaluation at the next node.
+    pub interrupt: Option<Arc<AtomicBool>>,
+}
+
+/// The default depth limit. Evaluation must run on a thread with [`STACK_SIZE`] bytes of stack
+/// (see [`super::run_with_stack`]) for this depth to be reached before Rust's own limit.
+pub const DEFAULT_MAX_DEPTH: usize = 10_000;
+
+/// The stack the evaluation thread gets: room for [`DEFAULT_MAX_DEPTH`] with a wide margin.
+pub const STACK_SIZE: usize = 1 << 30;
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            max_depth: DEFAULT_MAX_DEPTH,
+            max_steps: None,
+            interrupt: None,
+        }
+    }
+}
+
+/// A Spry system: the root map, the modules list, the running activation, the output.
+///
+/// # Examples
+/// ```
+/// use spry_image::eval::{Interp, Options, repr};
+/// let mut out = Vec::new();
+/// let mut spry = Interp::new(Options::default(), Box::new(&mut out));
+/// let value = spry.eval_text("example", b"x = 3 echo (x * 4) x + 1").unwrap();
+/// assert_eq!(repr(&value), "4");
+/// drop(spry);
+/// assert_eq!(out, b"12\n");
+/// ```
+pub struct Interp<'o> {
+    pub(crate) root: Rc<MapObj>,
+    pub(crate) modules: Rc<Seq>,
+    pub(crate) current: Rc<Frame>,
+    pub(crate) root_frame: Rc<Frame>,
+    pub(crate) last_self: Value,
+    depth: usize,
+    steps: u64,
+    options: Options,
+    builtin_count: usize,
+    out: Box<dyn Write + 'o>,
+    source: Option<Box<dyn Source + 'o>>,
+}
+
+impl<'o> Interp<'o> {
+    /// A system with every primitive and the prelude, writing `echo` and `probe` to `out`.
+    pub fn new(options: Options, out: Box<dyn Write + 'o>) -> Interp<'o> {
+        let root = MapObj::new();
+        let modules = Seq::new(Vec::new());
+        let root_frame = Rc::new(Frame::new(
+            FrameKind::Root,
+            Seq::new(Vec::new()),
+            None,
+            None,
+            Value::Nil,
+            Some(root.clone()),
+        ));
+        let mut spry = Interp {
+            root,
+            modules,
+            current: root_frame.clone(),
+            root_frame,
+            last_self: Value::Nil,
+            depth: 0,
+            steps: 0,
+            options,
+            builtin_count: 0,
+            out,
+            source: None,
+        };
+        spry.define("true", Value::Bool(true));
+        spry.define("false", Value::Bool(false));
+        spry.define("nil", Value::Nil);
+        spry.define("modules", Value::Block(spry.modules.clone()));
+        primitives::install(&mut spry);
+        // The prelude is ours and tested; should it fail, the primitives still stand.
+        let _ = spry.eval_text("prelude", primitives::PRELUDE.as_bytes());
+        spry.steps = 0;
+        spry.builtin_count = spry.root.len();
+        spry
+    }
+
+    /// Reads module definitions from `source` on first use (`Foo::bar`, and unqualified words
+    /// of modules already loaded).
+    pub fn set_source(&mut self, source: Box<dyn Source + 'o>) {
+        self.source = Some(source);
+    }
+
+    /// Binds `name` in the root map.
+    pub fn define(&mut self, name: &str, value: Value) {
+        self.root
+            .set(Key::word(name), Value::word(WordKind::Eval, name), value);
+    }
+
+    pub(crate) fn define_prim(&mut self, name: &'static str, method: bool, f: PrimFn) {
+        self.define(name, Value::Prim(Rc::new(Prim { name, method, f })));
+    }
+
+    /// Evaluates source text at the top level (named `name` in errors) and gives the last value.
+    ///
+    /// # Errors
+    /// A syntax error, or any Spry error, with its position and call chain.
+    pub fn eval_text(&mut self, name: &str, text: &[u8]) -> EvalResult<Value> {
+        let seq = read_source(name, text, 0)?;
+        self.eval_seq(seq)
+    }
+
+    /// Evaluates source text as if inside module `module`'s curly: its bindings go into the
+    /// module (read from the image, or made if there is none), and it sees the module's words.
+    ///
+    /// # Errors
+    /// A syntax error, or any Spry error.
+    pub fn eval_in_module(&mut self, module: &str, name: &str, text: &[u8]) -> EvalResult<Value> {
+        let seq = read_source(name, text, 0)?;
+        let map = match self.lookup(&Key::word(module))? {
+            Some(Value::Map(map)) => map,
+            _ => match self.load_module(module)? {
+                Some(map) => map,
+                None => {
+                    let map = MapObj::new();
+                    self.define(module, Value::Map(map.clone()));
+                    self.modules
+                        .items
+                        .borrow_mut()
+                        .push(Value::Map(map.clone()));
+                    map
+                }
+            },
+        };
+        let frame = Rc::new(Frame::new(
+            FrameKind::Curly,
+            seq,
+            Some(self.root_frame.clone()),
+            None,
+            Value::Nil,
+            Some(map),
+        ));
+        self.depth = 0;
+        self.current = frame.clone();
+        let result = self.run_frame(frame);
+        self.current = self.root_frame.clone();
+        self.root_frame.returned.set(false);
+        result
+    }
+
+    /// The names bound at the top level since the system was made (not the primitives or the
+    /// prelude), in the order they were bound.
+    pub fn user_names(&self) -> Vec<String> {
+        self.root
+            .bindings()
+            .into_iter()
+            .skip(self.builtin_count)
+            .map(|(k, _)| repr(&k))
+            .collect()
+    }
+
+    /// Evaluates a sequence of nodes at the top level.
+    ///
+    /// # Errors
+    /// Any Spry error.
+    pub fn eval_seq(&mut self, seq: Rc<Seq>) -> EvalResult<Value> {
+        let frame = Rc::new(Frame::new(
+            FrameKind::Root,
+            seq,
+            None,
+            None,
+            Value::Nil,
+            Some(self.root.clone()),
+        ));
+        self.depth = 0;
+        self.current = frame.clone();
+        let result = self.run_frame(frame);
+        self.current = self.root_frame.clone();
+        result
+    }
+
+    /// The output `echo` and `probe` write to.
+    pub(crate) fn out(&mut self) -> &mut (dyn Write + 'o) {
+        &mut *self.out
+    }
+
+    /// Flushes the output.
+    ///
+    /// # Errors
+    /// The output cannot be written.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+
+    fn enter(&mut self) -> EvalResult<()> {
+        if self.depth >= self.options.max_depth {
+            return Err(EvalError::new(
+                ErrorKind::StackOverflow,
+                format!("stack overflow at depth {}", self.depth),
+            ));
+        }
+        self.depth += 1;
+        Ok(())
+    }
+
+    fn leave(&mut self) {
+        self.depth = self.depth.saturating_sub(1);
+    }
+
+    fn tick(&mut self) -> EvalResult<()> {
+        if let Some(flag) = &self.options.interrupt
+            && flag.load(Ordering::Relaxed)
+        {
+            return Err(EvalError::new(ErrorKind::Interrupted, "interrupted"));
+        }
+        self.steps += 1;
+        if let Some(max) = self.options.max_steps
+            && self.steps > max
+        {
+            return Err(EvalError::new(
+                ErrorKind::StepLimit,
+                format!("step limit of {max} reached"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Runs an activation to its end (or its `^`).
+    pub(crate) fn run_frame(&mut self, frame: Rc<Frame>) -> EvalResult<Value> {
+        self.enter()?;
+        let saved = std::mem::replace(&mut self.current, frame.clone());
+        let mut result = self.run_body(&frame);
+        self.current = saved;
+        self.leave();
+        release(&frame);
+        if frame.kind == FrameKind::Func
+            && let Err(e) = &mut result
+        {
+            e.crossed_call = true;
+        }
+        result
+    }
+
+    fn run_body(&mut self, frame: &Rc<Frame>) -> EvalResult<Value> {
+        loop {
+            if let Err(e) = self.tick() {
+                let at = frame.pos.get();
+                return Err(locate(e, frame, at, None));
+            }
+            let Some(mut node) = frame.next_node() else {
+                break;
+            };
+            // A method takes the node before it, unevaluated, as its receiver.
+            let mut method = None;
+            if let Some(peek) = frame.peek_node() {
+                method = self
+                    .names_method(&peek)
+                    .map_err(|e| locate(e, frame, frame.pos.get(), None))?;
+                if method.is_some() {
+                    *frame.last.borrow_mut() = node;
+                    node = match frame.next_node() {
+                        Some(n) => n,
+                        None => break,
+                    };
+                }
+            }
+            let at = frame.pos.get().saturating_sub(1);
+            // The method was just looked up: run it without looking it up again.
+            let result = match method {
+                Some(m) => self.eval(&m),
+                None => self.eval(&node),
+            };
+            match result {
+                Ok(value) => *frame.last.borrow_mut() = value,
+                Err(e) => return Err(locate(e, frame, at, Some(&node))),
+            }
+            if frame.returned.get() {
+                if frame.kind != FrameKind::Func
+                    && let Some(parent) = &frame.parent
+                {
+                    parent.returned.set(true);
+                }
+                return Ok(frame.last.borrow().clone());
+            }
+        }
+        let last = frame.last.borrow().clone();
+        Ok(match last {
+            Value::Binding(b) => b.1.clone(),
+            other => other,
+        })
+    }
+
+    /// The method `node` names, if it is a word bound to one.
+    fn names_method(&mut self, node: &Value) -> EvalResult<Option<Value>> {
+        let Value::Word(w) = node else {
+            return Ok(None);
+        };
+        let found = match w.kind {
+            WordKind::Eval => self.lookup(&Key::Word(w.sym))?,
+            WordKind::Module => match &w.module {
+                Some(m) => self.module_lookup(m, &w.name)?,
+                None => None,
+            },
+            _ => None,
+        };
+        Ok(found.filter(Value::is_method))
+    }
+
+    /// Evaluates one node in the current activation.
+    pub(crate) fn eval(&mut self, node: &Value) -> EvalResult<Value> {
+        match node {
+            Value::Word(w) => {
+                let name = Key::Word(w.sym);
+                match w.kind {
+                    WordKind::Eval => match self.lookup(&name)? {
+                        Some(v) => self.eval_bound(v),
+                        None => Ok(Value::Nil),
+                    },
+                    WordKind::Get => Ok(self.lookup(&name)?.unwrap_or_default()),
+                    WordKind::Module | WordKind::GetModule => {
+                        let found = match &w.module {
+                            Some(m) => self.module_lookup(m, &w.name)?,
+                            None => self.lookup(&name)?,
+                        };
+                        match found {
+                            Some(v) if w.kind == WordKind::Module => self.eval_bound(v),
+                            other => Ok(other.unwrap_or_default()),
+                        }
+                    }
+                    WordKind::SelfWord => match self.self_lookup(&name)? {
+                        Some(v) => self.eval_bound(v),
+                        None => Ok(Value::Nil),
+                    },
+                    WordKind::GetSelf => Ok(self.self_lookup(&name)?.unwrap_or_default()),
+                    WordKind::Literal => Ok(node.clone()),
+                    WordKind::Arg | WordKind::GetArg => {
+                        let value = self.pull_arg(w.kind == WordKind::Arg)?;
+                        self.bind_local(node, value.clone());
+                        Ok(value)
+                    }
+                }
+            }
+            Value::Paren(seq) => {
+                let frame = self.child_frame(FrameKind::Paren, seq.clone(), None);
+                self.run_frame(frame)
+            }
+            Value::Curly(seq) => {
+                let locals = MapObj::new();
+                let frame = self.child_frame(FrameKind::Curly, seq.clone(), Some(locals.clone()));
+                self.run_frame(frame)?;
+                Ok(Value::Map(locals))
+            }
+            Value::Func(c) => self.call(c, None, Vec::new()),
+            // Counted before the receiver is evaluated: `m m` makes a method its own receiver.
+            Value::Method(c) => {
+                self.enter()?;
+                let result = self
+                    .infix_arg()
+                    .and_then(|receiver| self.call(c, Some(receiver), Vec::new()));
+                self.leave();
+                result
+            }
+            Value::Poly(c) => {
+                self.enter()?;
+                let result = self.call_poly(c);
+                self.leave();
+                result
+            }
+            Value::Prim(p) => {
+                self.enter()?;
+                let result = (p.f)(self);
+                self.leave();
+                result
+            }
+            other => Ok(other.clone()),
+        }
+    }
+
+    fn eval_bound(&mut self, value: Value) -> EvalResult<Value> {
+        if let Value::Word(_) = value {
+            // A word bound to a word evaluates that word: count it, a cycle must end.
+            self.enter()?;
+            let result = self.eval(&value);
+            self.leave();
+            result
+        } else {
+            self.eval(&value)
+        }
+    }
+
+    fn child_frame(
+        &self,
+        kind: FrameKind,
+        body: Rc<Seq>,
+        locals: Option<Rc<crate::eval::value::MapObj>>,
+    ) -> Rc<Frame> {
+        Rc::new(Frame::new(
+            kind,
+            body,
+            Some(self.current.clone()),
+            None,
+            self.current.receiver.borrow().clone(),
+            locals,
+        ))
+    }
+
+    /// Calls a function or method: a new activation whose names resolve where it was made.
+    pub(crate) fn call(
+        &mut self,
+        closure: &Rc<Closure>,
+        receiver: Option<Value>,
+        args: Vec<Value>,
+    ) -> EvalResult<Value> {
+        let receiver = receiver.unwrap_or_else(|| self.current.receiver.borrow().clone());
+        let frame = Frame::new(
+            FrameKind::Func,
+            closure.body.clone(),
+            Some(self.current.clone()),
+            closure.outer.clone(),
+            receiver,
+            None,
+        );
+        if !args.is_empty() {
+            *frame.feed.borrow_mut() = Some(args.into_iter().rev().collect());
+        }
+        self.run_frame(Rc::new(frame))
+    }
+
+    fn call_poly(&mut self, poly: &Rc<Closure>) -> EvalResult<Value> {
+        let receiver = self.infix_arg_tagged()?;
+        let tags: Vec<Key> = match receiver.tags_slot().and_then(|t| t.borrow().clone()) {
+            Some(Value::Block(s)) => s.items.borrow().iter().map(Value::key).collect(),
+            _ => return Ok(Value::Nil),
+        };
+        let methods = poly.body.items.borrow().clone();
+        for m in methods {
+            let method_tags: Vec<Key> = match m.tags_slot().and_then(|t| t.borrow().clone()) {
+                Some(Value::Block(s)) => s.items.borrow().iter().map(Value::key).collect(),
+                _ => continue,
+            };
+            if tags.iter().any(|t| method_tags.contains(t)) {
+                return match &m {
+                    Value::Method(c) | Value::Func(c) => {
+                        self.call(c, Some(receiver.clone()), Vec::new())
+                    }
+                    other => self.eval(other),
+                };
+            }
+        }
+        Ok(Value::Nil)
+    }
+
+    /// Runs a block, paren, curly or function where it is called (`do`), handing it `args`
+    /// for its argument words.
+    pub(crate) fn run(&mut self, code: &Value, args: Vec<Value>) -> EvalResult<Value> {
+        let (kind, seq) = match code {
+            Value::Block(s) => (FrameKind::Block, s.clone()),
+            Value::Paren(s) => (FrameKind::Paren, s.clone()),
+            Value::Curly(s) => (FrameKind::Curly, s.clone()),
+            Value::Func(c) | Value::Method(c) | Value::Poly(c) => {
+                return self.call(c, None, args);
+            }
+            other => {
+                return Err(EvalError::runtime(format!(
+                    "do works on blocks, parens, curlies and functions, not {} ({})",
+                    repr(other),
+                    other.type_name()
+                )));
+            }
+        };
+        let locals = (kind == FrameKind::Curly).then(MapObj::new);
+        let frame = self.child_frame(kind, seq, locals);
+        if !args.is_empty() {
+            *frame.feed.borrow_mut() = Some(args.into_iter().rev().collect());
+        }
+        self.run_frame(frame)
+    }
+
+    /// Whether the running activation was told to return (a `^` in a block it ran).
+    pub(crate) fn returned(&self) -> bool {
+        self.current.returned.get()
+    }
+
+    // ---- names ----
+
+    /// Looks `key` up: the activations by `outer` (parens skipped), then the modules list.
+    pub(crate) fn lookup(&mut self, key: &Key) -> EvalResult<Option<Value>> {
+        match self.lookup_loaded(key) {
+            Found::Yes(v) => Ok(Some(v)),
+            Found::No => Ok(None),
+            Found::MaybeInImage => self.lookup_loading(key),
+        }
+    }
+
+    /// The lookup without reading anything: walks by reference, clones nothing but the value.
+    /// Says so when a lazy module lacked the name (the image may hold it).
+    fn lookup_loaded(&self, key: &Key) -> Found {
+        let mut lazy_missed = false;
+        let mut at: Option<&Rc<Frame>> = Some(&self.current);
+        while let Some(frame) = at {
+            if frame.kind != FrameKind::Paren
+                && let Some(map) = frame.locals.borrow().as_ref()
+            {
+                if let Some(v) = map.get(key) {
+                    return Found::Yes(v);
+                }
+                lazy_missed |= map.lazy.is_some();
+            }
+            at = frame.outer_frame();
+        }
+        for module in self.modules.items.borrow().iter() {
+            if let Value::Map(map) = module {
+                if let Some(v) = map.get(key) {
+                    return Found::Yes(v);
+                }
+                lazy_missed |= map.lazy.is_some();
+            }
+        }
+        if lazy_missed {
+            Found::MaybeInImage
+        } else {
+            Found::No
+        }
+    }
+
+    /// The lookup that may read definitions from the image on the way.
+    fn lookup_loading(&mut self, key: &Key) -> EvalResult<Option<Value>> {
+        let mut at = skip_parens_outer(&self.current);
+        while let Some(frame) = at {
+            let locals = frame.locals.borrow().clone();
+            if let Some(map) = locals
+                && let Some(v) = self.map_get(&map, key)?
+            {
+                return Ok(Some(v));
+            }
+            at = frame.outer_frame().and_then(skip_parens_outer);
+        }
+        let modules = self.modules.items.borrow().clone();
+        for module in modules {
+            if let Value::Map(map) = module
+                && let Some(v) = self.map_get(&map, key)?
+            {
+                return Ok(Some(v));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A map's value for `key`; a module from the image reads a missing name by key, once.
+    pub(crate) fn map_get(&mut self, map: &Rc<MapObj>, key: &Key) -> EvalResult<Option<Value>> {
+        if let Some(v) = map.get(key) {
+            return Ok(Some(v));
+        }
+        let (Some(lazy), Key::Word(sym)) = (&map.lazy, key) else {
+            return Ok(None);
+        };
+        if !lazy.asked.borrow_mut().insert(*sym) {
+            return Ok(None);
+        }
+        let name = &sym.name();
+        let module = lazy.name.clone();
+        let text = match &self.source {
+            Some(source) => source.definition(&module, name).map_err(image_error)?,
+            None => None,
+        };
+        if let Some(text) = text {
+            self.load_definition(map, &module, name, &text)?;
+        }
+        Ok(map.get(key))
+    }
+
+    fn load_definition(
+        &mut self,
+        map: &Rc<MapObj>,
+        module: &str,
+        name: &str,
+        text: &[u8],
+    ) -> EvalResult<()> {
+        let seq = read_source(&format!("{module}::{name}"), text, 0)?;
+        // A definition runs as if in its module's curly: its functions close over the module.
+        let frame = Rc::new(Frame::new(
+            FrameKind::Curly,
+            seq,
+            Some(self.root_frame.clone()),
+            None,
+            Value::Nil,
+            Some(map.clone()),
+        ));
+        let saved = self.root_frame.returned.get();
+        let result = self.run_frame(frame);
+        self.root_frame.returned.set(saved);
+        result.map(|_| ())
+    }
+
+    /// `Foo::bar`: `bar` in the map `Foo` names, the module read from the image if need be.
+    pub(crate) fn module_lookup(&mut self, module: &str, name: &str) -> EvalResult<Option<Value>> {
+        let map = match self.lookup(&Key::word(module))? {
+            Some(Value::Map(map)) => map,
+            Some(_) => return Ok(None),
+            None => match self.load_module(module)? {
+                Some(map) => map,
+                None => {
+                    if self.source.as_ref().is_some_and(|s| s.is_partial()) {
+                        return Err(EvalError::runtime(format!(
+                            "{module}::{name} is not in this image; build --only with the file that holds {module} adds it"
+                        )));
+                    }
+                    return Ok(None);
+                }
+            },
+        };
+        self.map_get(&map, &Key::word(name))
+    }
+
+    /// Makes the image's module `name` a lazy map, bound in the root map and added to
+    /// `modules` (so its words are found unqualified too).
+    pub(crate) fn load_module(&mut self, name: &str) -> EvalResult<Option<Rc<MapObj>>> {
+        let Some(source) = &self.source else {
+            return Ok(None);
+        };
+        if !source.has_module(name).map_err(image_error)? {
+            return Ok(None);
+        }
+        let map = MapObj::lazy_module(name);
+        *map.tags.borrow_mut() = Some(Value::block(vec![
+            Value::word(WordKind::Literal, "module"),
+            Value::word(WordKind::Literal, "object"),
+        ]));
+        self.define(name, Value::Map(map.clone()));
+        self.modules
+            .items
+            .borrow_mut()
+            .push(Value::Map(map.clone()));
+        Ok(Some(map))
+    }
+
+    fn self_lookup(&mut self, key: &Key) -> EvalResult<Option<Value>> {
+        let receiver = self.current.receiver.borrow().clone();
+        match receiver {
+            Value::Map(map) => self.map_get(&map, key),
+            _ => Ok(None),
+        }
+    }
+
+    /// Binds in the nearest activation with locals (`:x`).
+    fn bind_local(&mut self, word: &Value, value: Value) {
+        if let Some(frame) = skip_parens_outer(&self.current) {
+            frame.locals_or_new().set(word.key(), word.clone(), value);
+        }
+    }
+
+    /// `=`: binds `word` in the nearest activation with locals, or in its module (`Foo::x`).
+    pub(crate) fn bind(&mut self, word: &Value, value: Value) -> EvalResult<()> {
+        if let Value::Word(w) = word
+            && w.kind == WordKind::Module
+            && let Some(m) = &w.module
+        {
+            let map = match self.lookup(&Key::word(m))? {
+                Some(Value::Map(map)) => Some(map),
+                Some(_) => None,
+                None => self.load_module(m)?,
+            };
+            if let Some(map) = map {
+                map.set(
+                    Key::Word(w.sym),
+                    Value::word(WordKind::Eval, &w.name),
+                    value,
+                );
+            }
+            return Ok(());
+        }
+        self.bind_local(word, value);
+        Ok(())
+    }
+
+    /// `:=`: changes the nearest existing binding; nothing if there is none.
+    pub(crate) fn assign(&mut self, word: &Value, value: Value) -> EvalResult<()> {
+        let key = word.key();
+        if let Value::Word(w) = word
+            && w.kind == WordKind::Module
+            && let Some(m) = &w.module
+        {
+            if let Some(Value::Map(map)) = self.lookup(&Key::word(m))? {
+                map.assign(&Key::Word(w.sym), value);
+            }
+            return Ok(());
+        }
+        let mut at = skip_parens_outer(&self.current);
+        while let Some(frame) = at {
+            if let Some(map) = frame.locals.borrow().as_ref()
+                && map.assign(&key, value.clone())
+            {
+                return Ok(());
+            }
+            at = frame.outer_frame().and_then(skip_parens_outer);
+        }
+        Ok(())
+    }
+
+    // ---- arguments ----
+
+    /// `evalArgInfix`: the node to the left, evaluated (the receiver of a method).
+    pub(crate) fn infix_arg(&mut self) -> EvalResult<Value> {
+        Ok(self.infix_arg_tagged()?.unboxed())
+    }
+
+    /// [`infix_arg`](Self::infix_arg) keeping a tagged value's box (for the tag primitives).
+    pub(crate) fn infix_arg_tagged(&mut self) -> EvalResult<Value> {
+        let last = self.current.last.borrow().clone();
+        let value = self.eval(&last)?;
+        self.last_self = value.clone();
+        Ok(value)
+    }
+
+    /// `argInfix`: the node to the left as it stands.
+    pub(crate) fn raw_infix(&mut self) -> Value {
+        let last = self.current.last.borrow().clone();
+        self.last_self = last.clone();
+        last
+    }
+
+    /// `evalArg`: the next node, evaluated.
+    pub(crate) fn arg(&mut self) -> EvalResult<Value> {
+        let node = self.raw_arg()?;
+        let at = self.current.pos.get().saturating_sub(1);
+        match self.eval(&node) {
+            Ok(value) => Ok(value.unboxed()),
+            // Placed at the argument: a call made there is named by its own word.
+            Err(e) => {
+                let frame = self.current.clone();
+                Err(locate(e, &frame, at, Some(&node)))
+            }
+        }
+    }
+
+    /// `arg`: the next node as it stands.
+    pub(crate) fn raw_arg(&mut self) -> EvalResult<Value> {
+        self.current
+            .next_node()
+            .ok_or_else(|| EvalError::runtime("too few arguments: the code ends here"))
+    }
+
+    /// What an argument word (`:x`, `:$x`) takes: a value handed to its block, or the next
+    /// node of its caller's code, evaluated there for `:x`.
+    fn pull_arg(&mut self, evaluate: bool) -> EvalResult<Value> {
+        let Some(home) = skip_parens_caller(&self.current) else {
+            return Err(EvalError::runtime("no caller to take an argument from"));
+        };
+        let caller = home.parent.clone();
+        let fed = home
+            .feed
+            .borrow_mut()
+            .as_mut()
+            .map(|f| f.pop().unwrap_or_default());
+        let raw = match fed {
+            Some(raw) => raw,
+            None => {
+                let Some(caller) = &caller else {
+                    return Err(EvalError::runtime(
+                        "an argument word at the top level has no caller to take from",
+                    ));
+                };
+                caller.next_node().ok_or_else(|| {
+                    EvalError::runtime("too few arguments: the caller's code ends here")
+                })?
+            }
+        };
+        if !evaluate {
+            return Ok(raw);
+        }
+        match caller {
+            Some(caller) => {
+                let saved = std::mem::replace(&mut self.current, caller);
+                let result = self.eval(&raw);
+                self.current = saved;
+                result
+            }
+            None => self.eval(&raw),
+        }
+    }
+
+    /// Runs `code` with `args` handed to its argument words and says whether a `^` inside
+    /// asked the running activation to return.
+    pub(crate) fn run_body_of_loop(
+        &mut self,
+        code: &Value,
+        args: Vec<Value>,
+    ) -> EvalResult<(Value, bool)> {
+        let value = self.run(code, args)?;
+        Ok((value, self.returned()))
+    }
+}
+
+/// Breaks the reference cycle a finished activation forms with the closures it made and kept
+/// (`f = func [...]` binds, in the activation's locals, a function that holds the activation):
+/// when nothing else can reach the activation or those closures, its locals are emptied so that
+/// all of it is freed. Without this a loop that defines a function would grow without end.
+fn release(frame: &Rc<Frame>) {
+    if matches!(frame.kind, FrameKind::Root | FrameKind::Curly) {
+        return;
+    }
+    let locals = frame.locals.borrow().clone();
+    let Some(map) = locals else {
+        return;
+    };
+    // Ours, and the one in the activation: anyone else (`activation locals`) keeps it.
+    if Rc::strong_count(&map) > 2 {
+        return;
+    }
+    let captured = map
+        .bindings()
+        .into_iter()
+        .filter(|(_, v)| match v {
+            Value::Func(c) | Value::Method(c) | Value::Poly(c) => {
+                // The closure's only holders: the map entry and the clone `bindings` made.
+                Rc::strong_count(c) == 2 && c.outer.as_ref().is_some_and(|o| Rc::ptr_eq(o, frame))
+            }
+            _ => false,
+        })
+        .count();
+    if captured > 0 && Rc::strong_count(frame) == 1 + captured {
+        drop(map);
+        // Taken out first, dropped after the borrow ends.
+        let taken = frame.locals.borrow_mut().take();
+        drop(taken);
+    }
+}
+
+/// What a lookup among loaded bindings found.
+enum Found {
+    Yes(Value),
+    No,
+    MaybeInImage,
+}
+
+fn image_error(e: crate::Error) -> EvalError {
+    EvalError::new(ErrorKind::Image, format!("cannot read the image: {e}"))
+}
+
+/// Gives an error its place (the node `at` of `frame`) or, when it comes out of a call, adds
+/// the call to its chain.
+fn locate(mut e: EvalError, frame: &Frame, at: usize, node: Option<&Value>) -> EvalError {
+    let needed = e.location.is_none() || (e.crossed_call && e.trace.len() < MAX_TRACE);
+    if !needed {
+        if e.crossed_call {
+            e.crossed_call = false;
+            e.omitted += 1;
+        }
+        return e;
+    }
+    let place = frame
+        .body
+        .origin
+        .as_ref()
+        .and_then(|o| frame.body.offsets.get(at).map(|&off| Location::of(o, off)));
+    let Some(place) = place else {
+        return e;
+    };
+    if e.location.is_none() {
+        e.location = Some(place);
+        e.crossed_call = false;
+    } else if e.crossed_call {
+        e.crossed_call = false;
+        if e.trace.len() < MAX_TRACE {
+            let mut word = node.map(repr).unwrap_or_default();
+            if word.len() > 40 {
+                word.truncate(40);
+                word.push_str("...");
+            }
+            e.trace.push((word, place));
+        } else {
+            e.omitted += 1;
+        }
+    }
+    e
+}

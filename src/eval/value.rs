@@ -1,0 +1,551 @@
+//! Values: what Spry code computes with, and what Spry code is made of. Spry is homoiconic, so a
+//! block is both data and the code a function runs; one `Value` type serves both.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use rustc_hash::FxHashMap;
+
+use super::EvalResult;
+use super::frame::Frame;
+use super::interp::Interp;
+use crate::syntax::WordKind;
+
+/// A Spry value. Immediate values are copied; everything else is shared (`Rc`), as in the
+/// reference VM where every value is a reference.
+#[derive(Clone, Debug, Default)]
+pub enum Value {
+    /// `nil`, also what an unbound word evaluates to.
+    #[default]
+    Nil,
+    /// `true` or `false`.
+    Bool(bool),
+    /// A 64-bit integer.
+    Int(i64),
+    /// A float.
+    Float(f64),
+    /// A string (bytes; mutable in place, as `replace:with:` does).
+    Str(Rc<StrObj>),
+    /// A word of any kind.
+    Word(Rc<WordObj>),
+    /// `[ ... ]`: data, or code run by `do`.
+    Block(Rc<Seq>),
+    /// `( ... )`: evaluated where it stands.
+    Paren(Rc<Seq>),
+    /// `{ ... }`: evaluated into a map.
+    Curly(Rc<Seq>),
+    /// A map of bindings.
+    Map(Rc<MapObj>),
+    /// `func [...]`: a closure over the activation that made it.
+    Func(Rc<Closure>),
+    /// `method [...]`: a closure whose `self` is the value to its left.
+    Method(Rc<Closure>),
+    /// `polymethod [...]`: methods chosen by the receiver's tags.
+    Poly(Rc<Closure>),
+    /// A primitive written in Rust.
+    Prim(Rc<Prim>),
+    /// A key and its value, as `do:` over a map hands them out.
+    Binding(Rc<(Value, Value)>),
+    /// An activation record (reflection: `activation`, `caller`, `locals`...).
+    Activation(Rc<Frame>),
+    /// A value that cannot hold tags itself (a number, a boolean, nil, a word) given tags by
+    /// `tag:`; primitives see the value inside (`Value::unboxed`).
+    Boxed(Rc<Boxed>),
+}
+
+/// A value with tags of its own.
+#[derive(Debug)]
+pub struct Boxed {
+    /// The value.
+    pub value: Value,
+    /// Its tags (a block).
+    pub tags: RefCell<Option<Value>>,
+}
+
+/// A mutable string with tags.
+#[derive(Debug, Default)]
+pub struct StrObj {
+    /// The bytes.
+    pub bytes: RefCell<Vec<u8>>,
+    /// Its tags (a block), if any.
+    pub tags: RefCell<Option<Value>>,
+}
+
+/// A word: its kind, name without sigils and, for module words, its module.
+#[derive(Debug)]
+pub struct WordObj {
+    /// The kind, as the parser read it.
+    pub kind: WordKind,
+    /// The name (`x` for `$@x`, `bar` for `Foo::bar`).
+    pub name: Rc<str>,
+    /// The module of `Foo::bar` and `$Foo::bar`.
+    pub module: Option<Rc<str>>,
+    /// The name's symbol.
+    pub sym: Sym,
+}
+
+/// Where a sequence was read from: a name for messages and the text, to find lines and columns.
+#[derive(Debug)]
+pub struct Origin {
+    /// The file name, `-e`, or `Module::name`.
+    pub name: Rc<str>,
+    /// The source text.
+    pub text: Rc<[u8]>,
+    /// Where the text starts in its file (a definition read from an image starts at 0).
+    pub base: u32,
+}
+
+/// A block, paren, curly or function body: nodes, a stream position and tags.
+#[derive(Debug, Default)]
+pub struct Seq {
+    /// The nodes.
+    pub items: RefCell<Vec<Value>>,
+    /// The position `next`, `read`, `write:` work at.
+    pub pos: Cell<usize>,
+    /// Tags (a block), if any.
+    pub tags: RefCell<Option<Value>>,
+    /// Where it was read from, when it came from source.
+    pub origin: Option<Rc<Origin>>,
+    /// The byte offset of each node read from source (as many as were read).
+    pub offsets: Vec<u32>,
+}
+
+impl Seq {
+    /// A sequence made by code.
+    pub fn new(items: Vec<Value>) -> Rc<Seq> {
+        Rc::new(Seq {
+            items: RefCell::new(items),
+            pos: Cell::new(0),
+            tags: RefCell::new(None),
+            origin: None,
+            offsets: Vec::new(),
+        })
+    }
+
+    /// The same nodes (shared), the same origin, a stream at 0, no tags.
+    pub fn copy(&self) -> Rc<Seq> {
+        Rc::new(Seq {
+            items: RefCell::new(self.items.borrow().clone()),
+            pos: Cell::new(0),
+            tags: RefCell::new(None),
+            origin: self.origin.clone(),
+            offsets: self.offsets.clone(),
+        })
+    }
+
+    /// The number of nodes.
+    pub fn len(&self) -> usize {
+        self.items.borrow().len()
+    }
+
+    /// Whether there are no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.items.borrow().is_empty()
+    }
+
+    /// Node `i`, if there is one.
+    pub fn get(&self, i: usize) -> Option<Value> {
+        self.items.borrow().get(i).cloned()
+    }
+}
+
+impl Drop for Seq {
+    /// Drops nested sequences iteratively: a chain of a million blocks must not overflow the
+    /// Rust stack when it goes.
+    fn drop(&mut self) {
+        let mut work = std::mem::take(self.items.get_mut());
+        while let Some(value) = work.pop() {
+            let inner = match value {
+                Value::Block(s) | Value::Paren(s) | Value::Curly(s) => Rc::try_unwrap(s).ok(),
+                Value::Func(c) | Value::Method(c) | Value::Poly(c) => Rc::try_unwrap(c)
+                    .ok()
+                    .and_then(|c| Rc::try_unwrap(c.body).ok()),
+                _ => None,
+            };
+            if let Some(mut seq) = inner {
+                work.append(seq.items.get_mut());
+            }
+        }
+    }
+}
+
+/// A function or method: its body and the activation it was made in (its lexical parent).
+#[derive(Debug)]
+pub struct Closure {
+    /// The body (its own copy of the nodes: `$f write: 5` changes this function only).
+    pub body: Rc<Seq>,
+    /// The activation it was made in.
+    pub outer: Option<Rc<Frame>>,
+}
+
+/// The Rust function behind a primitive.
+pub type PrimFn = fn(&mut Interp) -> EvalResult<Value>;
+
+/// A primitive: a name, whether it is a method (takes the value on its left), the code.
+pub struct Prim {
+    /// The word it was bound to.
+    pub name: &'static str,
+    /// Whether it pulls its receiver from the left.
+    pub method: bool,
+    /// The code.
+    pub f: PrimFn,
+}
+
+impl std::fmt::Debug for Prim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Prim({})", self.name)
+    }
+}
+
+/// An interned word name: equal names have equal symbols, so a lookup hashes and compares one
+/// integer instead of a string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Sym(u32);
+
+/// The interned names of one thread: name to symbol, and symbol to name.
+type SymbolTable = (FxHashMap<Rc<str>, u32>, Vec<Rc<str>>);
+
+thread_local! {
+    static SYMBOLS: RefCell<SymbolTable> = RefCell::default();
+}
+
+impl Sym {
+    /// The symbol of `name` (names live as long as the thread: they are few).
+    pub fn of(name: &str) -> Sym {
+        SYMBOLS.with(|table| {
+            let mut table = table.borrow_mut();
+            if let Some(&id) = table.0.get(name) {
+                return Sym(id);
+            }
+            let id = table.1.len() as u32;
+            let rc: Rc<str> = name.into();
+            table.0.insert(rc.clone(), id);
+            table.1.push(rc);
+            Sym(id)
+        })
+    }
+
+    /// The name.
+    pub fn name(self) -> Rc<str> {
+        SYMBOLS.with(|table| {
+            table
+                .borrow()
+                .1
+                .get(self.0 as usize)
+                .cloned()
+                .unwrap_or_else(|| "".into())
+        })
+    }
+}
+
+/// A map key: words count by name whatever their kind (`x`, `'x`, `:x` are one key).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Key {
+    /// A word's name.
+    Word(Sym),
+    /// An integer.
+    Int(i64),
+    /// A float, by its bits.
+    Float(u64),
+    /// A string's bytes.
+    Str(Vec<u8>),
+    /// A boolean.
+    Bool(bool),
+    /// nil.
+    Nil,
+    /// Anything else, by identity.
+    Ref(usize),
+}
+
+impl Key {
+    /// The key of a word name.
+    pub fn word(name: &str) -> Key {
+        Key::Word(Sym::of(name))
+    }
+}
+
+/// Up to this many bindings a map is searched by a scan, without a hash index.
+const SMALL_MAP: usize = 8;
+
+/// A map: bindings in the order they were made, a hash index over them once it grows.
+#[derive(Debug, Default)]
+pub struct MapObj {
+    entries: RefCell<Vec<(Key, Value, Value)>>,
+    index: RefCell<FxHashMap<Key, usize>>,
+    /// Tags (a block), if any.
+    pub tags: RefCell<Option<Value>>,
+    /// For a module read from an image: its name, and the names already asked for.
+    pub lazy: Option<LazyModule>,
+}
+
+/// A module whose definitions are read from the image on first use.
+#[derive(Debug)]
+pub struct LazyModule {
+    /// The module's name.
+    pub name: Rc<str>,
+    /// Names already read (or found missing), never asked for again.
+    pub asked: RefCell<rustc_hash::FxHashSet<Sym>>,
+}
+
+impl MapObj {
+    /// An empty map.
+    pub fn new() -> Rc<MapObj> {
+        Rc::new(MapObj::default())
+    }
+
+    /// An empty map for the image's module `name`: its definitions are read on first use.
+    pub fn lazy_module(name: &str) -> Rc<MapObj> {
+        Rc::new(MapObj {
+            lazy: Some(LazyModule {
+                name: name.into(),
+                asked: RefCell::default(),
+            }),
+            ..MapObj::default()
+        })
+    }
+
+    /// Where `key` is in `entries`: a scan while the map is small (most activations' locals),
+    /// the hash index once it grows.
+    fn position(&self, key: &Key) -> Option<usize> {
+        let entries = self.entries.borrow();
+        if entries.len() <= SMALL_MAP {
+            return entries.iter().position(|e| e.0 == *key);
+        }
+        drop(entries);
+        self.index.borrow().get(key).copied()
+    }
+
+    /// The value bound to `key`.
+    pub fn get(&self, key: &Key) -> Option<Value> {
+        let i = self.position(key)?;
+        self.entries.borrow().get(i).map(|e| e.2.clone())
+    }
+
+    /// Whether `key` is bound.
+    pub fn contains(&self, key: &Key) -> bool {
+        self.position(key).is_some()
+    }
+
+    /// Binds `key` (made from `key_value`) to `value`, replacing an existing binding in place.
+    pub fn set(&self, key: Key, key_value: Value, value: Value) {
+        if let Some(i) = self.position(&key) {
+            let mut entries = self.entries.borrow_mut();
+            entries[i].1 = key_value;
+            entries[i].2 = value;
+            return;
+        }
+        let mut entries = self.entries.borrow_mut();
+        entries.push((key, key_value, value));
+        let len = entries.len();
+        let mut index = self.index.borrow_mut();
+        if len == SMALL_MAP + 1 {
+            index.clear();
+            index.extend(entries.iter().enumerate().map(|(i, e)| (e.0.clone(), i)));
+        } else if len > SMALL_MAP + 1 {
+            index.insert(entries[len - 1].0.clone(), len - 1);
+        }
+    }
+
+    /// Changes an existing binding; false when there is none.
+    pub fn assign(&self, key: &Key, value: Value) -> bool {
+        match self.position(key) {
+            Some(i) => {
+                self.entries.borrow_mut()[i].2 = value;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes a binding.
+    pub fn remove(&self, key: &Key) {
+        let Some(i) = self.position(key) else {
+            return;
+        };
+        let mut entries = self.entries.borrow_mut();
+        entries.remove(i);
+        let mut index = self.index.borrow_mut();
+        index.clear();
+        if entries.len() > SMALL_MAP {
+            index.extend(entries.iter().enumerate().map(|(i, e)| (e.0.clone(), i)));
+        }
+    }
+
+    /// The number of bindings.
+    pub fn len(&self) -> usize {
+        self.entries.borrow().len()
+    }
+
+    /// Whether there are no bindings.
+    pub fn is_empty(&self) -> bool {
+        self.entries.borrow().is_empty()
+    }
+
+    /// The bindings: key value and value, in order.
+    pub fn bindings(&self) -> Vec<(Value, Value)> {
+        self.entries
+            .borrow()
+            .iter()
+            .map(|e| (e.1.clone(), e.2.clone()))
+            .collect()
+    }
+
+    /// A copy with the same bindings (values shared).
+    pub fn copy(&self) -> Rc<MapObj> {
+        Rc::new(MapObj {
+            entries: RefCell::new(self.entries.borrow().clone()),
+            index: RefCell::new(self.index.borrow().clone()),
+            tags: RefCell::new(None),
+            lazy: None,
+        })
+    }
+}
+
+impl Value {
+    /// A string value.
+    pub fn str(bytes: impl Into<Vec<u8>>) -> Value {
+        Value::Str(Rc::new(StrObj {
+            bytes: RefCell::new(bytes.into()),
+            tags: RefCell::new(None),
+        }))
+    }
+
+    /// A word value.
+    pub fn word(kind: WordKind, name: &str) -> Value {
+        let (module, name) = match kind {
+            WordKind::Module | WordKind::GetModule => match name.split_once("::") {
+                Some((m, n)) => (Some(Rc::from(m)), n),
+                None => (None, name),
+            },
+            _ => (None, name),
+        };
+        Value::Word(Rc::new(WordObj {
+            kind,
+            sym: Sym::of(name),
+            name: name.into(),
+            module,
+        }))
+    }
+
+    /// A block of `items`.
+    pub fn block(items: Vec<Value>) -> Value {
+        Value::Block(Seq::new(items))
+    }
+
+    /// The key this value is when used as a map key.
+    pub fn key(&self) -> Key {
+        match self {
+            Value::Nil => Key::Nil,
+            Value::Bool(b) => Key::Bool(*b),
+            Value::Int(i) => Key::Int(*i),
+            Value::Float(f) => Key::Float(f.to_bits()),
+            Value::Str(s) => Key::Str(s.bytes.borrow().clone()),
+            Value::Word(w) => Key::Word(w.sym),
+            Value::Boxed(b) => b.value.key(),
+            other => Key::Ref(other.identity()),
+        }
+    }
+
+    /// An address for identity comparison (0 for immediates).
+    pub fn identity(&self) -> usize {
+        match self {
+            Value::Str(r) => Rc::as_ptr(r) as usize,
+            Value::Word(r) => Rc::as_ptr(r) as usize,
+            Value::Block(r) | Value::Paren(r) | Value::Curly(r) => Rc::as_ptr(r) as usize,
+            Value::Map(r) => Rc::as_ptr(r) as usize,
+            Value::Func(r) | Value::Method(r) | Value::Poly(r) => Rc::as_ptr(r) as usize,
+            Value::Prim(r) => Rc::as_ptr(r) as usize,
+            Value::Binding(r) => Rc::as_ptr(r) as usize,
+            Value::Activation(r) => Rc::as_ptr(r) as usize,
+            Value::Boxed(r) => Rc::as_ptr(r) as usize,
+            _ => 0,
+        }
+    }
+
+    /// The sequence of a block, paren, curly or function.
+    pub fn seq(&self) -> Option<&Rc<Seq>> {
+        match self {
+            Value::Block(s) | Value::Paren(s) | Value::Curly(s) => Some(s),
+            Value::Func(c) | Value::Method(c) | Value::Poly(c) => Some(&c.body),
+            _ => None,
+        }
+    }
+
+    /// The tags slot of a value that can carry tags.
+    pub fn tags_slot(&self) -> Option<&RefCell<Option<Value>>> {
+        match self {
+            Value::Str(s) => Some(&s.tags),
+            Value::Block(s) | Value::Paren(s) | Value::Curly(s) => Some(&s.tags),
+            Value::Func(c) | Value::Method(c) | Value::Poly(c) => Some(&c.body.tags),
+            Value::Map(m) => Some(&m.tags),
+            Value::Boxed(b) => Some(&b.tags),
+            _ => None,
+        }
+    }
+
+    /// The value itself, or the value inside a [`Value::Boxed`].
+    pub fn unboxed(self) -> Value {
+        match self {
+            Value::Boxed(b) => b.value.clone(),
+            other => other,
+        }
+    }
+
+    /// Whether this is a method (it takes the value on its left).
+    pub fn is_method(&self) -> bool {
+        match self {
+            Value::Method(_) | Value::Poly(_) => true,
+            Value::Prim(p) => p.method,
+            _ => false,
+        }
+    }
+
+    /// The type name `type` answers (as the reference names them).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Nil => "novalue",
+            Value::Bool(_) => "boolean",
+            Value::Int(_) => "int",
+            Value::Float(_) => "float",
+            Value::Str(_) => "string",
+            Value::Word(w) => match w.kind {
+                WordKind::Eval => "evalword",
+                WordKind::Module => "evalmoduleword",
+                WordKind::SelfWord => "evalselfword",
+                WordKind::Get => "getword",
+                WordKind::GetModule => "getmoduleword",
+                WordKind::GetSelf => "getselfword",
+                WordKind::Literal => "litword",
+                WordKind::Arg => "evalargword",
+                WordKind::GetArg => "getargword",
+            },
+            Value::Block(_) => "block",
+            Value::Paren(_) => "paren",
+            Value::Curly(_) => "curly",
+            Value::Map(_) => "map",
+            Value::Func(_) => "func",
+            Value::Method(_) => "method",
+            Value::Poly(_) => "polymethod",
+            Value::Prim(p) if p.method => "primitive-method",
+            Value::Prim(_) => "primitive-func",
+            Value::Binding(_) => "binding",
+            Value::Activation(_) => "activation",
+            Value::Boxed(b) => b.value.type_name(),
+        }
+    }
+}
+
+/// Writes `bytes` as a Spry string literal (quoted, `\\` and `\"` escaped, bytes outside
+/// printable ASCII as `\xHH`), which reads back to the same bytes.
+pub fn escape_into(bytes: &[u8], out: &mut String) {
+    out.push('"');
+    for &b in bytes {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            b'"' => out.push_str("\\\""),
+            b' '..=b'~' => out.push(b as char),
+            _ => out.push_str(&format!("\\x{b:02X}")),
+        }
+    }
+    out.push('"');
+}

@@ -1,0 +1,439 @@
+//! The evaluator: data-driven fixtures, laziness of image loading, limits, a property test,
+//! and `spry-image run` through the real binary.
+//!
+//! Each `fixtures/eval/NNNN_name.spry` sits beside `NNNN_name.txt`: what `echo`/`probe`
+//! printed, then `=> ` and the last value (as `probe` prints it), or `error: ` and the error
+//! with its position and call chain. `UPDATE_EXPECT=1 cargo test --test it eval_fixtures`
+//! rewrites the expected files; read every change before keeping it.
+
+use proptest::prelude::*;
+use spry_image::eval::{ErrorKind, Interp, MapSource, Options, repr, run_with_stack};
+
+use crate::util::{Dir, files_with_extension, repo_path};
+
+fn update_expect() -> bool {
+    std::env::var_os("UPDATE_EXPECT").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Runs `text` in a fresh system (on a thread with the evaluator's stack) and renders the
+/// output and the result as a fixture's expected file holds them.
+fn render(name: String, text: Vec<u8>) -> String {
+    run_with_stack(move || {
+        let mut out = Vec::new();
+        let result = {
+            let options = Options {
+                max_steps: Some(10_000_000),
+                ..Options::default()
+            };
+            let mut spry = Interp::new(options, Box::new(&mut out));
+            spry.eval_text(&name, &text)
+        };
+        let mut shown = String::from_utf8_lossy(&out).into_owned();
+        match result {
+            Ok(value) => shown.push_str(&format!("=> {}\n", repr(&value))),
+            Err(e) => shown.push_str(&e.report()),
+        }
+        shown
+    })
+    .expect("the evaluation thread runs")
+}
+
+#[test]
+fn eval_fixtures() {
+    let dir = repo_path("fixtures/eval");
+    let files = files_with_extension(&dir, "spry");
+    assert!(files.len() >= 30, "the fixtures are there");
+    let mut failures = Vec::new();
+    for file in files {
+        let text = std::fs::read(&file).unwrap();
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let actual = render(name.clone(), text);
+        let expected_path = file.with_extension("txt");
+        if update_expect() {
+            std::fs::write(&expected_path, &actual).unwrap();
+            continue;
+        }
+        let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
+        if expected != actual {
+            failures.push(format!(
+                "{name}:\n--- expected\n{expected}--- actual\n{actual}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn source() -> MapSource {
+    let mut source = MapSource::default();
+    source.insert("Geo", "square", "# The square.\nsquare = func [:x * x]");
+    source.insert("Geo", "cube", "cube = func [:x * (square x)]");
+    source.insert("Geo", "unused", "unused = func [1 / 0]");
+    source.insert("Geo", "broken", "broken = func [1 + \"a\"]");
+    source
+}
+
+#[test]
+fn eval_reads_only_the_definitions_it_touches() {
+    let source = std::rc::Rc::new(source());
+    let mut spry = Interp::new(Options::default(), Box::new(std::io::sink()));
+    spry.set_source(Box::new(source.clone()));
+    let value = spry.eval_text("-e", b"Geo::cube 3").unwrap();
+    assert_eq!(repr(&value), "27");
+    // cube, then square (found unqualified through the module cube lives in).
+    assert_eq!(source.reads(), 2);
+    // Cached: asked again, nothing is read.
+    spry.eval_text("-e", b"Geo::cube 4 Geo::square 2 square 5")
+        .unwrap();
+    assert_eq!(source.reads(), 2);
+    // A name the module lacks is nil, as in the reference VM, and asked once.
+    let value = spry.eval_text("-e", b"Geo::nothing").unwrap();
+    assert_eq!(repr(&value), "nil");
+}
+
+#[test]
+fn eval_errors_in_image_code_name_the_definition() {
+    let mut spry = Interp::new(Options::default(), Box::new(std::io::sink()));
+    spry.set_source(Box::new(source()));
+    let e = spry.eval_text("main.spry", b"\n  Geo::broken").unwrap_err();
+    let report = e.report();
+    assert!(
+        report.starts_with("Geo::broken:1:18: error: cannot evaluate 1 + \"a\""),
+        "{report}"
+    );
+    assert!(report.contains("called at main.spry:2:3"), "{report}");
+}
+
+#[test]
+fn eval_partial_image_names_what_is_missing() {
+    let mut partial = source();
+    partial.partial = true;
+    let mut spry = Interp::new(Options::default(), Box::new(std::io::sink()));
+    spry.set_source(Box::new(partial));
+    let e = spry
+        .eval_text("-e", b"Geo::square 2 Net::get 1")
+        .unwrap_err();
+    assert!(
+        e.message
+            .contains("Net::get is not in this image; build --only"),
+        "{e}"
+    );
+    // A whole image: an unknown module's word is nil, as in the reference.
+    let mut spry = Interp::new(Options::default(), Box::new(std::io::sink()));
+    spry.set_source(Box::new(source()));
+    assert_eq!(repr(&spry.eval_text("-e", b"Net::get").unwrap()), "nil");
+}
+
+#[test]
+fn eval_limits_end_in_spry_errors() {
+    let outcome = run_with_stack(|| {
+        let mut spry = Interp::new(Options::default(), Box::new(std::io::sink()));
+        let deep = spry.eval_text("-e", b"f = func [1 + f] f").unwrap_err();
+        let nested = format!("{}1{}", "(".repeat(100_000), ")".repeat(100_000));
+        let parens = spry.eval_text("-e", nested.as_bytes()).unwrap_err();
+        let dos = format!("{}[1]", "do ".repeat(100_000));
+        let dos = spry.eval_text("-e", dos.as_bytes()).unwrap_err();
+        let cycle = spry.eval_text("-e", b"x = reify 'x x").unwrap_err();
+        (deep, parens, dos, cycle)
+    })
+    .unwrap();
+    for e in [&outcome.0, &outcome.1, &outcome.2, &outcome.3] {
+        assert_eq!(e.kind, ErrorKind::StackOverflow, "{e}");
+        assert!(e.message.contains("stack overflow at depth 10000"), "{e}");
+    }
+    // Steps and the interrupt flag stop an endless loop.
+    let mut spry = Interp::new(
+        Options {
+            max_steps: Some(10_000),
+            ..Options::default()
+        },
+        Box::new(std::io::sink()),
+    );
+    let e = spry.eval_text("-e", b"[true] whileTrue: [1]").unwrap_err();
+    assert_eq!(e.kind, ErrorKind::StepLimit);
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut spry = Interp::new(
+        Options {
+            interrupt: Some(flag),
+            ..Options::default()
+        },
+        Box::new(std::io::sink()),
+    );
+    let e = spry.eval_text("-e", b"[true] whileTrue: [1]").unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Interrupted);
+}
+
+/// Random programs over the words the evaluator knows: they may fail, never panic.
+fn program() -> impl Strategy<Value = String> {
+    let atom = prop_oneof![
+        Just("1".to_string()),
+        Just("-3".to_string()),
+        Just("2.5".to_string()),
+        Just("\"ab\"".to_string()),
+        Just("x".to_string()),
+        Just(":x".to_string()),
+        Just(":$y".to_string()),
+        Just("$x".to_string()),
+        Just("'x".to_string()),
+        Just("@x".to_string()),
+        Just("Foo::x".to_string()),
+        Just("nil".to_string()),
+        Just("true".to_string()),
+        prop::sample::select(vec![
+            "+",
+            "-",
+            "*",
+            "/",
+            "<",
+            "==",
+            "=",
+            ":=",
+            ",",
+            "then:",
+            "else:",
+            "then:else:",
+            "do",
+            "func",
+            "method",
+            "^",
+            "repeat:",
+            "whileTrue:",
+            "to:do:",
+            "at:",
+            "at:put:",
+            "add:",
+            "size",
+            "do:",
+            "map:",
+            "select:",
+            "throw",
+            "catch:",
+            "echo",
+            "probe",
+            "print",
+            "clone",
+            "reify",
+            "parse",
+            "serialize",
+            "tag:",
+            "tags",
+            "first",
+            "next",
+            "reduce",
+            "activation",
+            "caller",
+            "locals",
+            "self",
+            ";",
+            "node",
+            "mod",
+            "not",
+            "and",
+            "eval",
+            "type",
+            "copyFrom:to:",
+            "split:",
+            "max:default:",
+        ])
+        .prop_map(str::to_string),
+    ];
+    let tree = atom.prop_recursive(4, 48, 6, |inner| {
+        prop::collection::vec(inner, 0..6).prop_flat_map(|items| {
+            let body = items.join(" ");
+            prop_oneof![
+                Just(format!("[{body}]")),
+                Just(format!("({body})")),
+                Just(format!("{{{body}}}")),
+                Just(body),
+            ]
+        })
+    });
+    prop::collection::vec(tree, 1..8).prop_map(|nodes| nodes.join(" "))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256)
+    ))]
+    #[test]
+    fn eval_random_programs_never_panic(code in program()) {
+        let ran = run_with_stack(move || {
+            let mut spry = Interp::new(
+                Options { max_steps: Some(20_000), ..Options::default() },
+                Box::new(std::io::sink()),
+            );
+            let _ = spry.eval_text("-e", code.as_bytes());
+        });
+        prop_assert!(ran.is_ok(), "the evaluation panicked");
+    }
+}
+
+// ---- spry-image run, the real binary ----
+
+#[test]
+fn eval_run_script_with_shebang_args_and_exit_codes() {
+    let dir = Dir::new("eval_run_script");
+    dir.create(
+        "hello.spry",
+        "#!/usr/bin/env spry-image run\n# Greets.\necho (\"hello \" , (args at: 0))\n",
+    );
+    let out = dir.command().args(["run", "hello.spry", "world"]).output();
+    assert!(out.code == Some(0), "{out}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello world\n");
+
+    dir.create("bad.spry", "f = func [:a + \"x\"]\ng = func [f 1]\n\ng\n");
+    let out = dir.command().args(["run", "bad.spry"]).output();
+    assert_eq!(out.code, Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.spry:1:14: error: cannot evaluate 1 + \"x\""),
+        "{err}"
+    );
+    assert!(err.contains("in f called at bad.spry:2:11"), "{err}");
+    assert!(err.contains("in g called at bad.spry:4:1"), "{err}");
+
+    let out = dir.command().args(["run", "-e", "3 + 4 * 2"]).output();
+    assert!(out.code == Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "14\n");
+
+    let out = dir.command().args(["run", "-e", "f = func [f] f"]).output();
+    assert_eq!(out.code, Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stack overflow at depth 10000"));
+
+    // The highest depth allowed still ends in a Spry error, not in Rust's stack overflow.
+    let out = dir
+        .command()
+        .args(["run", "--max-depth", "25000", "-e", "f = func [1 + f] f"])
+        .output();
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stack overflow at depth 25000"));
+    let out = dir
+        .command()
+        .args(["run", "--max-depth", "30000", "-e", "1"])
+        .output();
+    assert_eq!(out.code, Some(2), "{out}");
+
+    let out = dir.command().args(["run", "missing.spry"]).output();
+    assert_eq!(out.code, Some(2));
+
+    dir.create("syntax.spry", "x = [1 2\n");
+    let out = dir.command().args(["run", "syntax.spry"]).output();
+    assert_eq!(out.code, Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("syntax.spry:1:5: error:"));
+}
+
+#[test]
+fn eval_run_definition_from_an_image() {
+    let dir = Dir::new("eval_run_image");
+    dir.create(
+        "src/geo.spry",
+        "{\n  _meta = {name = 'Geo}\n  # Squares.\n  square = func [:x * x]\n  twice = func [:s , s]\n  main = func [echo (twice \"ab\") square 9]\n}\n",
+    );
+    dir.create(
+        "src/other.spry",
+        "{\n  _meta = {name = 'Other}\n  x = 1\n}\n",
+    );
+    let out = dir.command().args(["build", "src"]).output();
+    assert!(out.code == Some(0), "{out}");
+    let src = dir.join("src");
+    let out = dir
+        .command()
+        .current_dir(&src)
+        .args(["run", "Geo::main"])
+        .output();
+    assert!(out.code == Some(0), "{out}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "abab\n81\n");
+    let out = dir
+        .command()
+        .current_dir(&src)
+        .args(["run", "Geo::twice", "xy"])
+        .output();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "\"xyxy\"\n");
+    // A script run in the tree reaches the image's modules.
+    dir.create("src/use.spry", "echo (Geo::square 12)\n");
+    let out = dir
+        .command()
+        .current_dir(&src)
+        .args(["run", "use.spry"])
+        .output();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "144\n");
+    // A partial image (a fresh tree built with --only) names what it lacks.
+    dir.create("part/geo.spry", dir.read("src/geo.spry"));
+    dir.create("part/other.spry", dir.read("src/other.spry"));
+    let out = dir
+        .command()
+        .args(["build", "part", "--only", "geo.spry"])
+        .output();
+    assert!(out.code == Some(0), "{out}");
+    let part = dir.join("part");
+    let out = dir
+        .command()
+        .current_dir(&part)
+        .args(["run", "-e", "Geo::square 3 Other::x"])
+        .output();
+    assert_eq!(out.code, Some(1), "{out}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Other::x is not in this image; build --only"),
+        "{err}"
+    );
+}
+
+#[test]
+fn eval_repl_evaluates_lines_multiline_input_modules_and_commands() {
+    let dir = Dir::new("eval_repl");
+    dir.create(
+        "src/geo.spry",
+        "{\n  _meta = {name = 'Geo}\n  square = func [:x * x]\n}\n",
+    );
+    let out = dir.command().args(["build", "src"]).output();
+    assert!(out.code == Some(0), "{out}");
+    let input = dir.create(
+        "input.txt",
+        "x = 3\nx * 2\nf = func [\n  :a + 1\n]\nf 41\nGeo::square 5\n:ls\n:show Geo::square\n\
+         :module Geo\ncube = func [:x * (square x)]\n:module\nGeo::cube 2\n1 + \"a\"\n:quit\n",
+    );
+    let mut cmd = dir.command();
+    cmd.current_dir(dir.join("src")).arg("repl");
+    cmd.cmd().stdin(std::fs::File::open(&input).unwrap());
+    let out = cmd.output();
+    assert_eq!(out.code, Some(0), "{out}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "3",
+            "6",
+            "func [:a + 1]",
+            "42",
+            "25",
+            "modules: Geo",
+            "bound here: x f Geo",
+            "square = func [:x * x]",
+            "func [:x * (square x)]",
+            "8",
+        ],
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("repl-8:1:3: error: cannot evaluate 1 + \"a\""),
+        "{stderr}"
+    );
+    // The definition made in module Geo is a live edit: in the image and in its file, so
+    // that a build after it finds nothing to do.
+    assert!(stderr.contains("stored Geo::cube"), "{stderr}");
+    let file = String::from_utf8_lossy(&dir.read("src/geo.spry")).into_owned();
+    assert_eq!(
+        file,
+        "{\n  _meta = {name = 'Geo}\n  square = func [:x * x]\n  cube = func [:x * (square x)]\n}\n"
+    );
+    let out = dir.command().args(["build", "src"]).output();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("nothing to commit"),
+        "{out}"
+    );
+    // History persists in the image directory.
+    let history = dir.read("src/.spry-image/repl_history");
+    assert!(String::from_utf8_lossy(&history).contains("Geo::cube 2"));
+}
