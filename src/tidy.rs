@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 /// The rooms, lowest first: a room may use rooms at its own level or below, never above.
 /// `syntax`, `store` and `error` use no other room; `source` knows the image only for a
 /// file's stamp (`PathRecord`); `tree_path` (which paths are source, where a file may be
-/// written) uses only `error`, so that the image can name a script as the walk does.
+/// written) uses only `error`, so that the image can name a script as the walk does; `eval`
+/// reads trees from `syntax` and code from the image, and nothing above.
 const LAYERS: &[(&str, usize)] = &[
     ("syntax", 0),
     ("store", 0),
@@ -21,6 +22,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("watch", 6),
     ("diagnostic", 1),
     ("corpus", 0),
+    ("eval", 2),
 ];
 
 fn src() -> PathBuf {
