@@ -125,38 +125,37 @@ pub fn build(
     progress: &dyn Progress,
 ) -> Result<BuildReport> {
     let mut build = Build::scope(image, root, options)?;
-    let mut survey = build.survey(image)?;
+    let Survey {
+        files,
+        mut known,
+        unseen,
+    } = build.survey(image)?;
     // Decide which files must be read.
     let (to_read, unchanged): (Vec<&WalkedFile>, Vec<&WalkedFile>) =
-        survey
-            .files
-            .iter()
-            .partition(|f| match survey.known.get(&f.path) {
-                Some(stamp) => !stamp_matches(stamp, f),
-                None => true,
-            });
-    if build.nothing_changed(&survey, &to_read) {
+        files.iter().partition(|f| match known.get(&f.path) {
+            Some(stamp) => !stamp_matches(stamp, f),
+            None => true,
+        });
+    if build.nothing_changed(&known, files.len(), &to_read) {
         build.report.unchanged = unchanged
             .iter()
-            .filter_map(|f| survey.known.get(&f.path).map(|s| s.module.as_str()))
+            .filter_map(|f| known.get(&f.path).map(|s| s.module.as_str()))
             .collect::<HashSet<&str>>()
             .len();
         build.trace.lap("nothing changed");
         return Ok(build.report);
     }
-    let mut outcomes = build.read_changed(&to_read, &survey.known, progress);
+    let mut outcomes = build.read_changed(&to_read, &known, progress);
     let texts = take_texts_if_many(&mut outcomes);
-    let unchanged: Vec<String> = unchanged.into_iter().map(|f| f.path.clone()).collect();
-    let to_read: Vec<String> = to_read.into_iter().map(|f| f.path.clone()).collect();
     let image: &Image = image;
     std::thread::scope(|scope| -> Result<()> {
         // Many new texts: written into the store on another thread while this one works out
         // the records. They are content-addressed, so they are harmless if the build stops
         // before its commit (texts nothing refers to).
         let loading = (!texts.is_empty()).then(|| scope.spawn(move || image.store_texts(texts)));
-        let (mut claims, mut read) = build.claim(&unchanged, &to_read, outcomes, &survey);
+        let (mut claims, mut read) = build.claim(&unchanged, &to_read, outcomes, &known, &unseen);
         if build.targeted.is_some() {
-            claim_unlisted(image, root, &mut claims, &read.units, &mut survey.known)?;
+            claim_unlisted(image, root, &mut claims, &read.units, &mut known)?;
         }
         let mut tx = image.begin(Origin::File)?;
         build.pick_holders(&mut tx, &mut claims, &mut read)?;
@@ -166,7 +165,7 @@ pub fn build(
                 tx.put_path(path, stamp);
             }
         }
-        build.stage_removals(&mut tx, &survey.known, &claims)?;
+        build.stage_removals(&mut tx, &known, &claims)?;
         build.summarize(&tx, &claims);
         build.trace.lap("stage removals");
         if let Some(loading) = loading {
@@ -341,15 +340,10 @@ impl<'a> Build<'a> {
 
     /// Nothing to read, nothing unreadable, and every file known in this build's scope still
     /// there: no module can be read anew, claimed twice or left without its file.
-    fn nothing_changed(&self, survey: &Survey, to_read: &[&WalkedFile]) -> bool {
+    fn nothing_changed(&self, known: &Stamps, files: usize, to_read: &[&WalkedFile]) -> bool {
         to_read.is_empty()
             && self.report.failed.is_empty()
-            && survey
-                .known
-                .keys()
-                .filter(|p| self.filter.contains(p))
-                .count()
-                == survey.files.len()
+            && known.keys().filter(|p| self.filter.contains(p)).count() == files
     }
 
     /// Reads, parses and prepares the files whose stamps changed, in parallel.
@@ -379,19 +373,21 @@ impl<'a> Build<'a> {
     /// and known files below what the walk could not look at.
     fn claim(
         &mut self,
-        unchanged: &[String],
-        to_read: &[String],
+        unchanged: &[&WalkedFile],
+        to_read: &[&WalkedFile],
         outcomes: Vec<Outcome>,
-        survey: &Survey,
+        known: &Stamps,
+        unseen: &[String],
     ) -> (Claims, Read) {
         let mut claims = Claims::default();
         let mut read = Read::default();
-        for path in unchanged {
-            if let Some(stamp) = survey.known.get(path) {
-                claims.claim(&stamp.module, path);
+        for file in unchanged {
+            if let Some(stamp) = known.get(&file.path) {
+                claims.claim(&stamp.module, &file.path);
             }
         }
-        for (path, outcome) in to_read.iter().zip(outcomes) {
+        for (file, outcome) in to_read.iter().zip(outcomes) {
+            let path = &file.path;
             match outcome {
                 Outcome::Same(stamp) => {
                     claims.claim(&stamp.module, path);
@@ -403,7 +399,7 @@ impl<'a> Build<'a> {
                 }
                 Outcome::Failed(failure) => {
                     // The module keeps its last good version: the file still claims it.
-                    if let Some(stamp) = survey.known.get(path) {
+                    if let Some(stamp) = known.get(path) {
                         claims.claim(&stamp.module, path);
                     }
                     self.report.failed.push(failure);
@@ -411,8 +407,8 @@ impl<'a> Build<'a> {
                 Outcome::Vanished => {}
             }
         }
-        for (path, stamp) in &survey.known {
-            if !claims.holds(path) && survey.unseen.iter().any(|dir| is_at_or_below(path, dir)) {
+        for (path, stamp) in known {
+            if !claims.holds(path) && unseen.iter().any(|dir| is_at_or_below(path, dir)) {
                 claims.claim(&stamp.module, path);
             }
         }

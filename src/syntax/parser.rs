@@ -1271,11 +1271,7 @@ mod differential {
                     SyntaxKind::EvalWord
                 }
                 Class::Quote => {
-                    pos = ref_scan_string(&text, pos);
-                    if pos == usize::MAX {
-                        errors.push(unterminated_string(start));
-                        pos = len;
-                    }
+                    pos = ref_string_end(&text, start, &mut errors);
                     root_keyword.node();
                     SyntaxKind::String
                 }
@@ -1353,6 +1349,17 @@ mod differential {
             }
         }
         kind
+    }
+
+    /// Where the string that opens at `start` ends (the end of the text, and an error, if
+    /// it is never closed).
+    fn ref_string_end(text: &[u8], start: usize, errors: &mut Vec<SyntaxError>) -> usize {
+        let end = ref_scan_string(text, start);
+        if end == usize::MAX {
+            errors.push(unterminated_string(start));
+            return text.len();
+        }
+        end
     }
 
     /// Where the comment at `pos` ends: before the line feed, and before a carriage return
