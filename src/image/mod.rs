@@ -3,7 +3,7 @@
 //!
 //! [`Image`] is the narrow set of operations a Spry VM or IDE needs: open, read a definition by
 //! key, list, iterate a module, change definitions in a [`Transaction`]. It stands on a
-//! [`Store`](crate::store::Store), so the engine underneath can change without touching the sync code.
+//! [`crate::store::Store`] (the storage trait), so the engine underneath can change without touching the sync code.
 
 mod blob;
 mod check;

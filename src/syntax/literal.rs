@@ -84,7 +84,7 @@ pub fn is_float(text: &[u8]) -> bool {
     i == rest.len()
 }
 
-/// Reads a float; see [`is_float`] for the accepted forms.
+/// Reads a float; `is_float` decides the accepted forms.
 pub fn parse_float(text: &[u8]) -> Option<f64> {
     if !is_float(text) {
         return None;
