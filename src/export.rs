@@ -17,10 +17,14 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::error::{Error, IoContext, Result};
-use crate::image::{Hash, Image, ModuleRecord, Origin, PathRecord, PreparedUnit};
+use crate::image::{
+    Hash, Image, ModuleRecord, Origin, PathRecord, PreparedUnit, SyncRecord, decode_layout,
+    drop_slot,
+};
 use crate::source::{
     DEFAULT_MAX_FILE_SIZE, FileFailure, Source, mtime_ns, now_ns, parse_unit, read_source, same_dir,
 };
+use crate::syntax::{Piece, SourceUnit};
 use crate::tree_path;
 
 /// What to export, and where.
@@ -56,6 +60,18 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// A definition in conflict that export left as the file has it (the image's side is kept in
+/// the conflict record until it is settled).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct ConflictKept {
+    /// The module.
+    pub module: String,
+    /// The definition.
+    pub name: String,
+    /// The module's file, relative to the target directory.
+    pub path: String,
+}
+
 /// What an export did.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ExportReport {
@@ -71,6 +87,9 @@ pub struct ExportReport {
     /// Modules not written (conflicts, unsafe paths, files in the way, files that do not
     /// parse, write failures).
     pub skipped: Vec<Skipped>,
+    /// Definitions in conflict, left in their files as the files have them while the rest of
+    /// their modules was written.
+    pub conflicts: Vec<ConflictKept>,
     /// Files that do not parse, with their errors (for diagnostics).
     #[serde(skip)]
     pub failures: Vec<FileFailure>,
@@ -79,9 +98,10 @@ pub struct ExportReport {
 }
 
 impl ExportReport {
-    /// Whether every module asked for was written or already up to date.
+    /// Whether every module asked for was written or already up to date, with no conflict
+    /// left.
     pub fn is_clean(&self) -> bool {
-        self.skipped.is_empty()
+        self.skipped.is_empty() && self.conflicts.is_empty()
     }
 }
 
@@ -256,24 +276,34 @@ fn export_to_source(image: &Image, root: &Path, only: &[String]) -> Result<Expor
     let mut in_place = Vec::new();
     for (name, path, full, current) in candidates {
         let sync = image.sync(&name)?;
-        if !sync.conflicts.is_empty() {
-            let names: Vec<&str> = sync.conflicts.keys().map(String::as_str).collect();
-            report.skipped.push(Skipped {
-                module: name,
-                path,
-                reason: format!(
-                    "in conflict over {}: resolve with `spry-image resolve`",
-                    names.join(", ")
-                ),
-            });
-            continue;
-        }
         let record = image
             .module(&name)?
             .ok_or_else(|| Error::NoModule(name.clone()))?;
-        let text = image.assemble(&name, &record)?;
+        for def in sync.conflicts.keys() {
+            report.conflicts.push(ConflictKept {
+                module: name.clone(),
+                name: def.clone(),
+                path: path.clone(),
+            });
+        }
+        let text = match text_for_file(image, &name, &record, &sync, current.as_deref())? {
+            Ok(text) => text,
+            Err(reason) => {
+                report.skipped.push(Skipped {
+                    module: name,
+                    path,
+                    reason,
+                });
+                continue;
+            }
+        };
         if current.as_deref() == Some(text.as_slice()) {
-            in_place.push((name, full, text));
+            if sync.only_conflicts() {
+                // Nothing but conflicts, which the file holds already: nothing to record.
+                report.unchanged += 1;
+            } else {
+                in_place.push((name, full, text));
+            }
             continue;
         }
         jobs.push(Job {
@@ -312,6 +342,110 @@ fn export_to_source(image: &Image, root: &Path, only: &[String]) -> Result<Expor
     report.generation = tx.commit()?;
     report.written.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(report)
+}
+
+/// What export writes for a module: its image text, except that each definition in conflict
+/// stays as the file has it (`current`), and the image keeps its side in the conflict record.
+/// `Err` (why) when that text cannot be made: the file is gone, or the result would not read
+/// back as the definitions it was made of.
+fn text_for_file(
+    image: &Image,
+    name: &str,
+    record: &ModuleRecord,
+    sync: &SyncRecord,
+    current: Option<&[u8]>,
+) -> Result<std::result::Result<Vec<u8>, String>> {
+    if sync.conflicts.is_empty() {
+        return Ok(Ok(image.assemble(name, record)?));
+    }
+    let Some(current) = current else {
+        return Ok(Err(
+            "in conflict, and its file is gone: settle it with `spry-image resolve`".to_string(),
+        ));
+    };
+    let mut gaps = decode_layout(&image.text(&record.layout_hash()?)?)?;
+    if gaps.len() != record.definitions.len() + 1 {
+        return Err(Error::corrupt(format!(
+            "module `{name}`: its layout does not fit its definitions"
+        )));
+    }
+    let mut order: Vec<(String, Vec<u8>)> = Vec::with_capacity(record.definitions.len());
+    let mut dropped = Vec::new();
+    for (i, def) in record.definitions.iter().enumerate() {
+        match sync.conflict(def) {
+            Some(Some(file)) => order.push((def.clone(), image.text(&file)?)),
+            // The file removed it: it stays removed there.
+            Some(None) => dropped.push(i),
+            None => order.push((def.clone(), image.definition_text(name, def)?)),
+        }
+    }
+    for at in dropped.into_iter().rev() {
+        drop_slot(&mut gaps, at);
+    }
+    // Conflicts the image removed and the file changed: the file's text stays where the file
+    // has it, after the nearest definition before it that the image has too.
+    let file_only: Vec<(&String, Hash)> = sync
+        .conflicts
+        .keys()
+        .filter(|def| !record.definitions.contains(def))
+        .filter_map(|def| sync.conflict(def).flatten().map(|h| (def, h)))
+        .collect();
+    if !file_only.is_empty() {
+        let script = record.path.strip_suffix(".spry").unwrap_or(&record.path);
+        let Ok(unit) = SourceUnit::parse(current.to_vec(), script) else {
+            return Ok(Err("the file does not parse; fix it first".to_string()));
+        };
+        let file_gaps: Vec<&[u8]> = unit
+            .pieces()
+            .into_iter()
+            .filter_map(|p| match p {
+                Piece::Gap(gap) => Some(gap),
+                Piece::Definition(..) => None,
+            })
+            .collect();
+        let file_names: Vec<&str> = unit.definitions().iter().map(|d| d.name.as_str()).collect();
+        for (def, hash) in file_only {
+            let Some(i) = file_names.iter().position(|n| *n == def) else {
+                continue;
+            };
+            let after = file_names[..i]
+                .iter()
+                .rev()
+                .find_map(|prev| order.iter().position(|(o, _)| o == prev));
+            let at = after.map_or(0, |p| p + 1);
+            let (gap, slot) = if at == 0 {
+                (file_gaps.get(i + 1), 1)
+            } else {
+                (file_gaps.get(i), at)
+            };
+            order.insert(at, (def.clone(), image.text(&hash)?));
+            let gap = gap.map_or_else(|| b"\n".to_vec(), |g| g.to_vec());
+            gaps.insert(slot.min(gaps.len()), gap);
+        }
+    }
+    let mut out = Vec::new();
+    for (i, gap) in gaps.iter().enumerate() {
+        out.extend_from_slice(gap);
+        if let Some((_, text)) = order.get(i) {
+            out.extend_from_slice(text);
+        }
+    }
+    // Texts of two sides side by side may read differently than each did alone.
+    let script = record.path.strip_suffix(".spry").unwrap_or(&record.path);
+    let reads_back = SourceUnit::parse(out.clone(), script).is_ok_and(|unit| {
+        unit.name() == name
+            && unit.definitions().len() == order.len()
+            && order.iter().enumerate().all(|(i, (def, text))| {
+                unit.definitions()[i].name == *def && unit.definition_text(i) == text.as_slice()
+            })
+    });
+    if !reads_back {
+        return Ok(Err(
+            "with its conflicts kept as the file has them, the file would read back differently: settle them with `spry-image resolve`"
+                .to_string(),
+        ));
+    }
+    Ok(Ok(out))
 }
 
 fn export_copy(image: &Image, to: &Path, only: &[String]) -> Result<ExportReport> {

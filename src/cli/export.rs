@@ -44,6 +44,16 @@ pub fn run(image_dir: Option<&Path>, args: &ExportArgs) -> Status {
             skipped.reason
         );
     }
+    for kept in &report.conflicts {
+        eprintln!(
+            "{}: conflict: `{}::{}` left as the file has it (the image's text is kept): settle it with `spry-image resolve {}::{}`",
+            target.join(&kept.path).display(),
+            kept.module,
+            kept.name,
+            kept.module,
+            kept.name
+        );
+    }
     if args.json {
         if let Err(status) = super::print_json(&report) {
             return status;
@@ -77,6 +87,12 @@ fn summary(report: &ExportReport) -> String {
         line.push_str(&format!(
             ", {} merged from their files first",
             report.merged.len()
+        ));
+    }
+    if !report.conflicts.is_empty() {
+        line.push_str(&format!(
+            ", {} in conflict left as the files have them",
+            report.conflicts.len()
         ));
     }
     if !report.skipped.is_empty() {

@@ -24,6 +24,7 @@ pub use record::{
     ModuleKind, ModuleLog, ModuleRecord, Origin, PathRecord, SyncRecord, decode_layout,
     definition_key, encode_layout, history_key,
 };
+pub(crate) use transaction::drop_slot;
 pub use transaction::{Conflict, Prepared, PreparedUnit, Transaction};
 
 use crate::error::{Error, IoContext, Result};

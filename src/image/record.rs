@@ -166,6 +166,12 @@ impl SyncRecord {
         !self.unexported && self.removed.is_empty() && self.conflicts.is_empty()
     }
 
+    /// Whether the only difference left is conflicts (which the file holds as its side):
+    /// nothing for an export to write.
+    pub fn only_conflicts(&self) -> bool {
+        !self.unexported && self.removed.is_empty() && !self.conflicts.is_empty()
+    }
+
     /// The file side of a conflict over `name`: `Some(None)` when the file removed it.
     pub fn conflict(&self, name: &str) -> Option<Option<Hash>> {
         self.conflicts

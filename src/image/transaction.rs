@@ -1136,31 +1136,33 @@ impl<'a> Transaction<'a> {
         }
     }
 
-    /// Records that `module`'s file now holds exactly its image text (an export wrote it,
-    /// or found it there): every definition's agreed text becomes its current one, the sync
-    /// state is cleared, and `stamp` is what the file now is.
+    /// Records that `module`'s file now holds its image text (an export wrote it, or found it
+    /// there), except its definitions in conflict, which the file holds as its own side: every
+    /// other definition's agreed text becomes its current one, the sync state keeps only the
+    /// conflicts, and `stamp` is what the file now is.
     ///
     /// # Errors
-    /// [`Error::Invalid`] when the module has conflicts (export must not write it);
     /// [`Error::NoModule`]; storage failures.
     pub fn mark_exported(&mut self, module: &str, stamp: &PathRecord) -> Result<()> {
         let record = self
             .module(module)?
             .ok_or_else(|| Error::NoModule(module.to_string()))?;
         let sync = self.sync(module)?;
-        if !sync.conflicts.is_empty() {
-            return Err(Error::Invalid(format!(
-                "`{module}` has conflicts: resolve them first"
-            )));
-        }
         for def in &record.definitions {
+            if sync.conflicts.contains_key(def) {
+                continue;
+            }
             if let Some(current) = self.definition(module, def)?
                 && current.base != Some(current.hash)
             {
                 self.set_base(module, def, &current, Some(current.hash));
             }
         }
-        self.write_sync(module, &SyncRecord::default())?;
+        let left = SyncRecord {
+            conflicts: sync.conflicts,
+            ..SyncRecord::default()
+        };
+        self.write_sync(module, &left)?;
         self.put_path(&record.path, stamp);
         self.note(module, ModuleChange::Exported, &record.path, None, &[]);
         Ok(())
@@ -1354,7 +1356,7 @@ fn settle_merge(
 
 /// Takes the definition at `at` out of a layout: it leaves with the separator before it (its
 /// comments are its own); the only definition leaves the text around it as one gap.
-fn drop_slot(gaps: &mut Vec<Vec<u8>>, at: usize) {
+pub(crate) fn drop_slot(gaps: &mut Vec<Vec<u8>>, at: usize) {
     if gaps.len() > 2 {
         gaps.remove(if at == 0 { 1 } else { at.min(gaps.len() - 2) });
     } else if gaps.len() == 2 {

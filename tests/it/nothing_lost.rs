@@ -1,0 +1,181 @@
+//! Issue 14, "nothing lost, per definition": a conflict holds one definition, never its module;
+//! both sides' other changes reach the other side. Real binary, real images, real files.
+
+use serde_json::Value;
+
+use crate::export::{export, put_stdin, status};
+use crate::image_build::{build, edit, open};
+use crate::util::Dir;
+
+/// A module of the 20-module tree.
+fn module_text(n: usize) -> String {
+    format!(
+        "# Module {n}.\n{{\n  _meta = {{name = 'Mod{n}}}\n\n  # Keeps what the test rejects.\n  ifFalse:collect: = method [:test :blk\n    r = []\n    @elements do: [:x (test value: x) else: [r add: (blk value: x)]]\n    r\n  ]\n\n  at: = method [:i\n    @elements at: i\n  ]\n\n  cacheFirst = method [\n    @cache = (@elements first)\n  ]\n}}\n"
+    )
+}
+
+/// A tree of 20 modules, built.
+pub(crate) fn twenty(name: &str) -> Dir {
+    let dir = Dir::new(name);
+    for n in 0..20 {
+        dir.create(format!("mod{n}.spry"), module_text(n));
+    }
+    build(&dir, &[], 0);
+    dir
+}
+
+fn conflicts(status: &Value) -> Vec<String> {
+    status["conflicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{}::{}",
+                c["module"].as_str().unwrap(),
+                c["name"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_conflict_blocks_one_definition_not_its_module() {
+    let dir = twenty("per_definition");
+    // The image side: `at:` one way, `cacheFirst`.
+    put_stdin(
+        &dir,
+        "Mod3::at:",
+        "at: = method [:i\n    @elements at: i + 1\n  ]",
+        0,
+    );
+    put_stdin(
+        &dir,
+        "Mod3::cacheFirst",
+        "cacheFirst = method [\n    @cache = (@elements last)\n  ]",
+        0,
+    );
+    // The file side: `ifFalse:collect:`, and `at:` another way.
+    edit(&dir, "mod3.spry", "    r\n  ]", "    r reverse\n  ]", 10);
+    edit(
+        &dir,
+        "mod3.spry",
+        "@elements at: i\n",
+        "@elements at: i - 1\n",
+        10,
+    );
+    build(&dir, &[], 0);
+    let (json, out) = export(&dir, &[], 1);
+    assert_eq!(json["skipped"], serde_json::json!([]), "{out}");
+    assert_eq!(json["written"][0]["path"], "mod3.spry", "{out}");
+    assert_eq!(json["conflicts"][0]["name"], "at:", "{out}");
+    assert!(out.stderr_str().contains("Mod3::at:"), "{out}");
+    let text = String::from_utf8(dir.read("mod3.spry")).unwrap();
+    assert!(
+        text.contains("@cache = (@elements last)"),
+        "image's cacheFirst:\n{text}"
+    );
+    assert!(
+        text.contains("    r reverse\n"),
+        "file's ifFalse:collect:\n{text}"
+    );
+    assert!(
+        text.contains("@elements at: i - 1"),
+        "file's at: kept:\n{text}"
+    );
+    assert!(!text.contains("i + 1"), "{text}");
+    // The image keeps its side.
+    let shown = dir.command().args(["show", "Mod3::at:"]).stdout();
+    assert!(String::from_utf8_lossy(&shown).contains("@elements at: i + 1"));
+    let image = open(&dir);
+    assert_eq!(
+        image.definition_text("Mod3", "ifFalse:collect:").unwrap(),
+        b"# Keeps what the test rejects.\n  ifFalse:collect: = method [:test :blk\n    r = []\n    @elements do: [:x (test value: x) else: [r add: (blk value: x)]]\n    r reverse\n  ]"
+    );
+    drop(image);
+    // One conflict, named; exit 1 because of it only.
+    let st = status(&dir, 1);
+    assert_eq!(conflicts(&st), ["Mod3::at:"], "{st}");
+    assert_eq!(st["modules"].as_array().unwrap().len(), 1, "{st}");
+    // A second build and export change nothing more.
+    let (json, _) = build(&dir, &[], 0);
+    assert_eq!(json["generation"], Value::Null, "{json}");
+    let before = dir.read("mod3.spry");
+    let (json, out) = export(&dir, &[], 1);
+    assert_eq!(json["written"], serde_json::json!([]), "{out}");
+    assert_eq!(json["generation"], Value::Null, "{out}");
+    assert_eq!(dir.read("mod3.spry"), before);
+    // Settled for the image: export writes its side.
+    dir.command()
+        .args(["resolve", "Mod3::at:", "--take", "image"])
+        .expect_code(0);
+    export(&dir, &[], 0);
+    let text = String::from_utf8(dir.read("mod3.spry")).unwrap();
+    assert!(text.contains("@elements at: i + 1"), "{text}");
+    assert!(text.contains("    r reverse\n"), "{text}");
+    assert_eq!(status(&dir, 0)["clean"], true);
+}
+
+#[test]
+fn a_removal_on_one_side_and_a_change_on_the_other_block_only_that_definition() {
+    let dir = twenty("per_definition_removal");
+    // The image removes `at:` and changes `cacheFirst`; the file changes `at:`.
+    dir.command().args(["rm", "Mod5::at:"]).expect_code(0);
+    put_stdin(
+        &dir,
+        "Mod5::cacheFirst",
+        "cacheFirst = method [\n    @cache = nil\n  ]",
+        0,
+    );
+    edit(
+        &dir,
+        "mod5.spry",
+        "@elements at: i\n",
+        "@elements at: i - 1\n",
+        10,
+    );
+    // The image changes `ifFalse:collect:` in Mod6, whose file removes it.
+    put_stdin(
+        &dir,
+        "Mod6::ifFalse:collect:",
+        "ifFalse:collect: = method [:test :blk\n    nil\n  ]",
+        0,
+    );
+    put_stdin(&dir, "Mod6::at:", "at: = method [:i\n    nil\n  ]", 0);
+    let six = String::from_utf8(dir.read("mod6.spry")).unwrap();
+    let start = six.find("  # Keeps").unwrap();
+    let end = six.find("  at: =").unwrap();
+    dir.create("mod6.spry", format!("{}{}", &six[..start], &six[end..]));
+    build(&dir, &[], 0);
+    let (json, out) = export(&dir, &[], 1);
+    assert_eq!(json["skipped"], serde_json::json!([]), "{out}");
+    assert_eq!(json["conflicts"].as_array().unwrap().len(), 2, "{out}");
+    let five = String::from_utf8(dir.read("mod5.spry")).unwrap();
+    assert!(five.contains("@elements at: i - 1"), "{five}");
+    assert!(five.contains("@cache = nil"), "{five}");
+    let six = String::from_utf8(dir.read("mod6.spry")).unwrap();
+    assert!(!six.contains("ifFalse"), "{six}");
+    assert!(six.contains("at: = method [:i\n    nil\n  ]"), "{six}");
+    let st = status(&dir, 1);
+    assert_eq!(
+        conflicts(&st),
+        ["Mod5::at:", "Mod6::ifFalse:collect:"],
+        "{st}"
+    );
+    // Settled either way, both sides end equal.
+    dir.command()
+        .args(["resolve", "Mod5::at:", "--take", "file"])
+        .expect_code(0);
+    dir.command()
+        .args(["resolve", "Mod6::ifFalse:collect:", "--take", "image"])
+        .expect_code(0);
+    export(&dir, &[], 0);
+    let six = String::from_utf8(dir.read("mod6.spry")).unwrap();
+    assert!(
+        six.contains("ifFalse:collect: = method [:test :blk\n    nil\n  ]"),
+        "{six}"
+    );
+    assert_eq!(status(&dir, 0)["clean"], true);
+    let (json, _) = build(&dir, &[], 0);
+    assert_eq!(json["generation"], Value::Null, "{json}");
+}
