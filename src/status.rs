@@ -16,7 +16,8 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::image::{Hash, Image, ModuleRecord, PathRecord, SyncRecord};
+use crate::image::merge::{Merged, merge};
+use crate::image::{DefinitionRecord, Hash, Image, ModuleRecord, PathRecord, SyncRecord};
 use crate::source::{
     DEFAULT_MAX_FILE_SIZE, FailureKind, FileFailure, PartFilter, Unit, WalkedFile, read_unit,
     same_dir, stamp_matches,
@@ -477,7 +478,9 @@ fn file_changes(
                 } else if def.base == Some(*hash) {
                     Side::Image
                 } else {
-                    conflicts.push(name.clone());
+                    if !merges_cleanly(image, &def, text) {
+                        conflicts.push(name.clone());
+                    }
                     Side::Both
                 };
                 let image_text = image_text()?;
@@ -544,6 +547,18 @@ fn file_changes(
         });
     }
     Ok((out, conflicts))
+}
+
+/// Whether a definition changed on both sides merges line by line (as a build would merge
+/// it; whether the merge reads back in its file is the build's to find out).
+fn merges_cleanly(image: &Image, def: &DefinitionRecord, file: &[u8]) -> bool {
+    let Some(base) = def.base else {
+        return false;
+    };
+    match (image.text(&base), image.text(&def.hash)) {
+        (Ok(base), Ok(ours)) => matches!(merge(&base, &ours, file), Merged::Clean(_)),
+        _ => false,
+    }
 }
 
 /// Whether two definition texts read as the same tree.

@@ -9,6 +9,7 @@ mod blob;
 mod check;
 mod gc;
 mod lock;
+pub mod merge;
 mod record;
 mod transaction;
 

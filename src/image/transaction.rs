@@ -161,8 +161,64 @@ enum Merged {
     Agreed,
     /// Only the image changed: it keeps its text, for export.
     Kept,
+    /// Both changed, in lines that do not overlap: the image holds the merged text, for
+    /// export.
+    Merged,
     /// Both changed, to different texts; the file's side (`None`: removed there).
     Conflict(Option<Hash>),
+}
+
+/// A file's unit as read, for checking a merged text in its place.
+struct FileSide {
+    script: String,
+    gaps: Vec<Vec<u8>>,
+    names: Vec<String>,
+    hashes: Vec<Hash>,
+}
+
+impl FileSide {
+    /// Whether the file, with `merged` in place of its definition `at`, reads back as the same
+    /// definitions with the same texts: a merge must parse, keep its name, and not change how
+    /// its neighbours read. Any text that cannot be had makes it a conflict.
+    fn fits(
+        &self,
+        tx: &Transaction,
+        pending: &[Option<(String, Prepared)>],
+        at: usize,
+        merged: &[u8],
+    ) -> bool {
+        if self.gaps.len() != self.names.len() + 1 {
+            return false;
+        }
+        let mut text = Vec::new();
+        for (k, gap) in self.gaps.iter().enumerate() {
+            text.extend_from_slice(gap);
+            if k == at {
+                text.extend_from_slice(merged);
+            } else if k < self.names.len() {
+                let piece = match pending.get(k).and_then(Option::as_ref) {
+                    Some((_, p)) => tx.prepared_text(p),
+                    None => tx.text(&self.hashes[k]),
+                };
+                match piece {
+                    Ok(piece) => text.extend_from_slice(&piece),
+                    Err(_) => return false,
+                }
+            }
+        }
+        let Ok(unit) = SourceUnit::parse(text, &self.script) else {
+            return false;
+        };
+        unit.definitions().len() == self.names.len()
+            && unit.definitions().iter().enumerate().all(|(k, d)| {
+                d.name == self.names[k]
+                    && if k == at {
+                        unit.definition_text(k) == merged
+                    } else {
+                        Hash::of(unit.definition_text(k)) == self.hashes[k]
+                    }
+            })
+    }
 }
 
 /// From this many writes on, the first commit of an image loads tables directly.
@@ -505,7 +561,23 @@ impl<'a> Transaction<'a> {
         let mut changed: Vec<String> = Vec::new();
         let mut in_file: HashSet<String> = HashSet::default();
         let mut differs = false;
-        for (def, text) in definitions {
+        // The file as read, for checking a line merge in place (see `FileSide::fits`).
+        let file = FileSide {
+            script: path.strip_suffix(".spry").unwrap_or(path).to_string(),
+            gaps: if old.is_some() {
+                gaps.clone()
+            } else {
+                Vec::new()
+            },
+            names: definitions.iter().map(|(d, _)| d.clone()).collect(),
+            hashes: definitions.iter().map(|(_, t)| t.hash).collect(),
+        };
+        let mut pending: Vec<Option<(String, Prepared)>> =
+            definitions.into_iter().map(Some).collect();
+        for at in 0..pending.len() {
+            let Some((def, text)) = pending[at].take() else {
+                continue;
+            };
             in_file.insert(def.clone());
             // A module new to the image has no definitions to merge with.
             let current = match &old {
@@ -532,7 +604,8 @@ impl<'a> Transaction<'a> {
                 drop_slot(&mut gaps, order.len());
                 continue;
             }
-            let merged = self.merge_from_file(&name, &def, current, Some(text))?;
+            let fits = |tx: &Transaction, merged: &[u8]| file.fits(tx, &pending, at, merged);
+            let merged = self.merge_from_file(&name, &def, current, Some(text), &fits)?;
             settle_merge(&def, merged, &mut sync, &mut changed, &mut differs);
             order.push(def);
         }
@@ -544,7 +617,7 @@ impl<'a> Transaction<'a> {
                     continue;
                 }
                 let current = self.definition(&name, def)?;
-                let merged = self.merge_from_file(&name, def, current, None)?;
+                let merged = self.merge_from_file(&name, def, current, None, &|_, _| false)?;
                 settle_merge(def, merged, &mut sync, &mut changed, &mut differs);
                 if merged != Merged::Taken && self.definition(&name, def)?.is_some() {
                     // Kept (a live addition or a conflict): it stays after its old neighbour.
@@ -618,13 +691,16 @@ impl<'a> Transaction<'a> {
     }
 
     /// Merges one definition's file side (`None`: absent from the file) with its image side
-    /// `current`.
+    /// `current`. Changed on both sides, the texts are merged line by line
+    /// ([`merge`](super::merge)); a clean result that `fits` (reads back as this definition in
+    /// the file) is taken as a merge, anything else is a conflict.
     fn merge_from_file(
         &mut self,
         module: &str,
         name: &str,
         current: Option<DefinitionRecord>,
         file: Option<Prepared>,
+        fits: &dyn Fn(&Transaction, &[u8]) -> bool,
     ) -> Result<Merged> {
         let file_hash = file.as_ref().map(|f| f.hash);
         let Some(record) = current else {
@@ -663,6 +739,13 @@ impl<'a> Transaction<'a> {
             // Added in the image and never exported: nothing to merge.
             return Ok(Merged::Kept);
         }
+        let file = match file {
+            Some(text) => match self.line_merge(module, name, &record, text, fits)? {
+                Ok(()) => return Ok(Merged::Merged),
+                Err(text) => Some(text),
+            },
+            None => None,
+        };
         self.conflicts.push(Conflict {
             module: module.to_string(),
             name: name.to_string(),
@@ -674,6 +757,69 @@ impl<'a> Transaction<'a> {
             self.put_blob(text);
         }
         Ok(Merged::Conflict(file_hash))
+    }
+
+    /// Both sides changed `module::name` since `record.base`: merges the texts line by line.
+    /// A clean merge that `fits` becomes the image's text (origin `merge`), the image's and the
+    /// file's texts going to history (the base is there already), the file's text its base,
+    /// so that export writes the merge. Otherwise gives the file's text back (a conflict).
+    fn line_merge(
+        &mut self,
+        module: &str,
+        name: &str,
+        record: &DefinitionRecord,
+        file: Prepared,
+        fits: &dyn Fn(&Transaction, &[u8]) -> bool,
+    ) -> Result<std::result::Result<(), Prepared>> {
+        let Some(base) = record.base else {
+            return Ok(Err(file));
+        };
+        let (Ok(base), Ok(image)) = (self.text(&base), self.text(&record.hash)) else {
+            return Ok(Err(file));
+        };
+        let file_text = match self.prepared_text(&file) {
+            Ok(text) => text,
+            Err(_) => return Ok(Err(file)),
+        };
+        let super::merge::Merged::Clean(merged) = super::merge::merge(&base, &image, &file_text)
+        else {
+            return Ok(Err(file));
+        };
+        if !fits(self, &merged) {
+            return Ok(Err(file));
+        }
+        let file_hash = file.hash;
+        self.put_blob(file);
+        self.keep_file_side(module, name, file_hash);
+        self.set_definition(
+            module,
+            name,
+            Prepared::new(&merged),
+            Some(file_hash),
+            Some(record),
+        );
+        if let Some(current) = self.definition(module, name)? {
+            let current = DefinitionRecord {
+                origin: Origin::Merge,
+                ..current
+            };
+            self.put(
+                Table::Definitions,
+                definition_key(module, name),
+                current.encode(),
+            );
+        }
+        Ok(Ok(()))
+    }
+
+    /// A prepared text's bytes: from its stored form, or from the store when that was
+    /// written ahead ([`PreparedUnit::take_texts`]).
+    fn prepared_text(&self, text: &Prepared) -> Result<Vec<u8>> {
+        if text.stored.is_empty() {
+            self.text(&text.hash)
+        } else {
+            super::blob::decompress(&text.stored)
+        }
     }
 
     /// Creates an empty module `name` to live in file `path` (relative to the source root),
@@ -1345,6 +1491,11 @@ fn settle_merge(
         }
         Merged::Kept => {
             *differs = true;
+            sync.conflicts.remove(def);
+        }
+        Merged::Merged => {
+            *differs = true;
+            changed.push(def.to_string());
             sync.conflicts.remove(def);
         }
         Merged::Conflict(file) => {

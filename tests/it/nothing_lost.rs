@@ -179,3 +179,152 @@ fn a_removal_on_one_side_and_a_change_on_the_other_block_only_that_definition() 
     let (json, _) = build(&dir, &[], 0);
     assert_eq!(json["generation"], Value::Null, "{json}");
 }
+
+/// The texts of `module::name`'s versions, oldest first, with their origins.
+fn versions(dir: &Dir, module: &str, name: &str) -> Vec<(String, String)> {
+    let image = open(dir);
+    image
+        .history(module, name)
+        .unwrap()
+        .into_iter()
+        .filter_map(|(_, v)| {
+            v.hash.map(|h| {
+                (
+                    v.origin.name().to_string(),
+                    String::from_utf8(image.text(&h).unwrap()).unwrap(),
+                )
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn edits_to_different_lines_of_one_definition_merge() {
+    let dir = twenty("line_merge");
+    let base = "# Keeps what the test rejects.\n  ifFalse:collect: = method [:test :blk\n    r = []\n    @elements do: [:x (test value: x) else: [r add: (blk value: x)]]\n    r\n  ]";
+    // The image changes the body's last line; the file the comment above.
+    put_stdin(
+        &dir,
+        "Mod7::ifFalse:collect:",
+        &base.replace("    r\n  ]", "    r copy\n  ]"),
+        0,
+    );
+    edit(
+        &dir,
+        "mod7.spry",
+        "# Keeps what the test rejects.",
+        "# Collects what the test rejects.",
+        10,
+    );
+    let st = status(&dir, 0);
+    assert_eq!(conflicts(&st), Vec::<String>::new(), "{st}");
+    build(&dir, &[], 0);
+    let merged = base
+        .replace("    r\n  ]", "    r copy\n  ]")
+        .replace("# Keeps", "# Collects");
+    let image = open(&dir);
+    assert_eq!(
+        image.definition_text("Mod7", "ifFalse:collect:").unwrap(),
+        merged.as_bytes()
+    );
+    assert_eq!(
+        image
+            .definition("Mod7", "ifFalse:collect:")
+            .unwrap()
+            .unwrap()
+            .origin
+            .name(),
+        "merge"
+    );
+    drop(image);
+    // History holds the base, the image's and the file's texts.
+    let texts: Vec<String> = versions(&dir, "Mod7", "ifFalse:collect:")
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    assert!(texts.contains(&base.to_string()), "{texts:?}");
+    assert!(
+        texts.contains(&base.replace("    r\n  ]", "    r copy\n  ]")),
+        "{texts:?}"
+    );
+    assert!(
+        texts.contains(&base.replace("# Keeps", "# Collects")),
+        "{texts:?}"
+    );
+    let (json, out) = export(&dir, &[], 0);
+    assert_eq!(json["written"][0]["path"], "mod7.spry", "{out}");
+    let text = String::from_utf8(dir.read("mod7.spry")).unwrap();
+    assert!(text.contains(&merged), "{text}");
+    assert_eq!(status(&dir, 0)["clean"], true);
+    let (json, _) = build(&dir, &[], 0);
+    assert_eq!(json["generation"], Value::Null, "{json}");
+    let log = dir
+        .command()
+        .args(["log", "Mod7::ifFalse:collect:"])
+        .expect_code(0);
+    assert!(log.stdout_str().contains("merge"), "{log}");
+}
+
+#[test]
+fn the_same_line_edited_on_both_sides_is_a_conflict_showing_both() {
+    let dir = twenty("line_conflict");
+    put_stdin(
+        &dir,
+        "Mod1::at:",
+        "at: = method [:i\n    @elements at: i + 1\n  ]",
+        0,
+    );
+    edit(
+        &dir,
+        "mod1.spry",
+        "@elements at: i\n",
+        "@elements at: i + 2\n",
+        10,
+    );
+    let st = status(&dir, 1);
+    assert_eq!(conflicts(&st), ["Mod1::at:"], "{st}");
+    build(&dir, &[], 0);
+    let st = status(&dir, 1);
+    assert_eq!(conflicts(&st), ["Mod1::at:"], "{st}");
+    assert!(
+        st["conflicts"][0]["image"]
+            .as_str()
+            .unwrap()
+            .contains("i + 1")
+    );
+    assert!(
+        st["conflicts"][0]["file"]
+            .as_str()
+            .unwrap()
+            .contains("i + 2")
+    );
+}
+
+#[test]
+fn a_merge_that_would_not_parse_is_a_conflict() {
+    let dir = Dir::new("merge_reads_back");
+    dir.create(
+        "m.spry",
+        "{\n  _meta = {name = 'M}\n  x = [\n    1\n    2\n    3\n    4\n    5\n  ]\n}\n",
+    );
+    build(&dir, &[], 0);
+    // Each side alone is one string and a block; together the quotes pair up otherwise.
+    put_stdin(
+        &dir,
+        "M::x",
+        "x = [\n    \"s\n    2\n    3\n    4\n    t\"\n  ]",
+        0,
+    );
+    edit(&dir, "m.spry", "    3\n", "    \"]\"\n", 10);
+    // The lines do not overlap: status expects a merge; the build finds it does not parse.
+    assert_eq!(conflicts(&status(&dir, 0)), Vec::<String>::new());
+    build(&dir, &[], 0);
+    let st = status(&dir, 1);
+    assert_eq!(conflicts(&st), ["M::x"], "{st}");
+    let image = open(&dir);
+    assert!(
+        String::from_utf8(image.definition_text("M", "x").unwrap())
+            .unwrap()
+            .contains("t\"")
+    );
+}
