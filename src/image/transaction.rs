@@ -163,7 +163,7 @@ enum Merged {
     Kept,
     /// Both changed, in lines that do not overlap: the image holds the merged text, for
     /// export.
-    Merged,
+    Combined,
     /// Both changed, to different texts; the file's side (`None`: removed there).
     Conflict(Option<Hash>),
 }
@@ -741,7 +741,7 @@ impl<'a> Transaction<'a> {
         }
         let file = match file {
             Some(text) => match self.line_merge(module, name, &record, text, fits)? {
-                Ok(()) => return Ok(Merged::Merged),
+                Ok(()) => return Ok(Merged::Combined),
                 Err(text) => Some(text),
             },
             None => None,
@@ -1493,7 +1493,7 @@ fn settle_merge(
             *differs = true;
             sync.conflicts.remove(def);
         }
-        Merged::Merged => {
+        Merged::Combined => {
             *differs = true;
             changed.push(def.to_string());
             sync.conflicts.remove(def);
