@@ -106,6 +106,9 @@ pub struct DefinitionDiff {
     /// The file's text.
     #[serde(skip)]
     pub file: Option<Vec<u8>>,
+    /// For a change on both sides: the text they last agreed on (`None`: none known).
+    #[serde(skip)]
+    pub base: Option<Vec<u8>>,
 }
 
 /// One module that differs.
@@ -416,6 +419,7 @@ pub fn status(image: &Image, root: &Path, options: &StatusOptions) -> Result<Tre
                     other: None,
                     image: None,
                     file: Some(side.unit.definition_text(i).to_vec()),
+                    base: None,
                 })
                 .collect()
         } else {
@@ -496,6 +500,7 @@ fn file_changes(
                     other: None,
                     image: texts.then_some(image_text),
                     file: texts.then(|| text.to_vec()),
+                    base: base_text(image, &def, texts && side == Side::Both),
                 });
             }
             None => {
@@ -518,6 +523,7 @@ fn file_changes(
                     other: None,
                     image: if texts { Some(image_text()?) } else { None },
                     file: None,
+                    base: base_text(image, &def, texts && side == Side::Both),
                 });
             }
         }
@@ -544,9 +550,17 @@ fn file_changes(
             other: None,
             image: None,
             file: texts.then(|| text.to_vec()),
+            base: None,
         });
     }
     Ok((out, conflicts))
+}
+
+/// The agreed text of a definition, when `wanted` and known.
+fn base_text(image: &Image, def: &DefinitionRecord, wanted: bool) -> Option<Vec<u8>> {
+    def.base
+        .filter(|_| wanted)
+        .and_then(|base| image.text(&base).ok())
 }
 
 /// Whether a definition changed on both sides merges line by line (as a build would merge

@@ -537,6 +537,72 @@ impl Image {
         tx.commit()
     }
 
+    /// The three texts of a conflict over `module::name`: base (the text both sides last
+    /// agreed on), image, file; `None` where a side removed it or no base is known.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when the definition is not in conflict; storage failures.
+    #[allow(clippy::type_complexity)]
+    pub fn conflict_texts(
+        &self,
+        module: &str,
+        name: &str,
+    ) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>)> {
+        let Some(file) = self.sync(module)?.conflict(name) else {
+            return Err(Error::Invalid(format!(
+                "`{module}::{name}` is not in conflict"
+            )));
+        };
+        let current = self.definition(module, name)?;
+        let base = match current.and_then(|d| d.base) {
+            Some(hash) => Some(self.text(&hash)?),
+            None => None,
+        };
+        let image = match current {
+            Some(d) => Some(self.text(&d.hash)?),
+            None => None,
+        };
+        let file = match file {
+            Some(hash) => Some(self.text(&hash)?),
+            None => None,
+        };
+        Ok((base, image, file))
+    }
+
+    /// Settles a conflict over `module::name` with a text of its user's (merged by hand):
+    /// it becomes the image's text, the file's side going to history, and export writes it.
+    /// An empty text (white space only) settles it as removed.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when the definition is not in conflict, or the text still holds a
+    /// conflict marker or defines another name; [`Error::Syntax`] when it does not parse;
+    /// storage failures. Nothing is changed then.
+    pub fn resolve_with(&self, module: &str, name: &str, text: &[u8]) -> Result<Option<u64>> {
+        if self.sync(module)?.conflict(name).is_none() {
+            return Err(Error::Invalid(format!(
+                "`{module}::{name}` is not in conflict"
+            )));
+        }
+        if merge::has_markers(text) {
+            return Err(Error::Invalid(
+                "the text still holds a conflict marker (<<<<<<<, |||||||, =======, >>>>>>>)"
+                    .to_string(),
+            ));
+        }
+        let mut tx = self.begin(Origin::Resolve);
+        if text.trim_ascii().is_empty() {
+            if tx.definition(module, name)?.is_none() {
+                // Removed in the image: the image's side.
+                drop(tx);
+                return self.resolve(module, name, false);
+            }
+            tx.remove_definition(module, name)?;
+        } else {
+            tx.put_definition(module, name, trim_line_end(text))?;
+        }
+        tx.commit(true)
+    }
+
     /// What was last read from (or written to) file `path`, by key.
     ///
     /// # Errors
@@ -689,4 +755,11 @@ fn discard_interrupted_first_load(store: &dyn Store) -> Result<()> {
 
 fn write_format_file(path: &Path) -> Result<()> {
     std::fs::write(path, format!("spry-image format {FORMAT_VERSION}\n")).with_path(path)
+}
+
+/// A text without the line break a file or standard input ends with: it is not part of a
+/// definition (which ends with its last node).
+pub fn trim_line_end(text: &[u8]) -> &[u8] {
+    let text = text.strip_suffix(b"\n").unwrap_or(text);
+    text.strip_suffix(b"\r").unwrap_or(text)
 }

@@ -509,7 +509,7 @@ fn a_conflict_is_left_as_the_file_has_it() {
         b"depth = method [@elements size + 1]"
     );
     drop(image);
-    // Both versions show in the diff.
+    // Both versions and their base show in the diff, with git's diff3 markers.
     let out = dir
         .command()
         .args(["diff", "--module", "Stack"])
@@ -517,11 +517,9 @@ fn a_conflict_is_left_as_the_file_has_it() {
     let text = out.stdout_str();
     assert!(text.contains("CONFLICT"), "{out}");
     assert!(
-        text.contains("-depth = method [@elements size + 1]"),
-        "{out}"
-    );
-    assert!(
-        text.contains("+depth = method [@elements size + 2]"),
+        text.contains(
+            "<<<<<<< image\ndepth = method [@elements size + 1]\n||||||| base\ndepth = method [@elements size]\n=======\ndepth = method [@elements size + 2]\n>>>>>>> file\n"
+        ),
         "{out}"
     );
 }

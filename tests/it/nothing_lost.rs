@@ -328,3 +328,159 @@ fn a_merge_that_would_not_parse_is_a_conflict() {
             .contains("t\"")
     );
 }
+
+/// An `$EDITOR`: a shell script that keeps what it was given in `seen` and saves `text`.
+fn editor(dir: &Dir, text: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    dir.create("answer", text);
+    let script = dir.create(
+        "editor.sh",
+        format!(
+            "#!/bin/sh\ncp \"$1\" '{seen}'\ncat '{answer}' > \"$1\"\n",
+            seen = dir.join("seen").display(),
+            answer = dir.join("answer").display()
+        ),
+    );
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+fn at_conflict(name: &str) -> Dir {
+    let dir = twenty(name);
+    put_stdin(
+        &dir,
+        "Mod1::at:",
+        "at: = method [:i\n    @elements at: i + 1\n  ]",
+        0,
+    );
+    edit(
+        &dir,
+        "mod1.spry",
+        "@elements at: i\n",
+        "@elements at: i + 2\n",
+        10,
+    );
+    build(&dir, &[], 0);
+    dir
+}
+
+const MARKED: &str = "at: = method [:i\n<<<<<<< image\n    @elements at: i + 1\n||||||| base\n    @elements at: i\n=======\n    @elements at: i + 2\n>>>>>>> file\n  ]\n";
+
+#[test]
+fn resolve_edit_settles_a_conflict_from_the_editor() {
+    let dir = at_conflict("resolve_edit");
+    let script = editor(&dir, "at: = method [:i\n    @elements at: i + 3\n  ]\n");
+    let out = dir
+        .command()
+        .args(["resolve", "Mod1::at:", "--edit"])
+        .env("VISUAL", "")
+        .env("EDITOR", &script)
+        .expect_code(0);
+    assert_eq!(
+        String::from_utf8(dir.read("seen")).unwrap(),
+        MARKED,
+        "{out}"
+    );
+    let shown = String::from_utf8(dir.command().args(["show", "Mod1::at:"]).stdout()).unwrap();
+    assert!(shown.contains("at: i + 3"), "{shown}");
+    let st = status(&dir, 0);
+    assert_eq!(conflicts(&st), Vec::<String>::new(), "{st}");
+    export(&dir, &[], 0);
+    let text = String::from_utf8(dir.read("mod1.spry")).unwrap();
+    assert!(
+        text.contains("  at: = method [:i\n    @elements at: i + 3\n  ]\n"),
+        "{text}"
+    );
+    assert_eq!(status(&dir, 0)["clean"], true);
+    // Both earlier sides are in history.
+    let texts: Vec<String> = versions(&dir, "Mod1", "at:")
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    assert!(texts.iter().any(|t| t.contains("i + 1")), "{texts:?}");
+    assert!(texts.iter().any(|t| t.contains("i + 2")), "{texts:?}");
+}
+
+#[test]
+fn resolve_edit_keeps_a_text_it_cannot_store() {
+    let dir = at_conflict("resolve_edit_fails");
+    for answer in [
+        MARKED,
+        "at: = method [:i\n    @elements at: (i\n  ]\n",
+        "other = 1\n",
+    ] {
+        let script = editor(&dir, answer);
+        let out = dir
+            .command()
+            .args(["resolve", "Mod1::at:", "--edit"])
+            .env("VISUAL", &script)
+            .expect_code(1);
+        let stderr = out.stderr_str();
+        if answer != MARKED {
+            let kept = stderr
+                .lines()
+                .find_map(|l| l.strip_prefix("note: your text is kept in "))
+                .unwrap_or_else(|| panic!("no kept file named\n{out}"));
+            assert_eq!(std::fs::read_to_string(kept).unwrap(), answer);
+            std::fs::remove_file(kept).unwrap();
+        }
+        let st = status(&dir, 1);
+        assert_eq!(conflicts(&st), ["Mod1::at:"], "{out}\n{st}");
+    }
+    // A marker left in an edited text is refused too.
+    let script = editor(&dir, &MARKED.replace("i + 2", "i + 4"));
+    let out = dir
+        .command()
+        .args(["resolve", "Mod1::at:", "--edit"])
+        .env("VISUAL", &script)
+        .expect_code(1);
+    assert!(out.stderr_str().contains("marker"), "{out}");
+}
+
+#[test]
+fn diff_and_status_json_show_a_conflicts_three_texts() {
+    let dir = at_conflict("conflict_diff");
+    let out = dir
+        .command()
+        .args(["diff", "--module", "Mod1"])
+        .expect_code(1);
+    assert!(out.stdout_str().contains(MARKED), "{out}");
+    for command in ["status", "diff"] {
+        let out = dir.command().args([command, "--json"]).expect_code(1);
+        let json: Value = serde_json::from_str(out.stdout_str().trim()).unwrap();
+        let c = &json["conflicts"][0];
+        assert_eq!(c["name"], "at:", "{json}");
+        assert_eq!(c["base"], "at: = method [:i\n    @elements at: i\n  ]");
+        let image = open(&dir);
+        let record = image.definition("Mod1", "at:").unwrap().unwrap();
+        assert_eq!(c["hashes"]["image"], record.hash.to_hex());
+        assert_eq!(c["hashes"]["base"], record.base.unwrap().to_hex());
+        let file = image
+            .sync("Mod1")
+            .unwrap()
+            .conflict("at:")
+            .unwrap()
+            .unwrap();
+        assert_eq!(c["hashes"]["file"], file.to_hex());
+        drop(image);
+        assert_eq!(
+            c["hunks"],
+            serde_json::json!([{
+                "base": {"start": 2, "end": 3},
+                "image": {"start": 2, "end": 3},
+                "file": {"start": 2, "end": 3},
+            }]),
+            "{json}"
+        );
+    }
+}
+
+#[test]
+fn put_takes_a_definition_with_a_trailing_newline_in_a_one_line_module() {
+    let dir = Dir::new("put_newline");
+    dir.create("m.spry", "{_meta = {name = 'M} a = 1}");
+    build(&dir, &[], 0);
+    put_stdin(&dir, "M::a", "a = 3\n", 0);
+    export(&dir, &[], 0);
+    assert_eq!(dir.read("m.spry"), b"{_meta = {name = 'M} a = 3}");
+}
