@@ -251,10 +251,9 @@ fn export_to_source(image: &Image, root: &Path, only: &[String]) -> Result<Expor
                 }
             }
             (None, Some(_)) => {
-                report.skipped.push(skip(
-                    "the file was deleted since the last build: build to take the deletion, or restore the file"
-                        .to_string(),
-                ));
+                report.skipped.push(skip(format!(
+                    "the file was deleted while the image holds changes it never had: `spry-image resolve {name} --take image` writes it back, `--take file` removes the module"
+                )));
                 continue;
             }
             _ => {}

@@ -64,6 +64,9 @@ pub enum ModuleState {
     NotExported,
     /// Its file is gone from the tree (not yet built).
     FileDeleted,
+    /// Its file is gone while the image holds changes it never had: a modify/delete conflict
+    /// (resolve the module: `--take file` removes it, `--take image` writes it back).
+    DeletedChanged,
     /// A file holds a module the image does not have (not yet built).
     FileAdded,
     /// Now in another file (not yet built).
@@ -158,7 +161,7 @@ impl TreeStatus {
     pub fn has_conflicts(&self) -> bool {
         self.modules
             .iter()
-            .any(|m| m.state == ModuleState::Conflict)
+            .any(|m| matches!(m.state, ModuleState::Conflict | ModuleState::DeletedChanged))
     }
 }
 
@@ -374,6 +377,8 @@ pub fn status(image: &Image, root: &Path, options: &StatusOptions) -> Result<Tre
             } else {
                 continue;
             }
+        } else if stamped && (image_changed || !conflicts.is_empty() || sync.file_deleted) {
+            (ModuleState::DeletedChanged, None, None)
         } else if stamped {
             (ModuleState::FileDeleted, None, None)
         } else if own {

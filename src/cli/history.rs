@@ -41,8 +41,9 @@ pub enum Take {
 
 #[derive(Args, Debug)]
 pub struct ResolveArgs {
-    /// The definition in conflict.
-    #[arg(value_name = "MODULE::NAME")]
+    /// The definition in conflict (or a module whose file was deleted while the image held
+    /// changes).
+    #[arg(value_name = "MODULE[::NAME]")]
     target: String,
     /// Which side's text to keep.
     #[arg(
@@ -260,8 +261,7 @@ pub fn restore(image_dir: Option<&Path>, args: &RestoreArgs) -> Status {
 
 pub fn resolve(image_dir: Option<&Path>, args: &ResolveArgs) -> Status {
     let (module, Some(name)) = split_target(&args.target) else {
-        eprintln!("error: `resolve` takes `MODULE::NAME`, one definition");
-        return Status::Trouble;
+        return resolve_module(image_dir, &args.target, args.take);
     };
     let Some(take) = args.take.filter(|_| !args.edit) else {
         return resolve_edit(image_dir, module, name);
@@ -284,6 +284,39 @@ pub fn resolve(image_dir: Option<&Path>, args: &ResolveArgs) -> Status {
             Status::Ok
         }
         Err(e @ spry_image::Error::Invalid(_)) => {
+            eprintln!("error: {e}");
+            Status::Failed
+        }
+        Err(e) => report_error(&e),
+    }
+}
+
+/// `resolve MODULE --take file|image`: a module whose file was deleted while the image held
+/// changes.
+fn resolve_module(image_dir: Option<&Path>, module: &str, take: Option<Take>) -> Status {
+    let Some(take) = take else {
+        eprintln!(
+            "error: `resolve MODULE` takes `--take file|image`; `--edit` needs `MODULE::NAME`"
+        );
+        return Status::Trouble;
+    };
+    let image = match open_image(image_dir) {
+        Ok(image) => image,
+        Err(status) => return status,
+    };
+    match image.resolve_module(module, matches!(take, Take::File)) {
+        Ok(generation) => {
+            let what = match take {
+                Take::File => "removed, as its file was",
+                Take::Image => "kept (export writes its file again)",
+            };
+            println!(
+                "resolved {module}: {what} (generation {})",
+                generation.unwrap_or_default()
+            );
+            Status::Ok
+        }
+        Err(e @ (spry_image::Error::Invalid(_) | spry_image::Error::NoModule(_))) => {
             eprintln!("error: {e}");
             Status::Failed
         }

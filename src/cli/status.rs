@@ -140,6 +140,7 @@ fn state_label(state: ModuleState) -> &'static str {
         ModuleState::Conflict => "conflict",
         ModuleState::NotExported => "new",
         ModuleState::FileDeleted => "deleted",
+        ModuleState::DeletedChanged => "deleted/changed",
         ModuleState::FileAdded => "new file",
         ModuleState::Moved => "moved",
         ModuleState::Unparsable => "does not parse",
@@ -263,6 +264,10 @@ fn status_text(report: &TreeStatus, generation: u64) -> String {
         "Conflicts, changed on both sides (spry-image resolve MODULE::NAME --edit, or --take file|image):",
         &[ModuleState::Conflict],
         RED.bold(),
+    ));
+    out.push_str(&group(
+        "Deleted on disk, changed in the image (spry-image resolve MODULE --take file removes it, --take image writes it back):",
+        &[ModuleState::DeletedChanged],
     ));
     out.push_str(&group(
         "Files that do not parse (the image keeps the last good version):",

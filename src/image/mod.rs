@@ -524,6 +524,9 @@ impl Image {
     /// # Errors
     /// [`Error::Invalid`] when the definition is not in conflict; storage failures.
     pub fn resolve(&self, module: &str, name: &str, take_file: bool) -> Result<Option<u64>> {
+        if self.sync(module)?.file_deleted {
+            return self.resolve_module(module, take_file);
+        }
         if take_file {
             let mut tx = self.begin(Origin::Resolve)?;
             tx.resolve_take_file(module, name)?;
@@ -535,6 +538,17 @@ impl Image {
         let mut tx = self.begin(Origin::Resolve)?;
         tx.resolve_take_image(module, name, image_side)?;
         tx.commit()
+    }
+
+    /// Settles a modify/delete conflict over `module` (its file deleted while the image held
+    /// changes): the file's side removes the module, the image's has export write it back.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when the module's file is not deleted; storage failures.
+    pub fn resolve_module(&self, module: &str, take_file: bool) -> Result<Option<u64>> {
+        let mut tx = self.begin(Origin::Resolve);
+        tx.resolve_deleted(module, take_file)?;
+        tx.commit(true)
     }
 
     /// The three texts of a conflict over `module::name`: base (the text both sides last

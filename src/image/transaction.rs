@@ -557,6 +557,8 @@ impl<'a> Transaction<'a> {
             None => SyncRecord::default(),
         };
         let mut sync = old_sync.clone();
+        // A file read again is not deleted (any more).
+        sync.file_deleted = false;
         let mut order: Vec<String> = Vec::with_capacity(definitions.len());
         let mut changed: Vec<String> = Vec::new();
         let mut in_file: HashSet<String> = HashSet::default();
@@ -1270,6 +1272,9 @@ impl<'a> Transaction<'a> {
                 "`{module}::{name}` has no version at generation {generation}"
             )));
         };
+        if self.module(module)?.is_none() && version.hash.is_some() {
+            self.bring_back(module, generation)?;
+        }
         match version.hash {
             Some(hash) => {
                 let text = self.text(&hash)?;
@@ -1280,6 +1285,32 @@ impl<'a> Transaction<'a> {
                 None => Ok(()),
             },
         }
+    }
+
+    /// A module removed from the image comes back (for [`restore`](Self::restore)) in the file
+    /// it was last logged in, with its `_meta` as it was at `generation` (else a new one);
+    /// export writes it.
+    fn bring_back(&mut self, module: &str, generation: u64) -> Result<()> {
+        let path = self.image.log()?.into_iter().rev().find_map(|entry| {
+            entry
+                .modules
+                .into_iter()
+                .find(|m| m.module == module)
+                .map(|m| m.path)
+        });
+        let path = match path {
+            Some(path) => path,
+            None => crate::tree_path::module_path(module)?,
+        };
+        self.create_module(module, &path)?;
+        let meta = self.image.history(module, "_meta")?;
+        if let Some((_, old)) = meta.iter().rev().find(|(g, _)| *g <= generation)
+            && let Some(hash) = old.hash
+        {
+            let text = self.text(&hash)?;
+            self.set_live(module, "_meta", &text, false)?;
+        }
+        Ok(())
     }
 
     /// Records that `module`'s file now holds its image text (an export wrote it, or found it
@@ -1337,6 +1368,59 @@ impl<'a> Transaction<'a> {
             None,
             &[name.to_string()],
         );
+        Ok(())
+    }
+
+    /// The file of `module` is gone: when the image holds changes the file never had (live
+    /// edits not exported, or conflicts), notes a modify/delete conflict and returns `true`:
+    /// the module must stay. Otherwise `false`: the module may leave with its file.
+    ///
+    /// # Errors
+    /// Storage failures, a damaged record.
+    pub fn file_deleted(&mut self, module: &str) -> Result<bool> {
+        let mut sync = self.sync(module)?;
+        if sync.is_clean() {
+            return Ok(false);
+        }
+        if !sync.file_deleted {
+            sync.file_deleted = true;
+            self.write_sync(module, &sync)?;
+        }
+        Ok(true)
+    }
+
+    /// Settles a modify/delete conflict over `module` (see
+    /// [`file_deleted`](Self::file_deleted)): taking the file's side removes the module (its
+    /// history stays); taking the image's clears the note, so that export writes the file
+    /// again (the stamp of the deleted file goes).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when the module's file is not deleted; storage failures.
+    pub fn resolve_deleted(&mut self, module: &str, take_file: bool) -> Result<()> {
+        let mut sync = self.sync(module)?;
+        let record = self
+            .module(module)?
+            .ok_or_else(|| Error::NoModule(module.to_string()))?;
+        if !sync.file_deleted {
+            return Err(Error::Invalid(format!(
+                "the file of `{module}` is not deleted: nothing to resolve for the module"
+            )));
+        }
+        self.remove_path(&record.path);
+        // The file's last text of each definition in conflict: kept in history, since neither
+        // way keeps it current.
+        for (name, file) in std::mem::take(&mut sync.conflicts) {
+            if let Some(file) = file.as_deref().and_then(Hash::from_hex) {
+                self.keep_file_side(module, &name, file);
+            }
+        }
+        if take_file {
+            return self.remove_module(module);
+        }
+        sync.file_deleted = false;
+        sync.unexported = true;
+        self.write_sync(module, &sync)?;
+        self.note(module, ModuleChange::Changed, &record.path, None, &[]);
         Ok(())
     }
 

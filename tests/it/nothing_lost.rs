@@ -484,3 +484,128 @@ fn put_takes_a_definition_with_a_trailing_newline_in_a_one_line_module() {
     export(&dir, &[], 0);
     assert_eq!(dir.read("m.spry"), b"{_meta = {name = 'M} a = 3}");
 }
+
+fn state_of(status: &Value, module: &str) -> Option<String> {
+    status["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["module"] == module)
+        .map(|m| m["state"].as_str().unwrap().to_string())
+}
+
+/// `Mod2` with a live edit of `at:` not yet exported, then its file deleted (or replaced by a
+/// directory, with `directory`).
+fn deleted_with_edit(name: &str, directory: bool) -> Dir {
+    let dir = twenty(name);
+    put_stdin(
+        &dir,
+        "Mod2::at:",
+        "at: = method [:i\n    @elements at: i * 2\n  ]",
+        0,
+    );
+    std::fs::remove_file(dir.join("mod2.spry")).unwrap();
+    if directory {
+        dir.create("mod2.spry/inner.txt", "not Spry");
+    }
+    dir
+}
+
+fn assert_kept_as_deleted_and_changed(dir: &Dir) {
+    for _ in 0..2 {
+        let st = status(dir, 1);
+        assert_eq!(
+            state_of(&st, "Mod2").as_deref(),
+            Some("deleted-changed"),
+            "{st}"
+        );
+        let out = dir.command().arg("status").expect_code(1);
+        assert!(
+            out.stdout_str()
+                .contains("Deleted on disk, changed in the image"),
+            "{out}"
+        );
+        dir.command().arg("diff").expect_code(1);
+        build(dir, &[], 0);
+        let shown = String::from_utf8(dir.command().args(["show", "Mod2::at:"]).stdout()).unwrap();
+        assert!(shown.contains("i * 2"), "{shown}");
+    }
+    let (json, out) = export(dir, &[], 1);
+    assert_eq!(json["skipped"][0]["module"], "Mod2", "{out}");
+    if dir.join("mod2.spry").is_dir() {
+        assert!(out.stderr_str().contains("not a regular file"), "{out}");
+    } else {
+        assert!(out.stderr_str().contains("--take image"), "{out}");
+    }
+}
+
+#[test]
+fn a_deleted_file_with_a_pending_image_edit_is_a_modify_delete_conflict() {
+    let dir = deleted_with_edit("modify_delete_image", false);
+    assert_kept_as_deleted_and_changed(&dir);
+    dir.command()
+        .args(["resolve", "Mod2", "--take", "image"])
+        .expect_code(0);
+    let (json, out) = export(&dir, &[], 0);
+    assert_eq!(json["written"][0]["created"], true, "{out}");
+    let text = String::from_utf8(dir.read("mod2.spry")).unwrap();
+    assert!(text.contains("@elements at: i * 2"), "{text}");
+    assert!(text.contains("cacheFirst"), "{text}");
+    assert_eq!(status(&dir, 0)["clean"], true);
+}
+
+#[test]
+fn taking_the_deletion_removes_the_module_and_restore_brings_it_back() {
+    let dir = deleted_with_edit("modify_delete_file", false);
+    assert_kept_as_deleted_and_changed(&dir);
+    let generation = open(&dir).generation().unwrap();
+    dir.command()
+        .args(["resolve", "Mod2", "--take", "file"])
+        .expect_code(0);
+    assert_eq!(status(&dir, 0)["clean"], true);
+    dir.command().args(["show", "Mod2::at:"]).expect_code(1);
+    // The removed module's live text is still in history: restore brings the module back.
+    dir.command()
+        .args(["restore", &format!("Mod2::at:@{generation}")])
+        .expect_code(0);
+    export(&dir, &[], 0);
+    let text = String::from_utf8(dir.read("mod2.spry")).unwrap();
+    assert!(text.contains("@elements at: i * 2"), "{text}");
+    assert!(text.contains("name = 'Mod2"), "{text}");
+    build(&dir, &[], 0);
+    assert_eq!(status(&dir, 0)["clean"], true);
+}
+
+#[test]
+fn a_file_replaced_by_a_directory_keeps_a_pending_edit() {
+    let dir = deleted_with_edit("modify_delete_dir", true);
+    assert_kept_as_deleted_and_changed(&dir);
+    dir.command()
+        .args(["resolve", "Mod2", "--take", "file"])
+        .expect_code(0);
+    assert_eq!(state_of(&status(&dir, 0), "Mod2"), None);
+}
+
+#[test]
+fn a_deleted_file_with_a_conflict_keeps_both_sides() {
+    let dir = at_conflict("modify_delete_conflict");
+    std::fs::remove_file(dir.join("mod1.spry")).unwrap();
+    build(&dir, &[], 0);
+    let st = status(&dir, 1);
+    assert_eq!(
+        state_of(&st, "Mod1").as_deref(),
+        Some("deleted-changed"),
+        "{st}"
+    );
+    dir.command()
+        .args(["resolve", "Mod1::at:", "--take", "file"])
+        .expect_code(0);
+    assert_eq!(state_of(&status(&dir, 0), "Mod1"), None);
+    // The file's side of the conflict is in history.
+    let texts: Vec<String> = versions(&dir, "Mod1", "at:")
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    assert!(texts.iter().any(|t| t.contains("i + 2")), "{texts:?}");
+    assert!(texts.iter().any(|t| t.contains("i + 1")), "{texts:?}");
+}
