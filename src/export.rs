@@ -625,16 +625,54 @@ fn stage(root: &Path, job: &Job, fsync: bool) -> Result<tempfile::TempPath> {
     if !parent.is_dir() {
         create_dirs(root, parent)?;
     }
-    let mut file = tempfile::Builder::new()
-        .prefix(".spry-image-")
-        .suffix(".tmp")
-        .tempfile_in(parent)
-        .with_path(parent)?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".spry-image-").suffix(".tmp");
+    #[cfg(unix)]
+    {
+        // Read and write for all, which `open` narrows by the umask, as for any file a
+        // program creates (tempfile's own default is 0600).
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut file = builder.tempfile_in(parent).with_path(parent)?;
+    keep_mode_and_owner(file.as_file(), &job.full)?;
     file.write_all(&job.text).with_path(&job.full)?;
     if fsync {
         file.as_file().sync_all().with_path(&job.full)?;
     }
     Ok(file.into_temp_path())
+}
+
+/// A file rewritten keeps its mode (an executable script its x bit) and, where the process
+/// may, its owner and group; a new file keeps what it was created with.
+#[cfg(unix)]
+fn keep_mode_and_owner(temp: &std::fs::File, target: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(old) = std::fs::symlink_metadata(target) else {
+        return Ok(());
+    };
+    if !old.is_file() {
+        return Ok(());
+    }
+    temp.set_permissions(old.permissions()).with_path(target)?;
+    let mine = temp.metadata().with_path(target)?;
+    if (mine.uid(), mine.gid()) != (old.uid(), old.gid()) {
+        // Only root may give a file away; a group the user is in may be kept. Failing that,
+        // the file is the writer's, as with any editor's save.
+        let _ = std::os::unix::fs::fchown(temp, Some(old.uid()), Some(old.gid()))
+            .or_else(|_| std::os::unix::fs::fchown(temp, None, Some(old.gid())));
+        // chown may clear set-id bits: the mode once more.
+        temp.set_permissions(old.permissions()).with_path(target)?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn keep_mode_and_owner(temp: &std::fs::File, target: &Path) -> Result<()> {
+    if let Ok(old) = std::fs::metadata(target) {
+        temp.set_permissions(old.permissions()).with_path(target)?;
+    }
+    Ok(())
 }
 
 /// Creates the directories down to `dir` (inside `root`), each made durable in its parent.

@@ -260,6 +260,15 @@ pub fn status(image: &Image, root: &Path, options: &StatusOptions) -> Result<Tre
         }
     }
 
+    refuse_claimed_twice(
+        image,
+        &on_disk,
+        &stamps,
+        &mut sides,
+        &mut holders,
+        &mut report,
+    )?;
+
     // Modules of the image that may differ: against its own tree, those the sync table names
     // and those whose files changed, left or were claimed anew (the others agree, and their
     // records are not read); against another tree, all.
@@ -446,6 +455,65 @@ pub fn status(image: &Image, root: &Path, options: &StatusOptions) -> Result<Tre
     report.modules.sort_by(|a, b| a.module.cmp(&b.module));
     report.failed.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(report)
+}
+
+/// A module defined in two files is refused in all but one, as a build refuses it (the file
+/// the image has it from keeps it, else the first by path): those files are failures.
+fn refuse_claimed_twice(
+    image: &Image,
+    on_disk: &HashSet<String>,
+    stamps: &HashMap<String, PathRecord>,
+    sides: &mut HashMap<String, FileSide>,
+    holders: &mut HashMap<String, String>,
+    report: &mut TreeStatus,
+) -> Result<()> {
+    let mut claims: HashMap<&str, Vec<&str>> = HashMap::default();
+    for path in on_disk {
+        let module = match sides.get(path) {
+            Some(side) => Some(side.unit.name()),
+            None => stamps.get(path).map(|s| s.module.as_str()),
+        };
+        if report.failed.iter().any(|f| f.path == *path) {
+            continue;
+        }
+        if let Some(module) = module {
+            claims.entry(module).or_default().push(path);
+        }
+    }
+    let mut losers: Vec<(String, String, String)> = Vec::new();
+    for (module, mut paths) in claims {
+        if paths.len() < 2 {
+            continue;
+        }
+        paths.sort_unstable();
+        let holder = image.module(module)?.map(|m| m.path);
+        let winner = holder
+            .filter(|h| paths.contains(&h.as_str()))
+            .unwrap_or_else(|| paths[0].to_string());
+        for loser in paths.into_iter().filter(|p| *p != winner) {
+            losers.push((module.to_string(), winner.clone(), loser.to_string()));
+        }
+    }
+    losers.sort();
+    for (module, winner, loser) in losers {
+        report.failed.push(FileFailure::new(
+            loser.clone(),
+            FailureKind::ClaimedTwice {
+                module: module.clone(),
+                holder: winner.clone(),
+                path: loser.clone(),
+            },
+        ));
+        sides.remove(&loser);
+        if holders.get(&module) == Some(&loser) {
+            if sides.contains_key(&winner) {
+                holders.insert(module, winner);
+            } else {
+                holders.remove(&module);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A module's differences by definition, image against file (`None`: no file), and the

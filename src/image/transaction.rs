@@ -1185,16 +1185,43 @@ impl<'a> Transaction<'a> {
                 if let Some(record) = self.definition(module, name)? {
                     self.set_base(module, name, &record, Some(hash));
                 }
-                Ok(())
             }
             None => {
                 self.remove_definition(module, name)?;
                 // The file has no such definition: nothing is left to export for it.
                 let mut sync = self.sync(module)?;
                 sync.removed.remove(name);
-                self.write_sync(module, &sync)
+                self.write_sync(module, &sync)?;
             }
         }
+        self.settle_if_agreed(module)
+    }
+
+    /// When `module`'s text is now exactly what its file holds (by the file's stamp), nothing
+    /// is left to export: the module's sync state is cleared.
+    fn settle_if_agreed(&mut self, module: &str) -> Result<()> {
+        let sync = self.sync(module)?;
+        if !sync.conflicts.is_empty() || sync.file_deleted || sync.is_clean() {
+            return Ok(());
+        }
+        let Some(record) = self.module(module)? else {
+            return Ok(());
+        };
+        let stamp = match self.get(Table::Paths, record.path.as_bytes())? {
+            Some(bytes) => PathRecord::decode(&bytes)?,
+            None => return Ok(()),
+        };
+        if stamp.module != module || Hash::of(&self.module_text(module)?) != stamp.hash {
+            return Ok(());
+        }
+        for def in &record.definitions {
+            if let Some(current) = self.definition(module, def)?
+                && current.base != Some(current.hash)
+            {
+                self.set_base(module, def, &current, Some(current.hash));
+            }
+        }
+        self.write_sync(module, &SyncRecord::default())
     }
 
     /// The first half of taking the image's side of a conflict: the file's text becomes a

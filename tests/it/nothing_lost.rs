@@ -609,3 +609,113 @@ fn a_deleted_file_with_a_conflict_keeps_both_sides() {
     assert!(texts.iter().any(|t| t.contains("i + 2")), "{texts:?}");
     assert!(texts.iter().any(|t| t.contains("i + 1")), "{texts:?}");
 }
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+fn set_mode(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn export_keeps_a_files_mode_and_gives_a_new_one_the_umasks() {
+    let dir = twenty("export_mode");
+    set_mode(&dir.join("mod4.spry"), 0o644);
+    set_mode(&dir.join("mod5.spry"), 0o755);
+    put_stdin(&dir, "Mod4::at:", "at: = method [:i\n    nil\n  ]", 0);
+    put_stdin(&dir, "Mod5::at:", "at: = method [:i\n    nil\n  ]", 0);
+    put_stdin(&dir, "New", "{\n  _meta = {name = 'New}\n  x = 1\n}\n", 0);
+    // The binary under a known umask, through the shell.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("umask 027 && exec \"$0\" export")
+        .arg(crate::util::binary())
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8(dir.read("mod4.spry"))
+            .unwrap()
+            .contains("nil")
+    );
+    assert_eq!(mode(&dir.join("mod4.spry")), 0o644);
+    assert_eq!(mode(&dir.join("mod5.spry")), 0o755);
+    assert_eq!(mode(&dir.join("new.spry")), 0o640);
+    // Into another directory too.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("umask 022 && exec \"$0\" export --to copy")
+        .arg(crate::util::binary())
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(mode(&dir.join("copy/mod4.spry")), 0o644);
+}
+
+#[test]
+fn after_resolve_take_file_status_agrees() {
+    let dir = at_conflict("resolve_file_status");
+    dir.command()
+        .args(["resolve", "Mod1::at:", "--take", "file"])
+        .expect_code(0);
+    let st = status(&dir, 0);
+    assert_eq!(st["clean"], true, "{st}");
+    let (json, _) = export(&dir, &[], 0);
+    assert_eq!(json["written"], serde_json::json!([]));
+}
+
+#[test]
+fn status_lists_a_file_whose_module_another_file_defines() {
+    let dir = twenty("status_twice");
+    dir.create(
+        "copy_of_mod8.spry",
+        module_text(8).replace("Module 8", "Copy"),
+    );
+    let out = dir.command().args(["status", "--json"]).expect_code(1);
+    let st: Value = serde_json::from_str(out.stdout_str().trim()).unwrap();
+    assert!(
+        st["failed"][0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("/copy_of_mod8.spry"),
+        "{st}"
+    );
+    let text = dir.command().arg("status").expect_code(1);
+    assert!(
+        text.stderr_str()
+            .contains("defined in both `mod8.spry` and `copy_of_mod8.spry`")
+            || text.stdout_str().contains("copy_of_mod8.spry"),
+        "{text}"
+    );
+    // As build says.
+    let (json, _) = build(&dir, &[], 1);
+    assert!(
+        json["failed"][0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("copy_of_mod8.spry"),
+        "{json}"
+    );
+    let out = dir.command().args(["status", "--json"]).expect_code(1);
+    let st: Value = serde_json::from_str(out.stdout_str().trim()).unwrap();
+    assert!(
+        st["failed"][0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("/copy_of_mod8.spry"),
+        "{st}"
+    );
+}
