@@ -36,6 +36,10 @@ pub struct ExportOptions {
     pub to: Option<PathBuf>,
     /// Only these modules (default: all).
     pub modules: Vec<String>,
+    /// Into another directory: write over files changed there since the last export (by
+    /// default such an export writes nothing and lists them in
+    /// [`ExportReport::would_overwrite`]).
+    pub force: bool,
 }
 
 /// A file export wrote.
@@ -87,6 +91,9 @@ pub struct ExportReport {
     /// Modules not written (conflicts, unsafe paths, files in the way, files that do not
     /// parse, write failures).
     pub skipped: Vec<Skipped>,
+    /// Into another directory: files changed there since the last export there (or never
+    /// written by one) that the export would have written over; nothing was written.
+    pub would_overwrite: Vec<String>,
     /// Definitions in conflict, left in their files as the files have them while the rest of
     /// their modules was written.
     pub conflicts: Vec<ConflictKept>,
@@ -101,7 +108,7 @@ impl ExportReport {
     /// Whether every module asked for was written or already up to date, with no conflict
     /// left.
     pub fn is_clean(&self) -> bool {
-        self.skipped.is_empty() && self.conflicts.is_empty()
+        self.skipped.is_empty() && self.conflicts.is_empty() && self.would_overwrite.is_empty()
     }
 }
 
@@ -134,7 +141,7 @@ pub fn export(image: &Image, options: &ExportOptions) -> Result<ExportReport> {
         }
     }
     match &options.to {
-        Some(to) if !same_dir(to, &root) => export_copy(image, to, &options.modules),
+        Some(to) if !same_dir(to, &root) => export_copy(image, to, &options.modules, options.force),
         _ => export_to_source(image, &root, &options.modules),
     }
 }
@@ -447,7 +454,7 @@ fn text_for_file(
     Ok(Ok(out))
 }
 
-fn export_copy(image: &Image, to: &Path, only: &[String]) -> Result<ExportReport> {
+fn export_copy(image: &Image, to: &Path, only: &[String], force: bool) -> Result<ExportReport> {
     std::fs::create_dir_all(to).with_path(to)?;
     let mut report = ExportReport {
         target: to.display().to_string(),
@@ -465,7 +472,7 @@ fn export_copy(image: &Image, to: &Path, only: &[String]) -> Result<ExportReport
         out
     };
     // Texts are read and compared in parallel; a module that fails is skipped, not fatal.
-    let prepared: Vec<std::result::Result<Option<Job>, Skipped>> = modules
+    let prepared: Vec<std::result::Result<Copy, Skipped>> = modules
         .into_par_iter()
         .map(|(name, record)| {
             let skip = |reason: String| Skipped {
@@ -488,26 +495,51 @@ fn export_copy(image: &Image, to: &Path, only: &[String]) -> Result<ExportReport
                 Err(e) => return Err(skip(format!("cannot read it: {e}"))),
             };
             if current.as_deref() == Some(text.as_slice()) {
-                return Ok(None);
+                return Ok(Copy::Same(record.path.clone(), Hash::of(&text)));
             }
-            Ok(Some(Job {
-                module: name.clone(),
-                path: record.path.clone(),
-                full,
-                created: current.is_none(),
-                text,
-            }))
+            Ok(Copy::Write(
+                Job {
+                    module: name.clone(),
+                    path: record.path.clone(),
+                    full,
+                    created: current.is_none(),
+                    text,
+                },
+                current.map(|c| Hash::of(&c)),
+            ))
         })
         .collect();
+    let mut manifest = image.copy_manifest(to)?;
     let mut jobs = Vec::new();
     for outcome in prepared {
         match outcome {
-            Ok(Some(job)) => jobs.push(job),
-            Ok(None) => report.unchanged += 1,
+            Ok(Copy::Write(job, found)) => {
+                // A file there that the last export did not leave as it is now: edited there
+                // (or never written by an export); never written over silently.
+                if let Some(found) = found
+                    && manifest.get(&job.path) != Some(&found.to_hex())
+                {
+                    report.would_overwrite.push(job.path.clone());
+                }
+                jobs.push(job);
+            }
+            Ok(Copy::Same(path, hash)) => {
+                manifest.insert(path, hash.to_hex());
+                report.unchanged += 1;
+            }
             Err(skipped) => report.skipped.push(skipped),
         }
     }
+    report.would_overwrite.sort();
+    if !report.would_overwrite.is_empty() && !force {
+        report.skipped.sort_by(|a, b| a.path.cmp(&b.path));
+        return Ok(report);
+    }
+    report.would_overwrite.clear();
     for (job, outcome) in write_all(to, jobs) {
+        if outcome.is_ok() {
+            manifest.insert(job.path.clone(), Hash::of(&job.text).to_hex());
+        }
         match outcome {
             Ok(_) => report.written.push(Written {
                 module: job.module,
@@ -521,9 +553,18 @@ fn export_copy(image: &Image, to: &Path, only: &[String]) -> Result<ExportReport
             }),
         }
     }
+    image.set_copy_manifest(to, &manifest)?;
     report.written.sort_by(|a, b| a.path.cmp(&b.path));
     report.skipped.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(report)
+}
+
+/// What exporting one module into another directory comes to.
+enum Copy {
+    /// The file there holds the text already (its path and hash).
+    Same(String, Hash),
+    /// To write, with the hash of what is there now (`None`: nothing).
+    Write(Job, Option<Hash>),
 }
 
 /// From this many files on, one `syncfs` makes them durable instead of an fsync each: one

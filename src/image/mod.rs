@@ -617,6 +617,33 @@ impl Image {
         tx.commit(true)
     }
 
+    /// What the last export into directory `dir` (other than the source tree) left there:
+    /// relative path → hex hash of the file's text. Empty when the image never exported there.
+    ///
+    /// # Errors
+    /// Storage failures, a damaged record.
+    pub fn copy_manifest(&self, dir: &Path) -> Result<std::collections::BTreeMap<String, String>> {
+        match self.store.get(Table::Meta, &copy_key(dir))? {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| Error::Corrupt(format!("export record of {}: {e}", dir.display()))),
+            None => Ok(Default::default()),
+        }
+    }
+
+    /// Records what an export into directory `dir` left there (see
+    /// [`copy_manifest`](Self::copy_manifest)). Not a change of the image: no generation.
+    pub(crate) fn set_copy_manifest(
+        &self,
+        dir: &Path,
+        manifest: &std::collections::BTreeMap<String, String>,
+    ) -> Result<()> {
+        let bytes = serde_json::to_vec(manifest).map_err(|e| Error::Store(e.to_string()))?;
+        self.store.commit(
+            vec![crate::store::Write::Put(Table::Meta, copy_key(dir), bytes)],
+            true,
+        )
+    }
+
     /// What was last read from (or written to) file `path`, by key.
     ///
     /// # Errors
@@ -776,4 +803,12 @@ fn write_format_file(path: &Path) -> Result<()> {
 pub fn trim_line_end(text: &[u8]) -> &[u8] {
     let text = text.strip_suffix(b"\n").unwrap_or(text);
     text.strip_suffix(b"\r").unwrap_or(text)
+}
+
+/// The `meta` key of what an export left in directory `dir`: `copy`, NUL, its canonical path.
+fn copy_key(dir: &Path) -> Vec<u8> {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let mut key = b"copy\0".to_vec();
+    key.extend_from_slice(dir.to_string_lossy().as_bytes());
+    key
 }

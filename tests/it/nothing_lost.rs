@@ -719,3 +719,42 @@ fn status_lists_a_file_whose_module_another_file_defines() {
         "{st}"
     );
 }
+
+#[test]
+fn export_to_a_directory_never_overwrites_edits_made_there() {
+    let dir = twenty("export_to_edits");
+    export(&dir, &["--to", "out"], 0);
+    // Edited in the copy; changed in the image.
+    let edited = module_text(3).replace("@elements at: i", "@elements at: i + 9");
+    dir.create("out/mod3.spry", &edited);
+    put_stdin(&dir, "Mod3::at:", "at: = method [:i\n    nil\n  ]", 0);
+    put_stdin(&dir, "Mod4::at:", "at: = method [:i\n    nil\n  ]", 0);
+    let (json, out) = export(&dir, &["--to", "out"], 1);
+    assert_eq!(
+        json["would_overwrite"],
+        serde_json::json!(["mod3.spry"]),
+        "{out}"
+    );
+    assert!(out.stderr_str().contains("mod3.spry"), "{out}");
+    assert_eq!(json["written"], serde_json::json!([]), "{out}");
+    assert_eq!(
+        String::from_utf8(dir.read("out/mod3.spry")).unwrap(),
+        edited
+    );
+    assert_eq!(dir.read("out/mod4.spry"), module_text(4).as_bytes());
+    // A file the export never wrote there counts too.
+    dir.create("other/mod4.spry", "hand-made");
+    let (json, _) = export(&dir, &["--to", "other"], 1);
+    assert_eq!(json["would_overwrite"], serde_json::json!(["mod4.spry"]));
+    // --force writes anyway; then the next export there is free again.
+    let (json, out) = export(&dir, &["--to", "out", "--force"], 0);
+    assert_eq!(json["written"].as_array().unwrap().len(), 2, "{out}");
+    assert!(
+        String::from_utf8(dir.read("out/mod3.spry"))
+            .unwrap()
+            .contains("nil")
+    );
+    put_stdin(&dir, "Mod3::at:", "at: = method [:i\n    0\n  ]", 0);
+    let (json, out) = export(&dir, &["--to", "out"], 0);
+    assert_eq!(json["written"][0]["path"], "mod3.spry", "{out}");
+}
