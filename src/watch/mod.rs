@@ -660,6 +660,7 @@ impl Worker<'_> {
             command: request.command.clone(),
             held: Duration::ZERO,
             generations: (before, before),
+            reply: None,
         };
         // Every handle dropped: the image's lock and the store's are free.
         *slot = Slot::Lent {
@@ -667,9 +668,9 @@ impl Worker<'_> {
             pid: loan.pid,
             command: loan.command.clone(),
         };
-        if !lend::grant(request, self.stopping) {
+        let Some(reply) = lend::grant(request, self.stopping) else {
             return Ok(None);
-        }
+        };
         // Another command may have opened the image directly between the borrower's end and
         // now (it found it free): wait for it too, however long, as for a borrower.
         let image = loop {
@@ -687,6 +688,7 @@ impl Worker<'_> {
         Ok(Some(Loan {
             held: started.elapsed(),
             generations: (before, after),
+            reply,
             ..loan
         }))
     }
@@ -700,7 +702,10 @@ impl Worker<'_> {
             Slot::Held(image) => image,
             lent => return Err(lent_error(lent)),
         };
-        let export = export_borrowed(image, loan.generations)?;
+        let export = export_borrowed(image, loan.generations);
+        // The borrower returns now: what it changed is in the tree (or the export failed).
+        lend::done(loan.reply);
+        let export = export?;
         let generation = image.generation()?;
         Ok(BatchReport {
             cause: Cause::Lent,
@@ -802,6 +807,8 @@ struct Loan {
     /// The image's generation when it was lent, and when it was taken back: the borrower's
     /// commits are those between.
     generations: (u64, u64),
+    /// The borrower's connection, to say when the export after the loan is done.
+    reply: Option<std::os::unix::net::UnixStream>,
 }
 
 #[cfg(test)]

@@ -819,6 +819,11 @@ fn watch_lends_the_image_to_other_commands_and_writes_what_they_change() {
         .arg(&text)
         .expect_code(0);
     assert!(out.stdout_str().starts_with("put A::x"), "{out}");
+    // put returns once the watcher has written the file.
+    assert_eq!(
+        String::from_utf8(dir.read("a.spry")).unwrap(),
+        module("A", "x = 2\n  y = 1")
+    );
     let line = lent_to(&watch, " put A::x");
     assert_eq!(strings(&line["written"]), ["a.spry"], "{line}");
     let after_put = line["generation"].as_u64().unwrap();
@@ -833,6 +838,10 @@ fn watch_lends_the_image_to_other_commands_and_writes_what_they_change() {
 
     // rm likewise.
     dir.command().args(["rm", "A::y"]).expect_code(0);
+    assert_eq!(
+        String::from_utf8(dir.read("a.spry")).unwrap(),
+        "{\n  _meta = {name = 'A}\n  x = 2\n}\n"
+    );
     let line = lent_to(&watch, " rm A::y");
     assert_eq!(strings(&line["written"]), ["a.spry"], "{line}");
     assert!(line["generation"].as_u64().unwrap() > after_put);
