@@ -644,6 +644,12 @@ impl Image {
         )
     }
 
+    /// Whether the image's directory (its format file) is gone from the disk while it is open:
+    /// someone deleted it. Commits would go nowhere anyone can reopen.
+    pub fn is_gone(&self) -> bool {
+        !self.dir.join(FORMAT_FILE).exists()
+    }
+
     /// What was last read from (or written to) file `path`, by key.
     ///
     /// # Errors

@@ -631,6 +631,7 @@ impl Worker<'_> {
         if let Some(limit) = pending.limit.take() {
             return Err(Error::Invalid(limit));
         }
+        self.check_image_there()?;
         let mut plan = self.plan(pending);
         if !pending.stop && awaits_more(self.root, &plan, &pending.changes, &probe_disk) {
             // Maybe half an atomic save: give its second half a moment.
@@ -642,6 +643,22 @@ impl Worker<'_> {
         }
         if let Some(report) = self.apply(plan, pending)? {
             on_batch(&report);
+        }
+        Ok(())
+    }
+
+    /// Stops the watcher when its image directory was deleted under it: what it would commit
+    /// would be lost with the deleted files. The tree is the user's and untouched.
+    fn check_image_there(&self) -> Result<()> {
+        let slot = lock(self.image)?;
+        if let Slot::Held(image) = &*slot
+            && image.is_gone()
+        {
+            return Err(Error::Invalid(format!(
+                "the image {} was deleted while the watcher ran: stopping; your files are \
+                 untouched, and `spry-image build` makes a new image of them",
+                image.dir().display()
+            )));
         }
         Ok(())
     }
