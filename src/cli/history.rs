@@ -300,7 +300,7 @@ fn resolve_module(image_dir: Option<&Path>, module: &str, take: Option<Take>) ->
         );
         return Status::Trouble;
     };
-    let image = match open_image(image_dir) {
+    let image = match open_image_to_write(image_dir) {
         Ok(image) => image,
         Err(status) => return status,
     };
