@@ -758,3 +758,50 @@ fn export_to_a_directory_never_overwrites_edits_made_there() {
     let (json, out) = export(&dir, &["--to", "out"], 0);
     assert_eq!(json["written"][0]["path"], "mod3.spry", "{out}");
 }
+
+#[test]
+fn build_fresh_moves_the_image_aside_and_says_what_it_held() {
+    let dir = twenty("build_fresh");
+    put_stdin(&dir, "Mod9::at:", "at: = method [:i\n    nil\n  ]", 0);
+    let out = dir
+        .command()
+        .args(["build", "--fresh", "--json"])
+        .arg(dir.path())
+        .expect_code(0);
+    let stderr = out.stderr_str();
+    assert!(stderr.contains("moved the old image aside to"), "{out}");
+    assert!(
+        stderr.contains("the old image held `Mod9` differently"),
+        "{out}"
+    );
+    assert!(!stderr.contains("`Mod8`"), "{out}");
+    let aside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".spry-image.old-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    // The old image is still readable where it was put.
+    let shown = dir
+        .command()
+        .arg("--image")
+        .arg(dir.join(&aside[0]))
+        .args(["show", "Mod9::at:"])
+        .stdout();
+    assert!(String::from_utf8_lossy(&shown).contains("nil"));
+    // The new one holds the tree.
+    assert_eq!(status(&dir, 0)["clean"], true);
+
+    // A damaged image: moved aside as it is, and a new one built.
+    std::fs::write(dir.join(".spry-image/FORMAT"), "garbage").unwrap();
+    let out = dir.command().arg("status").expect_code(2);
+    assert!(out.stderr_str().contains(".spry-image"), "{out}");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let out = dir
+        .command()
+        .args(["build", "--fresh"])
+        .arg(dir.path())
+        .expect_code(0);
+    assert!(out.stderr_str().contains("cannot be read"), "{out}");
+    assert_eq!(status(&dir, 0)["clean"], true);
+}
