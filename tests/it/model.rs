@@ -247,6 +247,14 @@ fn check_per_definition(image: &Image, root: &Path, trace: &[Step]) {
             // Its file is gone (or holds something else): a modify/delete conflict.
             continue;
         }
+        let holds_it = std::fs::read(root.join(file_of(m)))
+            .ok()
+            .and_then(|text| SourceUnit::parse(text, "x").ok())
+            .is_some_and(|unit| unit.name() == module);
+        if root.join(file_of(m)).exists() && !holds_it {
+            // Something else is in the way (an emptied file): a reason of the whole file.
+            continue;
+        }
         let Some(file) = file_definitions(root, m) else {
             assert!(
                 sync.file_deleted || !root.join(file_of(m)).exists(),
