@@ -845,11 +845,28 @@ fn assert_whole(before: &Texts, after: &Texts, actual: &Texts, what: &str) {
         let now = actual.get(name);
         assert!(
             now == before.get(name) || now == after.get(name),
-            "after a kill of `{what}`, module {name} is neither before nor after:\n{}",
+            "after a kill of `{what}`, module {name} is neither before nor after:\n{}\n\
+             against after:\n{}",
             now.map_or("(absent)".to_string(), |t| String::from_utf8_lossy(t)
-                .into_owned())
+                .into_owned()),
+            first_difference(now, after.get(name))
         );
     }
+}
+
+/// Where two texts part, for a failure message: the first line that differs, each side's.
+fn first_difference(a: Option<&Vec<u8>>, b: Option<&Vec<u8>>) -> String {
+    let (a, b) = match (a, b) {
+        (Some(a), Some(b)) => (String::from_utf8_lossy(a), String::from_utf8_lossy(b)),
+        _ => return format!("present: {} / {}", a.is_some(), b.is_some()),
+    };
+    let (la, lb): (Vec<&str>, Vec<&str>) = (a.split('\n').collect(), b.split('\n').collect());
+    for i in 0..la.len().max(lb.len()) {
+        if la.get(i) != lb.get(i) {
+            return format!("line {}: {:?} / {:?}", i + 1, la.get(i), lb.get(i));
+        }
+    }
+    "no line differs".to_string()
 }
 
 fn module_text(name: &str, n: usize) -> Vec<u8> {
