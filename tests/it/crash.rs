@@ -302,12 +302,11 @@ impl World {
             let image = open_image(&self.image_dir());
             let mut tx = image.begin(Origin::Live);
             for (name, def) in &defs {
-                tx.put_definition(
-                    name,
-                    def,
-                    format!("{def} = [\n    10\n    2\n    3\n  ]").as_bytes(),
-                )
-                .unwrap();
+                // The definition's text as the image has it (comments above it that the file
+                // had there are its own), one value changed.
+                let text = String::from_utf8(image.definition_text(name, def).unwrap()).unwrap();
+                let text = text.replace("[\n    1\n    2\n    3\n", "[\n    10\n    2\n    3\n");
+                tx.put_definition(name, def, text.as_bytes()).unwrap();
             }
             tx.commit(true).unwrap();
         }
