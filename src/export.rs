@@ -5,7 +5,8 @@
 //! reads one empty table and touches no file. A module's file is its layout's gaps and its
 //! definitions' texts, so an unchanged definition keeps every byte, a changed one replaces
 //! exactly its own span. A file that changed on disk since the last build is merged into the
-//! image first (three ways, per definition); a module with a conflict is not written.
+//! image first (three ways, per definition, line by line within one); a definition in conflict
+//! is written as the file has it, the rest of its module as the image has it.
 //!
 //! Files are written atomically: a temporary file in the same directory, fsync, rename, fsync
 //! of the directory. The image records what was written only after the files are durable: a
@@ -88,8 +89,8 @@ pub struct ExportReport {
     /// Modules whose files had changed on disk: their changes were merged into the image
     /// first.
     pub merged: Vec<String>,
-    /// Modules not written (conflicts, unsafe paths, files in the way, files that do not
-    /// parse, write failures).
+    /// Modules not written, for reasons of the whole file (unsafe paths, files in the way,
+    /// files deleted while the image holds changes, files that do not parse, write failures).
     pub skipped: Vec<Skipped>,
     /// Into another directory: files changed there since the last export there (or never
     /// written by one) that the export would have written over; nothing was written.
