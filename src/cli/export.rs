@@ -59,7 +59,7 @@ pub fn run(image_dir: Option<&Path>, args: &ExportArgs) -> Status {
     }
     for kept in &report.conflicts {
         eprintln!(
-            "{}: conflict: `{}::{}` left as the file has it (the image's text is kept): settle it with `spry-image resolve {}::{}`",
+            "{}: conflict: `{}::{}` left as the file has it (the image's text is kept): settle it with `spry-image resolve {}::{} --edit` (or --take file|image)",
             target.join(&kept.path).display(),
             kept.module,
             kept.name,
