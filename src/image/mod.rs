@@ -546,9 +546,9 @@ impl Image {
     /// # Errors
     /// [`Error::Invalid`] when the module's file is not deleted; storage failures.
     pub fn resolve_module(&self, module: &str, take_file: bool) -> Result<Option<u64>> {
-        let mut tx = self.begin(Origin::Resolve);
+        let mut tx = self.begin(Origin::Resolve)?;
         tx.resolve_deleted(module, take_file)?;
-        tx.commit(true)
+        tx.commit()
     }
 
     /// The three texts of a conflict over `module::name`: base (the text both sides last
@@ -603,7 +603,7 @@ impl Image {
                     .to_string(),
             ));
         }
-        let mut tx = self.begin(Origin::Resolve);
+        let mut tx = self.begin(Origin::Resolve)?;
         if text.trim_ascii().is_empty() {
             if tx.definition(module, name)?.is_none() {
                 // Removed in the image: the image's side.
@@ -614,7 +614,7 @@ impl Image {
         } else {
             tx.put_definition(module, name, trim_line_end(text))?;
         }
-        tx.commit(true)
+        tx.commit()
     }
 
     /// What the last export into directory `dir` (other than the source tree) left there:
@@ -625,7 +625,7 @@ impl Image {
     pub fn copy_manifest(&self, dir: &Path) -> Result<std::collections::BTreeMap<String, String>> {
         match self.store.get(Table::Meta, &copy_key(dir))? {
             Some(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| Error::Corrupt(format!("export record of {}: {e}", dir.display()))),
+                .map_err(|e| Error::corrupt_by(format!("export record of {}", dir.display()), e)),
             None => Ok(Default::default()),
         }
     }
@@ -637,7 +637,7 @@ impl Image {
         dir: &Path,
         manifest: &std::collections::BTreeMap<String, String>,
     ) -> Result<()> {
-        let bytes = serde_json::to_vec(manifest).map_err(|e| Error::Store(e.to_string()))?;
+        let bytes = serde_json::to_vec(manifest).map_err(Error::store)?;
         self.store.commit(
             vec![crate::store::Write::Put(Table::Meta, copy_key(dir), bytes)],
             true,

@@ -300,7 +300,7 @@ impl World {
         // The image changes its first value, the file its last (lines that do not touch).
         {
             let image = open_image(&self.image_dir());
-            let mut tx = image.begin(Origin::Live);
+            let mut tx = image.begin(Origin::Live).unwrap();
             for (name, def) in &defs {
                 // The definition's text as the image has it (comments above it that the file
                 // had there are its own), one value changed.
@@ -308,7 +308,7 @@ impl World {
                 let text = text.replace("[\n    1\n    2\n    3\n", "[\n    10\n    2\n    3\n");
                 tx.put_definition(name, def, text.as_bytes()).unwrap();
             }
-            tx.commit(true).unwrap();
+            tx.commit().unwrap();
         }
         let mut merged_files = tree_files(self.tree.path());
         for (name, def) in &defs {
