@@ -1315,8 +1315,8 @@ impl<'a> Transaction<'a> {
     }
 
     /// A module removed from the image comes back (for [`restore`](Self::restore)) in the file
-    /// it was last logged in, with its `_meta` as it was at `generation` (else a new one);
-    /// export writes it.
+    /// it was last logged in (the log names every module's file), with its `_meta` as it was at
+    /// `generation` (else a new one); export writes it.
     fn bring_back(&mut self, module: &str, generation: u64) -> Result<()> {
         let path = self.image.log()?.into_iter().rev().find_map(|entry| {
             entry
@@ -1325,9 +1325,10 @@ impl<'a> Transaction<'a> {
                 .find(|m| m.module == module)
                 .map(|m| m.path)
         });
-        let path = match path {
-            Some(path) => path,
-            None => crate::tree_path::module_path(module)?,
+        let Some(path) = path else {
+            return Err(Error::Invalid(format!(
+                "module `{module}` is gone, and no file of it is logged to bring it back to"
+            )));
         };
         self.create_module(module, &path)?;
         let meta = self.image.history(module, "_meta")?;
