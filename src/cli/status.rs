@@ -268,6 +268,7 @@ fn status_text(report: &TreeStatus, generation: u64) -> String {
     out.push_str(&group(
         "Deleted on disk, changed in the image (spry-image resolve MODULE --take file removes it, --take image writes it back):",
         &[ModuleState::DeletedChanged],
+        RED.bold(),
     ));
     out.push_str(&group(
         "Files that do not parse (the image keeps the last good version):",
@@ -459,16 +460,11 @@ fn definition_diff(module: &ModuleStatus, def: &DefinitionDiff) -> String {
             text.push('\n');
         }
         for line in text.lines() {
-            let code = if line.starts_with("<<<<<<<")
-                || line.starts_with("|||||||")
-                || line.starts_with("=======")
-                || line.starts_with(">>>>>>>")
-            {
-                "33"
+            if merge::has_markers(line.as_bytes()) {
+                out.push_str(&paint(YELLOW, line));
             } else {
-                ""
-            };
-            out.push_str(&paint(color && !code.is_empty(), code, line));
+                out.push_str(line);
+            }
             out.push('\n');
         }
         return out;
