@@ -303,7 +303,7 @@ fn report_salvage(aside: &Path, held: &Salvage, image: &spry_image::image::Image
                     "and the tree does not"
                 };
                 eprintln!(
-                    "note: the old image held `{name}` {how}: `spry-image --image {} show {name}`",
+                    "note: the old image held `{name}` {how}: `spry-image show --image {} {name}`",
                     aside.display()
                 );
             }

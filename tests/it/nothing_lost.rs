@@ -690,7 +690,7 @@ fn status_lists_a_file_whose_module_another_file_defines() {
         st["failed"][0]["path"]
             .as_str()
             .unwrap()
-            .ends_with("/copy_of_mod8.spry"),
+            .ends_with("copy_of_mod8.spry"),
         "{st}"
     );
     let text = dir.command().arg("status").expect_code(1);
@@ -715,7 +715,7 @@ fn status_lists_a_file_whose_module_another_file_defines() {
         st["failed"][0]["path"]
             .as_str()
             .unwrap()
-            .ends_with("/copy_of_mod8.spry"),
+            .ends_with("copy_of_mod8.spry"),
         "{st}"
     );
 }
@@ -784,9 +784,9 @@ fn build_fresh_moves_the_image_aside_and_says_what_it_held() {
     // The old image is still readable where it was put.
     let shown = dir
         .command()
-        .arg("--image")
+        .args(["show", "--image"])
         .arg(dir.join(&aside[0]))
-        .args(["show", "Mod9::at:"])
+        .arg("Mod9::at:")
         .stdout();
     assert!(String::from_utf8_lossy(&shown).contains("nil"));
     // The new one holds the tree.
