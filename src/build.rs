@@ -474,14 +474,17 @@ impl<'a> Build<'a> {
             if !self.filter.contains(path) {
                 continue;
             }
+            let left = !claims.claimed(&stamp.module)
+                && tx.module(&stamp.module)?.map(|m| m.path).as_deref() == Some(path.as_str());
+            if left && tx.file_deleted(&stamp.module)? {
+                // The image holds changes the file never had: a modify/delete conflict. The
+                // module and its stamp stay until it is resolved.
+                continue;
+            }
             if !claims.holds(path) {
                 tx.remove_path(path);
             }
-            if claims.claimed(&stamp.module) {
-                continue;
-            }
-            let holder = tx.module(&stamp.module)?.map(|m| m.path);
-            if holder.as_deref() == Some(path.as_str()) {
+            if left {
                 tx.remove_module(&stamp.module)?;
             }
         }

@@ -5,7 +5,8 @@
 //! reads one empty table and touches no file. A module's file is its layout's gaps and its
 //! definitions' texts, so an unchanged definition keeps every byte, a changed one replaces
 //! exactly its own span. A file that changed on disk since the last build is merged into the
-//! image first (three ways, per definition); a module with a conflict is not written.
+//! image first (three ways, per definition, line by line within one); a definition in conflict
+//! is written as the file has it, the rest of its module as the image has it.
 //!
 //! Files are written atomically: a temporary file in the same directory, fsync, rename, fsync
 //! of the directory. The image records what was written only after the files are durable: a
@@ -17,10 +18,14 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::error::{Error, IoContext, Result};
-use crate::image::{Hash, Image, ModuleRecord, Origin, PathRecord, PreparedUnit};
+use crate::image::{
+    Hash, Image, ModuleRecord, Origin, PathRecord, PreparedUnit, SyncRecord, decode_layout,
+    drop_slot,
+};
 use crate::source::{
     DEFAULT_MAX_FILE_SIZE, FileFailure, Source, mtime_ns, now_ns, parse_unit, read_source, same_dir,
 };
+use crate::syntax::{Piece, SourceUnit};
 use crate::tree_path;
 
 /// What to export, and where.
@@ -32,6 +37,10 @@ pub struct ExportOptions {
     pub to: Option<PathBuf>,
     /// Only these modules (default: all).
     pub modules: Vec<String>,
+    /// Into another directory: write over files changed there since the last export (by
+    /// default such an export writes nothing and lists them in
+    /// [`ExportReport::would_overwrite`]).
+    pub force: bool,
 }
 
 /// A file export wrote.
@@ -56,6 +65,18 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// A definition in conflict that export left as the file has it (the image's side is kept in
+/// the conflict record until it is settled).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct ConflictKept {
+    /// The module.
+    pub module: String,
+    /// The definition.
+    pub name: String,
+    /// The module's file, relative to the target directory.
+    pub path: String,
+}
+
 /// What an export did.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ExportReport {
@@ -68,9 +89,15 @@ pub struct ExportReport {
     /// Modules whose files had changed on disk: their changes were merged into the image
     /// first.
     pub merged: Vec<String>,
-    /// Modules not written (conflicts, unsafe paths, files in the way, files that do not
-    /// parse, write failures).
+    /// Modules not written, for reasons of the whole file (unsafe paths, files in the way,
+    /// files deleted while the image holds changes, files that do not parse, write failures).
     pub skipped: Vec<Skipped>,
+    /// Into another directory: files changed there since the last export there (or never
+    /// written by one) that the export would have written over; nothing was written.
+    pub would_overwrite: Vec<String>,
+    /// Definitions in conflict, left in their files as the files have them while the rest of
+    /// their modules was written.
+    pub conflicts: Vec<ConflictKept>,
     /// Files that do not parse, with their errors (for diagnostics).
     #[serde(skip)]
     pub failures: Vec<FileFailure>,
@@ -79,9 +106,10 @@ pub struct ExportReport {
 }
 
 impl ExportReport {
-    /// Whether every module asked for was written or already up to date.
+    /// Whether every module asked for was written or already up to date, with no conflict
+    /// left.
     pub fn is_clean(&self) -> bool {
-        self.skipped.is_empty()
+        self.skipped.is_empty() && self.conflicts.is_empty() && self.would_overwrite.is_empty()
     }
 }
 
@@ -114,7 +142,7 @@ pub fn export(image: &Image, options: &ExportOptions) -> Result<ExportReport> {
         }
     }
     match &options.to {
-        Some(to) if !same_dir(to, &root) => export_copy(image, to, &options.modules),
+        Some(to) if !same_dir(to, &root) => export_copy(image, to, &options.modules, options.force),
         _ => export_to_source(image, &root, &options.modules),
     }
 }
@@ -231,10 +259,9 @@ fn export_to_source(image: &Image, root: &Path, only: &[String]) -> Result<Expor
                 }
             }
             (None, Some(_)) => {
-                report.skipped.push(skip(
-                    "the file was deleted since the last build: build to take the deletion, or restore the file"
-                        .to_string(),
-                ));
+                report.skipped.push(skip(format!(
+                    "the file was deleted while the image holds changes it never had: `spry-image resolve {name} --take image` writes it back, `--take file` removes the module"
+                )));
                 continue;
             }
             _ => {}
@@ -256,24 +283,34 @@ fn export_to_source(image: &Image, root: &Path, only: &[String]) -> Result<Expor
     let mut in_place = Vec::new();
     for (name, path, full, current) in candidates {
         let sync = image.sync(&name)?;
-        if !sync.conflicts.is_empty() {
-            let names: Vec<&str> = sync.conflicts.keys().map(String::as_str).collect();
-            report.skipped.push(Skipped {
-                module: name,
-                path,
-                reason: format!(
-                    "in conflict over {}: resolve with `spry-image resolve`",
-                    names.join(", ")
-                ),
-            });
-            continue;
-        }
         let record = image
             .module(&name)?
             .ok_or_else(|| Error::NoModule(name.clone()))?;
-        let text = image.assemble(&name, &record)?;
+        for def in sync.conflicts.keys() {
+            report.conflicts.push(ConflictKept {
+                module: name.clone(),
+                name: def.clone(),
+                path: path.clone(),
+            });
+        }
+        let text = match text_for_file(image, &name, &record, &sync, current.as_deref())? {
+            Ok(text) => text,
+            Err(reason) => {
+                report.skipped.push(Skipped {
+                    module: name,
+                    path,
+                    reason,
+                });
+                continue;
+            }
+        };
         if current.as_deref() == Some(text.as_slice()) {
-            in_place.push((name, full, text));
+            if sync.only_conflicts() {
+                // Nothing but conflicts, which the file holds already: nothing to record.
+                report.unchanged += 1;
+            } else {
+                in_place.push((name, full, text));
+            }
             continue;
         }
         jobs.push(Job {
@@ -314,7 +351,111 @@ fn export_to_source(image: &Image, root: &Path, only: &[String]) -> Result<Expor
     Ok(report)
 }
 
-fn export_copy(image: &Image, to: &Path, only: &[String]) -> Result<ExportReport> {
+/// What export writes for a module: its image text, except that each definition in conflict
+/// stays as the file has it (`current`), and the image keeps its side in the conflict record.
+/// `Err` (why) when that text cannot be made: the file is gone, or the result would not read
+/// back as the definitions it was made of.
+fn text_for_file(
+    image: &Image,
+    name: &str,
+    record: &ModuleRecord,
+    sync: &SyncRecord,
+    current: Option<&[u8]>,
+) -> Result<std::result::Result<Vec<u8>, String>> {
+    if sync.conflicts.is_empty() {
+        return Ok(Ok(image.assemble(name, record)?));
+    }
+    let Some(current) = current else {
+        return Ok(Err(
+            "in conflict, and its file is gone: settle it with `spry-image resolve`".to_string(),
+        ));
+    };
+    let mut gaps = decode_layout(&image.text(&record.layout_hash()?)?)?;
+    if gaps.len() != record.definitions.len() + 1 {
+        return Err(Error::corrupt(format!(
+            "module `{name}`: its layout does not fit its definitions"
+        )));
+    }
+    let mut order: Vec<(String, Vec<u8>)> = Vec::with_capacity(record.definitions.len());
+    let mut dropped = Vec::new();
+    for (i, def) in record.definitions.iter().enumerate() {
+        match sync.conflict(def) {
+            Some(Some(file)) => order.push((def.clone(), image.text(&file)?)),
+            // The file removed it: it stays removed there.
+            Some(None) => dropped.push(i),
+            None => order.push((def.clone(), image.definition_text(name, def)?)),
+        }
+    }
+    for at in dropped.into_iter().rev() {
+        drop_slot(&mut gaps, at);
+    }
+    // Conflicts the image removed and the file changed: the file's text stays where the file
+    // has it, after the nearest definition before it that the image has too.
+    let file_only: Vec<(&String, Hash)> = sync
+        .conflicts
+        .keys()
+        .filter(|def| !record.definitions.contains(def))
+        .filter_map(|def| sync.conflict(def).flatten().map(|h| (def, h)))
+        .collect();
+    if !file_only.is_empty() {
+        let script = record.path.strip_suffix(".spry").unwrap_or(&record.path);
+        let Ok(unit) = SourceUnit::parse(current.to_vec(), script) else {
+            return Ok(Err("the file does not parse; fix it first".to_string()));
+        };
+        let file_gaps: Vec<&[u8]> = unit
+            .pieces()
+            .into_iter()
+            .filter_map(|p| match p {
+                Piece::Gap(gap) => Some(gap),
+                Piece::Definition(..) => None,
+            })
+            .collect();
+        let file_names: Vec<&str> = unit.definitions().iter().map(|d| d.name.as_str()).collect();
+        for (def, hash) in file_only {
+            let Some(i) = file_names.iter().position(|n| *n == def) else {
+                continue;
+            };
+            let after = file_names[..i]
+                .iter()
+                .rev()
+                .find_map(|prev| order.iter().position(|(o, _)| o == prev));
+            let at = after.map_or(0, |p| p + 1);
+            let (gap, slot) = if at == 0 {
+                (file_gaps.get(i + 1), 1)
+            } else {
+                (file_gaps.get(i), at)
+            };
+            order.insert(at, (def.clone(), image.text(&hash)?));
+            let gap = gap.map_or_else(|| b"\n".to_vec(), |g| g.to_vec());
+            gaps.insert(slot.min(gaps.len()), gap);
+        }
+    }
+    let mut out = Vec::new();
+    for (i, gap) in gaps.iter().enumerate() {
+        out.extend_from_slice(gap);
+        if let Some((_, text)) = order.get(i) {
+            out.extend_from_slice(text);
+        }
+    }
+    // Texts of two sides side by side may read differently than each did alone.
+    let script = record.path.strip_suffix(".spry").unwrap_or(&record.path);
+    let reads_back = SourceUnit::parse(out.clone(), script).is_ok_and(|unit| {
+        unit.name() == name
+            && unit.definitions().len() == order.len()
+            && order.iter().enumerate().all(|(i, (def, text))| {
+                unit.definitions()[i].name == *def && unit.definition_text(i) == text.as_slice()
+            })
+    });
+    if !reads_back {
+        return Ok(Err(
+            "with its conflicts kept as the file has them, the file would read back differently: settle them with `spry-image resolve`"
+                .to_string(),
+        ));
+    }
+    Ok(Ok(out))
+}
+
+fn export_copy(image: &Image, to: &Path, only: &[String], force: bool) -> Result<ExportReport> {
     std::fs::create_dir_all(to).with_path(to)?;
     let mut report = ExportReport {
         target: to.display().to_string(),
@@ -332,7 +473,7 @@ fn export_copy(image: &Image, to: &Path, only: &[String]) -> Result<ExportReport
         out
     };
     // Texts are read and compared in parallel; a module that fails is skipped, not fatal.
-    let prepared: Vec<std::result::Result<Option<Job>, Skipped>> = modules
+    let prepared: Vec<std::result::Result<Copy, Skipped>> = modules
         .into_par_iter()
         .map(|(name, record)| {
             let skip = |reason: String| Skipped {
@@ -355,26 +496,51 @@ fn export_copy(image: &Image, to: &Path, only: &[String]) -> Result<ExportReport
                 Err(e) => return Err(skip(format!("cannot read it: {e}"))),
             };
             if current.as_deref() == Some(text.as_slice()) {
-                return Ok(None);
+                return Ok(Copy::Same(record.path.clone(), Hash::of(&text)));
             }
-            Ok(Some(Job {
-                module: name.clone(),
-                path: record.path.clone(),
-                full,
-                created: current.is_none(),
-                text,
-            }))
+            Ok(Copy::Write(
+                Job {
+                    module: name.clone(),
+                    path: record.path.clone(),
+                    full,
+                    created: current.is_none(),
+                    text,
+                },
+                current.map(|c| Hash::of(&c)),
+            ))
         })
         .collect();
+    let mut manifest = image.copy_manifest(to)?;
     let mut jobs = Vec::new();
     for outcome in prepared {
         match outcome {
-            Ok(Some(job)) => jobs.push(job),
-            Ok(None) => report.unchanged += 1,
+            Ok(Copy::Write(job, found)) => {
+                // A file there that the last export did not leave as it is now: edited there
+                // (or never written by an export); never written over silently.
+                if let Some(found) = found
+                    && manifest.get(&job.path) != Some(&found.to_hex())
+                {
+                    report.would_overwrite.push(job.path.clone());
+                }
+                jobs.push(job);
+            }
+            Ok(Copy::Same(path, hash)) => {
+                manifest.insert(path, hash.to_hex());
+                report.unchanged += 1;
+            }
             Err(skipped) => report.skipped.push(skipped),
         }
     }
+    report.would_overwrite.sort();
+    if !report.would_overwrite.is_empty() && !force {
+        report.skipped.sort_by(|a, b| a.path.cmp(&b.path));
+        return Ok(report);
+    }
+    report.would_overwrite.clear();
     for (job, outcome) in write_all(to, jobs) {
+        if outcome.is_ok() {
+            manifest.insert(job.path.clone(), Hash::of(&job.text).to_hex());
+        }
         match outcome {
             Ok(_) => report.written.push(Written {
                 module: job.module,
@@ -388,9 +554,18 @@ fn export_copy(image: &Image, to: &Path, only: &[String]) -> Result<ExportReport
             }),
         }
     }
+    image.set_copy_manifest(to, &manifest)?;
     report.written.sort_by(|a, b| a.path.cmp(&b.path));
     report.skipped.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(report)
+}
+
+/// What exporting one module into another directory comes to.
+enum Copy {
+    /// The file there holds the text already (its path and hash).
+    Same(String, Hash),
+    /// To write, with the hash of what is there now (`None`: nothing).
+    Write(Job, Option<Hash>),
 }
 
 /// From this many files on, one `syncfs` makes them durable instead of an fsync each: one
@@ -492,16 +667,54 @@ fn stage(root: &Path, job: &Job, fsync: bool) -> Result<tempfile::TempPath> {
     if !parent.is_dir() {
         create_dirs(root, parent)?;
     }
-    let mut file = tempfile::Builder::new()
-        .prefix(".spry-image-")
-        .suffix(".tmp")
-        .tempfile_in(parent)
-        .with_path(parent)?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".spry-image-").suffix(".tmp");
+    #[cfg(unix)]
+    {
+        // Read and write for all, which `open` narrows by the umask, as for any file a
+        // program creates (tempfile's own default is 0600).
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut file = builder.tempfile_in(parent).with_path(parent)?;
+    keep_mode_and_owner(file.as_file(), &job.full)?;
     file.write_all(&job.text).with_path(&job.full)?;
     if fsync {
         file.as_file().sync_all().with_path(&job.full)?;
     }
     Ok(file.into_temp_path())
+}
+
+/// A file rewritten keeps its mode (an executable script its x bit) and, where the process
+/// may, its owner and group; a new file keeps what it was created with.
+#[cfg(unix)]
+fn keep_mode_and_owner(temp: &std::fs::File, target: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(old) = std::fs::symlink_metadata(target) else {
+        return Ok(());
+    };
+    if !old.is_file() {
+        return Ok(());
+    }
+    temp.set_permissions(old.permissions()).with_path(target)?;
+    let mine = temp.metadata().with_path(target)?;
+    if (mine.uid(), mine.gid()) != (old.uid(), old.gid()) {
+        // Only root may give a file away; a group the user is in may be kept. Failing that,
+        // the file is the writer's, as with any editor's save.
+        let _ = std::os::unix::fs::fchown(temp, Some(old.uid()), Some(old.gid()))
+            .or_else(|_| std::os::unix::fs::fchown(temp, None, Some(old.gid())));
+        // chown may clear set-id bits: the mode once more.
+        temp.set_permissions(old.permissions()).with_path(target)?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn keep_mode_and_owner(temp: &std::fs::File, target: &Path) -> Result<()> {
+    if let Ok(old) = std::fs::metadata(target) {
+        temp.set_permissions(old.permissions()).with_path(target)?;
+    }
+    Ok(())
 }
 
 /// Creates the directories down to `dir` (inside `root`), each made durable in its parent.

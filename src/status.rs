@@ -16,7 +16,8 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::image::{Hash, Image, ModuleRecord, PathRecord, SyncRecord};
+use crate::image::merge::{Merged, merge};
+use crate::image::{DefinitionRecord, Hash, Image, ModuleRecord, PathRecord, SyncRecord};
 use crate::source::{
     DEFAULT_MAX_FILE_SIZE, FailureKind, FileFailure, PartFilter, Unit, WalkedFile, read_unit,
     same_dir, stamp_matches,
@@ -63,6 +64,9 @@ pub enum ModuleState {
     NotExported,
     /// Its file is gone from the tree (not yet built).
     FileDeleted,
+    /// Its file is gone while the image holds changes it never had: a modify/delete conflict
+    /// (resolve the module: `--take file` removes it, `--take image` writes it back).
+    DeletedChanged,
     /// A file holds a module the image does not have (not yet built).
     FileAdded,
     /// Now in another file (not yet built).
@@ -105,6 +109,9 @@ pub struct DefinitionDiff {
     /// The file's text.
     #[serde(skip)]
     pub file: Option<Vec<u8>>,
+    /// For a change on both sides: the text they last agreed on (`None`: none known).
+    #[serde(skip)]
+    pub base: Option<Vec<u8>>,
 }
 
 /// One module that differs.
@@ -154,7 +161,7 @@ impl TreeStatus {
     pub fn has_conflicts(&self) -> bool {
         self.modules
             .iter()
-            .any(|m| m.state == ModuleState::Conflict)
+            .any(|m| matches!(m.state, ModuleState::Conflict | ModuleState::DeletedChanged))
     }
 }
 
@@ -252,6 +259,15 @@ pub fn status(image: &Image, root: &Path, options: &StatusOptions) -> Result<Tre
             }
         }
     }
+
+    refuse_claimed_twice(
+        image,
+        &on_disk,
+        &stamps,
+        &mut sides,
+        &mut holders,
+        &mut report,
+    )?;
 
     // Modules of the image that may differ: against its own tree, those the sync table names
     // and those whose files changed, left or were claimed anew (the others agree, and their
@@ -370,6 +386,8 @@ pub fn status(image: &Image, root: &Path, options: &StatusOptions) -> Result<Tre
             } else {
                 continue;
             }
+        } else if stamped && (image_changed || !conflicts.is_empty() || sync.file_deleted) {
+            (ModuleState::DeletedChanged, None, None)
         } else if stamped {
             (ModuleState::FileDeleted, None, None)
         } else if own {
@@ -415,6 +433,7 @@ pub fn status(image: &Image, root: &Path, options: &StatusOptions) -> Result<Tre
                     other: None,
                     image: None,
                     file: Some(side.unit.definition_text(i).to_vec()),
+                    base: None,
                 })
                 .collect()
         } else {
@@ -436,6 +455,65 @@ pub fn status(image: &Image, root: &Path, options: &StatusOptions) -> Result<Tre
     report.modules.sort_by(|a, b| a.module.cmp(&b.module));
     report.failed.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(report)
+}
+
+/// A module defined in two files is refused in all but one, as a build refuses it (the file
+/// the image has it from keeps it, else the first by path): those files are failures.
+fn refuse_claimed_twice(
+    image: &Image,
+    on_disk: &HashSet<String>,
+    stamps: &HashMap<String, PathRecord>,
+    sides: &mut HashMap<String, FileSide>,
+    holders: &mut HashMap<String, String>,
+    report: &mut TreeStatus,
+) -> Result<()> {
+    let mut claims: HashMap<&str, Vec<&str>> = HashMap::default();
+    for path in on_disk {
+        let module = match sides.get(path) {
+            Some(side) => Some(side.unit.name()),
+            None => stamps.get(path).map(|s| s.module.as_str()),
+        };
+        if report.failed.iter().any(|f| f.path == *path) {
+            continue;
+        }
+        if let Some(module) = module {
+            claims.entry(module).or_default().push(path);
+        }
+    }
+    let mut losers: Vec<(String, String, String)> = Vec::new();
+    for (module, mut paths) in claims {
+        if paths.len() < 2 {
+            continue;
+        }
+        paths.sort_unstable();
+        let holder = image.module(module)?.map(|m| m.path);
+        let winner = holder
+            .filter(|h| paths.contains(&h.as_str()))
+            .unwrap_or_else(|| paths[0].to_string());
+        for loser in paths.into_iter().filter(|p| *p != winner) {
+            losers.push((module.to_string(), winner.clone(), loser.to_string()));
+        }
+    }
+    losers.sort();
+    for (module, winner, loser) in losers {
+        report.failed.push(FileFailure::new(
+            loser.clone(),
+            FailureKind::ClaimedTwice {
+                module: module.clone(),
+                holder: winner.clone(),
+                path: loser.clone(),
+            },
+        ));
+        sides.remove(&loser);
+        if holders.get(&module) == Some(&loser) {
+            if sides.contains_key(&winner) {
+                holders.insert(module, winner);
+            } else {
+                holders.remove(&module);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A module's differences by definition, image against file (`None`: no file), and the
@@ -477,7 +555,9 @@ fn file_changes(
                 } else if def.base == Some(*hash) {
                     Side::Image
                 } else {
-                    conflicts.push(name.clone());
+                    if !merges_cleanly(image, &def, text) {
+                        conflicts.push(name.clone());
+                    }
                     Side::Both
                 };
                 let image_text = image_text()?;
@@ -493,6 +573,7 @@ fn file_changes(
                     other: None,
                     image: texts.then_some(image_text),
                     file: texts.then(|| text.to_vec()),
+                    base: base_text(image, &def, texts && side == Side::Both),
                 });
             }
             None => {
@@ -515,6 +596,7 @@ fn file_changes(
                     other: None,
                     image: if texts { Some(image_text()?) } else { None },
                     file: None,
+                    base: base_text(image, &def, texts && side == Side::Both),
                 });
             }
         }
@@ -541,9 +623,29 @@ fn file_changes(
             other: None,
             image: None,
             file: texts.then(|| text.to_vec()),
+            base: None,
         });
     }
     Ok((out, conflicts))
+}
+
+/// The agreed text of a definition, when `wanted` and known.
+fn base_text(image: &Image, def: &DefinitionRecord, wanted: bool) -> Option<Vec<u8>> {
+    def.base
+        .filter(|_| wanted)
+        .and_then(|base| image.text(&base).ok())
+}
+
+/// Whether a definition changed on both sides merges line by line (as a build would merge
+/// it; whether the merge reads back in its file is the build's to find out).
+fn merges_cleanly(image: &Image, def: &DefinitionRecord, file: &[u8]) -> bool {
+    let Some(base) = def.base else {
+        return false;
+    };
+    match (image.text(&base), image.text(&def.hash)) {
+        (Ok(base), Ok(ours)) => matches!(merge(&base, &ours, file), Merged::Clean(_)),
+        _ => false,
+    }
 }
 
 /// Whether two definition texts read as the same tree.

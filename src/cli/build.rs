@@ -30,6 +30,10 @@ pub struct BuildArgs {
     /// reported, and their modules keep their last version.
     #[arg(long, value_name = "BYTES", default_value = "64m", value_parser = parse_size)]
     max_file_size: u64,
+    /// Move the image aside (a damaged one, say) and build a new one from the tree; say what
+    /// the old one held that the tree does not, as far as it can be read.
+    #[arg(long)]
+    fresh: bool,
 }
 
 /// A size in bytes, with an optional binary suffix: `1048576`, `1024k`, `64m`, `1g`, `64MiB`
@@ -63,6 +67,14 @@ pub fn run(image_dir: Option<&Path>, args: &BuildArgs) -> Status {
         Ok(only) => only,
         Err(status) => return status,
     };
+    let old = if args.fresh {
+        match move_aside(&dir) {
+            Ok(old) => old,
+            Err(status) => return status,
+        }
+    } else {
+        None
+    };
     let mut image = match super::create_image(&dir, &src) {
         Ok(image) => image,
         Err(e) => return report_error(&e),
@@ -94,6 +106,9 @@ pub fn run(image_dir: Option<&Path>, args: &BuildArgs) -> Status {
         Err(e) => return report_error(&e),
     };
     print_failures(&src, &report);
+    if let Some((aside, held)) = &old {
+        report_salvage(aside, held, &image);
+    }
     if args.json {
         if let Err(status) = print_report_json(&report) {
             return status;
@@ -216,6 +231,91 @@ fn print_report_json(report: &BuildReport) -> Result<(), Status> {
     })?;
     value["failed"] = super::failures_json(&report.failed);
     super::print_json(&value)
+}
+
+/// What a moved-aside image held: module → its text (`None`: it could not be read).
+type Salvage = Vec<(String, Option<Vec<u8>>)>;
+
+/// `build --fresh`: moves the image at `dir` aside (beside it, named with the time), after
+/// reading what it holds as far as it can. `None` when there was no image.
+fn move_aside(dir: &Path) -> Result<Option<(PathBuf, Salvage)>, Status> {
+    if std::fs::symlink_metadata(dir).is_err() {
+        return Ok(None);
+    }
+    let held = match spry_image::image::Image::open(dir) {
+        Ok(image) => match image.modules() {
+            Ok(modules) => modules
+                .into_iter()
+                .map(|(name, _)| {
+                    let text = image.module_text(&name).ok();
+                    (name, text)
+                })
+                .collect(),
+            Err(e) => {
+                eprintln!("note: {}: its modules cannot be listed: {e}", dir.display());
+                Vec::new()
+            }
+        },
+        Err(e @ spry_image::Error::Locked { .. }) => {
+            eprintln!("error: {e}; not moved aside");
+            return Err(Status::Trouble);
+        }
+        Err(e) => {
+            eprintln!(
+                "note: {}: cannot be read ({e}); moved aside as it is",
+                dir.display()
+            );
+            Vec::new()
+        }
+    };
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let name = dir
+        .file_name()
+        .map_or_else(|| IMAGE_DIR.into(), |n| n.to_string_lossy().into_owned());
+    let aside = dir.with_file_name(format!("{name}.old-{secs}"));
+    if let Err(e) = std::fs::rename(dir, &aside) {
+        eprintln!(
+            "error: cannot move {} aside to {}: {e}",
+            dir.display(),
+            aside.display()
+        );
+        return Err(Status::Trouble);
+    }
+    eprintln!("moved the old image aside to {}", aside.display());
+    Ok(Some((aside, held)))
+}
+
+/// After `build --fresh`: each module the old image held that the new one (the tree) does
+/// not hold as it did, named with where its text still is.
+fn report_salvage(aside: &Path, held: &Salvage, image: &spry_image::image::Image) {
+    let mut differs = 0;
+    for (name, text) in held {
+        let now = image.module_text(name).ok();
+        match text {
+            Some(text) if now.as_ref() == Some(text) => {}
+            Some(_) => {
+                differs += 1;
+                let how = if now.is_some() {
+                    "differently"
+                } else {
+                    "and the tree does not"
+                };
+                eprintln!(
+                    "note: the old image held `{name}` {how}: `spry-image show --image {} {name}`",
+                    aside.display()
+                );
+            }
+            None => {
+                differs += 1;
+                eprintln!("note: the old image held `{name}`, but its text cannot be read");
+            }
+        }
+    }
+    if differs == 0 && !held.is_empty() {
+        eprintln!("the old image held nothing the tree does not");
+    }
 }
 
 fn print_failures(src: &Path, report: &BuildReport) {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use spry_image::image::{Hash, Image, Origin, PreparedUnit};
+use spry_image::image::{Hash, Image, Origin, PreparedUnit, trim_line_end};
 use spry_image::syntax::SourceUnit;
 use spry_image::tree_path::SourceExtension;
 use spry_image::{Error, diagnostic, tree_path};
@@ -79,7 +79,7 @@ fn put_definition(
     text: &[u8],
 ) -> spry_image::Result<Option<u64>> {
     let mut tx = image.begin(Origin::Live)?;
-    tx.put_definition(module, name, text)?;
+    tx.put_definition(module, name, trim_line_end(text))?;
     tx.commit()
 }
 
@@ -274,7 +274,7 @@ fn store_edit(
 
 /// Runs `$VISUAL`, else `$EDITOR`, else `vi` on `file`, through the shell (an editor setting
 /// may hold arguments, as git allows).
-fn run_editor(file: &Path) -> Result<(), Status> {
+pub(super) fn run_editor(file: &Path) -> Result<(), Status> {
     let editor = ["VISUAL", "EDITOR"]
         .iter()
         .filter_map(std::env::var_os)
@@ -305,7 +305,7 @@ fn run_editor(file: &Path) -> Result<(), Status> {
     }
 }
 
-fn safe_file_name(name: &str) -> String {
+pub(super) fn safe_file_name(name: &str) -> String {
     name.chars()
         .map(|c| {
             if c.is_alphanumeric() || c == '_' {
@@ -345,7 +345,7 @@ fn read_input(file: Option<&Path>) -> Result<(Vec<u8>, String), Status> {
 /// into it by that name, or into the module as the change would leave it by the module's
 /// path (a keyword message running on into the new definition); a wrong name or kind is the
 /// input's fault (status 1).
-fn report_input_error(error: &Error, source: &str, input: &[u8]) -> Status {
+pub(super) fn report_input_error(error: &Error, source: &str, input: &[u8]) -> Status {
     match error {
         Error::Syntax { path, text, errors } => {
             let shown = if text.as_slice() != input {

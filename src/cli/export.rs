@@ -16,6 +16,9 @@ pub struct ExportArgs {
     /// Export only this module (repeatable).
     #[arg(long, value_name = "NAME")]
     module: Vec<String>,
+    /// With --to: write over files changed in DIR since the last export there.
+    #[arg(long, requires = "to")]
+    force: bool,
     /// Print a machine-readable summary on standard output.
     #[arg(long)]
     json: bool,
@@ -29,6 +32,7 @@ pub fn run(image_dir: Option<&Path>, args: &ExportArgs) -> Status {
     let options = ExportOptions {
         to: args.to.clone(),
         modules: args.module.clone(),
+        force: args.force,
     };
     let report = match export::export(&image, &options) {
         Ok(report) => report,
@@ -42,6 +46,25 @@ pub fn run(image_dir: Option<&Path>, args: &ExportArgs) -> Status {
             shown_path(&target, &skipped.path),
             skipped.module,
             skipped.reason
+        );
+    }
+    if !report.would_overwrite.is_empty() {
+        eprintln!(
+            "error: these files in {} changed since the last export there; nothing was written (--force writes over them):",
+            target.display()
+        );
+        for path in &report.would_overwrite {
+            eprintln!("  {path}");
+        }
+    }
+    for kept in &report.conflicts {
+        eprintln!(
+            "{}: conflict: `{}::{}` left as the file has it (the image's text is kept): settle it with `spry-image resolve {}::{} --edit` (or --take file|image)",
+            target.join(&kept.path).display(),
+            kept.module,
+            kept.name,
+            kept.module,
+            kept.name
         );
     }
     if args.json {
@@ -77,6 +100,12 @@ fn summary(report: &ExportReport) -> String {
         line.push_str(&format!(
             ", {} merged from their files first",
             report.merged.len()
+        ));
+    }
+    if !report.conflicts.is_empty() {
+        line.push_str(&format!(
+            ", {} in conflict left as the files have them",
+            report.conflicts.len()
         ));
     }
     if !report.skipped.is_empty() {

@@ -7,8 +7,9 @@ use std::time::{Duration, UNIX_EPOCH};
 use anstyle::{AnsiColor, Style};
 use clap::{Args, ValueEnum};
 
-use spry_image::image::{Image, LogEntry, Origin};
+use spry_image::image::{Image, LogEntry, Origin, merge};
 
+use super::edit::{report_input_error, run_editor, safe_file_name};
 use super::inspect::split_target;
 use super::pager::{Paged, PagerArg};
 use super::{Status, open_image, open_image_to_write, report_error};
@@ -40,12 +41,23 @@ pub enum Take {
 
 #[derive(Args, Debug)]
 pub struct ResolveArgs {
-    /// The definition in conflict.
-    #[arg(value_name = "MODULE::NAME")]
+    /// The definition in conflict (or a module whose file was deleted while the image held
+    /// changes).
+    #[arg(value_name = "MODULE[::NAME]")]
     target: String,
     /// Which side's text to keep.
-    #[arg(long, value_enum)]
-    take: Take,
+    #[arg(
+        long,
+        value_enum,
+        conflicts_with = "edit",
+        required_unless_present = "edit"
+    )]
+    take: Option<Take>,
+    /// Merge by hand: opens `$VISUAL` or `$EDITOR` on the definition with git's diff3 markers
+    /// (image, base, file); the saved text, once it parses and holds no marker, settles the
+    /// conflict (an empty text removes the definition).
+    #[arg(long)]
+    edit: bool,
 }
 
 #[derive(Args, Debug)]
@@ -249,17 +261,19 @@ pub fn restore(image_dir: Option<&Path>, args: &RestoreArgs) -> Status {
 
 pub fn resolve(image_dir: Option<&Path>, args: &ResolveArgs) -> Status {
     let (module, Some(name)) = split_target(&args.target) else {
-        eprintln!("error: `resolve` takes `MODULE::NAME`, one definition");
-        return Status::Trouble;
+        return resolve_module(image_dir, &args.target, args.take);
+    };
+    let Some(take) = args.take.filter(|_| !args.edit) else {
+        return resolve_edit(image_dir, module, name);
     };
     let image = match open_image_to_write(image_dir) {
         Ok(image) => image,
         Err(status) => return status,
     };
-    let result = image.resolve(module, name, matches!(args.take, Take::File));
+    let result = image.resolve(module, name, matches!(take, Take::File));
     match result {
         Ok(generation) => {
-            let side = match args.take {
+            let side = match take {
                 Take::File => "the file's text",
                 Take::Image => "the image's text (export writes it)",
             };
@@ -274,6 +288,147 @@ pub fn resolve(image_dir: Option<&Path>, args: &ResolveArgs) -> Status {
             Status::Failed
         }
         Err(e) => report_error(&e),
+    }
+}
+
+/// `resolve MODULE --take file|image`: a module whose file was deleted while the image held
+/// changes.
+fn resolve_module(image_dir: Option<&Path>, module: &str, take: Option<Take>) -> Status {
+    let Some(take) = take else {
+        eprintln!(
+            "error: `resolve MODULE` takes `--take file|image`; `--edit` needs `MODULE::NAME`"
+        );
+        return Status::Trouble;
+    };
+    let image = match open_image_to_write(image_dir) {
+        Ok(image) => image,
+        Err(status) => return status,
+    };
+    match image.resolve_module(module, matches!(take, Take::File)) {
+        Ok(generation) => {
+            let what = match take {
+                Take::File => "removed, as its file was",
+                Take::Image => "kept (export writes its file again)",
+            };
+            println!(
+                "resolved {module}: {what} (generation {})",
+                generation.unwrap_or_default()
+            );
+            Status::Ok
+        }
+        Err(e @ (spry_image::Error::Invalid(_) | spry_image::Error::NoModule(_))) => {
+            eprintln!("error: {e}");
+            Status::Failed
+        }
+        Err(e) => report_error(&e),
+    }
+}
+
+/// The three texts of a conflict, as they stand.
+type Sides = (Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
+
+fn conflict_texts(image_dir: Option<&Path>, module: &str, name: &str) -> Result<Sides, Status> {
+    let image = open_image_to_write(image_dir)?;
+    match image.conflict_texts(module, name) {
+        Ok(texts) => Ok(texts),
+        Err(e @ spry_image::Error::Invalid(_)) => {
+            eprintln!("error: {e}");
+            Err(Status::Failed)
+        }
+        Err(e) => Err(report_error(&e)),
+    }
+}
+
+/// `resolve --edit`: the conflict with diff3 markers in the editor; the image is not held
+/// while it runs, and what was read is compared before storing. A text that cannot be stored
+/// is kept in its temporary file, named.
+fn resolve_edit(image_dir: Option<&Path>, module: &str, name: &str) -> Status {
+    let sides = match conflict_texts(image_dir, module, name) {
+        Ok(sides) => sides,
+        Err(status) => return status,
+    };
+    let empty = Vec::new();
+    let (base, ours, theirs) = &sides;
+    let mut marked = merge::with_markers(
+        base.as_ref().unwrap_or(&empty),
+        ours.as_ref().unwrap_or(&empty),
+        theirs.as_ref().unwrap_or(&empty),
+    );
+    // As a file ends, for the editor; the line break is not part of what is stored.
+    if !marked.ends_with(b"\n") {
+        marked.push(b'\n');
+    }
+    let dir = match tempfile::Builder::new()
+        .prefix("spry-image-resolve-")
+        .tempdir()
+    {
+        Ok(dir) => dir,
+        Err(e) => {
+            eprintln!("error: cannot make a temporary directory: {e}");
+            return Status::Trouble;
+        }
+    };
+    let file = dir
+        .path()
+        .join(format!("{module}.{}.spry", safe_file_name(name)));
+    if let Err(e) = std::fs::write(&file, &marked) {
+        eprintln!("error: {}: {e}", file.display());
+        return Status::Trouble;
+    }
+    if let Err(status) = run_editor(&file) {
+        return status;
+    }
+    let edited = match std::fs::read(&file) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("error: {}: {e}", file.display());
+            return Status::Trouble;
+        }
+    };
+    if edited == marked && merge::has_markers(&edited) {
+        eprintln!("error: {module}::{name}: the text was not changed; still in conflict");
+        return Status::Failed;
+    }
+    let kept = dir.keep();
+    let file = kept.join(file.file_name().unwrap_or_default());
+    let status = store_resolution(image_dir, module, name, &sides, &edited, &file);
+    if status == Status::Ok {
+        let _ = std::fs::remove_dir_all(&kept);
+    } else {
+        eprintln!("note: your text is kept in {}", file.display());
+    }
+    status
+}
+
+fn store_resolution(
+    image_dir: Option<&Path>,
+    module: &str,
+    name: &str,
+    before: &Sides,
+    edited: &[u8],
+    file: &Path,
+) -> Status {
+    let image = match open_image_to_write(image_dir) {
+        Ok(image) => image,
+        Err(status) => return status,
+    };
+    match image.conflict_texts(module, name) {
+        Ok(now) if now == *before => {}
+        Ok(_) | Err(spry_image::Error::Invalid(_)) => {
+            eprintln!("error: {module}::{name} changed while you were editing it");
+            return Status::Failed;
+        }
+        Err(e) => return report_error(&e),
+    }
+    match image.resolve_with(module, name, edited) {
+        Ok(generation) => {
+            println!(
+                "resolved {module}::{name}: your text (export writes it; generation {})",
+                generation.unwrap_or_default()
+            );
+            Status::Ok
+        }
+        Err(e) => report_input_error(&e, &file.display().to_string(), edited),
     }
 }
 

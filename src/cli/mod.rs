@@ -413,6 +413,13 @@ pub fn report_error(error: &spry_image::Error) -> Status {
             eprintln!("error: {error}");
             Status::Failed
         }
+        spry_image::Error::Corrupt(_) | spry_image::Error::Store(_) => {
+            eprintln!("error: {error}");
+            eprintln!(
+                "hint: if the image is damaged, `spry-image build --fresh` moves it aside and builds a new one from the tree"
+            );
+            Status::Trouble
+        }
         _ => {
             eprintln!("error: {error}");
             Status::Trouble

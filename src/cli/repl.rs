@@ -230,8 +230,8 @@ fn store(image: &spry_image::Image, module: &str, name: &str, text: &str) {
         tx.put_definition(module, name, text.as_bytes())?;
         let generation = tx.commit()?;
         let options = ExportOptions {
-            to: None,
             modules: vec![module.to_string()],
+            ..ExportOptions::default()
         };
         spry_image::export(image, &options)?;
         Ok(generation)

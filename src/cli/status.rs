@@ -9,6 +9,7 @@ use clap::Args;
 use similar::{Algorithm, TextDiff};
 
 use spry_image::build::FileFailure;
+use spry_image::image::{Hash, merge};
 use spry_image::status::{
     self, Change, DefinitionDiff, ModuleState, ModuleStatus, Side, StatusOptions, TreeStatus,
 };
@@ -139,6 +140,7 @@ fn state_label(state: ModuleState) -> &'static str {
         ModuleState::Conflict => "conflict",
         ModuleState::NotExported => "new",
         ModuleState::FileDeleted => "deleted",
+        ModuleState::DeletedChanged => "deleted/changed",
         ModuleState::FileAdded => "new file",
         ModuleState::Moved => "moved",
         ModuleState::Unparsable => "does not parse",
@@ -156,12 +158,14 @@ fn version(side: &str, text: Option<&[u8]>) -> String {
         .collect()
 }
 
-/// The conflicts with both texts, for `status --json`.
+/// The conflicts with the three texts, their hashes and the line ranges in conflict, for
+/// `status --json` and `diff --json`.
 fn conflicts_json(report: &TreeStatus) -> Vec<serde_json::Value> {
     let text = |t: &Option<Vec<u8>>| {
         t.as_deref()
             .map(|t| String::from_utf8_lossy(t).into_owned())
     };
+    let hash = |t: &Option<Vec<u8>>| t.as_deref().map(|t| Hash::of(t).to_hex());
     report
         .modules
         .iter()
@@ -170,11 +174,25 @@ fn conflicts_json(report: &TreeStatus) -> Vec<serde_json::Value> {
                 .iter()
                 .filter(|d| m.conflicts.contains(&d.name))
                 .map(|d| {
+                    let empty = Vec::new();
+                    let hunks = merge::hunks(
+                        d.base.as_ref().unwrap_or(&empty),
+                        d.image.as_ref().unwrap_or(&empty),
+                        d.file.as_ref().unwrap_or(&empty),
+                    );
                     serde_json::json!({
                         "module": m.module,
                         "name": d.name,
+                        "path": m.path,
+                        "base": text(&d.base),
                         "image": text(&d.image),
                         "file": text(&d.file),
+                        "hashes": {
+                            "base": hash(&d.base),
+                            "image": hash(&d.image),
+                            "file": hash(&d.file),
+                        },
+                        "hunks": hunks,
                     })
                 })
         })
@@ -243,8 +261,13 @@ fn status_text(report: &TreeStatus, generation: u64) -> String {
         YELLOW,
     ));
     out.push_str(&group(
-        "Conflicts, changed on both sides (spry-image resolve MODULE::NAME --take file|image):",
+        "Conflicts, changed on both sides (spry-image resolve MODULE::NAME --edit, or --take file|image):",
         &[ModuleState::Conflict],
+        RED.bold(),
+    ));
+    out.push_str(&group(
+        "Deleted on disk, changed in the image (spry-image resolve MODULE --take file removes it, --take image writes it back):",
+        &[ModuleState::DeletedChanged],
         RED.bold(),
     ));
     out.push_str(&group(
@@ -424,6 +447,28 @@ fn definition_diff(module: &ModuleStatus, def: &DefinitionDiff) -> String {
     let head = format!("{}::{}: {}", module.module, def.name, change_label(def));
     let mut out = paint(BOLD, &head);
     out.push('\n');
+    if module.conflicts.contains(&def.name) {
+        // A conflict shows its three texts, as `resolve --edit` will: git's diff3 markers.
+        let empty = Vec::new();
+        let marked = merge::with_markers(
+            def.base.as_ref().unwrap_or(&empty),
+            def.image.as_ref().unwrap_or(&empty),
+            def.file.as_ref().unwrap_or(&empty),
+        );
+        let mut text = String::from_utf8_lossy(&marked).into_owned();
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        for line in text.lines() {
+            if merge::has_markers(line.as_bytes()) {
+                out.push_str(&paint(YELLOW, line));
+            } else {
+                out.push_str(line);
+            }
+            out.push('\n');
+        }
+        return out;
+    }
     // Definitions end without a line break; give both sides one, so that the diff does not
     // say so on every line.
     let lines = |text: Option<&[u8]>| {

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use spry_image::build::{BuildReport, FileFailure, Move};
 use spry_image::diagnostic;
-use spry_image::export::Skipped;
+use spry_image::export::{ConflictKept, Skipped};
 use spry_image::image::{IMAGE_DIR, Image};
 use spry_image::watch::{BatchReport, Cause, Lent, Stopper, WatchOptions, Watcher};
 
@@ -193,6 +193,14 @@ fn print_lent(src: &Path, lent: &Lent, json: bool) {
             skipped.reason
         );
     }
+    for kept in &export.conflicts {
+        eprintln!(
+            "watch: conflict: {}: `{}::{}` left as the file has it (the image's text is kept)",
+            src.join(&kept.path).display(),
+            kept.module,
+            kept.name
+        );
+    }
     if json {
         print_line(&LentLine {
             lent: &lent.command,
@@ -202,6 +210,7 @@ fn print_lent(src: &Path, lent: &Lent, json: bool) {
             written,
             merged: &export.merged,
             skipped: &export.skipped,
+            conflicts: &export.conflicts,
         });
     }
 }
@@ -275,6 +284,7 @@ struct LentLine<'a> {
     written: Vec<&'a str>,
     merged: &'a [String],
     skipped: &'a [Skipped],
+    conflicts: &'a [ConflictKept],
 }
 
 /// `watch --json`'s line for a batch.

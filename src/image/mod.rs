@@ -9,6 +9,7 @@ mod blob;
 mod check;
 mod gc;
 mod lock;
+pub mod merge;
 mod record;
 mod transaction;
 
@@ -24,6 +25,7 @@ pub use record::{
     ModuleKind, ModuleLog, ModuleRecord, Origin, PathRecord, SyncRecord, decode_layout,
     definition_key, encode_layout, history_key,
 };
+pub(crate) use transaction::drop_slot;
 pub use transaction::{Conflict, Prepared, PreparedUnit, Transaction};
 
 use crate::error::{Error, IoContext, Result};
@@ -522,6 +524,9 @@ impl Image {
     /// # Errors
     /// [`Error::Invalid`] when the definition is not in conflict; storage failures.
     pub fn resolve(&self, module: &str, name: &str, take_file: bool) -> Result<Option<u64>> {
+        if self.sync(module)?.file_deleted {
+            return self.resolve_module(module, take_file);
+        }
         if take_file {
             let mut tx = self.begin(Origin::Resolve)?;
             tx.resolve_take_file(module, name)?;
@@ -533,6 +538,116 @@ impl Image {
         let mut tx = self.begin(Origin::Resolve)?;
         tx.resolve_take_image(module, name, image_side)?;
         tx.commit()
+    }
+
+    /// Settles a modify/delete conflict over `module` (its file deleted while the image held
+    /// changes): the file's side removes the module, the image's has export write it back.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when the module's file is not deleted; storage failures.
+    pub fn resolve_module(&self, module: &str, take_file: bool) -> Result<Option<u64>> {
+        let mut tx = self.begin(Origin::Resolve)?;
+        tx.resolve_deleted(module, take_file)?;
+        tx.commit()
+    }
+
+    /// The three texts of a conflict over `module::name`: base (the text both sides last
+    /// agreed on), image, file; `None` where a side removed it or no base is known.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when the definition is not in conflict; storage failures.
+    #[allow(clippy::type_complexity)]
+    pub fn conflict_texts(
+        &self,
+        module: &str,
+        name: &str,
+    ) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>)> {
+        let Some(file) = self.sync(module)?.conflict(name) else {
+            return Err(Error::Invalid(format!(
+                "`{module}::{name}` is not in conflict"
+            )));
+        };
+        let current = self.definition(module, name)?;
+        let base = match current.and_then(|d| d.base) {
+            Some(hash) => Some(self.text(&hash)?),
+            None => None,
+        };
+        let image = match current {
+            Some(d) => Some(self.text(&d.hash)?),
+            None => None,
+        };
+        let file = match file {
+            Some(hash) => Some(self.text(&hash)?),
+            None => None,
+        };
+        Ok((base, image, file))
+    }
+
+    /// Settles a conflict over `module::name` with a text of its user's (merged by hand):
+    /// it becomes the image's text, the file's side going to history, and export writes it.
+    /// An empty text (white space only) settles it as removed.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when the definition is not in conflict, or the text still holds a
+    /// conflict marker or defines another name; [`Error::Syntax`] when it does not parse;
+    /// storage failures. Nothing is changed then.
+    pub fn resolve_with(&self, module: &str, name: &str, text: &[u8]) -> Result<Option<u64>> {
+        if self.sync(module)?.conflict(name).is_none() {
+            return Err(Error::Invalid(format!(
+                "`{module}::{name}` is not in conflict"
+            )));
+        }
+        if merge::has_markers(text) {
+            return Err(Error::Invalid(
+                "the text still holds a conflict marker (<<<<<<<, |||||||, =======, >>>>>>>)"
+                    .to_string(),
+            ));
+        }
+        let mut tx = self.begin(Origin::Resolve)?;
+        if text.trim_ascii().is_empty() {
+            if tx.definition(module, name)?.is_none() {
+                // Removed in the image: the image's side.
+                drop(tx);
+                return self.resolve(module, name, false);
+            }
+            tx.remove_definition(module, name)?;
+        } else {
+            tx.put_definition(module, name, trim_line_end(text))?;
+        }
+        tx.commit()
+    }
+
+    /// What the last export into directory `dir` (other than the source tree) left there:
+    /// relative path → hex hash of the file's text. Empty when the image never exported there.
+    ///
+    /// # Errors
+    /// Storage failures, a damaged record.
+    pub fn copy_manifest(&self, dir: &Path) -> Result<std::collections::BTreeMap<String, String>> {
+        match self.store.get(Table::Meta, &copy_key(dir))? {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| Error::corrupt_by(format!("export record of {}", dir.display()), e)),
+            None => Ok(Default::default()),
+        }
+    }
+
+    /// Records what an export into directory `dir` left there (see
+    /// [`copy_manifest`](Self::copy_manifest)). Not a change of the image: no generation.
+    pub(crate) fn set_copy_manifest(
+        &self,
+        dir: &Path,
+        manifest: &std::collections::BTreeMap<String, String>,
+    ) -> Result<()> {
+        let bytes = serde_json::to_vec(manifest).map_err(Error::store)?;
+        self.store.commit(
+            vec![crate::store::Write::Put(Table::Meta, copy_key(dir), bytes)],
+            true,
+        )
+    }
+
+    /// Whether the image's directory (its format file) is gone from the disk while it is open:
+    /// someone deleted it. Commits would go nowhere anyone can reopen.
+    pub fn is_gone(&self) -> bool {
+        !self.dir.join(FORMAT_FILE).exists()
     }
 
     /// What was last read from (or written to) file `path`, by key.
@@ -687,4 +802,19 @@ fn discard_interrupted_first_load(store: &dyn Store) -> Result<()> {
 
 fn write_format_file(path: &Path) -> Result<()> {
     std::fs::write(path, format!("spry-image format {FORMAT_VERSION}\n")).with_path(path)
+}
+
+/// A text without the line break a file or standard input ends with: it is not part of a
+/// definition (which ends with its last node).
+pub fn trim_line_end(text: &[u8]) -> &[u8] {
+    let text = text.strip_suffix(b"\n").unwrap_or(text);
+    text.strip_suffix(b"\r").unwrap_or(text)
+}
+
+/// The `meta` key of what an export left in directory `dir`: `copy`, NUL, its canonical path.
+fn copy_key(dir: &Path) -> Vec<u8> {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let mut key = b"copy\0".to_vec();
+    key.extend_from_slice(dir.to_string_lossy().as_bytes());
+    key
 }

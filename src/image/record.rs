@@ -158,12 +158,29 @@ pub struct SyncRecord {
     /// text (`None`: the file removed it). Neither side is overwritten until resolved.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub conflicts: BTreeMap<String, Option<String>>,
+    /// The module's file was deleted (or replaced by something else) while the image held
+    /// changes the file never had: a modify/delete conflict. The module stays until
+    /// resolved (`resolve MODULE --take file` removes it, `--take image` writes it back).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub file_deleted: bool,
 }
 
 impl SyncRecord {
     /// Whether image and file agree (nothing to record).
     pub fn is_clean(&self) -> bool {
-        !self.unexported && self.removed.is_empty() && self.conflicts.is_empty()
+        !self.unexported
+            && self.removed.is_empty()
+            && self.conflicts.is_empty()
+            && !self.file_deleted
+    }
+
+    /// Whether the only difference left is conflicts (which the file holds as its side):
+    /// nothing for an export to write.
+    pub fn only_conflicts(&self) -> bool {
+        !self.unexported
+            && self.removed.is_empty()
+            && !self.conflicts.is_empty()
+            && !self.file_deleted
     }
 
     /// The file side of a conflict over `name`: `Some(None)` when the file removed it.

@@ -161,8 +161,64 @@ enum Merged {
     Agreed,
     /// Only the image changed: it keeps its text, for export.
     Kept,
+    /// Both changed, in lines that do not overlap: the image holds the merged text, for
+    /// export.
+    Combined,
     /// Both changed, to different texts; the file's side (`None`: removed there).
     Conflict(Option<Hash>),
+}
+
+/// A file's unit as read, for checking a merged text in its place.
+struct FileSide {
+    script: String,
+    gaps: Vec<Vec<u8>>,
+    names: Vec<String>,
+    hashes: Vec<Hash>,
+}
+
+impl FileSide {
+    /// Whether the file, with `merged` in place of its definition `at`, reads back as the same
+    /// definitions with the same texts: a merge must parse, keep its name, and not change how
+    /// its neighbours read. Any text that cannot be had makes it a conflict.
+    fn fits(
+        &self,
+        tx: &Transaction,
+        pending: &[Option<(String, Prepared)>],
+        at: usize,
+        merged: &[u8],
+    ) -> bool {
+        if self.gaps.len() != self.names.len() + 1 {
+            return false;
+        }
+        let mut text = Vec::new();
+        for (k, gap) in self.gaps.iter().enumerate() {
+            text.extend_from_slice(gap);
+            if k == at {
+                text.extend_from_slice(merged);
+            } else if k < self.names.len() {
+                let piece = match pending.get(k).and_then(Option::as_ref) {
+                    Some((_, p)) => tx.prepared_text(p),
+                    None => tx.text(&self.hashes[k]),
+                };
+                match piece {
+                    Ok(piece) => text.extend_from_slice(&piece),
+                    Err(_) => return false,
+                }
+            }
+        }
+        let Ok(unit) = SourceUnit::parse(text, &self.script) else {
+            return false;
+        };
+        unit.definitions().len() == self.names.len()
+            && unit.definitions().iter().enumerate().all(|(k, d)| {
+                d.name == self.names[k]
+                    && if k == at {
+                        unit.definition_text(k) == merged
+                    } else {
+                        Hash::of(unit.definition_text(k)) == self.hashes[k]
+                    }
+            })
+    }
 }
 
 /// From this many writes on, the first commit of an image loads tables directly.
@@ -501,11 +557,29 @@ impl<'a> Transaction<'a> {
             None => SyncRecord::default(),
         };
         let mut sync = old_sync.clone();
+        // A file read again is not deleted (any more).
+        sync.file_deleted = false;
         let mut order: Vec<String> = Vec::with_capacity(definitions.len());
         let mut changed: Vec<String> = Vec::new();
         let mut in_file: HashSet<String> = HashSet::default();
         let mut differs = false;
-        for (def, text) in definitions {
+        // The file as read, for checking a line merge in place (see `FileSide::fits`).
+        let file = FileSide {
+            script: path.strip_suffix(".spry").unwrap_or(path).to_string(),
+            gaps: if old.is_some() {
+                gaps.clone()
+            } else {
+                Vec::new()
+            },
+            names: definitions.iter().map(|(d, _)| d.clone()).collect(),
+            hashes: definitions.iter().map(|(_, t)| t.hash).collect(),
+        };
+        let mut pending: Vec<Option<(String, Prepared)>> =
+            definitions.into_iter().map(Some).collect();
+        for at in 0..pending.len() {
+            let Some((def, text)) = pending[at].take() else {
+                continue;
+            };
             in_file.insert(def.clone());
             // A module new to the image has no definitions to merge with.
             let current = match &old {
@@ -532,7 +606,8 @@ impl<'a> Transaction<'a> {
                 drop_slot(&mut gaps, order.len());
                 continue;
             }
-            let merged = self.merge_from_file(&name, &def, current, Some(text))?;
+            let fits = |tx: &Transaction, merged: &[u8]| file.fits(tx, &pending, at, merged);
+            let merged = self.merge_from_file(&name, &def, current, Some(text), &fits)?;
             settle_merge(&def, merged, &mut sync, &mut changed, &mut differs);
             order.push(def);
         }
@@ -544,7 +619,7 @@ impl<'a> Transaction<'a> {
                     continue;
                 }
                 let current = self.definition(&name, def)?;
-                let merged = self.merge_from_file(&name, def, current, None)?;
+                let merged = self.merge_from_file(&name, def, current, None, &|_, _| false)?;
                 settle_merge(def, merged, &mut sync, &mut changed, &mut differs);
                 if merged != Merged::Taken && self.definition(&name, def)?.is_some() {
                     // Kept (a live addition or a conflict): it stays after its old neighbour.
@@ -618,13 +693,16 @@ impl<'a> Transaction<'a> {
     }
 
     /// Merges one definition's file side (`None`: absent from the file) with its image side
-    /// `current`.
+    /// `current`. Changed on both sides, the texts are merged line by line
+    /// ([`merge`](super::merge)); a clean result that `fits` (reads back as this definition in
+    /// the file) is taken as a merge, anything else is a conflict.
     fn merge_from_file(
         &mut self,
         module: &str,
         name: &str,
         current: Option<DefinitionRecord>,
         file: Option<Prepared>,
+        fits: &dyn Fn(&Transaction, &[u8]) -> bool,
     ) -> Result<Merged> {
         let file_hash = file.as_ref().map(|f| f.hash);
         let Some(record) = current else {
@@ -663,6 +741,13 @@ impl<'a> Transaction<'a> {
             // Added in the image and never exported: nothing to merge.
             return Ok(Merged::Kept);
         }
+        let file = match file {
+            Some(text) => match self.line_merge(module, name, &record, text, fits)? {
+                Ok(()) => return Ok(Merged::Combined),
+                Err(text) => Some(text),
+            },
+            None => None,
+        };
         self.conflicts.push(Conflict {
             module: module.to_string(),
             name: name.to_string(),
@@ -674,6 +759,69 @@ impl<'a> Transaction<'a> {
             self.put_blob(text);
         }
         Ok(Merged::Conflict(file_hash))
+    }
+
+    /// Both sides changed `module::name` since `record.base`: merges the texts line by line.
+    /// A clean merge that `fits` becomes the image's text (origin `merge`), the image's and the
+    /// file's texts going to history (the base is there already), the file's text its base,
+    /// so that export writes the merge. Otherwise gives the file's text back (a conflict).
+    fn line_merge(
+        &mut self,
+        module: &str,
+        name: &str,
+        record: &DefinitionRecord,
+        file: Prepared,
+        fits: &dyn Fn(&Transaction, &[u8]) -> bool,
+    ) -> Result<std::result::Result<(), Prepared>> {
+        let Some(base) = record.base else {
+            return Ok(Err(file));
+        };
+        let (Ok(base), Ok(image)) = (self.text(&base), self.text(&record.hash)) else {
+            return Ok(Err(file));
+        };
+        let file_text = match self.prepared_text(&file) {
+            Ok(text) => text,
+            Err(_) => return Ok(Err(file)),
+        };
+        let super::merge::Merged::Clean(merged) = super::merge::merge(&base, &image, &file_text)
+        else {
+            return Ok(Err(file));
+        };
+        if !fits(self, &merged) {
+            return Ok(Err(file));
+        }
+        let file_hash = file.hash;
+        self.put_blob(file);
+        self.keep_file_side(module, name, file_hash);
+        self.set_definition(
+            module,
+            name,
+            Prepared::new(&merged),
+            Some(file_hash),
+            Some(record),
+        );
+        if let Some(current) = self.definition(module, name)? {
+            let current = DefinitionRecord {
+                origin: Origin::Merge,
+                ..current
+            };
+            self.put(
+                Table::Definitions,
+                definition_key(module, name),
+                current.encode(),
+            );
+        }
+        Ok(Ok(()))
+    }
+
+    /// A prepared text's bytes: from its stored form, or from the store when that was
+    /// written ahead ([`PreparedUnit::take_texts`]).
+    fn prepared_text(&self, text: &Prepared) -> Result<Vec<u8>> {
+        if text.stored.is_empty() {
+            self.text(&text.hash)
+        } else {
+            super::blob::decompress(&text.stored)
+        }
     }
 
     /// Creates an empty module `name` to live in file `path` (relative to the source root),
@@ -1037,16 +1185,43 @@ impl<'a> Transaction<'a> {
                 if let Some(record) = self.definition(module, name)? {
                     self.set_base(module, name, &record, Some(hash));
                 }
-                Ok(())
             }
             None => {
                 self.remove_definition(module, name)?;
                 // The file has no such definition: nothing is left to export for it.
                 let mut sync = self.sync(module)?;
                 sync.removed.remove(name);
-                self.write_sync(module, &sync)
+                self.write_sync(module, &sync)?;
             }
         }
+        self.settle_if_agreed(module)
+    }
+
+    /// When `module`'s text is now exactly what its file holds (by the file's stamp), nothing
+    /// is left to export: the module's sync state is cleared.
+    fn settle_if_agreed(&mut self, module: &str) -> Result<()> {
+        let sync = self.sync(module)?;
+        if !sync.conflicts.is_empty() || sync.file_deleted || sync.is_clean() {
+            return Ok(());
+        }
+        let Some(record) = self.module(module)? else {
+            return Ok(());
+        };
+        let stamp = match self.get(Table::Paths, record.path.as_bytes())? {
+            Some(bytes) => PathRecord::decode(&bytes)?,
+            None => return Ok(()),
+        };
+        if stamp.module != module || Hash::of(&self.module_text(module)?) != stamp.hash {
+            return Ok(());
+        }
+        for def in &record.definitions {
+            if let Some(current) = self.definition(module, def)?
+                && current.base != Some(current.hash)
+            {
+                self.set_base(module, def, &current, Some(current.hash));
+            }
+        }
+        self.write_sync(module, &SyncRecord::default())
     }
 
     /// The first half of taking the image's side of a conflict: the file's text becomes a
@@ -1124,6 +1299,9 @@ impl<'a> Transaction<'a> {
                 "`{module}::{name}` has no version at generation {generation}"
             )));
         };
+        if self.module(module)?.is_none() && version.hash.is_some() {
+            self.bring_back(module, generation)?;
+        }
         match version.hash {
             Some(hash) => {
                 let text = self.text(&hash)?;
@@ -1136,31 +1314,60 @@ impl<'a> Transaction<'a> {
         }
     }
 
-    /// Records that `module`'s file now holds exactly its image text (an export wrote it,
-    /// or found it there): every definition's agreed text becomes its current one, the sync
-    /// state is cleared, and `stamp` is what the file now is.
+    /// A module removed from the image comes back (for [`restore`](Self::restore)) in the file
+    /// it was last logged in (the log names every module's file), with its `_meta` as it was at
+    /// `generation` (else a new one); export writes it.
+    fn bring_back(&mut self, module: &str, generation: u64) -> Result<()> {
+        let path = self.image.log()?.into_iter().rev().find_map(|entry| {
+            entry
+                .modules
+                .into_iter()
+                .find(|m| m.module == module)
+                .map(|m| m.path)
+        });
+        let Some(path) = path else {
+            return Err(Error::Invalid(format!(
+                "module `{module}` is gone, and no file of it is logged to bring it back to"
+            )));
+        };
+        self.create_module(module, &path)?;
+        let meta = self.image.history(module, "_meta")?;
+        if let Some((_, old)) = meta.iter().rev().find(|(g, _)| *g <= generation)
+            && let Some(hash) = old.hash
+        {
+            let text = self.text(&hash)?;
+            self.set_live(module, "_meta", &text, false)?;
+        }
+        Ok(())
+    }
+
+    /// Records that `module`'s file now holds its image text (an export wrote it, or found it
+    /// there), except its definitions in conflict, which the file holds as its own side: every
+    /// other definition's agreed text becomes its current one, the sync state keeps only the
+    /// conflicts, and `stamp` is what the file now is.
     ///
     /// # Errors
-    /// [`Error::Invalid`] when the module has conflicts (export must not write it);
     /// [`Error::NoModule`]; storage failures.
     pub fn mark_exported(&mut self, module: &str, stamp: &PathRecord) -> Result<()> {
         let record = self
             .module(module)?
             .ok_or_else(|| Error::NoModule(module.to_string()))?;
         let sync = self.sync(module)?;
-        if !sync.conflicts.is_empty() {
-            return Err(Error::Invalid(format!(
-                "`{module}` has conflicts: resolve them first"
-            )));
-        }
         for def in &record.definitions {
+            if sync.conflicts.contains_key(def) {
+                continue;
+            }
             if let Some(current) = self.definition(module, def)?
                 && current.base != Some(current.hash)
             {
                 self.set_base(module, def, &current, Some(current.hash));
             }
         }
-        self.write_sync(module, &SyncRecord::default())?;
+        let left = SyncRecord {
+            conflicts: sync.conflicts,
+            ..SyncRecord::default()
+        };
+        self.write_sync(module, &left)?;
         self.put_path(&record.path, stamp);
         self.note(module, ModuleChange::Exported, &record.path, None, &[]);
         Ok(())
@@ -1189,6 +1396,59 @@ impl<'a> Transaction<'a> {
             None,
             &[name.to_string()],
         );
+        Ok(())
+    }
+
+    /// The file of `module` is gone: when the image holds changes the file never had (live
+    /// edits not exported, or conflicts), notes a modify/delete conflict and returns `true`:
+    /// the module must stay. Otherwise `false`: the module may leave with its file.
+    ///
+    /// # Errors
+    /// Storage failures, a damaged record.
+    pub fn file_deleted(&mut self, module: &str) -> Result<bool> {
+        let mut sync = self.sync(module)?;
+        if sync.is_clean() {
+            return Ok(false);
+        }
+        if !sync.file_deleted {
+            sync.file_deleted = true;
+            self.write_sync(module, &sync)?;
+        }
+        Ok(true)
+    }
+
+    /// Settles a modify/delete conflict over `module` (see
+    /// [`file_deleted`](Self::file_deleted)): taking the file's side removes the module (its
+    /// history stays); taking the image's clears the note, so that export writes the file
+    /// again (the stamp of the deleted file goes).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when the module's file is not deleted; storage failures.
+    pub fn resolve_deleted(&mut self, module: &str, take_file: bool) -> Result<()> {
+        let mut sync = self.sync(module)?;
+        let record = self
+            .module(module)?
+            .ok_or_else(|| Error::NoModule(module.to_string()))?;
+        if !sync.file_deleted {
+            return Err(Error::Invalid(format!(
+                "the file of `{module}` is not deleted: nothing to resolve for the module"
+            )));
+        }
+        self.remove_path(&record.path);
+        // The file's last text of each definition in conflict: kept in history, since neither
+        // way keeps it current.
+        for (name, file) in std::mem::take(&mut sync.conflicts) {
+            if let Some(file) = file.as_deref().and_then(Hash::from_hex) {
+                self.keep_file_side(module, &name, file);
+            }
+        }
+        if take_file {
+            return self.remove_module(module);
+        }
+        sync.file_deleted = false;
+        sync.unexported = true;
+        self.write_sync(module, &sync)?;
+        self.note(module, ModuleChange::Changed, &record.path, None, &[]);
         Ok(())
     }
 
@@ -1345,6 +1605,11 @@ fn settle_merge(
             *differs = true;
             sync.conflicts.remove(def);
         }
+        Merged::Combined => {
+            *differs = true;
+            changed.push(def.to_string());
+            sync.conflicts.remove(def);
+        }
         Merged::Conflict(file) => {
             sync.conflicts
                 .insert(def.to_string(), file.map(|h| h.to_hex()));
@@ -1354,7 +1619,7 @@ fn settle_merge(
 
 /// Takes the definition at `at` out of a layout: it leaves with the separator before it (its
 /// comments are its own); the only definition leaves the text around it as one gap.
-fn drop_slot(gaps: &mut Vec<Vec<u8>>, at: usize) {
+pub(crate) fn drop_slot(gaps: &mut Vec<Vec<u8>>, at: usize) {
     if gaps.len() > 2 {
         gaps.remove(if at == 0 { 1 } else { at.min(gaps.len() - 2) });
     } else if gaps.len() == 2 {

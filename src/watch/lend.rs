@@ -195,29 +195,62 @@ fn accept(listener: &UnixListener, tx: &Sender<Message>, stopping: &AtomicBool) 
     }
 }
 
-/// Lends the image to `request`'s client: answers `granted` and waits until the client
-/// closes the connection. The caller has released the image. Returns `false` when `stopping`
-/// was set meanwhile (the client keeps the image; the watcher gives up waiting).
-pub(crate) fn grant(request: Request, stopping: &AtomicBool) -> bool {
+/// Lends the image to `request`'s client: answers `granted` and waits until the client is
+/// done (it shuts its side of the connection down, or closes it). The caller has released
+/// the image. Returns `None` when `stopping` was set meanwhile (the client keeps the image;
+/// the watcher gives up waiting); else the connection, if the client still waits on it for
+/// [`done`] (it returns once what it changed is written to the tree).
+pub(crate) fn grant(request: Request, stopping: &AtomicBool) -> Option<Option<UnixStream>> {
     let mut stream = request.stream;
     if stream.write_all(b"granted\n").is_err() {
-        return true; // the client is gone already
+        return Some(None); // the client is gone already
     }
     // Checks for a stop a few times a second; only while a client holds the image.
     let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
     let mut buffer = [0u8; 256];
     loop {
         match stream.read(&mut buffer) {
-            Ok(0) => return true,
+            Ok(0) => {
+                let _ = stream.set_read_timeout(None);
+                return Some(Some(stream));
+            }
             Ok(_) => {}
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 if stopping.load(Ordering::SeqCst) {
-                    return false;
+                    return None;
                 }
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => return true,
+            Err(_) => return Some(None),
         }
+    }
+}
+
+/// Tells a borrower that what it changed is in the tree now (the export after its loan is
+/// done): it may return. A borrower already gone is no matter.
+pub(crate) fn done(reply: Option<UnixStream>) {
+    if let Some(mut stream) = reply {
+        let _ = stream.write_all(b"done\n");
+    }
+}
+
+/// How long a borrower waits, once done with the image, for the watcher to write what it
+/// changed to the tree (the watcher's export) before returning anyway.
+const DONE_WAIT: Duration = Duration::from_secs(30);
+
+/// A borrower's connection: dropped (after the image), it hands the image back and waits for
+/// the watcher's export of what it changed, so that a `put` returns once the file is
+/// written.
+struct Loan(UnixStream);
+
+impl Drop for Loan {
+    fn drop(&mut self) {
+        if self.0.shutdown(std::net::Shutdown::Write).is_err() {
+            return;
+        }
+        let _ = self.0.set_read_timeout(Some(DONE_WAIT));
+        // "done", or the watcher gone (end of file), or the wait over.
+        let _ = read_line(&mut self.0);
     }
 }
 
@@ -240,7 +273,7 @@ pub(crate) fn retry_open(wait: Duration, open: impl Fn() -> Result<Image>) -> Re
 pub struct Borrowed {
     // Declared first: dropped before the loan.
     image: Image,
-    loan: Option<UnixStream>,
+    loan: Option<Loan>,
 }
 
 impl std::fmt::Debug for Borrowed {
@@ -344,7 +377,7 @@ pub fn open_or_borrow(dir: &Path, open: impl Fn() -> Result<Image>) -> Result<Bo
             let image = retry_open(REOPEN_WAIT, open)?;
             Ok(Borrowed {
                 image,
-                loan: Some(stream),
+                loan: Some(Loan(stream)),
             })
         }
         // A watcher that is stopping closes the connection unanswered and frees the image.
@@ -404,7 +437,7 @@ mod tests {
         let stopping = AtomicBool::new(false);
         let waiter = std::thread::spawn(move || grant(request, &stopping));
         assert!(client.join().unwrap(), "granted");
-        assert!(waiter.join().unwrap(), "the connection closed");
+        assert!(waiter.join().unwrap().is_some(), "the connection closed");
         // Garbage is refused, and the listener goes on.
         let mut bad = UnixStream::connect(&path).unwrap();
         bad.write_all(b"hello\n").unwrap();
@@ -435,6 +468,6 @@ mod tests {
         let mut client = client;
         assert_eq!(read_line(&mut client).as_deref(), Some("granted"));
         stopping.store(true, Ordering::SeqCst);
-        assert!(!waiter.join().unwrap());
+        assert!(waiter.join().unwrap().is_none());
     }
 }

@@ -631,6 +631,7 @@ impl Worker<'_> {
         if let Some(limit) = pending.limit.take() {
             return Err(Error::Invalid(limit));
         }
+        self.check_image_there()?;
         let mut plan = self.plan(pending);
         if !pending.stop && awaits_more(self.root, &plan, &pending.changes, &probe_disk) {
             // Maybe half an atomic save: give its second half a moment.
@@ -642,6 +643,22 @@ impl Worker<'_> {
         }
         if let Some(report) = self.apply(plan, pending)? {
             on_batch(&report);
+        }
+        Ok(())
+    }
+
+    /// Stops the watcher when its image directory was deleted under it: what it would commit
+    /// would be lost with the deleted files. The tree is the user's and untouched.
+    fn check_image_there(&self) -> Result<()> {
+        let slot = lock(self.image)?;
+        if let Slot::Held(image) = &*slot
+            && image.is_gone()
+        {
+            return Err(Error::Invalid(format!(
+                "the image {} was deleted while the watcher ran: stopping; your files are \
+                 untouched, and `spry-image build` makes a new image of them",
+                image.dir().display()
+            )));
         }
         Ok(())
     }
@@ -660,6 +677,7 @@ impl Worker<'_> {
             command: request.command.clone(),
             held: Duration::ZERO,
             generations: (before, before),
+            reply: None,
         };
         // Every handle dropped: the image's lock and the store's are free.
         *slot = Slot::Lent {
@@ -667,9 +685,9 @@ impl Worker<'_> {
             pid: loan.pid,
             command: loan.command.clone(),
         };
-        if !lend::grant(request, self.stopping) {
+        let Some(reply) = lend::grant(request, self.stopping) else {
             return Ok(None);
-        }
+        };
         // Another command may have opened the image directly between the borrower's end and
         // now (it found it free): wait for it too, however long, as for a borrower.
         let image = loop {
@@ -687,6 +705,7 @@ impl Worker<'_> {
         Ok(Some(Loan {
             held: started.elapsed(),
             generations: (before, after),
+            reply,
             ..loan
         }))
     }
@@ -700,7 +719,10 @@ impl Worker<'_> {
             Slot::Held(image) => image,
             lent => return Err(lent_error(lent)),
         };
-        let export = export_borrowed(image, loan.generations)?;
+        let export = export_borrowed(image, loan.generations);
+        // The borrower returns now: what it changed is in the tree (or the export failed).
+        lend::done(loan.reply);
+        let export = export?;
         let generation = image.generation()?;
         Ok(BatchReport {
             cause: Cause::Lent,
@@ -802,6 +824,8 @@ struct Loan {
     /// The image's generation when it was lent, and when it was taken back: the borrower's
     /// commits are those between.
     generations: (u64, u64),
+    /// The borrower's connection, to say when the export after the loan is done.
+    reply: Option<std::os::unix::net::UnixStream>,
 }
 
 #[cfg(test)]

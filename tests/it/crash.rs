@@ -151,6 +151,9 @@ enum Op {
     FirstBuild,
     /// Every file of the corpus rewritten, then `build` (texts ingested ahead of the commit).
     BigChange,
+    /// One line of a definition changed in the image, another line of it in its file, then
+    /// `export`: the file merged into the image (a line merge), then written.
+    MergeExport,
 }
 
 impl Op {
@@ -162,6 +165,7 @@ impl Op {
             Op::Watch => "watch",
             Op::FirstBuild => "first build",
             Op::BigChange => "big change",
+            Op::MergeExport => "merging export",
         }
     }
 }
@@ -222,12 +226,13 @@ impl World {
 
     /// The operations in turn (each kind comes up in every ten runs), the moments at random.
     fn pick(&mut self, run: usize) -> Op {
-        const CYCLE: [Op; 10] = [
+        const CYCLE: [Op; 11] = [
             Op::Build,
             Op::Export,
             Op::Put,
             Op::Watch,
             Op::FirstBuild,
+            Op::MergeExport,
             Op::Build,
             Op::Put,
             Op::Watch,
@@ -257,7 +262,102 @@ impl World {
             Op::Watch => self.watch(),
             Op::FirstBuild => self.first_build(),
             Op::BigChange => self.big_change(),
+            Op::MergeExport => self.merge_export(),
         }
+    }
+
+    fn merge_export(&mut self) -> bool {
+        let start = image_texts(&self.image_dir());
+        let modules: Vec<String> = self
+            .some_modules(&start, 3)
+            .into_iter()
+            .filter(|m| !m.starts_with("scripts/"))
+            .collect();
+        // A definition of five lines in each module's file, built.
+        let mut paths = BTreeMap::new();
+        {
+            let image = open_image(&self.image_dir());
+            for name in &modules {
+                paths.insert(name.clone(), image.module(name).unwrap().unwrap().path);
+            }
+        }
+        let mut defs = BTreeMap::new();
+        for (name, path) in &paths {
+            self.counter += 1;
+            let def = format!("crashm{}", self.counter);
+            let full = self.tree.join(path);
+            let text = String::from_utf8(std::fs::read(&full).unwrap()).unwrap();
+            let at = text.rfind('}').unwrap();
+            let text = format!(
+                "{}  {def} = [\n    1\n    2\n    3\n  ]\n{}",
+                &text[..at],
+                &text[at..]
+            );
+            std::fs::write(&full, text).unwrap();
+            defs.insert(name.clone(), def);
+        }
+        run_to_end(&self.tree, &["build", "--json", "."]);
+        // The image changes its first value, the file its last (lines that do not touch).
+        {
+            let image = open_image(&self.image_dir());
+            let mut tx = image.begin(Origin::Live).unwrap();
+            for (name, def) in &defs {
+                // The definition's text as the image has it (comments above it that the file
+                // had there are its own), one value changed.
+                let text = String::from_utf8(image.definition_text(name, def).unwrap()).unwrap();
+                let text = text.replace("[\n    1\n    2\n    3\n", "[\n    10\n    2\n    3\n");
+                tx.put_definition(name, def, text.as_bytes()).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let mut merged_files = tree_files(self.tree.path());
+        for (name, def) in &defs {
+            let full = self.tree.join(&paths[name]);
+            let text = String::from_utf8(std::fs::read(&full).unwrap()).unwrap();
+            let from = format!("{def} = [\n    1\n    2\n    3\n  ]");
+            let file_side = format!("{def} = [\n    1\n    2\n    30\n  ]");
+            std::fs::write(&full, text.replace(&from, &file_side)).unwrap();
+            let merged = text.replace(&from, &format!("{def} = [\n    10\n    2\n    30\n  ]"));
+            merged_files.insert(paths[name].clone(), merged.into_bytes());
+        }
+        let files_before = tree_files(self.tree.path());
+        let before = image_texts(&self.image_dir());
+        let mut after = before.clone();
+        for name in defs.keys() {
+            after.insert(name.clone(), merged_files[&paths[name]].clone());
+        }
+        let delay = self.delay("merging export", Duration::from_millis(300));
+        let outcome = kill_after(&self.tree, &["export", "--json"], delay);
+        let actual = self.verify_image(&before, &after, &outcome);
+        for (path, now) in &tree_files(self.tree.path()) {
+            assert!(
+                Some(now) == files_before.get(path) || Some(now) == merged_files.get(path),
+                "{path} is neither its edited nor its merged version after a kill at {delay:?}"
+            );
+        }
+        if outcome.succeeded() {
+            assert_eq!(
+                actual, after,
+                "export reported success, but a merge is missing"
+            );
+        }
+        let took = run_to_end(&self.tree, &["export", "--json"]);
+        self.learn("merging export", took);
+        let now = image_texts(&self.image_dir());
+        for (name, text) in &now {
+            assert!(
+                after.get(name) == Some(text),
+                "module {name} after the export:\n{}\nexpected:\n{}",
+                String::from_utf8_lossy(text),
+                after
+                    .get(name)
+                    .map_or("(absent)".into(), |t| String::from_utf8_lossy(t))
+            );
+        }
+        assert_eq!(now.len(), after.len());
+        assert_eq!(tree_files(self.tree.path()), merged_files);
+        self.assert_in_step();
+        outcome.killed
     }
 
     fn image_dir(&self) -> PathBuf {
@@ -744,11 +844,28 @@ fn assert_whole(before: &Texts, after: &Texts, actual: &Texts, what: &str) {
         let now = actual.get(name);
         assert!(
             now == before.get(name) || now == after.get(name),
-            "after a kill of `{what}`, module {name} is neither before nor after:\n{}",
+            "after a kill of `{what}`, module {name} is neither before nor after:\n{}\n\
+             against after:\n{}",
             now.map_or("(absent)".to_string(), |t| String::from_utf8_lossy(t)
-                .into_owned())
+                .into_owned()),
+            first_difference(now, after.get(name))
         );
     }
+}
+
+/// Where two texts part, for a failure message: the first line that differs, each side's.
+fn first_difference(a: Option<&Vec<u8>>, b: Option<&Vec<u8>>) -> String {
+    let (a, b) = match (a, b) {
+        (Some(a), Some(b)) => (String::from_utf8_lossy(a), String::from_utf8_lossy(b)),
+        _ => return format!("present: {} / {}", a.is_some(), b.is_some()),
+    };
+    let (la, lb): (Vec<&str>, Vec<&str>) = (a.split('\n').collect(), b.split('\n').collect());
+    for i in 0..la.len().max(lb.len()) {
+        if la.get(i) != lb.get(i) {
+            return format!("line {}: {:?} / {:?}", i + 1, la.get(i), lb.get(i));
+        }
+    }
+    "no line differs".to_string()
 }
 
 fn module_text(name: &str, n: usize) -> Vec<u8> {

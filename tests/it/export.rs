@@ -12,7 +12,7 @@ use crate::image_build::{build, edit, open, spry_tree, write};
 use crate::util::{Dir, Output, files_with_extension};
 
 /// `put TARGET` with `text` on standard input.
-fn put_stdin(dir: &Dir, target: &str, text: &str, code: i32) -> Output {
+pub(crate) fn put_stdin(dir: &Dir, target: &str, text: &str, code: i32) -> Output {
     let mut command = dir.command();
     command.arg("put").arg(target);
     let cmd = command.cmd();
@@ -37,7 +37,7 @@ fn put_stdin(dir: &Dir, target: &str, text: &str, code: i32) -> Output {
     output
 }
 
-fn export(dir: &Dir, args: &[&str], code: i32) -> (Value, Output) {
+pub(crate) fn export(dir: &Dir, args: &[&str], code: i32) -> (Value, Output) {
     let out = dir
         .command()
         .arg("export")
@@ -49,7 +49,7 @@ fn export(dir: &Dir, args: &[&str], code: i32) -> (Value, Output) {
     (json, out)
 }
 
-fn status(dir: &Dir, code: i32) -> Value {
+pub(crate) fn status(dir: &Dir, code: i32) -> Value {
     let out = dir.command().arg("status").arg("--json").expect_code(code);
     serde_json::from_str(out.stdout_str().trim()).unwrap()
 }
@@ -451,7 +451,7 @@ fn export_merges_file_changes_in_other_definitions_first() {
 }
 
 #[test]
-fn a_conflict_is_neither_exported_nor_overwritten() {
+fn a_conflict_is_left_as_the_file_has_it() {
     let dir = spry_tree("export_conflict");
     build(&dir, &[], 0);
     put_stdin(
@@ -499,7 +499,9 @@ fn a_conflict_is_neither_exported_nor_overwritten() {
     let file_before = dir.read("collections/stack.spry");
     let (json, out) = export(&dir, &[], 1);
     assert!(out.stderr_str().contains("conflict"), "{out}");
-    assert_eq!(json["skipped"][0]["module"], "Stack");
+    assert_eq!(json["conflicts"][0]["module"], "Stack", "{out}");
+    assert_eq!(json["conflicts"][0]["name"], "depth", "{out}");
+    assert_eq!(json["skipped"], serde_json::json!([]), "{out}");
     assert_eq!(dir.read("collections/stack.spry"), file_before);
     let image = open(&dir);
     assert_eq!(
@@ -507,7 +509,7 @@ fn a_conflict_is_neither_exported_nor_overwritten() {
         b"depth = method [@elements size + 1]"
     );
     drop(image);
-    // Both versions show in the diff.
+    // Both versions and their base show in the diff, with git's diff3 markers.
     let out = dir
         .command()
         .args(["diff", "--module", "Stack"])
@@ -515,11 +517,9 @@ fn a_conflict_is_neither_exported_nor_overwritten() {
     let text = out.stdout_str();
     assert!(text.contains("CONFLICT"), "{out}");
     assert!(
-        text.contains("-depth = method [@elements size + 1]"),
-        "{out}"
-    );
-    assert!(
-        text.contains("+depth = method [@elements size + 2]"),
+        text.contains(
+            "<<<<<<< image\ndepth = method [@elements size + 1]\n||||||| base\ndepth = method [@elements size]\n=======\ndepth = method [@elements size + 2]\n>>>>>>> file\n"
+        ),
         "{out}"
     );
 }

@@ -264,7 +264,9 @@ fn history_survives_removal_and_is_pruned_only_by_gc() {
     for v in 1..=4 {
         put(&dir, "Tiny::answer", &format!("answer = {v}"));
     }
-    // The module's file goes away: its history stays.
+    // Exported, then the module's file goes away: its history stays. (Unexported, the
+    // module would stay: a modify/delete conflict.)
+    dir.command().arg("export").expect_code(0);
     std::fs::remove_file(dir.join("util/tiny.spry")).unwrap();
     build(&dir, &[], 0);
     assert_eq!(log_json(&dir, "Tiny::answer").len(), 6);

@@ -16,6 +16,7 @@ mod image_cli;
 mod image_lib;
 mod model;
 mod module_props;
+mod nothing_lost;
 mod parse_cli;
 mod real_input;
 mod syntax_fixtures;

@@ -4,6 +4,11 @@
 //! or an export looked at it) is still current on a side, or in a recorded conflict, or in
 //! the image's history. Never gone.
 //!
+//! Definitions span lines, so that both sides may change one definition in different lines
+//! (a merge) or the same line (a conflict). At the end, after one build and one export, every
+//! definition not in conflict is the same on both sides, and every conflict left is one that
+//! a line merge could not settle.
+//!
 //! `PROPTEST_CASES` sets the number of interleavings (default here: 100, each of up to 40
 //! steps; `PROPTEST_CASES=2000 cargo test --release --test it model` for the long run).
 
@@ -13,6 +18,7 @@ use std::path::Path;
 use proptest::prelude::*;
 use spry_image::build::{self, BuildOptions, NoProgress};
 use spry_image::export::{self, ExportOptions};
+use spry_image::image::merge::{Merged, merge};
 use spry_image::image::{Hash, IMAGE_DIR, Image, Origin};
 use spry_image::syntax::SourceUnit;
 
@@ -21,14 +27,17 @@ const NAMES: usize = 5;
 
 #[derive(Clone, Debug)]
 enum Step {
-    /// Sets (or adds) definition `name` of module `module`'s file to value `value`.
-    FileSet(usize, usize, u8),
+    /// Sets line `line` (0 or 1) of definition `name` of module `module`'s file to `value`
+    /// (a definition not there is added with both lines set).
+    FileSet(usize, usize, usize, u8),
     /// Removes a definition from a file.
     FileRemove(usize, usize),
     /// Breaks a file (it stops parsing until the next file edit of it).
     FileBreak(usize),
-    /// A live edit in the image.
-    LiveSet(usize, usize, u8),
+    /// Deletes a file.
+    FileDelete(usize),
+    /// A live edit in the image (one line, as `FileSet`).
+    LiveSet(usize, usize, usize, u8),
     /// A live removal.
     LiveRemove(usize, usize),
     Build,
@@ -37,18 +46,22 @@ enum Step {
     /// is reopened; with `true`, it dies in the middle of an export, after writing a file and
     /// before recording it.
     Crash(bool, usize),
-    /// Settles conflicts, file side (`true`) or image side.
+    /// Settles conflicts (and modify/delete conflicts), file side (`true`) or image side.
     Resolve(bool),
 }
 
 fn step() -> impl Strategy<Value = Step> {
     let m = 0..MODULES;
     let n = 0..NAMES;
+    let l = 0..2usize;
     prop_oneof![
-        4 => (m.clone(), n.clone(), any::<u8>()).prop_map(|(m, n, v)| Step::FileSet(m, n, v)),
+        4 => (m.clone(), n.clone(), l.clone(), any::<u8>())
+            .prop_map(|(m, n, l, v)| Step::FileSet(m, n, l, v)),
         1 => (m.clone(), n.clone()).prop_map(|(m, n)| Step::FileRemove(m, n)),
         1 => m.clone().prop_map(Step::FileBreak),
-        4 => (m.clone(), n.clone(), any::<u8>()).prop_map(|(m, n, v)| Step::LiveSet(m, n, v)),
+        1 => m.clone().prop_map(Step::FileDelete),
+        4 => (m.clone(), n.clone(), l, any::<u8>())
+            .prop_map(|(m, n, l, v)| Step::LiveSet(m, n, l, v)),
         1 => (m.clone(), n).prop_map(|(m, n)| Step::LiveRemove(m, n)),
         3 => Just(Step::Build),
         3 => Just(Step::Export),
@@ -65,8 +78,26 @@ fn file_of(m: usize) -> String {
     format!("m{m}.spry")
 }
 
-fn def_text(n: usize, value: u8) -> String {
-    format!("d{n} = {value}")
+fn def_text(n: usize, first: u8, second: u8) -> String {
+    format!("d{n} = [\n    {first}\n    {second}\n  ]")
+}
+
+/// `text` (a definition of [`def_text`]'s form, or none) with line `line` set to `value`.
+fn with_line(text: Option<&[u8]>, n: usize, line: usize, value: u8) -> String {
+    let values: Option<Vec<u8>> = text.and_then(|t| {
+        let t = std::str::from_utf8(t).ok()?;
+        let lines: Vec<&str> = t.lines().collect();
+        if lines.len() != 4 {
+            return None;
+        }
+        Some(vec![
+            lines[1].trim().parse().ok()?,
+            lines[2].trim().parse().ok()?,
+        ])
+    });
+    let mut values = values.unwrap_or_else(|| vec![value, value]);
+    values[line] = value;
+    def_text(n, values[0], values[1])
 }
 
 /// The definitions a file holds now (`None`: it does not parse or is not there).
@@ -189,6 +220,76 @@ fn check_nothing_lost(image: &Image, root: &Path, seen: &Seen, trace: &[Step]) {
     assert!(report.is_ok(), "{:?}\nsteps: {trace:#?}", report.problems);
 }
 
+/// Settles every conflict, and every modify/delete conflict, one way.
+fn resolve_all(image: &Image, take_file: bool) {
+    for (module, sync) in image.unsynced().unwrap() {
+        if sync.file_deleted {
+            image.resolve_module(&module, take_file).unwrap();
+            continue;
+        }
+        for name in sync.conflicts.keys() {
+            image.resolve(&module, name, take_file).unwrap();
+        }
+    }
+}
+
+/// After one build and one export: in every module whose file is there, each definition not
+/// in conflict is the same on both sides, whatever else of its module is in conflict; and a
+/// conflict left is one that a line merge cannot settle.
+fn check_per_definition(image: &Image, root: &Path, trace: &[Step]) {
+    for m in 0..MODULES {
+        let module = module_name(m);
+        let Some(record) = image.module(&module).unwrap() else {
+            continue;
+        };
+        let sync = image.sync(&module).unwrap();
+        if sync.file_deleted {
+            // Its file is gone (or holds something else): a modify/delete conflict.
+            continue;
+        }
+        let holds_it = std::fs::read(root.join(file_of(m)))
+            .ok()
+            .and_then(|text| SourceUnit::parse(text, "x").ok())
+            .is_some_and(|unit| unit.name() == module);
+        if root.join(file_of(m)).exists() && !holds_it {
+            // Something else is in the way (an emptied file): a reason of the whole file.
+            continue;
+        }
+        let Some(file) = file_definitions(root, m) else {
+            assert!(
+                sync.file_deleted || !root.join(file_of(m)).exists(),
+                "{module}: no file, yet not a modify/delete conflict\nsteps: {trace:#?}"
+            );
+            continue;
+        };
+        let mut names: HashSet<String> = file.keys().cloned().collect();
+        names.extend(record.definitions.iter().cloned());
+        for name in names {
+            let image_text = image.definition_text(&module, &name).ok();
+            if let Some(file_side) = sync.conflict(&name) {
+                let def = image.definition(&module, &name).unwrap();
+                if let (Some(def), Some(file_side)) = (def, file_side)
+                    && let Some(base) = def.base
+                {
+                    let base = image.text(&base).unwrap();
+                    let ours = image.text(&def.hash).unwrap();
+                    let theirs = image.text(&file_side).unwrap();
+                    assert!(
+                        !matches!(merge(&base, &ours, &theirs), Merged::Clean(_)),
+                        "{module}::{name} is in conflict but merges\nsteps: {trace:#?}"
+                    );
+                }
+                continue;
+            }
+            assert_eq!(
+                image_text.as_deref(),
+                file.get(&name).map(Vec::as_slice),
+                "{module}::{name} differs after a build and an export\nsteps: {trace:#?}"
+            );
+        }
+    }
+}
+
 /// A live edit of a definition in conflict is its user's settlement (as a `put` of a merged
 /// text is): the file's side of it may be overwritten by the next export.
 fn settles_conflict(image: &Image, seen: &mut Seen, m: usize, n: usize) {
@@ -208,7 +309,7 @@ fn run(steps: &[Step]) {
     let root = dir.path();
     for m in 0..MODULES {
         let defs = (0..2)
-            .map(|n| (format!("d{n}"), def_text(n, m as u8).into_bytes()))
+            .map(|n| (format!("d{n}"), def_text(n, m as u8, 0).into_bytes()))
             .collect();
         write_file(root, m, &defs);
     }
@@ -222,15 +323,22 @@ fn run(steps: &[Step]) {
     for step in steps {
         trace.push(step.clone());
         match step {
-            Step::FileSet(m, n, v) => {
+            Step::FileSet(m, n, l, v) => {
                 let parsed = file_definitions(root, *m);
                 // Over a broken file the user writes the module anew: every definition is theirs
                 // to change.
                 let name = format!("d{n}");
                 seen.forget_file(&module_name(*m), parsed.as_ref().map(|_| name.as_str()));
                 let mut defs = parsed.unwrap_or_default();
-                defs.insert(format!("d{n}"), def_text(*n, *v).into_bytes());
+                let text = with_line(defs.get(&name).map(Vec::as_slice), *n, *l, *v);
+                defs.insert(name, text.into_bytes());
                 write_file(root, *m, &defs);
+            }
+            Step::FileDelete(m) => {
+                // The user's own edit: what the file held is theirs to lose; what the image
+                // holds stays (a modify/delete conflict while it holds changes).
+                seen.forget_file(&module_name(*m), None);
+                let _ = std::fs::remove_file(root.join(file_of(*m)));
             }
             Step::FileRemove(m, n) => {
                 seen.forget_file(&module_name(*m), Some(&format!("d{n}")));
@@ -247,16 +355,20 @@ fn run(steps: &[Step]) {
                 text.extend_from_slice(b"\n[ unclosed\n");
                 std::fs::write(&path, text).unwrap();
             }
-            Step::LiveSet(m, n, v) => {
+            Step::LiveSet(m, n, l, v) => {
                 settles_conflict(&image, &mut seen, *m, *n);
+                let name = format!("d{n}");
+                let current = image.definition_text(&module_name(*m), &name).ok();
+                let text = with_line(current.as_deref(), *n, *l, *v);
                 let mut tx = image.begin(Origin::Live).unwrap();
-                tx.put_definition(
-                    &module_name(*m),
-                    &format!("d{n}"),
-                    def_text(*n, *v).as_bytes(),
-                )
-                .unwrap();
-                tx.commit().unwrap();
+                match tx.put_definition(&module_name(*m), &name, text.as_bytes()) {
+                    Ok(()) => {
+                        tx.commit().unwrap();
+                    }
+                    // A module removed with its file (taken as deleted) takes no edit.
+                    Err(spry_image::Error::NoModule(_)) => {}
+                    Err(e) => panic!("{e}"),
+                }
             }
             Step::LiveRemove(m, n) => {
                 settles_conflict(&image, &mut seen, *m, *n);
@@ -291,34 +403,26 @@ fn run(steps: &[Step]) {
                         .ok()
                         .zip(stamp)
                         .is_some_and(|(bytes, stamp)| Hash::of(&bytes) == stamp.hash);
-                    if sync.unexported && sync.conflicts.is_empty() && unchanged_on_disk {
+                    if sync.unexported
+                        && sync.conflicts.is_empty()
+                        && !sync.file_deleted
+                        && unchanged_on_disk
+                    {
                         note_files(root, &mut seen);
                         std::fs::write(&path, image.module_text(&module).unwrap()).unwrap();
                     }
                 } else {
                     let mut tx = image.begin(Origin::Live).unwrap();
-                    let _ = tx.put_definition(&module_name(*m), "d0", b"d0 = 999");
+                    let _ = tx.put_definition(&module_name(*m), "d0", def_text(0, 9, 9).as_bytes());
                     drop(tx);
                 }
                 drop(image);
                 image = Image::open(&image_dir).unwrap();
             }
-            Step::Resolve(take_file) => {
-                for (module, sync) in image.unsynced().unwrap() {
-                    for name in sync.conflicts.keys() {
-                        image.resolve(&module, name, *take_file).unwrap();
-                    }
-                }
-            }
+            Step::Resolve(take_file) => resolve_all(&image, *take_file),
         }
         note_image(&image, &mut seen);
         check_nothing_lost(&image, root, &seen, &trace);
-    }
-    // At the end, a build and an export with no conflicts left bring both sides together.
-    for (module, sync) in image.unsynced().unwrap() {
-        for name in sync.conflicts.keys() {
-            image.resolve(&module, name, false).unwrap();
-        }
     }
     for m in 0..MODULES {
         // Broken files are fixed by their user.
@@ -327,10 +431,52 @@ fn run(steps: &[Step]) {
             std::fs::write(root.join(file_of(m)), text.replace("\n[ unclosed\n", "")).unwrap();
         }
     }
+    // One build and one export bring every definition not in conflict to both sides.
+    note_changed_files(&image, root, &mut seen);
+    build::build(&mut image, root, &options, &NoProgress).unwrap();
+    note_image(&image, &mut seen);
+    export::export(&image, &ExportOptions::default()).unwrap();
+    check_nothing_lost(&image, root, &seen, &trace);
+    check_per_definition(&image, root, &trace);
+    // Then, with every conflict settled, a build and an export bring both sides together.
+    resolve_all(&image, false);
+    note_image(&image, &mut seen);
+    export::export(&image, &ExportOptions::default()).unwrap();
     note_files(root, &mut seen);
     build::build(&mut image, root, &options, &NoProgress).unwrap();
     note_image(&image, &mut seen);
     check_nothing_lost(&image, root, &seen, &trace);
+}
+
+/// The cases the issue names, as fixed interleavings: edits of different lines of one
+/// definition, one per side, merge (a conflict there fails `check_per_definition`); the same
+/// line is a conflict while the module's other definitions still reach both sides; a file
+/// deleted under a pending live edit keeps its module.
+#[test]
+fn the_named_interleavings() {
+    run(&[
+        Step::FileSet(0, 0, 0, 7),
+        Step::LiveSet(0, 0, 1, 8),
+        Step::LiveSet(0, 1, 0, 9),
+        Step::FileSet(0, 2, 1, 10),
+        Step::Build,
+        Step::Export,
+    ]);
+    run(&[
+        Step::FileSet(1, 0, 1, 7),
+        Step::LiveSet(1, 0, 1, 8),
+        Step::LiveSet(1, 1, 0, 9),
+        Step::FileSet(1, 3, 1, 10),
+        Step::Build,
+        Step::Export,
+    ]);
+    run(&[
+        Step::LiveSet(2, 0, 1, 8),
+        Step::FileDelete(2),
+        Step::Build,
+        Step::Export,
+        Step::Build,
+    ]);
 }
 
 proptest! {

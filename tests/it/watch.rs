@@ -819,6 +819,11 @@ fn watch_lends_the_image_to_other_commands_and_writes_what_they_change() {
         .arg(&text)
         .expect_code(0);
     assert!(out.stdout_str().starts_with("put A::x"), "{out}");
+    // put returns once the watcher has written the file.
+    assert_eq!(
+        String::from_utf8(dir.read("a.spry")).unwrap(),
+        module("A", "x = 2\n  y = 1")
+    );
     let line = lent_to(&watch, " put A::x");
     assert_eq!(strings(&line["written"]), ["a.spry"], "{line}");
     let after_put = line["generation"].as_u64().unwrap();
@@ -833,6 +838,10 @@ fn watch_lends_the_image_to_other_commands_and_writes_what_they_change() {
 
     // rm likewise.
     dir.command().args(["rm", "A::y"]).expect_code(0);
+    assert_eq!(
+        String::from_utf8(dir.read("a.spry")).unwrap(),
+        "{\n  _meta = {name = 'A}\n  x = 2\n}\n"
+    );
     let line = lent_to(&watch, " rm A::y");
     assert_eq!(strings(&line["written"]), ["a.spry"], "{line}");
     assert!(line["generation"].as_u64().unwrap() > after_put);
@@ -1106,4 +1115,41 @@ fn a_loan_exports_only_what_the_borrower_changed() {
     );
     let (code, stderr) = watch.terminate();
     assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn a_watcher_whose_image_is_deleted_stops_and_says_so() {
+    let dir = tree("watch_image_deleted", &[("a.spry", module("A", "x = 1"))]);
+    let mut watch = Command::start(&dir);
+    assert!(watch.next()["watching"].is_string());
+    watch.next();
+    std::fs::remove_dir_all(dir.join(IMAGE_DIR)).unwrap();
+    // An edit after the deletion: the watcher must not take it into a deleted database.
+    dir.create("a.spry", module("A", "x = 2"));
+    let deadline = Instant::now() + BOUND;
+    let status = loop {
+        if let Some(status) = watch.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the watcher did not stop");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut stderr = String::new();
+    use std::io::Read;
+    watch
+        .child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("was deleted while the watcher ran"),
+        "{stderr}"
+    );
+    // The edit is in its file, and a new image takes it.
+    assert_eq!(dir.read("a.spry"), module("A", "x = 2").as_bytes());
+    dir.command().arg("build").arg(dir.path()).expect_code(0);
+    assert_eq!(dir.command().args(["show", "A::x"]).stdout(), b"x = 2\n");
 }
