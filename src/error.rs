@@ -149,6 +149,19 @@ impl Error {
     /// The storage engine (or the encoding of a record for it) failed with `cause`.
     pub(crate) fn store(cause: impl std::error::Error + Send + Sync + 'static) -> Error {
         Error::Store(StoreError {
+            doing: String::new(),
+            cause: Box::new(cause),
+        })
+    }
+
+    /// The storage engine failed with `cause` while `doing` something (which names the
+    /// database and the table, so that a damaged image says where).
+    pub(crate) fn store_doing(
+        doing: String,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        Error::Store(StoreError {
+            doing,
             cause: Box::new(cause),
         })
     }
@@ -201,6 +214,8 @@ impl std::error::Error for Corruption {
 /// A failure of the storage engine, with the engine's error as its cause.
 #[derive(Debug)]
 pub struct StoreError {
+    /// What was being done, and where (empty when unknown).
+    doing: String,
     cause: Cause,
 }
 
@@ -222,6 +237,9 @@ impl StoreError {
 /// the engine's otherwise.
 impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !self.doing.is_empty() {
+            write!(f, "{}: ", self.doing)?;
+        }
         match self.io() {
             Some(io) => write!(f, "{io}"),
             None => write!(f, "{}", self.cause),

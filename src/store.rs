@@ -169,6 +169,8 @@ pub(crate) fn try_visit(
 pub struct FjallStore {
     db: SingleWriterTxDatabase,
     tables: Vec<(Table, SingleWriterTxKeyspace)>,
+    /// The database directory, named in every error (a damaged image says which one).
+    dir: std::path::PathBuf,
 }
 
 impl FjallStore {
@@ -177,9 +179,9 @@ impl FjallStore {
     /// # Errors
     /// The database cannot be opened (another process holds it, damaged files, I/O).
     pub fn open(dir: &Path) -> Result<FjallStore> {
-        let db = SingleWriterTxDatabase::builder(dir)
-            .open()
-            .map_err(Error::store)?;
+        let db = SingleWriterTxDatabase::builder(dir).open().map_err(|e| {
+            Error::store_doing(format!("opening the database {}", dir.display()), e)
+        })?;
         let mut tables = Vec::with_capacity(Table::ALL.len());
         for table in Table::ALL {
             let keyspace = db
@@ -194,10 +196,29 @@ impl FjallStore {
                         options
                     }
                 })
-                .map_err(Error::store)?;
+                .map_err(|e| {
+                    Error::store_doing(
+                        format!("opening table `{}` of {}", table.name(), dir.display()),
+                        e,
+                    )
+                })?;
             tables.push((table, keyspace));
         }
-        Ok(FjallStore { db, tables })
+        Ok(FjallStore {
+            db,
+            tables,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The error for `cause`, met while `doing` something with `table` (or the whole
+    /// database).
+    fn fail(&self, doing: &str, table: Option<Table>) -> impl Fn(fjall::Error) -> Error {
+        let what = match table {
+            Some(table) => format!("{doing} table `{}` of {}", table.name(), self.dir.display()),
+            None => format!("{doing} {}", self.dir.display()),
+        };
+        move |e| Error::store_doing(what.clone(), e)
     }
 
     fn keyspace(&self, table: Table) -> &SingleWriterTxKeyspace {
@@ -211,7 +232,7 @@ impl Store for FjallStore {
         Ok(self
             .keyspace(table)
             .get(key)
-            .map_err(Error::store)?
+            .map_err(self.fail("reading", Some(table)))?
             .map(|v| v.to_vec()))
     }
 
@@ -232,7 +253,9 @@ impl Store for FjallStore {
     ) -> Result<()> {
         let snapshot = self.db.read_tx();
         for guard in snapshot.prefix(self.keyspace(table), prefix) {
-            let (k, v) = guard.into_inner().map_err(Error::store)?;
+            let (k, v) = guard
+                .into_inner()
+                .map_err(self.fail("reading", Some(table)))?;
             if !visit(&k, &v) {
                 break;
             }
@@ -255,13 +278,14 @@ impl Store for FjallStore {
             // Ingestion takes keys in order.
             blobs.sort_unstable_by(|a, b| a.target().cmp(&b.target()));
             let keyspace = self.keyspace(Table::Blobs).inner();
-            let mut ingestion = keyspace.start_ingestion().map_err(Error::store)?;
+            let fail = self.fail("writing", Some(Table::Blobs));
+            let mut ingestion = keyspace.start_ingestion().map_err(&fail)?;
             for write in blobs {
                 if let Write::Put(_, key, value) = write {
-                    ingestion.write(key, value).map_err(Error::store)?;
+                    ingestion.write(key, value).map_err(&fail)?;
                 }
             }
-            ingestion.finish().map_err(Error::store)?;
+            ingestion.finish().map_err(&fail)?;
         }
         // Everything else in one batch: one journal entry, applied all or nothing (in key
         // order, which the memtable inserts faster).
@@ -277,11 +301,11 @@ impl Store for FjallStore {
                 Write::Delete(table, k) => batch.remove(self.keyspace(table).inner(), k),
             }
         }
-        batch.commit().map_err(Error::store)?;
+        batch.commit().map_err(self.fail("committing to", None))?;
         if durable {
             self.db
                 .persist(PersistMode::SyncAll)
-                .map_err(Error::store)?;
+                .map_err(self.fail("making durable", None))?;
         }
         Ok(())
     }
@@ -292,15 +316,16 @@ impl Store for FjallStore {
         while let Some(first) = writes.peek() {
             let table = first.target().0;
             let keyspace = self.keyspace(table).inner();
-            let mut ingestion = keyspace.start_ingestion().map_err(Error::store)?;
+            let fail = self.fail("loading", Some(table));
+            let mut ingestion = keyspace.start_ingestion().map_err(&fail)?;
             while let Some(write) = writes.next_if(|w| w.target().0 == table) {
                 match write {
                     Write::Put(_, key, value) => ingestion.write(key, value),
                     Write::Delete(_, key) => ingestion.write_tombstone(key),
                 }
-                .map_err(Error::store)?;
+                .map_err(&fail)?;
             }
-            ingestion.finish().map_err(Error::store)?;
+            ingestion.finish().map_err(&fail)?;
         }
         Ok(())
     }
@@ -318,11 +343,11 @@ impl Store for FjallStore {
     }
 
     fn settle(&self) -> Result<()> {
-        for (_, keyspace) in &self.tables {
+        for (table, keyspace) in &self.tables {
             keyspace
                 .inner()
                 .rotate_memtable_and_wait()
-                .map_err(Error::store)?;
+                .map_err(self.fail("flushing", Some(*table)))?;
         }
         Ok(())
     }

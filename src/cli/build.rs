@@ -274,7 +274,14 @@ fn move_aside(dir: &Path) -> Result<Option<(PathBuf, Salvage)>, Status> {
     let name = dir
         .file_name()
         .map_or_else(|| IMAGE_DIR.into(), |n| n.to_string_lossy().into_owned());
-    let aside = dir.with_file_name(format!("{name}.old-{secs}"));
+    // Never over an earlier one moved aside in the same second.
+    let aside = (1..)
+        .map(|n| match n {
+            1 => dir.with_file_name(format!("{name}.old-{secs}")),
+            n => dir.with_file_name(format!("{name}.old-{secs}-{n}")),
+        })
+        .find(|path| std::fs::symlink_metadata(path).is_err())
+        .unwrap_or_else(|| dir.with_file_name(format!("{name}.old-{secs}")));
     if let Err(e) = std::fs::rename(dir, &aside) {
         eprintln!(
             "error: cannot move {} aside to {}: {e}",

@@ -705,3 +705,74 @@ fn a_corrupted_text_is_named_by_check_and_other_modules_still_load() {
     assert!(out.stderr_str().contains("(Stack)"), "{out}");
     assert_eq!(files_with_extension(&dir.join("out"), "spry").len(), 50);
 }
+
+/// The largest table file of an image's database (a file that opening it must read).
+fn largest_table_file(image: &Path) -> PathBuf {
+    let mut best: Option<(u64, PathBuf)> = None;
+    let mut todo = vec![image.join("db/keyspaces")];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            if entry.file_type().unwrap().is_dir() {
+                todo.push(path);
+            } else if path.parent().is_some_and(|p| p.ends_with("tables")) {
+                let len = entry.metadata().unwrap().len();
+                if best.as_ref().is_none_or(|(b, _)| len > *b) {
+                    best = Some((len, path));
+                }
+            }
+        }
+    }
+    best.expect("the image has table files").1
+}
+
+#[test]
+fn a_damaged_image_names_itself_and_build_fresh_rebuilds_it() {
+    let dir = spry_tree("hostile_damaged_fresh");
+    build(&dir, &[], 0);
+    // Something only the image holds, to be named when the image is replaced.
+    let text = dir.create("../ping-hostile-fresh.txt", "ping = func [\"pong\"]");
+    dir.command()
+        .args(["put", "Stack::ping", "--file"])
+        .arg(&text)
+        .expect_code(0);
+    let out = dir.command().args(["build", "--fresh"]).expect_code(0);
+    let stderr = out.stderr_str();
+    assert!(stderr.contains("moved the old image aside"), "{out}");
+    assert!(stderr.contains("held `Stack` differently"), "{out}");
+    let aside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".spry-image.old-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    // The live edit is still readable in the old image.
+    let old = dir
+        .command()
+        .args(["show", "Stack::ping", "--image"])
+        .arg(dir.join(&aside[0]))
+        .stdout();
+    assert!(String::from_utf8_lossy(&old).contains("pong"));
+    std::fs::remove_file(&text).unwrap();
+
+    // Damage the new image: every command names it and says how to recover.
+    let table = largest_table_file(&image_dir(&dir));
+    let len = std::fs::metadata(&table).unwrap().len();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&table)
+        .unwrap();
+    file.set_len(len / 2).unwrap();
+    drop(file);
+    let out = dir.command().args(["show", "Stack"]).expect_code(2);
+    let stderr = out.stderr_str();
+    assert!(stderr.contains(".spry-image"), "names the image: {out}");
+    assert!(
+        stderr.contains("build --fresh"),
+        "says how to recover: {out}"
+    );
+    dir.command().args(["build", "--fresh"]).expect_code(0);
+    let stack = dir.command().args(["show", "Stack"]).stdout();
+    assert_eq!(stack, dir.read("collections/stack.spry"));
+}
