@@ -359,7 +359,9 @@ impl<'a> Build<'a> {
         let outcomes: Vec<Outcome> = to_read
             .par_iter()
             .map(|file| {
-                let outcome = read_file(root, file, known.get(&file.path), max_file_size);
+                let outcome = guarded(&file.path, || {
+                    read_file(root, file, known.get(&file.path), max_file_size)
+                });
                 progress.advance(1);
                 outcome
             })
@@ -639,6 +641,19 @@ enum Outcome {
     Vanished,
 }
 
+/// Runs one file's step, turning a panic (a bug: no known input causes one) into that file's
+/// failure, so that one file can never take a build down.
+fn guarded(path: &str, step: impl FnOnce() -> Outcome) -> Outcome {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".to_string());
+        Outcome::Failed(FileFailure::new(path, FailureKind::Internal { message }))
+    })
+}
+
 fn read_file(
     root: &Path,
     file: &WalkedFile,
@@ -686,3 +701,25 @@ fn read_file(
 
 #[cfg(test)]
 mod fixtures;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_in_one_files_step_is_that_files_failure() {
+        let outcome = guarded("a.spry", || panic!("the parser met a bug"));
+        let Outcome::Failed(failure) = outcome else {
+            panic!("a panic was not turned into a failure");
+        };
+        assert_eq!(failure.path, "a.spry");
+        let message = failure.message().unwrap_or_default();
+        assert!(message.contains("internal error"), "{message}");
+        assert!(message.contains("the parser met a bug"), "{message}");
+        // And a step that does not panic gives its own outcome.
+        assert!(matches!(
+            guarded("b.spry", || Outcome::Vanished),
+            Outcome::Vanished
+        ));
+    }
+}

@@ -44,6 +44,12 @@ pub enum FailureKind {
         /// What is wrong with it.
         errors: Vec<SyntaxError>,
     },
+    /// Reading it met a bug of spry-image (a panic, caught so that one file cannot take the
+    /// build down); its module keeps its last version.
+    Internal {
+        /// What the panic said.
+        message: String,
+    },
     /// It holds a module another file holds: that file keeps it.
     ClaimedTwice {
         /// The module.
@@ -114,6 +120,10 @@ impl fmt::Display for FailureKind {
                 ),
                 None => f.write_str("it does not parse"),
             },
+            FailureKind::Internal { message } => write!(
+                f,
+                "internal error while reading it ({message}); its module keeps its last version; please report it"
+            ),
             FailureKind::ClaimedTwice {
                 module,
                 holder,
