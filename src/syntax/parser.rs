@@ -1461,6 +1461,11 @@ mod differential {
             return;
         };
         for entry in entries.flatten() {
+            // Hidden entries are not source: an image built in `spry-src/` (the README's
+            // first command) holds megabytes of database files.
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
             let path = entry.path();
             if path.is_dir() {
                 walk(&path, files);
