@@ -1415,7 +1415,7 @@ impl<'a> Transaction<'a> {
         name: &str,
     ) -> Result<()> {
         if let Some(gaps) = gaps {
-            let (layout, layout_generation, _) = self.set_layout(module, Some(&record), gaps);
+            let (layout, layout_generation, _) = self.set_layout(module, Some(record), gaps);
             record.layout = layout;
             record.layout_generation = layout_generation;
         }

@@ -56,7 +56,7 @@ pub fn window_reads_back<G: AsRef<[u8]>>(
         return false;
     }
     // The first definition is usually `_meta`: a window reaching it starts at the file's start.
-    let first = if at <= 1 { 0 } else { at - 1 };
+    let first = at.saturating_sub(1);
     let last = (at + 1).min(n - 1);
     let mut standin = Vec::new();
     let mut expected_names: Vec<&str> = Vec::with_capacity(4);
