@@ -13,7 +13,8 @@ use super::{Image, META_GENERATION};
 use crate::error::{Error, Result};
 use crate::store::{Table, Write};
 use crate::syntax::{
-    Piece, SourceUnit, SyntaxErrorKind, UnitKind, format_new_definition, read_definition,
+    Piece, ReadsBackError, SourceUnit, SyntaxErrorKind, UnitKind, format_new_definition,
+    read_definition, whole_reads_back, window_reads_back,
 };
 
 /// A definition changed on both sides since they last agreed: the image kept its text, the
@@ -1052,9 +1053,11 @@ impl<'a> Transaction<'a> {
             let base = self.live_base(module, &mut sync, name, Some(&existing), new);
             sync.unexported = true;
             self.write_sync(module, &sync)?;
+            let at = record.definitions.iter().position(|d| d == name);
+            let gaps = self.gaps(&record)?;
             self.set_definition(module, name, prepared, base, Some(&existing));
-            self.write_changed_module(module, record, None, name)?;
-            return self.verify_module(module);
+            self.write_changed_module(module, &mut record, None, name)?;
+            return self.verify_edit(module, &record, &gaps, at);
         }
         let mut gaps = self.gaps(&record)?;
         let mut separator = match gaps.len() {
@@ -1081,7 +1084,31 @@ impl<'a> Transaction<'a> {
         let at = gaps.len().saturating_sub(1);
         gaps.insert(at, separator);
         record.definitions.push(name.to_string());
-        self.write_changed_module(module, record, Some(&gaps), name)?;
+        self.write_changed_module(module, &mut record, Some(&gaps), name)?;
+        let at = record.definitions.len().checked_sub(1);
+        self.verify_edit(module, &record, &gaps, at)
+    }
+
+    /// [`verify_module`](Self::verify_module) after a live edit of definition `at` of
+    /// `record` (its layout `gaps`), at the cost of that definition: only the edit and its
+    /// neighbours are read again ([`window_reads_back`]). When the window cannot prove the
+    /// module reads back the same, the whole check decides and gives the error.
+    fn verify_edit(
+        &self,
+        module: &str,
+        record: &ModuleRecord,
+        gaps: &[Vec<u8>],
+        at: Option<usize>,
+    ) -> Result<()> {
+        let text = |i: usize| {
+            let name = record.definitions.get(i)?;
+            let def = self.definition(module, name).ok()??;
+            self.text(&def.hash).ok()
+        };
+        // A storage failure in the window is met again, and reported, by the whole check.
+        if at.is_some_and(|at| window_reads_back(gaps, &record.definitions, at, text)) {
+            return Ok(());
+        }
         self.verify_module(module)
     }
 
@@ -1100,40 +1127,45 @@ impl<'a> Transaction<'a> {
                 record.path
             ))
         };
-        let unit = SourceUnit::parse(text, script).map_err(|e| {
-            // A run-on is a mistake the user can fix in what they put: say it as `parse
-            // --check` and `build` would, at its place in the module as it would stand.
-            if e.errors
-                .iter()
-                .any(|e| e.kind == SyntaxErrorKind::KeywordRunsOn)
-            {
-                return Error::Syntax {
-                    path: format!("{} (as the change would make it)", record.path).into(),
-                    errors: e
-                        .errors
-                        .into_iter()
-                        .filter(|e| e.kind == SyntaxErrorKind::KeywordRunsOn)
-                        .collect(),
-                    text: e.text,
-                };
+        // Each definition's hash, read once: the check asks for them in order.
+        let hashes = record
+            .definitions
+            .iter()
+            .map(|name| Ok(self.definition(module, name)?.map(|d| d.hash)))
+            .collect::<Result<Vec<_>>>()?;
+        let same = |i: usize, text: &[u8]| hashes.get(i).copied().flatten() == Some(Hash::of(text));
+        match whole_reads_back(text, script, module, &record.definitions, same) {
+            Ok(()) => Ok(()),
+            Err(ReadsBackError::Syntax(e)) => {
+                // A run-on is a mistake the user can fix in what they put: say it as `parse
+                // --check` and `build` would, at its place in the module as it would stand.
+                if e.errors
+                    .iter()
+                    .any(|e| e.kind == SyntaxErrorKind::KeywordRunsOn)
+                {
+                    return Err(Error::Syntax {
+                        path: format!("{} (as the change would make it)", record.path).into(),
+                        errors: e
+                            .errors
+                            .into_iter()
+                            .filter(|e| e.kind == SyntaxErrorKind::KeywordRunsOn)
+                            .collect(),
+                        text: e.text,
+                    });
+                }
+                Err(refuse(e.errors.first().map_or_else(
+                    || "it does not parse".to_string(),
+                    |e| e.message.clone(),
+                )))
             }
-            refuse(
-                e.errors
-                    .first()
-                    .map_or_else(|| "it does not parse".to_string(), |e| e.message.clone()),
-            )
-        })?;
-        let names: Vec<&str> = unit.definitions().iter().map(|d| d.name.as_str()).collect();
-        if unit.name() != module || names != record.definitions {
-            return Err(refuse("its definitions would not be the same".to_string()));
-        }
-        for (i, name) in record.definitions.iter().enumerate() {
-            let def = self.definition(module, name)?;
-            if def.map(|d| d.hash) != Some(Hash::of(unit.definition_text(i))) {
-                return Err(refuse(format!("`{name}` would read back as another text")));
+            Err(ReadsBackError::OtherDefinitions) => {
+                Err(refuse("its definitions would not be the same".to_string()))
             }
+            Err(ReadsBackError::OtherText(i)) => Err(refuse(format!(
+                "`{}` would read back as another text",
+                record.definitions.get(i).map_or("", String::as_str)
+            ))),
         }
-        Ok(())
     }
 
     /// Removes one definition (its history stays). While the file still holds it, a build
@@ -1161,7 +1193,7 @@ impl<'a> Transaction<'a> {
         drop_slot(&mut gaps, index);
         record.definitions.remove(index);
         self.unset_definition(module, name, &old);
-        self.write_changed_module(module, record, Some(&gaps), name)
+        self.write_changed_module(module, &mut record, Some(&gaps), name)
     }
 
     /// Settles a conflict over `module::name` by taking the file's text: the image's text
@@ -1378,17 +1410,17 @@ impl<'a> Transaction<'a> {
     fn write_changed_module(
         &mut self,
         module: &str,
-        mut record: ModuleRecord,
+        record: &mut ModuleRecord,
         gaps: Option<&[Vec<u8>]>,
         name: &str,
     ) -> Result<()> {
         if let Some(gaps) = gaps {
-            let (layout, layout_generation, _) = self.set_layout(module, Some(&record), gaps);
+            let (layout, layout_generation, _) = self.set_layout(module, Some(record), gaps);
             record.layout = layout;
             record.layout_generation = layout_generation;
         }
         record.generation = self.generation;
-        self.write_module(module, &record)?;
+        self.write_module(module, record)?;
         self.note(
             module,
             ModuleChange::Changed,

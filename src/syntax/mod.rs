@@ -16,6 +16,7 @@ mod literal;
 mod module;
 mod parser;
 mod pretty;
+mod reads_back;
 mod tree;
 
 pub use ast::{
@@ -30,4 +31,5 @@ pub use module::{
 };
 pub use parser::{MAX_SOURCE_LEN, Parse, parse};
 pub use pretty::{DEFAULT_INDENT, DEFAULT_WIDTH, PrettyOptions};
+pub use reads_back::{ReadsBackError, whole_reads_back, window_reads_back};
 pub use tree::{SyntaxElement, SyntaxNode, SyntaxToken, SyntaxTree};

@@ -14,6 +14,7 @@ mod hostile;
 mod image_build;
 mod image_cli;
 mod image_lib;
+mod incremental_props;
 mod model;
 mod module_props;
 mod nothing_lost;

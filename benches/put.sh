@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Live edits of one definition in one big module, at three sizes (issue 15: an edit costs its
+# definition, not its module).
+#
+#   bash benches/put.sh [SIZES...]
+#
+# SIZES (default 1000 10000 100000): definitions in the module (about 52 bytes each, as `gen`
+# writes them: 100,000 make a 5.2 MB file). For each size: one module file built into an image,
+# then `put MODULE::NAME --file F` replacing a definition in the middle (a new text each run),
+# `put` of a new definition, `rm` of one, and `export` of the one change. Each timing is the
+# median of RUNS runs (default 11), wall clock in milliseconds, whole process. Needs GNU time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-11}
+SIZES=("$@")
+[ ${#SIZES[@]} -eq 0 ] && SIZES=(1000 10000 100000)
+source benches/common.sh
+# SPRY_BIN: another build to measure (an older one, for a before/after comparison).
+BIN=${SPRY_BIN:-$BIN}
+
+# One module of N definitions: functions, keyword-named methods, comments above and after.
+module() {
+  awk -v n="$1" 'BEGIN {
+    print "{"
+    print "  _meta = {name = '\''Big}"
+    for (i = 0; i < n; i++) {
+      if (i % 3 == 0) printf "  # Definition %d.\n  d%d = func [:x x + %d]\n", i, i, i
+      else if (i % 3 == 1) printf "  d%d = method [:a :b a * b + %d] # product\n", i, i
+      else printf "  d%d = \"text %d with ] and # inside\"\n", i, i
+    }
+    print "}"
+  }'
+}
+
+# A new text each run, so that every put is a change.
+I=0
+next_text() {
+  I=$((I + 1))
+  printf 'd%s = func [:x x * %s]\n' "$mid" "$I" >"$WORK/def"
+}
+
+echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+echo "| definitions (file) | what | median wall | peak memory |"
+echo "| --- | --- | --- | --- |"
+for n in "${SIZES[@]}"; do
+  tree=$WORK/tree-$n
+  mkdir -p "$tree"
+  module "$n" >"$tree/big.spry"
+  size="$n ($(du -k "$tree/big.spry" | cut -f1) KB)"
+  (cd "$tree" && "$BIN" build . >/dev/null)
+  mid=$((n / 2))
+  cd "$tree"
+  measure "$size | put of one definition (replaced)" next_text \
+    "$BIN" put "Big::d$mid" --file "$WORK/def"
+  printf 'extra = func [:x x - 1]\n' >"$WORK/extra"
+  measure "$size | put of one new definition (appended)" \
+    '"$BIN" rm Big::extra >/dev/null 2>&1 || true' \
+    "$BIN" put Big::extra --file "$WORK/extra"
+  measure "$size | rm of one definition" \
+    '"$BIN" put Big::extra --file "$WORK/extra" >/dev/null' \
+    "$BIN" rm Big::extra
+  measure "$size | export of one changed definition" \
+    'next_text; "$BIN" put "Big::d$mid" --file "$WORK/def" >/dev/null' \
+    "$BIN" export
+  cd - >/dev/null
+done

@@ -1,0 +1,154 @@
+//! Whether a module, as the image keeps it (its own text cut at its definitions, and each
+//! definition's text), reads back as the same definitions with the same texts: the check a
+//! live edit must pass before it may stand.
+//!
+//! Two forms. [`whole_reads_back`] reads the whole module again: the reference, linear in the
+//! module. [`window_reads_back`] reads only what an edit of one definition can change: that
+//! definition, the gaps on either side and the definitions on either side, set in a stand-in
+//! module. It answers `true` only when the edit provably reads back the same; on `false` the
+//! caller runs the whole check (which also gives the error to show).
+//!
+//! Why a window suffices, given that the module read back the same before the edit and only
+//! definition `at` changed (or was added): the text before the window is as it was, so the
+//! reader reaches the window's start (a definition's start, or the file's) in the state it did
+//! before: outside strings and comments, directly inside the module's curly, at a token's
+//! start. The stand-in puts the window in that same state. Inside the window the stand-in and
+//! the module are byte for byte the same, so they read the same; the stand-in proves that the
+//! definition after the edited one starts where it should, as a definition, so from there on
+//! the module reads as it did before. A definition's span looks at most one definition's
+//! worth beyond itself (a comment on its last line, a run-on into the next binding), which the
+//! window's neighbours cover.
+
+use super::module::SourceUnit;
+
+/// The stand-in's opening when the window does not start at the file's start: a module with
+/// only its `_meta`, so that the window's definitions are read directly inside a module curly.
+/// A window that holds a `_meta` of its own then has a duplicate name and is not accepted.
+const OPENING: &[u8] = b"{_meta = {name = 'Window}\n";
+/// The stand-in's closing when the window does not reach the file's end.
+const CLOSING: &[u8] = b"\n}\n";
+
+/// Checks a module whose edited definition is `at`. `gaps` are the module's own text
+/// (`gaps[0]`, definition 0, `gaps[1]`, …, `gaps[n]`), `names` its definitions in order and
+/// `text(i)` the text of definition `i` (called for at most three definitions). Returns `true`
+/// when the module, with the edit, provably reads back as the same definitions with the same
+/// texts (assuming it did before the edit); `false` when it may not (the whole check decides).
+///
+/// # Examples
+/// ```
+/// use spry_image::syntax::window_reads_back;
+/// let gaps: Vec<&[u8]> = vec![b"{", b" ", b" ", b"}"];
+/// let names = ["_meta".to_string(), "a".to_string(), "b".to_string()];
+/// let good = [b"_meta = {name = 'M}".as_slice(), b"a = 1", b"b = 2"];
+/// assert!(window_reads_back(&gaps, &names, 2, |i| good.get(i).map(|t| t.to_vec())));
+/// // A trailing comment on a one-line module swallows the closing bracket.
+/// let bad = [b"_meta = {name = 'M}".as_slice(), b"a = 1", b"b = 2 # two"];
+/// assert!(!window_reads_back(&gaps, &names, 2, |i| bad.get(i).map(|t| t.to_vec())));
+/// ```
+pub fn window_reads_back<G: AsRef<[u8]>>(
+    gaps: &[G],
+    names: &[String],
+    at: usize,
+    mut text: impl FnMut(usize) -> Option<Vec<u8>>,
+) -> bool {
+    let n = names.len();
+    if gaps.len() != n + 1 || at >= n {
+        return false;
+    }
+    // The first definition is usually `_meta`: a window reaching it starts at the file's start.
+    let first = at.saturating_sub(1);
+    let last = (at + 1).min(n - 1);
+    let mut standin = Vec::new();
+    let mut expected_names: Vec<&str> = Vec::with_capacity(4);
+    if first > 0 {
+        standin.extend_from_slice(OPENING);
+        expected_names.push("_meta");
+    } else if let Some(gap) = gaps.first() {
+        standin.extend_from_slice(gap.as_ref());
+    }
+    let mut spans = Vec::with_capacity(last + 1 - first);
+    for i in first..=last {
+        if i > first {
+            let Some(gap) = gaps.get(i) else {
+                return false;
+            };
+            standin.extend_from_slice(gap.as_ref());
+        }
+        let Some(def) = text(i) else {
+            return false;
+        };
+        spans.push(standin.len()..standin.len() + def.len());
+        standin.extend_from_slice(&def);
+        let Some(name) = names.get(i) else {
+            return false;
+        };
+        expected_names.push(name);
+    }
+    if last + 1 == n {
+        let Some(gap) = gaps.get(n) else {
+            return false;
+        };
+        standin.extend_from_slice(gap.as_ref());
+    } else {
+        standin.extend_from_slice(CLOSING);
+    }
+    let Ok(unit) = SourceUnit::parse(standin, "") else {
+        return false;
+    };
+    let read: Vec<&str> = unit.definitions().iter().map(|d| d.name.as_str()).collect();
+    if read != expected_names {
+        return false;
+    }
+    // Same spans at the same places: the same texts, and the same gaps between them.
+    let skip = usize::from(first > 0);
+    unit.definitions()
+        .iter()
+        .skip(skip)
+        .map(|d| d.span.clone())
+        .eq(spans)
+}
+
+/// Why a module does not read back the same (see [`whole_reads_back`]).
+#[derive(Clone, Debug)]
+pub enum ReadsBackError {
+    /// The text does not read as a unit.
+    Syntax(super::module::UnitErrors),
+    /// It reads as another module name or other definition names.
+    OtherDefinitions,
+    /// Definition `0` reads back as another text.
+    OtherText(usize),
+}
+
+/// The reference check, linear in the module: `text` (the module's whole text) reads as the
+/// module `module` with the definitions `names`, definition `i` reading back as a text for
+/// which `same(i, text)` holds. `script_name` names the text if it reads as a script.
+///
+/// # Errors
+/// The first way it reads back otherwise.
+///
+/// # Examples
+/// ```
+/// use spry_image::syntax::whole_reads_back;
+/// let text = b"{_meta = {name = 'M} a = 1}".to_vec();
+/// let names = ["_meta".to_string(), "a".to_string()];
+/// assert!(whole_reads_back(text, "m", "M", &names, |_, _| true).is_ok());
+/// ```
+pub fn whole_reads_back(
+    text: Vec<u8>,
+    script_name: &str,
+    module: &str,
+    names: &[String],
+    mut same: impl FnMut(usize, &[u8]) -> bool,
+) -> Result<(), ReadsBackError> {
+    let unit = SourceUnit::parse(text, script_name).map_err(ReadsBackError::Syntax)?;
+    let read: Vec<&str> = unit.definitions().iter().map(|d| d.name.as_str()).collect();
+    if unit.name() != module || read != names {
+        return Err(ReadsBackError::OtherDefinitions);
+    }
+    for i in 0..names.len() {
+        if !same(i, unit.definition_text(i)) {
+            return Err(ReadsBackError::OtherText(i));
+        }
+    }
+    Ok(())
+}

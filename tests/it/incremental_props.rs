@@ -1,0 +1,246 @@
+//! Property tests of the incremental "reads back the same" check of a live edit (issue 15):
+//! `window_reads_back`, which reads only the edited definition and its neighbours, agrees with
+//! `whole_reads_back`, which reads the whole module again.
+//!
+//! Modules are generated from definitions that end in every awkward way (a keyword message
+//! still open, a trailing comment, strings holding brackets and `#`, comments above, keyword
+//! names) separated by odd gaps (none at all, one space, blank lines, loose comments, CRLF);
+//! only those that read back as generated are kept (an image holds only such). An edit then
+//! replaces one definition or appends a new one with another awkward text. The two checks
+//! must give the same answer; the test also asserts that both answers occur.
+//!
+//! The number of cases is small by default; `PROPTEST_CASES` sets it:
+//!
+//! ```text
+//! PROPTEST_CASES=100000 cargo test --release --test it incremental_props
+//! ```
+
+use proptest::prelude::*;
+
+use spry_image::syntax::{SourceUnit, read_definition, whole_reads_back, window_reads_back};
+
+fn config(default: u32) -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default);
+    ProptestConfig {
+        cases,
+        ..ProptestConfig::default()
+    }
+}
+
+/// Definition texts; `N` stands for the name.
+const TEXTS: &[&str] = &[
+    "N = 1",
+    "N = x",
+    "N = 'sym",
+    "N = x foo: 1",
+    "N = x at: 1 put: (y)",
+    "N = x at:",
+    "N = x +",
+    "N = 1 # trailing",
+    "N = [1 2] # trailing ] }",
+    "# above\nN = [1 2]",
+    "# above\n# twice\nN = func [:x\n  x + 1]",
+    "N = \"a string ] with # and { inside\"",
+    "N = \"unbalanced [ looking\" # c ]",
+    "N = {a = 1 b = 2}",
+    "N = method [:a :b a * b] # ]",
+    "N = \"ends with a quote \\\"\"",
+    "N = x k: = 1",
+    "N = [x\n# inside\n  y]",
+    "N = 1\n  # below, loose",
+];
+
+/// What goes between definitions, before the first and after the last.
+const GAPS: &[&str] = &[
+    "\n  ",
+    " ",
+    "",
+    "\n\n  ",
+    "\n  # a loose comment\n\n  ",
+    "\r\n\t",
+    "  # same line\n  ",
+    "\n",
+];
+
+const ENDS: &[&str] = &["\n}\n", "}", " }", "\n} # end\n", "\n  # last words\n}"];
+
+fn name(shape: u8, i: usize) -> String {
+    match shape % 3 {
+        0 => format!("w{i}"),
+        1 => format!("k{i}:"),
+        _ => format!("k{i}:v{i}:"),
+    }
+}
+
+fn text_for(template: usize, name: &str) -> String {
+    TEXTS[template % TEXTS.len()].replace('N', name)
+}
+
+/// A module as the image keeps it: gaps and definitions.
+#[derive(Clone, Debug)]
+struct Kept {
+    gaps: Vec<Vec<u8>>,
+    names: Vec<String>,
+    texts: Vec<Vec<u8>>,
+}
+
+impl Kept {
+    fn text(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (i, gap) in self.gaps.iter().enumerate() {
+            out.extend_from_slice(gap);
+            if let Some(t) = self.texts.get(i) {
+                out.extend_from_slice(t);
+            }
+        }
+        out
+    }
+
+    fn whole(&self) -> bool {
+        let texts = &self.texts;
+        whole_reads_back(self.text(), "gen", "Gen", &self.names, |i, t| {
+            texts.get(i).is_some_and(|x| x == t)
+        })
+        .is_ok()
+    }
+
+    fn window(&self, at: usize) -> bool {
+        let texts = &self.texts;
+        window_reads_back(&self.gaps, &self.names, at, |i| texts.get(i).cloned())
+    }
+}
+
+/// Builds a module from (name shape, text template, gap before) triples; `None` when it does
+/// not read back as built (the image would never hold it).
+fn build(defs: &[(u8, usize, usize)], first: usize, end: usize) -> Option<Kept> {
+    let mut kept = Kept {
+        gaps: vec![format!("{{{}", GAPS[first % GAPS.len()]).into_bytes()],
+        names: vec!["_meta".to_string()],
+        texts: vec![b"_meta = {name = 'Gen}".to_vec()],
+    };
+    for (i, &(shape, template, gap)) in defs.iter().enumerate() {
+        let n = name(shape, i);
+        kept.gaps.push(GAPS[gap % GAPS.len()].as_bytes().to_vec());
+        kept.texts.push(text_for(template, &n).into_bytes());
+        kept.names.push(n);
+    }
+    kept.gaps.push(ENDS[end % ENDS.len()].as_bytes().to_vec());
+    let unit = SourceUnit::parse(kept.text(), "gen").ok()?;
+    let same = unit.name() == "Gen"
+        && unit.definitions().len() == kept.names.len()
+        && (0..kept.names.len()).all(|i| {
+            unit.definitions()[i].name == kept.names[i] && unit.definition_text(i) == kept.texts[i]
+        });
+    same.then_some(kept)
+}
+
+#[derive(Clone, Debug)]
+struct Edit {
+    /// Which definition (modulo the count; one past the last appends).
+    at: usize,
+    template: usize,
+    /// For an append: the gap put before the new definition.
+    gap: usize,
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    (any::<usize>(), 0..TEXTS.len(), 0..GAPS.len()).prop_map(|(at, template, gap)| Edit {
+        at,
+        template,
+        gap,
+    })
+}
+
+/// Applies `edit` as a live edit would: the text must read alone as the definition of its
+/// name. Returns the edited module and the edited index, or `None` when `put` would refuse the
+/// text before any check.
+fn apply(kept: &Kept, edit: &Edit) -> Option<(Kept, usize)> {
+    let n = kept.names.len();
+    // Never `_meta` (index 0): the edit is of a definition, or an append.
+    let at = 1 + edit.at % n;
+    let mut out = kept.clone();
+    let name = if at == n {
+        format!("new{n}")
+    } else {
+        kept.names[at].clone()
+    };
+    let text = text_for(edit.template, &name);
+    if read_definition(text.as_bytes()).ok()? != name {
+        return None;
+    }
+    if at == n {
+        let last = out.gaps.len() - 1;
+        out.gaps
+            .insert(last, GAPS[edit.gap % GAPS.len()].as_bytes().to_vec());
+        out.names.push(name);
+        out.texts.push(text.into_bytes());
+    } else {
+        out.texts[at] = text.into_bytes();
+    }
+    Some((out, at))
+}
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    #[test]
+    fn window_agrees_with_whole(
+        defs in proptest::collection::vec((any::<u8>(), 0..TEXTS.len(), 0..GAPS.len()), 0..7),
+        first in 0..GAPS.len(),
+        end in 0..ENDS.len(),
+        edit in edit(),
+    ) {
+        let Some(kept) = build(&defs, first, end) else {
+            return Ok(());
+        };
+        let Some((edited, at)) = apply(&kept, &edit) else {
+            return Ok(());
+        };
+        let whole = edited.whole();
+        let window = edited.window(at);
+        prop_assert_eq!(
+            window,
+            whole,
+            "edit of {} in\n{}",
+            at,
+            String::from_utf8_lossy(&edited.text())
+        );
+    }
+}
+
+/// The generator reaches both answers: edits that read back and edits that do not.
+#[test]
+fn both_answers_occur() {
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    let mut runner = TestRunner::new_with_rng(
+        Config::default(),
+        TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]),
+    );
+    let strategy = (
+        proptest::collection::vec((any::<u8>(), 0..TEXTS.len(), 0..GAPS.len()), 0..7),
+        0..GAPS.len(),
+        0..ENDS.len(),
+        edit(),
+    );
+    let (mut same, mut other) = (0, 0);
+    for _ in 0..2000 {
+        let Ok(tree) = strategy.new_tree(&mut runner) else {
+            continue;
+        };
+        let (defs, first, end, edit) = tree.current();
+        let Some((edited, at)) = build(&defs, first, end).and_then(|k| apply(&k, &edit)) else {
+            continue;
+        };
+        assert_eq!(edited.window(at), edited.whole());
+        if edited.whole() {
+            same += 1;
+        } else {
+            other += 1;
+        }
+    }
+    assert!(same > 100 && other > 100, "same {same}, other {other}");
+}
