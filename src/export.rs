@@ -568,40 +568,7 @@ fn export_copy(image: &Image, to: &Path, only: &[String], force: bool) -> Result
     // Texts are read and compared in parallel; a module that fails is skipped, not fatal.
     let prepared: Vec<std::result::Result<Copy, Skipped>> = modules
         .into_par_iter()
-        .map(|(name, record)| {
-            let skip = |reason: String| Skipped {
-                module: name.clone(),
-                path: record.path.clone(),
-                reason,
-            };
-            let full = tree_path::resolve(to, &record.path).map_err(|e| skip(e.to_string()))?;
-            let text = image
-                .assemble(&name, &record)
-                .map_err(|e| skip(e.to_string()))?;
-            let current = match read_source(&full, DEFAULT_MAX_FILE_SIZE) {
-                Ok(Source::Text(bytes)) => Some(bytes),
-                // Too large to be this module's text: written over, as any other text.
-                Ok(Source::TooLarge(_)) => Some(Vec::new()),
-                Ok(Source::NotAFile) => {
-                    return Err(skip("not a regular file: not written over".to_string()));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => return Err(skip(format!("cannot read it: {e}"))),
-            };
-            if current.as_deref() == Some(text.as_slice()) {
-                return Ok(Copy::Same(record.path.clone(), Hash::of(&text)));
-            }
-            Ok(Copy::Write(
-                Job {
-                    module: name.clone(),
-                    path: record.path.clone(),
-                    full,
-                    created: current.is_none(),
-                    text,
-                },
-                current.map(|c| Hash::of(&c)),
-            ))
-        })
+        .map(|(name, record)| prepare_copy(image, to, name, record))
         .collect();
     let mut manifest = image.copy_manifest(to)?;
     let mut jobs = Vec::new();
@@ -651,6 +618,47 @@ fn export_copy(image: &Image, to: &Path, only: &[String], force: bool) -> Result
     report.written.sort_by(|a, b| a.path.cmp(&b.path));
     report.skipped.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(report)
+}
+
+/// One module's text for a copy, compared with what is there.
+fn prepare_copy(
+    image: &Image,
+    to: &Path,
+    name: String,
+    record: ModuleRecord,
+) -> std::result::Result<Copy, Skipped> {
+    let skip = |reason: String| Skipped {
+        module: name.clone(),
+        path: record.path.clone(),
+        reason,
+    };
+    let full = tree_path::resolve(to, &record.path).map_err(|e| skip(e.to_string()))?;
+    let text = image
+        .assemble(&name, &record)
+        .map_err(|e| skip(e.to_string()))?;
+    let current = match read_source(&full, DEFAULT_MAX_FILE_SIZE) {
+        Ok(Source::Text(bytes)) => Some(bytes),
+        // Too large to be this module's text: written over, as any other text.
+        Ok(Source::TooLarge(_)) => Some(Vec::new()),
+        Ok(Source::NotAFile) => {
+            return Err(skip("not a regular file: not written over".to_string()));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(skip(format!("cannot read it: {e}"))),
+    };
+    if current.as_deref() == Some(text.as_slice()) {
+        return Ok(Copy::Same(record.path.clone(), Hash::of(&text)));
+    }
+    Ok(Copy::Write(
+        Job {
+            module: name.clone(),
+            path: record.path.clone(),
+            full,
+            created: current.is_none(),
+            text,
+        },
+        current.map(|c| Hash::of(&c)),
+    ))
 }
 
 /// What exporting one module into another directory comes to.
