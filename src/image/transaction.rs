@@ -11,7 +11,7 @@ use super::record::{
 };
 use super::{Image, META_GENERATION};
 use crate::error::{Error, Result};
-use crate::store::{Table, Write};
+use crate::store::{Store, Table, Write};
 use crate::syntax::{
     Piece, SourceUnit, SyntaxErrorKind, UnitKind, format_new_definition, read_definition,
 };
@@ -1556,7 +1556,7 @@ impl<'a> Transaction<'a> {
     /// # Errors
     /// Storage failures; then nothing was committed.
     pub fn commit(self) -> Result<Option<u64>> {
-        self.commit_with(true)
+        self.commit_with(|store, writes| store.commit(writes))
     }
 
     /// As [`commit`](Self::commit), but returns once the change has reached the operating
@@ -1566,10 +1566,14 @@ impl<'a> Transaction<'a> {
     /// # Errors
     /// Storage failures; then nothing was committed.
     pub fn commit_buffered(self) -> Result<Option<u64>> {
-        self.commit_with(false)
+        self.commit_with(|store, writes| store.commit_buffered(writes))
     }
 
-    fn commit_with(mut self, durable: bool) -> Result<Option<u64>> {
+    /// Commits with `apply`: durable or buffered.
+    fn commit_with(
+        mut self,
+        apply: impl Fn(&dyn Store, Vec<Write>) -> Result<()>,
+    ) -> Result<Option<u64>> {
         // One process owns the image: nothing can have committed since `begin`.
         debug_assert!(
             !matches!(self.image.generation(), Ok(stored) if stored >= self.generation),
@@ -1630,9 +1634,9 @@ impl<'a> Transaction<'a> {
                 .into_iter()
                 .partition(|w| matches!(w, Write::Put(Table::Meta, ..)));
             store.load(rest)?;
-            store.commit(mark, durable)?;
+            apply(store, mark)?;
         } else {
-            store.commit(writes, durable)?;
+            apply(store, writes)?;
         }
         Ok(generation)
     }
