@@ -13,6 +13,7 @@
 //! crash in between leaves files that a later build finds equal to the image.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -688,9 +689,13 @@ fn write_all(root: &Path, jobs: Vec<Job>) -> Vec<(Job, Result<PathRecord>)> {
         .collect();
     let mut staged = staged;
     if many && let Err(e) = sync_file_system(root) {
+        let e = Arc::new(e);
         for (_, temp) in &mut staged {
             if temp.is_ok() {
-                *temp = Err(Error::Invalid(format!("could not be made durable: {e}")));
+                *temp = Err(Error::NotDurable {
+                    what: "could not be made durable".to_string(),
+                    source: Arc::clone(&e),
+                });
             }
         }
     }
@@ -709,23 +714,13 @@ fn write_all(root: &Path, jobs: Vec<Job>) -> Vec<(Job, Result<PathRecord>)> {
     }
     dirs.sort();
     dirs.dedup();
-    let synced: Vec<(PathBuf, Result<()>)> = if many {
-        let result = sync_file_system(root);
-        dirs.into_iter()
-            .map(|d| {
-                (
-                    d,
-                    result
-                        .as_ref()
-                        .map(|_| ())
-                        .map_err(|e| Error::Invalid(e.to_string())),
-                )
-            })
-            .collect()
+    let synced: Vec<(PathBuf, Result<(), Arc<Error>>)> = if many {
+        let result = sync_file_system(root).map_err(Arc::new);
+        dirs.into_iter().map(|d| (d, result.clone())).collect()
     } else {
         dirs.into_par_iter()
             .map(|dir| {
-                let result = sync_dir(&dir);
+                let result = sync_dir(&dir).map_err(Arc::new);
                 (dir, result)
             })
             .collect()
@@ -736,9 +731,10 @@ fn write_all(root: &Path, jobs: Vec<Job>) -> Vec<(Job, Result<PathRecord>)> {
             // for each file of that directory.
             for (job, outcome) in &mut out {
                 if job.full.parent() == Some(dir.as_path()) && outcome.is_ok() {
-                    *outcome = Err(Error::Invalid(format!(
-                        "written, but its directory could not be synced: {e}"
-                    )));
+                    *outcome = Err(Error::NotDurable {
+                        what: "written, but its directory could not be synced".to_string(),
+                        source: Arc::clone(&e),
+                    });
                 }
             }
         }
