@@ -111,6 +111,16 @@ pub enum Error {
     /// A request that cannot be carried out as asked.
     #[error("{0}")]
     Invalid(String),
+    /// A file written but not made durable (or its directory not synced): one failure of the
+    /// file system, shared by every file it concerns.
+    #[error("{what}: {source}")]
+    NotDurable {
+        /// What was not done.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::sync::Arc<Error>,
+    },
 }
 
 /// The library's result type.
@@ -261,5 +271,31 @@ pub(crate) trait IoContext<T> {
 impl<T> IoContext<T> for io::Result<T> {
     fn with_path(self, path: impl Into<PathBuf>) -> Result<T> {
         self.map_err(|e| Error::io(path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn not_durable_keeps_its_cause_and_says_what_failed_first() {
+        let cause = Arc::new(Error::io(
+            "/tree/a.spry",
+            io::Error::new(io::ErrorKind::StorageFull, "disk full"),
+        ));
+        let error = Error::NotDurable {
+            what: "could not be made durable".to_string(),
+            source: Arc::clone(&cause),
+        };
+        assert_eq!(
+            error.to_string(),
+            "could not be made durable: /tree/a.spry: disk full"
+        );
+        let source = error.source().map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("/tree/a.spry: disk full"));
     }
 }

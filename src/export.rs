@@ -13,6 +13,7 @@
 //! crash in between leaves files that a later build finds equal to the image.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -157,198 +158,291 @@ struct Job {
 }
 
 fn export_to_source(image: &Image, root: &Path, only: &[String]) -> Result<ExportReport> {
-    let mut report = ExportReport {
-        target: root.display().to_string(),
-        ..ExportReport::default()
-    };
-    let mut names: Vec<String> = if only.is_empty() {
-        image
-            .unsynced()?
-            .into_iter()
-            .map(|(name, _)| name)
-            .collect()
-    } else {
-        only.to_vec()
-    };
-    names.sort();
-    names.dedup();
+    let mut export = ToSource::new(image, root);
+    for name in export.select(only)? {
+        export.read_current(name)?;
+    }
+    export.merge_changed_files()?;
+    let jobs = export.assemble()?;
+    let outcomes = write_all(root, jobs);
+    export.record(outcomes)
+}
 
-    // First, files changed on disk since the last build bring their changes in, as a build
-    // would (three ways, per definition).
-    let mut to_merge = Vec::new();
-    let mut candidates = Vec::new();
-    for name in names {
-        let Some(record) = image.module(&name)? else {
-            continue;
-        };
-        let sync = image.sync(&name)?;
-        if sync.is_clean() {
-            report.unchanged += 1;
-            continue;
+/// A module export may write: its file (relative and resolved) and what the file holds now
+/// (`None`: there is none).
+struct Candidate {
+    name: String,
+    path: String,
+    full: PathBuf,
+    current: Option<Vec<u8>>,
+}
+
+/// A file changed on disk since the last build, to be merged into the image first.
+struct ChangedFile {
+    name: String,
+    path: String,
+    unit: SourceUnit,
+    stamp: PathRecord,
+}
+
+/// The state `export_to_source` moves through its stages.
+struct ToSource<'a> {
+    image: &'a Image,
+    root: &'a Path,
+    report: ExportReport,
+    /// Files changed on disk, merged into the image before anything is written.
+    changed_files: Vec<ChangedFile>,
+    candidates: Vec<Candidate>,
+    /// Modules whose file already holds the text export would write: recorded, not written.
+    in_place: Vec<(String, PathBuf, Vec<u8>)>,
+}
+
+impl<'a> ToSource<'a> {
+    fn new(image: &'a Image, root: &'a Path) -> ToSource<'a> {
+        ToSource {
+            image,
+            root,
+            report: ExportReport {
+                target: root.display().to_string(),
+                ..ExportReport::default()
+            },
+            changed_files: Vec::new(),
+            candidates: Vec::new(),
+            in_place: Vec::new(),
         }
-        let skip = |reason: String| Skipped {
-            module: name.clone(),
-            path: record.path.clone(),
-            reason,
+    }
+
+    /// The modules to look at: those asked for, or those the `sync` table names.
+    fn select(&self, only: &[String]) -> Result<Vec<String>> {
+        let mut names: Vec<String> = if only.is_empty() {
+            self.image
+                .unsynced()?
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect()
+        } else {
+            only.to_vec()
         };
-        let full = match tree_path::resolve(root, &record.path) {
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    fn skip(&mut self, module: &str, path: &str, reason: String) {
+        self.report.skipped.push(Skipped {
+            module: module.to_string(),
+            path: path.to_string(),
+            reason,
+        });
+    }
+
+    /// Reads a module's file as it is now; a module that cannot be written is skipped, one
+    /// whose file changed since the last build is to be merged first (as a build would: three
+    /// ways, per definition).
+    fn read_current(&mut self, name: String) -> Result<()> {
+        let Some(record) = self.image.module(&name)? else {
+            return Ok(());
+        };
+        if self.image.sync(&name)?.is_clean() {
+            self.report.unchanged += 1;
+            return Ok(());
+        }
+        let full = match tree_path::resolve(self.root, &record.path) {
             Ok(full) => full,
             Err(e) => {
-                report.skipped.push(skip(e.to_string()));
-                continue;
+                self.skip(&name, &record.path, e.to_string());
+                return Ok(());
             }
         };
-        // Never blocks on a FIFO put where the file was, never holds a huge file.
-        let current = match read_source(&full, DEFAULT_MAX_FILE_SIZE) {
-            Ok(Source::Text(bytes)) => Some(bytes),
-            Ok(Source::TooLarge(size)) => {
-                report.skipped.push(skip(format!(
-                    "the file is {size} bytes, more than {DEFAULT_MAX_FILE_SIZE}: not read"
-                )));
-                continue;
-            }
-            Ok(Source::NotAFile) => {
-                report
-                    .skipped
-                    .push(skip("not a regular file: not written over".to_string()));
-                continue;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => {
-                report.skipped.push(skip(format!("cannot read it: {e}")));
-                continue;
-            }
+        let Some(current) = self.read_file(&name, &record.path, &full) else {
+            return Ok(());
         };
-        let stamp = image.path(&record.path)?;
-        match (&current, &stamp) {
-            (Some(_), Some(stamp)) if stamp.module != name => {
-                report
-                    .skipped
-                    .push(skip(format!("the file holds module `{}`", stamp.module)));
-                continue;
-            }
-            (Some(bytes), None) if *bytes != image.assemble(&name, &record)? => {
-                report.skipped.push(skip(
-                    "a file the image has not read is in the way; build first, or move it"
-                        .to_string(),
-                ));
-                continue;
-            }
-            (Some(bytes), Some(stamp)) if Hash::of(bytes) != stamp.hash => {
-                let script = crate::tree_path::script_name(&record.path);
-                match parse_unit(&record.path, bytes.clone(), script) {
-                    Ok(unit) if unit.name() == name => {
-                        // What was read is recorded as read, as a build would.
-                        let stamp = stamp_of(&full, &name, bytes)?;
-                        to_merge.push((name.clone(), record.path.clone(), unit, stamp));
-                    }
-                    Ok(unit) => {
-                        report.skipped.push(skip(format!(
-                            "the file now holds module `{}`; build first",
-                            unit.name()
-                        )));
-                        continue;
-                    }
-                    Err(failure) => {
-                        report.failures.push(failure);
-                        report.skipped.push(skip(
-                            "the file changed on disk and does not parse; fix it first".to_string(),
-                        ));
-                        continue;
-                    }
-                }
-            }
-            (None, Some(_)) => {
-                report.skipped.push(skip(format!(
-                    "the file was deleted while the image holds changes it never had: `spry-image resolve {name} --take image` writes it back, `--take file` removes the module"
-                )));
-                continue;
-            }
-            _ => {}
+        if self.check_file(&name, &record, &full, current.as_deref())? {
+            self.candidates.push(Candidate {
+                name,
+                path: record.path,
+                full,
+                current,
+            });
         }
-        candidates.push((name.clone(), record.path.clone(), full, current));
-    }
-    if !to_merge.is_empty() {
-        // The file's changes join the image's own: a merge.
-        let mut tx = image.begin(Origin::Merge)?;
-        for (name, path, unit, stamp) in to_merge {
-            tx.put_unit(PreparedUnit::new(&unit), &path)?;
-            tx.put_path(&path, &stamp);
-            report.merged.push(name);
-        }
-        tx.commit()?;
+        Ok(())
     }
 
-    let mut jobs = Vec::new();
-    let mut in_place = Vec::new();
-    for (name, path, full, current) in candidates {
-        let sync = image.sync(&name)?;
-        let record = image
+    /// The file's bytes (`Some(None)`: no file); `None`: skipped. Never blocks on a FIFO put
+    /// where the file was, never holds a huge file.
+    fn read_file(&mut self, name: &str, path: &str, full: &Path) -> Option<Option<Vec<u8>>> {
+        let reason = match read_source(full, DEFAULT_MAX_FILE_SIZE) {
+            Ok(Source::Text(bytes)) => return Some(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(None),
+            Ok(Source::TooLarge(size)) => {
+                format!("the file is {size} bytes, more than {DEFAULT_MAX_FILE_SIZE}: not read")
+            }
+            Ok(Source::NotAFile) => "not a regular file: not written over".to_string(),
+            Err(e) => format!("cannot read it: {e}"),
+        };
+        self.skip(name, path, reason);
+        None
+    }
+
+    /// Whether the file may be written over, compared with what the image last read there
+    /// (its stamp); a file changed since is queued to be merged. `false`: skipped.
+    fn check_file(
+        &mut self,
+        name: &str,
+        record: &ModuleRecord,
+        full: &Path,
+        current: Option<&[u8]>,
+    ) -> Result<bool> {
+        let path = record.path.as_str();
+        let stamp = self.image.path(path)?;
+        let reason = match (current, &stamp) {
+            (Some(_), Some(stamp)) if stamp.module != name => {
+                format!("the file holds module `{}`", stamp.module)
+            }
+            (Some(bytes), None) if *bytes != self.image.assemble(name, record)? => {
+                "a file the image has not read is in the way; build first, or move it".to_string()
+            }
+            (Some(bytes), Some(stamp)) if Hash::of(bytes) != stamp.hash => {
+                return self.changed_on_disk(name, path, full, bytes);
+            }
+            (None, Some(_)) => format!(
+                "the file was deleted while the image holds changes it never had: `spry-image resolve {name} --take image` writes it back, `--take file` removes the module"
+            ),
+            _ => return Ok(true),
+        };
+        self.skip(name, path, reason);
+        Ok(false)
+    }
+
+    /// A file changed on disk since the last build: queued to be merged if it still holds its
+    /// module and parses. `false`: skipped.
+    fn changed_on_disk(
+        &mut self,
+        name: &str,
+        path: &str,
+        full: &Path,
+        bytes: &[u8],
+    ) -> Result<bool> {
+        let script = crate::tree_path::script_name(path);
+        let reason = match parse_unit(path, bytes.to_vec(), script) {
+            Ok(unit) if unit.name() == name => {
+                // What was read is recorded as read, as a build would.
+                let stamp = stamp_of(full, name, bytes)?;
+                self.changed_files.push(ChangedFile {
+                    name: name.to_string(),
+                    path: path.to_string(),
+                    unit,
+                    stamp,
+                });
+                return Ok(true);
+            }
+            Ok(unit) => format!("the file now holds module `{}`; build first", unit.name()),
+            Err(failure) => {
+                self.report.failures.push(failure);
+                "the file changed on disk and does not parse; fix it first".to_string()
+            }
+        };
+        self.skip(name, path, reason);
+        Ok(false)
+    }
+
+    /// The files' changes join the image's own: a merge, one commit.
+    fn merge_changed_files(&mut self) -> Result<()> {
+        if self.changed_files.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.image.begin(Origin::Merge)?;
+        for changed in std::mem::take(&mut self.changed_files) {
+            tx.put_unit(PreparedUnit::new(&changed.unit), &changed.path)?;
+            tx.put_path(&changed.path, &changed.stamp);
+            self.report.merged.push(changed.name);
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Each candidate's text as export writes it; the files to write.
+    fn assemble(&mut self) -> Result<Vec<Job>> {
+        let mut jobs = Vec::new();
+        for candidate in std::mem::take(&mut self.candidates) {
+            if let Some(job) = self.assemble_one(candidate)? {
+                jobs.push(job);
+            }
+        }
+        Ok(jobs)
+    }
+
+    /// One module's text; `None` when there is nothing to write (skipped, or the file holds
+    /// it already).
+    fn assemble_one(&mut self, candidate: Candidate) -> Result<Option<Job>> {
+        let Candidate {
+            name,
+            path,
+            full,
+            current,
+        } = candidate;
+        let sync = self.image.sync(&name)?;
+        let record = self
+            .image
             .module(&name)?
             .ok_or_else(|| Error::NoModule(name.clone()))?;
         for def in sync.conflicts.keys() {
-            report.conflicts.push(ConflictKept {
+            self.report.conflicts.push(ConflictKept {
                 module: name.clone(),
                 name: def.clone(),
                 path: path.clone(),
             });
         }
-        let text = match text_for_file(image, &name, &record, &sync, current.as_deref())? {
+        let text = match text_for_file(self.image, &name, &record, &sync, current.as_deref())? {
             Ok(text) => text,
             Err(reason) => {
-                report.skipped.push(Skipped {
-                    module: name,
-                    path,
-                    reason,
-                });
-                continue;
+                self.skip(&name, &path, reason);
+                return Ok(None);
             }
         };
         if current.as_deref() == Some(text.as_slice()) {
             if sync.only_conflicts() {
                 // Nothing but conflicts, which the file holds already: nothing to record.
-                report.unchanged += 1;
+                self.report.unchanged += 1;
             } else {
-                in_place.push((name, full, text));
+                self.in_place.push((name, full, text));
             }
-            continue;
+            return Ok(None);
         }
-        jobs.push(Job {
+        Ok(Some(Job {
             module: name,
             path,
             full,
             created: current.is_none(),
             text,
-        });
+        }))
     }
 
-    let outcomes = write_all(root, jobs);
-    let mut tx = image.begin(Origin::Export)?;
-    for (name, full, text) in in_place {
-        // Already there (a crash after writing, or both sides made the same change).
-        tx.mark_exported(&name, &stamp_of(&full, &name, &text)?)?;
-        report.unchanged += 1;
-    }
-    for (job, outcome) in outcomes {
-        match outcome {
-            Ok(stamp) => {
-                tx.mark_exported(&job.module, &stamp)?;
-                report.written.push(Written {
-                    module: job.module,
-                    path: job.path,
-                    created: job.created,
-                });
-            }
-            Err(e) => report.skipped.push(Skipped {
-                module: job.module,
-                path: job.path,
-                reason: e.to_string(),
-            }),
+    /// Records what is in the files now, once they are durable: one commit.
+    fn record(mut self, outcomes: Vec<(Job, Result<PathRecord>)>) -> Result<ExportReport> {
+        let mut tx = self.image.begin(Origin::Export)?;
+        for (name, full, text) in std::mem::take(&mut self.in_place) {
+            // Already there (a crash after writing, or both sides made the same change).
+            tx.mark_exported(&name, &stamp_of(&full, &name, &text)?)?;
+            self.report.unchanged += 1;
         }
+        for (job, outcome) in outcomes {
+            match outcome {
+                Ok(stamp) => {
+                    tx.mark_exported(&job.module, &stamp)?;
+                    self.report.written.push(Written {
+                        module: job.module,
+                        path: job.path,
+                        created: job.created,
+                    });
+                }
+                Err(e) => self.skip(&job.module, &job.path, e.to_string()),
+            }
+        }
+        self.report.generation = tx.commit()?;
+        self.report.written.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(self.report)
     }
-    report.generation = tx.commit()?;
-    report.written.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(report)
 }
 
 /// What export writes for a module: its image text, except that each definition in conflict
@@ -475,40 +569,7 @@ fn export_copy(image: &Image, to: &Path, only: &[String], force: bool) -> Result
     // Texts are read and compared in parallel; a module that fails is skipped, not fatal.
     let prepared: Vec<std::result::Result<Copy, Skipped>> = modules
         .into_par_iter()
-        .map(|(name, record)| {
-            let skip = |reason: String| Skipped {
-                module: name.clone(),
-                path: record.path.clone(),
-                reason,
-            };
-            let full = tree_path::resolve(to, &record.path).map_err(|e| skip(e.to_string()))?;
-            let text = image
-                .assemble(&name, &record)
-                .map_err(|e| skip(e.to_string()))?;
-            let current = match read_source(&full, DEFAULT_MAX_FILE_SIZE) {
-                Ok(Source::Text(bytes)) => Some(bytes),
-                // Too large to be this module's text: written over, as any other text.
-                Ok(Source::TooLarge(_)) => Some(Vec::new()),
-                Ok(Source::NotAFile) => {
-                    return Err(skip("not a regular file: not written over".to_string()));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => return Err(skip(format!("cannot read it: {e}"))),
-            };
-            if current.as_deref() == Some(text.as_slice()) {
-                return Ok(Copy::Same(record.path.clone(), Hash::of(&text)));
-            }
-            Ok(Copy::Write(
-                Job {
-                    module: name.clone(),
-                    path: record.path.clone(),
-                    full,
-                    created: current.is_none(),
-                    text,
-                },
-                current.map(|c| Hash::of(&c)),
-            ))
-        })
+        .map(|(name, record)| prepare_copy(image, to, name, record))
         .collect();
     let mut manifest = image.copy_manifest(to)?;
     let mut jobs = Vec::new();
@@ -560,6 +621,47 @@ fn export_copy(image: &Image, to: &Path, only: &[String], force: bool) -> Result
     Ok(report)
 }
 
+/// One module's text for a copy, compared with what is there.
+fn prepare_copy(
+    image: &Image,
+    to: &Path,
+    name: String,
+    record: ModuleRecord,
+) -> std::result::Result<Copy, Skipped> {
+    let skip = |reason: String| Skipped {
+        module: name.clone(),
+        path: record.path.clone(),
+        reason,
+    };
+    let full = tree_path::resolve(to, &record.path).map_err(|e| skip(e.to_string()))?;
+    let text = image
+        .assemble(&name, &record)
+        .map_err(|e| skip(e.to_string()))?;
+    let current = match read_source(&full, DEFAULT_MAX_FILE_SIZE) {
+        Ok(Source::Text(bytes)) => Some(bytes),
+        // Too large to be this module's text: written over, as any other text.
+        Ok(Source::TooLarge(_)) => Some(Vec::new()),
+        Ok(Source::NotAFile) => {
+            return Err(skip("not a regular file: not written over".to_string()));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(skip(format!("cannot read it: {e}"))),
+    };
+    if current.as_deref() == Some(text.as_slice()) {
+        return Ok(Copy::Same(record.path.clone(), Hash::of(&text)));
+    }
+    Ok(Copy::Write(
+        Job {
+            module: name.clone(),
+            path: record.path.clone(),
+            full,
+            created: current.is_none(),
+            text,
+        },
+        current.map(|c| Hash::of(&c)),
+    ))
+}
+
 /// What exporting one module into another directory comes to.
 enum Copy {
     /// The file there holds the text already (its path and hash).
@@ -587,9 +689,13 @@ fn write_all(root: &Path, jobs: Vec<Job>) -> Vec<(Job, Result<PathRecord>)> {
         .collect();
     let mut staged = staged;
     if many && let Err(e) = sync_file_system(root) {
+        let e = Arc::new(e);
         for (_, temp) in &mut staged {
             if temp.is_ok() {
-                *temp = Err(Error::Invalid(format!("could not be made durable: {e}")));
+                *temp = Err(Error::NotDurable {
+                    what: "could not be made durable".to_string(),
+                    source: Arc::clone(&e),
+                });
             }
         }
     }
@@ -608,23 +714,13 @@ fn write_all(root: &Path, jobs: Vec<Job>) -> Vec<(Job, Result<PathRecord>)> {
     }
     dirs.sort();
     dirs.dedup();
-    let synced: Vec<(PathBuf, Result<()>)> = if many {
-        let result = sync_file_system(root);
-        dirs.into_iter()
-            .map(|d| {
-                (
-                    d,
-                    result
-                        .as_ref()
-                        .map(|_| ())
-                        .map_err(|e| Error::Invalid(e.to_string())),
-                )
-            })
-            .collect()
+    let synced: Vec<(PathBuf, Result<(), Arc<Error>>)> = if many {
+        let result = sync_file_system(root).map_err(Arc::new);
+        dirs.into_iter().map(|d| (d, result.clone())).collect()
     } else {
         dirs.into_par_iter()
             .map(|dir| {
-                let result = sync_dir(&dir);
+                let result = sync_dir(&dir).map_err(Arc::new);
                 (dir, result)
             })
             .collect()
@@ -635,9 +731,10 @@ fn write_all(root: &Path, jobs: Vec<Job>) -> Vec<(Job, Result<PathRecord>)> {
             // for each file of that directory.
             for (job, outcome) in &mut out {
                 if job.full.parent() == Some(dir.as_path()) && outcome.is_ok() {
-                    *outcome = Err(Error::Invalid(format!(
-                        "written, but its directory could not be synced: {e}"
-                    )));
+                    *outcome = Err(Error::NotDurable {
+                        what: "written, but its directory could not be synced".to_string(),
+                        source: Arc::clone(&e),
+                    });
                 }
             }
         }

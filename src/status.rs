@@ -22,7 +22,7 @@ use crate::source::{
     DEFAULT_MAX_FILE_SIZE, FailureKind, FileFailure, PartFilter, Unit, WalkedFile, read_unit,
     same_dir, stamp_matches,
 };
-use crate::syntax::{Ast, SourceUnit, parse};
+use crate::syntax::{Ast, Definition, SourceUnit, parse};
 use crate::walk::walk;
 
 /// What to compare.
@@ -178,436 +178,599 @@ struct FileSide {
 /// Failures of the image or of the walk itself (single files that cannot be read or parsed
 /// are in the report).
 pub fn status(image: &Image, root: &Path, options: &StatusOptions) -> Result<TreeStatus> {
-    let own = same_dir(root, &image.source_root());
-    let part = image.record().part.clone();
-    let filter = PartFilter::new(&part)?;
-    let mut report = TreeStatus {
-        root: root.display().to_string(),
-        part: part.clone(),
-        ..TreeStatus::default()
-    };
-    let everything = PartFilter::everything();
-    let files = walk(root, &everything, &mut report.failed)?;
-    let only: HashSet<&str> = options.modules.iter().map(String::as_str).collect();
-    let wanted = |module: &str| only.is_empty() || only.contains(module);
-
-    let stamps: HashMap<String, PathRecord> = if own {
-        image.paths()?.into_iter().collect()
-    } else {
-        HashMap::default()
-    };
-    let unsynced: HashMap<String, SyncRecord> = if own {
-        image.unsynced()?.into_iter().collect()
-    } else {
-        HashMap::default()
-    };
-
-    // Files that may have changed, read and parsed; the others hold what their stamp says.
-    let mut on_disk: HashSet<String> = HashSet::default();
-    let mut read: Vec<&WalkedFile> = Vec::new();
-    for file in &files {
-        if !filter.contains(&file.path) {
-            report.outside.push(file.path.clone());
-            continue;
-        }
-        on_disk.insert(file.path.clone());
-        match stamps.get(&file.path) {
-            Some(stamp) if stamp_matches(stamp, file) => {
-                if options.definitions && unsynced.contains_key(&stamp.module) {
-                    read.push(file);
-                }
-            }
-            _ => read.push(file),
-        }
+    let mut survey = Survey::scope(image, root, options)?;
+    let files = walk(root, &PartFilter::everything(), &mut survey.report.failed)?;
+    let stale = survey.sort_files(&files);
+    survey.read_changed(&stale);
+    survey.refuse_claimed_twice()?;
+    let (examine, known) = survey.to_examine()?;
+    for (name, record) in examine {
+        survey.examine(name, record)?;
     }
-    let mut sides: HashMap<String, FileSide> = HashMap::default();
-    let mut holders: HashMap<String, String> = HashMap::default();
-    let mut unparsable: HashMap<String, String> = HashMap::default();
-    for file in read {
-        let stamp = stamps.get(&file.path);
-        let last = stamp
-            .filter(|s| !(options.definitions && unsynced.contains_key(&s.module)))
-            .map(|s| s.hash);
-        let script = crate::tree_path::script_name(&file.path);
-        match read_unit(root, &file.path, script, DEFAULT_MAX_FILE_SIZE, last) {
-            Unit::Same { .. } => {}
-            Unit::Gone => {
-                on_disk.remove(&file.path);
+    let differing = survey.report.modules.len();
+    survey.files_added();
+    Ok(survey.summarize(known, differing))
+}
+
+/// The state `status` moves through its stages: what the image recorded of the tree and what
+/// the tree holds now.
+struct Survey<'a> {
+    image: &'a Image,
+    root: &'a Path,
+    options: &'a StatusOptions,
+    /// The tree is the image's own (stamps and the `sync` table apply), not another directory.
+    own: bool,
+    filter: PartFilter,
+    /// The modules asked for (empty: all).
+    only: HashSet<&'a str>,
+    /// The image's stamps by path (own tree only).
+    stamps: HashMap<String, PathRecord>,
+    /// Modules that do not agree with their files, by name (own tree only).
+    unsynced: HashMap<String, SyncRecord>,
+    /// Files in the part that are still there.
+    on_disk: HashSet<String>,
+    /// Files read and parsed, by path.
+    sides: HashMap<String, FileSide>,
+    /// Module → the read file that holds it.
+    holders: HashMap<String, String>,
+    /// Module → its file that changed and does not parse.
+    unparsable: HashMap<String, String>,
+    /// Modules of the image looked at.
+    seen: HashSet<String>,
+    report: TreeStatus,
+}
+
+impl<'a> Survey<'a> {
+    /// What is compared: the part, the stamps and the `sync` table (for the image's own tree).
+    fn scope(image: &'a Image, root: &'a Path, options: &'a StatusOptions) -> Result<Survey<'a>> {
+        let own = same_dir(root, &image.source_root());
+        let part = image.record().part.clone();
+        let filter = PartFilter::new(&part)?;
+        let (stamps, unsynced) = if own {
+            (
+                image.paths()?.into_iter().collect(),
+                image.unsynced()?.into_iter().collect(),
+            )
+        } else {
+            (HashMap::default(), HashMap::default())
+        };
+        Ok(Survey {
+            image,
+            root,
+            options,
+            own,
+            filter,
+            only: options.modules.iter().map(String::as_str).collect(),
+            stamps,
+            unsynced,
+            on_disk: HashSet::default(),
+            sides: HashMap::default(),
+            holders: HashMap::default(),
+            unparsable: HashMap::default(),
+            seen: HashSet::default(),
+            report: TreeStatus {
+                root: root.display().to_string(),
+                part,
+                ..TreeStatus::default()
+            },
+        })
+    }
+
+    fn wanted(&self, module: &str) -> bool {
+        self.only.is_empty() || self.only.contains(module)
+    }
+
+    /// Whether a module's image text must be read to tell its definitions apart.
+    fn definitions_unsynced(&self, module: &str) -> bool {
+        self.options.definitions && self.unsynced.contains_key(module)
+    }
+
+    /// The walked files outside the part are set aside; of the others, those that may have
+    /// changed are returned to be read (the rest hold what their stamp says).
+    fn sort_files<'f>(&mut self, files: &'f [WalkedFile]) -> Vec<&'f WalkedFile> {
+        let mut stale = Vec::new();
+        for file in files {
+            if !self.filter.contains(&file.path) {
+                self.report.outside.push(file.path.clone());
+                continue;
             }
-            Unit::Failed(FileFailure {
-                kind: FailureKind::NotAFile,
-                ..
-            }) => {
-                on_disk.remove(&file.path);
+            self.on_disk.insert(file.path.clone());
+            let fresh = self.stamps.get(&file.path).is_some_and(|stamp| {
+                stamp_matches(stamp, file) && !self.definitions_unsynced(&stamp.module)
+            });
+            if !fresh {
+                stale.push(file);
             }
-            Unit::Parsed { unit, .. } => {
-                holders.insert(unit.name().to_string(), file.path.clone());
-                sides.insert(
-                    file.path.clone(),
-                    FileSide {
+        }
+        stale
+    }
+
+    /// Reads and parses the files that may have changed.
+    fn read_changed(&mut self, stale: &[&WalkedFile]) {
+        for file in stale {
+            let stamp = self.stamps.get(&file.path);
+            let last = stamp
+                .filter(|s| !self.definitions_unsynced(&s.module))
+                .map(|s| s.hash);
+            let script = crate::tree_path::script_name(&file.path);
+            match read_unit(self.root, &file.path, script, DEFAULT_MAX_FILE_SIZE, last) {
+                Unit::Same { .. } => {}
+                Unit::Gone
+                | Unit::Failed(FileFailure {
+                    kind: FailureKind::NotAFile,
+                    ..
+                }) => {
+                    self.on_disk.remove(&file.path);
+                }
+                Unit::Parsed { unit, .. } => {
+                    self.holders
+                        .insert(unit.name().to_string(), file.path.clone());
+                    let side = FileSide {
                         path: file.path.clone(),
                         text: unit.text().to_vec(),
                         unit,
-                    },
-                );
-            }
-            Unit::Failed(failure) => {
-                if let (Some(stamp), FailureKind::Syntax { .. }) = (stamp, &failure.kind) {
-                    unparsable.insert(stamp.module.clone(), file.path.clone());
+                    };
+                    self.sides.insert(file.path.clone(), side);
                 }
-                report.failed.push(failure);
+                Unit::Failed(failure) => {
+                    if let (Some(stamp), FailureKind::Syntax { .. }) = (stamp, &failure.kind) {
+                        self.unparsable
+                            .insert(stamp.module.clone(), file.path.clone());
+                    }
+                    self.report.failed.push(failure);
+                }
             }
         }
     }
 
-    refuse_claimed_twice(
-        image,
-        &on_disk,
-        &stamps,
-        &mut sides,
-        &mut holders,
-        &mut report,
-    )?;
+    /// A module defined in two files is refused in all but one, as a build refuses it (the
+    /// file the image has it from keeps it, else the first by path): those files are failures.
+    fn refuse_claimed_twice(&mut self) -> Result<()> {
+        let mut claims: HashMap<&str, Vec<&str>> = HashMap::default();
+        for path in &self.on_disk {
+            if self.report.failed.iter().any(|f| f.path == *path) {
+                continue;
+            }
+            let module = match self.sides.get(path) {
+                Some(side) => Some(side.unit.name()),
+                None => self.stamps.get(path).map(|s| s.module.as_str()),
+            };
+            if let Some(module) = module {
+                claims.entry(module).or_default().push(path);
+            }
+        }
+        let mut losers: Vec<(String, String, String)> = Vec::new();
+        for (module, mut paths) in claims {
+            if paths.len() < 2 {
+                continue;
+            }
+            paths.sort_unstable();
+            let holder = self.image.module(module)?.map(|m| m.path);
+            let winner = holder
+                .filter(|h| paths.contains(&h.as_str()))
+                .unwrap_or_else(|| paths[0].to_string());
+            for loser in paths.into_iter().filter(|p| *p != winner) {
+                losers.push((module.to_string(), winner.clone(), loser.to_string()));
+            }
+        }
+        losers.sort();
+        for (module, winner, loser) in losers {
+            self.report.failed.push(FileFailure::new(
+                loser.clone(),
+                FailureKind::ClaimedTwice {
+                    module: module.clone(),
+                    holder: winner.clone(),
+                    path: loser.clone(),
+                },
+            ));
+            self.sides.remove(&loser);
+            if self.holders.get(&module) == Some(&loser) {
+                if self.sides.contains_key(&winner) {
+                    self.holders.insert(module, winner);
+                } else {
+                    self.holders.remove(&module);
+                }
+            }
+        }
+        Ok(())
+    }
 
-    // Modules of the image that may differ: against its own tree, those the sync table names
-    // and those whose files changed, left or were claimed anew (the others agree, and their
-    // records are not read); against another tree, all.
-    let mut examine: Vec<(String, ModuleRecord)> = Vec::new();
-    let mut known = 0usize;
-    if own {
+    /// Modules of the image that may differ, and how many modules are known: against its own
+    /// tree, those the sync table names and those whose files changed, left or were claimed
+    /// anew (the others agree, and their records are not read); against another tree, all.
+    fn to_examine(&self) -> Result<(Vec<(String, ModuleRecord)>, usize)> {
+        if !self.own {
+            let examine: Vec<(String, ModuleRecord)> = self
+                .image
+                .modules()?
+                .into_iter()
+                .filter(|(name, _)| self.wanted(name))
+                .collect();
+            let known = examine.len();
+            return Ok((examine, known));
+        }
         let mut names: HashSet<&str> = HashSet::default();
         let mut all: HashSet<&str> = HashSet::default();
-        for (path, stamp) in &stamps {
+        for (path, stamp) in &self.stamps {
             all.insert(stamp.module.as_str());
-            if !on_disk.contains(path)
-                || sides.contains_key(path)
-                || unparsable.contains_key(&stamp.module)
+            if !self.on_disk.contains(path)
+                || self.sides.contains_key(path)
+                || self.unparsable.contains_key(&stamp.module)
             {
                 names.insert(stamp.module.as_str());
             }
         }
-        for name in unsynced.keys() {
-            all.insert(name.as_str());
-        }
-        known = all.iter().filter(|n| wanted(n)).count();
-        for name in unsynced.keys().chain(holders.keys()) {
-            names.insert(name.as_str());
-        }
-        let mut names: Vec<&str> = names.into_iter().filter(|n| wanted(n)).collect();
+        all.extend(self.unsynced.keys().map(String::as_str));
+        let known = all.iter().filter(|n| self.wanted(n)).count();
+        names.extend(
+            self.unsynced
+                .keys()
+                .chain(self.holders.keys())
+                .map(String::as_str),
+        );
+        let mut names: Vec<&str> = names.into_iter().filter(|n| self.wanted(n)).collect();
         names.sort_unstable();
+        let mut examine = Vec::new();
         for name in names {
-            if let Some(record) = image.module(name)? {
+            if let Some(record) = self.image.module(name)? {
                 examine.push((name.to_string(), record));
             }
         }
-    } else {
-        for (name, record) in image.modules()? {
-            if wanted(&name) {
-                known += 1;
-                examine.push((name, record));
-            }
-        }
+        Ok((examine, known))
     }
-    let mut seen: HashSet<String> = HashSet::default();
-    for (name, record) in examine {
-        seen.insert(name.clone());
-        let sync = unsynced.get(&name).cloned().unwrap_or_default();
-        let image_changed = sync.unexported || !sync.removed.is_empty();
-        let mut conflicts: Vec<String> = sync.conflicts.keys().cloned().collect();
-        // Where the module's file side is: its own path (if the file there still holds it),
-        // or another file that now claims it.
-        let own_side = sides.get(&record.path).filter(|s| s.unit.name() == name);
-        let elsewhere = holders
-            .get(&name)
-            .filter(|p| **p != record.path)
-            .and_then(|p| sides.get(p));
-        // The file is still there and (as far as is known) still holds this module.
-        let at_path = on_disk.contains(&record.path)
-            && sides
-                .get(&record.path)
-                .is_none_or(|s| s.unit.name() == name);
-        let stamped = stamps.get(&record.path).is_some_and(|s| s.module == name);
-        let (state, side, from_path) = if let Some(path) = unparsable.get(&name) {
-            (
-                ModuleState::Unparsable,
-                None,
-                (path != &record.path).then(|| path.clone()),
-            )
-        } else if let Some(side) = own_side {
-            let (changed, side_conflicts) = file_changes(
-                image,
-                &name,
-                &record,
-                &sync,
-                Some(side),
-                own,
-                options.definitions,
-            )?;
-            conflicts.extend(side_conflicts);
-            conflicts.sort();
-            conflicts.dedup();
-            let file_changed = !own
-                || stamps
-                    .get(&record.path)
-                    .is_none_or(|s| s.hash != Hash::of(&side.text));
-            let state = if !conflicts.is_empty() {
-                ModuleState::Conflict
-            } else if !own {
-                if changed.is_empty() {
-                    continue;
-                }
-                ModuleState::FileChanged
-            } else if file_changed && image_changed {
-                ModuleState::BothChanged
-            } else if file_changed {
-                ModuleState::FileChanged
-            } else if image_changed {
-                ModuleState::ImageChanged
-            } else {
-                continue;
-            };
-            report.modules.push(ModuleStatus {
+
+    /// Looks at one module of the image; a module that differs goes into the report.
+    fn examine(&mut self, name: String, record: ModuleRecord) -> Result<()> {
+        self.seen.insert(name.clone());
+        if let Some(status) = self.classify(name, record)? {
+            self.report.modules.push(status);
+        }
+        Ok(())
+    }
+
+    /// How one module of the image differs from the tree (`None`: it does not).
+    fn classify(&self, name: String, record: ModuleRecord) -> Result<Option<ModuleStatus>> {
+        let sync = self.unsynced.get(&name).cloned().unwrap_or_default();
+        let conflicts: Vec<String> = sync.conflicts.keys().cloned().collect();
+        if let Some(path) = self.unparsable.get(&name) {
+            // A file that does not parse says nothing about its definitions: it is shown with
+            // its errors, never as everything removed.
+            let from_path = (path != &record.path).then(|| path.clone());
+            return Ok(Some(ModuleStatus {
                 module: name,
                 path: record.path,
-                from_path: None,
-                state,
+                from_path,
+                state: ModuleState::Unparsable,
                 conflicts,
-                definitions: changed,
-            });
-            continue;
-        } else if let Some(side) = elsewhere.filter(|_| !at_path || !stamped) {
-            (ModuleState::Moved, Some(side), Some(record.path.clone()))
-        } else if at_path && (stamped || !own) {
-            // Unchanged on disk (by stamp).
-            if !conflicts.is_empty() {
-                (ModuleState::Conflict, None, None)
-            } else if image_changed {
-                (ModuleState::ImageChanged, None, None)
-            } else {
-                continue;
-            }
-        } else if stamped && (image_changed || !conflicts.is_empty() || sync.file_deleted) {
-            (ModuleState::DeletedChanged, None, None)
-        } else if stamped {
-            (ModuleState::FileDeleted, None, None)
-        } else if own {
-            (ModuleState::NotExported, None, None)
-        } else {
-            (ModuleState::FileDeleted, None, None)
+                definitions: Vec::new(),
+            }));
+        }
+        // The module's file side at its own path, if the file there still holds it.
+        if let Some(side) = self
+            .sides
+            .get(&record.path)
+            .filter(|s| s.unit.name() == name)
+        {
+            return self.file_read(name, record, &sync, side, conflicts);
+        }
+        let Some((state, side, from_path)) = self.state_unread(&name, &record, &sync, &conflicts)
+        else {
+            return Ok(None);
         };
-        // A file that does not parse says nothing about its definitions: it is shown with its
-        // errors, never as everything removed.
-        let definitions = if options.definitions && state != ModuleState::Unparsable {
-            file_changes(image, &name, &record, &sync, side, own, true)?.0
+        let definitions = if self.options.definitions {
+            self.differ(true)
+                .changes(&name, &record, &sync, side)?
+                .definitions
         } else {
             Vec::new()
         };
-        let path = side.map_or(record.path.clone(), |s| s.path.clone());
-        report.modules.push(ModuleStatus {
+        let path = side.map_or(record.path, |s| s.path.clone());
+        Ok(Some(ModuleStatus {
             module: name,
             path,
             from_path,
             state,
             conflicts,
             definitions,
-        });
+        }))
     }
-    let differing = report.modules.len();
-    // Files holding modules the image does not have.
-    for (name, path) in &holders {
-        if seen.contains(name) || !wanted(name) {
-            continue;
-        }
-        let Some(side) = sides.get(path) else {
-            continue;
+
+    /// A module whose own file was read: compared definition by definition.
+    fn file_read(
+        &self,
+        name: String,
+        record: ModuleRecord,
+        sync: &SyncRecord,
+        side: &FileSide,
+        mut conflicts: Vec<String>,
+    ) -> Result<Option<ModuleStatus>> {
+        let changes =
+            self.differ(self.options.definitions)
+                .changes(&name, &record, sync, Some(side))?;
+        conflicts.extend(changes.conflicts);
+        conflicts.sort();
+        conflicts.dedup();
+        let image_changed = sync.unexported || !sync.removed.is_empty();
+        let file_changed = !self.own
+            || self
+                .stamps
+                .get(&record.path)
+                .is_none_or(|s| s.hash != Hash::of(&side.text));
+        let state = if !conflicts.is_empty() {
+            ModuleState::Conflict
+        } else if !self.own {
+            if changes.definitions.is_empty() {
+                return Ok(None);
+            }
+            ModuleState::FileChanged
+        } else {
+            match (file_changed, image_changed) {
+                (true, true) => ModuleState::BothChanged,
+                (true, false) => ModuleState::FileChanged,
+                (false, true) => ModuleState::ImageChanged,
+                (false, false) => return Ok(None),
+            }
         };
-        let definitions = if options.definitions {
-            side.unit
-                .definitions()
-                .iter()
-                .enumerate()
-                .map(|(i, d)| DefinitionDiff {
+        Ok(Some(ModuleStatus {
+            module: name,
+            path: record.path,
+            from_path: None,
+            state,
+            conflicts,
+            definitions: changes.definitions,
+        }))
+    }
+
+    /// The state of a module whose own file was not read (unchanged by stamp, gone, never
+    /// written, or the module moved to another file), with the file side if it moved and its
+    /// old path; `None`: it agrees.
+    fn state_unread(
+        &self,
+        name: &str,
+        record: &ModuleRecord,
+        sync: &SyncRecord,
+        conflicts: &[String],
+    ) -> Option<(ModuleState, Option<&FileSide>, Option<String>)> {
+        let image_changed = sync.unexported || !sync.removed.is_empty();
+        // The file is still there and (as far as is known) still holds this module.
+        let at_path = self.on_disk.contains(&record.path)
+            && self
+                .sides
+                .get(&record.path)
+                .is_none_or(|s| s.unit.name() == name);
+        let stamped = self
+            .stamps
+            .get(&record.path)
+            .is_some_and(|s| s.module == name);
+        // Another file that now claims it.
+        let elsewhere = self
+            .holders
+            .get(name)
+            .filter(|p| **p != record.path)
+            .and_then(|p| self.sides.get(p));
+        if let Some(side) = elsewhere.filter(|_| !at_path || !stamped) {
+            return Some((ModuleState::Moved, Some(side), Some(record.path.clone())));
+        }
+        let state = if at_path && (stamped || !self.own) {
+            // Unchanged on disk (by stamp).
+            if !conflicts.is_empty() {
+                ModuleState::Conflict
+            } else if image_changed {
+                ModuleState::ImageChanged
+            } else {
+                return None;
+            }
+        } else if stamped && (image_changed || !conflicts.is_empty() || sync.file_deleted) {
+            ModuleState::DeletedChanged
+        } else if stamped || !self.own {
+            ModuleState::FileDeleted
+        } else {
+            ModuleState::NotExported
+        };
+        Some((state, None, None))
+    }
+
+    fn differ(&self, texts: bool) -> Differ<'a> {
+        Differ {
+            image: self.image,
+            own: self.own,
+            texts,
+        }
+    }
+
+    /// Files holding modules the image does not have.
+    fn files_added(&mut self) {
+        let side_of = if self.own { Side::File } else { Side::Unknown };
+        for (name, path) in &self.holders {
+            if self.seen.contains(name) || !self.wanted(name) {
+                continue;
+            }
+            let Some(side) = self.sides.get(path) else {
+                continue;
+            };
+            let definitions = if self.options.definitions {
+                let unit = &side.unit;
+                let added = |(i, d): (usize, &Definition)| DefinitionDiff {
                     name: d.name.clone(),
                     change: Change::Added,
-                    side: if own { Side::File } else { Side::Unknown },
+                    side: side_of,
                     other: None,
                     image: None,
-                    file: Some(side.unit.definition_text(i).to_vec()),
+                    file: Some(unit.definition_text(i).to_vec()),
                     base: None,
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
-        report.modules.push(ModuleStatus {
-            module: name.clone(),
-            path: path.clone(),
-            from_path: None,
-            state: ModuleState::FileAdded,
-            conflicts: Vec::new(),
-            definitions,
-        });
-    }
-    report.clean = known.saturating_sub(differing);
-    if options.definitions {
-        pair_moves(&mut report.modules);
-    }
-    report.modules.sort_by(|a, b| a.module.cmp(&b.module));
-    report.failed.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(report)
-}
-
-/// A module defined in two files is refused in all but one, as a build refuses it (the file
-/// the image has it from keeps it, else the first by path): those files are failures.
-fn refuse_claimed_twice(
-    image: &Image,
-    on_disk: &HashSet<String>,
-    stamps: &HashMap<String, PathRecord>,
-    sides: &mut HashMap<String, FileSide>,
-    holders: &mut HashMap<String, String>,
-    report: &mut TreeStatus,
-) -> Result<()> {
-    let mut claims: HashMap<&str, Vec<&str>> = HashMap::default();
-    for path in on_disk {
-        let module = match sides.get(path) {
-            Some(side) => Some(side.unit.name()),
-            None => stamps.get(path).map(|s| s.module.as_str()),
-        };
-        if report.failed.iter().any(|f| f.path == *path) {
-            continue;
-        }
-        if let Some(module) = module {
-            claims.entry(module).or_default().push(path);
-        }
-    }
-    let mut losers: Vec<(String, String, String)> = Vec::new();
-    for (module, mut paths) in claims {
-        if paths.len() < 2 {
-            continue;
-        }
-        paths.sort_unstable();
-        let holder = image.module(module)?.map(|m| m.path);
-        let winner = holder
-            .filter(|h| paths.contains(&h.as_str()))
-            .unwrap_or_else(|| paths[0].to_string());
-        for loser in paths.into_iter().filter(|p| *p != winner) {
-            losers.push((module.to_string(), winner.clone(), loser.to_string()));
-        }
-    }
-    losers.sort();
-    for (module, winner, loser) in losers {
-        report.failed.push(FileFailure::new(
-            loser.clone(),
-            FailureKind::ClaimedTwice {
-                module: module.clone(),
-                holder: winner.clone(),
-                path: loser.clone(),
-            },
-        ));
-        sides.remove(&loser);
-        if holders.get(&module) == Some(&loser) {
-            if sides.contains_key(&winner) {
-                holders.insert(module, winner);
+                };
+                unit.definitions().iter().enumerate().map(added).collect()
             } else {
-                holders.remove(&module);
-            }
+                Vec::new()
+            };
+            self.report.modules.push(ModuleStatus {
+                module: name.clone(),
+                path: path.clone(),
+                from_path: None,
+                state: ModuleState::FileAdded,
+                conflicts: Vec::new(),
+                definitions,
+            });
         }
     }
-    Ok(())
+
+    /// The report in order, with the clean count and (by definition) the moves paired.
+    fn summarize(mut self, known: usize, differing: usize) -> TreeStatus {
+        self.report.clean = known.saturating_sub(differing);
+        if self.options.definitions {
+            pair_moves(&mut self.report.modules);
+        }
+        self.report.modules.sort_by(|a, b| a.module.cmp(&b.module));
+        self.report.failed.sort_by(|a, b| a.path.cmp(&b.path));
+        self.report
+    }
 }
 
-/// A module's differences by definition, image against file (`None`: no file), and the
-/// definitions in conflict among them. Texts are kept with `texts`.
-fn file_changes(
-    image: &Image,
-    module: &str,
-    record: &ModuleRecord,
-    sync: &SyncRecord,
-    file: Option<&FileSide>,
+/// A module's definitions that differ, and those in conflict among them.
+struct Changes {
+    definitions: Vec<DefinitionDiff>,
+    conflicts: Vec<String>,
+}
+
+/// Compares a module's definitions, image against file.
+struct Differ<'a> {
+    image: &'a Image,
+    /// Against the image's own tree: which side moved is known from the definitions' bases.
     own: bool,
+    /// Keep both texts (and the base of a conflict) in each difference.
     texts: bool,
-) -> Result<(Vec<DefinitionDiff>, Vec<String>)> {
-    let mut out = Vec::new();
-    let mut conflicts = Vec::new();
-    let mut in_file: HashMap<&str, (Hash, &[u8])> = HashMap::default();
-    let mut file_order: Vec<&str> = Vec::new();
-    if let Some(file) = file {
-        for (i, def) in file.unit.definitions().iter().enumerate() {
-            let text = file.unit.definition_text(i);
-            in_file.insert(def.name.as_str(), (Hash::of(text), text));
-            file_order.push(def.name.as_str());
-        }
-    }
-    let mut in_image: HashSet<&str> = HashSet::default();
-    for name in &record.definitions {
-        in_image.insert(name.as_str());
-        let Some(def) = image.definition(module, name)? else {
-            continue;
+}
+
+impl Differ<'_> {
+    /// A module's differences by definition, image against file (`None`: no file), and the
+    /// definitions in conflict among them.
+    fn changes(
+        &self,
+        module: &str,
+        record: &ModuleRecord,
+        sync: &SyncRecord,
+        file: Option<&FileSide>,
+    ) -> Result<Changes> {
+        let mut out = Changes {
+            definitions: Vec::new(),
+            conflicts: Vec::new(),
         };
-        let image_text = || image.text(&def.hash);
-        match in_file.get(name.as_str()) {
-            Some((hash, _)) if *hash == def.hash => {}
-            Some((hash, text)) => {
-                let side = if !own {
-                    Side::Unknown
-                } else if def.base == Some(def.hash) {
-                    Side::File
-                } else if def.base == Some(*hash) {
-                    Side::Image
-                } else {
-                    if !merges_cleanly(image, &def, text) {
-                        conflicts.push(name.clone());
-                    }
-                    Side::Both
-                };
-                let image_text = image_text()?;
-                let change = if same_tree(&image_text, text) {
-                    Change::FormattingOnly
-                } else {
-                    Change::Changed
-                };
-                out.push(DefinitionDiff {
-                    name: name.clone(),
-                    change,
-                    side,
-                    other: None,
-                    image: texts.then_some(image_text),
-                    file: texts.then(|| text.to_vec()),
-                    base: base_text(image, &def, texts && side == Side::Both),
-                });
-            }
-            None => {
-                let side = if !own {
-                    Side::Unknown
-                } else if def.base.is_none() {
-                    Side::Image
-                } else if def.base == Some(def.hash) {
-                    Side::File
-                } else {
-                    if file.is_some() {
-                        conflicts.push(name.clone());
-                    }
-                    Side::Both
-                };
-                out.push(DefinitionDiff {
-                    name: name.clone(),
-                    change: Change::Removed,
-                    side,
-                    other: None,
-                    image: if texts { Some(image_text()?) } else { None },
-                    file: None,
-                    base: base_text(image, &def, texts && side == Side::Both),
-                });
+        let mut in_file: HashMap<&str, (Hash, &[u8])> = HashMap::default();
+        let mut file_order: Vec<&str> = Vec::new();
+        if let Some(file) = file {
+            for (i, def) in file.unit.definitions().iter().enumerate() {
+                let text = file.unit.definition_text(i);
+                in_file.insert(def.name.as_str(), (Hash::of(text), text));
+                file_order.push(def.name.as_str());
             }
         }
+        for name in &record.definitions {
+            let Some(def) = self.image.definition(module, name)? else {
+                continue;
+            };
+            let diff = match in_file.get(name.as_str()) {
+                Some((hash, _)) if *hash == def.hash => continue,
+                Some((hash, text)) => self.changed(name, &def, *hash, text, &mut out.conflicts)?,
+                None => self.removed(name, &def, file.is_some(), &mut out.conflicts)?,
+            };
+            out.definitions.push(diff);
+        }
+        let in_image: HashSet<&str> = record.definitions.iter().map(String::as_str).collect();
+        for name in file_order {
+            if !in_image.contains(name) {
+                let (hash, text) = in_file[name];
+                let diff = self.added(name, hash, text, sync, &mut out.conflicts);
+                out.definitions.push(diff);
+            }
+        }
+        Ok(out)
     }
-    for name in file_order {
-        if in_image.contains(name) {
-            continue;
-        }
-        let (hash, text) = in_file[name];
+
+    /// A definition whose texts differ.
+    fn changed(
+        &self,
+        name: &str,
+        def: &DefinitionRecord,
+        hash: Hash,
+        text: &[u8],
+        conflicts: &mut Vec<String>,
+    ) -> Result<DefinitionDiff> {
+        let side = if !self.own {
+            Side::Unknown
+        } else if def.base == Some(def.hash) {
+            Side::File
+        } else if def.base == Some(hash) {
+            Side::Image
+        } else {
+            if !merges_cleanly(self.image, def, text) {
+                conflicts.push(name.to_string());
+            }
+            Side::Both
+        };
+        let image_text = self.image.text(&def.hash)?;
+        let change = if same_tree(&image_text, text) {
+            Change::FormattingOnly
+        } else {
+            Change::Changed
+        };
+        Ok(DefinitionDiff {
+            name: name.to_string(),
+            change,
+            side,
+            other: None,
+            image: self.texts.then_some(image_text),
+            file: self.texts.then(|| text.to_vec()),
+            base: base_text(self.image, def, self.texts && side == Side::Both),
+        })
+    }
+
+    /// A definition the image has and the file (if there is one) does not.
+    fn removed(
+        &self,
+        name: &str,
+        def: &DefinitionRecord,
+        has_file: bool,
+        conflicts: &mut Vec<String>,
+    ) -> Result<DefinitionDiff> {
+        let side = if !self.own {
+            Side::Unknown
+        } else if def.base.is_none() {
+            Side::Image
+        } else if def.base == Some(def.hash) {
+            Side::File
+        } else {
+            if has_file {
+                conflicts.push(name.to_string());
+            }
+            Side::Both
+        };
+        let image = if self.texts {
+            Some(self.image.text(&def.hash)?)
+        } else {
+            None
+        };
+        Ok(DefinitionDiff {
+            name: name.to_string(),
+            change: Change::Removed,
+            side,
+            other: None,
+            image,
+            file: None,
+            base: base_text(self.image, def, self.texts && side == Side::Both),
+        })
+    }
+
+    /// A definition the file has and the image does not.
+    fn added(
+        &self,
+        name: &str,
+        hash: Hash,
+        text: &[u8],
+        sync: &SyncRecord,
+        conflicts: &mut Vec<String>,
+    ) -> DefinitionDiff {
         let side = match sync.removed.get(name).and_then(|h| Hash::from_hex(h)) {
-            _ if !own => Side::Unknown,
+            _ if !self.own => Side::Unknown,
             Some(base) if base == hash => Side::Image,
             Some(_) => {
                 conflicts.push(name.to_string());
@@ -616,17 +779,16 @@ fn file_changes(
             None if sync.conflicts.contains_key(name) => Side::Both,
             None => Side::File,
         };
-        out.push(DefinitionDiff {
+        DefinitionDiff {
             name: name.to_string(),
             change: Change::Added,
             side,
             other: None,
             image: None,
-            file: texts.then(|| text.to_vec()),
+            file: self.texts.then(|| text.to_vec()),
             base: None,
-        });
+        }
     }
-    Ok((out, conflicts))
 }
 
 /// The agreed text of a definition, when `wanted` and known.

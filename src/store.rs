@@ -114,12 +114,19 @@ pub trait Store: Send + Sync {
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<()>;
 
-    /// Applies `writes` atomically: all or none, and a reader sees all or none. With `durable`,
-    /// returns only once the batch would survive a power cut.
+    /// Applies `writes` atomically: all or none, and a reader sees all or none. Returns only
+    /// once the batch would survive a power cut.
     ///
     /// # Errors
     /// Any storage failure; nothing was applied.
-    fn commit(&self, writes: Vec<Write>, durable: bool) -> Result<()>;
+    fn commit(&self, writes: Vec<Write>) -> Result<()>;
+
+    /// As [`commit`](Self::commit), but returns once the batch has reached the operating
+    /// system's buffers: a power cut may lose it (whole, never half of it).
+    ///
+    /// # Errors
+    /// Any storage failure; nothing was applied.
+    fn commit_buffered(&self, writes: Vec<Write>) -> Result<()>;
 
     /// Loads `writes` into tables directly, bypassing the journal: fast and durable, but not
     /// atomic. Only for filling an empty store, followed by a [`commit`](Self::commit) that
@@ -225,6 +232,50 @@ impl FjallStore {
         // Every table is opened in `open`, in `Table::ALL` order.
         &self.tables[table.index()].1
     }
+
+    /// Applies `writes` as one batch; with `persist`, made durable before it returns.
+    fn apply(&self, mut writes: Vec<Write>, persist: Option<PersistMode>) -> Result<()> {
+        let new_blobs = writes
+            .iter()
+            .filter(|w| matches!(w, Write::Put(Table::Blobs, ..)))
+            .count();
+        if new_blobs >= INGEST_MIN_BLOBS {
+            // Texts are content-addressed: if the process dies after this and before the batch
+            // below, they are texts nothing refers to yet, which harms nothing.
+            let (mut blobs, rest): (Vec<Write>, Vec<Write>) = writes
+                .into_iter()
+                .partition(|w| matches!(w, Write::Put(Table::Blobs, ..)));
+            writes = rest;
+            // Ingestion takes keys in order.
+            blobs.sort_unstable_by(|a, b| a.target().cmp(&b.target()));
+            let keyspace = self.keyspace(Table::Blobs).inner();
+            let fail = self.fail("writing", Some(Table::Blobs));
+            let mut ingestion = keyspace.start_ingestion().map_err(&fail)?;
+            for write in blobs {
+                if let Write::Put(_, key, value) = write {
+                    ingestion.write(key, value).map_err(&fail)?;
+                }
+            }
+            ingestion.finish().map_err(&fail)?;
+        }
+        // Everything else in one batch: one journal entry, applied all or nothing (in key
+        // order, which the memtable inserts faster).
+        writes.sort_unstable_by(|a, b| a.target().cmp(&b.target()));
+        let mut batch = self.db.inner().batch().durability(persist);
+        for write in writes {
+            match write {
+                Write::Put(table, k, v) => batch.insert(self.keyspace(table).inner(), k, v),
+                Write::Delete(table, k) => batch.remove(self.keyspace(table).inner(), k),
+            }
+        }
+        batch.commit().map_err(self.fail("committing to", None))?;
+        if let Some(mode) = persist {
+            self.db
+                .persist(mode)
+                .map_err(self.fail("making durable", None))?;
+        }
+        Ok(())
+    }
 }
 
 impl Store for FjallStore {
@@ -263,51 +314,12 @@ impl Store for FjallStore {
         Ok(())
     }
 
-    fn commit(&self, mut writes: Vec<Write>, durable: bool) -> Result<()> {
-        let new_blobs = writes
-            .iter()
-            .filter(|w| matches!(w, Write::Put(Table::Blobs, ..)))
-            .count();
-        if new_blobs >= INGEST_MIN_BLOBS {
-            // Texts are content-addressed: if the process dies after this and before the batch
-            // below, they are texts nothing refers to yet, which harms nothing.
-            let (mut blobs, rest): (Vec<Write>, Vec<Write>) = writes
-                .into_iter()
-                .partition(|w| matches!(w, Write::Put(Table::Blobs, ..)));
-            writes = rest;
-            // Ingestion takes keys in order.
-            blobs.sort_unstable_by(|a, b| a.target().cmp(&b.target()));
-            let keyspace = self.keyspace(Table::Blobs).inner();
-            let fail = self.fail("writing", Some(Table::Blobs));
-            let mut ingestion = keyspace.start_ingestion().map_err(&fail)?;
-            for write in blobs {
-                if let Write::Put(_, key, value) = write {
-                    ingestion.write(key, value).map_err(&fail)?;
-                }
-            }
-            ingestion.finish().map_err(&fail)?;
-        }
-        // Everything else in one batch: one journal entry, applied all or nothing (in key
-        // order, which the memtable inserts faster).
-        writes.sort_unstable_by(|a, b| a.target().cmp(&b.target()));
-        let mut batch = self
-            .db
-            .inner()
-            .batch()
-            .durability(durable.then_some(PersistMode::SyncAll));
-        for write in writes {
-            match write {
-                Write::Put(table, k, v) => batch.insert(self.keyspace(table).inner(), k, v),
-                Write::Delete(table, k) => batch.remove(self.keyspace(table).inner(), k),
-            }
-        }
-        batch.commit().map_err(self.fail("committing to", None))?;
-        if durable {
-            self.db
-                .persist(PersistMode::SyncAll)
-                .map_err(self.fail("making durable", None))?;
-        }
-        Ok(())
+    fn commit(&self, writes: Vec<Write>) -> Result<()> {
+        self.apply(writes, Some(PersistMode::SyncAll))
+    }
+
+    fn commit_buffered(&self, writes: Vec<Write>) -> Result<()> {
+        self.apply(writes, None)
     }
 
     fn load(&self, mut writes: Vec<Write>) -> Result<()> {
@@ -337,7 +349,7 @@ impl Store for FjallStore {
                 keys.push(Write::Delete(table, k.to_vec()));
                 true
             })?;
-            self.commit(keys, true)?;
+            self.commit(keys)?;
         }
         Ok(())
     }

@@ -14,7 +14,7 @@ use spry_image::eval::{ErrorKind, Interp, Options, Source, Value, repr, run_with
 use spry_image::syntax::{SyntaxErrorKind, parse, read_definition};
 use spry_image::{ExportOptions, Origin};
 
-use super::{Status, open_image};
+use super::{Borrowed, Status, open_image};
 
 #[derive(Args, Debug, Clone)]
 #[command(
@@ -83,19 +83,63 @@ impl Source for ImageRef<'_> {
     }
 }
 
-fn session(image_dir: Option<&Path>, interrupt: Arc<AtomicBool>) -> Status {
+/// The image of `image_dir`, or of the directory the REPL runs in (`None`: none found).
+fn find_image(image_dir: Option<&Path>) -> Result<Option<Borrowed>, Status> {
     let found = match image_dir {
         Some(dir) => Some(dir.to_path_buf()),
         None => std::env::current_dir()
             .ok()
             .and_then(|here| spry_image::image::Image::find(&here).ok()),
     };
-    let image = match &found {
-        Some(dir) => match open_image(Some(dir)) {
-            Ok(image) => Some(image),
-            Err(status) => return status,
-        },
-        None => None,
+    match &found {
+        Some(dir) => open_image(Some(dir)).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// What the line editor gave.
+enum Input {
+    /// A complete input (continued over lines while brackets are open).
+    Text(String),
+    /// Nothing to run (Ctrl-C at the prompt).
+    Nothing,
+    /// End of input.
+    End,
+    /// The editor failed (reported).
+    Failed,
+}
+
+/// Reads one input, asking for more lines while it is incomplete.
+fn read_input(editor: &mut DefaultEditor, prompt: &str) -> Input {
+    let mut input = match editor.readline(prompt) {
+        Ok(line) => line,
+        Err(ReadlineError::Interrupted) => return Input::Nothing,
+        Err(ReadlineError::Eof) => return Input::End,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Input::Failed;
+        }
+    };
+    while incomplete(&input) {
+        match editor.readline("....> ") {
+            Ok(line) => {
+                input.push('\n');
+                input.push_str(&line);
+            }
+            Err(ReadlineError::Interrupted) => {
+                input.clear();
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    Input::Text(input)
+}
+
+fn session(image_dir: Option<&Path>, interrupt: Arc<AtomicBool>) -> Status {
+    let image = match find_image(image_dir) {
+        Ok(image) => image,
+        Err(status) => return status,
     };
     let mut editor = match DefaultEditor::new() {
         Ok(editor) => editor,
@@ -123,28 +167,12 @@ fn session(image_dir: Option<&Path>, interrupt: Arc<AtomicBool>) -> Status {
             Some(m) => format!("{m}> "),
             None => "spry> ".to_string(),
         };
-        let mut input = match editor.readline(&prompt) {
-            Ok(line) => line,
-            Err(ReadlineError::Interrupted) => continue,
-            Err(ReadlineError::Eof) => break,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Status::Trouble;
-            }
+        let input = match read_input(&mut editor, &prompt) {
+            Input::Text(input) => input,
+            Input::Nothing => continue,
+            Input::End => break,
+            Input::Failed => return Status::Trouble,
         };
-        while incomplete(&input) {
-            match editor.readline("....> ") {
-                Ok(line) => {
-                    input.push('\n');
-                    input.push_str(&line);
-                }
-                Err(ReadlineError::Interrupted) => {
-                    input.clear();
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
         let line = input.trim();
         if line.is_empty() {
             continue;

@@ -199,46 +199,82 @@ fn conflicts_json(report: &TreeStatus) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The rows of the modules in `states`, under `title` (nothing if there are none).
+fn module_group(
+    report: &TreeStatus,
+    root: &Path,
+    title: &str,
+    states: &[ModuleState],
+    style: Style,
+) -> String {
+    let rows: Vec<&ModuleStatus> = report
+        .modules
+        .iter()
+        .filter(|m| states.contains(&m.state))
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut text = format!("\n{title}\n");
+    for m in rows {
+        let place = match &m.from_path {
+            Some(from) => format!(
+                "{} -> {}",
+                shown_path(root, from),
+                shown_path(root, &m.path)
+            ),
+            None => shown_path(root, &m.path),
+        };
+        let row = format!(
+            "{:<15} {} ({place})",
+            format!("{}:", state_label(m.state)),
+            m.module
+        );
+        text.push_str(&format!("  {}\n", paint(style, &row)));
+        for name in &m.conflicts {
+            text.push_str(&format!("      {}::{name}\n", m.module));
+            if let Some(d) = m.definitions.iter().find(|d| &d.name == name) {
+                text.push_str(&version("image", d.image.as_deref()));
+                text.push_str(&version("file", d.file.as_deref()));
+            }
+        }
+    }
+    text
+}
+
+/// The files that cannot be taken, those that do not parse aside (their modules say so).
+fn unowned_failures(report: &TreeStatus, root: &Path) -> String {
+    let mut out = String::new();
+    let unowned: Vec<&FileFailure> = report
+        .failed
+        .iter()
+        .filter(|f| {
+            !report
+                .modules
+                .iter()
+                .any(|m| m.state == ModuleState::Unparsable && m.path == f.path)
+        })
+        .collect();
+    if !unowned.is_empty() {
+        out.push_str("\nFiles that cannot be taken:\n");
+        for failure in unowned {
+            out.push_str(&format!(
+                "  {}\n",
+                paint(RED, &shown_path(root, &failure.path))
+            ));
+        }
+    }
+    out
+}
+
 fn status_text(report: &TreeStatus, generation: u64) -> String {
     let mut out = format!("image generation {generation}, tree {}\n", report.root);
     let root = Path::new(&report.root);
     if !report.part.is_empty() {
         out.push_str(&format!("partial image: {}\n", report.part.join(", ")));
     }
-    let group = |title: &str, states: &[ModuleState], style: Style| -> String {
-        let rows: Vec<&ModuleStatus> = report
-            .modules
-            .iter()
-            .filter(|m| states.contains(&m.state))
-            .collect();
-        if rows.is_empty() {
-            return String::new();
-        }
-        let mut text = format!("\n{title}\n");
-        for m in rows {
-            let place = match &m.from_path {
-                Some(from) => format!(
-                    "{} -> {}",
-                    shown_path(root, from),
-                    shown_path(root, &m.path)
-                ),
-                None => shown_path(root, &m.path),
-            };
-            let row = format!(
-                "{:<15} {} ({place})",
-                format!("{}:", state_label(m.state)),
-                m.module
-            );
-            text.push_str(&format!("  {}\n", paint(style, &row)));
-            for name in &m.conflicts {
-                text.push_str(&format!("      {}::{name}\n", m.module));
-                if let Some(d) = m.definitions.iter().find(|d| &d.name == name) {
-                    text.push_str(&version("image", d.image.as_deref()));
-                    text.push_str(&version("file", d.file.as_deref()));
-                }
-            }
-        }
-        text
+    let group = |title: &str, states: &[ModuleState], style: Style| {
+        module_group(report, root, title, states, style)
     };
     out.push_str(&group(
         "Changed in the image, not yet exported (spry-image export):",
@@ -275,25 +311,7 @@ fn status_text(report: &TreeStatus, generation: u64) -> String {
         &[ModuleState::Unparsable],
         RED,
     ));
-    let unowned: Vec<&FileFailure> = report
-        .failed
-        .iter()
-        .filter(|f| {
-            !report
-                .modules
-                .iter()
-                .any(|m| m.state == ModuleState::Unparsable && m.path == f.path)
-        })
-        .collect();
-    if !unowned.is_empty() {
-        out.push_str("\nFiles that cannot be taken:\n");
-        for failure in unowned {
-            out.push_str(&format!(
-                "  {}\n",
-                paint(RED, &shown_path(root, &failure.path))
-            ));
-        }
-    }
+    out.push_str(&unowned_failures(report, root));
     if !report.outside.is_empty() {
         out.push_str(&format!(
             "\nOutside the image's part: {} file(s) (not held, never treated as removed)\n",

@@ -33,39 +33,15 @@ pub fn run(image_dir: Option<&Path>, args: &WatchArgs) -> Status {
         Err(status) => return status,
     };
     let dir = image_dir.map_or_else(|| src.join(IMAGE_DIR), Path::to_path_buf);
-    // Never borrowed: one watcher per image.
-    let image = match Image::create(&dir, &src) {
+    let image = match open_unborrowed(&dir, &src) {
         Ok(image) => image,
-        Err(spry_image::Error::Locked { path, pid, command })
-            if path.join(spry_image::watch::SOCKET_FILE).exists() =>
-        {
-            eprintln!(
-                "error: the image at {} is already watched by process {pid} ({command}); one \
-                 watcher per image",
-                path.display()
-            );
-            return Status::Trouble;
-        }
-        Err(e) => return report_error(&e),
+        Err(status) => return status,
     };
     super::note_relocation(&image);
-    // Ctrl-C and SIGTERM from now on: one that comes while the watcher starts (its first
-    // build) stops it as soon as it has started.
-    let stopper: Arc<OnceLock<Stopper>> = Arc::new(OnceLock::new());
-    let early = Arc::new(AtomicBool::new(false));
-    {
-        let (stopper, early) = (Arc::clone(&stopper), Arc::clone(&early));
-        // The flag first, then the stopper: a signal racing the start is never lost.
-        if let Err(e) = ctrlc::set_handler(move || {
-            early.store(true, Ordering::SeqCst);
-            if let Some(stopper) = stopper.get() {
-                stopper.stop();
-            }
-        }) {
-            eprintln!("error: cannot handle Ctrl-C: {e}");
-            return Status::Trouble;
-        }
-    }
+    let (stopper, early) = match stop_on_signals() {
+        Ok(found) => found,
+        Err(status) => return status,
+    };
     let json = args.json;
     let shown = src.clone();
     // Batch lines wait until the first lines are out: `watching` always comes first.
@@ -112,7 +88,52 @@ pub fn run(image_dir: Option<&Path>, args: &WatchArgs) -> Status {
         print_batch(&src, initial, json);
     }
     drop(first_lines);
-    match watcher.wait() {
+    stopped(watcher.wait(), json)
+}
+
+/// The image, created or opened, never borrowed from a running watcher: one watcher per
+/// image.
+fn open_unborrowed(dir: &Path, src: &Path) -> Result<Image, Status> {
+    match Image::create(dir, src) {
+        Ok(image) => Ok(image),
+        Err(spry_image::Error::Locked { path, pid, command })
+            if path.join(spry_image::watch::SOCKET_FILE).exists() =>
+        {
+            eprintln!(
+                "error: the image at {} is already watched by process {pid} ({command}); one \
+                 watcher per image",
+                path.display()
+            );
+            Err(Status::Trouble)
+        }
+        Err(e) => Err(report_error(&e)),
+    }
+}
+
+/// The stopper slot and the early flag that Ctrl-C and SIGTERM set from now on: a signal
+/// that comes while the watcher starts (its first build) stops it as soon as it has started.
+fn stop_on_signals() -> Result<(Arc<OnceLock<Stopper>>, Arc<AtomicBool>), Status> {
+    let stopper: Arc<OnceLock<Stopper>> = Arc::new(OnceLock::new());
+    let early = Arc::new(AtomicBool::new(false));
+    {
+        let (stopper, early) = (Arc::clone(&stopper), Arc::clone(&early));
+        // The flag first, then the stopper: a signal racing the start is never lost.
+        if let Err(e) = ctrlc::set_handler(move || {
+            early.store(true, Ordering::SeqCst);
+            if let Some(stopper) = stopper.get() {
+                stopper.stop();
+            }
+        }) {
+            eprintln!("error: cannot handle Ctrl-C: {e}");
+            return Err(Status::Trouble);
+        }
+    }
+    Ok((stopper, early))
+}
+
+/// The exit status once the watcher stopped.
+fn stopped<T>(outcome: spry_image::Result<T>, json: bool) -> Status {
+    match outcome {
         Ok(_) => {
             if !json {
                 eprintln!("stopped");

@@ -292,10 +292,7 @@ mod tests {
         let store = FjallStore::open(&dir.join(IMAGE_DIR).join(DB_DIR)).unwrap();
         assert!(store.get(Table::Blobs, &hash.0).unwrap().is_some());
         store
-            .commit(
-                vec![Write::Put(Table::Blobs, hash.0.to_vec(), stored)],
-                true,
-            )
+            .commit(vec![Write::Put(Table::Blobs, hash.0.to_vec(), stored)])
             .unwrap();
     }
 
@@ -366,7 +363,7 @@ mod tests {
         {
             let store = FjallStore::open(&dir.path().join(IMAGE_DIR).join(DB_DIR)).unwrap();
             store
-                .commit(vec![Write::Delete(Table::Blobs, hash.0.to_vec())], true)
+                .commit(vec![Write::Delete(Table::Blobs, hash.0.to_vec())])
                 .unwrap();
         }
         let image = Image::open(&dir.path().join(IMAGE_DIR)).unwrap();

@@ -89,7 +89,7 @@ impl Image {
             true
         })?;
         if !writes.is_empty() {
-            store.commit(writes, true)?;
+            store.commit(writes)?;
         }
         Ok(report)
     }

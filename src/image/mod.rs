@@ -292,14 +292,11 @@ impl Image {
 
     fn write_record(&self, record: &ImageRecord) -> Result<()> {
         let bytes = serde_json::to_vec(record).map_err(Error::store)?;
-        self.store.commit(
-            vec![crate::store::Write::Put(
-                Table::Meta,
-                META_IMAGE.to_vec(),
-                bytes,
-            )],
-            true,
-        )
+        self.store.commit(vec![crate::store::Write::Put(
+            Table::Meta,
+            META_IMAGE.to_vec(),
+            bytes,
+        )])
     }
 
     pub(crate) fn store(&self) -> &dyn Store {
@@ -638,10 +635,11 @@ impl Image {
         manifest: &std::collections::BTreeMap<String, String>,
     ) -> Result<()> {
         let bytes = serde_json::to_vec(manifest).map_err(Error::store)?;
-        self.store.commit(
-            vec![crate::store::Write::Put(Table::Meta, copy_key(dir), bytes)],
-            true,
-        )
+        self.store.commit(vec![crate::store::Write::Put(
+            Table::Meta,
+            copy_key(dir),
+            bytes,
+        )])
     }
 
     /// Whether the image's directory (its format file) is gone from the disk while it is open:
@@ -787,14 +785,11 @@ fn discard_interrupted_first_load(store: &dyn Store) -> Result<()> {
         let record = store.get(Table::Meta, META_IMAGE)?;
         store.clear()?;
         if let Some(record) = record {
-            store.commit(
-                vec![crate::store::Write::Put(
-                    Table::Meta,
-                    META_IMAGE.to_vec(),
-                    record,
-                )],
-                true,
-            )?;
+            store.commit(vec![crate::store::Write::Put(
+                Table::Meta,
+                META_IMAGE.to_vec(),
+                record,
+            )])?;
         }
     }
     Ok(())

@@ -11,7 +11,7 @@ use super::record::{
 };
 use super::{Image, META_GENERATION};
 use crate::error::{Error, Result};
-use crate::store::{Table, Write};
+use crate::store::{Store, Table, Write};
 use crate::syntax::{
     Piece, ReadsBackError, SourceUnit, SyntaxErrorKind, UnitKind, format_new_definition,
     read_definition, whole_reads_back, window_reads_back,
@@ -550,28 +550,50 @@ impl<'a> Transaction<'a> {
             name,
             kind,
             definitions,
-            mut gaps,
+            gaps,
         } = unit;
         let old = self.module(&name)?;
         let old_sync = match &old {
             Some(_) => self.sync(&name)?,
             None => SyncRecord::default(),
         };
-        let mut sync = old_sync.clone();
+        let mut unit = UnitMerge {
+            sync: old_sync.clone(),
+            order: Vec::with_capacity(definitions.len()),
+            changed: Vec::new(),
+            in_file: HashSet::default(),
+            differs: false,
+            gaps,
+        };
         // A file read again is not deleted (any more).
-        sync.file_deleted = false;
-        let mut order: Vec<String> = Vec::with_capacity(definitions.len());
-        let mut changed: Vec<String> = Vec::new();
-        let mut in_file: HashSet<String> = HashSet::default();
-        let mut differs = false;
+        unit.sync.file_deleted = false;
+        self.take_file_definitions(&name, old.is_some(), path, definitions, &mut unit)?;
+        let in_file = &unit.in_file;
+        unit.sync.removed.retain(|def, _| in_file.contains(def));
+        if let Some(old) = &old {
+            self.keep_image_definitions(&name, old, &mut unit)?;
+        }
+        self.record_merged(&name, &unit)?;
+        unit.sync.unexported = unit.differs || !unit.sync.removed.is_empty();
+        if unit.sync != old_sync {
+            self.write_sync(&name, &unit.sync)?;
+        }
+        self.store_unit(&name, kind, path, old.as_ref(), unit)
+    }
+
+    /// Merges each definition of the file, in file order, with the image's.
+    fn take_file_definitions(
+        &mut self,
+        name: &str,
+        known: bool,
+        path: &str,
+        definitions: Vec<(String, Prepared)>,
+        unit: &mut UnitMerge,
+    ) -> Result<()> {
         // The file as read, for checking a line merge in place (see `FileSide::fits`).
         let file = FileSide {
             script: path.strip_suffix(".spry").unwrap_or(path).to_string(),
-            gaps: if old.is_some() {
-                gaps.clone()
-            } else {
-                Vec::new()
-            },
+            gaps: if known { unit.gaps.clone() } else { Vec::new() },
             names: definitions.iter().map(|(d, _)| d.clone()).collect(),
             hashes: definitions.iter().map(|(_, t)| t.hash).collect(),
         };
@@ -581,96 +603,131 @@ impl<'a> Transaction<'a> {
             let Some((def, text)) = pending[at].take() else {
                 continue;
             };
-            in_file.insert(def.clone());
+            unit.in_file.insert(def.clone());
             // A module new to the image has no definitions to merge with.
-            let current = match &old {
-                Some(_) => self.definition(&name, &def)?,
-                None => None,
+            let current = if known {
+                self.definition(name, &def)?
+            } else {
+                None
             };
             if current.is_none()
-                && let Some(base) = sync.removed.get(&def).and_then(|h| Hash::from_hex(h))
+                && let Some(base) = unit.sync.removed.get(&def).and_then(|h| Hash::from_hex(h))
             {
-                // Removed in the image. The file still holds the text it had then: it stays
-                // removed (and the file is still to be written); another text is a conflict.
-                if base != text.hash {
-                    self.conflicts.push(Conflict {
-                        module: name.clone(),
-                        name: def.clone(),
-                        image: None,
-                        file: Some(text.hash),
-                    });
-                    sync.conflicts.insert(def.clone(), Some(text.hash.to_hex()));
-                    self.put_blob(text);
-                    sync.removed.remove(&def);
-                }
-                differs = true;
-                drop_slot(&mut gaps, order.len());
+                self.removed_in_image(name, def, text, base, unit);
                 continue;
             }
             let fits = |tx: &Transaction, merged: &[u8]| file.fits(tx, &pending, at, merged);
-            let merged = self.merge_from_file(&name, &def, current, Some(text), &fits)?;
-            settle_merge(&def, merged, &mut sync, &mut changed, &mut differs);
-            order.push(def);
+            let merged = self.merge_from_file(name, &def, current, Some(text), &fits)?;
+            unit.settle(&def, merged);
+            unit.order.push(def);
         }
-        sync.removed.retain(|def, _| in_file.contains(def));
-        if let Some(old) = &old {
-            let old_gaps = self.gaps(old)?;
-            for (i, def) in old.definitions.iter().enumerate() {
-                if in_file.contains(def) {
-                    continue;
-                }
-                let current = self.definition(&name, def)?;
-                let merged = self.merge_from_file(&name, def, current, None, &|_, _| false)?;
-                settle_merge(def, merged, &mut sync, &mut changed, &mut differs);
-                if merged != Merged::Taken && self.definition(&name, def)?.is_some() {
-                    // Kept (a live addition or a conflict): it stays after its old neighbour.
-                    let after = old.definitions[..i]
-                        .iter()
-                        .rev()
-                        .find_map(|prev| order.iter().position(|o| o == prev));
-                    let at = after.map_or(0, |p| p + 1);
-                    order.insert(at, def.clone());
-                    // Gap k comes before definition k: a kept definition brings the
-                    // separator it had before it; as the first, the one it had after it.
-                    let (gap, slot) = if at == 0 {
-                        (old_gaps.get(i + 1), 1)
-                    } else {
-                        (old_gaps.get(i), at)
-                    };
-                    let gap = gap.cloned().unwrap_or_else(|| b"\n".to_vec());
-                    gaps.insert(slot.min(gaps.len()), gap);
-                }
+        Ok(())
+    }
+
+    /// A definition removed in the image that the file still holds. The file still holds the
+    /// text it had then: it stays removed (and the file is still to be written); another text
+    /// is a conflict.
+    fn removed_in_image(
+        &mut self,
+        name: &str,
+        def: String,
+        text: Prepared,
+        base: Hash,
+        unit: &mut UnitMerge,
+    ) {
+        if base != text.hash {
+            self.conflicts.push(Conflict {
+                module: name.to_string(),
+                name: def.clone(),
+                image: None,
+                file: Some(text.hash),
+            });
+            unit.sync
+                .conflicts
+                .insert(def.clone(), Some(text.hash.to_hex()));
+            self.put_blob(text);
+            unit.sync.removed.remove(&def);
+        }
+        unit.differs = true;
+        drop_slot(&mut unit.gaps, unit.order.len());
+    }
+
+    /// Merges the image's definitions the file does not hold: taken out, or kept (a live
+    /// addition or a conflict) after the neighbour they had.
+    fn keep_image_definitions(
+        &mut self,
+        name: &str,
+        old: &ModuleRecord,
+        unit: &mut UnitMerge,
+    ) -> Result<()> {
+        let old_gaps = self.gaps(old)?;
+        for (i, def) in old.definitions.iter().enumerate() {
+            if unit.in_file.contains(def) {
+                continue;
+            }
+            let current = self.definition(name, def)?;
+            let merged = self.merge_from_file(name, def, current, None, &|_, _| false)?;
+            unit.settle(def, merged);
+            if merged == Merged::Taken || self.definition(name, def)?.is_none() {
+                continue;
+            }
+            let after = old.definitions[..i]
+                .iter()
+                .rev()
+                .find_map(|prev| unit.order.iter().position(|o| o == prev));
+            let at = after.map_or(0, |p| p + 1);
+            unit.order.insert(at, def.clone());
+            // Gap k comes before definition k: a kept definition brings the separator it had
+            // before it; as the first, the one it had after it.
+            let (gap, slot) = if at == 0 {
+                (old_gaps.get(i + 1), 1)
+            } else {
+                (old_gaps.get(i), at)
+            };
+            let gap = gap.cloned().unwrap_or_else(|| b"\n".to_vec());
+            unit.gaps.insert(slot.min(unit.gaps.len()), gap);
+        }
+        Ok(())
+    }
+
+    /// The module now holds the file's changes and the image's own: what it took from the
+    /// file is recorded as a merge.
+    fn record_merged(&mut self, name: &str, unit: &UnitMerge) -> Result<()> {
+        if !unit.differs || unit.changed.is_empty() || self.origin != Origin::File {
+            return Ok(());
+        }
+        for def in &unit.changed {
+            if let Some(record) = self.definition(name, def)? {
+                let record = DefinitionRecord {
+                    origin: Origin::Merge,
+                    ..record
+                };
+                self.put(
+                    Table::Definitions,
+                    definition_key(name, def),
+                    record.encode(),
+                );
             }
         }
-        if differs && !changed.is_empty() && self.origin == Origin::File {
-            // The module now holds the file's changes and the image's own: what it took from
-            // the file is recorded as a merge.
-            for def in &changed {
-                if let Some(record) = self.definition(&name, def)? {
-                    let record = DefinitionRecord {
-                        origin: Origin::Merge,
-                        ..record
-                    };
-                    self.put(
-                        Table::Definitions,
-                        definition_key(&name, def),
-                        record.encode(),
-                    );
-                }
-            }
-        }
-        sync.unexported = differs || !sync.removed.is_empty();
-        if sync != old_sync {
-            self.write_sync(&name, &sync)?;
-        }
-        let (layout, layout_generation, layout_changed) =
-            self.set_layout(&name, old.as_ref(), &gaps);
-        let moved_from = old
-            .as_ref()
-            .filter(|o| o.path != path)
-            .map(|o| o.path.clone());
-        let unchanged = old.as_ref().is_some_and(|o| {
-            o.definitions == order && o.kind == kind && !layout_changed && changed.is_empty()
+        Ok(())
+    }
+
+    /// Stores the module's record (and notes the change) unless nothing changed.
+    fn store_unit(
+        &mut self,
+        name: &str,
+        kind: ModuleKind,
+        path: &str,
+        old: Option<&ModuleRecord>,
+        unit: UnitMerge,
+    ) -> Result<()> {
+        let (layout, layout_generation, layout_changed) = self.set_layout(name, old, &unit.gaps);
+        let moved_from = old.filter(|o| o.path != path).map(|o| o.path.clone());
+        let unchanged = old.is_some_and(|o| {
+            o.definitions == unit.order
+                && o.kind == kind
+                && !layout_changed
+                && unit.changed.is_empty()
         });
         if unchanged && moved_from.is_none() {
             return Ok(());
@@ -678,18 +735,18 @@ impl<'a> Transaction<'a> {
         let record = ModuleRecord {
             path: path.to_string(),
             kind,
-            definitions: order,
+            definitions: unit.order,
             layout,
             generation: self.generation,
             layout_generation,
         };
-        self.write_module(&name, &record)?;
-        let change = match (&old, &moved_from) {
+        self.write_module(name, &record)?;
+        let change = match (old, &moved_from) {
             (None, _) => ModuleChange::Added,
             (Some(_), Some(_)) => ModuleChange::Moved,
             (Some(_), None) => ModuleChange::Changed,
         };
-        self.note(&name, change, path, moved_from.as_deref(), &changed);
+        self.note(name, change, path, moved_from.as_deref(), &unit.changed);
         Ok(())
     }
 
@@ -1531,7 +1588,7 @@ impl<'a> Transaction<'a> {
     /// # Errors
     /// Storage failures; then nothing was committed.
     pub fn commit(self) -> Result<Option<u64>> {
-        self.commit_with(true)
+        self.commit_with(|store, writes| store.commit(writes))
     }
 
     /// As [`commit`](Self::commit), but returns once the change has reached the operating
@@ -1541,10 +1598,14 @@ impl<'a> Transaction<'a> {
     /// # Errors
     /// Storage failures; then nothing was committed.
     pub fn commit_buffered(self) -> Result<Option<u64>> {
-        self.commit_with(false)
+        self.commit_with(|store, writes| store.commit_buffered(writes))
     }
 
-    fn commit_with(mut self, durable: bool) -> Result<Option<u64>> {
+    /// Commits with `apply`: durable or buffered.
+    fn commit_with(
+        mut self,
+        apply: impl Fn(&dyn Store, Vec<Write>) -> Result<()>,
+    ) -> Result<Option<u64>> {
         // One process owns the image: nothing can have committed since `begin`.
         debug_assert!(
             !matches!(self.image.generation(), Ok(stored) if stored >= self.generation),
@@ -1605,9 +1666,9 @@ impl<'a> Transaction<'a> {
                 .into_iter()
                 .partition(|w| matches!(w, Write::Put(Table::Meta, ..)));
             store.load(rest)?;
-            store.commit(mark, durable)?;
+            apply(store, mark)?;
         } else {
-            store.commit(writes, durable)?;
+            apply(store, writes)?;
         }
         Ok(generation)
     }
@@ -1617,34 +1678,47 @@ fn not_in_conflict(module: &str, name: &str) -> Error {
     Error::Invalid(format!("`{module}::{name}` is not in conflict"))
 }
 
-/// Records what merging one definition came to in the module's sync state.
-fn settle_merge(
-    def: &str,
-    merged: Merged,
-    sync: &mut SyncRecord,
-    changed: &mut Vec<String>,
-    differs: &mut bool,
-) {
-    match merged {
-        Merged::Taken => {
-            changed.push(def.to_string());
-            sync.conflicts.remove(def);
-        }
-        Merged::Agreed => {
-            sync.conflicts.remove(def);
-        }
-        Merged::Kept => {
-            *differs = true;
-            sync.conflicts.remove(def);
-        }
-        Merged::Combined => {
-            *differs = true;
-            changed.push(def.to_string());
-            sync.conflicts.remove(def);
-        }
-        Merged::Conflict(file) => {
-            sync.conflicts
-                .insert(def.to_string(), file.map(|h| h.to_hex()));
+/// What `put_unit` gathers while it merges a file's unit into the image's module.
+struct UnitMerge {
+    /// The module's sync state as it becomes.
+    sync: SyncRecord,
+    /// The module's definitions, in their new order.
+    order: Vec<String>,
+    /// Definitions that took the file's text (alone or merged).
+    changed: Vec<String>,
+    /// Names the file defines.
+    in_file: HashSet<String>,
+    /// The image now holds something the file does not: export has work to do.
+    differs: bool,
+    /// The module's layout as it becomes.
+    gaps: Vec<Vec<u8>>,
+}
+
+impl UnitMerge {
+    /// Records what merging one definition came to.
+    fn settle(&mut self, def: &str, merged: Merged) {
+        match merged {
+            Merged::Taken => {
+                self.changed.push(def.to_string());
+                self.sync.conflicts.remove(def);
+            }
+            Merged::Agreed => {
+                self.sync.conflicts.remove(def);
+            }
+            Merged::Kept => {
+                self.differs = true;
+                self.sync.conflicts.remove(def);
+            }
+            Merged::Combined => {
+                self.differs = true;
+                self.changed.push(def.to_string());
+                self.sync.conflicts.remove(def);
+            }
+            Merged::Conflict(file) => {
+                self.sync
+                    .conflicts
+                    .insert(def.to_string(), file.map(|h| h.to_hex()));
+            }
         }
     }
 }

@@ -668,14 +668,11 @@ fn a_corrupted_text_is_named_by_check_and_other_modules_still_load() {
     // Damage the stored text through the store itself (no image open).
     let store = FjallStore::open(&image_dir(&dir).join("db")).unwrap();
     store
-        .commit(
-            vec![Write::Put(
-                Table::Blobs,
-                hash.0.to_vec(),
-                b"\x20\x00\x00\x00garbage, not lz4".to_vec(),
-            )],
-            true,
-        )
+        .commit(vec![Write::Put(
+            Table::Blobs,
+            hash.0.to_vec(),
+            b"\x20\x00\x00\x00garbage, not lz4".to_vec(),
+        )])
         .unwrap();
     drop(store);
     let out = dir.command().arg("check").expect_code(1);
