@@ -492,7 +492,7 @@ fn text_for_file(
         .filter_map(|def| sync.conflict(def).flatten().map(|h| (def, h)))
         .collect();
     if !file_only.is_empty() {
-        let script = record.path.strip_suffix(".spry").unwrap_or(&record.path);
+        let script = crate::tree_path::script_name(&record.path);
         let Ok(unit) = SourceUnit::parse(current.to_vec(), script) else {
             return Ok(Err("the file does not parse; fix it first".to_string()));
         };
@@ -532,7 +532,7 @@ fn text_for_file(
         }
     }
     // Texts of two sides side by side may read differently than each did alone.
-    let script = record.path.strip_suffix(".spry").unwrap_or(&record.path);
+    let script = crate::tree_path::script_name(&record.path);
     let reads_back = SourceUnit::parse(out.clone(), script).is_ok_and(|unit| {
         unit.name() == name
             && unit.definitions().len() == order.len()

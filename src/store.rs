@@ -186,6 +186,12 @@ impl FjallStore {
     /// # Errors
     /// The database cannot be opened (another process holds it, damaged files, I/O).
     pub fn open(dir: &Path) -> Result<FjallStore> {
+        if creation_was_interrupted(dir) {
+            // fjall creates its files with `create_new`: a creation killed before its version
+            // marker was written would fail every later open with "File exists". Nothing can
+            // have been stored yet, so the partial database is made anew.
+            std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
         let db = SingleWriterTxDatabase::builder(dir).open().map_err(|e| {
             Error::store_doing(format!("opening the database {}", dir.display()), e)
         })?;
@@ -276,6 +282,46 @@ impl FjallStore {
         }
         Ok(())
     }
+}
+
+/// Whether `dir` holds a database whose creation was killed before it could hold anything:
+/// no version marker (fjall writes it last, once every file of an empty database exists), no
+/// table file, and no journal longer than a fresh one. Anything else is left to fjall (and,
+/// if damaged, to the user: `build --fresh`), never removed.
+fn creation_was_interrupted(dir: &Path) -> bool {
+    /// A journal just created holds at most a header.
+    const FRESH_JOURNAL_MAX: u64 = 4096;
+    if !std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
+        return false;
+    }
+    if std::fs::metadata(dir.join("version")).is_ok_and(|m| m.len() > 0) {
+        return false;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    for entry in entries {
+        let Ok(entry) = entry else {
+            return false;
+        };
+        let name = entry.file_name();
+        let Ok(meta) = entry.metadata() else {
+            return false;
+        };
+        let fresh = match name.to_str() {
+            Some("lock" | "version") => true,
+            Some(n) if n.ends_with(".jnl") => meta.len() <= FRESH_JOURNAL_MAX,
+            // An empty keyspaces folder (fjall makes it before the marker).
+            Some("keyspaces") => {
+                std::fs::read_dir(entry.path()).is_ok_and(|mut d| d.next().is_none())
+            }
+            _ => false,
+        };
+        if !fresh {
+            return false;
+        }
+    }
+    true
 }
 
 impl Store for FjallStore {

@@ -592,7 +592,7 @@ impl<'a> Transaction<'a> {
     ) -> Result<()> {
         // The file as read, for checking a line merge in place (see `FileSide::fits`).
         let file = FileSide {
-            script: path.strip_suffix(".spry").unwrap_or(path).to_string(),
+            script: crate::tree_path::script_name(path).to_string(),
             gaps: if known { unit.gaps.clone() } else { Vec::new() },
             names: definitions.iter().map(|(d, _)| d.clone()).collect(),
             hashes: definitions.iter().map(|(_, t)| t.hash).collect(),

@@ -773,3 +773,34 @@ fn a_damaged_image_names_itself_and_build_fresh_rebuilds_it() {
     let stack = dir.command().args(["show", "Stack"]).stdout();
     assert_eq!(stack, dir.read("collections/stack.spry"));
 }
+
+#[test]
+fn an_image_whose_database_creation_was_killed_opens_again() {
+    // What a kill while fjall creates its files leaves (found by the crash test: every later
+    // open failed with "File exists"): its files made, the version marker not yet, or empty.
+    for marker in [false, true] {
+        let dir = Dir::new("hostile_interrupted_creation");
+        dir.create("a.spry", module("A", "x = 1"));
+        build(&dir, &[], 0);
+        let db = image_dir(&dir).join("db");
+        std::fs::remove_dir_all(&db).unwrap();
+        std::fs::create_dir_all(db.join("keyspaces")).unwrap();
+        std::fs::write(db.join("lock"), b"").unwrap();
+        std::fs::write(db.join("0.jnl"), b"").unwrap();
+        if marker {
+            std::fs::write(db.join("version"), b"").unwrap();
+        }
+        let (json, _) = build(&dir, &[], 0);
+        assert_eq!(json["added"], serde_json::json!(["A"]), "{json}");
+        let x = dir.command().args(["show", "A::x"]).stdout();
+        assert_eq!(String::from_utf8_lossy(&x).trim_end(), "x = 1");
+    }
+    // A database that holds data is never made anew, however damaged: it is reported.
+    let dir = Dir::new("hostile_damaged_marker");
+    dir.create("a.spry", module("A", "x = 1"));
+    build(&dir, &[], 0);
+    let db = image_dir(&dir).join("db");
+    std::fs::remove_file(db.join("version")).unwrap();
+    dir.command().args(["show", "A::x"]).expect_code(2);
+    assert!(db.join("keyspaces").read_dir().unwrap().next().is_some());
+}
