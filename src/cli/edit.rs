@@ -189,54 +189,68 @@ pub fn edit(image_dir: Option<&Path>, args: &EditArgs) -> Status {
             Err(e) => return report_error(&e),
         }
     };
-    let dir = match tempfile::Builder::new()
-        .prefix("spry-image-edit-")
-        .tempdir()
-    {
-        Ok(dir) => dir,
-        Err(e) => {
-            eprintln!("error: cannot make a temporary directory: {e}");
-            return Status::Trouble;
-        }
-    };
-    let file = dir
-        .path()
-        .join(format!("{module}.{}.spry", safe_file_name(name)));
-    if let Err(e) = std::fs::write(&file, &original) {
-        eprintln!("error: {}: {e}", file.display());
-        return Status::Trouble;
-    }
-    if let Err(status) = run_editor(&file) {
-        return status;
-    }
-    let edited = match std::fs::read(&file) {
-        Ok(text) => text,
-        Err(e) => {
-            eprintln!("error: {}: {e}", file.display());
-            return Status::Trouble;
-        }
+    let (session, edited) = match EditSession::open("spry-image-edit-", module, name, &original) {
+        Ok(opened) => opened,
+        Err(status) => return status,
     };
     if edited == original {
         println!("{}: unchanged", args.target);
         return Status::Ok;
     }
-    let kept = dir.keep();
-    let file = kept.join(file.file_name().unwrap_or_default());
-    let status = store_edit(
-        image_dir,
-        module,
-        name,
-        before,
-        &edited,
-        &file,
-        &args.target,
-    );
-    if status == Status::Ok {
-        let _ = std::fs::remove_dir_all(&kept);
-    } else {
-        eprintln!("note: your text is kept in {}", file.display());
+    session.finish(|file| store_edit(image_dir, module, name, before, &edited, file, &args.target))
+}
+
+/// A definition's text in a temporary file of its own, edited in the user's editor: the file
+/// is kept (and named) when what was saved cannot be stored, so no edit is ever lost.
+pub(super) struct EditSession {
+    dir: tempfile::TempDir,
+    file: PathBuf,
+}
+
+impl EditSession {
+    /// Writes `text` to a file named for `module::name` in a new temporary directory (named
+    /// with `prefix`), runs the editor on it, and returns the session with what was saved.
+    pub(super) fn open(
+        prefix: &str,
+        module: &str,
+        name: &str,
+        text: &[u8],
+    ) -> Result<(EditSession, Vec<u8>), Status> {
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir()
+            .map_err(|e| {
+                eprintln!("error: cannot make a temporary directory: {e}");
+                Status::Trouble
+            })?;
+        let file = dir
+            .path()
+            .join(format!("{module}.{}.spry", safe_file_name(name)));
+        std::fs::write(&file, text).map_err(|e| {
+            eprintln!("error: {}: {e}", file.display());
+            Status::Trouble
+        })?;
+        run_editor(&file)?;
+        let edited = std::fs::read(&file).map_err(|e| {
+            eprintln!("error: {}: {e}", file.display());
+            Status::Trouble
+        })?;
+        Ok((EditSession { dir, file }, edited))
     }
-    status
+
+    /// Stores what was saved with `store` (given the file, for messages); the file goes once
+    /// it is stored, and is kept and named otherwise.
+    pub(super) fn finish(self, store: impl FnOnce(&Path) -> Status) -> Status {
+        let kept = self.dir.keep();
+        let file = kept.join(self.file.file_name().unwrap_or_default());
+        let status = store(&file);
+        if status == Status::Ok {
+            let _ = std::fs::remove_dir_all(&kept);
+        } else {
+            eprintln!("note: your text is kept in {}", file.display());
+        }
+        status
+    }
 }
 
 fn store_edit(

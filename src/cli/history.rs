@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 
 use spry_image::image::{Image, LogEntry, Origin, merge};
 
-use super::edit::{report_input_error, run_editor, safe_file_name};
+use super::edit::{EditSession, report_input_error};
 use super::inspect::split_target;
 use super::pager::{Paged, PagerArg};
 use super::{Status, open_image, open_image_to_write, report_error};
@@ -358,46 +358,15 @@ fn resolve_edit(image_dir: Option<&Path>, module: &str, name: &str) -> Status {
     if !marked.ends_with(b"\n") {
         marked.push(b'\n');
     }
-    let dir = match tempfile::Builder::new()
-        .prefix("spry-image-resolve-")
-        .tempdir()
-    {
-        Ok(dir) => dir,
-        Err(e) => {
-            eprintln!("error: cannot make a temporary directory: {e}");
-            return Status::Trouble;
-        }
-    };
-    let file = dir
-        .path()
-        .join(format!("{module}.{}.spry", safe_file_name(name)));
-    if let Err(e) = std::fs::write(&file, &marked) {
-        eprintln!("error: {}: {e}", file.display());
-        return Status::Trouble;
-    }
-    if let Err(status) = run_editor(&file) {
-        return status;
-    }
-    let edited = match std::fs::read(&file) {
-        Ok(text) => text,
-        Err(e) => {
-            eprintln!("error: {}: {e}", file.display());
-            return Status::Trouble;
-        }
+    let (session, edited) = match EditSession::open("spry-image-resolve-", module, name, &marked) {
+        Ok(opened) => opened,
+        Err(status) => return status,
     };
     if edited == marked && merge::has_markers(&edited) {
         eprintln!("error: {module}::{name}: the text was not changed; still in conflict");
         return Status::Failed;
     }
-    let kept = dir.keep();
-    let file = kept.join(file.file_name().unwrap_or_default());
-    let status = store_resolution(image_dir, module, name, &sides, &edited, &file);
-    if status == Status::Ok {
-        let _ = std::fs::remove_dir_all(&kept);
-    } else {
-        eprintln!("note: your text is kept in {}", file.display());
-    }
-    status
+    session.finish(|file| store_resolution(image_dir, module, name, &sides, &edited, file))
 }
 
 fn store_resolution(
