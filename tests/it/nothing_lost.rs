@@ -796,7 +796,6 @@ fn build_fresh_moves_the_image_aside_and_says_what_it_held() {
     std::fs::write(dir.join(".spry-image/FORMAT"), "garbage").unwrap();
     let out = dir.command().arg("status").expect_code(2);
     assert!(out.stderr_str().contains(".spry-image"), "{out}");
-    std::thread::sleep(std::time::Duration::from_millis(1100));
     let out = dir
         .command()
         .args(["build", "--fresh"])
