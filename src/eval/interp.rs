@@ -74,6 +74,19 @@ pub struct Interp<'o> {
 }
 
 impl<'o> Interp<'o> {
+    /// A frame running `seq` as if in a module's curly (whose map is `map`), under the root:
+    /// functions made there close over the module.
+    fn module_frame(&self, seq: Rc<Seq>, map: Rc<MapObj>) -> Rc<Frame> {
+        Rc::new(Frame::new(
+            FrameKind::Curly,
+            seq,
+            Some(self.root_frame.clone()),
+            None,
+            Value::Nil,
+            Some(map),
+        ))
+    }
+
     /// A system with every primitive and the prelude, writing `echo` and `probe` to `out`.
     pub fn new(options: Options, out: Box<dyn Write + 'o>) -> Interp<'o> {
         let root = MapObj::new();
@@ -158,14 +171,7 @@ impl<'o> Interp<'o> {
                 }
             },
         };
-        let frame = Rc::new(Frame::new(
-            FrameKind::Curly,
-            seq,
-            Some(self.root_frame.clone()),
-            None,
-            Value::Nil,
-            Some(map),
-        ));
+        let frame = self.module_frame(seq, map);
         self.depth = 0;
         self.current = frame.clone();
         let result = self.run_frame(frame);
@@ -604,14 +610,7 @@ impl<'o> Interp<'o> {
     ) -> EvalResult<()> {
         let seq = read_source(&format!("{module}::{name}"), text, 0)?;
         // A definition runs as if in its module's curly: its functions close over the module.
-        let frame = Rc::new(Frame::new(
-            FrameKind::Curly,
-            seq,
-            Some(self.root_frame.clone()),
-            None,
-            Value::Nil,
-            Some(map.clone()),
-        ));
+        let frame = self.module_frame(seq, map.clone());
         let saved = self.root_frame.returned.get();
         let result = self.run_frame(frame);
         self.root_frame.returned.set(saved);
