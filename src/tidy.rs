@@ -104,3 +104,91 @@ fn syntax_does_no_io_and_the_image_reaches_fjall_only_through_the_store() {
     }
     assert!(level("build") > level("source") && level("source") > level("image"));
 }
+
+/// Every `.rs` file under `src/`.
+fn all_files() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![src()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// The functions of a file as (line, name, length in lines): from a line holding `fn NAME`
+/// to the closing brace at the same indentation. A declaration without a body (a trait's)
+/// ends at a `;` at that indentation and is not counted.
+fn functions_of(text: &str) -> Vec<(usize, String, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut found = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let code = line.trim_start();
+        let indent = &line[..line.len() - code.len()];
+        let Some(at) = code.find("fn ") else {
+            continue;
+        };
+        let before = &code[..at];
+        let header = before.split_whitespace().all(|w| {
+            matches!(
+                w,
+                "pub" | "const" | "async" | "unsafe" | "extern" | "default"
+            ) || w.starts_with("pub(")
+        });
+        if !header || code.starts_with("//") || code.trim_end().ends_with(';') {
+            continue;
+        }
+        let name: String = code[at + 3..]
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        if code.trim_end().ends_with('}') {
+            continue; // one line
+        }
+        for (j, later) in lines.iter().enumerate().skip(i + 1) {
+            let rest = later.strip_prefix(indent).unwrap_or("");
+            let at_indent = !rest.is_empty() && !rest.starts_with(char::is_whitespace);
+            if at_indent && rest.trim_end().ends_with(';') && !rest.starts_with('}') {
+                break; // a declaration: its signature ended without a body
+            }
+            if at_indent && rest.starts_with('}') {
+                found.push((i + 1, name, j - i + 1));
+                break;
+            }
+        }
+    }
+    found
+}
+
+/// Issue 17: a function that does more than a screen holds stages without names; give them
+/// names (a state struct with a method per stage, or helpers).
+#[test]
+fn no_function_is_over_100_lines() {
+    let mut long = Vec::new();
+    for file in all_files() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (line, name, length) in functions_of(&text) {
+            if length > 100 {
+                long.push(format!(
+                    "{}:{line} `{name}`: {length} lines",
+                    file.display()
+                ));
+            }
+        }
+    }
+    assert!(long.is_empty(), "{long:#?}");
+}
+
+#[test]
+fn function_lengths_are_counted_from_fn_to_its_closing_brace() {
+    let text = "impl A {\n    pub(crate) fn f(\n        x: u8,\n    ) -> u8 {\n        x\n    }\n    fn g(&self);\n    fn h(\n        &self,\n    ) -> u8;\n}\nfn one() {}\n";
+    let found = functions_of(text);
+    assert_eq!(found, vec![(2, "f".to_string(), 5)]);
+}
