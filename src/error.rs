@@ -108,9 +108,10 @@ pub enum Error {
     /// A state the library never expects to be in: a bug, said as one.
     #[error("internal error: {0}; please report it")]
     Internal(String),
-    /// A request that cannot be carried out as asked.
-    #[error("{0}")]
-    Invalid(String),
+    /// A request that cannot be carried out as asked: what is refused and why, with the
+    /// error that showed it when there is one (returned from `source()`).
+    #[error(transparent)]
+    Invalid(Refusal),
     /// A file written but not made durable (or its directory not synced): one failure of the
     /// file system, shared by every file it concerns.
     #[error("{what}: {source}")]
@@ -154,6 +155,20 @@ impl Error {
             what: what.into(),
             cause: Some(Box::new(cause)),
         })
+    }
+
+    /// A request refused: `message` says what and why.
+    pub(crate) fn invalid(message: impl Into<String>) -> Error {
+        Error::Invalid(Refusal::new(message))
+    }
+
+    /// A request refused because of `cause`: `message` says what and why (in words the user
+    /// reads without the cause).
+    pub(crate) fn invalid_by(
+        message: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        Error::Invalid(Refusal::because(message, cause))
     }
 
     /// The storage engine (or the encoding of a record for it) failed with `cause`.
@@ -214,6 +229,56 @@ impl std::fmt::Display for Corruption {
 }
 
 impl std::error::Error for Corruption {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|c| c as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// A request that cannot be carried out as asked ([`Error::Invalid`]): the sentence that says
+/// so, and the error that showed it when there is one (a syntax error in the text a change
+/// would leave, say).
+#[derive(Debug)]
+pub struct Refusal {
+    message: String,
+    cause: Option<Cause>,
+}
+
+impl Refusal {
+    /// A refusal with no cause but the request itself.
+    pub fn new(message: impl Into<String>) -> Refusal {
+        Refusal {
+            message: message.into(),
+            cause: None,
+        }
+    }
+
+    /// A refusal that `cause` showed to be needed.
+    pub fn because(
+        message: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Refusal {
+        Refusal {
+            message: message.into(),
+            cause: Some(Box::new(cause)),
+        }
+    }
+
+    /// What is refused, and why.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+/// The message alone: it already says in words what the cause showed.
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Refusal {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.cause
             .as_deref()

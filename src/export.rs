@@ -751,7 +751,7 @@ fn sync_file_system(root: &Path) -> Result<()> {
 
 #[cfg(not(target_os = "linux"))]
 fn sync_file_system(_root: &Path) -> Result<()> {
-    Err(Error::Invalid("syncfs is only used on Linux".to_string()))
+    Err(Error::invalid("syncfs is only used on Linux"))
 }
 
 /// Writes a job's text into a temporary file beside its target (fsynced with `fsync`).
@@ -760,7 +760,7 @@ fn stage(root: &Path, job: &Job, fsync: bool) -> Result<tempfile::TempPath> {
     let parent = job
         .full
         .parent()
-        .ok_or_else(|| Error::Invalid(format!("`{}` has no directory", job.path)))?;
+        .ok_or_else(|| Error::invalid(format!("`{}` has no directory", job.path)))?;
     if !parent.is_dir() {
         create_dirs(root, parent)?;
     }

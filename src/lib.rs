@@ -44,7 +44,7 @@ mod walk;
 pub mod watch;
 
 pub use build::{BuildOptions, BuildReport, FailureKind, FileFailure, build};
-pub use error::{Corruption, Error, Result, StoreError};
+pub use error::{Corruption, Error, Refusal, Result, StoreError};
 pub use export::{ExportOptions, ExportReport, export};
 pub use image::{Image, ModuleChange, Origin, Transaction};
 pub use status::{StatusOptions, TreeStatus, status};

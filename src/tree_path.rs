@@ -104,7 +104,7 @@ pub fn script_name(path: &str) -> &str {
 /// As [`module_path`].
 pub fn module_path_with(name: &str, extension: SourceExtension) -> Result<String> {
     let refuse = || {
-        Error::Invalid(format!(
+        Error::invalid(format!(
             "module name `{name}` cannot become a file name: use letters, digits, `_`, `-`, and `.` between parts"
         ))
     };
@@ -137,7 +137,7 @@ fn snake_case(part: &str) -> String {
 /// # Errors
 /// [`Error::Invalid`] naming the path and what is wrong with it.
 pub fn check_relative(relative: &str) -> Result<()> {
-    let refuse = |why: &str| Error::Invalid(format!("refusing to write `{relative}`: {why}"));
+    let refuse = |why: &str| Error::invalid(format!("refusing to write `{relative}`: {why}"));
     if relative.is_empty() {
         return Err(refuse("an empty path"));
     }
@@ -171,7 +171,7 @@ pub fn check_relative(relative: &str) -> Result<()> {
 /// examined.
 pub fn resolve(root: &Path, relative: &str) -> Result<PathBuf> {
     check_relative(relative)?;
-    let refuse = |why: String| Error::Invalid(format!("refusing to write `{relative}`: {why}"));
+    let refuse = |why: String| Error::invalid(format!("refusing to write `{relative}`: {why}"));
     let real_root = std::fs::canonicalize(root).map_err(|e| Error::io(root, e))?;
     let parts: Vec<&str> = relative.split('/').collect();
     let mut path = root.to_path_buf();

@@ -8,7 +8,7 @@ use clap::Args;
 use spry_image::image::{Hash, Image, Origin, PreparedUnit, trim_line_end};
 use spry_image::syntax::SourceUnit;
 use spry_image::tree_path::SourceExtension;
-use spry_image::{Error, diagnostic, tree_path};
+use spry_image::{Error, Refusal, diagnostic, tree_path};
 
 use super::inspect::split_target;
 use super::{Status, open_image_to_write, report_error, stderr_style};
@@ -95,10 +95,10 @@ fn put_module(
         errors: e.errors,
     })?;
     if unit.name() != module {
-        return Err(Error::Invalid(format!(
+        return Err(Error::Invalid(Refusal::new(format!(
             "the text is module `{}`, not `{module}`",
             unit.name()
-        )));
+        ))));
     }
     let path = match image.module(module)? {
         Some(record) => record.path,
@@ -109,9 +109,9 @@ fn put_module(
             };
             let path = tree_path::module_path_with(module, ext)?;
             if let Some((holder, _)) = image.modules()?.into_iter().find(|(_, m)| m.path == path) {
-                return Err(Error::Invalid(format!(
+                return Err(Error::Invalid(Refusal::new(format!(
                     "`{path}`, the file for `{module}`, already holds module `{holder}`"
-                )));
+                ))));
             }
             path
         }

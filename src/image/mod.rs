@@ -60,7 +60,7 @@ fn refuse_foreign_home(dir: &Path, source_root: &Path) -> Result<()> {
     if std::fs::canonicalize(parent).is_ok_and(|parent| parent == tree) {
         return Ok(());
     }
-    Err(Error::Invalid(format!(
+    Err(Error::invalid(format!(
         "{} would serve the tree it sits in, not {}: an image named {IMAGE_DIR} belongs to its own directory; give the image another name to keep it outside the tree",
         dir.display(),
         source_root.display()
@@ -560,7 +560,7 @@ impl Image {
         name: &str,
     ) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>)> {
         let Some(file) = self.sync(module)?.conflict(name) else {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "`{module}::{name}` is not in conflict"
             )));
         };
@@ -590,14 +590,13 @@ impl Image {
     /// storage failures. Nothing is changed then.
     pub fn resolve_with(&self, module: &str, name: &str, text: &[u8]) -> Result<Option<u64>> {
         if self.sync(module)?.conflict(name).is_none() {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "`{module}::{name}` is not in conflict"
             )));
         }
         if merge::has_markers(text) {
-            return Err(Error::Invalid(
-                "the text still holds a conflict marker (<<<<<<<, |||||||, =======, >>>>>>>)"
-                    .to_string(),
+            return Err(Error::invalid(
+                "the text still holds a conflict marker (<<<<<<<, |||||||, =======, >>>>>>>)",
             ));
         }
         let mut tx = self.begin(Origin::Resolve)?;

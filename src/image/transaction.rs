@@ -889,7 +889,7 @@ impl<'a> Transaction<'a> {
     /// [`Error::Invalid`] when the module exists; storage failures.
     pub fn create_module(&mut self, name: &str, path: &str) -> Result<()> {
         if self.module(name)?.is_some() {
-            return Err(Error::Invalid(format!("module `{name}` exists already")));
+            return Err(Error::invalid(format!("module `{name}` exists already")));
         }
         let meta = format!("{{\n  _meta = {{name = '{name}}}\n}}\n");
         let unit = SourceUnit::parse(meta.into_bytes(), name).map_err(|e| Error::Syntax {
@@ -898,7 +898,7 @@ impl<'a> Transaction<'a> {
             errors: e.errors,
         })?;
         if unit.name() != name {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "`{name}` cannot be a module's name"
             )));
         }
@@ -924,7 +924,7 @@ impl<'a> Transaction<'a> {
         if let Some(old) = &old
             && old.kind != kind
         {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "`{name}` is a {}, the text is a {}",
                 kind_name(old.kind),
                 kind_name(kind)
@@ -1087,7 +1087,7 @@ impl<'a> Transaction<'a> {
             errors: e.errors,
         })?;
         if defined != name {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "the text defines `{defined}`, not `{name}`"
             )));
         }
@@ -1095,7 +1095,7 @@ impl<'a> Transaction<'a> {
             .module(module)?
             .ok_or_else(|| Error::NoModule(module.to_string()))?;
         if record.kind == ModuleKind::Script {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "`{module}` is a script: it holds no definitions"
             )));
         }
@@ -1178,12 +1178,13 @@ impl<'a> Transaction<'a> {
         };
         let text = self.module_text(module)?;
         let script = crate::tree_path::script_name(&record.path);
-        let refuse = |why: String| {
-            Error::Invalid(format!(
+        let said = |why: &str| {
+            format!(
                 "the change would make `{}` read back differently ({why}); nothing was changed",
                 record.path
-            ))
+            )
         };
+        let refuse = |why: String| Error::invalid(said(&why));
         // Each definition's hash, read once: the check asks for them in order.
         let hashes = record
             .definitions
@@ -1210,10 +1211,11 @@ impl<'a> Transaction<'a> {
                         text: e.text,
                     });
                 }
-                Err(refuse(e.errors.first().map_or_else(
-                    || "it does not parse".to_string(),
-                    |e| e.message.clone(),
-                )))
+                // The syntax error that shows it stays the refusal's cause.
+                Err(match e.errors.into_iter().next() {
+                    Some(first) => Error::invalid_by(said(&first.message), first),
+                    None => refuse("it does not parse".to_string()),
+                })
             }
             Err(ReadsBackError::OtherDefinitions) => {
                 Err(refuse("its definitions would not be the same".to_string()))
@@ -1384,7 +1386,7 @@ impl<'a> Transaction<'a> {
     pub fn restore(&mut self, module: &str, name: &str, generation: u64) -> Result<()> {
         let versions = self.image.history(module, name)?;
         let Some((_, version)) = versions.iter().rev().find(|(g, _)| *g <= generation) else {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "`{module}::{name}` has no version at generation {generation}"
             )));
         };
@@ -1415,7 +1417,7 @@ impl<'a> Transaction<'a> {
                 .map(|m| m.path)
         });
         let Some(path) = path else {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "module `{module}` is gone, and no file of it is logged to bring it back to"
             )));
         };
@@ -1519,7 +1521,7 @@ impl<'a> Transaction<'a> {
             .module(module)?
             .ok_or_else(|| Error::NoModule(module.to_string()))?;
         if !sync.file_deleted {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "the file of `{module}` is not deleted: nothing to resolve for the module"
             )));
         }
@@ -1675,7 +1677,7 @@ impl<'a> Transaction<'a> {
 }
 
 fn not_in_conflict(module: &str, name: &str) -> Error {
-    Error::Invalid(format!("`{module}::{name}` is not in conflict"))
+    Error::invalid(format!("`{module}::{name}` is not in conflict"))
 }
 
 /// What `put_unit` gathers while it merges a file's unit into the image's module.

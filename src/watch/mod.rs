@@ -134,8 +134,8 @@ enum Message {
     Raw(notify::Event),
     /// What the debouncer handed over.
     Debounced(Vec<DebouncedEvent>),
-    /// An error the watcher reported; `true` for the watch limit (fatal).
-    Error(bool, String),
+    /// An error the watcher reported (the watch limit is fatal: see [`describe`]).
+    Error(notify::Error),
     /// Stop after the batch in hand.
     Stop,
     /// A command asks to borrow the image.
@@ -165,7 +165,7 @@ impl std::fmt::Debug for Message {
         match self {
             Message::Raw(e) => write!(f, "Raw({e:?})"),
             Message::Debounced(e) => write!(f, "Debounced({e:?})"),
-            Message::Error(limit, e) => write!(f, "Error({limit}, {e:?})"),
+            Message::Error(e) => write!(f, "Error({e:?})"),
             Message::Stop => write!(f, "Stop"),
             Message::Borrow(r) => write!(f, "Borrow({}, {:?})", r.pid, r.command),
         }
@@ -232,10 +232,7 @@ impl Watcher {
                         }
                         Message::Raw(event)
                     }
-                    Err(error) => {
-                        let (limit, message) = describe(&error);
-                        Message::Error(limit, message)
-                    }
+                    Err(error) => Message::Error(error),
                 };
                 let _ = forward.send(message);
             })
@@ -443,10 +440,19 @@ fn debounced(tx: Sender<Message>) -> impl FnMut(DebounceEventResult) + Send + 's
         }
         Err(errors) => {
             for error in errors {
-                let (limit, message) = describe(&error);
-                let _ = tx.send(Message::Error(limit, message));
+                let _ = tx.send(Message::Error(error));
             }
         }
+    }
+}
+
+/// The watch limit reached while the watcher runs: it stops rather than leave part of the
+/// tree unwatched, with notify's error as the cause.
+fn limit_reached(error: notify::Error) -> Error {
+    let (_, message) = describe(&error);
+    Error::Watch {
+        message,
+        source: error,
     }
 }
 
@@ -489,7 +495,8 @@ struct Worker<'a> {
 struct Pending {
     changes: Vec<Change>,
     errors: Vec<String>,
-    limit: Option<String>,
+    /// The watch limit, reached: the watcher stops with it.
+    limit: Option<notify::Error>,
     /// Borrowers, in the order they asked.
     borrowers: Vec<Request>,
     stop: bool,
@@ -516,10 +523,12 @@ impl Pending {
                 self.changes
                     .extend(changes.filter(|c| c.kind != ChangeKind::Ignored));
             }
-            Message::Error(true, message) => {
-                self.limit.get_or_insert(message);
-            }
-            Message::Error(false, message) => self.errors.push(message),
+            Message::Error(error) => match describe(&error) {
+                (true, _) => {
+                    self.limit.get_or_insert(error);
+                }
+                (false, message) => self.errors.push(message),
+            },
             Message::Stop => self.stop = true,
             Message::Borrow(request) => self.borrowers.push(request),
         }
@@ -629,7 +638,7 @@ impl Worker<'_> {
         on_batch: &mut dyn FnMut(&BatchReport),
     ) -> Result<()> {
         if let Some(limit) = pending.limit.take() {
-            return Err(Error::Invalid(limit));
+            return Err(limit_reached(limit));
         }
         self.check_image_there()?;
         let mut plan = self.plan(pending);
@@ -637,7 +646,7 @@ impl Worker<'_> {
             // Maybe half an atomic save: give its second half a moment.
             pending.gather_until(self.rx, debouncer, Instant::now() + self.options.settle);
             if let Some(limit) = pending.limit.take() {
-                return Err(Error::Invalid(limit));
+                return Err(limit_reached(limit));
             }
             plan = self.plan(pending);
         }
@@ -654,7 +663,7 @@ impl Worker<'_> {
         if let Slot::Held(image) = &*slot
             && image.is_gone()
         {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "the image {} was deleted while the watcher ran: stopping; your files are \
                  untouched, and `spry-image build` makes a new image of them",
                 image.dir().display()
@@ -845,6 +854,33 @@ mod tests {
         assert!(message.contains("/tree/deep"), "{message}");
         let error = watch_error(Path::new("/tree"), error);
         assert!(error.to_string().contains("max_user_watches"), "{error}");
+    }
+
+    /// Issue 17: the limit reached while the watcher runs stops it with notify's error as the
+    /// cause, not only its words.
+    #[test]
+    fn the_watch_limit_reached_at_run_time_keeps_notifys_error() {
+        use std::error::Error as _;
+        let mut pending = Pending::default();
+        let (tx, _rx) = channel();
+        let options = WatchOptions::default();
+        let mut debouncer = Lazy::new(options.debounce, options.tick, options.idle, move || {
+            Box::new(debounced(tx.clone()))
+        });
+        let error = notify::Error::new(ErrorKind::MaxFilesWatch).add_path("/tree/deep".into());
+        pending.take(Message::Error(error), &mut debouncer);
+        pending.take(
+            Message::Error(notify::Error::generic("a passing error")),
+            &mut debouncer,
+        );
+        assert_eq!(pending.errors.len(), 1);
+        let error = limit_reached(pending.limit.take().expect("the limit"));
+        assert!(matches!(error, Error::Watch { .. }));
+        assert!(error.to_string().contains("max_user_watches"), "{error}");
+        let cause = error
+            .source()
+            .and_then(|c| c.downcast_ref::<notify::Error>());
+        assert!(cause.is_some_and(|c| matches!(c.kind, ErrorKind::MaxFilesWatch)));
     }
 
     #[test]

@@ -535,3 +535,30 @@ fn a_file_changed_within_the_time_granularity_is_read_again() {
     assert_eq!(report.changed, ["A"]);
     assert_eq!(image.definition_text("A", "x").unwrap(), b"x = 2");
 }
+
+/// Issue 17: a live edit refused because the module would not read back keeps the syntax
+/// error that showed it as the refusal's cause (`source()`), not only as words.
+#[test]
+fn a_refused_edit_keeps_the_syntax_error_as_its_cause() {
+    use std::error::Error as _;
+    let dir = Dir::new("refusal_cause");
+    dir.create("one.spry", "{_meta = {name = 'One} a = 1}\n");
+    let image = built(&dir);
+    let mut tx = image.begin(Origin::Live).unwrap();
+    // On one line, a trailing comment swallows the module's closing bracket.
+    let result = tx.put_definition("One", "a", b"a = 2 # two");
+    let Err(error @ Error::Invalid(_)) = result else {
+        panic!("not refused: {result:?}");
+    };
+    assert!(
+        error.to_string().contains("read back differently"),
+        "{error}"
+    );
+    let cause = error.source().expect("a cause");
+    let syntax = cause
+        .downcast_ref::<spry_image::SyntaxError>()
+        .expect("the syntax error");
+    assert!(error.to_string().contains(&syntax.message), "{error}");
+    drop(tx);
+    assert_eq!(text(&image, "One"), "{_meta = {name = 'One} a = 1}\n");
+}
