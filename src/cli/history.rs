@@ -39,6 +39,15 @@ pub enum Take {
     Image,
 }
 
+impl From<Take> for spry_image::image::Take {
+    fn from(take: Take) -> Self {
+        match take {
+            Take::File => spry_image::image::Take::File,
+            Take::Image => spry_image::image::Take::Image,
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct ResolveArgs {
     /// The definition in conflict (or a module whose file was deleted while the image held
@@ -270,7 +279,7 @@ pub fn resolve(image_dir: Option<&Path>, args: &ResolveArgs) -> Status {
         Ok(image) => image,
         Err(status) => return status,
     };
-    let result = image.resolve(module, name, matches!(take, Take::File));
+    let result = image.resolve(module, name, take.into());
     match result {
         Ok(generation) => {
             let side = match take {
@@ -304,7 +313,7 @@ fn resolve_module(image_dir: Option<&Path>, module: &str, take: Option<Take>) ->
         Ok(image) => image,
         Err(status) => return status,
     };
-    match image.resolve_module(module, matches!(take, Take::File)) {
+    match image.resolve_module(module, take.into()) {
         Ok(generation) => {
             let what = match take {
                 Take::File => "removed, as its file was",

@@ -26,7 +26,7 @@ pub use record::{
     definition_key, encode_layout, history_key,
 };
 pub(crate) use transaction::drop_slot;
-pub use transaction::{Conflict, Prepared, PreparedUnit, Transaction};
+pub use transaction::{Conflict, Prepared, PreparedUnit, Take, Transaction};
 
 use crate::error::{Error, IoContext, Result};
 use crate::store::{FjallStore, Store, Table, try_visit};
@@ -513,18 +513,18 @@ impl Image {
         Ok(out)
     }
 
-    /// Settles a conflict over `module::name`, keeping the file's text (`take_file`) or the
-    /// image's. Taking the image's side commits twice: first the file's text as a version of
+    /// Settles a conflict over `module::name`, keeping the file's text ([`Take::File`]) or
+    /// the image's ([`Take::Image`]). Taking the image's side commits twice: first the file's text as a version of
     /// its own (history keeps it, since export will overwrite it in the file), then the
     /// image's text again, agreed with the file's as base. Returns the last generation.
     ///
     /// # Errors
     /// [`Error::Invalid`] when the definition is not in conflict; storage failures.
-    pub fn resolve(&self, module: &str, name: &str, take_file: bool) -> Result<Option<u64>> {
+    pub fn resolve(&self, module: &str, name: &str, take: Take) -> Result<Option<u64>> {
         if self.sync(module)?.file_deleted {
-            return self.resolve_module(module, take_file);
+            return self.resolve_module(module, take);
         }
-        if take_file {
+        if take == Take::File {
             let mut tx = self.begin(Origin::Resolve)?;
             tx.resolve_take_file(module, name)?;
             return tx.commit();
@@ -542,9 +542,9 @@ impl Image {
     ///
     /// # Errors
     /// [`Error::Invalid`] when the module's file is not deleted; storage failures.
-    pub fn resolve_module(&self, module: &str, take_file: bool) -> Result<Option<u64>> {
+    pub fn resolve_module(&self, module: &str, take: Take) -> Result<Option<u64>> {
         let mut tx = self.begin(Origin::Resolve)?;
-        tx.resolve_deleted(module, take_file)?;
+        tx.resolve_deleted(module, take)?;
         tx.commit()
     }
 
@@ -604,7 +604,7 @@ impl Image {
             if tx.definition(module, name)?.is_none() {
                 // Removed in the image: the image's side.
                 drop(tx);
-                return self.resolve(module, name, false);
+                return self.resolve(module, name, Take::Image);
             }
             tx.remove_definition(module, name)?;
         } else {

@@ -222,6 +222,15 @@ impl FileSide {
     }
 }
 
+/// Which side of a conflict is kept when it is settled (`resolve --take`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Take {
+    /// The file's text wins.
+    File,
+    /// The image's text wins (export writes it).
+    Image,
+}
+
 /// From this many writes on, the first commit of an image loads tables directly.
 const BULK_MIN_WRITES: usize = 10_000;
 
@@ -1515,7 +1524,7 @@ impl<'a> Transaction<'a> {
     ///
     /// # Errors
     /// [`Error::Invalid`] when the module's file is not deleted; storage failures.
-    pub fn resolve_deleted(&mut self, module: &str, take_file: bool) -> Result<()> {
+    pub fn resolve_deleted(&mut self, module: &str, take: Take) -> Result<()> {
         let mut sync = self.sync(module)?;
         let record = self
             .module(module)?
@@ -1533,7 +1542,7 @@ impl<'a> Transaction<'a> {
                 self.keep_file_side(module, &name, file);
             }
         }
-        if take_file {
+        if take == Take::File {
             return self.remove_module(module);
         }
         sync.file_deleted = false;

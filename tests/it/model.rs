@@ -222,6 +222,11 @@ fn check_nothing_lost(image: &Image, root: &Path, seen: &Seen, trace: &[Step]) {
 
 /// Settles every conflict, and every modify/delete conflict, one way.
 fn resolve_all(image: &Image, take_file: bool) {
+    let take_file = if take_file {
+        spry_image::image::Take::File
+    } else {
+        spry_image::image::Take::Image
+    };
     for (module, sync) in image.unsynced().unwrap() {
         if sync.file_deleted {
             image.resolve_module(&module, take_file).unwrap();
