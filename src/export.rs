@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rayon::prelude::*;
-use serde::Serialize;
 
 use crate::error::{Error, IoContext, Result};
 use crate::image::{
@@ -45,7 +44,7 @@ pub struct ExportOptions {
 }
 
 /// A file export wrote.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Written {
     /// The module.
     pub module: String,
@@ -56,7 +55,7 @@ pub struct Written {
 }
 
 /// A module export did not write, and why.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Skipped {
     /// The module.
     pub module: String,
@@ -68,7 +67,7 @@ pub struct Skipped {
 
 /// A definition in conflict that export left as the file has it (the image's side is kept in
 /// the conflict record until it is settled).
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConflictKept {
     /// The module.
     pub module: String,
@@ -79,7 +78,7 @@ pub struct ConflictKept {
 }
 
 /// What an export did.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default)]
 pub struct ExportReport {
     /// The directory written into.
     pub target: String,
@@ -100,7 +99,6 @@ pub struct ExportReport {
     /// their modules was written.
     pub conflicts: Vec<ConflictKept>,
     /// Files that do not parse, with their errors (for diagnostics).
-    #[serde(skip)]
     pub failures: Vec<FileFailure>,
     /// The image's generation after recording the export (none when nothing was recorded).
     pub generation: Option<u64>,
@@ -118,15 +116,15 @@ impl ExportReport {
 ///
 /// # Examples
 /// ```
-/// use spry_image::{build, export, image::{Image, Origin}};
+/// use spry_image::{NoProgress, build, export, image::{Image, Origin}};
 /// let dir = tempfile::tempdir()?;
 /// std::fs::write(dir.path().join("a.spry"), "{\n  _meta = {name = 'A}\n  x = 1\n}\n")?;
 /// let mut image = Image::create(&dir.path().join(".spry-image"), dir.path())?;
-/// build::build(&mut image, dir.path(), &Default::default(), &build::NoProgress)?;
+/// build(&mut image, dir.path(), &Default::default(), &NoProgress)?;
 /// let mut tx = image.begin(Origin::Live)?;
 /// tx.put_definition("A", "x", b"x = 2")?;
 /// tx.commit()?;
-/// let report = export::export(&image, &Default::default())?;
+/// let report = export(&image, &Default::default())?;
 /// assert_eq!(report.written.len(), 1);
 /// assert_eq!(std::fs::read(dir.path().join("a.spry"))?, b"{\n  _meta = {name = 'A}\n  x = 2\n}\n");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -856,4 +854,14 @@ fn stamp_of(full: &Path, module: &str, text: &[u8]) -> Result<PathRecord> {
         hash: Hash::of(text),
         stamped_ns,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    /// `fixtures/export`: a tree and edits in, each export's report and the files out
+    /// (`crate::fixtures`).
+    #[test]
+    fn export_fixtures() {
+        crate::fixtures::check("export");
+    }
 }

@@ -13,7 +13,6 @@
 use std::path::Path;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
-use serde::Serialize;
 
 use crate::error::Result;
 use crate::image::merge::{Merged, merge};
@@ -35,8 +34,7 @@ pub struct StatusOptions {
 }
 
 /// Which side changed since image and file last agreed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {
     /// The file changed; the image has not taken it yet (build would).
     File,
@@ -49,8 +47,7 @@ pub enum Side {
 }
 
 /// A module's state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ModuleState {
     /// Changed in the image, not yet exported.
     ImageChanged,
@@ -76,8 +73,7 @@ pub enum ModuleState {
 }
 
 /// What happened to one definition, from the image (`a`) to the file (`b`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Change {
     /// In the file, not in the image.
     Added,
@@ -92,7 +88,7 @@ pub enum Change {
 }
 
 /// One definition that differs.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct DefinitionDiff {
     /// Its name.
     pub name: String,
@@ -101,41 +97,34 @@ pub struct DefinitionDiff {
     /// Which side moved.
     pub side: Side,
     /// For a move: the module on the other end.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub other: Option<String>,
     /// The image's text.
-    #[serde(skip)]
     pub image: Option<Vec<u8>>,
     /// The file's text.
-    #[serde(skip)]
     pub file: Option<Vec<u8>>,
     /// For a change on both sides: the text they last agreed on (`None`: none known).
-    #[serde(skip)]
     pub base: Option<Vec<u8>>,
 }
 
 /// One module that differs.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct ModuleStatus {
     /// The module.
     pub module: String,
     /// Its file (the new one for a move).
     pub path: String,
     /// Its old file, for a move.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub from_path: Option<String>,
     /// Its state.
     pub state: ModuleState,
     /// Definitions in conflict.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub conflicts: Vec<String>,
     /// Definitions that differ (with `definitions` asked for).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub definitions: Vec<DefinitionDiff>,
 }
 
 /// How image and tree differ.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default)]
 pub struct TreeStatus {
     /// The tree compared.
     pub root: String,
@@ -848,5 +837,14 @@ fn pair_moves(modules: &mut [ModuleStatus]) {
         modules[rm].definitions[rd].other = Some(to);
         modules[am].definitions[ad].change = Change::Moved;
         modules[am].definitions[ad].other = Some(from);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// `fixtures/status`: a tree and edits in, each status out (`crate::fixtures`).
+    #[test]
+    fn status_fixtures() {
+        crate::fixtures::check("status");
     }
 }

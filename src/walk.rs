@@ -519,3 +519,13 @@ fn child(rel: &Option<String>, name: &OsStr) -> Option<String> {
 fn is_spry(name: &OsStr) -> bool {
     name.to_str().is_some_and(crate::tree_path::is_source_path)
 }
+
+#[cfg(test)]
+mod tests {
+    /// `fixtures/walk`: a tree in, the files the walk finds and its failures out
+    /// (`crate::fixtures`).
+    #[test]
+    fn walk_fixtures() {
+        crate::fixtures::check("walk");
+    }
+}
