@@ -9,16 +9,15 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::path::Path;
 
 use rayon::prelude::*;
-use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::image::{
     Conflict, Hash, Image, ModuleChange, Origin, PathRecord, PreparedUnit, Transaction,
 };
-pub use crate::source::{DEFAULT_MAX_FILE_SIZE, FailureKind, FileFailure, PartFilter, WalkedFile};
+use crate::source::{DEFAULT_MAX_FILE_SIZE, FailureKind, FileFailure, PartFilter, WalkedFile};
 use crate::source::{Unit, now_ns, read_unit, stamp_matches};
 use crate::store::{Table, try_visit};
-pub use crate::walk::{narrow, relative, walk, walk_paths};
+use crate::walk::{narrow, walk, walk_paths};
 
 /// How to build.
 #[derive(Clone, Debug, Default)]
@@ -56,7 +55,7 @@ impl Progress for NoProgress {
 }
 
 /// A module that moved to another file.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Move {
     /// The module.
     pub module: String,
@@ -67,7 +66,7 @@ pub struct Move {
 }
 
 /// What a build did.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default)]
 pub struct BuildReport {
     /// The generation committed, if anything changed.
     pub generation: Option<u64>,
@@ -88,7 +87,6 @@ pub struct BuildReport {
     /// Files that could not be taken.
     pub failed: Vec<FileFailure>,
     /// Definitions changed on both sides: the image kept its text.
-    #[serde(skip)]
     pub conflicts: Vec<Conflict>,
     /// The part of the tree the image holds (empty: all).
     pub part: Vec<String>,
@@ -105,11 +103,11 @@ impl BuildReport {
 ///
 /// # Examples
 /// ```
-/// use spry_image::{build, image::Image};
+/// use spry_image::{NoProgress, build, image::Image};
 /// let dir = tempfile::tempdir()?;
 /// std::fs::write(dir.path().join("a.spry"), "{_meta = {name = 'A} x = 1}\n")?;
 /// let mut image = Image::create(&dir.path().join(".spry-image"), dir.path())?;
-/// let report = build::build(&mut image, dir.path(), &Default::default(), &build::NoProgress)?;
+/// let report = build(&mut image, dir.path(), &Default::default(), &NoProgress)?;
 /// assert_eq!(report.added, ["A"]);
 /// assert_eq!(image.definition_text("A", "x")?, b"x = 1");
 /// # Ok::<(), Box<dyn std::error::Error>>(())

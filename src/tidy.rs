@@ -192,3 +192,134 @@ fn function_lengths_are_counted_from_fn_to_its_closing_brace() {
     let found = functions_of(text);
     assert_eq!(found, vec![(2, "f".to_string(), 5)]);
 }
+
+/// The path of a file under `src/`, with `/` between parts.
+fn relative_to_src(file: &Path) -> String {
+    let relative = file.strip_prefix(src()).unwrap_or(file);
+    relative.to_string_lossy().replace('\\', "/")
+}
+
+/// Issue 17, rust-analyzer's rule: only the outermost layer knows JSON. The command line
+/// (`src/cli/`) owns every JSON view; below it only the image serializes, and only its own
+/// storage records (`image/record.rs`, the lock file's owner in `image/lock.rs`), for the
+/// store. No report of the library carries `Serialize` or `#[serde(skip)]` holes.
+#[test]
+fn only_the_command_line_knows_json() {
+    let mut wrong = Vec::new();
+    for file in all_files() {
+        let path = relative_to_src(&file);
+        if path.starts_with("cli/") || path == "tidy.rs" {
+            continue;
+        }
+        let code = code_of(&file);
+        if code.contains("serde_json") && !path.starts_with("image/") {
+            wrong.push(format!("{path} uses serde_json"));
+        }
+        let storage = path == "image/record.rs" || path == "image/lock.rs";
+        if (code.contains("Serialize") || code.contains("serde(")) && !storage {
+            wrong.push(format!("{path} serializes"));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// ARCHITECTURE.md: `eval` reads code from an image only through `Source`, by key: only
+/// `eval/loader.rs` (where `Source` is implemented for `Image`) names the image, and nothing
+/// in `eval` names the store.
+#[test]
+fn eval_reads_the_image_only_through_source() {
+    let mut wrong = Vec::new();
+    for file in files_of("eval") {
+        let path = relative_to_src(&file);
+        let code = code_of(&file);
+        if code.contains("crate::store") || code.contains("store::") {
+            wrong.push(format!("{path} names the store"));
+        }
+        if path != "eval/loader.rs" && code.contains("crate::image") {
+            wrong.push(format!("{path} names the image"));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// Every `fn NAME` of the tests and of `src/` (a test may sit in either), and the names of
+/// the fixture directories.
+fn known_tests() -> std::collections::HashSet<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut names = std::collections::HashSet::new();
+    let mut dirs = vec![root.join("tests"), src()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for (_, name, _) in functions_of(&text) {
+                    names.insert(name);
+                }
+                // Test files and modules are named too (`module_props`).
+                if let Some(stem) = path.file_stem() {
+                    names.insert(stem.to_string_lossy().into_owned());
+                }
+            }
+        }
+    }
+    for room in std::fs::read_dir(root.join("fixtures")).unwrap().flatten() {
+        for case in std::fs::read_dir(room.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            names.insert(case.file_name().to_string_lossy().into_owned());
+        }
+    }
+    names
+}
+
+/// Issue 17: every Architecture Invariant names the test that pins it ("Pinned by"), and
+/// every test it names (`file::name`, a fixture `NNNN_name`) exists.
+#[test]
+fn every_architecture_invariant_names_a_test_that_exists() {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ARCHITECTURE.md"))
+            .unwrap();
+    let known = known_tests();
+    let mut wrong = Vec::new();
+    let mut seen = 0;
+    for paragraph in text.split("\n\n") {
+        if !paragraph.contains("**Architecture Invariant:**") {
+            continue;
+        }
+        seen += 1;
+        let head: String = paragraph.chars().take(70).collect();
+        let Some(at) = paragraph.find("Pinned by") else {
+            wrong.push(format!("names no test: {head}"));
+            continue;
+        };
+        let pins: Vec<&str> = paragraph[at..]
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|pin| {
+                let test_path = pin.contains("::")
+                    && pin.chars().all(|c| {
+                        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == ':'
+                    });
+                let fixture = pin.len() > 5 && pin[..4].bytes().all(|b| b.is_ascii_digit());
+                test_path || fixture
+            })
+            .collect();
+        if pins.is_empty() {
+            wrong.push(format!("names no test: {head}"));
+        }
+        for pin in pins {
+            let name = pin.rsplit("::").next().unwrap_or(pin);
+            if !known.contains(name) {
+                wrong.push(format!("`{pin}` does not exist: {head}"));
+            }
+        }
+    }
+    assert!(seen >= 20, "only {seen} invariants found");
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use spry_image::build::{self, BuildOptions, BuildReport, Progress};
 use spry_image::image::IMAGE_DIR;
+use spry_image::{BuildOptions, BuildReport, PartFilter, Progress};
 
 use super::{Status, print_file_failures, report_error};
 
@@ -94,7 +94,7 @@ pub fn run(image_dir: Option<&Path>, args: &BuildArgs) -> Status {
         ProgressStyle::with_template("{spinner} reading {pos}/{len} files {wide_bar}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let result = build::build(&mut image, &src, &options, &Bar(bar.clone()));
+    let result = spry_image::build(&mut image, &src, &options, &Bar(bar.clone()));
     bar.finish_and_clear();
     let report = match result {
         Ok(report) => report,
@@ -133,8 +133,9 @@ fn check_tree(src: &Path, image_dir: &Path, only: &[String]) -> Result<Vec<Strin
     if !new_image && only.is_empty() {
         return Ok(Vec::new());
     }
-    let everything = build::PartFilter::new(&[]).map_err(|e| report_error(&e))?;
-    let files = build::walk(src, &everything, &mut Vec::new()).map_err(|e| report_error(&e))?;
+    let everything = PartFilter::new(&[]).map_err(|e| report_error(&e))?;
+    let files =
+        spry_image::walk(src, &everything, &mut Vec::new()).map_err(|e| report_error(&e))?;
     if new_image && files.is_empty() {
         let others = other_files(src);
         if others.total > 0 {
@@ -148,8 +149,7 @@ fn check_tree(src: &Path, image_dir: &Path, only: &[String]) -> Result<Vec<Strin
     }
     let mut kept = Vec::new();
     for glob in only {
-        let filter =
-            build::PartFilter::new(std::slice::from_ref(glob)).map_err(|e| report_error(&e))?;
+        let filter = PartFilter::new(std::slice::from_ref(glob)).map_err(|e| report_error(&e))?;
         if files.iter().any(|f| filter.contains(&f.path)) {
             kept.push(glob.clone());
         } else {
@@ -225,12 +225,7 @@ impl std::fmt::Display for OtherFiles {
 /// The report as one JSON object, each failure with its errors (line, column, message), as
 /// `status --json` has them.
 fn print_report_json(report: &BuildReport) -> Result<(), Status> {
-    let mut value = serde_json::to_value(report).map_err(|e| {
-        eprintln!("error: {e}");
-        Status::Trouble
-    })?;
-    value["failed"] = super::failures_json(&report.failed);
-    super::print_json(&value)
+    super::print_json(&super::json::build_report(report))
 }
 
 /// What a moved-aside image held: module → its text (`None`: it could not be read).

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use spry_image::export::{self, ExportOptions, ExportReport};
+use spry_image::{ExportOptions, ExportReport};
 
 use super::{Status, open_image_to_write, print_file_failures, report_error, shown_path};
 
@@ -34,7 +34,7 @@ pub fn run(image_dir: Option<&Path>, args: &ExportArgs) -> Status {
         modules: args.module.clone(),
         force: args.force,
     };
-    let report = match export::export(&image, &options) {
+    let report = match spry_image::export(&image, &options) {
         Ok(report) => report,
         Err(e) => return report_error(&e),
     };
@@ -68,7 +68,7 @@ pub fn run(image_dir: Option<&Path>, args: &ExportArgs) -> Status {
         );
     }
     if args.json {
-        if let Err(status) = super::print_json(&report) {
+        if let Err(status) = super::print_json(&super::json::export_report(&report)) {
             return status;
         }
     } else {

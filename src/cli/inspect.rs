@@ -195,7 +195,7 @@ pub fn check(image: Option<&Path>, args: &CheckArgs) -> Status {
         Err(e) => return report_error(&e),
     };
     if args.json {
-        if let Err(status) = super::print_json(&report) {
+        if let Err(status) = super::print_json(&super::json::check_report(&report)) {
             return status;
         }
     } else {

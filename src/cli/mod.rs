@@ -7,6 +7,7 @@ mod generate;
 mod help;
 mod history;
 mod inspect;
+mod json;
 mod pager;
 mod parse;
 mod repl;
@@ -19,10 +20,11 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use spry_image::build::FileFailure;
+use spry_image::FileFailure;
 use spry_image::diagnostic::Style;
-use spry_image::syntax::LineIndex;
-use spry_image::watch::{Borrowed, open_or_borrow};
+use spry_image::{Borrowed, open_or_borrow};
+
+pub use json::{failures_json, print_json};
 
 /// A transactional, partial image of Spry source, kept in step with a git tree.
 #[derive(Parser, Debug)]
@@ -483,48 +485,4 @@ pub fn print_file_failure(root: &Path, failure: &FileFailure) -> bool {
         spry_image::diagnostic::render(&shown, failure.text(), failure.errors(), stderr_style())
     );
     true
-}
-
-/// Files that could not be taken, as JSON (`build`, `status`, `diff`, `watch` alike): each
-/// with its path relative to the tree, its message, and each error's line, column and
-/// message.
-pub fn failures_json(failures: &[FileFailure]) -> serde_json::Value {
-    failures
-        .iter()
-        .map(|failure| {
-            let index = LineIndex::new(failure.text());
-            let errors: Vec<serde_json::Value> = failure
-                .errors()
-                .iter()
-                .map(|e| {
-                    let at = index.line_col(failure.text(), e.span.start);
-                    serde_json::json!({
-                        "line": at.line,
-                        "column": at.column,
-                        "code": e.kind.code(),
-                        "message": e.message,
-                    })
-                })
-                .collect();
-            serde_json::json!({
-                "path": failure.path,
-                "message": failure.message(),
-                "errors": errors,
-            })
-        })
-        .collect()
-}
-
-/// Prints `value` as one line of JSON on standard output.
-pub fn print_json(value: &impl serde::Serialize) -> Result<(), Status> {
-    match serde_json::to_string(value) {
-        Ok(json) => {
-            println!("{json}");
-            Ok(())
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            Err(Status::Trouble)
-        }
-    }
 }

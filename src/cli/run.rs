@@ -72,7 +72,7 @@ pub fn run(image: Option<&Path>, args: &RunArgs) -> Status {
 }
 
 /// The image as the evaluator reads it (possibly borrowed from a running watcher).
-struct ImageSource(spry_image::watch::Borrowed);
+struct ImageSource(spry_image::Borrowed);
 
 impl Source for ImageSource {
     fn has_module(&self, module: &str) -> spry_image::Result<bool> {

@@ -8,12 +8,11 @@ use anstyle::{AnsiColor, Style};
 use clap::Args;
 use similar::{Algorithm, TextDiff};
 
-use spry_image::build::FileFailure;
 use spry_image::image::{Hash, merge};
-use spry_image::status::{
-    self, Change, DefinitionDiff, ModuleState, ModuleStatus, Side, StatusOptions, TreeStatus,
+use spry_image::{
+    Borrowed, Change, DefinitionDiff, FileFailure, ModuleState, ModuleStatus, Side, StatusOptions,
+    TreeStatus,
 };
-use spry_image::watch::Borrowed;
 
 use super::pager::{Paged, PagerArg};
 use super::{Status, failures_json, open_image, print_file_failures, report_error, shown_path};
@@ -57,7 +56,7 @@ fn compare(
 ) -> Result<(Borrowed, TreeStatus), Status> {
     let image = open_image(image_dir)?;
     let root = src.map_or_else(|| image.source_root(), Path::to_path_buf);
-    match status::status(&image, &root, options) {
+    match spry_image::status(&image, &root, options) {
         Ok(report) => Ok((image, report)),
         Err(e) => Err(report_error(&e)),
     }
@@ -69,7 +68,7 @@ fn report_json(report: &TreeStatus, generation: u64) -> serde_json::Value {
         "root": report.root,
         "generation": generation,
         "clean": report.is_clean(),
-        "modules": report.modules,
+        "modules": super::json::modules(&report.modules),
         "conflicts": conflicts_json(report),
         "unchanged": report.clean,
         "failed": failed,
@@ -96,7 +95,7 @@ pub fn status(image_dir: Option<&Path>, args: &StatusArgs) -> Status {
             modules,
             definitions: true,
         };
-        match status::status(&image, Path::new(&report.root), &options) {
+        match spry_image::status(&image, Path::new(&report.root), &options) {
             Ok(detail) => {
                 for m in &mut report.modules {
                     if let Some(d) = detail.modules.iter().find(|d| d.module == m.module) {
@@ -192,7 +191,7 @@ fn conflicts_json(report: &TreeStatus) -> Vec<serde_json::Value> {
                             "image": hash(&d.image),
                             "file": hash(&d.file),
                         },
-                        "hunks": hunks,
+                        "hunks": super::json::hunks(&hunks),
                     })
                 })
         })

@@ -8,11 +8,10 @@ use clap::Args;
 use serde::Serialize;
 use serde_json::Value;
 
-use spry_image::build::{BuildReport, FileFailure, Move};
 use spry_image::diagnostic;
-use spry_image::export::{ConflictKept, Skipped};
 use spry_image::image::{IMAGE_DIR, Image};
-use spry_image::watch::{BatchReport, Cause, Lent, Stopper, WatchOptions, Watcher};
+use spry_image::{BatchReport, Cause, Lent, Stopper, WatchOptions, Watcher};
+use spry_image::{BuildReport, FileFailure};
 
 use super::{Status, failures_json, print_file_failure, report_error, shown_path};
 
@@ -97,7 +96,7 @@ fn open_unborrowed(dir: &Path, src: &Path) -> Result<Image, Status> {
     match Image::create(dir, src) {
         Ok(image) => Ok(image),
         Err(spry_image::Error::Locked { path, pid, command })
-            if path.join(spry_image::watch::SOCKET_FILE).exists() =>
+            if path.join(spry_image::SOCKET_FILE).exists() =>
         {
             eprintln!(
                 "error: the image at {} is already watched by process {pid} ({command}); one \
@@ -230,8 +229,8 @@ fn print_lent(src: &Path, lent: &Lent, json: bool) {
             held_ms: millis(lent.held),
             written,
             merged: &export.merged,
-            skipped: &export.skipped,
-            conflicts: &export.conflicts,
+            skipped: super::json::skipped(&export.skipped),
+            conflicts: super::json::conflicts_kept(&export.conflicts),
         });
     }
 }
@@ -304,8 +303,8 @@ struct LentLine<'a> {
     held_ms: f64,
     written: Vec<&'a str>,
     merged: &'a [String],
-    skipped: &'a [Skipped],
-    conflicts: &'a [ConflictKept],
+    skipped: Vec<super::json::SkippedJson<'a>>,
+    conflicts: Vec<super::json::ConflictKeptJson<'a>>,
 }
 
 /// `watch --json`'s line for a batch.
@@ -318,7 +317,7 @@ struct BatchLine<'a> {
     added: &'a [String],
     changed: &'a [String],
     removed: &'a [String],
-    moved: &'a [Move],
+    moved: Vec<super::json::MoveJson<'a>>,
     failed: Value,
     latency_ms: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -368,7 +367,7 @@ fn batch_json<'a>(src: &Path, batch: &'a BatchReport) -> BatchLine<'a> {
         added: &report.added,
         changed: &report.changed,
         removed: &report.removed,
-        moved: &report.moved,
+        moved: super::json::moves(&report.moved),
         failed,
         latency_ms: millis(batch.latency),
         rescan: rescan.then_some(true),

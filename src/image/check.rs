@@ -3,8 +3,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde::Serialize;
-
 use super::Image;
 use super::blob::{Hash, decompress};
 use super::record::{DefinitionRecord, HistoryRecord, ModuleRecord, decode_layout};
@@ -12,7 +10,7 @@ use crate::error::Result;
 use crate::store::Table;
 
 /// What `check` found.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default)]
 pub struct CheckReport {
     /// Modules checked.
     pub modules: usize,

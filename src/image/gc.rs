@@ -1,7 +1,6 @@
 //! Pruning history on request (`spry-image gc --keep N`): never implicitly.
 
 use rustc_hash::FxHashSet as HashSet;
-use serde::Serialize;
 
 use super::Image;
 use super::blob::Hash;
@@ -10,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::store::{Table, Write, try_visit};
 
 /// What a pruning removed.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GcReport {
     /// Superseded versions dropped from history.
     pub versions: usize,

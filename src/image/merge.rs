@@ -8,7 +8,6 @@
 
 use std::ops::Range;
 
-use serde::Serialize;
 use similar::{ConflictStyle, TextMerge};
 
 /// What merging three texts came to.
@@ -21,7 +20,7 @@ pub enum Merged {
 }
 
 /// A region in conflict: 1-based line ranges (`start..end`, end exclusive) in each text.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hunk {
     /// Lines of the base.
     pub base: Lines,
@@ -33,7 +32,7 @@ pub struct Hunk {
 
 /// Lines `start..end` of a text, 1-based, end exclusive (`start == end`: none, an insertion
 /// before line `start`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Lines {
     /// The first line.
     pub start: usize,

@@ -3,8 +3,6 @@
 use std::fmt;
 use std::sync::Arc;
 
-use serde::Serialize;
-
 use crate::syntax::SyntaxError;
 
 /// A file (or directory) of the tree that could not be taken. It never aborts a build, a
@@ -136,33 +134,14 @@ impl fmt::Display for FailureKind {
     }
 }
 
-/// As JSON, a failure is its path and its sentence (`null` for syntax errors, which the
-/// command line shows as diagnostics).
-impl Serialize for FileFailure {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut s = serializer.serialize_struct("FileFailure", 2)?;
-        s.serialize_field("path", &self.path)?;
-        s.serialize_field("message", &self.message())?;
-        s.end()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn as_json_a_failure_is_its_path_and_its_sentence() {
+    fn a_syntax_failure_is_its_errors_not_a_sentence() {
         let large = FileFailure::new("big.spry", FailureKind::TooLarge { size: 9, limit: 4 });
-        let json = serde_json::to_value(&large).unwrap();
-        assert_eq!(json["path"], "big.spry");
-        let message = json["message"].as_str().unwrap();
-        for needle in ["9 bytes", "limit of 4 bytes", "--max-file-size"] {
-            assert!(message.contains(needle), "{message}");
-        }
-        assert_eq!(json.as_object().unwrap().len(), 2);
-
+        assert!(large.errors().is_empty() && large.message().is_some());
         let syntax = crate::syntax::SourceUnit::parse(&b"{x = [1}"[..], "x").unwrap_err();
         let failure = FileFailure::new(
             "x.spry",
@@ -173,7 +152,6 @@ mod tests {
         );
         assert!(failure.message().is_none());
         assert!(!failure.errors().is_empty() && failure.text() == b"{x = [1}");
-        assert!(serde_json::to_value(&failure).unwrap()["message"].is_null());
     }
 
     #[test]

@@ -42,7 +42,8 @@ pub struct Change {
 }
 
 impl Change {
-    /// A change of `kind` to `paths` now (for tests and other event sources).
+    /// A change of `kind` to `paths` now (for tests).
+    #[cfg(test)]
     pub fn new(kind: ChangeKind, paths: Vec<PathBuf>) -> Change {
         Change {
             kind,

@@ -359,7 +359,7 @@ fn ask(dir: &Path, wait: Duration) -> Answer {
 
 /// Opens the image in `dir` with `open` (`Image::open` or `Image::create`); when a running
 /// watcher holds it, borrows it through the watcher's socket: waits (at most
-/// [`GRANT_WAIT`]) for the watcher to release it, then opens it. The watcher takes it back
+/// ten seconds) for the watcher to release it, then opens it. The watcher takes it back
 /// when the returned [`Borrowed`] is dropped (or the process exits).
 ///
 /// # Errors

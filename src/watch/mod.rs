@@ -38,7 +38,6 @@ use std::time::{Duration, Instant};
 
 use notify::{ErrorKind, RecursiveMode, Watcher as _};
 use notify_debouncer_full::{DebounceEventResult, DebouncedEvent};
-use serde::Serialize;
 
 use crate::build::{self, BuildOptions, BuildReport, NoProgress};
 use crate::error::{Error, Result};
@@ -48,10 +47,8 @@ use crate::image::Image;
 use debounce::Lazy;
 use lend::{Listener, Request};
 
-pub use events::{
-    Change, ChangeKind, Plan, Probe, awaits_more, convert, is_editor_file, plan, probe_disk,
-};
-pub use lend::{Borrowed, GRANT_WAIT, SOCKET_FILE, open_or_borrow};
+use events::{Change, ChangeKind, Plan, awaits_more, convert, plan, probe_disk};
+pub use lend::{Borrowed, SOCKET_FILE, open_or_borrow};
 
 /// How to watch.
 #[derive(Clone, Debug)]
@@ -81,8 +78,7 @@ impl Default for WatchOptions {
 }
 
 /// Why a batch was built.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cause {
     /// The full build once the watch was set up.
     Start,

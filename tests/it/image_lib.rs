@@ -2,8 +2,8 @@
 //! transactions), reading back after reopening, the format guard and the lock.
 
 use spry_image::Error;
-use spry_image::build::{self, BuildOptions, NoProgress};
 use spry_image::image::{IMAGE_DIR, Image, ModuleChange, Origin};
+use spry_image::{BuildOptions, NoProgress, build};
 
 use crate::image_build::{copy_tree, set_mtime};
 use crate::util::{Dir, repo_path, show};
@@ -16,7 +16,7 @@ fn create(dir: &Dir) -> Image {
 /// An image built (by the library) from the files written into `dir`.
 fn built(dir: &Dir) -> Image {
     let mut image = create(dir);
-    let report = build::build(
+    let report = build(
         &mut image,
         dir.path(),
         &BuildOptions::default(),
@@ -464,15 +464,15 @@ fn the_library_build_is_incremental_by_stamp() {
     set_mtime(&b, 0);
     let mut image = create(&dir);
     let options = BuildOptions::default();
-    let report = build::build(&mut image, dir.path(), &options, &NoProgress).unwrap();
+    let report = build(&mut image, dir.path(), &options, &NoProgress).unwrap();
     assert_eq!(report.added, ["A", "B"]);
     assert_eq!(report.generation, Some(1));
-    let report = build::build(&mut image, dir.path(), &options, &NoProgress).unwrap();
+    let report = build(&mut image, dir.path(), &options, &NoProgress).unwrap();
     assert_eq!(report.read, 0);
     assert_eq!(report.generation, None);
     std::fs::write(&a, "{_meta = {name = 'A} x = 10}\n").unwrap();
     set_mtime(&a, 5);
-    let report = build::build(&mut image, dir.path(), &options, &NoProgress).unwrap();
+    let report = build(&mut image, dir.path(), &options, &NoProgress).unwrap();
     assert_eq!(report.read, 1);
     assert_eq!(report.changed, ["A"]);
     assert_eq!(report.unchanged, 1);
@@ -521,7 +521,7 @@ fn a_file_changed_within_the_time_granularity_is_read_again() {
     let mtime = std::fs::metadata(&a).unwrap().modified().unwrap();
     let mut image = create(&dir);
     let options = BuildOptions::default();
-    let report = build::build(&mut image, dir.path(), &options, &NoProgress).unwrap();
+    let report = build(&mut image, dir.path(), &options, &NoProgress).unwrap();
     assert_eq!(report.added, ["A"]);
     // Same size, same time (as on a file system with coarse times): only the hash can tell.
     std::fs::write(&a, "{_meta = {name = 'A} x = 2}\n").unwrap();
@@ -531,7 +531,7 @@ fn a_file_changed_within_the_time_granularity_is_read_again() {
         .unwrap()
         .set_modified(mtime)
         .unwrap();
-    let report = build::build(&mut image, dir.path(), &options, &NoProgress).unwrap();
+    let report = build(&mut image, dir.path(), &options, &NoProgress).unwrap();
     assert_eq!(report.changed, ["A"]);
     assert_eq!(image.definition_text("A", "x").unwrap(), b"x = 2");
 }

@@ -16,11 +16,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use proptest::prelude::*;
-use spry_image::build::{self, BuildOptions, NoProgress};
-use spry_image::export::{self, ExportOptions};
 use spry_image::image::merge::{Merged, merge};
 use spry_image::image::{Hash, IMAGE_DIR, Image, Origin};
 use spry_image::syntax::SourceUnit;
+use spry_image::{BuildOptions, NoProgress, build};
+use spry_image::{ExportOptions, export};
 
 const MODULES: usize = 3;
 const NAMES: usize = 5;
@@ -321,7 +321,7 @@ fn run(steps: &[Step]) {
     let image_dir = root.join(IMAGE_DIR);
     let mut image = Image::create(&image_dir, root).unwrap();
     let options = BuildOptions::default();
-    build::build(&mut image, root, &options, &NoProgress).unwrap();
+    build(&mut image, root, &options, &NoProgress).unwrap();
     let mut seen = Seen::default();
     note_image(&image, &mut seen);
     let mut trace = Vec::new();
@@ -387,13 +387,13 @@ fn run(steps: &[Step]) {
             }
             Step::Build => {
                 note_changed_files(&image, root, &mut seen);
-                build::build(&mut image, root, &options, &NoProgress).unwrap();
+                build(&mut image, root, &options, &NoProgress).unwrap();
             }
             Step::Export => {
                 // Files changed since the image last read them hold edits export must not
                 // overwrite (it merges them first); the others hold what the image knows.
                 note_changed_files(&image, root, &mut seen);
-                export::export(&image, &ExportOptions::default()).unwrap();
+                export(&image, &ExportOptions::default()).unwrap();
             }
             Step::Crash(mid_export, m) => {
                 if *mid_export {
@@ -438,17 +438,17 @@ fn run(steps: &[Step]) {
     }
     // One build and one export bring every definition not in conflict to both sides.
     note_changed_files(&image, root, &mut seen);
-    build::build(&mut image, root, &options, &NoProgress).unwrap();
+    build(&mut image, root, &options, &NoProgress).unwrap();
     note_image(&image, &mut seen);
-    export::export(&image, &ExportOptions::default()).unwrap();
+    export(&image, &ExportOptions::default()).unwrap();
     check_nothing_lost(&image, root, &seen, &trace);
     check_per_definition(&image, root, &trace);
     // Then, with every conflict settled, a build and an export bring both sides together.
     resolve_all(&image, false);
     note_image(&image, &mut seen);
-    export::export(&image, &ExportOptions::default()).unwrap();
+    export(&image, &ExportOptions::default()).unwrap();
     note_files(root, &mut seen);
-    build::build(&mut image, root, &options, &NoProgress).unwrap();
+    build(&mut image, root, &options, &NoProgress).unwrap();
     note_image(&image, &mut seen);
     check_nothing_lost(&image, root, &seen, &trace);
 }

@@ -9,9 +9,9 @@ use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use spry_image::build::{self, BuildOptions, BuildReport, NoProgress};
 use spry_image::image::{IMAGE_DIR, Image, ModuleChange};
-use spry_image::watch::{BatchReport, Cause, WatchOptions, Watcher};
+use spry_image::{BatchReport, Cause, WatchOptions, Watcher};
+use spry_image::{BuildOptions, BuildReport, NoProgress, build};
 
 use crate::util::Dir;
 
@@ -38,7 +38,7 @@ fn build_paths(image: &mut Image, dir: &Dir, paths: Option<&[&str]>) -> BuildRep
         paths: paths.map(|p| p.iter().map(|s| s.to_string()).collect()),
         ..BuildOptions::default()
     };
-    build::build(image, dir.path(), &options, &NoProgress).unwrap()
+    build(image, dir.path(), &options, &NoProgress).unwrap()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -789,7 +789,7 @@ fn watch_lends_the_image_to_other_commands_and_writes_what_they_change() {
     let watch = Command::start(&dir);
     assert!(watch.next()["watching"].is_string());
     assert_eq!(watch.next()["start"], true);
-    let socket = dir.join(IMAGE_DIR).join(spry_image::watch::SOCKET_FILE);
+    let socket = dir.join(IMAGE_DIR).join(spry_image::SOCKET_FILE);
     {
         use std::os::unix::fs::{FileTypeExt, PermissionsExt};
         let meta = std::fs::metadata(&socket).unwrap();
@@ -929,7 +929,7 @@ fn a_stale_socket_harms_neither_commands_nor_the_next_watcher() {
     let dir = tree("watch_stale_socket", &[("a.spry", module("A", "x = 1"))]);
     let held = create(&dir);
     // The socket of a watcher that was killed: nobody listens.
-    let socket = dir.join(IMAGE_DIR).join(spry_image::watch::SOCKET_FILE);
+    let socket = dir.join(IMAGE_DIR).join(spry_image::SOCKET_FILE);
     drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
     assert!(socket.exists());
     let out = dir.command().arg("status").expect_code(2);
@@ -953,11 +953,11 @@ fn a_borrowed_image_returns_with_what_changed_meanwhile() {
     let dir = s.dir.join(IMAGE_DIR);
     assert_eq!(
         s.watcher().lending().unwrap(),
-        dir.join(spry_image::watch::SOCKET_FILE)
+        dir.join(spry_image::SOCKET_FILE)
     );
     {
         // This process borrows it (a second handle on the lock is refused even here).
-        let borrowed = spry_image::watch::open_or_borrow(&dir, || Image::open(&dir)).unwrap();
+        let borrowed = spry_image::open_or_borrow(&dir, || Image::open(&dir)).unwrap();
         assert!(borrowed.is_borrowed());
         let mut tx = borrowed.begin(spry_image::image::Origin::Live).unwrap();
         tx.put_definition("A", "x", b"x = 2").unwrap();
@@ -991,14 +991,14 @@ fn a_borrowed_image_returns_with_what_changed_meanwhile() {
     s.until("B", |image| image.module("B").unwrap().is_some());
 
     // A stop while the image is lent: the borrower keeps it; the watcher stops without it.
-    let borrowed = spry_image::watch::open_or_borrow(&dir, || Image::open(&dir)).unwrap();
+    let borrowed = spry_image::open_or_borrow(&dir, || Image::open(&dir)).unwrap();
     let watcher = s.watcher.take().unwrap();
     match watcher.stop() {
         Err(spry_image::Error::Locked { pid, .. }) => assert_eq!(pid, std::process::id()),
         other => panic!("{other:?}"),
     }
     assert!(borrowed.module("A").unwrap().is_some());
-    assert!(!dir.join(spry_image::watch::SOCKET_FILE).exists());
+    assert!(!dir.join(spry_image::SOCKET_FILE).exists());
 }
 
 /// Not a test on its own: run by [`only_the_same_user_may_borrow`] as another user, it
@@ -1027,7 +1027,7 @@ fn only_the_same_user_may_borrow() {
     let watch = Command::start(&dir);
     watch.next();
     watch.next();
-    let socket = dir.join(IMAGE_DIR).join(spry_image::watch::SOCKET_FILE);
+    let socket = dir.join(IMAGE_DIR).join(spry_image::SOCKET_FILE);
     // The socket is the owner's alone.
     assert_eq!(
         std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777,
