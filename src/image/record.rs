@@ -228,7 +228,9 @@ impl PathRecord {
     /// # Errors
     /// [`Error::Corrupt`] on a record of another shape.
     pub fn decode(bytes: &[u8]) -> Result<PathRecord> {
-        let bad = || Error::corrupt("a file stamp is damaged");
+        const WHAT: &str = "a file stamp is damaged";
+        let bad = || Error::corrupt(WHAT);
+        let bad_by = |cause| Error::corrupt_by(WHAT, cause);
         if bytes.len() < 73 || bytes[0] != PATH_RECORD_VERSION {
             return Err(bad());
         }
@@ -236,11 +238,12 @@ impl PathRecord {
         let i128_at =
             |at: usize| <[u8; 16]>::try_from(&bytes[at..at + 16]).map(i128::from_le_bytes);
         Ok(PathRecord {
-            size: u64_at(1).map_err(|_| bad())?,
-            mtime_ns: i128_at(9).map_err(|_| bad())?,
-            stamped_ns: i128_at(25).map_err(|_| bad())?,
+            size: u64_at(1).map_err(bad_by)?,
+            mtime_ns: i128_at(9).map_err(bad_by)?,
+            stamped_ns: i128_at(25).map_err(bad_by)?,
             hash: Hash::from_slice(&bytes[41..73]).ok_or_else(bad)?,
-            module: String::from_utf8(bytes[73..].to_vec()).map_err(|_| bad())?,
+            module: String::from_utf8(bytes[73..].to_vec())
+                .map_err(|e| Error::corrupt_by(WHAT, e))?,
         })
     }
 }
