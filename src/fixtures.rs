@@ -10,7 +10,7 @@
 //!   written with `write-raw PATH`, the same way, its last line feed dropped);
 //! - `remove PATH` (a file or a whole directory), `mkdir PATH`;
 //! - `put MODULE::NAME TEXT`: a live edit of one definition in the image; `rm MODULE::NAME`:
-//!   a live removal;
+//!   a live removal; `rm MODULE`: a whole module removed in the image;
 //! - `build [--only GLOB]... [--all] [--paths PATH,PATH...] [--max-file-size BYTES]`;
 //! - `status [--definitions] [MODULE...]`: how image and tree differ;
 //! - `export [--to DIR] [--force] [MODULE...]`: the image into the tree (or `DIR`, relative to
@@ -110,9 +110,11 @@ fn edit(image: &Image, root: &Path, verb: &str, rest: &str) {
             tx.commit().unwrap();
         }
         _ => {
-            let (module, name) = rest.split_once("::").unwrap();
             let mut tx = image.begin(Origin::Live).unwrap();
-            tx.remove_definition(module, name).unwrap();
+            match rest.split_once("::") {
+                Some((module, name)) => tx.remove_definition(module, name).unwrap(),
+                None => tx.remove_module(rest).unwrap(),
+            }
             tx.commit().unwrap();
         }
     }

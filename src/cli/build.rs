@@ -348,6 +348,11 @@ fn summary(src: &Path, report: &BuildReport) -> String {
     line.push(')');
     match report.generation {
         Some(g) => line.push_str(&format!("; generation {g}")),
+        // The file's side of each conflict was stored, though no module changed.
+        None if !report.conflicts.is_empty() => line.push_str(&format!(
+            "; {} conflict(s) recorded, the image kept its text",
+            report.conflicts.len()
+        )),
         None => line.push_str("; nothing to commit"),
     }
     if !report.part.is_empty() {

@@ -1578,6 +1578,15 @@ impl<'a> Transaction<'a> {
         }
         self.delete(Table::Modules, name.as_bytes().to_vec());
         self.write_sync(name, &SyncRecord::default())?;
+        // A file that still holds the module (a removal in the image: export never deletes a
+        // file) must not pass for read: without its stamp it is read again, `status` shows
+        // it as a file holding a module the image does not have, and `build` takes it anew.
+        // A stamp that already names another module (a build's) stays.
+        if let Some(bytes) = self.get(Table::Paths, record.path.as_bytes())?
+            && PathRecord::decode(&bytes)?.module == name
+        {
+            self.remove_path(&record.path);
+        }
         self.note(name, ModuleChange::Removed, &record.path, None, &[]);
         Ok(())
     }

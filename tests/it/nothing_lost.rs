@@ -804,3 +804,28 @@ fn build_fresh_moves_the_image_aside_and_says_what_it_held() {
     assert!(out.stderr_str().contains("cannot be read"), "{out}");
     assert_eq!(status(&dir, 0)["clean"], true);
 }
+
+/// A build whose only news is a conflict (the file's side stored, no module changed) says
+/// it recorded the conflict, not "nothing to commit".
+#[test]
+fn a_build_that_only_records_a_conflict_does_not_say_nothing_to_commit() {
+    let dir = twenty("conflict_only_build");
+    put_stdin(
+        &dir,
+        "Mod1::at:",
+        "at: = method [:i\n    @elements at: i + 1\n  ]",
+        0,
+    );
+    edit(
+        &dir,
+        "mod1.spry",
+        "@elements at: i\n",
+        "@elements at: i + 2\n",
+        10,
+    );
+    let out = dir.command().arg("build").arg(dir.path()).expect_code(0);
+    let stdout = out.stdout_str();
+    assert!(!stdout.contains("nothing to commit"), "{out}");
+    assert!(stdout.contains("1 conflict(s) recorded"), "{out}");
+    assert!(out.stderr_str().contains("Mod1::at:"), "{out}");
+}
