@@ -317,6 +317,7 @@ pub fn hunks(hunks: &[Hunk]) -> Vec<HunkJson> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a test may fail by panicking
 mod tests {
     use spry_image::syntax::SourceUnit;
     use spry_image::{FailureKind, FileFailure};
