@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use spry_image::syntax::{self, Ast, SourceUnit};
+use spry_image::syntax::{self, Ast, PrettyOptions, SourceUnit};
 use spry_image::{diagnostic, tree_path};
 
 use super::{Status, stderr_style};
@@ -72,12 +72,13 @@ pub fn run(args: &ParseArgs) -> Status {
                 parsed.tree.write_to(&mut out)
             } else {
                 let ast = Ast::from_tree(&parsed.tree);
-                let shown = if mode.canonical {
-                    ast.canonical()
+                let mut shown = if mode.canonical {
+                    ast.canonical_bytes()
                 } else {
-                    ast.pretty()
+                    ast.pretty_bytes(&PrettyOptions::default())
                 };
-                writeln!(out, "{shown}")
+                shown.push(b'\n');
+                out.write_all(&shown)
             };
             if let Err(e) = written {
                 if e.kind() == std::io::ErrorKind::BrokenPipe {

@@ -77,7 +77,7 @@ fn to_seq(_ast: &Ast, root: AstList<'_>, origin: &Rc<Origin>) -> Rc<Seq> {
             AstNode::Integer(i) => Value::Int(*i),
             AstNode::Float(f) => Value::Float(*f),
             AstNode::String(s) => Value::str(s.to_vec()),
-            AstNode::Word(w) => Value::word(w.kind, w.name()),
+            AstNode::Word(w) => Value::word(w.kind(), w.name()),
             AstNode::Composite(kind, _) => {
                 let list = node.children();
                 stack.push(Open {

@@ -85,12 +85,27 @@ impl CompositeKind {
 }
 
 /// A word: its kind and its whole spelling, sigils included (`$@x`, `Foo::at:put:`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Word {
-    /// The word's kind.
-    pub kind: WordKind,
-    /// The spelling, sigils included.
-    pub text: Box<str>,
+///
+/// A spelling of up to 21 bytes (nearly every word) is kept inside the word itself, so that
+/// reading a file into its view makes no allocation per word; a node of the view stays 24 bytes.
+#[derive(Clone)]
+pub struct Word(Repr);
+
+/// The longest spelling kept inline: what fits beside the kind and the length in 24 bytes.
+const INLINE: usize = 21;
+
+#[derive(Clone)]
+enum Repr {
+    /// `bytes[..len]` is the spelling, valid UTF-8.
+    Inline {
+        kind: WordKind,
+        len: u8,
+        bytes: [u8; INLINE],
+    },
+    Heap {
+        kind: WordKind,
+        text: Box<str>,
+    },
 }
 
 impl Word {
@@ -103,20 +118,136 @@ impl Word {
             }
             other => WordKind::from_token(other).unwrap_or(WordKind::Eval),
         };
-        Word {
-            kind,
-            text: text.into(),
+        Word::with_kind(kind, text)
+    }
+
+    /// Makes a word of the given kind (the caller vouches that the spelling reads as it).
+    pub fn with_kind(kind: WordKind, text: &str) -> Word {
+        match inline_bytes(text.as_bytes()) {
+            Some((len, bytes)) => Word(Repr::Inline { kind, len, bytes }),
+            None => Word(Repr::Heap {
+                kind,
+                text: text.into(),
+            }),
         }
+    }
+
+    /// A word from a token's bytes; `utf8` says the bytes are known to be valid UTF-8 (the
+    /// whole text is, and the token starts and ends on character boundaries), so that a short
+    /// spelling is copied without being checked again.
+    fn from_token(kind: WordKind, bytes: &[u8], utf8: bool) -> Word {
+        if utf8 && let Some((len, inline)) = inline_bytes(bytes) {
+            return Word(Repr::Inline {
+                kind,
+                len,
+                bytes: inline,
+            });
+        }
+        Word::with_kind(kind, &String::from_utf8_lossy(bytes))
+    }
+
+    /// The word's kind.
+    #[inline]
+    pub fn kind(&self) -> WordKind {
+        match &self.0 {
+            Repr::Inline { kind, .. } | Repr::Heap { kind, .. } => *kind,
+        }
+    }
+
+    pub(crate) fn set_kind(&mut self, to: WordKind) {
+        match &mut self.0 {
+            Repr::Inline { kind, .. } | Repr::Heap { kind, .. } => *kind = to,
+        }
+    }
+
+    /// The spelling, sigils included.
+    #[inline]
+    pub fn text(&self) -> &str {
+        match &self.0 {
+            // Only valid UTF-8 is ever stored inline, so this never falls back.
+            Repr::Inline { len, bytes, .. } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            Repr::Heap { text, .. } => text,
+        }
+    }
+
+    /// The spelling's bytes (what printing and comparing need, without a UTF-8 check).
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline { len, bytes, .. } => &bytes[..usize::from(*len)],
+            Repr::Heap { text, .. } => text.as_bytes(),
+        }
+    }
+
+    /// Whether the word is an eval word spelled `spelling` (`=`, `:=`).
+    #[inline]
+    pub fn is_eval(&self, spelling: &str) -> bool {
+        self.kind() == WordKind::Eval && self.as_bytes() == spelling.as_bytes()
+    }
+
+    /// Appends a key to a joined keyword message's spelling (`at:` + `put:`).
+    fn push_key(&mut self, key: &[u8], utf8: bool) {
+        let kind = self.kind();
+        if utf8
+            && let Repr::Inline { len, bytes, .. } = &mut self.0
+            && let Some(slot) = bytes.get_mut(usize::from(*len)..usize::from(*len) + key.len())
+        {
+            slot.copy_from_slice(key);
+            *len += key.len() as u8;
+            return;
+        }
+        let mut joined = String::with_capacity(self.as_bytes().len() + key.len());
+        joined.push_str(self.text());
+        joined.push_str(&String::from_utf8_lossy(key));
+        self.0 = Repr::Heap {
+            kind,
+            text: joined.into(),
+        };
     }
 
     /// The name without sigils: `x` for `$@x`, `'one` for `''one`, `Mod::name` for `$Mod::name`.
     pub fn name(&self) -> &str {
-        self.text.get(self.kind.sigil_len()..).unwrap_or("")
+        self.text().get(self.kind().sigil_len()..).unwrap_or("")
     }
 
     /// Whether this is an eval word shaped like a keyword (`at:put:`, `ti:di:`).
     pub fn is_keyword_shaped(&self) -> bool {
-        self.kind == WordKind::Eval && self.text.len() > 1 && self.text.ends_with(':')
+        let bytes = self.as_bytes();
+        self.kind() == WordKind::Eval && bytes.len() > 1 && bytes.ends_with(b":")
+    }
+}
+
+/// `bytes` in an inline buffer, if they fit.
+#[inline]
+fn inline_bytes(bytes: &[u8]) -> Option<(u8, [u8; INLINE])> {
+    let mut inline = [0u8; INLINE];
+    inline.get_mut(..bytes.len())?.copy_from_slice(bytes);
+    Some((bytes.len() as u8, inline))
+}
+
+impl PartialEq for Word {
+    fn eq(&self, other: &Word) -> bool {
+        self.kind() == other.kind() && self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Word {}
+
+impl std::hash::Hash for Word {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.kind().hash(state);
+        self.as_bytes().hash(state);
+    }
+}
+
+impl std::fmt::Debug for Word {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Word")
+            .field("kind", &self.kind())
+            .field("text", &self.text())
+            .finish()
     }
 }
 
@@ -164,7 +295,7 @@ impl ChildRange {
         }
     }
 
-    fn range(self) -> Range<usize> {
+    pub(crate) fn range(self) -> Range<usize> {
         self.start as usize..(self.start + self.len) as usize
     }
 
@@ -293,12 +424,20 @@ struct Frame {
 
 /// Lowering a range of tokens into a view: nodes are finished a composite at a time (its
 /// children pending until it closes, then moved side by side into `nodes`).
+///
+/// This is on the path of `parse --canonical` and of every build, so it is written for speed:
+/// it walks the tree's arrays directly, keeps short words inline (no allocation), copies word
+/// bytes without checking UTF-8 again when the parser found the text valid, and reserves its
+/// arrays once (capacity not written to costs no memory).
 struct Lowering<'t> {
     tree: &'t SyntaxTree,
+    /// The whole text is valid UTF-8.
+    utf8: bool,
     nodes: Vec<AstNode>,
     spans: Vec<(u32, u32)>,
-    /// Nodes of the open composites, innermost last, with their spans.
-    pending: Vec<(AstNode, (u32, u32))>,
+    /// Nodes of the open composites, innermost last, and their spans.
+    pending: Vec<AstNode>,
+    pending_spans: Vec<(u32, u32)>,
     frames: Vec<Frame>,
     /// End token index of each open composite, to close unclosed ones where the parser did.
     ends: Vec<u32>,
@@ -309,43 +448,58 @@ struct Lowering<'t> {
 impl Lowering<'_> {
     fn run(&mut self, tokens: Range<usize>) {
         let tree = self.tree;
+        let kinds = &tree.kinds[..];
+        let starts = &tree.starts[..];
+        let end = tokens.end.min(kinds.len());
         let mut cursor = tokens.start;
-        while let Some(token) = tree.token(cursor).filter(|_| cursor < tokens.end) {
+        // The innermost open composite's end (`ends`' last), or none.
+        let mut next_end = self.ends.last().copied().unwrap_or(u32::MAX);
+        while cursor < end {
+            let kind = kinds[cursor];
+            let index = cursor as u32;
             cursor += 1;
-            let index = token.index() as u32;
-            while self.ends.last().is_some_and(|&end| end <= index) {
-                self.ends.pop();
-                self.close(token.range().start as u32);
+            if next_end <= index {
+                while self.ends.last().is_some_and(|&end| end <= index) {
+                    self.ends.pop();
+                    self.close(starts[index as usize]);
+                }
+                next_end = self.ends.last().copied().unwrap_or(u32::MAX);
             }
-            let kind = token.kind();
-            let range = token.range();
-            let span = (range.start as u32, range.end as u32);
             if self.frames.is_empty() {
                 break;
             }
-            if kind.is_trivia() || kind == SyntaxKind::Malformed {
-                continue;
-            }
-            if kind.is_open() {
-                if let Some(end) = self.open(kind, span) {
-                    cursor = end;
+            let span = (starts[index as usize], starts[index as usize + 1]);
+            match kind {
+                SyntaxKind::Whitespace
+                | SyntaxKind::Comment
+                | SyntaxKind::ByteOrderMark
+                | SyntaxKind::Malformed => {}
+                SyntaxKind::LBracket | SyntaxKind::LParen | SyntaxKind::LCurly => {
+                    if let Some(skip_to) = self.open(kind, span) {
+                        cursor = skip_to;
+                    }
+                    next_end = self.ends.last().copied().unwrap_or(u32::MAX);
                 }
-            } else if kind.is_close() {
                 // A closer that ends a composite is handled by `ends`; a stray one is no node.
-                if self.ends.last() == Some(&(index + 1)) {
-                    self.ends.pop();
-                    self.close(span.1);
+                SyntaxKind::RBracket | SyntaxKind::RParen | SyntaxKind::RCurly => {
+                    if next_end == index + 1 {
+                        self.ends.pop();
+                        self.close(span.1);
+                        next_end = self.ends.last().copied().unwrap_or(u32::MAX);
+                    }
                 }
-            } else if kind == SyntaxKind::KeywordPart {
-                self.keyword_part(token.text(), range, span);
-            } else {
-                self.end_keyword_slot();
-                self.pending.push((leaf(kind, token.text()), span));
+                SyntaxKind::KeywordPart => self.keyword_part(span),
+                _ => {
+                    self.end_keyword_slot();
+                    self.pending.push(self.leaf(kind, span));
+                    self.pending_spans.push(span);
+                }
             }
         }
     }
 
     /// A node that is not part of a keyword message's key ends the slot its parts join into.
+    #[inline]
     fn end_keyword_slot(&mut self) {
         if let Some(frame) = self.frames.last_mut()
             && frame.keyword.node()
@@ -369,10 +523,11 @@ impl Lowering<'_> {
         if self.frames.len() > self.max_depth {
             self.next_composite += data.descendants as usize;
             let end = tree.starts[data.end as usize];
-            self.pending.push((
-                AstNode::Composite(composite, ChildRange { start: 0, len: 0 }),
-                (span.0, end),
+            self.pending.push(AstNode::Composite(
+                composite,
+                ChildRange { start: 0, len: 0 },
             ));
+            self.pending_spans.push((span.0, end));
             return Some(data.end as usize);
         }
         self.ends.push(data.end);
@@ -386,27 +541,37 @@ impl Lowering<'_> {
         None
     }
 
+    /// Whether the token at `span` can be copied as UTF-8 without a check: the text is valid
+    /// and the token neither starts nor ends inside a character.
+    #[inline]
+    fn utf8_at(&self, span: (u32, u32)) -> bool {
+        let text = &self.tree.text;
+        let boundary = |at: u32| text.get(at as usize).is_none_or(|&b| (b as i8) >= -0x40);
+        self.utf8 && boundary(span.0) && boundary(span.1)
+    }
+
     /// A keyword part: a new word, or joined to the key of the message it continues
     /// (`at:` `put:` → `at:put:`).
-    fn keyword_part(&mut self, token_text: &[u8], range: Range<usize>, span: (u32, u32)) {
+    fn keyword_part(&mut self, span: (u32, u32)) {
+        let utf8 = self.utf8_at(span);
         let Some(frame) = self.frames.last_mut() else {
             return;
         };
-        let (_, starts_new) = frame.keyword.key(range);
-        let key = String::from_utf8_lossy(token_text);
+        let (_, starts_new) = frame.keyword.key(span.0 as usize..span.1 as usize);
+        let token_text = &self.tree.text[span.0 as usize..span.1 as usize];
         let module = contains_module_separator(token_text);
         match frame.keyword_slot {
             Some(slot) if !starts_new => {
-                if let (AstNode::Word(word), word_span) = &mut self.pending[slot] {
-                    let mut joined = String::from(std::mem::take(&mut word.text));
-                    joined.push_str(&key);
-                    word.text = joined.into();
+                if let Some(AstNode::Word(word)) = self.pending.get_mut(slot) {
+                    word.push_key(token_text, utf8);
                     // The joined spelling holds `::`, so it reads back as a module word: so
                     // must it be here, or the canonical form would not.
                     if module {
-                        word.kind = WordKind::Module;
+                        word.set_kind(WordKind::Module);
                     }
-                    word_span.1 = span.1;
+                    if let Some(word_span) = self.pending_spans.get_mut(slot) {
+                        word_span.1 = span.1;
+                    }
                 }
             }
             _ => {
@@ -416,14 +581,34 @@ impl Lowering<'_> {
                     WordKind::Eval
                 };
                 frame.keyword_slot = Some(self.pending.len());
-                self.pending.push((
-                    AstNode::Word(Word {
-                        kind,
-                        text: key.into(),
-                    }),
-                    span,
-                ));
+                self.pending
+                    .push(AstNode::Word(Word::from_token(kind, token_text, utf8)));
+                self.pending_spans.push(span);
             }
+        }
+    }
+
+    /// A token that is a node of its own: a literal or a word.
+    #[inline]
+    fn leaf(&self, kind: SyntaxKind, span: (u32, u32)) -> AstNode {
+        let token_text = &self.tree.text[span.0 as usize..span.1 as usize];
+        match kind {
+            SyntaxKind::Integer => AstNode::Integer(parse_integer(token_text).unwrap_or(0)),
+            SyntaxKind::Float => AstNode::Float(parse_float(token_text).unwrap_or(f64::NAN)),
+            SyntaxKind::String => {
+                let inner = token_text.get(1..).unwrap_or(b"");
+                let inner = if inner.ends_with(b"\"") && token_text.len() >= 2 {
+                    &inner[..inner.len() - 1]
+                } else {
+                    inner
+                };
+                AstNode::String(decode_string(inner).into_boxed_slice())
+            }
+            other => AstNode::Word(Word::from_token(
+                WordKind::from_token(other).unwrap_or(WordKind::Eval),
+                token_text,
+                self.utf8_at(span),
+            )),
         }
     }
 
@@ -434,16 +619,17 @@ impl Lowering<'_> {
             return;
         };
         let start = self.nodes.len() as u32;
-        let mut count = 0u32;
-        for (node, span) in self.pending.drain(frame.pending_start..) {
-            self.nodes.push(node);
-            self.spans.push(span);
-            count += 1;
-        }
-        self.pending.push((
-            AstNode::Composite(frame.kind, ChildRange { start, len: count }),
-            (frame.open_at, end_offset),
+        let from = frame.pending_start.min(self.pending.len());
+        let count = (self.pending.len() - from) as u32;
+        self.nodes.extend(self.pending.drain(from..));
+        self.spans
+            .extend_from_slice(self.pending_spans.get(from..).unwrap_or_default());
+        self.pending_spans.truncate(from);
+        self.pending.push(AstNode::Composite(
+            frame.kind,
+            ChildRange { start, len: count },
         ));
+        self.pending_spans.push((frame.open_at, end_offset));
     }
 
     /// Closes what is still open at the end of the text; the top level becomes the root.
@@ -454,10 +640,8 @@ impl Lowering<'_> {
         }
         let start = self.nodes.len() as u32;
         let count = self.pending.len() as u32;
-        for (node, span) in self.pending {
-            self.nodes.push(node);
-            self.spans.push(span);
-        }
+        self.nodes.append(&mut self.pending);
+        self.spans.append(&mut self.pending_spans);
         // Each node's span starts within the text and does not end before it starts.
         debug_assert!(
             self.spans.iter().all(|&(a, b)| a <= b && b <= end),
@@ -468,27 +652,6 @@ impl Lowering<'_> {
             spans: self.spans,
             root: ChildRange { start, len: count },
         }
-    }
-}
-
-/// A token that is a node of its own: a literal or a word.
-fn leaf(kind: SyntaxKind, token_text: &[u8]) -> AstNode {
-    match kind {
-        SyntaxKind::Integer => AstNode::Integer(parse_integer(token_text).unwrap_or(0)),
-        SyntaxKind::Float => AstNode::Float(parse_float(token_text).unwrap_or(f64::NAN)),
-        SyntaxKind::String => {
-            let inner = token_text.get(1..).unwrap_or(b"");
-            let inner = if inner.ends_with(b"\"") && token_text.len() >= 2 {
-                &inner[..inner.len() - 1]
-            } else {
-                inner
-            };
-            AstNode::String(decode_string(inner).into_boxed_slice())
-        }
-        other => AstNode::Word(Word {
-            kind: WordKind::from_token(other).unwrap_or(WordKind::Eval),
-            text: String::from_utf8_lossy(token_text).into(),
-        }),
     }
 }
 
@@ -527,11 +690,15 @@ impl Ast {
         first_composite: usize,
         max_depth: usize,
     ) -> Ast {
+        // Every token may be a node: reserving that much costs address space, not memory.
+        let capacity = tokens.len();
         let mut lowering = Lowering {
             tree,
-            nodes: Vec::new(),
-            spans: Vec::new(),
-            pending: Vec::new(),
+            utf8: tree.utf8,
+            nodes: Vec::with_capacity(capacity),
+            spans: Vec::with_capacity(capacity),
+            pending: Vec::with_capacity(capacity),
+            pending_spans: Vec::with_capacity(capacity),
             frames: vec![Frame {
                 kind: CompositeKind::Block,
                 pending_start: 0,
@@ -589,6 +756,19 @@ impl Ast {
 
     pub(crate) fn root_range(&self) -> ChildRange {
         self.root
+    }
+
+    /// About how long a printed form of the view is: the source bytes its top level spans
+    /// (0 for a view built by code). A capacity to start with, not a bound.
+    pub(crate) fn source_len_estimate(&self) -> usize {
+        let range = self.root.range();
+        let first = self.spans.get(range.start).map_or(0, |s| s.0);
+        let last = range
+            .end
+            .checked_sub(1)
+            .and_then(|i| self.spans.get(i))
+            .map_or(0, |s| s.1);
+        last.saturating_sub(first) as usize + 16
     }
 }
 
@@ -676,5 +856,52 @@ impl PartialEq for Ast {
             }
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse;
+    use super::*;
+
+    #[test]
+    fn a_node_stays_24_bytes() {
+        // Short words inline and the node no larger than a pointer-and-length word was.
+        assert_eq!(std::mem::size_of::<AstNode>(), 24);
+    }
+
+    #[test]
+    fn words_inline_or_not_read_the_same() {
+        for len in [1, 20, 21, 22, 40] {
+            let text = "w".repeat(len);
+            let ast = Ast::from_tree(&parse(text.as_str()).tree);
+            let word = ast.root().get(0).and_then(|n| n.as_word()).cloned();
+            assert_eq!(word, Some(Word::new(&text)), "{len}");
+            assert_eq!(word.map(|w| w.text().to_string()), Some(text));
+        }
+    }
+
+    #[test]
+    fn keys_join_across_the_inline_limit() {
+        // 7 + 7 + 7 bytes fit inline, the fourth key does not.
+        let text = "x abcdef: 1 ghijkl: 2 mnopqr: 3 stuvwx: 4";
+        let ast = Ast::from_tree(&parse(text).tree);
+        let joined = ast.root().get(1).and_then(|n| n.as_word()).cloned();
+        assert_eq!(joined, Some(Word::new("abcdef:ghijkl:mnopqr:stuvwx:")));
+        let ast = Ast::from_tree(&parse("x Éé: 1 M::k: 2").tree);
+        let joined = ast.root().get(1).and_then(|n| n.as_word()).cloned();
+        assert_eq!(joined.as_ref().map(Word::kind), Some(WordKind::Module));
+        assert_eq!(joined.as_ref().map(Word::text), Some("Éé:M::k:"));
+    }
+
+    #[test]
+    fn words_of_text_that_is_not_utf8_are_replaced() {
+        let ast = Ast::from_tree(&parse(&b"ab\xffc d\xc3\xa9"[..]).tree);
+        let words: Vec<String> = ast
+            .root()
+            .iter()
+            .filter_map(|n| n.as_word().map(|w| w.text().to_string()))
+            .collect();
+        assert_eq!(words, ["ab\u{fffd}c", "dé"]);
     }
 }

@@ -18,7 +18,17 @@ impl Ast {
     /// assert_eq!(ast.canonical(), r#"x = [11 5.0] "a\\""#);
     /// ```
     pub fn canonical(&self) -> String {
-        let mut out = String::new();
+        // Words hold UTF-8 and strings are escaped to it, so the check never fails; it is one
+        // pass over the output, cheap beside building it.
+        match String::from_utf8(self.canonical_bytes()) {
+            Ok(text) => text,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        }
+    }
+
+    /// The canonical form as bytes (valid UTF-8; what `parse --canonical` writes).
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.source_len_estimate());
         self.write_canonical(self.root_children(), &mut out);
         out
     }
@@ -27,29 +37,42 @@ impl Ast {
         self.root_range()
     }
 
-    /// Appends the canonical form of the nodes in `range` to `out`. Walks without recursion.
-    pub(crate) fn write_canonical(&self, range: ChildRange, out: &mut String) {
-        // Each frame: the sibling list, the next index, the closer to print when done.
-        let mut stack: Vec<(&[AstNode], usize, Option<char>)> =
-            vec![(self.nodes_in(range), 0, None)];
-        while let Some((nodes, i, closer)) = stack.last_mut() {
-            let Some(node) = nodes.get(*i) else {
-                if let Some(c) = *closer {
-                    out.push(c);
+    /// Appends the canonical form of the nodes in `range` to `out`. Walks without recursion:
+    /// a stack of the open composites, each the end of its children and its closer.
+    pub(crate) fn write_canonical(&self, range: ChildRange, out: &mut Vec<u8>) {
+        let all = self.nodes_in(ChildRange::all(self.node_count()));
+        let mut stack: Vec<(usize, usize, u8)> = Vec::new();
+        let (mut at, mut end) = (range.start_index(), range.start_index() + range.len());
+        let mut closer = 0u8;
+        let mut first = true;
+        loop {
+            let Some(node) = all.get(at).filter(|_| at < end) else {
+                if closer != 0 {
+                    out.push(closer);
                 }
-                stack.pop();
+                let Some((next_at, next_end, next_closer)) = stack.pop() else {
+                    return;
+                };
+                (at, end, closer) = (next_at, next_end, next_closer);
+                first = false;
                 continue;
             };
-            if *i > 0 {
-                out.push(' ');
+            if !first {
+                out.push(b' ');
             }
-            *i += 1;
+            first = false;
+            at += 1;
             match node {
                 AstNode::Composite(kind, children) => {
                     let (open, close) = kind.brackets();
-                    out.push(open);
-                    let children = self.nodes_in(*children);
-                    stack.push((children, 0, Some(close)));
+                    out.push(open as u8);
+                    stack.push((at, end, closer));
+                    (at, end, closer) = (
+                        children.start_index(),
+                        children.start_index() + children.len(),
+                        close as u8,
+                    );
+                    first = true;
                 }
                 leaf => write_leaf(leaf, out),
             }
@@ -58,99 +81,164 @@ impl Ast {
 }
 
 /// Appends the canonical spelling of a node that is not a composite.
-pub(crate) fn write_leaf(node: &AstNode, out: &mut String) {
+#[inline]
+pub(crate) fn write_leaf(node: &AstNode, out: &mut Vec<u8>) {
     match node {
-        AstNode::Integer(v) => {
-            let _ = write!(out, "{v}");
-        }
+        AstNode::Integer(v) => write_integer(*v, out),
         AstNode::Float(v) => {
             // `inf` and `nan` alone read back as words: only a sign makes them floats.
             if v.is_nan() || *v == f64::INFINITY {
-                out.push('+');
+                out.push(b'+');
             }
-            format_float(*v, out);
+            let mut text = SmallText::default();
+            format_float(*v, &mut text);
+            out.extend_from_slice(text.as_bytes());
         }
         AstNode::String(bytes) => write_string(bytes, out),
-        AstNode::Word(w) => out.push_str(&w.text),
+        AstNode::Word(w) => out.extend_from_slice(w.as_bytes()),
         AstNode::Composite(..) => {}
+    }
+}
+
+/// An integer in decimal, without the formatting machinery.
+#[inline]
+fn write_integer(value: i64, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = value.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if value < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// A short text built on the stack (a float's spelling is at most 26 bytes).
+#[derive(Default)]
+pub(crate) struct SmallText {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl SmallText {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl std::fmt::Write for SmallText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let slot = self
+            .bytes
+            .get_mut(self.len..self.len + s.len())
+            .ok_or(std::fmt::Error)?;
+        slot.copy_from_slice(s.as_bytes());
+        self.len += s.len();
+        Ok(())
     }
 }
 
 /// A string literal: `\` and `"` escaped; bytes that are not UTF-8, and NUL (an error in
 /// source), as `\xHH` so that the text stays valid UTF-8 and reads back to the same bytes.
-pub(crate) fn write_string(bytes: &[u8], out: &mut String) {
-    out.push('"');
+pub(crate) fn write_string(bytes: &[u8], out: &mut Vec<u8>) {
+    out.push(b'"');
+    // Most strings are plain ASCII with nothing to escape: copied as they are.
+    if bytes.is_ascii() && memchr::memchr3(b'\\', b'"', 0, bytes).is_none() {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
             match c {
-                '\\' => out.push_str("\\\\"),
-                '"' => out.push_str("\\\""),
-                '\0' => out.push_str("\\x00"),
-                c => out.push(c),
+                '\\' => out.extend_from_slice(b"\\\\"),
+                '"' => out.extend_from_slice(b"\\\""),
+                '\0' => out.extend_from_slice(b"\\x00"),
+                c => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
             }
         }
         for b in chunk.invalid() {
-            let _ = write!(out, "\\x{b:02X}");
+            out.extend_from_slice(b"\\x");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 15)]);
         }
     }
-    out.push('"');
+    out.push(b'"');
 }
+
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
 /// A float as Nim's `$` prints it (shortest round-trip digits; fixed notation while the decimal
 /// point lies within -6..=17 digits, with a trailing `.0` for whole numbers; otherwise `1e+20`).
-pub fn format_float(value: f64, out: &mut String) {
+pub fn format_float(value: f64, out: &mut impl std::fmt::Write) {
+    let _ = try_format_float(value, out);
+}
+
+fn try_format_float(value: f64, out: &mut impl std::fmt::Write) -> std::fmt::Result {
     if value.is_nan() {
-        out.push_str("nan");
-        return;
+        return out.write_str("nan");
     }
     if value.is_sign_negative() {
-        out.push('-');
+        out.write_char('-')?;
     }
     let value = value.abs();
     if value.is_infinite() {
-        out.push_str("inf");
-        return;
+        return out.write_str("inf");
     }
     if value == 0.0 {
-        out.push_str("0.0");
-        return;
+        return out.write_str("0.0");
     }
     // Rust's `{:e}` gives the shortest digits that round-trip, like Nim's Dragonbox.
-    let sci = format!("{value:e}");
-    let (mantissa, exponent) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let mut sci = SmallText::default();
+    write!(sci, "{value:e}")?;
+    let sci = std::str::from_utf8(sci.as_bytes()).unwrap_or("0e0");
+    let (mantissa, exponent) = sci.split_once('e').unwrap_or((sci, "0"));
     let exponent: i32 = exponent.parse().unwrap_or(0);
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
-    let digits = digits.trim_end_matches('0');
+    // The mantissa's digits without its point (`1.25` → `125`), trailing zeros dropped.
+    let mut digits = SmallText::default();
+    for part in mantissa.split('.') {
+        digits.write_str(part)?;
+    }
+    let all = std::str::from_utf8(digits.as_bytes()).unwrap_or("0");
+    let digits = all.trim_end_matches('0');
     let digits = if digits.is_empty() { "0" } else { digits };
     let n = digits.len() as i32;
     let point = exponent + 1;
     if (-6..=17).contains(&point) {
         if point <= 0 {
-            out.push_str("0.");
+            out.write_str("0.")?;
             for _ in 0..-point {
-                out.push('0');
+                out.write_char('0')?;
             }
-            out.push_str(digits);
+            out.write_str(digits)?;
         } else if point < n {
-            out.push_str(&digits[..point as usize]);
-            out.push('.');
-            out.push_str(&digits[point as usize..]);
+            out.write_str(&digits[..point as usize])?;
+            out.write_char('.')?;
+            out.write_str(&digits[point as usize..])?;
         } else {
-            out.push_str(digits);
+            out.write_str(digits)?;
             for _ in 0..point - n {
-                out.push('0');
+                out.write_char('0')?;
             }
-            out.push_str(".0");
+            out.write_str(".0")?;
         }
     } else {
-        out.push_str(&digits[..1]);
+        out.write_str(&digits[..1])?;
         if n > 1 {
-            out.push('.');
-            out.push_str(&digits[1..]);
+            out.write_char('.')?;
+            out.write_str(&digits[1..])?;
         }
         let e = point - 1;
-        let _ = write!(out, "e{}{}", if e < 0 { '-' } else { '+' }, e.abs());
+        write!(out, "e{}{}", if e < 0 { '-' } else { '+' }, e.abs())?;
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -199,8 +287,20 @@ mod tests {
 
     #[test]
     fn strings_escape_backslash_and_quote_only() {
-        let mut s = String::new();
-        write_string(b"a\\b\"c'\n\xff", &mut s);
-        assert_eq!(s, "\"a\\\\b\\\"c'\n\\xFF\"");
+        let mut s = Vec::new();
+        write_string(b"a\\b\"c'\n\xff\0", &mut s);
+        assert_eq!(s, b"\"a\\\\b\\\"c'\n\\xFF\\x00\"");
+        s.clear();
+        write_string("plain é text".as_bytes(), &mut s);
+        assert_eq!(s, "\"plain é text\"".as_bytes());
+    }
+
+    #[test]
+    fn integers_print_in_decimal() {
+        for v in [0, 7, -7, 10, 1_000_000, i64::MAX, i64::MIN] {
+            let mut s = Vec::new();
+            write_integer(v, &mut s);
+            assert_eq!(s, v.to_string().as_bytes());
+        }
     }
 }

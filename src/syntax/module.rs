@@ -215,7 +215,7 @@ pub fn read_definition(text: &[u8]) -> Result<String, UnitErrors> {
     match starts.as_slice() {
         [0] => Ok(root
             .get(0)
-            .and_then(|n| n.as_word().map(|w| w.text.to_string()))
+            .and_then(|n| n.as_word().map(|w| w.text().to_string()))
             .unwrap_or_default()),
         [] => Err(fail(
             root.get(0).map_or(0..0, |n| n.span()),
@@ -518,7 +518,7 @@ fn run_ons(
                 index,
                 first_key.clone(),
                 second.clone(),
-                &word.text,
+                word.text(),
             ));
         }
         for (k, key) in keys.iter().cloned().enumerate().skip(1) {
@@ -540,7 +540,7 @@ fn run_ons(
                     expression,
                     message: first_key.clone(),
                     key,
-                    joined: &word.text,
+                    joined: word.text(),
                 },
             ));
         }
@@ -597,7 +597,7 @@ fn takes_equals(children: &AstList<'_>, i: usize) -> bool {
     children
         .get(i)
         .and_then(|n| n.as_word())
-        .is_some_and(|a| a.kind == WordKind::Eval && &*a.text == "=")
+        .is_some_and(|a| a.is_eval("="))
 }
 
 /// A keyword-named binding whose expression starts with a key: the two keys join.
@@ -740,12 +740,12 @@ fn is_definition_at(list: &AstList<'_>, i: usize) -> bool {
     let is_name = list
         .get(i)
         .and_then(|n| n.as_word())
-        .is_some_and(|w| w.kind == WordKind::Eval && &*w.text != "=" && &*w.text != ":=");
+        .is_some_and(|w| w.kind() == WordKind::Eval && !w.is_eval("=") && !w.is_eval(":="));
     is_name
         && list
             .get(i + 1)
             .and_then(|n| n.as_word())
-            .is_some_and(|w| w.kind == WordKind::Eval && &*w.text == "=")
+            .is_some_and(|w| w.is_eval("="))
 }
 
 fn find_binding(list: AstList<'_>, name: &str) -> Option<usize> {
@@ -754,7 +754,7 @@ fn find_binding(list: AstList<'_>, name: &str) -> Option<usize> {
             && list
                 .get(i)
                 .and_then(|n| n.as_word())
-                .is_some_and(|w| &*w.text == name)
+                .is_some_and(|w| w.as_bytes() == name.as_bytes())
     })
 }
 
@@ -789,7 +789,7 @@ fn module_name(tree: &SyntaxTree, children: &AstList<'_>) -> Result<String, Vec<
         ));
     };
     match fields.get(name_at + 2).map(|n| n.node()) {
-        Some(AstNode::Word(w)) if w.kind == WordKind::Literal && !w.name().is_empty() => {
+        Some(AstNode::Word(w)) if w.kind() == WordKind::Literal && !w.name().is_empty() => {
             Ok(w.name().to_string())
         }
         _ => Err(invalid(

@@ -825,9 +825,7 @@ fn parse_bytes(text: Vec<u8>) -> Parse {
         }
     }
     builder.finish_matching(&starts);
-    if !lexer.plain_ascii() {
-        check_encoding(&text, &mut builder.errors);
-    }
+    let utf8 = lexer.plain_ascii() || check_encoding(&text, &mut builder.errors);
 
     let Builder {
         kinds,
@@ -858,6 +856,7 @@ fn parse_bytes(text: Vec<u8>) -> Parse {
             kinds,
             starts,
             composites,
+            utf8,
         },
         errors,
     }
@@ -881,6 +880,7 @@ fn too_large(text: &[u8]) -> Parse {
             kinds: Vec::new(),
             starts: vec![0],
             composites: Vec::new(),
+            utf8: true,
         },
         errors: vec![error],
     }
@@ -1019,16 +1019,19 @@ fn malformed_word(token: &[u8], span: Range<usize>) -> SyntaxError {
     )
 }
 
-/// Reports invalid UTF-8 (each bad sequence, up to a bound) and NUL bytes.
-fn check_encoding(text: &[u8], errors: &mut Vec<SyntaxError>) {
+/// Reports invalid UTF-8 (each bad sequence, up to a bound) and NUL bytes. Returns whether the
+/// text is valid UTF-8.
+fn check_encoding(text: &[u8], errors: &mut Vec<SyntaxError>) -> bool {
     const MAX_REPORTED: usize = 20;
     let mut reported = 0;
     let mut index: Option<LineIndex> = None;
     let mut rest = 0usize;
+    let mut valid = true;
     while rest < text.len() {
         match std::str::from_utf8(&text[rest..]) {
             Ok(_) => break,
             Err(e) => {
+                valid = false;
                 let at = rest + e.valid_up_to();
                 let bad = e.error_len().unwrap_or(text.len() - at).max(1);
                 if reported < MAX_REPORTED {
@@ -1055,6 +1058,7 @@ fn check_encoding(text: &[u8], errors: &mut Vec<SyntaxError>) {
             format!("NUL byte at byte offset {at}: a source file must not contain NUL"),
         ));
     }
+    valid
 }
 
 /// The parser checked against the single-pass one it replaced (kept here verbatim as the
@@ -1319,6 +1323,7 @@ mod differential {
         errors.sort_by_key(|e| (e.span.start, e.span.end));
         Parse {
             tree: SyntaxTree {
+                utf8: std::str::from_utf8(&text).is_ok(),
                 text,
                 kinds,
                 starts,

@@ -60,40 +60,49 @@ impl Ast {
 
     /// The pretty form of the top-level nodes.
     pub fn pretty_with(&self, options: &PrettyOptions) -> String {
+        // Words hold UTF-8 and strings are escaped to it: the check never fails.
+        match String::from_utf8(self.pretty_bytes(options)) {
+            Ok(text) => text,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        }
+    }
+
+    /// The pretty form as bytes (valid UTF-8; what `parse --pretty` writes).
+    pub fn pretty_bytes(&self, options: &PrettyOptions) -> Vec<u8> {
         let widths = self.flat_widths();
         let mut printer = Printer {
             ast: self,
+            all: self.nodes_in(ChildRange::all(self.node_count())),
             widths: &widths,
             options,
-            out: String::new(),
+            base_columns: char_count(options.base.as_bytes()),
+            indent_columns: char_count(options.indent.as_bytes()),
+            out: Vec::with_capacity(self.source_len_estimate()),
             column: 0,
         };
         printer.body(self.root_range(), 0, 0);
         printer.out
     }
 
-    /// Flat (canonical) width of every arena node, children before parents.
-    fn flat_widths(&self) -> Vec<(usize, bool)> {
-        let mut widths: Vec<(usize, bool)> = Vec::with_capacity(self.node_count());
-        for node in self.nodes_in(ChildRange::all(self.node_count())) {
+    /// Flat (canonical) width in characters of every arena node, children before parents, and
+    /// whether it must break (a curly of two or more bindings, or holding one): one `u32` per
+    /// node, the flag in the top bit.
+    fn flat_widths(&self) -> Vec<u32> {
+        let all = self.nodes_in(ChildRange::all(self.node_count()));
+        let mut widths: Vec<u32> = Vec::with_capacity(all.len());
+        for node in all {
             let entry = match node {
                 AstNode::Composite(kind, children) => {
                     let nodes = self.nodes_in(*children);
-                    let base = children.start_index();
                     let mut width = 2 + nodes.len().saturating_sub(1);
                     let mut must_break = *kind == CompositeKind::Curly && binding_count(nodes) >= 2;
-                    for i in 0..nodes.len() {
-                        let (w, b) = widths[base + i];
-                        width += w;
-                        must_break |= b;
+                    for &w in widths.get(children.range()).unwrap_or_default() {
+                        width += (w & WIDTH) as usize;
+                        must_break |= w & BREAK != 0;
                     }
-                    (width, must_break)
+                    width.min(WIDTH as usize) as u32 | if must_break { BREAK } else { 0 }
                 }
-                leaf => {
-                    let mut s = String::new();
-                    write_leaf(leaf, &mut s);
-                    (s.chars().count(), false)
-                }
+                leaf => leaf_width(leaf).min(WIDTH as usize) as u32,
             };
             widths.push(entry);
         }
@@ -101,13 +110,51 @@ impl Ast {
     }
 }
 
+/// The flag of [`Ast::flat_widths`]: the composite must break.
+const BREAK: u32 = 1 << 31;
+/// The width bits of [`Ast::flat_widths`] (a width saturates there: far wider than any line).
+const WIDTH: u32 = BREAK - 1;
+
+/// The number of characters in UTF-8 `bytes` (bytes that do not continue a character).
+#[inline]
+fn char_count(bytes: &[u8]) -> usize {
+    if bytes.is_ascii() {
+        return bytes.len();
+    }
+    bytes.iter().filter(|&&b| (b as i8) >= -0x40).count()
+}
+
+/// The canonical width in characters of a node that is not a composite, without printing it
+/// (but for the rare string that needs escapes).
+fn leaf_width(node: &AstNode) -> usize {
+    match node {
+        AstNode::Integer(v) => {
+            v.unsigned_abs()
+                .checked_ilog10()
+                .map_or(1, |d| d as usize + 1)
+                + usize::from(*v < 0)
+        }
+        AstNode::Word(w) => char_count(w.as_bytes()),
+        AstNode::String(bytes)
+            if bytes.is_ascii() && memchr::memchr3(b'\\', b'"', 0, bytes).is_none() =>
+        {
+            bytes.len() + 2
+        }
+        leaf => {
+            let mut out = Vec::new();
+            write_leaf(leaf, &mut out);
+            char_count(&out)
+        }
+    }
+}
+
 fn is_binding_at(nodes: &[AstNode], i: usize) -> bool {
-    matches!(&nodes[i], AstNode::Word(w) if w.kind == WordKind::Eval && !is_assign(w))
+    matches!(&nodes[i], AstNode::Word(w) if w.kind() == WordKind::Eval && !is_assign(w))
         && matches!(nodes.get(i + 1), Some(AstNode::Word(w)) if is_assign(w))
 }
 
 fn is_assign(word: &Word) -> bool {
-    word.kind == WordKind::Eval && (&*word.text == "=" || &*word.text == ":=")
+    word.is_eval("=") || word.is_eval(":=")
 }
 
 fn binding_count(nodes: &[AstNode]) -> usize {
@@ -116,106 +163,152 @@ fn binding_count(nodes: &[AstNode]) -> usize {
         .count()
 }
 
-/// Splits a joined keyword word into its keys (`Foo::at:put:` → `Foo::at:`, `put:`), or `None`
-/// when it is not made of keys that each read back as a keyword part.
-fn keyword_keys(word: &Word) -> Option<Vec<&str>> {
-    if !matches!(word.kind, WordKind::Eval | WordKind::Module) || !word.text.ends_with(':') {
+/// The number of keys of a joined keyword word (`Foo::at:put:` has `Foo::at:` and `put:`), or
+/// `None` when it is not made of keys that each read back as a keyword part.
+fn keyword_keys(word: &Word) -> Option<usize> {
+    let bytes = word.as_bytes();
+    if !matches!(word.kind(), WordKind::Eval | WordKind::Module) || !bytes.ends_with(b":") {
         return None;
     }
-    let text = &*word.text;
-    let bytes = text.as_bytes();
-    let mut keys = Vec::new();
+    let mut count = 0;
     let mut start = 0;
-    for i in 0..bytes.len() {
+    for end in key_ends(bytes) {
+        let key = &bytes[start..end];
+        // A key is printed as a token of its own: one starting with `"` would open a string
+        // (`t:"hen:` is one key; `t: 1 "hen: 2` is not what it reads back as).
+        if key.starts_with(b"\"") || classify_word(key) != SyntaxKind::KeywordPart {
+            return None;
+        }
+        count += 1;
+        start = end;
+    }
+    (start == bytes.len() && count > 0).then_some(count)
+}
+
+/// Where each key of a joined keyword word ends: after each colon that is not half of `::`.
+fn key_ends(bytes: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    (0..bytes.len()).filter_map(move |i| {
         let colon = bytes[i] == b':';
         let in_separator =
             (i + 1 < bytes.len() && bytes[i + 1] == b':') || (i > 0 && bytes[i - 1] == b':');
-        if colon && !in_separator {
-            keys.push(&text[start..=i]);
-            start = i + 1;
-        }
-    }
-    if start != bytes.len() || keys.is_empty() {
-        return None;
-    }
-    // A key is printed as a token of its own: one starting with `"` would open a string
-    // (`t:"hen:` is one key; `t: 1 "hen: 2` is not what it reads back as).
-    keys.iter()
-        .all(|k| !k.starts_with('"') && classify_word(k.as_bytes()) == SyntaxKind::KeywordPart)
-        .then_some(keys)
+        (colon && !in_separator).then_some(i + 1)
+    })
 }
 
 fn reads_as_key(node: &AstNode) -> bool {
-    matches!(node, AstNode::Word(w) if classify_word(w.text.as_bytes()) == SyntaxKind::KeywordPart)
+    matches!(node, AstNode::Word(w) if classify_word(w.as_bytes()) == SyntaxKind::KeywordPart)
 }
 
+/// Writes into one byte buffer and counts the column in characters as it goes.
 struct Printer<'a> {
     ast: &'a Ast,
-    widths: &'a [(usize, bool)],
+    /// The whole arena (a node's index is its place here).
+    all: &'a [AstNode],
+    widths: &'a [u32],
     options: &'a PrettyOptions,
-    out: String,
+    base_columns: usize,
+    indent_columns: usize,
+    out: Vec<u8>,
     column: usize,
 }
 
-/// One unit of a line: a node, or a keyword message printed with its keys between arguments.
-enum Item<'k> {
+/// One unit of a line: a node, or a keyword message printed with its keys between arguments
+/// (the word at this index, then as many arguments as keys).
+#[derive(Clone, Copy)]
+enum Item {
     Node(usize),
-    Message(Vec<&'k str>, usize),
+    Message(usize, usize),
+}
+
+impl Item {
+    fn first(self) -> usize {
+        match self {
+            Item::Node(i) | Item::Message(i, _) => i,
+        }
+    }
+
+    /// The index of the item after this one.
+    fn next(self) -> usize {
+        match self {
+            Item::Node(i) => i + 1,
+            Item::Message(i, keys) => i + keys + 1,
+        }
+    }
 }
 
 impl<'a> Printer<'a> {
-    fn push(&mut self, s: &str) {
-        self.out.push_str(s);
-        self.column += s.chars().count();
+    #[inline]
+    fn push(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+        self.column += char_count(bytes);
+    }
+
+    #[inline]
+    fn push_byte(&mut self, byte: u8) {
+        self.out.push(byte);
+        self.column += 1;
     }
 
     fn newline(&mut self, level: usize) {
-        self.out.push('\n');
-        self.out.push_str(&self.options.base);
+        self.out.push(b'\n');
+        self.out.extend_from_slice(self.options.base.as_bytes());
         for _ in 0..level {
-            self.out.push_str(&self.options.indent);
+            self.out.extend_from_slice(self.options.indent.as_bytes());
         }
-        self.column =
-            self.options.base.chars().count() + level * self.options.indent.chars().count();
+        self.column = self.base_columns + level * self.indent_columns;
     }
 
-    fn items(&self, range: ChildRange) -> Vec<Item<'a>> {
-        let nodes = self.ast.nodes_in(range);
-        let mut items = Vec::new();
-        let mut i = 0;
-        while i < nodes.len() {
-            if let AstNode::Word(word) = &nodes[i]
-                && let Some(keys) = keyword_keys(word)
-            {
-                let n = keys.len();
-                let args_ok =
-                    i + n < nodes.len() && nodes[i + 1..=i + n].iter().all(|a| !reads_as_key(a));
-                let next_ok = nodes.get(i + n + 1).is_none_or(|next| !reads_as_key(next));
-                // `at:put: = method [...]` binds a name: `at: = put: method [...]` would read
-                // back the same but no longer look like a definition.
-                let binds = matches!(nodes.get(i + 1), Some(AstNode::Word(w)) if is_assign(w));
-                if args_ok && next_ok && !binds {
-                    items.push(Item::Message(keys, i));
-                    i += n + 1;
-                    continue;
-                }
+    /// The item starting at `nodes[i]`: a keyword message re-sugared where it reads back the
+    /// same, else the node alone.
+    fn item(nodes: &[AstNode], i: usize) -> Item {
+        if let AstNode::Word(word) = &nodes[i]
+            && let Some(n) = keyword_keys(word)
+        {
+            let args_ok =
+                i + n < nodes.len() && nodes[i + 1..=i + n].iter().all(|a| !reads_as_key(a));
+            let next_ok = nodes.get(i + n + 1).is_none_or(|next| !reads_as_key(next));
+            // `at:put: = method [...]` binds a name: `at: = put: method [...]` would read
+            // back the same but no longer look like a definition.
+            let binds = matches!(nodes.get(i + 1), Some(AstNode::Word(w)) if is_assign(w));
+            if args_ok && next_ok && !binds {
+                return Item::Message(i, n);
             }
-            items.push(Item::Node(i));
-            i += 1;
         }
-        items
+        Item::Node(i)
     }
 
-    fn item_width(&self, base: usize, item: &Item<'_>) -> usize {
+    fn item_width(&self, base: usize, item: Item) -> usize {
+        let width = |i: usize| (self.widths[base + i] & WIDTH) as usize;
         match item {
-            Item::Node(i) => self.widths[base + i].0,
-            Item::Message(keys, i) => {
-                keys.iter().map(|k| k.chars().count() + 1).sum::<usize>()
-                    + (1..=keys.len())
-                        .map(|j| self.widths[base + i + j].0)
-                        .sum::<usize>()
-                    + keys.len()
-                    - 1
+            Item::Node(i) => width(i),
+            // The keys' characters are the word's, each key followed by a space, and a space
+            // between one argument and the next key.
+            Item::Message(i, keys) => {
+                width(i) + keys + (1..=keys).map(|j| width(i + j)).sum::<usize>() + keys - 1
+            }
+        }
+    }
+
+    /// Prints an item: a node, or a message's keys each before its argument.
+    fn print_item(&mut self, base: usize, item: Item, level: usize, depth: usize) {
+        match item {
+            Item::Node(i) => self.node(base + i, level, depth),
+            Item::Message(i, _) => {
+                let all = self.all;
+                let AstNode::Word(word) = &all[base + i] else {
+                    return;
+                };
+                let bytes = word.as_bytes();
+                let mut start = 0;
+                for (j, end) in key_ends(bytes).enumerate() {
+                    if j > 0 {
+                        self.push_byte(b' ');
+                    }
+                    self.push(&bytes[start..end]);
+                    self.push_byte(b' ');
+                    self.node(base + i + 1 + j, level, depth);
+                    start = end;
+                }
             }
         }
     }
@@ -224,80 +317,71 @@ impl<'a> Printer<'a> {
     fn body(&mut self, range: ChildRange, level: usize, depth: usize) {
         let nodes = self.ast.nodes_in(range);
         let base = range.start_index();
-        let items = self.items(range);
         let mut line_empty = true;
-        for item in &items {
-            let first = match item {
-                Item::Node(i) | Item::Message(_, i) => *i,
-            };
+        let mut i = 0;
+        while i < nodes.len() {
+            let item = Self::item(nodes, i);
+            i = item.next();
             let width = self.item_width(base, item);
             if !line_empty
-                && (is_binding_at(nodes, first) || self.column + 1 + width > self.options.width)
+                && (is_binding_at(nodes, item.first())
+                    || self.column + 1 + width > self.options.width)
             {
                 self.newline(level);
                 line_empty = true;
             }
             if !line_empty {
-                self.push(" ");
+                self.push_byte(b' ');
             }
-            match item {
-                Item::Node(i) => self.node(base + i, level, depth),
-                Item::Message(keys, i) => {
-                    for (j, key) in keys.iter().enumerate() {
-                        if j > 0 {
-                            self.push(" ");
-                        }
-                        self.push(key);
-                        self.push(" ");
-                        self.node(base + i + 1 + j, level, depth);
-                    }
-                }
-            }
+            self.print_item(base, item, level, depth);
             line_empty = false;
         }
     }
 
     fn node(&mut self, index: usize, level: usize, depth: usize) {
-        let node = &self.ast.nodes_in(ChildRange::all(self.ast.node_count()))[index];
+        let all = self.all;
+        let node = &all[index];
         let AstNode::Composite(kind, children) = node else {
-            let mut s = String::new();
-            write_leaf(node, &mut s);
-            self.push(&s);
+            let at = self.out.len();
+            write_leaf(node, &mut self.out);
+            self.column += char_count(self.out.get(at..).unwrap_or_default());
             return;
         };
-        let (width, must_break) = self.widths[index];
+        let width = (self.widths[index] & WIDTH) as usize;
+        let must_break = self.widths[index] & BREAK != 0;
         let (open, close) = kind.brackets();
+        let (open, close) = (open as u8, close as u8);
         if depth >= MAX_PRETTY_DEPTH {
-            let mut s = String::new();
-            s.push(open);
-            self.ast.write_canonical(*children, &mut s);
-            s.push(close);
-            self.push(&s);
+            let at = self.out.len();
+            self.out.push(open);
+            self.ast.write_canonical(*children, &mut self.out);
+            self.out.push(close);
+            self.column += char_count(self.out.get(at..).unwrap_or_default());
             return;
         }
         let fits = self.column + width <= self.options.width;
         if children.is_empty() || (fits && !must_break) {
-            self.push(&open.to_string());
+            self.push_byte(open);
             self.inline(*children, level, depth + 1);
-            self.push(&close.to_string());
+            self.push_byte(close);
             return;
         }
-        self.push(&open.to_string());
+        self.push_byte(open);
         let nodes = self.ast.nodes_in(*children);
         // A block's argument words stay on the opening line: `[:a :b`.
         let mut skip = 0;
         if *kind == CompositeKind::Block {
             while let Some(AstNode::Word(w)) = nodes.get(skip) {
-                if !matches!(w.kind, WordKind::Arg | WordKind::GetArg) {
+                if !matches!(w.kind(), WordKind::Arg | WordKind::GetArg) {
                     break;
                 }
-                self.push(&w.text);
+                self.push(w.as_bytes());
                 if skip + 1 < nodes.len() {
-                    self.push(" ");
+                    self.push_byte(b' ');
                 }
                 skip += 1;
             }
-            if skip > 0 && self.out.ends_with(' ') {
+            if skip > 0 && self.out.ends_with(b" ") {
                 self.out.pop();
                 self.column -= 1;
             }
@@ -308,30 +392,21 @@ impl<'a> Printer<'a> {
             self.body(rest, level + 1, depth + 1);
         }
         self.newline(level);
-        self.push(&close.to_string());
+        self.push_byte(close);
     }
 
     /// The children of a composite that fits on the line, keyword messages re-sugared.
     fn inline(&mut self, range: ChildRange, level: usize, depth: usize) {
+        let nodes = self.ast.nodes_in(range);
         let base = range.start_index();
-        let items = self.items(range);
-        for (n, item) in items.iter().enumerate() {
-            if n > 0 {
-                self.push(" ");
+        let mut i = 0;
+        while i < nodes.len() {
+            if i > 0 {
+                self.push_byte(b' ');
             }
-            match item {
-                Item::Node(i) => self.node(base + i, level, depth),
-                Item::Message(keys, i) => {
-                    for (j, key) in keys.iter().enumerate() {
-                        if j > 0 {
-                            self.push(" ");
-                        }
-                        self.push(key);
-                        self.push(" ");
-                        self.node(base + i + 1 + j, level, depth);
-                    }
-                }
-            }
+            let item = Self::item(nodes, i);
+            i = item.next();
+            self.print_item(base, item, level, depth);
         }
     }
 }

@@ -37,6 +37,8 @@ pub struct SyntaxTree {
     pub(crate) starts: Vec<u32>,
     /// Composites in pre-order (order of their opening brackets).
     pub(crate) composites: Vec<CompositeData>,
+    /// The text is valid UTF-8 (the parser checked it), so a token's bytes need no check again.
+    pub(crate) utf8: bool,
 }
 
 impl SyntaxTree {

@@ -70,7 +70,7 @@ fn words(src: &str) -> Vec<(WordKind, String)> {
             let w = n
                 .as_word()
                 .unwrap_or_else(|| panic!("{src:?}: {:?} is not a word", n.node()));
-            (w.kind, w.text.to_string())
+            (w.kind(), w.text().to_string())
         })
         .collect()
 }
@@ -96,7 +96,7 @@ fn describe(n: AstRef<'_>) -> String {
         AstNode::Integer(v) => format!("int {v}"),
         AstNode::Float(v) => format!("float {v:?}"),
         AstNode::String(s) => format!("string {:?}", String::from_utf8_lossy(s)),
-        AstNode::Word(w) => format!("{:?} {}", w.kind, w.text),
+        AstNode::Word(w) => format!("{:?} {}", w.kind(), w.text()),
         AstNode::Composite(kind, _) => {
             let (open, close) = kind.brackets();
             let inner: Vec<String> = n.children().iter().map(describe).collect();
@@ -558,7 +558,11 @@ fn word_kinds_follow_the_table_in_order() {
         assert_eq!(tokens(src), [tok(*token_kind, src)], "{src}");
         let ast = ast(src);
         let w = ast.root().get(0).unwrap().as_word().unwrap().clone();
-        assert_eq!((w.kind, &*w.text, w.name()), (*kind, *src, *name), "{src}");
+        assert_eq!(
+            (w.kind(), w.text(), w.name()),
+            (*kind, *src, *name),
+            "{src}"
+        );
         // Word::new reads a spelling as the parser does.
         assert_eq!(Word::new(src), w, "{src}");
     }
@@ -694,7 +698,7 @@ fn keyword_message_with_a_module_key_is_a_module_word() {
     assert_eq!(ast("Foo::at: 1 put: 2"), ast("Foo::at:put: 1 2"));
     // Referring to a module's word from outside.
     assert_eq!(nodes("Foo::baz"), ["Module Foo::baz"]);
-    assert_eq!(Word::new("Foo::at:put:").kind, WordKind::Module);
+    assert_eq!(Word::new("Foo::at:put:").kind(), WordKind::Module);
 }
 
 #[test]
@@ -738,7 +742,7 @@ fn joined_keyword_word_spans_its_keys() {
     let src = "a at: 1 put: 2";
     let ast = ast(src);
     let joined = ast.root().get(1).unwrap();
-    assert_eq!(joined.as_word().unwrap().text.as_ref(), "at:put:");
+    assert_eq!(joined.as_word().unwrap().text(), "at:put:");
     assert_eq!(&src[joined.span()], "at: 1 put:");
     assert_eq!(&src[ast.root().get(3).unwrap().span()], "2");
 }

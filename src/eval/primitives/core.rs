@@ -471,7 +471,7 @@ fn reify(spry: &mut Interp<'_>) -> EvalResult<Value> {
 /// A word from its spelling, its kind read from its sigils as the parser would.
 fn word_from_text(text: &str) -> super::super::value::WordObj {
     let w = crate::syntax::Word::new(text);
-    match Value::word(w.kind, w.name()) {
+    match Value::word(w.kind(), w.name()) {
         Value::Word(rc) => Rc::try_unwrap(rc).unwrap_or_else(|rc| super::super::value::WordObj {
             kind: rc.kind,
             name: rc.name.clone(),
