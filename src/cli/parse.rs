@@ -70,13 +70,15 @@ pub fn run(args: &ParseArgs) -> Status {
             let parsed = syntax::parse(text);
             let written = if mode.print {
                 parsed.tree.write_to(&mut out)
+            } else if mode.canonical {
+                // Straight from the tree: the same text as the view's printer, without the view.
+                parsed
+                    .tree
+                    .write_canonical(&mut out)
+                    .and_then(|()| out.write_all(b"\n"))
             } else {
-                let ast = Ast::from_tree(&parsed.tree);
-                let mut shown = if mode.canonical {
-                    ast.canonical_bytes()
-                } else {
-                    ast.pretty_bytes(&PrettyOptions::default())
-                };
+                let mut shown =
+                    Ast::from_tree(&parsed.tree).pretty_bytes(&PrettyOptions::default());
                 shown.push(b'\n');
                 out.write_all(&shown)
             };

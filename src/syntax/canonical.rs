@@ -7,6 +7,9 @@
 use std::fmt::Write as _;
 
 use super::ast::{Ast, AstNode, ChildRange};
+use super::kind::SyntaxKind;
+use super::literal::{decode_string, parse_float, parse_integer};
+use super::parser::KeywordState;
 
 impl Ast {
     /// The canonical one-line form of the top-level nodes.
@@ -76,6 +79,261 @@ impl Ast {
                 }
                 leaf => write_leaf(leaf, out),
             }
+        }
+    }
+}
+
+/// The canonical form straight from the lossless tree: what `Ast::from_tree(tree).canonical()`
+/// gives, without building the view (`parse --canonical` on a large file spends most of its
+/// time writing fresh memory, and the view is four times the tree). Written in chunks to `out`.
+///
+/// It reads the tokens as [`Ast::from_tree`] lowers them, in one pass: a stack of the open
+/// composites (closed where the parser ended them), trivia and malformed words left out, and a
+/// keyword message's keys joined. The joined word comes before the message's first argument,
+/// so at a message's first key the keys that continue it are looked up ahead, at the same
+/// level (skipping over nested composites), and then passed over when they come.
+/// `syntax_props::canonical_from_the_tree_is_the_views` pins that the two agree.
+impl super::tree::SyntaxTree {
+    /// Writes the canonical form of the whole text to `out` (no final line break).
+    ///
+    /// # Errors
+    /// Any error of `out`.
+    ///
+    /// # Examples
+    /// ```
+    /// use spry_image::syntax::parse;
+    /// let tree = parse("x = [ +11  5. ] a at: 1 put: 2 # c").tree;
+    /// let mut out = Vec::new();
+    /// tree.write_canonical(&mut out).unwrap();
+    /// assert_eq!(out, b"x = [11 5.0] a at:put: 1 2");
+    /// ```
+    pub fn write_canonical(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        TreePrinter::new(self).run(out)
+    }
+}
+
+/// The flush size of [`SyntaxTree::write_canonical`]'s buffer.
+const CHUNK: usize = 1 << 16;
+
+struct TreeFrame {
+    closer: u8,
+    keyword: KeywordState,
+    /// No node printed in this composite yet (no space before the next one).
+    first: bool,
+}
+
+struct TreePrinter<'t> {
+    tree: &'t super::tree::SyntaxTree,
+    buffer: Vec<u8>,
+    frames: Vec<TreeFrame>,
+    /// End token index of each open composite, as in the lowering.
+    ends: Vec<u32>,
+    next_composite: usize,
+}
+
+impl<'t> TreePrinter<'t> {
+    fn new(tree: &'t super::tree::SyntaxTree) -> Self {
+        TreePrinter {
+            tree,
+            buffer: Vec::with_capacity(CHUNK + 1024),
+            frames: vec![TreeFrame {
+                closer: 0,
+                keyword: KeywordState::Idle,
+                first: true,
+            }],
+            ends: Vec::new(),
+            next_composite: 0,
+        }
+    }
+
+    fn run(mut self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        let tree = self.tree;
+        let kinds = &tree.kinds[..];
+        let starts = &tree.starts[..];
+        let mut next_end = u32::MAX;
+        let mut cursor = 0;
+        while cursor < kinds.len() {
+            let kind = kinds[cursor];
+            let index = cursor as u32;
+            cursor += 1;
+            if next_end <= index {
+                while self.ends.last().is_some_and(|&end| end <= index) {
+                    self.ends.pop();
+                    self.close();
+                }
+                next_end = self.ends.last().copied().unwrap_or(u32::MAX);
+            }
+            match kind {
+                SyntaxKind::Whitespace
+                | SyntaxKind::Comment
+                | SyntaxKind::ByteOrderMark
+                | SyntaxKind::Malformed => continue,
+                SyntaxKind::LBracket | SyntaxKind::LParen | SyntaxKind::LCurly => {
+                    self.node();
+                    let data = tree.composites[self.next_composite];
+                    self.next_composite += 1;
+                    let (open, close) = match kind {
+                        SyntaxKind::LBracket => (b'[', b']'),
+                        SyntaxKind::LParen => (b'(', b')'),
+                        _ => (b'{', b'}'),
+                    };
+                    self.buffer.push(open);
+                    self.ends.push(data.end);
+                    next_end = data.end;
+                    self.frames.push(TreeFrame {
+                        closer: close,
+                        keyword: KeywordState::Idle,
+                        first: true,
+                    });
+                }
+                SyntaxKind::RBracket | SyntaxKind::RParen | SyntaxKind::RCurly => {
+                    if next_end == index + 1 {
+                        self.ends.pop();
+                        self.close();
+                        next_end = self.ends.last().copied().unwrap_or(u32::MAX);
+                    }
+                }
+                SyntaxKind::KeywordPart => {
+                    let span = starts[index as usize]..starts[index as usize + 1];
+                    let Some(frame) = self.frames.last_mut() else {
+                        break;
+                    };
+                    let (_, starts_new) = frame.keyword.key(span.start as usize..span.end as usize);
+                    if starts_new {
+                        if !std::mem::replace(&mut frame.first, false) {
+                            self.buffer.push(b' ');
+                        }
+                        self.joined_keys(cursor - 1, next_end);
+                    }
+                }
+                _ => {
+                    self.node();
+                    let span = (starts[index as usize], starts[index as usize + 1]);
+                    self.leaf(kind, span);
+                }
+            }
+            if self.buffer.len() >= CHUNK {
+                out.write_all(&self.buffer)?;
+                self.buffer.clear();
+            }
+        }
+        while self.frames.len() > 1 {
+            self.close();
+        }
+        out.write_all(&self.buffer)
+    }
+
+    /// A node arrives in the innermost composite: a space before it but for the first, and
+    /// the keyword state moves on.
+    #[inline]
+    fn node(&mut self) {
+        if let Some(frame) = self.frames.last_mut() {
+            frame.keyword.node();
+            if !std::mem::replace(&mut frame.first, false) {
+                self.buffer.push(b' ');
+            }
+        }
+    }
+
+    fn close(&mut self) {
+        if self.frames.len() > 1
+            && let Some(frame) = self.frames.pop()
+        {
+            self.buffer.push(frame.closer);
+        }
+    }
+
+    /// Prints the keys of the message whose first key is token `first`, joined: that key and
+    /// every key after it at the same level that the lowering joins to it. `end` is the
+    /// token the innermost composite ends before.
+    fn joined_keys(&mut self, first: usize, end: u32) {
+        let tree = self.tree;
+        let kinds = &tree.kinds[..];
+        let starts = &tree.starts[..];
+        let end = (end as usize).min(kinds.len());
+        let mut state = KeywordState::Idle;
+        let mut composite = self.next_composite;
+        let mut at = first;
+        while at < end {
+            let kind = kinds[at];
+            match kind {
+                SyntaxKind::Whitespace
+                | SyntaxKind::Comment
+                | SyntaxKind::ByteOrderMark
+                | SyntaxKind::Malformed => {}
+                SyntaxKind::KeywordPart => {
+                    let span = starts[at]..starts[at + 1];
+                    let (_, starts_new) = state.key(span.start as usize..span.end as usize);
+                    if starts_new && at != first {
+                        return;
+                    }
+                    self.word_text((span.start, span.end));
+                }
+                SyntaxKind::LBracket | SyntaxKind::LParen | SyntaxKind::LCurly => {
+                    if state.node() {
+                        return;
+                    }
+                    // Over the composite and all it holds.
+                    let data = tree.composites[composite];
+                    composite += 1 + data.descendants as usize;
+                    at = data.end as usize;
+                    continue;
+                }
+                // The innermost composite's own closer ends the message; a stray one is no
+                // node.
+                SyntaxKind::RBracket | SyntaxKind::RParen | SyntaxKind::RCurly => {}
+                _ => {
+                    if state.node() {
+                        return;
+                    }
+                }
+            }
+            at += 1;
+        }
+    }
+
+    /// A word's text as the view keeps it: its bytes, or with replacement characters where
+    /// they are not UTF-8.
+    #[inline]
+    fn word_text(&mut self, span: (u32, u32)) {
+        let text = &self.tree.text;
+        let bytes = &text[span.0 as usize..span.1 as usize];
+        let boundary = |at: u32| text.get(at as usize).is_none_or(|&b| (b as i8) >= -0x40);
+        if self.tree.utf8 && boundary(span.0) && boundary(span.1) {
+            self.buffer.extend_from_slice(bytes);
+        } else {
+            self.buffer
+                .extend_from_slice(String::from_utf8_lossy(bytes).as_bytes());
+        }
+    }
+
+    /// A literal or a word (not a keyword part), as the view decodes it and the canonical form
+    /// prints it.
+    #[inline]
+    fn leaf(&mut self, kind: SyntaxKind, span: (u32, u32)) {
+        let token = &self.tree.text[span.0 as usize..span.1 as usize];
+        match kind {
+            SyntaxKind::Integer => {
+                write_integer(parse_integer(token).unwrap_or(0), &mut self.buffer);
+            }
+            SyntaxKind::Float => write_leaf(
+                &AstNode::Float(parse_float(token).unwrap_or(f64::NAN)),
+                &mut self.buffer,
+            ),
+            SyntaxKind::String => {
+                let inner = token.get(1..).unwrap_or(b"");
+                let inner = if inner.ends_with(b"\"") && token.len() >= 2 {
+                    &inner[..inner.len() - 1]
+                } else {
+                    inner
+                };
+                if memchr::memchr(b'\\', inner).is_none() {
+                    write_string(inner, &mut self.buffer);
+                } else {
+                    write_string(&decode_string(inner), &mut self.buffer);
+                }
+            }
+            _ => self.word_text(span),
         }
     }
 }
