@@ -40,8 +40,11 @@ pub struct Frame {
     pub locals: RefCell<Option<Rc<MapObj>>>,
     /// Set by `^`: stop, and make the caller stop too unless this is a function.
     pub returned: Cell<bool>,
-    /// The caller.
+    /// The caller, for every activation but a function's (see [`Frame::caller`]).
     pub parent: Option<Rc<Frame>>,
+    /// A function's caller: let go when the function returns, so that a closure it made and
+    /// returned does not keep its caller's activation (and the closures bound there) alive.
+    func_caller: RefCell<Option<Rc<Frame>>>,
     /// For a function: the activation it was made in.
     pub outer: Option<Rc<Frame>>,
     /// The block `throw` runs (`catcher:`).
@@ -60,6 +63,11 @@ impl Frame {
         receiver: Value,
         locals: Option<Rc<MapObj>>,
     ) -> Frame {
+        let (parent, func_caller) = if kind == FrameKind::Func {
+            (None, parent)
+        } else {
+            (parent, None)
+        };
         Frame {
             kind,
             body,
@@ -69,10 +77,63 @@ impl Frame {
             locals: RefCell::new(locals),
             returned: Cell::new(false),
             parent,
+            func_caller: RefCell::new(func_caller),
             outer,
             catcher: RefCell::new(None),
             feed: RefCell::new(None),
         }
+    }
+
+    /// The caller (none once a function has returned).
+    pub fn caller(&self) -> Option<Rc<Frame>> {
+        match &self.parent {
+            Some(p) => Some(p.clone()),
+            None => self.func_caller.borrow().clone(),
+        }
+    }
+
+    /// Lets go of a finished function's caller.
+    pub fn detach_caller(&self) {
+        let taken = self.func_caller.borrow_mut().take();
+        drop(taken);
+    }
+
+    /// Makes a pooled activation new again: `kind` running `body`, the rest as [`Frame::new`].
+    pub fn reuse(
+        &mut self,
+        kind: FrameKind,
+        body: Rc<Seq>,
+        parent: Option<Rc<Frame>>,
+        outer: Option<Rc<Frame>>,
+        receiver: Value,
+    ) {
+        let (parent, func_caller) = if kind == FrameKind::Func {
+            (None, parent)
+        } else {
+            (parent, None)
+        };
+        self.kind = kind;
+        self.body = body;
+        self.pos.set(0);
+        self.receiver = RefCell::new(receiver);
+        self.parent = parent;
+        self.func_caller = RefCell::new(func_caller);
+        self.outer = outer;
+    }
+
+    /// Lets go of everything a finished activation holds, so it can wait in a pool; gives its
+    /// locals back.
+    pub fn clear(&mut self, empty: Rc<Seq>) -> Option<Rc<MapObj>> {
+        self.body = empty;
+        *self.last.get_mut() = Value::Nil;
+        *self.receiver.get_mut() = Value::Nil;
+        self.returned.set(false);
+        self.parent = None;
+        *self.func_caller.get_mut() = None;
+        self.outer = None;
+        *self.catcher.get_mut() = None;
+        *self.feed.get_mut() = None;
+        self.locals.get_mut().take()
     }
 
     /// The next node, advancing.
@@ -119,12 +180,12 @@ pub fn skip_parens_outer(frame: &Rc<Frame>) -> Option<Rc<Frame>> {
 pub fn skip_parens_caller(frame: &Rc<Frame>) -> Option<Rc<Frame>> {
     let mut at = Some(frame.clone());
     while let Some(f) = at.as_ref().filter(|f| f.kind == FrameKind::Paren) {
-        at = f.parent.clone();
+        at = f.caller();
     }
     at
 }
 
 /// The caller of the nearest non-paren activation (a paren or not): where arguments come from.
 pub fn arg_source(frame: &Rc<Frame>) -> Option<Rc<Frame>> {
-    skip_parens_caller(frame)?.parent.clone()
+    skip_parens_caller(frame)?.caller()
 }

@@ -3,7 +3,7 @@
 //! code that follows them. The rules are those of Spry's reference VM (`spryvm`).
 
 use std::io::Write;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -71,7 +71,22 @@ pub struct Interp<'o> {
     builtin_count: usize,
     out: Box<dyn Write + 'o>,
     source: Option<Box<dyn Source + 'o>>,
+    /// Finished activations and locals maps, kept for the next call instead of freed.
+    frame_pool: Vec<Rc<Frame>>,
+    map_pool: Vec<Rc<MapObj>>,
+    /// The body a pooled activation holds.
+    empty: Rc<Seq>,
+    /// Finished activations that a closure they made still holds (a possible cycle), looked at
+    /// again once there are `sweep_at` of them.
+    suspects: Vec<Weak<Frame>>,
+    sweep_at: usize,
 }
+
+/// How many finished activations (and locals maps) wait for reuse at most.
+const POOL: usize = 256;
+
+/// Suspected cycles are looked at once this many have gathered (or twice the survivors).
+const SWEEP_AT: usize = 1024;
 
 impl<'o> Interp<'o> {
     /// A frame running `seq` as if in a module's curly (whose map is `map`), under the root:
@@ -111,6 +126,11 @@ impl<'o> Interp<'o> {
             builtin_count: 0,
             out,
             source: None,
+            frame_pool: Vec::new(),
+            map_pool: Vec::new(),
+            empty: Seq::new(Vec::new()),
+            suspects: Vec::new(),
+            sweep_at: SWEEP_AT,
         };
         spry.define("true", Value::Bool(true));
         spry.define("false", Value::Bool(false));
@@ -264,13 +284,96 @@ impl<'o> Interp<'o> {
         let mut result = self.run_body(&frame);
         self.current = saved;
         self.leave();
-        release(&frame);
-        if frame.kind == FrameKind::Func
-            && let Err(e) = &mut result
-        {
-            e.crossed_call = true;
+        if frame.kind == FrameKind::Func {
+            frame.detach_caller();
+            if let Err(e) = &mut result {
+                e.crossed_call = true;
+            }
         }
+        self.release(&frame);
+        self.recycle(frame);
         result
+    }
+
+    /// A new activation, from the pool when one waits there.
+    pub(crate) fn new_frame(
+        &mut self,
+        kind: FrameKind,
+        body: Rc<Seq>,
+        parent: Option<Rc<Frame>>,
+        outer: Option<Rc<Frame>>,
+        receiver: Value,
+        locals: Option<Rc<MapObj>>,
+    ) -> Rc<Frame> {
+        if let Some(mut frame) = self.frame_pool.pop()
+            && let Some(f) = Rc::get_mut(&mut frame)
+        {
+            f.reuse(kind, body, parent, outer, receiver);
+            *f.locals.get_mut() = locals;
+            return frame;
+        }
+        Rc::new(Frame::new(kind, body, parent, outer, receiver, locals))
+    }
+
+    /// Puts a finished activation nobody else holds (and its locals) back in the pool.
+    fn recycle(&mut self, mut frame: Rc<Frame>) {
+        if self.frame_pool.len() >= POOL {
+            return;
+        }
+        let Some(f) = Rc::get_mut(&mut frame) else {
+            return;
+        };
+        if let Some(mut map) = f.clear(self.empty.clone())
+            && self.map_pool.len() < POOL
+            && Rc::get_mut(&mut map).is_some_and(MapObj::reset)
+        {
+            self.map_pool.push(map);
+        }
+        self.frame_pool.push(frame);
+    }
+
+    /// Breaks the reference cycle a finished activation forms with the closures it made and
+    /// kept (`f = func [...]` binds, in the activation's locals, a function that holds the
+    /// activation): when nothing else can reach the activation or those closures, its locals
+    /// are emptied so that all of it is freed. When something still can (the function was
+    /// returned), the activation is looked at again later, with others, once enough gathered:
+    /// without this a loop that makes closures would grow without end.
+    fn release(&mut self, frame: &Rc<Frame>) {
+        if matches!(frame.kind, FrameKind::Root | FrameKind::Curly) {
+            return;
+        }
+        // Its last value went to the caller; kept here it would be one more holder of a
+        // closure it made and returned.
+        let last = std::mem::take(&mut *frame.last.borrow_mut());
+        drop(last);
+        match cycle(frame) {
+            Cycle::None => {}
+            Cycle::Garbage => free_locals(frame),
+            Cycle::Held => {
+                self.suspects.push(Rc::downgrade(frame));
+                if self.suspects.len() >= self.sweep_at {
+                    self.sweep();
+                }
+            }
+        }
+    }
+
+    /// Looks at the suspected cycles again: frees those nothing outside reaches any more.
+    fn sweep(&mut self) {
+        self.suspects.retain(|weak| {
+            let Some(frame) = weak.upgrade() else {
+                return false;
+            };
+            match cycle(&frame) {
+                Cycle::Held => true,
+                Cycle::None => false,
+                Cycle::Garbage => {
+                    free_locals(&frame);
+                    false
+                }
+            }
+        });
+        self.sweep_at = SWEEP_AT.max(self.suspects.len() * 2);
     }
 
     fn run_body(&mut self, frame: &Rc<Frame>) -> EvalResult<Value> {
@@ -421,19 +524,20 @@ impl<'o> Interp<'o> {
     }
 
     fn child_frame(
-        &self,
+        &mut self,
         kind: FrameKind,
         body: Rc<Seq>,
         locals: Option<Rc<crate::eval::value::MapObj>>,
     ) -> Rc<Frame> {
-        Rc::new(Frame::new(
+        let receiver = self.current.receiver.borrow().clone();
+        self.new_frame(
             kind,
             body,
             Some(self.current.clone()),
             None,
-            self.current.receiver.borrow().clone(),
+            receiver,
             locals,
-        ))
+        )
     }
 
     /// Calls a function or method: a new activation whose names resolve where it was made.
@@ -444,7 +548,7 @@ impl<'o> Interp<'o> {
         args: Vec<Value>,
     ) -> EvalResult<Value> {
         let receiver = receiver.unwrap_or_else(|| self.current.receiver.borrow().clone());
-        let frame = Frame::new(
+        let frame = self.new_frame(
             FrameKind::Func,
             closure.body.clone(),
             Some(self.current.clone()),
@@ -455,7 +559,7 @@ impl<'o> Interp<'o> {
         if !args.is_empty() {
             *frame.feed.borrow_mut() = Some(args.into_iter().rev().collect());
         }
-        self.run_frame(Rc::new(frame))
+        self.run_frame(frame)
     }
 
     fn call_poly(&mut self, poly: &Rc<Closure>) -> EvalResult<Value> {
@@ -670,7 +774,18 @@ impl<'o> Interp<'o> {
     /// Binds in the nearest activation with locals (`:x`).
     fn bind_local(&mut self, word: &Value, value: Value) {
         if let Some(frame) = skip_parens_outer(&self.current) {
-            frame.locals_or_new().set(word.key(), word.clone(), value);
+            let map = {
+                let mut locals = frame.locals.borrow_mut();
+                match &*locals {
+                    Some(map) => map.clone(),
+                    None => {
+                        let map = self.map_pool.pop().unwrap_or_else(MapObj::new);
+                        *locals = Some(map.clone());
+                        map
+                    }
+                }
+            };
+            map.set(word.key(), word.clone(), value);
         }
     }
 
@@ -771,7 +886,7 @@ impl<'o> Interp<'o> {
         let Some(home) = skip_parens_caller(&self.current) else {
             return Err(EvalError::runtime("no caller to take an argument from"));
         };
-        let caller = home.parent.clone();
+        let caller = home.caller();
         let fed = home
             .feed
             .borrow_mut()
@@ -816,39 +931,48 @@ impl<'o> Interp<'o> {
     }
 }
 
-/// Breaks the reference cycle a finished activation forms with the closures it made and kept
-/// (`f = func [...]` binds, in the activation's locals, a function that holds the activation):
-/// when nothing else can reach the activation or those closures, its locals are emptied so that
-/// all of it is freed. Without this a loop that defines a function would grow without end.
-fn release(frame: &Rc<Frame>) {
-    if matches!(frame.kind, FrameKind::Root | FrameKind::Curly) {
-        return;
-    }
+/// Whether a finished activation's locals hold closures made in it (a cycle), and whether
+/// anything outside that cycle still reaches it.
+enum Cycle {
+    None,
+    Garbage,
+    Held,
+}
+
+fn cycle(frame: &Rc<Frame>) -> Cycle {
     let locals = frame.locals.borrow().clone();
     let Some(map) = locals else {
-        return;
+        return Cycle::None;
     };
-    // Ours, and the one in the activation: anyone else (`activation locals`) keeps it.
-    if Rc::strong_count(&map) > 2 {
-        return;
+    // Closures made here, and the activation itself (`a = activation`), bound in its locals.
+    let mut made_here = 0;
+    let mut only_here = true;
+    map.for_each_value(|v| match v {
+        Value::Func(c) | Value::Method(c) | Value::Poly(c)
+            if c.outer.as_ref().is_some_and(|o| Rc::ptr_eq(o, frame)) =>
+        {
+            made_here += 1;
+            // Held by the map entry alone.
+            only_here &= Rc::strong_count(c) == 1;
+        }
+        Value::Activation(a) if Rc::ptr_eq(a, frame) => made_here += 1,
+        _ => {}
+    });
+    if made_here == 0 {
+        return Cycle::None;
     }
-    let captured = map
-        .bindings()
-        .into_iter()
-        .filter(|(_, v)| match v {
-            Value::Func(c) | Value::Method(c) | Value::Poly(c) => {
-                // The closure's only holders: the map entry and the clone `bindings` made.
-                Rc::strong_count(c) == 2 && c.outer.as_ref().is_some_and(|o| Rc::ptr_eq(o, frame))
-            }
-            _ => false,
-        })
-        .count();
-    if captured > 0 && Rc::strong_count(frame) == 1 + captured {
-        drop(map);
-        // Taken out first, dropped after the borrow ends.
-        let taken = frame.locals.borrow_mut().take();
-        drop(taken);
+    // The map: ours and the activation's; anyone else (`activation locals`) keeps it.
+    if only_here && Rc::strong_count(&map) == 2 && Rc::strong_count(frame) == 1 + made_here {
+        Cycle::Garbage
+    } else {
+        Cycle::Held
     }
+}
+
+/// Empties a finished activation's locals (taken out first, dropped after the borrow ends).
+fn free_locals(frame: &Frame) {
+    let taken = frame.locals.borrow_mut().take();
+    drop(taken);
 }
 
 /// What a lookup among loaded bindings found.

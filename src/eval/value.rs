@@ -390,6 +390,25 @@ impl MapObj {
             .collect()
     }
 
+    /// Calls `f` on each bound value, in order (the map must not change meanwhile).
+    pub fn for_each_value(&self, mut f: impl FnMut(&Value)) {
+        for entry in self.entries.borrow().iter() {
+            f(&entry.2);
+        }
+    }
+
+    /// Empties a small plain map for reuse (an activation's locals); false, leaving it as it
+    /// is, for a module's map or one grown past a scan.
+    pub fn reset(&mut self) -> bool {
+        if self.lazy.is_some() || self.entries.get_mut().len() > SMALL_MAP {
+            return false;
+        }
+        self.entries.get_mut().clear();
+        self.index.get_mut().clear();
+        *self.tags.get_mut() = None;
+        true
+    }
+
     /// A copy with the same bindings (values shared).
     pub fn copy(&self) -> Rc<MapObj> {
         Rc::new(MapObj {

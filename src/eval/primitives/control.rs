@@ -182,7 +182,7 @@ fn throw(spry: &mut Interp<'_>) -> EvalResult<Value> {
         if let Some(handler) = handler {
             return spry.run(&handler, Vec::new());
         }
-        at = frame.parent.as_ref().and_then(skip_parens_caller);
+        at = frame.caller().as_ref().and_then(skip_parens_caller);
     }
     let thrown = spry.arg().unwrap_or_default();
     Err(EvalError::runtime(format!(

@@ -564,14 +564,14 @@ fn outer(spry: &mut Interp<'_>) -> EvalResult<Value> {
 fn caller(spry: &mut Interp<'_>) -> EvalResult<Value> {
     let f = frame("caller", &spry.infix_arg()?)?;
     let up = skip_parens_caller(&f)
-        .and_then(|h| h.parent.clone())
+        .and_then(|h| h.caller())
         .and_then(|p| skip_parens_caller(&p));
     Ok(up.map_or(Value::Nil, Value::Activation))
 }
 
 fn parent(spry: &mut Interp<'_>) -> EvalResult<Value> {
     let f = frame("parent", &spry.infix_arg()?)?;
-    Ok(f.parent.clone().map_or(Value::Nil, Value::Activation))
+    Ok(f.caller().map_or(Value::Nil, Value::Activation))
 }
 
 fn node(spry: &mut Interp<'_>) -> EvalResult<Value> {
