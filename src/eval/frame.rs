@@ -6,7 +6,8 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use super::value::{MapObj, Seq, Value};
+use super::value::{MapObj, Seq, Value, WordObj};
+use crate::syntax::WordKind;
 
 /// What kind of code an activation runs; it decides where names are looked up and bound.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,6 +143,16 @@ impl Frame {
         let node = self.body.get(pos)?;
         self.pos.set(pos + 1);
         Some(node)
+    }
+
+    /// The next node when it is a word that may name a method (a plain or a module word).
+    pub fn peek_word(&self) -> Option<Rc<WordObj>> {
+        match self.body.items.borrow().get(self.pos.get()) {
+            Some(Value::Word(w)) if matches!(w.kind, WordKind::Eval | WordKind::Module) => {
+                Some(w.clone())
+            }
+            _ => None,
+        }
     }
 
     /// The next node, not advancing.

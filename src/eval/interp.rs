@@ -12,7 +12,7 @@ use super::frame::{Frame, FrameKind, skip_parens_caller, skip_parens_outer};
 use super::loader::Source;
 use super::print::repr;
 use super::read::read_source;
-use super::value::{Closure, Key, MapObj, Prim, PrimFn, Seq, Value};
+use super::value::{Closure, Key, MapObj, Prim, PrimFn, Seq, Value, WordObj};
 use super::{EvalResult, primitives};
 use crate::syntax::WordKind;
 
@@ -387,7 +387,7 @@ impl<'o> Interp<'o> {
             };
             // A method takes the node before it, unevaluated, as its receiver.
             let mut method = None;
-            if let Some(peek) = frame.peek_node() {
+            if let Some(peek) = frame.peek_word() {
                 method = self
                     .names_method(&peek)
                     .map_err(|e| locate(e, frame, frame.pos.get(), None))?;
@@ -426,10 +426,7 @@ impl<'o> Interp<'o> {
     }
 
     /// The method `node` names, if it is a word bound to one.
-    fn names_method(&mut self, node: &Value) -> EvalResult<Option<Value>> {
-        let Value::Word(w) = node else {
-            return Ok(None);
-        };
+    fn names_method(&mut self, w: &WordObj) -> EvalResult<Option<Value>> {
         let found = match w.kind {
             WordKind::Eval => self.lookup(&Key::Word(w.sym))?,
             WordKind::Module => match &w.module {
