@@ -24,6 +24,7 @@ pub(super) const PRIMITIVES: super::Table = &[
     ("binom", true, binom),
     ("powerOfTwo?", true, power_of_two),
     ("nextPowerOfTwo", true, next_power_of_two),
+    ("random", true, random),
 ];
 
 enum Pair {
@@ -158,6 +159,37 @@ fn float_of(word: &str, v: &Value) -> EvalResult<f64> {
         Value::Int(i) => Ok(*i as f64),
         Value::Float(f) => Ok(*f),
         other => Err(expected(word, "a number", other)),
+    }
+}
+
+/// `n random`: an integer from 0 to `n` (both included), or a float from 0 to `n`, as the
+/// reference's; from a generator seeded by the clock once per thread (xorshift: not for secrets).
+fn random(spry: &mut Interp<'_>) -> EvalResult<Value> {
+    thread_local! {
+        static STATE: std::cell::Cell<u64> = std::cell::Cell::new(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0x9E37_79B9_7F4A_7C15, |d| d.as_nanos() as u64)
+                | 1,
+        );
+    }
+    let next = STATE.with(|state| {
+        let mut x = state.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        state.set(x);
+        x
+    });
+    match spry.infix_arg()? {
+        Value::Int(max) if max >= 0 => {
+            let span = max.unsigned_abs().saturating_add(1);
+            Ok(Value::Int((next % span) as i64))
+        }
+        Value::Float(max) => Ok(Value::Float(
+            (next >> 11) as f64 / (1u64 << 53) as f64 * max,
+        )),
+        other => Err(expected("random", "a number of 0 or more", &other)),
     }
 }
 

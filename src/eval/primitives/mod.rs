@@ -7,6 +7,7 @@ mod core;
 mod io;
 mod math;
 mod oo;
+mod os;
 mod string;
 
 use std::rc::Rc;
@@ -24,7 +25,7 @@ type Table = &'static [(&'static str, bool, PrimFn)];
 
 /// Binds every primitive in the root map.
 pub(crate) fn install(spry: &mut Interp<'_>) {
-    let tables: [Table; 7] = [
+    let tables: [Table; 8] = [
         core::PRIMITIVES,
         control::PRIMITIVES,
         math::PRIMITIVES,
@@ -32,6 +33,7 @@ pub(crate) fn install(spry: &mut Interp<'_>) {
         block::PRIMITIVES,
         io::PRIMITIVES,
         oo::PRIMITIVES,
+        os::PRIMITIVES,
     ];
     for table in tables {
         for &(name, method, f) in table {
