@@ -18,7 +18,7 @@ use super::{Status, open_image};
 #[command(
     after_help = "Scripts see their arguments as the block of strings `args`. A script's first \
 line may be `#!/usr/bin/env spry-image run` (it is a comment).\n\nThe outside world beyond \
-files is out of scope: no GUI, network, SQLite, threads or Python primitives."
+files is out of scope: no GUI, network, SQLite, threads, Python or shell primitives."
 )]
 pub struct RunArgs {
     /// Evaluate this code instead of a file (its last value is printed unless nil).

@@ -1153,3 +1153,48 @@ fn a_watcher_whose_image_is_deleted_stops_and_says_so() {
     dir.command().arg("build").arg(dir.path()).expect_code(0);
     assert_eq!(dir.command().args(["show", "A::x"]).stdout(), b"x = 2\n");
 }
+
+#[test]
+fn a_repl_definition_reaches_its_file_through_a_running_watcher() {
+    let dir = tree(
+        "watch_repl",
+        &[("a.spry", module("A", "# x's comment\n  x = 1"))],
+    );
+    let watch = Command::start(&dir);
+    assert!(watch.next()["watching"].is_string());
+    assert_eq!(watch.next()["start"], true);
+    let inputs = Dir::new("watch_repl_inputs");
+    let input = inputs.create(
+        "input.txt",
+        ":module A\ndouble = func [:n * 2]\n:module\nA::double x\n:quit\n",
+    );
+    let mut repl = dir.command();
+    repl.current_dir(dir.path()).arg("repl");
+    repl.cmd().stdin(std::fs::File::open(&input).unwrap());
+    let out = repl.output();
+    assert_eq!(out.code, Some(0), "{out}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["func [:n * 2]", "2"],
+        "{stdout}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("stored A::double"),
+        "{out}"
+    );
+    // The watcher lent the image to the session and wrote the module's file, byte-exact:
+    // the other definition and its comment untouched.
+    lent_to(&watch, " repl");
+    assert_eq!(
+        String::from_utf8_lossy(&dir.read("a.spry")),
+        module("A", "# x's comment\n  x = 1\n  double = func [:n * 2]")
+    );
+    let (code, stderr) = watch.terminate();
+    assert_eq!(code, Some(0), "{stderr}");
+    let out = dir.command().args(["build", "."]).output();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("nothing to commit"),
+        "{out}"
+    );
+}
