@@ -18,6 +18,32 @@
 //! let value = spry.eval_text("-e", b"Geo::square 7").unwrap();
 //! assert_eq!(repr(&value), "49");
 //! ```
+//!
+//! On a real image: build one from a tree, then run code that calls its modules. Only the
+//! definitions the code touches are read from the image, by key.
+//! ```
+//! use spry_image::eval::{Interp, Options, repr};
+//! use spry_image::{build, image::Image};
+//! let dir = tempfile::tempdir()?;
+//! std::fs::write(
+//!     dir.path().join("geo.spry"),
+//!     "{_meta = {name = 'Geo}\n  square = func [:x * x]\n  cube = func [:x * (square x)]\n}\n",
+//! )?;
+//! let mut image = Image::create(&dir.path().join(".spry-image"), dir.path())?;
+//! build::build(&mut image, dir.path(), &Default::default(), &build::NoProgress)?;
+//!
+//! let mut out = Vec::new();
+//! let mut spry = Interp::new(Options::default(), Box::new(&mut out));
+//! spry.set_source(Box::new(&image));
+//! let value = spry.eval_text("example", b"echo (Geo::cube 3) cube 2 + 1")?;
+//! assert_eq!(repr(&value), "9");
+//! // An error names the place and the call chain.
+//! let error = spry.eval_text("example", b"Geo::square nil").unwrap_err();
+//! assert!(error.to_string().contains("cannot evaluate nil * nil"), "{error}");
+//! drop(spry);
+//! assert_eq!(out, b"27\n");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod error;
 mod frame;
