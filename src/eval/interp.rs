@@ -776,7 +776,7 @@ impl<'o> Interp<'o> {
                 match &*locals {
                     Some(map) => map.clone(),
                     None => {
-                        let map = self.map_pool.pop().unwrap_or_else(MapObj::new);
+                        let map = self.map_pool.pop().unwrap_or_default();
                         *locals = Some(map.clone());
                         map
                     }
