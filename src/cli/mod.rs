@@ -214,6 +214,8 @@ enum Command {
         args: run::RunArgs,
         #[command(flatten)]
         at: ImageArg,
+        #[command(flatten)]
+        color: ColorArg,
     },
     /// An interactive Spry session over the image's modules.
     Repl {
@@ -221,6 +223,8 @@ enum Command {
         args: repl::ReplArgs,
         #[command(flatten)]
         at: ImageArg,
+        #[command(flatten)]
+        color: ColorArg,
     },
 }
 
@@ -316,9 +320,22 @@ fn run(before: Option<PathBuf>, command: Command) -> Status {
         C::Gen(args) => generate::run(&args),
         C::Completions(args) => help::completions(&args),
         C::Man(args) => help::man(&args),
-        C::Run { args, at } => run::run(image(&at).as_deref(), &args),
-        C::Repl { args, at } => repl::run(image(&at).as_deref(), &args),
+        C::Run { args, at, color } => {
+            color.apply();
+            run::run(image(&at).as_deref(), &args)
+        }
+        C::Repl { args, at, color } => {
+            color.apply();
+            repl::run(image(&at).as_deref(), &args)
+        }
     }
+}
+
+/// `text` in red (an error), for a stream that drops the color when colors are off
+/// (`anstream`'s, which follows `--color`).
+pub fn red(text: &str) -> String {
+    let style = anstyle::AnsiColor::Red.on_default();
+    format!("{style}{text}{style:#}")
 }
 
 /// Whether diagnostics on standard error get colors: as `--color` says, and with `auto` as

@@ -207,11 +207,12 @@ fn session(image_dir: Option<&Path>, interrupt: Arc<AtomicBool>) -> Status {
                     store(image, m, &def, line);
                 }
                 if !matches!(value, Value::Nil) {
-                    println!("{}", repr(&value));
+                    let style = anstyle::AnsiColor::Green.on_default();
+                    anstream::println!("{style}{}{style:#}", repr(&value));
                 }
             }
             Err(e) if matches!(e.kind, ErrorKind::Quit(_)) => break,
-            Err(e) => eprint!("{}", e.report()),
+            Err(e) => anstream::eprint!("{}", super::red(&e.report())),
         }
         let _ = std::io::stdout().flush();
     }
@@ -243,7 +244,7 @@ fn show(image: Option<&spry_image::Image>, spry: &mut Interp<'_>, name: &str) {
     }
     match spry.eval_text("show", format!("${name}").as_bytes()) {
         Ok(value) => println!("{}", repr(&value)),
-        Err(e) => eprint!("{}", e.report()),
+        Err(e) => anstream::eprint!("{}", super::red(&e.report())),
     }
 }
 

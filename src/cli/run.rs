@@ -176,11 +176,11 @@ fn finish(result: Result<Value, EvalError>, show: bool) -> Status {
             ErrorKind::Quit(0) => Status::Ok,
             ErrorKind::Quit(_) => Status::Failed,
             ErrorKind::Image => {
-                eprint!("{}", e.report());
+                anstream::eprint!("{}", super::red(&e.report()));
                 Status::Trouble
             }
             _ => {
-                eprint!("{}", e.report());
+                anstream::eprint!("{}", super::red(&e.report()));
                 Status::Failed
             }
         },

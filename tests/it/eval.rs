@@ -437,3 +437,24 @@ fn eval_repl_evaluates_lines_multiline_input_modules_and_commands() {
     let history = dir.read("src/.spry-image/repl_history");
     assert!(String::from_utf8_lossy(&history).contains("Geo::cube 2"));
 }
+
+#[test]
+fn eval_colors_its_errors_on_a_terminal_only() {
+    let dir = Dir::new("eval_colors");
+    // Into a pipe: plain.
+    let out = dir.command().args(["run", "-e", "1 + nil"]).output();
+    assert_eq!(out.code, Some(1), "{out}");
+    let plain = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        plain.contains("-e:1:3: error: cannot evaluate 1 + nil"),
+        "{plain}"
+    );
+    assert!(!plain.contains('\x1b'), "{plain:?}");
+    // Asked for (as a terminal would have it): red.
+    let out = dir
+        .command()
+        .args(["run", "--color=always", "-e", "1 + nil"])
+        .output();
+    let colored = String::from_utf8_lossy(&out.stderr);
+    assert!(colored.contains("\x1b[31m"), "{colored:?}");
+}
