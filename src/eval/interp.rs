@@ -637,7 +637,13 @@ impl<'o> Interp<'o> {
                 if let Some(v) = map.get(key) {
                     return Found::Yes(v);
                 }
-                lazy_missed |= map.lazy.is_some();
+                // A module's own definition, not read yet, comes before anything further out
+                // (a primitive of the same name in the root map): ask the image first.
+                if let Some(lazy) = &map.lazy
+                    && !matches!(key, Key::Word(sym) if lazy.asked.borrow().contains(sym))
+                {
+                    return Found::MaybeInImage;
+                }
             }
             at = frame.outer_frame();
         }
@@ -646,7 +652,9 @@ impl<'o> Interp<'o> {
                 if let Some(v) = map.get(key) {
                     return Found::Yes(v);
                 }
-                lazy_missed |= map.lazy.is_some();
+                lazy_missed |= map.lazy.as_ref().is_some_and(
+                    |l| !matches!(key, Key::Word(sym) if l.asked.borrow().contains(sym)),
+                );
             }
         }
         if lazy_missed {

@@ -458,3 +458,19 @@ fn eval_colors_its_errors_on_a_terminal_only() {
     let colored = String::from_utf8_lossy(&out.stderr);
     assert!(colored.contains("\x1b[31m"), "{colored:?}");
 }
+
+#[test]
+fn eval_a_module_definition_comes_before_a_primitive_of_the_same_name() {
+    // Inside module Counter, `next` is the module's own method (read from the image on first
+    // use), not the block primitive `next` bound at the top level, as in the reference VM.
+    let mut source = MapSource::default();
+    source.insert("Counter", "next", "next = method [42]");
+    source.insert("Counter", "twice", "twice = method [(self next) * 2]");
+    let mut spry = Interp::new(Options::default(), Box::new(std::io::sink()));
+    spry.set_source(Box::new(source));
+    let value = spry.eval_text("-e", b"c = {} c Counter::twice").unwrap();
+    assert_eq!(repr(&value), "84");
+    // Outside the module the primitive still answers.
+    let value = spry.eval_text("-e", b"b = [7 8] b next").unwrap();
+    assert_eq!(repr(&value), "7");
+}
