@@ -136,8 +136,11 @@ fn evaluate(image_dir: Option<&Path>, args: &RunArgs, interrupt: Arc<AtomicBool>
     if let Some(image) = image {
         spry.set_source(Box::new(ImageSource(image)));
     }
-    let script_args = args.args.iter().map(|a| Value::str(a.as_bytes())).collect();
-    spry.define("args", Value::block(script_args));
+    let script_args: Vec<Value> = args.args.iter().map(|a| Value::str(a.as_bytes())).collect();
+    let script_args = Value::block(script_args);
+    // `args` as the reference's tools name them, `arguments` as spry-src's scripts do.
+    spry.define("args", script_args.clone());
+    spry.define("arguments", script_args);
     let (result, show) = match &program {
         Program::Code(code) => (spry.eval_text("-e", code.as_bytes()), true),
         Program::File(path) => match std::fs::read(path) {
