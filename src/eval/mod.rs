@@ -23,14 +23,14 @@
 //! definitions the code touches are read from the image, by key.
 //! ```
 //! use spry_image::eval::{Interp, Options, repr};
-//! use spry_image::{build, image::Image};
+//! use spry_image::{Image, NoProgress, build};
 //! let dir = tempfile::tempdir()?;
 //! std::fs::write(
 //!     dir.path().join("geo.spry"),
 //!     "{_meta = {name = 'Geo}\n  square = func [:x * x]\n  cube = func [:x * (square x)]\n}\n",
 //! )?;
 //! let mut image = Image::create(&dir.path().join(".spry-image"), dir.path())?;
-//! build::build(&mut image, dir.path(), &Default::default(), &build::NoProgress)?;
+//! build(&mut image, dir.path(), &Default::default(), &NoProgress)?;
 //!
 //! let mut out = Vec::new();
 //! let mut spry = Interp::new(Options::default(), Box::new(&mut out));
