@@ -339,13 +339,14 @@ impl<'o> Interp<'o> {
     /// returned), the activation is looked at again later, with others, once enough gathered:
     /// without this a loop that makes closures would grow without end.
     fn release(&mut self, frame: &Rc<Frame>) {
+        // Its last value went to the caller; kept here it would be one more holder of a
+        // closure it made and returned (a top-level activation stays alive as long as the
+        // functions made there do).
+        let last = std::mem::take(&mut *frame.last.borrow_mut());
+        drop(last);
         if matches!(frame.kind, FrameKind::Root | FrameKind::Curly) {
             return;
         }
-        // Its last value went to the caller; kept here it would be one more holder of a
-        // closure it made and returned.
-        let last = std::mem::take(&mut *frame.last.borrow_mut());
-        drop(last);
         match cycle(frame) {
             Cycle::None => {}
             Cycle::Garbage => free_locals(frame),

@@ -201,6 +201,22 @@ mod tests {
     }
 
     #[test]
+    fn a_returned_closure_and_the_activation_it_holds_are_freed_once_dropped() {
+        let mut spry = Interp::new(Options::default(), Box::new(std::io::sink()));
+        let code = "make = func [:a f = func [a + :b] $f] h = make 1 $h";
+        let Ok(Value::Func(closure)) = spry.eval_text("test", code.as_bytes()) else {
+            panic!("make returns a function");
+        };
+        let maker = Rc::downgrade(closure.outer.as_ref().expect("made in make's activation"));
+        drop(closure);
+        // The closure and make's activation hold each other; only `h` reaches them.
+        assert!(maker.upgrade().is_some());
+        let again = "h := nil 1 to: 3000 do: [:i g = make i g 2]";
+        assert!(spry.eval_text("test", again.as_bytes()).is_ok());
+        assert!(maker.upgrade().is_none(), "the cycle was not freed");
+    }
+
+    #[test]
     fn returns_stop_the_enclosing_function_only() {
         assert_eq!(run("f = func [[true] whileTrue: [^ 5] 6] f + 1"), "6");
         assert_eq!(
