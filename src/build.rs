@@ -143,6 +143,9 @@ pub fn build(
         build.trace.lap("nothing changed");
         return Ok(build.report);
     }
+    if image.generation()? == 0 && known.is_empty() && build.targeted.is_none() {
+        return build.first_fill(image, &to_read, progress);
+    }
     let mut outcomes = build.read_changed(&to_read, &known, progress);
     let texts = take_texts_if_many(&mut outcomes);
     let image: &Image = image;
@@ -176,12 +179,7 @@ pub fn build(
         build.trace.lap("commit");
         Ok(())
     })?;
-    let mut report = build.report;
-    report.added.sort();
-    report.changed.sort();
-    report.removed.sort();
-    report.failed.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(report)
+    Ok(build.finish())
 }
 
 /// One build's state, moved through its stages (each a method, named as its trace label).
@@ -239,6 +237,14 @@ impl Claims {
     /// Whether `path` keeps its stamp.
     fn holds(&self, path: &str) -> bool {
         self.kept.contains(path)
+    }
+
+    /// The first file that claimed `module`, if any did.
+    fn holder(&self, module: &str) -> Option<&str> {
+        self.by_module
+            .get(module)
+            .and_then(|paths| paths.first())
+            .map(String::as_str)
     }
 
     /// Whether some file claims `module`.
@@ -491,6 +497,104 @@ impl<'a> Build<'a> {
         Ok(())
     }
 
+    /// The first build of an empty image, in batches: each batch's files are read and parsed
+    /// in parallel, their texts written (on a second thread, while the next batch is read), their
+    /// modules staged and the staged records moved into the tables, so that memory holds about
+    /// one batch whatever the size of the tree. Files come in path order, so a module's first
+    /// claimant is its holder, as [`pick_holder`] decides for an empty image.
+    fn first_fill(
+        mut self,
+        image: &Image,
+        to_read: &[&WalkedFile],
+        progress: &dyn Progress,
+    ) -> Result<BuildReport> {
+        debug_assert!(to_read.is_sorted_by(|a, b| a.path <= b.path));
+        let mut tx = image.begin(Origin::File)?;
+        let mut claims = Claims::default();
+        progress.start(to_read.len() as u64);
+        std::thread::scope(|scope| -> Result<()> {
+            let mut writing: Option<std::thread::ScopedJoinHandle<'_, Result<()>>> = None;
+            for batch in batches(to_read) {
+                let mut outcomes = self.read_batch(batch, progress);
+                let texts = outcomes.iter_mut().flat_map(Outcome::take_texts).collect();
+                if let Some(previous) = writing.take() {
+                    join_writing(previous)?;
+                }
+                writing = Some(scope.spawn(move || image.store_texts(texts)));
+                for (file, outcome) in batch.iter().zip(outcomes) {
+                    self.stage_first(&mut tx, &mut claims, &file.path, outcome)?;
+                }
+                tx.spill_first_fill()?;
+            }
+            writing.map_or(Ok(()), join_writing)
+        })?;
+        self.report.read = to_read.len();
+        self.trace.lap("read, parse and stage in batches");
+        self.summarize(&tx, &claims);
+        self.report.generation = tx.commit()?;
+        self.trace.lap("commit");
+        Ok(self.finish())
+    }
+
+    /// Reads, parses and prepares one batch of files, in parallel.
+    fn read_batch(&self, batch: &[&WalkedFile], progress: &dyn Progress) -> Vec<Outcome> {
+        let max_file_size = self.options.max_file_size.unwrap_or(DEFAULT_MAX_FILE_SIZE);
+        let root = self.root;
+        batch
+            .par_iter()
+            .map(|file| {
+                let outcome = guarded(&file.path, || read_file(root, file, None, max_file_size));
+                progress.advance(1);
+                outcome
+            })
+            .collect()
+    }
+
+    /// Stages one file of a first fill: its module if it is the module's first claimant, else
+    /// the file's failure (claimed twice).
+    fn stage_first(
+        &mut self,
+        tx: &mut Transaction<'_>,
+        claims: &mut Claims,
+        path: &str,
+        outcome: Outcome,
+    ) -> Result<()> {
+        match outcome {
+            Outcome::Parsed(unit, stamp) => {
+                let name = unit.name().to_string();
+                if let Some(holder) = claims.holder(&name) {
+                    self.report.failed.push(FileFailure::new(
+                        path,
+                        FailureKind::ClaimedTwice {
+                            module: name,
+                            holder: holder.to_string(),
+                            path: path.to_string(),
+                        },
+                    ));
+                    return Ok(());
+                }
+                claims.claim(&name, path);
+                tx.put_unit(unit, path)?;
+                tx.put_path(path, &stamp);
+            }
+            Outcome::Failed(failure) => self.report.failed.push(failure),
+            // Nothing was known, so nothing can be the same; a file gone since the walk is
+            // simply not there.
+            Outcome::Same(_) | Outcome::Vanished => {}
+        }
+        Ok(())
+    }
+
+    /// The report, in the order people read it.
+    fn finish(self) -> BuildReport {
+        let mut report = self.report;
+        report.added.sort();
+        report.changed.sort();
+        report.removed.sort();
+        report.failed.sort_by(|a, b| a.path.cmp(&b.path));
+        report
+    }
+
     /// The report of what the transaction changed.
     fn summarize(&mut self, tx: &Transaction<'_>, claims: &Claims) {
         let report = &mut self.report;
@@ -627,6 +731,37 @@ fn stamp_of(image: &Image, path: &str) -> Result<Option<PathRecord>> {
         .transpose()
 }
 
+/// A first fill's batch: up to this many files or [`BATCH_BYTES`] of them, whichever comes
+/// first. Large enough to keep both cores busy, small enough to keep memory flat.
+const BATCH_FILES: usize = 2048;
+const BATCH_BYTES: u64 = 32 << 20;
+
+/// `files` cut into consecutive batches of at most [`BATCH_FILES`] files and (but for a
+/// batch of one big file) [`BATCH_BYTES`] bytes.
+fn batches<'f, 'w>(files: &'f [&'w WalkedFile]) -> impl Iterator<Item = &'f [&'w WalkedFile]> {
+    let mut rest = files;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0u64;
+        let mut n = 0;
+        while n < rest.len() && n < BATCH_FILES && (n == 0 || bytes + rest[n].size <= BATCH_BYTES) {
+            bytes += rest[n].size;
+            n += 1;
+        }
+        let (batch, after) = rest.split_at(n);
+        rest = after;
+        Some(batch)
+    })
+}
+
+fn join_writing(handle: std::thread::ScopedJoinHandle<'_, Result<()>>) -> Result<()> {
+    handle
+        .join()
+        .map_err(|p| Error::panicked("writing texts", &*p))?
+}
+
 /// From this many new texts on, a build writes them on a second thread.
 const BACKGROUND_TEXTS_MIN: usize = 4096;
 
@@ -637,6 +772,16 @@ enum Outcome {
     Parsed(PreparedUnit, PathRecord),
     Failed(FileFailure),
     Vanished,
+}
+
+impl Outcome {
+    /// The texts of a unit read, taken out of it (to be written apart from its records).
+    fn take_texts(&mut self) -> Vec<(Hash, Vec<u8>)> {
+        match self {
+            Outcome::Parsed(unit, _) => unit.take_texts(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// Runs one file's step, turning a panic (a bug: no known input causes one) into that file's

@@ -147,6 +147,8 @@ pub struct Transaction<'a> {
     overlay: Vec<HashMap<Vec<u8>, Option<Vec<u8>>>>,
     blobs: HashSet<Hash>,
     log: Vec<ModuleLog>,
+    /// Where each module's entry is in `log`: a first build notes every module of the tree.
+    logged: HashMap<String, usize>,
     /// File sides kept in history by [`keep_file_side`](Self::keep_file_side), each logged
     /// under the generation it took.
     kept: Vec<(u64, ModuleLog)>,
@@ -256,6 +258,7 @@ impl<'a> Transaction<'a> {
             overlay: vec![HashMap::default(); Table::ALL.len()],
             blobs: HashSet::default(),
             log: Vec::new(),
+            logged: HashMap::default(),
             kept: Vec::new(),
             conflicts: Vec::new(),
         })
@@ -482,7 +485,7 @@ impl<'a> Transaction<'a> {
         from_path: Option<&str>,
         definitions: &[String],
     ) {
-        if let Some(entry) = self.log.iter_mut().find(|e| e.module == module) {
+        if let Some(entry) = self.logged.get(module).and_then(|&at| self.log.get_mut(at)) {
             // An export notes no change of its own over one made in the same commit.
             let replaces = match change {
                 ModuleChange::Exported => false,
@@ -505,6 +508,7 @@ impl<'a> Transaction<'a> {
             }
             return;
         }
+        self.logged.insert(module.to_string(), self.log.len());
         self.log.push(ModuleLog {
             module: module.to_string(),
             change,
@@ -755,7 +759,13 @@ impl<'a> Transaction<'a> {
             (Some(_), Some(_)) => ModuleChange::Moved,
             (Some(_), None) => ModuleChange::Changed,
         };
-        self.note(name, change, path, moved_from.as_deref(), &unit.changed);
+        // A module new to the image logs no list: all its definitions are new, and a first
+        // build would otherwise log every name of the tree in one entry.
+        let changed: &[String] = match change {
+            ModuleChange::Added => &[],
+            _ => &unit.changed,
+        };
+        self.note(name, change, path, moved_from.as_deref(), changed);
         Ok(())
     }
 
@@ -1619,6 +1629,37 @@ impl<'a> Transaction<'a> {
     /// Storage failures; then nothing was committed.
     pub fn commit_buffered(self) -> Result<Option<u64>> {
         self.commit_with(|store, writes| store.commit_buffered(writes))
+    }
+
+    /// On the first fill of an empty image, moves what is staged so far straight into the
+    /// tables, as [`commit`](Self::commit)'s bulk load would at the end: a first build of any
+    /// size then holds only its current batch in memory. Nothing is visible before the commit
+    /// writes the generation: data at generation 0 is a first load that never finished, which
+    /// [`Image::open`] discards. On any later transaction it does nothing (an image that
+    /// readers have seen changes only atomically).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub(crate) fn spill_first_fill(&mut self) -> Result<()> {
+        if self.generation != 1 {
+            return Ok(());
+        }
+        let mut writes = Vec::new();
+        for table in Table::ALL {
+            // The generation is the commit mark, and the log is written by the commit.
+            if matches!(table, Table::Meta | Table::Log) {
+                continue;
+            }
+            let staged = std::mem::take(&mut self.overlay[slot(table)]);
+            writes.extend(staged.into_iter().map(|(key, value)| match value {
+                Some(value) => Write::Put(table, key, value),
+                None => Write::Delete(table, key),
+            }));
+        }
+        if writes.is_empty() {
+            return Ok(());
+        }
+        self.image.store().load(writes)
     }
 
     /// Commits with `apply`: durable or buffered.
