@@ -145,7 +145,6 @@ pub struct Transaction<'a> {
     generation: u64,
     /// Staged writes by table; `None` stages a removal.
     overlay: Vec<HashMap<Vec<u8>, Option<Vec<u8>>>>,
-    blobs: HashSet<Hash>,
     log: Vec<ModuleLog>,
     /// Where each module's entry is in `log`: a first build notes every module of the tree.
     logged: HashMap<String, usize>,
@@ -256,7 +255,6 @@ impl<'a> Transaction<'a> {
             origin,
             generation,
             overlay: vec![HashMap::default(); Table::ALL.len()],
-            blobs: HashSet::default(),
             log: Vec::new(),
             logged: HashMap::default(),
             kept: Vec::new(),
@@ -390,8 +388,10 @@ impl<'a> Transaction<'a> {
         let hash = text.hash;
         let stored = text.stored_len;
         // An empty stored form was taken out and written ahead (`PreparedUnit::take_texts`):
-        // no compressed text is ever empty, since the length comes first.
-        if self.blobs.insert(hash) && !text.stored.is_empty() {
+        // no compressed text is ever empty, since the length comes first. A text staged twice
+        // is one key in the overlay: no set of hashes is kept (a first build would hold one
+        // per definition of the tree).
+        if !text.stored.is_empty() {
             self.put(Table::Blobs, hash.0.to_vec(), text.stored);
         }
         (hash, text.len, stored)

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Growth, not one point (issue 15): each command at three tree sizes, beside git on the same
+# tree, in one run, with the slope (how many times longer at the largest size than at the
+# smallest, per size step).
+#
+#   bash benches/scale.sh                       # 10000 30000 100000 modules of `gen`'s corpus
+#   SIZES="1000 3000 10000" bash benches/scale.sh   # smaller, for a quick look
+#   CORPUS=foreign bash benches/scale.sh        # the same sizes of a corpus `gen` did not write
+#
+# CORPUS=foreign builds the tree from the Spry sources of gokr/spry and gokr/spryvm (the
+# language's own files, written by people): FOREIGN=DIR names a directory holding them (for
+# example a clone made with the workplace's fetch tool); each file is copied under new module
+# names until the tree has the asked number of files. Needs git and GNU time; writes only
+# under a temporary directory. 100,000 modules take about 1 GB of disk, twice (tree and image).
+# Each figure is the best of RUNS runs (default 3), wall clock, whole process; memory is the
+# highest peak RSS seen.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZES=${SIZES:-"10000 30000 100000"}
+RUNS=${RUNS:-3}
+CORPUS=${CORPUS:-gen}
+cargo build --release --quiet
+BIN=$PWD/target/release/spry-image
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+# best LABEL SETUP CMD...: the best wall time (ms) and highest peak RSS (MB) of RUNS runs,
+# kept in the associative arrays TIME and MEM under LABEL.
+declare -A TIME MEM SIZE_MB
+best() {
+  local label=$1 setup=$2; shift 2
+  local low="" peak=0
+  for _ in $(seq "$RUNS"); do
+    eval "$setup"
+    local start end rss ms
+    start=$(date +%s%N)
+    /usr/bin/time -f "%M" -o "$WORK/time" "$@" >/dev/null 2>&1 || true
+    end=$(date +%s%N)
+    ms=$(( (end - start) / 1000000 ))
+    rss=$(tail -1 "$WORK/time")
+    (( rss > peak )) && peak=$rss
+    if [ -z "$low" ] || (( ms < low )); then low=$ms; fi
+  done
+  TIME[$label]=$low
+  MEM[$label]=$((peak / 1024))
+}
+
+# The tree of N modules, as CORPUS says.
+make_tree() {
+  local n=$1 dir=$2
+  if [ "$CORPUS" = gen ]; then
+    "$BIN" gen --modules "$n" "$dir" >/dev/null 2>&1
+    return
+  fi
+  : "${FOREIGN:?CORPUS=foreign needs FOREIGN=DIR holding .sy/.spry files}"
+  mapfile -t sources < <(find "$FOREIGN" -type f \( -name '*.sy' -o -name '*.spry' \) | sort)
+  mkdir -p "$dir"
+  local i=0 k=0 count=${#sources[@]}
+  while (( i < n )); do
+    local sub=$dir/d$((i / 1000))
+    mkdir -p "$sub"
+    # A module is named by its file: a new name is a new module with the same text.
+    cp "${sources[k]}" "$sub/m$i.sy"
+    i=$((i + 1)); k=$(( (k + 1) % count ))
+  done
+}
+
+ROWS=(
+  "git add -A (fresh repository)"
+  "build (fresh image)"
+  "git status (nothing changed)"
+  "build (nothing changed)"
+  "status (nothing changed)"
+  "show one definition"
+  "git checkout into an empty directory"
+  "export --to an empty directory"
+)
+
+for n in $SIZES; do
+  tree=$WORK/tree
+  rm -rf "$tree" "$WORK/out"
+  make_tree "$n" "$tree"
+  mb=$(du -sm "$tree" | cut -f1)
+  echo "size $n: $(find "$tree" -type f | wc -l) files, $mb MB" >&2
+  SIZE_MB[$n]=$mb
+  cd "$tree"
+  best "$n git add -A (fresh repository)" \
+    'rm -rf .git && git init -q && git config gc.auto 0 && git config maintenance.auto false' \
+    git add -A
+  git -c user.email=b@b -c user.name=b commit -qm tree
+  best "$n build (fresh image)" 'rm -rf .spry-image' "$BIN" build .
+  sleep 2   # stamps older than the file system's time granularity
+  "$BIN" build . >/dev/null
+  sync
+  best "$n git status (nothing changed)" ':' git status --short
+  best "$n build (nothing changed)" ':' "$BIN" build .
+  best "$n status (nothing changed)" ':' "$BIN" status .
+  # The middle module's last definition: a point read by key, whatever the image's size.
+  module=$("$BIN" ls --json | python3 -c 'import sys; lines = sys.stdin.readlines(); import json; print(json.loads(lines[len(lines) // 2])["module"])')
+  def=$("$BIN" ls "$module" --json | tail -1 | python3 -c 'import sys, json; print(json.load(sys.stdin)["name"])')
+  target="$module::$def"
+  best "$n show one definition" ':' "$BIN" show "$target"
+  best "$n git checkout into an empty directory" "rm -rf '$WORK/out' && mkdir '$WORK/out'" \
+    git --work-tree="$WORK/out" checkout -f HEAD -- .
+  best "$n export --to an empty directory" "rm -rf '$WORK/out' && mkdir '$WORK/out'" \
+    "$BIN" export --to "$WORK/out"
+  cd "$WORK"
+done
+
+# The table: one row per command, one column per size, the slope, and the ratio to git at the
+# largest size where git does the same job.
+read -r -a sizes <<<"$SIZES"
+first=${sizes[0]}; last=${sizes[${#sizes[@]}-1]}
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; load average $(cut -d' ' -f1-3 /proc/loadavg); $(git --version); corpus: $CORPUS"
+echo
+header="| command |"; rule="| --- |"
+for n in "${sizes[@]}"; do header+=" $n modules (${SIZE_MB[$n]} MB) |"; rule+=" --- |"; done
+echo "$header time per module, $last vs $first (1.00 = linear) | vs git at $last |"
+echo "$rule --- | --- |"
+declare -A PEER=(
+  ["build (fresh image)"]="git add -A (fresh repository)"
+  ["build (nothing changed)"]="git status (nothing changed)"
+  ["status (nothing changed)"]="git status (nothing changed)"
+  ["export --to an empty directory"]="git checkout into an empty directory"
+)
+for row in "${ROWS[@]}"; do
+  line="| $row |"
+  for n in "${sizes[@]}"; do
+    line+=" ${TIME[$n $row]} ms, ${MEM[$n $row]} MB |"
+  done
+  # Time per module at the largest size over time per module at the smallest: 1.0 is linear.
+  slope=$(python3 -c "print(f'{(${TIME[$last $row]} / $last) / max(${TIME[$first $row]} / $first, 1e-9):.2f}')")
+  peer=${PEER[$row]:-}
+  if [ -n "$peer" ]; then
+    ratio=$(python3 -c "print(f'{${TIME[$last $row]} / max(${TIME[$last $peer]}, 1):.2f}x')")
+  else
+    ratio="-"
+  fi
+  echo "$line $slope | $ratio |"
+done
