@@ -549,92 +549,169 @@ fn text_for_file(
 
 fn export_copy(image: &Image, to: &Path, only: &[String], force: bool) -> Result<ExportReport> {
     std::fs::create_dir_all(to).with_path(to)?;
-    let mut report = ExportReport {
-        target: to.display().to_string(),
-        ..ExportReport::default()
+    let mut copy = ToCopy {
+        image,
+        to,
+        manifest: image.copy_manifest(to)?,
+        report: ExportReport {
+            target: to.display().to_string(),
+            ..ExportReport::default()
+        },
     };
-    let modules: Vec<(String, ModuleRecord)> = if only.is_empty() {
-        image.modules()?
-    } else {
+    let modules = copy.select(only)?;
+    let to_write = copy.compare(modules);
+    copy.report.would_overwrite.sort();
+    if !copy.report.would_overwrite.is_empty() && !force {
+        copy.report.skipped.sort_by(|a, b| a.path.cmp(&b.path));
+        return Ok(copy.report);
+    }
+    copy.report.would_overwrite.clear();
+    copy.write(to_write);
+    image.set_copy_manifest(to, &copy.manifest)?;
+    copy.report.written.sort_by(|a, b| a.path.cmp(&b.path));
+    copy.report.skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(copy.report)
+}
+
+/// A copy's modules go through in batches of this many: texts are assembled, compared and
+/// written a batch at a time, so memory holds a batch, not the image.
+const COPY_BATCH: usize = 1024;
+
+/// An export into another directory, moved through its stages.
+struct ToCopy<'a> {
+    image: &'a Image,
+    to: &'a Path,
+    /// What the last export there wrote, path by path (its text's hash).
+    manifest: std::collections::BTreeMap<String, String>,
+    report: ExportReport,
+}
+
+impl ToCopy<'_> {
+    /// The modules to copy: all, or those named (that the image holds).
+    fn select(&self, only: &[String]) -> Result<Vec<String>> {
+        if only.is_empty() {
+            return self.image.module_names();
+        }
         let mut out = Vec::new();
         for name in only {
-            if let Some(record) = image.module(name)? {
-                out.push((name.clone(), record));
+            if self.image.module(name)?.is_some() {
+                out.push(name.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Each module's record, read by key (in parallel); a module gone or unreadable is skipped.
+    fn records(&mut self, names: &[String]) -> Vec<(String, ModuleRecord)> {
+        let read: Vec<(String, Result<Option<ModuleRecord>>)> = names
+            .par_iter()
+            .map(|name| (name.clone(), self.image.module(name)))
+            .collect();
+        let mut out = Vec::with_capacity(read.len());
+        for (name, record) in read {
+            match record {
+                Ok(Some(record)) => out.push((name, record)),
+                Ok(None) => {}
+                Err(e) => self.report.skipped.push(Skipped {
+                    module: name,
+                    path: String::new(),
+                    reason: e.to_string(),
+                }),
             }
         }
         out
-    };
-    // Texts are read and compared in parallel; a module that fails is skipped, not fatal.
-    let prepared: Vec<std::result::Result<Copy, Skipped>> = modules
-        .into_par_iter()
-        .map(|(name, record)| prepare_copy(image, to, name, record))
-        .collect();
-    let mut manifest = image.copy_manifest(to)?;
-    let mut jobs = Vec::new();
-    for outcome in prepared {
-        match outcome {
-            Ok(Copy::Write(job, found)) => {
-                // A file there that the last export did not leave as it is now: edited there
-                // (or never written by an export); never written over silently.
-                if let Some(found) = found
-                    && manifest.get(&job.path) != Some(&found.to_hex())
-                {
-                    report.would_overwrite.push(job.path.clone());
+    }
+
+    /// Compares each module with the file there (a batch at a time, in parallel; a module that
+    /// fails is skipped, not fatal): the same text is kept, a file the last export did not
+    /// leave as it is now would be written over. Returns the modules to write, without their
+    /// texts (assembled again when written).
+    fn compare(&mut self, modules: Vec<String>) -> Vec<String> {
+        let mut to_write = Vec::new();
+        for names in modules.chunks(COPY_BATCH) {
+            let batch = self.records(names);
+            let prepared: Vec<std::result::Result<Copy, Skipped>> = batch
+                .par_iter()
+                .map(|(name, record)| prepare_copy(self.image, self.to, name, record, false))
+                .collect();
+            for ((name, _), outcome) in batch.iter().zip(prepared) {
+                match outcome {
+                    Ok(Copy::Write(job, found)) => {
+                        // A file there that the last export did not leave as it is now: edited
+                        // there (or never written by an export); never written over silently.
+                        if let Some(found) = found
+                            && self.manifest.get(&job.path) != Some(&found.to_hex())
+                        {
+                            self.report.would_overwrite.push(job.path.clone());
+                        }
+                        to_write.push(name.clone());
+                    }
+                    Ok(Copy::Same(path, hash)) => {
+                        self.manifest.insert(path, hash.to_hex());
+                        self.report.unchanged += 1;
+                    }
+                    Err(skipped) => self.report.skipped.push(skipped),
                 }
-                jobs.push(job);
             }
-            Ok(Copy::Same(path, hash)) => {
-                manifest.insert(path, hash.to_hex());
-                report.unchanged += 1;
+        }
+        to_write
+    }
+
+    /// Writes the modules a batch at a time, each file atomically.
+    fn write(&mut self, modules: Vec<String>) {
+        for names in modules.chunks(COPY_BATCH) {
+            let batch = self.records(names);
+            let mut jobs = Vec::with_capacity(batch.len());
+            let prepared: Vec<std::result::Result<Copy, Skipped>> = batch
+                .par_iter()
+                .map(|(name, record)| prepare_copy(self.image, self.to, name, record, true))
+                .collect();
+            for outcome in prepared {
+                match outcome {
+                    Ok(Copy::Write(job, _)) => jobs.push(job),
+                    // Changed since the comparison: nothing can, as the image is held.
+                    Ok(Copy::Same(path, hash)) => {
+                        self.manifest.insert(path, hash.to_hex());
+                    }
+                    Err(skipped) => self.report.skipped.push(skipped),
+                }
             }
-            Err(skipped) => report.skipped.push(skipped),
+            for (job, outcome) in write_all(self.to, jobs) {
+                match outcome {
+                    Ok(_) => {
+                        self.manifest
+                            .insert(job.path.clone(), Hash::of(&job.text).to_hex());
+                        self.report.written.push(Written {
+                            module: job.module,
+                            path: job.path,
+                            created: job.created,
+                        });
+                    }
+                    Err(e) => self.report.skipped.push(Skipped {
+                        module: job.module,
+                        path: job.path,
+                        reason: e.to_string(),
+                    }),
+                }
+            }
         }
     }
-    report.would_overwrite.sort();
-    if !report.would_overwrite.is_empty() && !force {
-        report.skipped.sort_by(|a, b| a.path.cmp(&b.path));
-        return Ok(report);
-    }
-    report.would_overwrite.clear();
-    for (job, outcome) in write_all(to, jobs) {
-        if outcome.is_ok() {
-            manifest.insert(job.path.clone(), Hash::of(&job.text).to_hex());
-        }
-        match outcome {
-            Ok(_) => report.written.push(Written {
-                module: job.module,
-                path: job.path,
-                created: job.created,
-            }),
-            Err(e) => report.skipped.push(Skipped {
-                module: job.module,
-                path: job.path,
-                reason: e.to_string(),
-            }),
-        }
-    }
-    image.set_copy_manifest(to, &manifest)?;
-    report.written.sort_by(|a, b| a.path.cmp(&b.path));
-    report.skipped.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(report)
 }
 
 /// One module's text for a copy, compared with what is there.
 fn prepare_copy(
     image: &Image,
     to: &Path,
-    name: String,
-    record: ModuleRecord,
+    name: &str,
+    record: &ModuleRecord,
+    keep_text: bool,
 ) -> std::result::Result<Copy, Skipped> {
     let skip = |reason: String| Skipped {
-        module: name.clone(),
+        module: name.to_string(),
         path: record.path.clone(),
         reason,
     };
     let full = tree_path::resolve(to, &record.path).map_err(|e| skip(e.to_string()))?;
-    let text = image
-        .assemble(&name, &record)
-        .map_err(|e| skip(e.to_string()))?;
     let current = match read_source(&full, DEFAULT_MAX_FILE_SIZE) {
         Ok(Source::Text(bytes)) => Some(bytes),
         // Too large to be this module's text: written over, as any other text.
@@ -645,16 +722,24 @@ fn prepare_copy(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(skip(format!("cannot read it: {e}"))),
     };
-    if current.as_deref() == Some(text.as_slice()) {
+    // Nothing there to compare with: the text is needed only to write it.
+    let text = if current.is_some() || keep_text {
+        image
+            .assemble(name, record)
+            .map_err(|e| skip(e.to_string()))?
+    } else {
+        Vec::new()
+    };
+    if current.is_some() && current.as_deref() == Some(text.as_slice()) {
         return Ok(Copy::Same(record.path.clone(), Hash::of(&text)));
     }
     Ok(Copy::Write(
         Job {
-            module: name.clone(),
+            module: name.to_string(),
             path: record.path.clone(),
             full,
             created: current.is_none(),
-            text,
+            text: if keep_text { text } else { Vec::new() },
         },
         current.map(|c| Hash::of(&c)),
     ))

@@ -337,6 +337,20 @@ impl Image {
         Ok(out)
     }
 
+    /// Every module's name, in order, without reading the records: a walk over the whole image
+    /// that holds only names (records are then read by key, a batch at a time).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub fn module_names(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        try_visit(self.store(), Table::Modules, b"", |k, _| {
+            out.push(String::from_utf8_lossy(k).into_owned());
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
     /// One module's record, read by key.
     ///
     /// # Errors
