@@ -53,16 +53,26 @@ make_tree() {
     return
   fi
   : "${FOREIGN:?CORPUS=foreign needs FOREIGN=DIR holding .sy/.spry files}"
-  mapfile -t sources < <(find "$FOREIGN" -type f \( -name '*.sy' -o -name '*.spry' \) | sort)
-  mkdir -p "$dir"
-  local i=0 k=0 count=${#sources[@]}
-  while (( i < n )); do
-    local sub=$dir/d$((i / 1000))
-    mkdir -p "$sub"
-    # A module is named by its file: a new name is a new module with the same text.
-    cp "${sources[k]}" "$sub/m$i.sy"
-    i=$((i + 1)); k=$(( (k + 1) % count ))
-  done
+  # Each copy under a new file name is a new module; a module named inside its file (`_meta`'s
+  # `name = 'Foo`) gets the copy's number appended to that name, so that copies do not claim
+  # one module twice. Nothing else of the text changes.
+  python3 - "$FOREIGN" "$n" "$dir" <<'PY'
+import os, re, sys
+root, n, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+sources = sorted(
+    os.path.join(d, f)
+    for d, _, files in os.walk(root) if "/.git" not in d
+    for f in files if f.endswith((".sy", ".spry"))
+)
+texts = [open(p, "rb").read() for p in sources]
+named = re.compile(rb"(_meta\s*=\s*\{[^}]*?name\s*=\s*')(\w+)")
+for i in range(n):
+    text = named.sub(lambda m: m.group(1) + m.group(2) + b"_%d" % i, texts[i % len(texts)], count=1)
+    sub = os.path.join(out, "d%d" % (i // 1000))
+    os.makedirs(sub, exist_ok=True)
+    with open(os.path.join(sub, "m%d.sy" % i), "wb") as f:
+        f.write(text)
+PY
 }
 
 ROWS=(
@@ -96,7 +106,9 @@ for n in $SIZES; do
   best "$n build (nothing changed)" ':' "$BIN" build .
   best "$n status (nothing changed)" ':' "$BIN" status .
   # The middle module's last definition: a point read by key, whatever the image's size.
-  module=$("$BIN" ls --json | python3 -c 'import sys; lines = sys.stdin.readlines(); import json; print(json.loads(lines[len(lines) // 2])["module"])')
+  module=$("$BIN" ls --json | python3 -c 'import sys, json
+held = [m["module"] for m in map(json.loads, sys.stdin) if m["definitions"] > 0]
+print(held[len(held) // 2])')
   def=$("$BIN" ls "$module" --json | tail -1 | python3 -c 'import sys, json; print(json.load(sys.stdin)["name"])')
   target="$module::$def"
   best "$n show one definition" ':' "$BIN" show "$target"
