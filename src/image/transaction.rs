@@ -148,6 +148,8 @@ pub struct Transaction<'a> {
     log: Vec<ModuleLog>,
     /// Where each module's entry is in `log`: a first build notes every module of the tree.
     logged: HashMap<String, usize>,
+    /// Staged records already loaded into the tables ([`spill_first_fill`](Self::spill_first_fill)).
+    spilled: bool,
     /// File sides kept in history by [`keep_file_side`](Self::keep_file_side), each logged
     /// under the generation it took.
     kept: Vec<(u64, ModuleLog)>,
@@ -257,6 +259,7 @@ impl<'a> Transaction<'a> {
             overlay: vec![HashMap::default(); Table::ALL.len()],
             log: Vec::new(),
             logged: HashMap::default(),
+            spilled: false,
             kept: Vec::new(),
             conflicts: Vec::new(),
         })
@@ -1659,6 +1662,7 @@ impl<'a> Transaction<'a> {
         if writes.is_empty() {
             return Ok(());
         }
+        self.spilled = true;
         self.image.store().load(writes)
     }
 
@@ -1719,7 +1723,9 @@ impl<'a> Transaction<'a> {
             return Ok(None);
         }
         let store = self.image.store();
-        if self.generation == 1 && writes.len() >= BULK_MIN_WRITES {
+        // A first fill that spilled is a bulk load whatever is left: its log entry alone (one
+        // line per module) would otherwise sit in the journal, replayed by every open.
+        if self.generation == 1 && (writes.len() >= BULK_MIN_WRITES || self.spilled) {
             // The first fill of an empty image: straight into tables, then the generation as
             // the commit mark. An image found holding data at generation 0 was interrupted
             // here, and `Image::open` empties it.
