@@ -455,7 +455,12 @@ fn text_for_file(
     current: Option<&[u8]>,
 ) -> Result<std::result::Result<Vec<u8>, String>> {
     if sync.conflicts.is_empty() {
-        return Ok(Ok(image.assemble(name, record)?));
+        // The file's bytes serve for every definition it holds as the image does.
+        return Ok(Ok(image.assemble_reusing(
+            name,
+            record,
+            current.unwrap_or_default(),
+        )?));
     }
     let Some(current) = current else {
         return Ok(Err(
