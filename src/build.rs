@@ -538,6 +538,10 @@ fn is_at_or_below(path: &str, dir: &str) -> bool {
 /// but the one edited, when a file is saved): they are stored, nothing is written for them.
 /// One scan of each such module's definitions.
 fn drop_stored_texts(image: &Image, outcomes: &mut [Outcome]) -> Result<()> {
+    if image.generation()? == 0 {
+        // A first build: nothing is stored yet, no module to look at.
+        return Ok(());
+    }
     for outcome in outcomes {
         if let Outcome::Parsed(unit, _) = outcome {
             let stored: HashSet<Hash> = image
