@@ -519,6 +519,23 @@ impl Image {
         record: &ModuleRecord,
         file: &[u8],
     ) -> Result<Vec<u8>> {
+        let index = self.definition_index(module)?;
+        self.assemble_with(module, record, file, &index)
+    }
+
+    /// [`assemble_reusing`](Self::assemble_reusing) with the module's definition records read
+    /// already ([`definition_index`](Self::definition_index)), for a caller that wants them
+    /// again afterwards (export marks them agreed).
+    ///
+    /// # Errors
+    /// A damaged image.
+    pub fn assemble_with(
+        &self,
+        module: &str,
+        record: &ModuleRecord,
+        file: &[u8],
+        index: &HashMap<String, DefinitionRecord>,
+    ) -> Result<Vec<u8>> {
         let layout = self.text(&record.layout_hash()?)?;
         let gaps = decode_layout_slices(&layout)?;
         if gaps.len() != record.definitions.len() + 1 {
@@ -526,7 +543,6 @@ impl Image {
                 "module `{module}`: its layout does not fit its definitions"
             )));
         }
-        let index = self.definition_index(module)?;
         let mut out = Vec::with_capacity(file.len().max(record.definitions.len() * 64));
         // Where the walk along the file is; `None` once the file no longer follows the layout.
         let mut at = Some(0);

@@ -1554,8 +1554,41 @@ impl<'a> Transaction<'a> {
         let record = self
             .module(module)?
             .ok_or_else(|| Error::NoModule(module.to_string()))?;
-        let sync = self.sync(module)?;
         let index = self.definition_index(module)?;
+        self.mark_agreed(module, stamp, &record, &index)
+    }
+
+    /// [`mark_exported`](Self::mark_exported) with the module's record and definition records
+    /// as the export read them to write the file (one scan of them, not two). They are read
+    /// again if this transaction has changed the module's definitions since.
+    ///
+    /// # Errors
+    /// [`Error::NoModule`]; storage failures.
+    pub(crate) fn mark_exported_as_read(
+        &mut self,
+        module: &str,
+        stamp: &PathRecord,
+        record: &ModuleRecord,
+        index: &HashMap<String, DefinitionRecord>,
+    ) -> Result<()> {
+        if self.touched.contains(module.as_bytes())
+            || self.get(Table::Modules, module.as_bytes())?.is_none()
+        {
+            return self.mark_exported(module, stamp);
+        }
+        self.mark_agreed(module, stamp, record, index)
+    }
+
+    /// Every definition of `record` but those in conflict agrees with the file; `stamp` is
+    /// what the file now is.
+    fn mark_agreed(
+        &mut self,
+        module: &str,
+        stamp: &PathRecord,
+        record: &ModuleRecord,
+        index: &HashMap<String, DefinitionRecord>,
+    ) -> Result<()> {
+        let sync = self.sync(module)?;
         for def in &record.definitions {
             if sync.conflicts.contains_key(def) {
                 continue;
