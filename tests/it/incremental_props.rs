@@ -17,9 +17,9 @@
 
 use proptest::prelude::*;
 
-use spry_image::build::{self, BuildOptions, NoProgress};
 use spry_image::image::{IMAGE_DIR, Image, Origin, drop_slot};
 use spry_image::syntax::{SourceUnit, read_definition, whole_reads_back, window_reads_back};
+use spry_image::{BuildOptions, NoProgress};
 
 use crate::util::Dir;
 
@@ -315,7 +315,7 @@ fn rm_refuses_a_removal_that_does_not_read_back() {
 fn image_of(dir: &Dir, kept: &Kept) -> Image {
     std::fs::write(dir.join("gen.spry"), kept.text()).unwrap();
     let mut image = Image::create(&dir.join(IMAGE_DIR), dir.path()).unwrap();
-    let report = build::build(
+    let report = spry_image::build(
         &mut image,
         dir.path(),
         &BuildOptions::default(),
@@ -378,7 +378,7 @@ proptest! {
             );
         }
         // And what export writes is that text.
-        spry_image::export::export(&image, &Default::default()).unwrap();
+        spry_image::export(&image, &Default::default()).unwrap();
         prop_assert_eq!(std::fs::read(dir.join("gen.spry")).unwrap(), whole);
     }
 }
