@@ -397,12 +397,14 @@ impl<'a> ToSource<'a> {
             });
         }
         let index = self.image.definition_index(&name)?;
-        let text = match text_for_file(
-            self.image,
-            (&name, &record, &index),
-            &sync,
-            current.as_deref(),
-        )? {
+        let text = if sync.conflicts.is_empty() {
+            // The file's bytes serve for every definition it holds as the image does.
+            let file = current.as_deref().unwrap_or_default();
+            Ok(self.image.assemble_with(&name, &record, file, &index)?)
+        } else {
+            text_for_file(self.image, &name, &record, &sync, current.as_deref())?
+        };
+        let text = match text {
             Ok(text) => text,
             Err(reason) => {
                 self.skip(&name, &path, reason);
@@ -469,25 +471,17 @@ fn mark(
     }
 }
 
-/// What export writes for a module: its image text, except that each definition in conflict
+/// What export writes for a module in conflict: its image text, except that each definition in conflict
 /// stays as the file has it (`current`), and the image keeps its side in the conflict record.
 /// `Err` (why) when that text cannot be made: the file is gone, or the result would not read
 /// back as the definitions it was made of.
 fn text_for_file(
     image: &Image,
-    (name, record, index): (&str, &ModuleRecord, &HashMap<String, DefinitionRecord>),
+    name: &str,
+    record: &ModuleRecord,
     sync: &SyncRecord,
     current: Option<&[u8]>,
 ) -> Result<std::result::Result<Vec<u8>, String>> {
-    if sync.conflicts.is_empty() {
-        // The file's bytes serve for every definition it holds as the image does.
-        return Ok(Ok(image.assemble_with(
-            name,
-            record,
-            current.unwrap_or_default(),
-            index,
-        )?));
-    }
     let Some(current) = current else {
         return Ok(Err(
             "in conflict, and its file is gone: settle it with `spry-image resolve`".to_string(),
