@@ -471,8 +471,9 @@ fn mark(
     }
 }
 
-/// What export writes for a module in conflict: its image text, except that each definition in conflict
-/// stays as the file has it (`current`), and the image keeps its side in the conflict record.
+/// What export writes for a module in conflict: its image text, except that each definition
+/// in conflict stays as the file has it (`current`), and the image keeps its side in the
+/// conflict record.
 /// `Err` (why) when that text cannot be made: the file is gone, or the result would not read
 /// back as the definitions it was made of.
 fn text_for_file(
