@@ -147,6 +147,7 @@ pub fn build(
         return build.first_fill(image, &to_read, progress);
     }
     let mut outcomes = build.read_changed(&to_read, &known, progress);
+    drop_stored_texts(image, &mut outcomes)?;
     let texts = take_texts_if_many(&mut outcomes);
     let image: &Image = image;
     std::thread::scope(|scope| -> Result<()> {
@@ -637,13 +638,36 @@ fn is_at_or_below(path: &str, dir: &str) -> bool {
             .is_some_and(|rest| rest.starts_with('/'))
 }
 
+/// Forgets the texts of units read again that their modules hold already (every definition
+/// but the one edited, when a file is saved): they are stored, nothing is written for them.
+/// One scan of each such module's definitions.
+fn drop_stored_texts(image: &Image, outcomes: &mut [Outcome]) -> Result<()> {
+    if image.generation()? == 0 {
+        // A first build: nothing is stored yet, no module to look at.
+        return Ok(());
+    }
+    for outcome in outcomes {
+        if let Outcome::Parsed(unit, _) = outcome {
+            let stored: HashSet<Hash> = image
+                .definition_index(unit.name())?
+                .into_values()
+                .map(|d| d.hash)
+                .collect();
+            if !stored.is_empty() {
+                unit.drop_stored(&stored);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Takes the texts of the units read out of them when there are many, for a second thread to
 /// write (from [`BACKGROUND_TEXTS_MIN`] on); else nothing.
 fn take_texts_if_many(outcomes: &mut [Outcome]) -> Vec<(Hash, Vec<u8>)> {
     let new_texts: usize = outcomes
         .iter()
         .map(|o| match o {
-            Outcome::Parsed(unit, _) => unit.text_count(),
+            Outcome::Parsed(unit, _) => unit.unstored_count(),
             _ => 0,
         })
         .sum();

@@ -19,14 +19,15 @@ use rayon::prelude::*;
 
 use crate::error::{Error, IoContext, Result};
 use crate::image::{
-    Hash, Image, ModuleRecord, Origin, PathRecord, PreparedUnit, SyncRecord, decode_layout,
-    drop_slot,
+    DefinitionRecord, Hash, Image, ModuleRecord, Origin, PathRecord, PreparedUnit, SyncRecord,
+    decode_layout, drop_slot,
 };
 use crate::source::{
     DEFAULT_MAX_FILE_SIZE, FileFailure, Source, mtime_ns, now_ns, parse_unit, read_source, same_dir,
 };
 use crate::syntax::{Piece, SourceUnit};
 use crate::tree_path;
+use rustc_hash::FxHashMap as HashMap;
 
 /// What to export, and where.
 #[derive(Clone, Debug, Default)]
@@ -193,6 +194,9 @@ struct ToSource<'a> {
     candidates: Vec<Candidate>,
     /// Modules whose file already holds the text export would write: recorded, not written.
     in_place: Vec<(String, PathBuf, Vec<u8>)>,
+    /// What was read of each module to assemble its text (its record and definition
+    /// records), to mark it exported without reading it all again.
+    read: HashMap<String, (ModuleRecord, HashMap<String, DefinitionRecord>)>,
 }
 
 impl<'a> ToSource<'a> {
@@ -207,6 +211,7 @@ impl<'a> ToSource<'a> {
             changed_files: Vec::new(),
             candidates: Vec::new(),
             in_place: Vec::new(),
+            read: HashMap::default(),
         }
     }
 
@@ -391,13 +396,22 @@ impl<'a> ToSource<'a> {
                 path: path.clone(),
             });
         }
-        let text = match text_for_file(self.image, &name, &record, &sync, current.as_deref())? {
+        let index = self.image.definition_index(&name)?;
+        let text = if sync.conflicts.is_empty() {
+            // The file's bytes serve for every definition it holds as the image does.
+            let file = current.as_deref().unwrap_or_default();
+            Ok(self.image.assemble_with(&name, &record, file, &index)?)
+        } else {
+            text_for_file(self.image, &name, &record, &sync, current.as_deref())?
+        };
+        let text = match text {
             Ok(text) => text,
             Err(reason) => {
                 self.skip(&name, &path, reason);
                 return Ok(None);
             }
         };
+        self.read.insert(name.clone(), (record, index));
         if current.as_deref() == Some(text.as_slice()) {
             if sync.only_conflicts() {
                 // Nothing but conflicts, which the file holds already: nothing to record.
@@ -421,13 +435,14 @@ impl<'a> ToSource<'a> {
         let mut tx = self.image.begin(Origin::Export)?;
         for (name, full, text) in std::mem::take(&mut self.in_place) {
             // Already there (a crash after writing, or both sides made the same change).
-            tx.mark_exported(&name, &stamp_of(&full, &name, &text)?)?;
+            let stamp = stamp_of(&full, &name, &text)?;
+            mark(&mut tx, &mut self.read, &name, &stamp)?;
             self.report.unchanged += 1;
         }
         for (job, outcome) in outcomes {
             match outcome {
                 Ok(stamp) => {
-                    tx.mark_exported(&job.module, &stamp)?;
+                    mark(&mut tx, &mut self.read, &job.module, &stamp)?;
                     self.report.written.push(Written {
                         module: job.module,
                         path: job.path,
@@ -443,8 +458,22 @@ impl<'a> ToSource<'a> {
     }
 }
 
-/// What export writes for a module: its image text, except that each definition in conflict
-/// stays as the file has it (`current`), and the image keeps its side in the conflict record.
+/// Marks `module` exported, with what was read of it to write it when there is that.
+fn mark(
+    tx: &mut crate::image::Transaction,
+    read: &mut HashMap<String, (ModuleRecord, HashMap<String, DefinitionRecord>)>,
+    module: &str,
+    stamp: &PathRecord,
+) -> Result<()> {
+    match read.remove(module) {
+        Some((record, index)) => tx.mark_exported_as_read(module, stamp, &record, &index),
+        None => tx.mark_exported(module, stamp),
+    }
+}
+
+/// What export writes for a module in conflict: its image text, except that each definition
+/// in conflict stays as the file has it (`current`), and the image keeps its side in the
+/// conflict record.
 /// `Err` (why) when that text cannot be made: the file is gone, or the result would not read
 /// back as the definitions it was made of.
 fn text_for_file(
@@ -454,9 +483,6 @@ fn text_for_file(
     sync: &SyncRecord,
     current: Option<&[u8]>,
 ) -> Result<std::result::Result<Vec<u8>, String>> {
-    if sync.conflicts.is_empty() {
-        return Ok(Ok(image.assemble(name, record)?));
-    }
     let Some(current) = current else {
         return Ok(Err(
             "in conflict, and its file is gone: settle it with `spry-image resolve`".to_string(),

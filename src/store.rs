@@ -234,6 +234,12 @@ impl FjallStore {
         move |e| Error::store_doing(what.clone(), e)
     }
 
+    /// [`fail`](Self::fail) applied at once: for hot paths, where the words must be made only
+    /// once an error is there.
+    fn failed(&self, doing: &str, table: Option<Table>, e: fjall::Error) -> Error {
+        self.fail(doing, table)(e)
+    }
+
     fn keyspace(&self, table: Table) -> &SingleWriterTxKeyspace {
         // Every table is opened in `open`, in `Table::ALL` order.
         &self.tables[table.index()].1
@@ -326,10 +332,11 @@ fn creation_was_interrupted(dir: &Path) -> bool {
 
 impl Store for FjallStore {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        // The error's words are made only on an error: a point read is hot.
         Ok(self
             .keyspace(table)
             .get(key)
-            .map_err(self.fail("reading", Some(table)))?
+            .map_err(|e| self.failed("reading", Some(table), e))?
             .map(|v| v.to_vec()))
     }
 
@@ -350,9 +357,10 @@ impl Store for FjallStore {
     ) -> Result<()> {
         let snapshot = self.db.read_tx();
         for guard in snapshot.prefix(self.keyspace(table), prefix) {
+            // The error's words are made only on an error, not once per record.
             let (k, v) = guard
                 .into_inner()
-                .map_err(self.fail("reading", Some(table)))?;
+                .map_err(|e| self.failed("reading", Some(table), e))?;
             if !visit(&k, &v) {
                 break;
             }

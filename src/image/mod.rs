@@ -23,10 +23,9 @@ pub use lock::{Owner, owner};
 pub use record::{
     DefinitionRecord, FORMAT_VERSION, HistoryRecord, ImageRecord, LogEntry, ModuleChange,
     ModuleKind, ModuleLog, ModuleRecord, Origin, PathRecord, SyncRecord, decode_layout,
-    definition_key, encode_layout, history_key,
+    decode_layout_slices, definition_key, encode_layout, history_key,
 };
-pub(crate) use transaction::drop_slot;
-pub use transaction::{Conflict, Prepared, PreparedUnit, Take, Transaction};
+pub use transaction::{Conflict, Prepared, PreparedUnit, Take, Transaction, drop_slot};
 
 use crate::error::{Error, IoContext, Result};
 use crate::store::{FjallStore, Store, Table, try_visit};
@@ -491,37 +490,101 @@ impl Image {
         Ok(out)
     }
 
+    /// Every definition record of `module`, by name, read in one scan rather than one point
+    /// read each.
+    ///
+    /// # Errors
+    /// Storage failures, damaged records.
+    pub fn definition_index(&self, module: &str) -> Result<HashMap<String, DefinitionRecord>> {
+        let mut prefix = module.as_bytes().to_vec();
+        prefix.push(0);
+        let mut out = HashMap::default();
+        try_visit(self.store(), Table::Definitions, &prefix, |k, v| {
+            let name = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            out.insert(name, DefinitionRecord::decode(v)?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
     /// A module's whole text from its record: its definitions read in one scan, not one
     /// read each (what an export of many modules wants).
     ///
     /// # Errors
     /// A damaged image.
     pub fn assemble(&self, module: &str, record: &ModuleRecord) -> Result<Vec<u8>> {
-        let gaps = decode_layout(&self.text(&record.layout_hash()?)?)?;
+        self.assemble_reusing(module, record, &[])
+    }
+
+    /// [`assemble`](Self::assemble), taking the texts of unchanged definitions from `file`
+    /// (what the module's file holds now, usually the text the image last agreed with it)
+    /// instead of the store: walking the layout along the file, each gap must be there byte
+    /// for byte, and a definition's bytes there are taken when they hash to its current text.
+    /// Export of one changed definition so reads one text from the store, not every one.
+    /// From the first place the file does not follow the layout (a definition added or
+    /// removed since), the texts come from the store. The result is the same as
+    /// `assemble`'s either way: every gap is the layout's and every text hashes to its record.
+    ///
+    /// # Errors
+    /// A damaged image.
+    pub fn assemble_reusing(
+        &self,
+        module: &str,
+        record: &ModuleRecord,
+        file: &[u8],
+    ) -> Result<Vec<u8>> {
+        let index = self.definition_index(module)?;
+        self.assemble_with(module, record, file, &index)
+    }
+
+    /// [`assemble_reusing`](Self::assemble_reusing) with the module's definition records read
+    /// already ([`definition_index`](Self::definition_index)), for a caller that wants them
+    /// again afterwards (export marks them agreed).
+    ///
+    /// # Errors
+    /// A damaged image.
+    pub fn assemble_with(
+        &self,
+        module: &str,
+        record: &ModuleRecord,
+        file: &[u8],
+        index: &HashMap<String, DefinitionRecord>,
+    ) -> Result<Vec<u8>> {
+        let layout = self.text(&record.layout_hash()?)?;
+        let gaps = decode_layout_slices(&layout)?;
         if gaps.len() != record.definitions.len() + 1 {
             return Err(Error::corrupt(format!(
                 "module `{module}`: its layout does not fit its definitions"
             )));
         }
-        let mut prefix = module.as_bytes().to_vec();
-        prefix.push(0);
-        let mut hashes: HashMap<Vec<u8>, Hash> =
-            HashMap::with_capacity_and_hasher(record.definitions.len(), Default::default());
-        try_visit(self.store(), Table::Definitions, &prefix, |k, v| {
-            hashes.insert(
-                k[prefix.len()..].to_vec(),
-                DefinitionRecord::decode(v)?.hash,
-            );
-            Ok(())
-        })?;
-        let mut out = Vec::with_capacity(record.definitions.len() * 128);
+        let mut out = Vec::with_capacity(file.len().max(record.definitions.len() * 64));
+        // Where the walk along the file is; `None` once the file no longer follows the layout.
+        let mut at = Some(0);
         for (i, gap) in gaps.iter().enumerate() {
             out.extend_from_slice(gap);
-            if let Some(name) = record.definitions.get(i) {
-                let hash = hashes
-                    .get(name.as_bytes())
-                    .ok_or_else(|| Error::corrupt(format!("`{module}::{name}` has no record")))?;
-                out.extend_from_slice(&self.text(hash)?);
+            at = at.filter(|&a| file.get(a..a + gap.len()) == Some(*gap));
+            at = at.map(|a| a + gap.len());
+            let Some(name) = record.definitions.get(i) else {
+                break;
+            };
+            let def = index
+                .get(name)
+                .ok_or_else(|| Error::corrupt(format!("`{module}::{name}` has no record")))?;
+            // The file holds the text last agreed on (the base), unless it changed since.
+            let held = match (at, def.base) {
+                (Some(a), Some(base)) if base == def.hash => {
+                    file.get(a..a + def.size as usize).map(|t| (t, t.len()))
+                }
+                (Some(a), Some(base)) => {
+                    let len = self.text(&base)?.len();
+                    file.get(a..a + len).map(|t| (t, len))
+                }
+                _ => None,
+            };
+            at = at.zip(held).map(|(a, (_, len))| a + len);
+            match held {
+                Some((text, _)) if Hash::of(text) == def.hash => out.extend_from_slice(text),
+                _ => out.extend_from_slice(&self.text(&def.hash)?),
             }
         }
         Ok(out)

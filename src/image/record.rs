@@ -44,7 +44,9 @@ pub struct ModuleRecord {
     pub definitions: Vec<String>,
     /// The module's own text (around and between definitions): hash of its encoded gaps.
     pub layout: String,
-    /// The generation that last changed the module.
+    /// The generation that last changed this record (the module's order of definitions, its
+    /// layout, its file). An edit of one definition's text changes only that definition's
+    /// record, which has a generation of its own.
     pub generation: u64,
     /// The generation that made its current layout.
     #[serde(default)]
@@ -395,11 +397,12 @@ pub fn encode_layout(gaps: &[&[u8]]) -> Vec<u8> {
     out
 }
 
-/// Reads [`encode_layout`]'s form.
+/// Reads [`encode_layout`]'s form without copying: each gap a slice of `bytes` (what an edit
+/// that looks at a few gaps of a large module wants).
 ///
 /// # Errors
 /// [`Error::Corrupt`] on bytes of another shape.
-pub fn decode_layout(bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
+pub fn decode_layout_slices(bytes: &[u8]) -> Result<Vec<&[u8]>> {
     let bad = || Error::corrupt("a module layout is damaged");
     let read_u32 = |at: usize| {
         bytes
@@ -413,14 +416,24 @@ pub fn decode_layout(bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
     for _ in 0..count {
         let len = read_u32(at).ok_or_else(bad)?;
         at += 4;
-        let gap = bytes.get(at..at + len).ok_or_else(bad)?;
-        gaps.push(gap.to_vec());
+        gaps.push(bytes.get(at..at + len).ok_or_else(bad)?);
         at += len;
     }
     if at != bytes.len() {
         return Err(bad());
     }
     Ok(gaps)
+}
+
+/// Reads [`encode_layout`]'s form.
+///
+/// # Errors
+/// [`Error::Corrupt`] on bytes of another shape.
+pub fn decode_layout(bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
+    Ok(decode_layout_slices(bytes)?
+        .into_iter()
+        .map(<[u8]>::to_vec)
+        .collect())
 }
 
 /// Key of a definition: module, NUL, name.

@@ -7,11 +7,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::blob::{Hash, compress};
 use super::record::{
     DefinitionRecord, HistoryRecord, LogEntry, ModuleChange, ModuleKind, ModuleLog, ModuleRecord,
-    Origin, PathRecord, SyncRecord, decode_layout, definition_key, encode_layout, history_key,
+    Origin, PathRecord, SyncRecord, decode_layout, decode_layout_slices, definition_key,
+    encode_layout, history_key,
 };
 use super::{Image, META_GENERATION};
 use crate::error::{Error, Result};
-use crate::store::{Store, Table, Write};
+use crate::store::{Store, Table, Write, try_visit};
 use crate::syntax::{
     Piece, ReadsBackError, SourceUnit, SyntaxErrorKind, UnitKind, format_new_definition,
     read_definition, whole_reads_back, window_reads_back,
@@ -126,12 +127,31 @@ impl PreparedUnit {
         self.definitions.len()
     }
 
+    /// How many of its texts are still to be written (not taken out, not already stored).
+    pub fn unstored_count(&self) -> usize {
+        self.definitions
+            .iter()
+            .filter(|(_, text)| !text.stored.is_empty())
+            .count()
+    }
+
+    /// Forgets the stored forms of the texts whose hashes are in `stored` (the image holds
+    /// them already): the transaction then only refers to them, as to texts taken out.
+    pub fn drop_stored(&mut self, stored: &HashSet<Hash>) {
+        for (_, text) in &mut self.definitions {
+            if stored.contains(&text.hash) {
+                text.stored = Vec::new();
+            }
+        }
+    }
+
     /// Takes the stored forms of its texts out, to be written by
     /// [`Image::store_texts`](super::Image::store_texts); the transaction then only refers to
-    /// them.
+    /// them. Texts already stored ([`drop_stored`](Self::drop_stored)) are left out.
     pub fn take_texts(&mut self) -> Vec<(Hash, Vec<u8>)> {
         self.definitions
             .iter_mut()
+            .filter(|(_, text)| !text.stored.is_empty())
             .map(|(_, text)| (text.hash, std::mem::take(&mut text.stored)))
             .collect()
     }
@@ -154,6 +174,9 @@ pub struct Transaction<'a> {
     /// under the generation it took.
     kept: Vec<(u64, ModuleLog)>,
     conflicts: Vec<Conflict>,
+    /// Modules whose definition records have staged writes: only their
+    /// [`definition_index`](Self::definition_index) must look through the staged writes too.
+    touched: HashSet<Vec<u8>>,
 }
 
 /// What merging one definition's file side into the image came to.
@@ -262,6 +285,7 @@ impl<'a> Transaction<'a> {
             spilled: false,
             kept: Vec::new(),
             conflicts: Vec::new(),
+            touched: HashSet::default(),
         })
     }
 
@@ -288,11 +312,58 @@ impl<'a> Transaction<'a> {
     }
 
     fn put(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) {
+        self.touch(table, &key);
         self.overlay[slot(table)].insert(key, Some(value));
     }
 
     fn delete(&mut self, table: Table, key: Vec<u8>) {
+        self.touch(table, &key);
         self.overlay[slot(table)].insert(key, None);
+    }
+
+    /// Notes the module of a definition key about to be staged.
+    fn touch(&mut self, table: Table, key: &[u8]) {
+        if table != Table::Definitions {
+            return;
+        }
+        let module = key.split(|&b| b == 0).next().unwrap_or(key);
+        if !self.touched.contains(module) {
+            self.touched.insert(module.to_vec());
+        }
+    }
+
+    /// Every definition record of `module` as this transaction sees it, read in one scan
+    /// rather than one point read per definition (what an export, a merge of a whole file or
+    /// a check of a whole module wants).
+    ///
+    /// # Errors
+    /// Storage failures, damaged records.
+    pub fn definition_index(&self, module: &str) -> Result<HashMap<String, DefinitionRecord>> {
+        let mut prefix = module.as_bytes().to_vec();
+        prefix.push(0);
+        let mut out = HashMap::default();
+        try_visit(self.image.store(), Table::Definitions, &prefix, |k, v| {
+            let name = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            out.insert(name, DefinitionRecord::decode(v)?);
+            Ok(())
+        })?;
+        if self.touched.contains(module.as_bytes()) {
+            for (key, staged) in &self.overlay[slot(Table::Definitions)] {
+                let Some(name) = key.strip_prefix(prefix.as_slice()) else {
+                    continue;
+                };
+                let name = String::from_utf8_lossy(name).into_owned();
+                match staged {
+                    Some(bytes) => {
+                        out.insert(name, DefinitionRecord::decode(bytes)?);
+                    }
+                    None => {
+                        out.remove(&name);
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// A module's record as this transaction sees it.
@@ -530,10 +601,14 @@ impl<'a> Transaction<'a> {
         gaps: &[Vec<u8>],
     ) -> (String, u64, bool) {
         let refs: Vec<&[u8]> = gaps.iter().map(Vec::as_slice).collect();
-        let (hash, _, _) = self.put_blob(Prepared::new(&encode_layout(&refs)));
-        let hex = hash.to_hex();
+        let layout = encode_layout(&refs);
+        let hex = Hash::of(&layout).to_hex();
+        if let Some(old) = old.filter(|old| old.layout == hex) {
+            // Stored already: nothing to write.
+            return (hex, old.layout_generation, false);
+        }
+        self.put_blob(Prepared::new(&layout));
         match old {
-            Some(old) if old.layout == hex => (hex, old.layout_generation, false),
             Some(old) => {
                 if let Ok(previous) = old.layout_hash() {
                     let record = HistoryRecord {
@@ -583,7 +658,13 @@ impl<'a> Transaction<'a> {
         };
         // A file read again is not deleted (any more).
         unit.sync.file_deleted = false;
-        self.take_file_definitions(&name, old.is_some(), path, definitions, &mut unit)?;
+        // The image's side of every definition, read in one scan (a module new to the image
+        // has none to merge with).
+        let index = match &old {
+            Some(_) => Some(self.definition_index(&name)?),
+            None => None,
+        };
+        self.take_file_definitions(&name, index, path, definitions, &mut unit)?;
         let in_file = &unit.in_file;
         unit.sync.removed.retain(|def, _| in_file.contains(def));
         if let Some(old) = &old {
@@ -601,7 +682,7 @@ impl<'a> Transaction<'a> {
     fn take_file_definitions(
         &mut self,
         name: &str,
-        known: bool,
+        mut index: Option<HashMap<String, DefinitionRecord>>,
         path: &str,
         definitions: Vec<(String, Prepared)>,
         unit: &mut UnitMerge,
@@ -609,7 +690,11 @@ impl<'a> Transaction<'a> {
         // The file as read, for checking a line merge in place (see `FileSide::fits`).
         let file = FileSide {
             script: crate::tree_path::script_name(path).to_string(),
-            gaps: if known { unit.gaps.clone() } else { Vec::new() },
+            gaps: if index.is_some() {
+                unit.gaps.clone()
+            } else {
+                Vec::new()
+            },
             names: definitions.iter().map(|(d, _)| d.clone()).collect(),
             hashes: definitions.iter().map(|(_, t)| t.hash).collect(),
         };
@@ -619,12 +704,12 @@ impl<'a> Transaction<'a> {
             let Some((def, text)) = pending[at].take() else {
                 continue;
             };
-            unit.in_file.insert(def.clone());
-            // A module new to the image has no definitions to merge with.
-            let current = if known {
-                self.definition(name, &def)?
-            } else {
-                None
+            let again = !unit.in_file.insert(def.clone());
+            // A name the file holds twice sees what its first merge left.
+            let current = match &mut index {
+                Some(_) if again => self.definition(name, &def)?,
+                Some(index) => index.remove(&def),
+                None => None,
             };
             if current.is_none()
                 && let Some(base) = unit.sync.removed.get(&def).and_then(|h| Hash::from_hex(h))
@@ -746,6 +831,13 @@ impl<'a> Transaction<'a> {
                 && unit.changed.is_empty()
         });
         if unchanged && moved_from.is_none() {
+            return Ok(());
+        }
+        if let Some(old) = old.filter(|o| {
+            o.definitions == unit.order && o.kind == kind && !layout_changed && o.path == path
+        }) {
+            // Only texts changed: the module's record (its order, its layout) stays as it is.
+            self.note(name, ModuleChange::Changed, &old.path, None, &unit.changed);
             return Ok(());
         }
         let record = ModuleRecord {
@@ -1133,9 +1225,13 @@ impl<'a> Transaction<'a> {
             sync.unexported = true;
             self.write_sync(module, &sync)?;
             let at = record.definitions.iter().position(|d| d == name);
-            let gaps = self.gaps(&record)?;
+            // The module's record (its order, its layout) does not change: only the
+            // definition's record is written.
+            let layout = self.text(&record.layout_hash()?)?;
+            let gaps = decode_layout_slices(&layout)?;
             self.set_definition(module, name, prepared, base, Some(&existing));
-            self.write_changed_module(module, &mut record, None, name)?;
+            let changed = [name.to_string()];
+            self.note(module, ModuleChange::Changed, &record.path, None, &changed);
             return self.verify_edit(module, &record, &gaps, at);
         }
         let mut gaps = self.gaps(&record)?;
@@ -1172,11 +1268,11 @@ impl<'a> Transaction<'a> {
     /// `record` (its layout `gaps`), at the cost of that definition: only the edit and its
     /// neighbours are read again ([`window_reads_back`]). When the window cannot prove the
     /// module reads back the same, the whole check decides and gives the error.
-    fn verify_edit(
+    fn verify_edit<G: AsRef<[u8]>>(
         &self,
         module: &str,
         record: &ModuleRecord,
-        gaps: &[Vec<u8>],
+        gaps: &[G],
         at: Option<usize>,
     ) -> Result<()> {
         let text = |i: usize| {
@@ -1274,7 +1370,13 @@ impl<'a> Transaction<'a> {
         drop_slot(&mut gaps, index);
         record.definitions.remove(index);
         self.unset_definition(module, name, &old);
-        self.write_changed_module(module, &mut record, Some(&gaps), name)
+        self.write_changed_module(module, &mut record, Some(&gaps), name)?;
+        // The definitions on either side of the removed one now meet: they must still read
+        // back as themselves (a trailing comment running into the next line, say). The window
+        // is the one after the removed definition (or the new last one).
+        let at = index.min(record.definitions.len().saturating_sub(1));
+        let at = (!record.definitions.is_empty()).then_some(at);
+        self.verify_edit(module, &record, &gaps, at)
     }
 
     /// Settles a conflict over `module::name` by taking the file's text: the image's text
@@ -1465,15 +1567,49 @@ impl<'a> Transaction<'a> {
         let record = self
             .module(module)?
             .ok_or_else(|| Error::NoModule(module.to_string()))?;
+        let index = self.definition_index(module)?;
+        self.mark_agreed(module, stamp, &record, &index)
+    }
+
+    /// [`mark_exported`](Self::mark_exported) with the module's record and definition records
+    /// as the export read them to write the file (one scan of them, not two). They are read
+    /// again if this transaction has changed the module's definitions since.
+    ///
+    /// # Errors
+    /// [`Error::NoModule`]; storage failures.
+    pub(crate) fn mark_exported_as_read(
+        &mut self,
+        module: &str,
+        stamp: &PathRecord,
+        record: &ModuleRecord,
+        index: &HashMap<String, DefinitionRecord>,
+    ) -> Result<()> {
+        if self.touched.contains(module.as_bytes())
+            || self.get(Table::Modules, module.as_bytes())?.is_none()
+        {
+            return self.mark_exported(module, stamp);
+        }
+        self.mark_agreed(module, stamp, record, index)
+    }
+
+    /// Every definition of `record` but those in conflict agrees with the file; `stamp` is
+    /// what the file now is.
+    fn mark_agreed(
+        &mut self,
+        module: &str,
+        stamp: &PathRecord,
+        record: &ModuleRecord,
+        index: &HashMap<String, DefinitionRecord>,
+    ) -> Result<()> {
         let sync = self.sync(module)?;
         for def in &record.definitions {
             if sync.conflicts.contains_key(def) {
                 continue;
             }
-            if let Some(current) = self.definition(module, def)?
+            if let Some(current) = index.get(def)
                 && current.base != Some(current.hash)
             {
-                self.set_base(module, def, &current, Some(current.hash));
+                self.set_base(module, def, current, Some(current.hash));
             }
         }
         let left = SyncRecord {
@@ -1792,7 +1928,7 @@ impl UnitMerge {
 
 /// Takes the definition at `at` out of a layout: it leaves with the separator before it (its
 /// comments are its own); the only definition leaves the text around it as one gap.
-pub(crate) fn drop_slot(gaps: &mut Vec<Vec<u8>>, at: usize) {
+pub fn drop_slot(gaps: &mut Vec<Vec<u8>>, at: usize) {
     if gaps.len() > 2 {
         gaps.remove(if at == 0 { 1 } else { at.min(gaps.len() - 2) });
     } else if gaps.len() == 2 {

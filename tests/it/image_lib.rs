@@ -486,16 +486,24 @@ fn the_library_build_is_incremental_by_stamp() {
 
 #[test]
 fn removing_the_only_definition_leaves_a_whole_layout() {
+    // The layout of a module with one definition: taking it out leaves the text around it.
+    let mut gaps = vec![b"{\n  ".to_vec(), b"\n}\n".to_vec()];
+    spry_image::image::drop_slot(&mut gaps, 0);
+    assert_eq!(gaps, [b"{\n  \n}\n".to_vec()]);
+    // In the image that definition is `_meta`: without it the file would read back as a
+    // script, not as the module, so `rm` refuses it and changes nothing.
     let dir = Dir::new("remove_only");
     let image = create(&dir);
     let mut tx = image.begin(Origin::Live).unwrap();
     tx.create_module("Bare", "bare.spry").unwrap();
     tx.commit().unwrap();
+    let before = text(&image, "Bare");
     let mut tx = image.begin(Origin::Live).unwrap();
-    tx.remove_definition("Bare", "_meta").unwrap();
-    tx.commit().unwrap();
-    assert!(image.definitions("Bare").unwrap().is_empty());
-    assert_eq!(text(&image, "Bare"), "{\n  \n}\n");
+    let refused = tx.remove_definition("Bare", "_meta");
+    assert!(matches!(refused, Err(Error::Invalid(_))), "{refused:?}");
+    drop(tx);
+    assert_eq!(text(&image, "Bare"), before);
+    assert_eq!(image.definitions("Bare").unwrap().len(), 1);
     let report = image.check().unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
 }

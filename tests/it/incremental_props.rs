@@ -17,7 +17,11 @@
 
 use proptest::prelude::*;
 
+use spry_image::image::{IMAGE_DIR, Image, Origin, drop_slot};
 use spry_image::syntax::{SourceUnit, read_definition, whole_reads_back, window_reads_back};
+use spry_image::{BuildOptions, NoProgress};
+
+use crate::util::Dir;
 
 fn config(default: u32) -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")
@@ -208,6 +212,174 @@ proptest! {
             at,
             String::from_utf8_lossy(&edited.text())
         );
+    }
+}
+
+/// Removes a definition as `rm` does (never `_meta`: index 0): it leaves with the separator
+/// before it. Returns the module and the window `rm` checks: the definition after the removed
+/// one, or the new last one.
+fn remove(kept: &Kept, at: usize) -> Option<(Kept, usize)> {
+    let n = kept.names.len();
+    if n < 2 {
+        return None;
+    }
+    let at = 1 + at % (n - 1);
+    let mut out = kept.clone();
+    drop_slot(&mut out.gaps, at);
+    out.names.remove(at);
+    out.texts.remove(at);
+    let window = at.min(out.names.len() - 1);
+    Some((out, window))
+}
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    #[test]
+    fn window_agrees_with_whole_after_removal(
+        defs in proptest::collection::vec((any::<u8>(), 0..TEXTS.len(), 0..GAPS.len()), 0..7),
+        first in 0..GAPS.len(),
+        end in 0..ENDS.len(),
+        at in any::<usize>(),
+    ) {
+        let Some(kept) = build(&defs, first, end) else {
+            return Ok(());
+        };
+        let Some((removed, window)) = remove(&kept, at) else {
+            return Ok(());
+        };
+        prop_assert_eq!(
+            removed.window(window),
+            removed.whole(),
+            "removal before {} in\n{}",
+            window,
+            String::from_utf8_lossy(&removed.text())
+        );
+    }
+}
+
+/// Removals that do not read back occur too (a removal that joins a trailing comment to a
+/// closing bracket, say), and the window sees them.
+#[test]
+fn some_removals_do_not_read_back() {
+    let mut other = 0;
+    for template in 0..TEXTS.len() {
+        for gap in 0..GAPS.len() {
+            let defs = [(0, 0, 0), (0, template, gap), (0, 0, 0), (0, 0, 1)];
+            let Some(kept) = build(&defs, 0, 1) else {
+                continue;
+            };
+            for at in 0..4 {
+                let Some((removed, window)) = remove(&kept, at) else {
+                    continue;
+                };
+                assert_eq!(removed.window(window), removed.whole());
+                other += usize::from(!removed.whole());
+            }
+        }
+    }
+    assert!(other > 0, "every removal read back");
+}
+
+/// `rm` refuses a removal after which the module would read back otherwise, and changes
+/// nothing: here the trailing comment of `w1` would swallow `w3`, which follows on its line.
+#[test]
+fn rm_refuses_a_removal_that_does_not_read_back() {
+    let kept = build(&[(0, 0, 0), (0, 7, 0), (0, 0, 0), (0, 0, 1)], 0, 0).unwrap();
+    let dir = Dir::new("rm_reads_back");
+    let image = image_of(&dir, &kept);
+    let before = image.module_text("Gen").unwrap();
+    let mut tx = image.begin(Origin::Live).unwrap();
+    let refused = tx.remove_definition("Gen", "w2");
+    assert!(
+        matches!(refused, Err(spry_image::Error::Invalid(_))),
+        "{refused:?}"
+    );
+    drop(tx);
+    assert_eq!(image.module_text("Gen").unwrap(), before);
+    // Removing the one with the comment is fine.
+    let mut tx = image.begin(Origin::Live).unwrap();
+    tx.remove_definition("Gen", "w1").unwrap();
+    tx.commit().unwrap();
+    assert!(
+        !image
+            .module("Gen")
+            .unwrap()
+            .unwrap()
+            .definitions
+            .contains(&"w1".to_string())
+    );
+}
+
+/// A module of `defs` as a file and an image built from it.
+fn image_of(dir: &Dir, kept: &Kept) -> Image {
+    std::fs::write(dir.join("gen.spry"), kept.text()).unwrap();
+    let mut image = Image::create(&dir.join(IMAGE_DIR), dir.path()).unwrap();
+    let report = spry_image::build(
+        &mut image,
+        dir.path(),
+        &BuildOptions::default(),
+        &NoProgress,
+    )
+    .unwrap();
+    assert!(report.is_clean(), "{:?}", report.failed);
+    image
+}
+
+proptest! {
+    #![proptest_config(config(24))]
+
+    /// Export takes the texts of unchanged definitions from the file (`assemble_reusing`);
+    /// whatever the file holds, the result is the image's text as read definition by
+    /// definition (`module_text`): after edits and removals, against the file as it was, a
+    /// damaged copy of it, or nothing.
+    #[test]
+    fn export_splices_what_the_image_holds(
+        defs in proptest::collection::vec((any::<u8>(), 0..TEXTS.len(), 0..GAPS.len()), 1..7),
+        first in 0..GAPS.len(),
+        end in 0..ENDS.len(),
+        edits in proptest::collection::vec((edit(), any::<bool>()), 1..4),
+        damage in any::<usize>(),
+    ) {
+        let Some(kept) = build(&defs, first, end) else {
+            return Ok(());
+        };
+        let dir = Dir::new("splice");
+        let image = image_of(&dir, &kept);
+        let file = kept.text();
+        for (edit, removal) in &edits {
+            let record = image.module("Gen").unwrap().unwrap();
+            let n = record.definitions.len();
+            let mut tx = image.begin(Origin::Live).unwrap();
+            let done = if *removal && n > 1 {
+                let name = record.definitions[1 + edit.at % (n - 1)].clone();
+                tx.remove_definition("Gen", &name)
+            } else {
+                let at = 1 + edit.at % n;
+                let name = record.definitions.get(at).cloned().unwrap_or_else(|| format!("new{n}"));
+                tx.put_definition("Gen", &name, text_for(edit.template, &name).as_bytes())
+            };
+            if done.is_ok() {
+                tx.commit().unwrap();
+            }
+        }
+        let record = image.module("Gen").unwrap().unwrap();
+        let whole = image.module_text("Gen").unwrap();
+        let mut damaged = file.clone();
+        if !damaged.is_empty() {
+            let at = damage % damaged.len();
+            damaged[at] = damaged[at].wrapping_add(1);
+        }
+        for agreed in [&file[..], &damaged[..], &[][..], &whole[..]] {
+            let spliced = image.assemble_reusing("Gen", &record, agreed).unwrap();
+            prop_assert_eq!(
+                String::from_utf8_lossy(&spliced),
+                String::from_utf8_lossy(&whole)
+            );
+        }
+        // And what export writes is that text.
+        spry_image::export(&image, &Default::default()).unwrap();
+        prop_assert_eq!(std::fs::read(dir.join("gen.spry")).unwrap(), whole);
     }
 }
 
