@@ -95,11 +95,14 @@ impl Ast {
                 AstNode::Composite(kind, children) => {
                     let nodes = self.nodes_in(*children);
                     let mut width = 2 + nodes.len().saturating_sub(1);
-                    let mut must_break = *kind == CompositeKind::Curly && binding_count(nodes) >= 2;
+                    let mut must_break = false;
                     for &w in widths.get(children.range()).unwrap_or_default() {
                         width += (w & WIDTH) as usize;
                         must_break |= w & BREAK != 0;
                     }
+                    // Only asked when no child already breaks it.
+                    must_break =
+                        must_break || (*kind == CompositeKind::Curly && has_two_bindings(nodes));
                     width.min(WIDTH as usize) as u32 | if must_break { BREAK } else { 0 }
                 }
                 leaf => leaf_width(leaf).min(WIDTH as usize) as u32,
@@ -157,10 +160,13 @@ fn is_assign(word: &Word) -> bool {
     word.is_eval("=") || word.is_eval(":=")
 }
 
-fn binding_count(nodes: &[AstNode]) -> usize {
+/// Whether `nodes` hold two bindings or more: stops at the second, so that a module's curly
+/// of thousands of definitions is not scanned whole for every width.
+fn has_two_bindings(nodes: &[AstNode]) -> bool {
     (0..nodes.len())
         .filter(|&i| is_binding_at(nodes, i))
-        .count()
+        .nth(1)
+        .is_some()
 }
 
 /// The number of keys of a joined keyword word (`Foo::at:put:` has `Foo::at:` and `put:`), or
