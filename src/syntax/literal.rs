@@ -175,8 +175,14 @@ pub fn contains_module_separator(text: &[u8]) -> bool {
 /// `\\`, `\"`, `\'` and `\xHH` (up to two hex digits; none gives a NUL byte) are decoded; any
 /// other backslash sequence stays as written, both characters.
 pub fn decode_string(inner: &[u8]) -> Vec<u8> {
+    // Most strings hold no backslash: one exact allocation and a copy, nothing per byte (and
+    // no shrinking when the caller boxes it).
+    let Some(first) = memchr::memchr(b'\\', inner) else {
+        return inner.to_vec();
+    };
     let mut out = Vec::with_capacity(inner.len());
-    let mut i = 0;
+    out.extend_from_slice(&inner[..first]);
+    let mut i = first;
     while i < inner.len() {
         let b = inner[i];
         if b != b'\\' {
@@ -308,5 +314,7 @@ mod tests {
         assert_eq!(decode_string(br"\n"), b"\\n");
         assert_eq!(decode_string(br"\xff"), [0xff]);
         assert_eq!(decode_string(br"\xZ"), b"\0Z");
+        assert_eq!(decode_string(br"ab\x41c\\"), b"abAc\\");
+        assert_eq!(decode_string(b"plain"), b"plain");
     }
 }
