@@ -278,6 +278,13 @@ fn at(spry: &mut Interp<'_>) -> EvalResult<Value> {
     let k = spry.arg()?;
     match &c {
         Value::Map(m) => Ok(spry.map_get(m, &k.key())?.unwrap_or_default()),
+        // A string's byte at an index, as a one-byte string (indices count bytes, as `size`
+        // does): not the reference VM's, but spry-src's string code reads strings this way.
+        Value::Str(s) => {
+            let bytes = s.bytes.borrow();
+            let i = index("at:", int("at:", &k)?, bytes.len())?;
+            Ok(Value::str(vec![bytes[i]]))
+        }
         other => {
             let s = seq("at:", other)?;
             let i = index("at:", int("at:", &k)?, s.len())?;
