@@ -36,20 +36,7 @@ fn files_of(room: &str) -> Vec<PathBuf> {
     if file.is_file() {
         files.push(file);
     }
-    let mut dirs = vec![src().join(room)];
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                files.push(path);
-            }
-        }
-    }
+    files.extend(rs_files_under(&src().join(room)));
     files
 }
 
@@ -107,10 +94,20 @@ fn syntax_does_no_io_and_the_image_reaches_fjall_only_through_the_store() {
 
 /// Every `.rs` file under `src/`.
 fn all_files() -> Vec<PathBuf> {
+    let mut files = rs_files_under(&src());
+    files.sort();
+    files
+}
+
+/// Every `.rs` file at or below `dir` (none if it is not a directory).
+fn rs_files_under(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
-    let mut dirs = vec![src()];
+    let mut dirs = vec![dir.to_path_buf()];
     while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
                 dirs.push(path);
@@ -119,7 +116,6 @@ fn all_files() -> Vec<PathBuf> {
             }
         }
     }
-    files.sort();
     files
 }
 
@@ -247,22 +243,16 @@ fn eval_reads_the_image_only_through_source() {
 fn known_tests() -> std::collections::HashSet<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut names = std::collections::HashSet::new();
-    let mut dirs = vec![root.join("tests"), src()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                let text = std::fs::read_to_string(&path).unwrap();
-                for (_, name, _) in functions_of(&text) {
-                    names.insert(name);
-                }
-                // Test files and modules are named too (`module_props`).
-                if let Some(stem) = path.file_stem() {
-                    names.insert(stem.to_string_lossy().into_owned());
-                }
-            }
+    let mut files = rs_files_under(&root.join("tests"));
+    files.extend(rs_files_under(&src()));
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (_, name, _) in functions_of(&text) {
+            names.insert(name);
+        }
+        // Test files and modules are named too (`module_props`).
+        if let Some(stem) = path.file_stem() {
+            names.insert(stem.to_string_lossy().into_owned());
         }
     }
     for room in std::fs::read_dir(root.join("fixtures")).unwrap().flatten() {
