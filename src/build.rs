@@ -358,19 +358,8 @@ impl<'a> Build<'a> {
         known: &Stamps,
         progress: &dyn Progress,
     ) -> Vec<Outcome> {
-        let max_file_size = self.options.max_file_size.unwrap_or(DEFAULT_MAX_FILE_SIZE);
         progress.start(to_read.len() as u64);
-        let root = self.root;
-        let outcomes: Vec<Outcome> = to_read
-            .par_iter()
-            .map(|file| {
-                let outcome = guarded(&file.path, || {
-                    read_file(root, file, known.get(&file.path), max_file_size)
-                });
-                progress.advance(1);
-                outcome
-            })
-            .collect();
+        let outcomes = self.read_batch(to_read, Some(known), progress);
         self.report.read = outcomes.len();
         self.trace.lap("read+parse");
         outcomes
@@ -516,7 +505,7 @@ impl<'a> Build<'a> {
         std::thread::scope(|scope| -> Result<()> {
             let mut writing: Option<std::thread::ScopedJoinHandle<'_, Result<()>>> = None;
             for batch in batches(to_read) {
-                let mut outcomes = self.read_batch(batch, progress);
+                let mut outcomes = self.read_batch(batch, None, progress);
                 let texts = outcomes.iter_mut().flat_map(Outcome::take_texts).collect();
                 if let Some(previous) = writing.take() {
                     join_writing(previous)?;
@@ -537,14 +526,21 @@ impl<'a> Build<'a> {
         Ok(self.finish())
     }
 
-    /// Reads, parses and prepares one batch of files, in parallel.
-    fn read_batch(&self, batch: &[&WalkedFile], progress: &dyn Progress) -> Vec<Outcome> {
+    /// Reads, parses and prepares files in parallel, each against its known stamp (none in a
+    /// first fill).
+    fn read_batch(
+        &self,
+        batch: &[&WalkedFile],
+        known: Option<&Stamps>,
+        progress: &dyn Progress,
+    ) -> Vec<Outcome> {
         let max_file_size = self.options.max_file_size.unwrap_or(DEFAULT_MAX_FILE_SIZE);
         let root = self.root;
         batch
             .par_iter()
             .map(|file| {
-                let outcome = guarded(&file.path, || read_file(root, file, None, max_file_size));
+                let stamp = known.and_then(|k| k.get(&file.path));
+                let outcome = guarded(&file.path, || read_file(root, file, stamp, max_file_size));
                 progress.advance(1);
                 outcome
             })
@@ -674,13 +670,7 @@ fn take_texts_if_many(outcomes: &mut [Outcome]) -> Vec<(Hash, Vec<u8>)> {
     if new_texts < BACKGROUND_TEXTS_MIN {
         return Vec::new();
     }
-    outcomes
-        .iter_mut()
-        .flat_map(|o| match o {
-            Outcome::Parsed(unit, _) => unit.take_texts(),
-            _ => Vec::new(),
-        })
-        .collect()
+    outcomes.iter_mut().flat_map(Outcome::take_texts).collect()
 }
 
 /// A targeted build sees only the files it lists. A module read anew from one of them may be

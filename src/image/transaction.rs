@@ -1790,10 +1790,7 @@ impl<'a> Transaction<'a> {
                 continue;
             }
             let staged = std::mem::take(&mut self.overlay[slot(table)]);
-            writes.extend(staged.into_iter().map(|(key, value)| match value {
-                Some(value) => Write::Put(table, key, value),
-                None => Write::Delete(table, key),
-            }));
+            writes.extend(writes_of(table, staged));
         }
         if writes.is_empty() {
             return Ok(());
@@ -1849,11 +1846,7 @@ impl<'a> Transaction<'a> {
         };
         let mut writes = Vec::new();
         for (i, staged) in self.overlay.into_iter().enumerate() {
-            let table = Table::ALL[i];
-            writes.extend(staged.into_iter().map(|(key, value)| match value {
-                Some(value) => Write::Put(table, key, value),
-                None => Write::Delete(table, key),
-            }));
+            writes.extend(writes_of(Table::ALL[i], staged));
         }
         if writes.is_empty() {
             return Ok(None);
@@ -1875,6 +1868,17 @@ impl<'a> Transaction<'a> {
         }
         Ok(generation)
     }
+}
+
+/// The store's writes for what a table's overlay stages (`None`: a removal).
+fn writes_of(
+    table: Table,
+    staged: HashMap<Vec<u8>, Option<Vec<u8>>>,
+) -> impl Iterator<Item = Write> {
+    staged.into_iter().map(move |(key, value)| match value {
+        Some(value) => Write::Put(table, key, value),
+        None => Write::Delete(table, key),
+    })
 }
 
 fn not_in_conflict(module: &str, name: &str) -> Error {
