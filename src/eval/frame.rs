@@ -54,6 +54,19 @@ pub struct Frame {
     pub feed: RefCell<Option<Vec<Value>>>,
 }
 
+/// Where an activation keeps its caller: a function in `func_caller` (let go of when it
+/// returns), any other kind as its fixed `parent`.
+fn split_caller(
+    kind: FrameKind,
+    caller: Option<Rc<Frame>>,
+) -> (Option<Rc<Frame>>, Option<Rc<Frame>>) {
+    if kind == FrameKind::Func {
+        (None, caller)
+    } else {
+        (caller, None)
+    }
+}
+
 impl Frame {
     /// A new activation of `body`.
     pub fn new(
@@ -64,11 +77,7 @@ impl Frame {
         receiver: Value,
         locals: Option<Rc<MapObj>>,
     ) -> Frame {
-        let (parent, func_caller) = if kind == FrameKind::Func {
-            (None, parent)
-        } else {
-            (parent, None)
-        };
+        let (parent, func_caller) = split_caller(kind, parent);
         Frame {
             kind,
             body,
@@ -108,11 +117,7 @@ impl Frame {
         outer: Option<Rc<Frame>>,
         receiver: Value,
     ) {
-        let (parent, func_caller) = if kind == FrameKind::Func {
-            (None, parent)
-        } else {
-            (parent, None)
-        };
+        let (parent, func_caller) = split_caller(kind, parent);
         self.kind = kind;
         self.body = body;
         self.pos.set(0);
