@@ -14,7 +14,7 @@ fn create(dir: &Dir) -> Image {
 }
 
 /// An image built (by the library) from the files written into `dir`.
-fn built(dir: &Dir) -> Image {
+pub(crate) fn built(dir: &Dir) -> Image {
     let mut image = create(dir);
     let report = build(
         &mut image,

@@ -17,10 +17,10 @@
 
 use proptest::prelude::*;
 
-use spry_image::image::{IMAGE_DIR, Image, Origin, drop_slot};
+use spry_image::image::{Image, Origin, drop_slot};
 use spry_image::syntax::{SourceUnit, read_definition, whole_reads_back, window_reads_back};
-use spry_image::{BuildOptions, NoProgress};
 
+use crate::image_lib::built;
 use crate::util::Dir;
 
 fn config(default: u32) -> ProptestConfig {
@@ -314,16 +314,7 @@ fn rm_refuses_a_removal_that_does_not_read_back() {
 /// A module of `defs` as a file and an image built from it.
 fn image_of(dir: &Dir, kept: &Kept) -> Image {
     std::fs::write(dir.join("gen.spry"), kept.text()).unwrap();
-    let mut image = Image::create(&dir.join(IMAGE_DIR), dir.path()).unwrap();
-    let report = spry_image::build(
-        &mut image,
-        dir.path(),
-        &BuildOptions::default(),
-        &NoProgress,
-    )
-    .unwrap();
-    assert!(report.is_clean(), "{:?}", report.failed);
-    image
+    built(dir)
 }
 
 proptest! {

@@ -265,22 +265,27 @@ fn edits_to_different_lines_of_one_definition_merge() {
     assert!(log.stdout_str().contains("merge"), "{log}");
 }
 
-#[test]
-fn the_same_line_edited_on_both_sides_is_a_conflict_showing_both() {
-    let dir = twenty("line_conflict");
+/// `Mod1::at:`'s one line changed to different texts in the image (`put`) and in its file.
+fn edit_the_same_line_on_both_sides(dir: &Dir) {
     put_stdin(
-        &dir,
+        dir,
         "Mod1::at:",
         "at: = method [:i\n    @elements at: i + 1\n  ]",
         0,
     );
     edit(
-        &dir,
+        dir,
         "mod1.spry",
         "@elements at: i\n",
         "@elements at: i + 2\n",
         10,
     );
+}
+
+#[test]
+fn the_same_line_edited_on_both_sides_is_a_conflict_showing_both() {
+    let dir = twenty("line_conflict");
+    edit_the_same_line_on_both_sides(&dir);
     let st = status(&dir, 1);
     assert_eq!(conflicts(&st), ["Mod1::at:"], "{st}");
     build(&dir, &[], 0);
@@ -347,19 +352,7 @@ fn editor(dir: &Dir, text: &str) -> std::path::PathBuf {
 
 fn at_conflict(name: &str) -> Dir {
     let dir = twenty(name);
-    put_stdin(
-        &dir,
-        "Mod1::at:",
-        "at: = method [:i\n    @elements at: i + 1\n  ]",
-        0,
-    );
-    edit(
-        &dir,
-        "mod1.spry",
-        "@elements at: i\n",
-        "@elements at: i + 2\n",
-        10,
-    );
+    edit_the_same_line_on_both_sides(&dir);
     build(&dir, &[], 0);
     dir
 }
@@ -810,19 +803,7 @@ fn build_fresh_moves_the_image_aside_and_says_what_it_held() {
 #[test]
 fn a_build_that_only_records_a_conflict_does_not_say_nothing_to_commit() {
     let dir = twenty("conflict_only_build");
-    put_stdin(
-        &dir,
-        "Mod1::at:",
-        "at: = method [:i\n    @elements at: i + 1\n  ]",
-        0,
-    );
-    edit(
-        &dir,
-        "mod1.spry",
-        "@elements at: i\n",
-        "@elements at: i + 2\n",
-        10,
-    );
+    edit_the_same_line_on_both_sides(&dir);
     let out = dir.command().arg("build").arg(dir.path()).expect_code(0);
     let stdout = out.stdout_str();
     assert!(!stdout.contains("nothing to commit"), "{out}");
