@@ -19,8 +19,8 @@ use rayon::prelude::*;
 
 use crate::error::{Error, IoContext, Result};
 use crate::image::{
-    DefinitionRecord, Hash, Image, ModuleRecord, Origin, PathRecord, PreparedUnit, SyncRecord,
-    decode_layout, drop_slot,
+    DefinitionRecord, Hash, Image, Layout, ModuleRecord, Origin, PathRecord, PreparedUnit,
+    SyncRecord, drop_slot,
 };
 use crate::source::{
     DEFAULT_MAX_FILE_SIZE, FileFailure, Source, mtime_ns, now_ns, parse_unit, read_source, same_dir,
@@ -302,7 +302,9 @@ impl<'a> ToSource<'a> {
             (Some(_), Some(stamp)) if stamp.module != name => {
                 format!("the file holds module `{}`", stamp.module)
             }
-            (Some(bytes), None) if *bytes != self.image.assemble(name, record)? => {
+            (Some(bytes), None)
+                if *bytes != self.image.assemble(name, &self.image.layout(name)?)? =>
+            {
                 "a file the image has not read is in the way; build first, or move it".to_string()
             }
             (Some(bytes), Some(stamp)) if Hash::of(bytes) != stamp.hash => {
@@ -397,12 +399,20 @@ impl<'a> ToSource<'a> {
             });
         }
         let index = self.image.definition_index(&name)?;
+        let layout = self.image.layout(&name)?;
         let text = if sync.conflicts.is_empty() {
             // The file's bytes serve for every definition it holds as the image does.
             let file = current.as_deref().unwrap_or_default();
-            Ok(self.image.assemble_with(&name, &record, file, &index)?)
+            Ok(self.image.assemble_with(&name, &layout, file, &index)?)
         } else {
-            text_for_file(self.image, &name, &record, &sync, current.as_deref())?
+            text_for_file(
+                self.image,
+                &name,
+                &record,
+                &layout,
+                &sync,
+                current.as_deref(),
+            )?
         };
         let text = match text {
             Ok(text) => text,
@@ -480,6 +490,7 @@ fn text_for_file(
     image: &Image,
     name: &str,
     record: &ModuleRecord,
+    layout: &Layout,
     sync: &SyncRecord,
     current: Option<&[u8]>,
 ) -> Result<std::result::Result<Vec<u8>, String>> {
@@ -488,15 +499,15 @@ fn text_for_file(
             "in conflict, and its file is gone: settle it with `spry-image resolve`".to_string(),
         ));
     };
-    let mut gaps = decode_layout(&image.text(&record.layout_hash()?)?)?;
-    if gaps.len() != record.definitions.len() + 1 {
+    let mut gaps = layout.gaps.clone();
+    if gaps.len() != layout.names.len() + 1 {
         return Err(Error::corrupt(format!(
             "module `{name}`: its layout does not fit its definitions"
         )));
     }
-    let mut order: Vec<(String, Vec<u8>)> = Vec::with_capacity(record.definitions.len());
+    let mut order: Vec<(String, Vec<u8>)> = Vec::with_capacity(layout.names.len());
     let mut dropped = Vec::new();
-    for (i, def) in record.definitions.iter().enumerate() {
+    for (i, def) in layout.names.iter().enumerate() {
         match sync.conflict(def) {
             Some(Some(file)) => order.push((def.clone(), image.text(&file)?)),
             // The file removed it: it stays removed there.
@@ -512,7 +523,7 @@ fn text_for_file(
     let file_only: Vec<(&String, Hash)> = sync
         .conflicts
         .keys()
-        .filter(|def| !record.definitions.contains(def))
+        .filter(|def| !layout.names.contains(def))
         .filter_map(|def| sync.conflict(def).flatten().map(|h| (def, h)))
         .collect();
     if !file_only.is_empty() {
@@ -751,7 +762,8 @@ fn prepare_copy(
     // Nothing there to compare with: the text is needed only to write it.
     let text = if current.is_some() || keep_text {
         image
-            .assemble(name, record)
+            .layout(name)
+            .and_then(|layout| image.assemble(name, &layout))
             .map_err(|e| skip(e.to_string()))?
     } else {
         Vec::new()

@@ -162,7 +162,7 @@ fn report(out: &mut String, image: &mut Image, root: &Path, verb: &str, rest: &s
                     out,
                     "{name} in {}: {}",
                     module.path,
-                    module.definitions.join(" ")
+                    image.layout(&name).unwrap().names.join(" ")
                 );
             }
         }

@@ -447,9 +447,7 @@ impl<'a> Survey<'a> {
             return Ok(None);
         };
         let definitions = if self.options.definitions {
-            self.differ(true)
-                .changes(&name, &record, &sync, side)?
-                .definitions
+            self.differ(true).changes(&name, &sync, side)?.definitions
         } else {
             Vec::new()
         };
@@ -473,9 +471,9 @@ impl<'a> Survey<'a> {
         side: &FileSide,
         mut conflicts: Vec<String>,
     ) -> Result<Option<ModuleStatus>> {
-        let changes =
-            self.differ(self.options.definitions)
-                .changes(&name, &record, sync, Some(side))?;
+        let changes = self
+            .differ(self.options.definitions)
+            .changes(&name, sync, Some(side))?;
         conflicts.extend(changes.conflicts);
         conflicts.sort();
         conflicts.dedup();
@@ -633,13 +631,7 @@ struct Differ<'a> {
 impl Differ<'_> {
     /// A module's differences by definition, image against file (`None`: no file), and the
     /// definitions in conflict among them.
-    fn changes(
-        &self,
-        module: &str,
-        record: &ModuleRecord,
-        sync: &SyncRecord,
-        file: Option<&FileSide>,
-    ) -> Result<Changes> {
+    fn changes(&self, module: &str, sync: &SyncRecord, file: Option<&FileSide>) -> Result<Changes> {
         let mut out = Changes {
             definitions: Vec::new(),
             conflicts: Vec::new(),
@@ -653,7 +645,8 @@ impl Differ<'_> {
                 file_order.push(def.name.as_str());
             }
         }
-        for name in &record.definitions {
+        let names = self.image.layout(module)?.names;
+        for name in &names {
             let Some(def) = self.image.definition(module, name)? else {
                 continue;
             };
@@ -664,7 +657,7 @@ impl Differ<'_> {
             };
             out.definitions.push(diff);
         }
-        let in_image: HashSet<&str> = record.definitions.iter().map(String::as_str).collect();
+        let in_image: HashSet<&str> = names.iter().map(String::as_str).collect();
         for name in file_order {
             if !in_image.contains(name) {
                 let (hash, text) = in_file[name];

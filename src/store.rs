@@ -32,11 +32,14 @@ pub enum Table {
     History,
     /// Module name → how its image text and its file differ (absent: they agree).
     Sync,
+    /// Module name, NUL, order key → a definition's name and the gap before it (the module's
+    /// order and layout, one record per definition).
+    Order,
 }
 
 impl Table {
     /// Every table.
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 9] = [
         Table::Meta,
         Table::Modules,
         Table::Definitions,
@@ -45,6 +48,7 @@ impl Table {
         Table::Log,
         Table::History,
         Table::Sync,
+        Table::Order,
     ];
 
     /// The table's place in [`Table::ALL`] (its declaration order: the test
@@ -63,6 +67,7 @@ impl Table {
             Table::Log => "log",
             Table::History => "history",
             Table::Sync => "sync",
+            Table::Order => "order",
         }
     }
 }
@@ -111,6 +116,21 @@ pub trait Store: Send + Sync {
         &self,
         table: Table,
         prefix: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()>;
+
+    /// Calls `visit` with the keys and values of `table` from `start` (included) to `end`
+    /// (excluded), in key order, or from the end backwards with `backwards`; `visit` returns
+    /// `false` to stop. What finds a definition's neighbours without reading its module.
+    ///
+    /// # Errors
+    /// Any storage failure.
+    fn visit_range(
+        &self,
+        table: Table,
+        start: &[u8],
+        end: &[u8],
+        backwards: bool,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<()>;
 
@@ -369,6 +389,38 @@ impl Store for FjallStore {
                 .map_err(|e| self.failed("reading", Some(table), e))?;
             if !visit(&k, &v) {
                 break;
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_range(
+        &self,
+        table: Table,
+        start: &[u8],
+        end: &[u8],
+        backwards: bool,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()> {
+        let snapshot = self.db.read_tx();
+        let range = snapshot.range(self.keyspace(table), start..end);
+        let mut step = |guard: fjall::Guard| {
+            let (k, v) = guard
+                .into_inner()
+                .map_err(|e| self.failed("reading", Some(table), e))?;
+            Ok::<bool, Error>(visit(&k, &v))
+        };
+        if backwards {
+            for guard in range.rev() {
+                if !step(guard)? {
+                    break;
+                }
+            }
+        } else {
+            for guard in range {
+                if !step(guard)? {
+                    break;
+                }
             }
         }
         Ok(())

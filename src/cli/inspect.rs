@@ -5,7 +5,7 @@ use std::path::Path;
 
 use clap::Args;
 
-use spry_image::image::{Hash, Image, decode_layout};
+use spry_image::image::{Hash, Image};
 
 use super::{Status, open_image, report_error};
 
@@ -78,13 +78,12 @@ fn list(image: &Image, args: &LsArgs) -> spry_image::Result<()> {
                 let mut size = 0u64;
                 let mut stored = 0u64;
                 let mut digest = blake3::Hasher::new();
-                let layout = module.layout_hash()?;
-                digest.update(&layout.0);
-                if let Some(s) = image.stored_size(&layout)? {
-                    stored += s as u64;
-                }
-                let gaps = decode_layout(&image.text(&layout)?)?;
-                size += gaps.iter().map(|g| g.len() as u64).sum::<u64>();
+                let layout = image.layout(&name)?;
+                digest.update(&layout.hash().0);
+                let own = layout.gaps.iter().map(|g| g.len() as u64).sum::<u64>();
+                // The module's own text is kept uncompressed, in its `order` records.
+                size += own;
+                stored += own;
                 for (_, def) in image.definitions(&name)? {
                     size += u64::from(def.size);
                     stored += u64::from(def.stored);
@@ -93,14 +92,14 @@ fn list(image: &Image, args: &LsArgs) -> spry_image::Result<()> {
                 let hash = Hash(*digest.finalize().as_bytes());
                 if args.json {
                     let row = serde_json::json!({
-                        "module": name, "path": module.path, "definitions": module.definitions.len(),
+                        "module": name, "path": module.path, "definitions": layout.names.len(),
                         "size": size, "stored": stored, "hash": hash.to_hex(),
                     });
                     let _ = writeln!(out, "{row}");
                 } else {
                     rows.push(vec![
                         name,
-                        module.definitions.len().to_string(),
+                        layout.names.len().to_string(),
                         size.to_string(),
                         stored.to_string(),
                         hash.short(12),

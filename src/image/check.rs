@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::Image;
 use super::blob::{Hash, decompress};
-use super::record::{DefinitionRecord, HistoryRecord, ModuleRecord, decode_layout};
+use super::record::{DefinitionRecord, HistoryRecord, Layout, ModuleRecord};
 use crate::error::Result;
 use crate::store::Table;
 
@@ -77,8 +77,9 @@ impl Image {
             digest_field(&mut digest, name.as_bytes());
             digest_field(&mut digest, module.path.as_bytes());
             digest_field(&mut digest, format!("{:?}", module.kind).as_bytes());
-            digest_field(&mut digest, &module.layout_hash()?.0);
-            for def in &module.definitions {
+            let layout = self.layout(&name)?;
+            digest_field(&mut digest, &layout.hash().0);
+            for def in &layout.names {
                 digest_field(&mut digest, def.as_bytes());
                 let record = self.definition(&name, def)?.ok_or_else(|| {
                     crate::Error::corrupt(format!("`{name}::{def}` has no record"))
@@ -175,28 +176,25 @@ fn check_modules(
         digest_field(&mut digest, name.as_bytes());
         digest_field(&mut digest, module.path.as_bytes());
         digest_field(&mut digest, format!("{:?}", module.kind).as_bytes());
-        match module.layout_hash() {
-            Ok(layout) if texts.ok(&layout) => {
-                digest_field(&mut digest, &layout.0);
-                match image.text(&layout).and_then(|t| decode_layout(&t)) {
-                    Ok(gaps) if gaps.len() == module.definitions.len() + 1 => {}
-                    Ok(_) => report.problems.push(format!(
-                        "module `{name}`: its layout does not fit its definitions"
-                    )),
-                    Err(e) => report.problems.push(format!("module `{name}`: {e}")),
-                }
+        let layout = match image.layout(name) {
+            Ok(layout) => layout,
+            Err(e) => {
+                report.problems.push(format!("module `{name}`: {e}"));
+                Layout::default()
             }
-            Ok(layout) => report
-                .problems
-                .push(format!("module `{name}`: {}", texts.describe(&layout))),
-            Err(e) => report.problems.push(format!("module `{name}`: {e}")),
-        }
-        for def in &module.definitions {
+        };
+        digest_field(&mut digest, &layout.hash().0);
+        for (i, def) in layout.names.iter().enumerate() {
             let key = super::record::definition_key(name, def);
             digest_field(&mut digest, def.as_bytes());
             match definitions.get(&key) {
                 Some(record) => {
                     digest_field(&mut digest, &record.hash.0);
+                    if layout.positions.get(i) != Some(&record.position) {
+                        report.problems.push(format!(
+                            "definition `{name}::{def}`: its order key is not its module's"
+                        ));
+                    }
                     if !texts.ok(&record.hash) {
                         report.problems.push(format!(
                             "definition `{name}::{def}`: {}",

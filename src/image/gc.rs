@@ -4,7 +4,7 @@ use rustc_hash::FxHashSet as HashSet;
 
 use super::Image;
 use super::blob::Hash;
-use super::record::{DefinitionRecord, HistoryRecord, ModuleRecord, SyncRecord};
+use super::record::{DefinitionRecord, HistoryRecord, SyncRecord};
 use crate::error::{Error, Result};
 use crate::store::{Table, Write, try_visit};
 
@@ -68,11 +68,6 @@ impl Image {
             referenced.extend(def.base);
             Ok(())
         })?;
-        for (_, v) in store.scan(Table::Modules, b"")? {
-            let record: ModuleRecord =
-                serde_json::from_slice(&v).map_err(|e| Error::corrupt_by("module record", e))?;
-            referenced.insert(record.layout_hash()?);
-        }
         for (_, v) in store.scan(Table::Sync, b"")? {
             let record: SyncRecord =
                 serde_json::from_slice(&v).map_err(|e| Error::corrupt_by("sync record", e))?;

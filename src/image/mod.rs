@@ -10,6 +10,7 @@ mod check;
 mod gc;
 mod lock;
 pub mod merge;
+mod migrate;
 mod record;
 mod transaction;
 
@@ -21,7 +22,7 @@ pub use check::CheckReport;
 pub use gc::GcReport;
 pub use lock::{Owner, owner};
 pub use record::{
-    DefinitionRecord, FORMAT_VERSION, HistoryRecord, ImageRecord, LogEntry, ModuleChange,
+    DefinitionRecord, FORMAT_VERSION, HistoryRecord, ImageRecord, Layout, LogEntry, ModuleChange,
     ModuleKind, ModuleLog, ModuleRecord, Origin, PathRecord, SyncRecord, decode_layout,
     decode_layout_slices, definition_key, encode_layout, history_key,
 };
@@ -193,6 +194,9 @@ impl Image {
             });
         }
         discard_interrupted_first_load(&store)?;
+        if found < FORMAT_VERSION {
+            migrate::migrate(&store)?;
+        }
         let mut image = Image {
             dir: dir.to_path_buf(),
             root: PathBuf::from(&record.source_root),
@@ -201,6 +205,16 @@ impl Image {
             store: Box::new(store),
             _lock: lock,
         };
+        if found < FORMAT_VERSION {
+            if image.record.format_version < FORMAT_VERSION && !image.record.source_root.is_empty()
+            {
+                let mut record = image.record.clone();
+                record.format_version = FORMAT_VERSION;
+                image.write_record(&record)?;
+                image.record = record;
+            }
+            write_format_file(&format_path)?;
+        }
         image.settle_home()?;
         Ok(image)
     }
@@ -380,17 +394,31 @@ impl Image {
     /// # Errors
     /// [`Error::NoModule`], storage failures, damaged records.
     pub fn definitions(&self, module: &str) -> Result<Vec<(String, DefinitionRecord)>> {
-        let record = self
-            .module(module)?
-            .ok_or_else(|| Error::NoModule(module.to_string()))?;
-        let mut out = Vec::with_capacity(record.definitions.len());
-        for name in record.definitions {
+        if self.module(module)?.is_none() {
+            return Err(Error::NoModule(module.to_string()));
+        }
+        let layout = self.layout(module)?;
+        let mut out = Vec::with_capacity(layout.names.len());
+        for name in layout.names {
             let def = self
                 .definition(module, &name)?
                 .ok_or_else(|| Error::corrupt(format!("`{module}::{name}` has no record")))?;
             out.push((name, def));
         }
         Ok(out)
+    }
+
+    /// A module's order and own text: its `order` records, read in one scan.
+    ///
+    /// # Errors
+    /// Storage failures, damaged records (a module the image does not hold has none: an
+    /// error too).
+    pub fn layout(&self, module: &str) -> Result<Layout> {
+        Layout::from_entries(
+            module,
+            self.store
+                .scan(Table::Order, &record::order_prefix(module))?,
+        )
     }
 
     /// The text with hash `hash`.
@@ -441,23 +469,11 @@ impl Image {
     /// # Errors
     /// [`Error::NoModule`], or a damaged image.
     pub fn module_text(&self, module: &str) -> Result<Vec<u8>> {
-        let record = self
-            .module(module)?
-            .ok_or_else(|| Error::NoModule(module.to_string()))?;
-        let gaps = decode_layout(&self.text(&record.layout_hash()?)?)?;
-        if gaps.len() != record.definitions.len() + 1 {
-            return Err(Error::corrupt(format!(
-                "module `{module}`: its layout does not fit its definitions"
-            )));
+        if self.module(module)?.is_none() {
+            return Err(Error::NoModule(module.to_string()));
         }
-        let mut out = Vec::new();
-        for (i, gap) in gaps.iter().enumerate() {
-            out.extend_from_slice(gap);
-            if let Some(name) = record.definitions.get(i) {
-                out.extend_from_slice(&self.definition_text(module, name)?);
-            }
-        }
-        Ok(out)
+        let layout = self.layout(module)?;
+        self.assemble(module, &layout)
     }
 
     /// How a module's image text and its file differ (the default, clean record when they
@@ -512,8 +528,8 @@ impl Image {
     ///
     /// # Errors
     /// A damaged image.
-    pub fn assemble(&self, module: &str, record: &ModuleRecord) -> Result<Vec<u8>> {
-        self.assemble_reusing(module, record, &[])
+    pub fn assemble(&self, module: &str, layout: &Layout) -> Result<Vec<u8>> {
+        self.assemble_reusing(module, layout, &[])
     }
 
     /// [`assemble`](Self::assemble), taking the texts of unchanged definitions from `file`
@@ -527,14 +543,9 @@ impl Image {
     ///
     /// # Errors
     /// A damaged image.
-    pub fn assemble_reusing(
-        &self,
-        module: &str,
-        record: &ModuleRecord,
-        file: &[u8],
-    ) -> Result<Vec<u8>> {
+    pub fn assemble_reusing(&self, module: &str, layout: &Layout, file: &[u8]) -> Result<Vec<u8>> {
         let index = self.definition_index(module)?;
-        self.assemble_with(module, record, file, &index)
+        self.assemble_with(module, layout, file, &index)
     }
 
     /// [`assemble_reusing`](Self::assemble_reusing) with the module's definition records read
@@ -546,25 +557,24 @@ impl Image {
     pub fn assemble_with(
         &self,
         module: &str,
-        record: &ModuleRecord,
+        layout: &Layout,
         file: &[u8],
         index: &HashMap<String, DefinitionRecord>,
     ) -> Result<Vec<u8>> {
-        let layout = self.text(&record.layout_hash()?)?;
-        let gaps = decode_layout_slices(&layout)?;
-        if gaps.len() != record.definitions.len() + 1 {
+        let gaps = &layout.gaps;
+        if gaps.len() != layout.names.len() + 1 {
             return Err(Error::corrupt(format!(
                 "module `{module}`: its layout does not fit its definitions"
             )));
         }
-        let mut out = Vec::with_capacity(file.len().max(record.definitions.len() * 64));
+        let mut out = Vec::with_capacity(file.len().max(layout.names.len() * 64));
         // Where the walk along the file is; `None` once the file no longer follows the layout.
         let mut at = Some(0);
         for (i, gap) in gaps.iter().enumerate() {
             out.extend_from_slice(gap);
-            at = at.filter(|&a| file.get(a..a + gap.len()) == Some(*gap));
+            at = at.filter(|&a| file.get(a..a + gap.len()) == Some(gap.as_slice()));
             at = at.map(|a| a + gap.len());
-            let Some(name) = record.definitions.get(i) else {
+            let Some(name) = layout.names.get(i) else {
                 break;
             };
             let def = index
@@ -771,16 +781,10 @@ impl Image {
     /// Storage failures, damaged records.
     pub fn history(&self, module: &str, name: &str) -> Result<Vec<(u64, HistoryRecord)>> {
         let mut versions = self.superseded(module, name)?;
+        // A module's own text is no longer one blob (format 2): only format 1's superseded
+        // layouts are in its history.
         let current = if name.is_empty() {
-            self.module(module)?.map(|m| {
-                (
-                    m.layout_generation,
-                    HistoryRecord {
-                        origin: Origin::File,
-                        hash: m.layout_hash().ok(),
-                    },
-                )
-            })
+            None
         } else {
             self.definition(module, name)?.map(|d| {
                 (

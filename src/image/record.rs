@@ -8,7 +8,10 @@ use super::blob::Hash;
 use crate::error::{Error, Result};
 
 /// The version of the image's format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// Format 2 keeps a module's order and layout as one record per definition (the `order`
+/// table) instead of a list of names and a layout blob per module; format 1 images are
+/// migrated when opened (`migrate.rs`).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The image's own record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,25 +43,142 @@ pub struct ModuleRecord {
     pub path: String,
     /// Module or script.
     pub kind: ModuleKind,
-    /// Definition names in file order.
-    pub definitions: Vec<String>,
-    /// The module's own text (around and between definitions): hash of its encoded gaps.
-    pub layout: String,
     /// The generation that last changed this record (the module's order of definitions, its
     /// layout, its file). An edit of one definition's text changes only that definition's
     /// record, which has a generation of its own.
     pub generation: u64,
-    /// The generation that made its current layout.
+    /// The generation that last changed its layout (the text around its definitions).
     #[serde(default)]
     pub layout_generation: u64,
 }
 
-impl ModuleRecord {
-    /// The layout blob's hash.
-    pub fn layout_hash(&self) -> Result<Hash> {
-        Hash::from_hex(&self.layout)
-            .ok_or_else(|| Error::corrupt(format!("module at {}: bad layout hash", self.path)))
+/// A module record as format 1 wrote it (read only to migrate it, `migrate.rs`). A record
+/// without `layout` is of format 2 already (a migration committed, but the format file not
+/// yet rewritten).
+#[derive(Deserialize)]
+pub(crate) struct V1ModuleRecord {
+    pub(crate) path: String,
+    pub(crate) kind: ModuleKind,
+    #[serde(default)]
+    pub(crate) definitions: Option<Vec<String>>,
+    #[serde(default)]
+    pub(crate) layout: Option<String>,
+    pub(crate) generation: u64,
+    #[serde(default)]
+    pub(crate) layout_generation: u64,
+}
+
+/// A module's order and own text, as its `order` records hold them: definition `i` is
+/// `names[i]` at `positions[i]`, with `gaps[i]` before it; `gaps[n]` closes the module.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Layout {
+    /// Definition names in file order.
+    pub names: Vec<String>,
+    /// The module's own text cut at its definitions: one more gap than names.
+    pub gaps: Vec<Vec<u8>>,
+    /// Each definition's order key (rising, with room between).
+    pub positions: Vec<u64>,
+}
+
+impl Layout {
+    /// The hash of the layout in [`encode_layout`]'s form: what format 1 stored as the
+    /// module's layout blob, kept for the digest (equal for images of the same tree).
+    pub fn hash(&self) -> Hash {
+        let refs: Vec<&[u8]> = self.gaps.iter().map(Vec::as_slice).collect();
+        Hash::of(&encode_layout(&refs))
     }
+
+    /// Reads a module's `order` records (key, value), in key order.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] when a record is damaged or the closing one is missing.
+    pub fn from_entries<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        module: &str,
+        entries: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Layout> {
+        let mut layout = Layout::default();
+        let mut closed = false;
+        for (key, value) in entries {
+            let position = order_position(key.as_ref())?;
+            let (name, gap) = decode_order_entry(value.as_ref())?;
+            if closed {
+                return Err(Error::corrupt(format!(
+                    "module `{module}`: its layout goes on after its end"
+                )));
+            }
+            layout.gaps.push(gap.to_vec());
+            if position == CLOSING {
+                closed = true;
+            } else {
+                layout.names.push(name.to_string());
+                layout.positions.push(position);
+            }
+        }
+        if !closed {
+            return Err(Error::corrupt(format!(
+                "module `{module}`: its layout has no end"
+            )));
+        }
+        Ok(layout)
+    }
+}
+
+/// The order key of a module's closing gap (the text after its last definition).
+pub const CLOSING: u64 = u64::MAX;
+/// The room left between the order keys of neighbouring definitions.
+pub const ORDER_STEP: u64 = 1 << 32;
+
+/// Key of an `order` record: module, NUL, order key (big-endian, so records sort by it).
+pub fn order_key(module: &str, position: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(module.len() + 9);
+    key.extend_from_slice(module.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&position.to_be_bytes());
+    key
+}
+
+/// The prefix of a module's `order` records.
+pub fn order_prefix(module: &str) -> Vec<u8> {
+    let mut key = module.as_bytes().to_vec();
+    key.push(0);
+    key
+}
+
+/// The order key at the end of an `order` record's key.
+///
+/// # Errors
+/// [`Error::Corrupt`] on a key too short.
+pub fn order_position(key: &[u8]) -> Result<u64> {
+    key.len()
+        .checked_sub(8)
+        .and_then(|at| <[u8; 8]>::try_from(&key[at..]).ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| Error::corrupt("an order key is damaged"))
+}
+
+/// An `order` record: the definition's name (empty for the closing gap) and the gap before it.
+pub fn encode_order_entry(name: &str, gap: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + name.len() + gap.len());
+    out.extend_from_slice(&(name.len() as u32).to_le_bytes());
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(gap);
+    out
+}
+
+/// Reads [`encode_order_entry`]'s form.
+///
+/// # Errors
+/// [`Error::Corrupt`] on bytes of another shape.
+pub fn decode_order_entry(bytes: &[u8]) -> Result<(&str, &[u8])> {
+    let bad = || Error::corrupt("an order record is damaged");
+    let len = bytes
+        .get(..4)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(|b| u32::from_le_bytes(b) as usize)
+        .ok_or_else(bad)?;
+    let name = bytes.get(4..4 + len).ok_or_else(bad)?;
+    let name = std::str::from_utf8(name).map_err(|_| bad())?;
+    Ok((name, &bytes[4 + len..]))
 }
 
 /// A definition as the image holds it.
@@ -76,10 +196,14 @@ pub struct DefinitionRecord {
     pub generation: u64,
     /// Where its current text came from.
     pub origin: Origin,
+    /// Its order key in the module (the key of its `order` record).
+    pub position: u64,
 }
 
-const DEFINITION_RECORD_VERSION: u8 = 2;
-const DEFINITION_RECORD_LEN: usize = 83;
+const DEFINITION_RECORD_VERSION: u8 = 3;
+const DEFINITION_RECORD_LEN: usize = 91;
+/// Format 1's definition record: no order key.
+const DEFINITION_RECORD_V2: (u8, usize) = (2, 83);
 
 impl DefinitionRecord {
     /// The binary form: version, hash, base flag and hash, sizes, generation, origin.
@@ -101,16 +225,21 @@ impl DefinitionRecord {
         out.extend_from_slice(&self.stored.to_le_bytes());
         out.extend_from_slice(&self.generation.to_le_bytes());
         out.push(self.origin.code());
+        out.extend_from_slice(&self.position.to_le_bytes());
         out
     }
 
-    /// Reads the binary form.
+    /// Reads the binary form (format 1's too, with order key 0, for the migration).
     ///
     /// # Errors
     /// [`Error::Corrupt`] on a record of another shape.
     pub fn decode(bytes: &[u8]) -> Result<DefinitionRecord> {
         let bad = || Error::corrupt("a definition record is damaged");
-        if bytes.len() != DEFINITION_RECORD_LEN || bytes[0] != DEFINITION_RECORD_VERSION {
+        let current = (bytes.first().copied(), bytes.len())
+            == (Some(DEFINITION_RECORD_VERSION), DEFINITION_RECORD_LEN);
+        let old = (bytes.first().copied(), bytes.len())
+            == (Some(DEFINITION_RECORD_V2.0), DEFINITION_RECORD_V2.1);
+        if !current && !old {
             return Err(bad());
         }
         let hash = Hash::from_slice(&bytes[1..33]).ok_or_else(bad)?;
@@ -133,6 +262,12 @@ impl DefinitionRecord {
             .map(u64::from_le_bytes)
             .ok_or_else(bad)?;
         let origin = Origin::from_code(bytes[82]).ok_or_else(bad)?;
+        let position = match bytes.get(83..91) {
+            Some(b) => <[u8; 8]>::try_from(b)
+                .map(u64::from_le_bytes)
+                .map_err(|_| bad())?,
+            None => 0,
+        };
         Ok(DefinitionRecord {
             hash,
             base,
@@ -140,6 +275,7 @@ impl DefinitionRecord {
             stored,
             generation,
             origin,
+            position,
         })
     }
 }
@@ -466,6 +602,7 @@ mod tests {
             stored: 9,
             generation: 42,
             origin: Origin::Live,
+            position: 7 << 32,
         };
         assert_eq!(
             DefinitionRecord::decode(&record.encode()).ok(),

@@ -6,16 +6,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::blob::{Hash, compress};
 use super::record::{
-    DefinitionRecord, HistoryRecord, LogEntry, ModuleChange, ModuleKind, ModuleLog, ModuleRecord,
-    Origin, PathRecord, SyncRecord, decode_layout, decode_layout_slices, definition_key,
-    encode_layout, history_key,
+    CLOSING, DefinitionRecord, HistoryRecord, Layout, LogEntry, ModuleChange, ModuleKind,
+    ModuleLog, ModuleRecord, ORDER_STEP, Origin, PathRecord, SyncRecord, decode_order_entry,
+    definition_key, encode_order_entry, history_key, order_key, order_position, order_prefix,
 };
 use super::{Image, META_GENERATION};
 use crate::error::{Error, Result};
 use crate::store::{Store, Table, Write, try_visit};
 use crate::syntax::{
     Piece, ReadsBackError, SourceUnit, SyntaxErrorKind, UnitKind, format_new_definition,
-    read_definition, whole_reads_back, window_reads_back,
+    read_definition, whole_reads_back, window_reads_back_part,
 };
 
 /// A definition changed on both sides since they last agreed: the image kept its text, the
@@ -174,8 +174,9 @@ pub struct Transaction<'a> {
     /// under the generation it took.
     kept: Vec<(u64, ModuleLog)>,
     conflicts: Vec<Conflict>,
-    /// Modules whose definition records have staged writes: only their
-    /// [`definition_index`](Self::definition_index) must look through the staged writes too.
+    /// Modules whose definition or order records have staged writes: only their
+    /// [`definition_index`](Self::definition_index) and [`layout`](Self::layout) must look
+    /// through the staged writes too.
     touched: HashSet<Vec<u8>>,
 }
 
@@ -321,9 +322,9 @@ impl<'a> Transaction<'a> {
         self.overlay[slot(table)].insert(key, None);
     }
 
-    /// Notes the module of a definition key about to be staged.
+    /// Notes the module of a definition or order key about to be staged.
     fn touch(&mut self, table: Table, key: &[u8]) {
-        if table != Table::Definitions {
+        if table != Table::Definitions && table != Table::Order {
             return;
         }
         let module = key.split(|&b| b == 0).next().unwrap_or(key);
@@ -426,19 +427,14 @@ impl<'a> Transaction<'a> {
     /// # Errors
     /// [`Error::NoModule`], a damaged image.
     pub fn module_text(&self, module: &str) -> Result<Vec<u8>> {
-        let record = self
-            .module(module)?
-            .ok_or_else(|| Error::NoModule(module.to_string()))?;
-        let gaps = self.gaps(&record)?;
-        if gaps.len() != record.definitions.len() + 1 {
-            return Err(Error::corrupt(format!(
-                "module `{module}`: its layout does not fit its definitions"
-            )));
+        if self.module(module)?.is_none() {
+            return Err(Error::NoModule(module.to_string()));
         }
+        let layout = self.layout(module)?;
         let mut out = Vec::new();
-        for (i, gap) in gaps.iter().enumerate() {
+        for (i, gap) in layout.gaps.iter().enumerate() {
             out.extend_from_slice(gap);
-            if let Some(name) = record.definitions.get(i) {
+            if let Some(name) = layout.names.get(i) {
                 let def = self
                     .definition(module, name)?
                     .ok_or_else(|| Error::corrupt(format!("`{module}::{name}` has no record")))?;
@@ -471,8 +467,106 @@ impl<'a> Transaction<'a> {
         (hash, text.len, stored)
     }
 
-    fn gaps(&self, record: &ModuleRecord) -> Result<Vec<Vec<u8>>> {
-        decode_layout(&self.text(&record.layout_hash()?)?)
+    /// A module's order and own text as this transaction sees it: its `order` records, read
+    /// in one scan (what a whole module's merge or check wants; a live edit reads only its
+    /// neighbours, [`order_around`](Self::order_around)).
+    ///
+    /// # Errors
+    /// Storage failures, damaged records.
+    pub fn layout(&self, module: &str) -> Result<Layout> {
+        let prefix = order_prefix(module);
+        if !self.touched.contains(module.as_bytes()) {
+            return Layout::from_entries(module, self.image.store().scan(Table::Order, &prefix)?);
+        }
+        let mut entries: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = self
+            .image
+            .store()
+            .scan(Table::Order, &prefix)?
+            .into_iter()
+            .collect();
+        for (key, staged) in &self.overlay[slot(Table::Order)] {
+            if key.len() == prefix.len() + 8 && key.starts_with(&prefix) {
+                match staged {
+                    Some(value) => entries.insert(key.clone(), value.clone()),
+                    None => entries.remove(key),
+                };
+            }
+        }
+        Layout::from_entries(module, entries)
+    }
+
+    /// The `order` records of `module` nearest `position`, as this transaction sees them:
+    /// up to `before` below it, the one at it (if any) and up to `after` above it (the
+    /// closing one included), in order: (order key, name, gap before).
+    fn order_around(
+        &self,
+        module: &str,
+        position: u64,
+        before: usize,
+        after: usize,
+    ) -> Result<Vec<(u64, String, Vec<u8>)>> {
+        let prefix = order_prefix(module);
+        let mut staged: std::collections::BTreeMap<u64, Option<&Vec<u8>>> = Default::default();
+        if self.touched.contains(module.as_bytes()) {
+            for (key, value) in &self.overlay[slot(Table::Order)] {
+                if key.len() == prefix.len() + 8 && key.starts_with(&prefix) {
+                    staged.insert(order_position(key)?, value.as_ref());
+                }
+            }
+        }
+        // Staged removals may hide stored records: read as many more.
+        let extra = staged.values().filter(|v| v.is_none()).count();
+        let mut found: std::collections::BTreeMap<u64, Vec<u8>> = Default::default();
+        let store = self.image.store();
+        let at = order_key(module, position);
+        let mut take = |k: &[u8], v: &[u8], left: &mut usize| {
+            if let Ok(p) = order_position(k) {
+                found.insert(p, v.to_vec());
+            }
+            *left -= 1;
+            *left > 0
+        };
+        let mut left = before + extra + 1;
+        store.visit_range(Table::Order, &prefix, &at, true, &mut |k, v| {
+            take(k, v, &mut left)
+        })?;
+        let mut end = prefix.clone();
+        end.extend_from_slice(&[0xff; 9]);
+        let mut left = after + extra + 2;
+        store.visit_range(Table::Order, &at, &end, false, &mut |k, v| {
+            take(k, v, &mut left)
+        })?;
+        for (p, value) in staged {
+            match value {
+                Some(value) => found.insert(p, value.clone()),
+                None => found.remove(&p),
+            };
+        }
+        let below: Vec<u64> = found
+            .range(..position)
+            .rev()
+            .take(before)
+            .map(|(p, _)| *p)
+            .collect();
+        let above: Vec<u64> = found
+            .range(position..)
+            .filter(|(p, _)| **p != position)
+            .take(after)
+            .map(|(p, _)| *p)
+            .collect();
+        let mut out = Vec::with_capacity(before + after + 1);
+        for p in below
+            .into_iter()
+            .rev()
+            .chain(found.contains_key(&position).then_some(position))
+            .chain(above)
+        {
+            if let Some(value) = found.get(&p) {
+                let (name, gap) = decode_order_entry(value)?;
+                out.push((p, name.to_string(), gap.to_vec()));
+            }
+        }
+        Ok(out)
     }
 
     fn write_module(&mut self, name: &str, record: &ModuleRecord) -> Result<()> {
@@ -501,6 +595,8 @@ impl<'a> Transaction<'a> {
             stored,
             generation: self.generation,
             origin: self.origin,
+            // A new definition's order key is set with the module's order.
+            position: old.map_or(0, |o| o.position),
         };
         self.put(
             Table::Definitions,
@@ -592,39 +688,76 @@ impl<'a> Transaction<'a> {
         });
     }
 
-    /// Stores a module's layout; keeps the one it replaces in history. Returns the new record
-    /// fields (hash, generation) and whether it changed.
+    /// Stores a module's order and layout (`names`, `gaps`) over `old` (what the module had),
+    /// writing only the `order` records that differ: a definition that keeps its place among
+    /// the others keeps its order key, one that is new or moved gets one between its
+    /// neighbours (all are renumbered only when no room is left there). Definition records
+    /// whose order key changed are written again. Returns whether anything changed.
+    ///
+    /// # Errors
+    /// Storage failures, damaged records.
     fn set_layout(
         &mut self,
         module: &str,
-        old: Option<&ModuleRecord>,
+        old: Option<&Layout>,
+        names: &[String],
         gaps: &[Vec<u8>],
-    ) -> (String, u64, bool) {
-        let refs: Vec<&[u8]> = gaps.iter().map(Vec::as_slice).collect();
-        let layout = encode_layout(&refs);
-        let hex = Hash::of(&layout).to_hex();
-        if let Some(old) = old.filter(|old| old.layout == hex) {
-            // Stored already: nothing to write.
-            return (hex, old.layout_generation, false);
+    ) -> Result<bool> {
+        if old.is_some_and(|old| old.names == names && old.gaps == gaps) {
+            return Ok(false);
         }
-        self.put_blob(Prepared::new(&layout));
-        match old {
-            Some(old) => {
-                if let Ok(previous) = old.layout_hash() {
-                    let record = HistoryRecord {
-                        origin: self.origin,
-                        hash: Some(previous),
-                    };
-                    self.put(
-                        Table::History,
-                        history_key(module, "", old.layout_generation),
-                        record.encode(),
-                    );
-                }
-                (hex, self.generation, true)
+        let empty = Layout::default();
+        let old = old.unwrap_or(&empty);
+        let was: HashMap<&str, u64> = old
+            .names
+            .iter()
+            .map(String::as_str)
+            .zip(old.positions.iter().copied())
+            .collect();
+        let positions = place(&was, names);
+        let mut kept: HashMap<u64, (&str, &[u8])> = HashMap::default();
+        for (i, p) in old.positions.iter().enumerate() {
+            kept.insert(*p, (old.names[i].as_str(), old.gaps[i].as_slice()));
+        }
+        let now: HashSet<u64> = positions.iter().copied().collect();
+        for p in &old.positions {
+            if !now.contains(p) {
+                self.delete(Table::Order, order_key(module, *p));
             }
-            None => (hex, self.generation, true),
         }
+        for (i, name) in names.iter().enumerate() {
+            let (p, gap) = (positions[i], gaps.get(i).map_or(&[][..], Vec::as_slice));
+            if kept.get(&p) != Some(&(name.as_str(), gap)) {
+                self.put(
+                    Table::Order,
+                    order_key(module, p),
+                    encode_order_entry(name, gap),
+                );
+            }
+            if was.get(name.as_str()) != Some(&p)
+                && let Some(record) = self.definition(module, name)?
+                && record.position != p
+            {
+                let record = DefinitionRecord {
+                    position: p,
+                    ..record
+                };
+                self.put(
+                    Table::Definitions,
+                    definition_key(module, name),
+                    record.encode(),
+                );
+            }
+        }
+        let closing = gaps.last().map_or(&[][..], Vec::as_slice);
+        if old.gaps.last().map(Vec::as_slice) != Some(closing) {
+            self.put(
+                Table::Order,
+                order_key(module, CLOSING),
+                encode_order_entry("", closing),
+            );
+        }
+        Ok(true)
     }
 
     /// Stores a unit read from the file `path`, merging with the image three ways: a
@@ -648,6 +781,10 @@ impl<'a> Transaction<'a> {
             Some(_) => self.sync(&name)?,
             None => SyncRecord::default(),
         };
+        let old_layout = match &old {
+            Some(_) => Some(self.layout(&name)?),
+            None => None,
+        };
         let mut unit = UnitMerge {
             sync: old_sync.clone(),
             order: Vec::with_capacity(definitions.len()),
@@ -667,7 +804,7 @@ impl<'a> Transaction<'a> {
         self.take_file_definitions(&name, index, path, definitions, &mut unit)?;
         let in_file = &unit.in_file;
         unit.sync.removed.retain(|def, _| in_file.contains(def));
-        if let Some(old) = &old {
+        if let Some(old) = &old_layout {
             self.keep_image_definitions(&name, old, &mut unit)?;
         }
         self.record_merged(&name, &unit)?;
@@ -675,7 +812,7 @@ impl<'a> Transaction<'a> {
         if unit.sync != old_sync {
             self.write_sync(&name, &unit.sync)?;
         }
-        self.store_unit(&name, kind, path, old.as_ref(), unit)
+        self.store_unit(&name, kind, path, old.as_ref(), old_layout.as_ref(), unit)
     }
 
     /// Merges each definition of the file, in file order, with the image's.
@@ -758,11 +895,11 @@ impl<'a> Transaction<'a> {
     fn keep_image_definitions(
         &mut self,
         name: &str,
-        old: &ModuleRecord,
+        old: &Layout,
         unit: &mut UnitMerge,
     ) -> Result<()> {
-        let old_gaps = self.gaps(old)?;
-        for (i, def) in old.definitions.iter().enumerate() {
+        let old_gaps = &old.gaps;
+        for (i, def) in old.names.iter().enumerate() {
             if unit.in_file.contains(def) {
                 continue;
             }
@@ -772,7 +909,7 @@ impl<'a> Transaction<'a> {
             if merged == Merged::Taken || self.definition(name, def)?.is_none() {
                 continue;
             }
-            let after = old.definitions[..i]
+            let after = old.names[..i]
                 .iter()
                 .rev()
                 .find_map(|prev| unit.order.iter().position(|o| o == prev));
@@ -820,31 +957,28 @@ impl<'a> Transaction<'a> {
         kind: ModuleKind,
         path: &str,
         old: Option<&ModuleRecord>,
+        old_layout: Option<&Layout>,
         unit: UnitMerge,
     ) -> Result<()> {
-        let (layout, layout_generation, layout_changed) = self.set_layout(name, old, &unit.gaps);
+        let layout_changed = self.set_layout(name, old_layout, &unit.order, &unit.gaps)?;
         let moved_from = old.filter(|o| o.path != path).map(|o| o.path.clone());
-        let unchanged = old.is_some_and(|o| {
-            o.definitions == unit.order
-                && o.kind == kind
-                && !layout_changed
-                && unit.changed.is_empty()
-        });
+        let unchanged =
+            old.is_some_and(|o| o.kind == kind && !layout_changed && unit.changed.is_empty());
         if unchanged && moved_from.is_none() {
             return Ok(());
         }
-        if let Some(old) = old.filter(|o| {
-            o.definitions == unit.order && o.kind == kind && !layout_changed && o.path == path
-        }) {
+        if let Some(old) = old.filter(|o| o.kind == kind && !layout_changed && o.path == path) {
             // Only texts changed: the module's record (its order, its layout) stays as it is.
             self.note(name, ModuleChange::Changed, &old.path, None, &unit.changed);
             return Ok(());
         }
+        let layout_generation = match old {
+            Some(old) if !layout_changed => old.layout_generation,
+            _ => self.generation,
+        };
         let record = ModuleRecord {
             path: path.to_string(),
             kind,
-            definitions: unit.order,
-            layout,
             generation: self.generation,
             layout_generation,
         };
@@ -1062,8 +1196,12 @@ impl<'a> Transaction<'a> {
             names.insert(def.clone());
             order.push(def);
         }
-        if let Some(old) = &old {
-            for def in old.definitions.iter().filter(|d| !names.contains(*d)) {
+        let old_layout = match &old {
+            Some(_) => Some(self.layout(&name)?),
+            None => None,
+        };
+        if let Some(old) = &old_layout {
+            for def in old.names.iter().filter(|d| !names.contains(*d)) {
                 if let Some(existing) = self.definition(&name, def)? {
                     self.live_removal(&name, &mut sync, def, &existing);
                     self.unset_definition(&name, def, &existing);
@@ -1072,20 +1210,18 @@ impl<'a> Transaction<'a> {
             }
         }
         self.write_sync(&name, &sync)?;
-        let (layout, layout_generation, layout_changed) =
-            self.set_layout(&name, old.as_ref(), &gaps);
-        if old
-            .as_ref()
-            .is_some_and(|o| o.definitions == order && !layout_changed && changed.is_empty())
-        {
+        let layout_changed = self.set_layout(&name, old_layout.as_ref(), &order, &gaps)?;
+        if old.is_some() && !layout_changed && changed.is_empty() {
             return Ok(());
         }
         let path = old.as_ref().map_or(path, |o| o.path.as_str()).to_string();
+        let layout_generation = match &old {
+            Some(old) if !layout_changed => old.layout_generation,
+            _ => self.generation,
+        };
         let record = ModuleRecord {
             path: path.clone(),
             kind,
-            definitions: order,
-            layout,
             generation: self.generation,
             layout_generation,
         };
@@ -1224,21 +1360,21 @@ impl<'a> Transaction<'a> {
             let base = self.live_base(module, &mut sync, name, Some(&existing), new);
             sync.unexported = true;
             self.write_sync(module, &sync)?;
-            let at = record.definitions.iter().position(|d| d == name);
             // The module's record (its order, its layout) does not change: only the
             // definition's record is written.
-            let layout = self.text(&record.layout_hash()?)?;
-            let gaps = decode_layout_slices(&layout)?;
+            let position = existing.position;
             self.set_definition(module, name, prepared, base, Some(&existing));
             let changed = [name.to_string()];
             self.note(module, ModuleChange::Changed, &record.path, None, &changed);
-            return self.verify_edit(module, &record, &gaps, at);
+            return self.verify_edit(module, Some(position));
         }
-        let mut gaps = self.gaps(&record)?;
-        let mut separator = match gaps.len() {
-            0 | 1 => b"\n".to_vec(),
-            2 => trailing_indentation(&gaps[0]),
-            n => leading_whitespace(&gaps[n - 2]),
+        // A new definition goes last: after the last one, before the closing gap.
+        let tail = self.order_around(module, CLOSING, 2, 0)?;
+        let last = tail.iter().rev().find(|(p, _, _)| *p != CLOSING);
+        let mut separator = match last {
+            None => b"\n".to_vec(),
+            Some((_, _, gap)) if tail.len() == 2 => trailing_indentation(gap),
+            Some((_, _, gap)) => leading_whitespace(gap),
         };
         if text.trim_ascii_start().starts_with(b"#") && !separator.contains(&b'\n') {
             // Comments above a definition must start on a line of their own.
@@ -1255,36 +1391,91 @@ impl<'a> Transaction<'a> {
         let base = self.live_base(module, &mut sync, name, None, Some(prepared.hash));
         sync.unexported = true;
         self.write_sync(module, &sync)?;
-        self.set_definition(module, name, prepared, base, None);
-        let at = gaps.len().saturating_sub(1);
-        gaps.insert(at, separator);
-        record.definitions.push(name.to_string());
-        self.write_changed_module(module, &mut record, Some(&gaps), name)?;
-        let at = record.definitions.len().checked_sub(1);
-        self.verify_edit(module, &record, &gaps, at)
+        let after = last.map_or(0, |(p, _, _)| *p);
+        let position = match after.checked_add(ORDER_STEP).filter(|p| *p < CLOSING) {
+            Some(p) => p,
+            None => after + (CLOSING - after) / 2,
+        };
+        if position == after {
+            // No room left after the last key: the whole order numbered anew (rare).
+            self.set_definition(module, name, prepared, base, None);
+            let mut layout = self.layout(module)?;
+            let old = layout.clone();
+            let at = layout.names.len();
+            layout.names.push(name.to_string());
+            layout.gaps.insert(at, separator);
+            self.set_layout(module, Some(&old), &layout.names, &layout.gaps)?;
+        } else {
+            self.set_definition(module, name, prepared, base, None);
+            if let Some(record) = self.definition(module, name)? {
+                let record = DefinitionRecord { position, ..record };
+                self.put(
+                    Table::Definitions,
+                    definition_key(module, name),
+                    record.encode(),
+                );
+            }
+            self.put(
+                Table::Order,
+                order_key(module, position),
+                encode_order_entry(name, &separator),
+            );
+        }
+        self.write_changed_module(module, &mut record, true, name)?;
+        let position = self.definition(module, name)?.map(|d| d.position);
+        self.verify_edit(module, position)
     }
 
-    /// [`verify_module`](Self::verify_module) after a live edit of definition `at` of
-    /// `record` (its layout `gaps`), at the cost of that definition: only the edit and its
-    /// neighbours are read again ([`window_reads_back`]). When the window cannot prove the
-    /// module reads back the same, the whole check decides and gives the error.
-    fn verify_edit<G: AsRef<[u8]>>(
-        &self,
-        module: &str,
-        record: &ModuleRecord,
-        gaps: &[G],
-        at: Option<usize>,
-    ) -> Result<()> {
+    /// [`verify_module`](Self::verify_module) after a live edit of the definition at order
+    /// key `position`, at the cost of that definition: only the edit and its neighbours are
+    /// read again ([`window_reads_back_part`]). When the window cannot prove the module reads
+    /// back the same, the whole check decides and gives the error.
+    fn verify_edit(&self, module: &str, position: Option<u64>) -> Result<()> {
+        if let Some(position) = position
+            && self.window_reads_back(module, position)?
+        {
+            return Ok(());
+        }
+        self.verify_module(module)
+    }
+
+    /// Whether the window around the definition at `position` proves the module reads back
+    /// the same: two `order` records on either side are read, and at most three texts.
+    fn window_reads_back(&self, module: &str, position: u64) -> Result<bool> {
+        let entries = self.order_around(module, position, 2, 2)?;
+        let Some(at) = entries.iter().position(|(p, _, _)| *p == position) else {
+            return Ok(false);
+        };
+        let first = at.saturating_sub(1);
+        // Definition indices count from one when something comes before the window.
+        let offset = usize::from(first > 0);
+        let defs: Vec<&(u64, String, Vec<u8>)> =
+            entries.iter().filter(|(p, _, _)| *p != CLOSING).collect();
+        let last = (at + 1).min(defs.len().saturating_sub(1));
+        let Some(part) = defs.get(first..=last) else {
+            return Ok(false);
+        };
+        let names: Vec<String> = part.iter().map(|(_, n, _)| n.clone()).collect();
+        let mut gaps: Vec<&[u8]> = part.iter().map(|(_, _, g)| g.as_slice()).collect();
+        let Some(next) = entries.get(last + 1) else {
+            return Ok(false);
+        };
+        gaps.push(&next.2);
+        let total = offset + names.len() + usize::from(next.0 != CLOSING);
         let text = |i: usize| {
-            let name = record.definitions.get(i)?;
+            let name = names.get(i.checked_sub(offset)?)?;
             let def = self.definition(module, name).ok()??;
             self.text(&def.hash).ok()
         };
         // A storage failure in the window is met again, and reported, by the whole check.
-        if at.is_some_and(|at| window_reads_back(gaps, &record.definitions, at, text)) {
-            return Ok(());
-        }
-        self.verify_module(module)
+        Ok(window_reads_back_part(
+            &gaps,
+            &names,
+            offset,
+            total,
+            offset + at - first,
+            text,
+        ))
     }
 
     /// Checks that a module's text, as it now stands, reads back as the same definitions
@@ -1295,6 +1486,7 @@ impl<'a> Transaction<'a> {
             return Ok(());
         };
         let text = self.module_text(module)?;
+        let names = self.layout(module)?.names;
         let script = crate::tree_path::script_name(&record.path);
         let said = |why: &str| {
             format!(
@@ -1304,13 +1496,13 @@ impl<'a> Transaction<'a> {
         };
         let refuse = |why: String| Error::invalid(said(&why));
         // Each definition's hash, read once: the check asks for them in order.
-        let hashes = record
-            .definitions
+        let index = self.definition_index(module)?;
+        let hashes: Vec<Option<Hash>> = names
             .iter()
-            .map(|name| Ok(self.definition(module, name)?.map(|d| d.hash)))
-            .collect::<Result<Vec<_>>>()?;
+            .map(|name| index.get(name).map(|d| d.hash))
+            .collect();
         let same = |i: usize, text: &[u8]| hashes.get(i).copied().flatten() == Some(Hash::of(text));
-        match whole_reads_back(text, script, module, &record.definitions, same) {
+        match whole_reads_back(text, script, module, &names, same) {
             Ok(()) => Ok(()),
             Err(ReadsBackError::Syntax(e)) => {
                 // A run-on is a mistake the user can fix in what they put: say it as `parse
@@ -1340,7 +1532,7 @@ impl<'a> Transaction<'a> {
             }
             Err(ReadsBackError::OtherText(i)) => Err(refuse(format!(
                 "`{}` would read back as another text",
-                record.definitions.get(i).map_or("", String::as_str)
+                names.get(i).map_or("", String::as_str)
             ))),
         }
     }
@@ -1354,9 +1546,16 @@ impl<'a> Transaction<'a> {
         let mut record = self
             .module(module)?
             .ok_or_else(|| Error::NoModule(module.to_string()))?;
-        let (Some(index), Some(old)) = (
-            record.definitions.iter().position(|d| d == name),
-            self.definition(module, name)?,
+        let old = self.definition(module, name)?;
+        let around = match &old {
+            Some(old) => self.order_around(module, old.position, 1, 1)?,
+            None => Vec::new(),
+        };
+        let (Some(old), Some(at)) = (
+            old,
+            around
+                .iter()
+                .position(|(p, n, _)| old.is_some_and(|o| o.position == *p) && n == name),
         ) else {
             return Err(Error::NoDefinition {
                 module: module.to_string(),
@@ -1366,17 +1565,35 @@ impl<'a> Transaction<'a> {
         let mut sync = self.mark_unexported(module)?;
         self.live_removal(module, &mut sync, name, &old);
         self.write_sync(module, &sync)?;
-        let mut gaps = self.gaps(&record)?;
-        drop_slot(&mut gaps, index);
-        record.definitions.remove(index);
+        // It leaves with the separator before it (its comments are its own); the first
+        // leaves its gap to the one after it, the only one the text around it as one gap.
+        self.delete(Table::Order, order_key(module, old.position));
+        let next = around.get(at + 1);
+        if at == 0
+            && let Some((p, next_name, next_gap)) = next
+        {
+            let (_, _, gap) = &around[at];
+            let gap = if *p == CLOSING {
+                [gap.as_slice(), next_gap.as_slice()].concat()
+            } else {
+                gap.clone()
+            };
+            self.put(
+                Table::Order,
+                order_key(module, *p),
+                encode_order_entry(next_name, &gap),
+            );
+        }
         self.unset_definition(module, name, &old);
-        self.write_changed_module(module, &mut record, Some(&gaps), name)?;
+        self.write_changed_module(module, &mut record, true, name)?;
         // The definitions on either side of the removed one now meet: they must still read
         // back as themselves (a trailing comment running into the next line, say). The window
         // is the one after the removed definition (or the new last one).
-        let at = index.min(record.definitions.len().saturating_sub(1));
-        let at = (!record.definitions.is_empty()).then_some(at);
-        self.verify_edit(module, &record, &gaps, at)
+        let window = match next {
+            Some((p, _, _)) if *p != CLOSING => Some(*p),
+            _ => at.checked_sub(1).map(|b| around[b].0),
+        };
+        self.verify_edit(module, window)
     }
 
     /// Settles a conflict over `module::name` by taking the file's text: the image's text
@@ -1429,7 +1646,7 @@ impl<'a> Transaction<'a> {
         if stamp.module != module || Hash::of(&self.module_text(module)?) != stamp.hash {
             return Ok(());
         }
-        for def in &record.definitions {
+        for def in &self.layout(module)?.names {
             if let Some(current) = self.definition(module, def)?
                 && current.base != Some(current.hash)
             {
@@ -1602,13 +1819,12 @@ impl<'a> Transaction<'a> {
         index: &HashMap<String, DefinitionRecord>,
     ) -> Result<()> {
         let sync = self.sync(module)?;
-        for def in &record.definitions {
+        // Every definition record of the module is in the index (in no particular order).
+        for (def, current) in index {
             if sync.conflicts.contains_key(def) {
                 continue;
             }
-            if let Some(current) = index.get(def)
-                && current.base != Some(current.hash)
-            {
+            if current.base != Some(current.hash) {
                 self.set_base(module, def, current, Some(current.hash));
             }
         }
@@ -1622,19 +1838,18 @@ impl<'a> Transaction<'a> {
         Ok(())
     }
 
-    /// Writes a module one of whose definitions (`name`) changed: its new layout if given,
-    /// its generation, and the log note.
+    /// Writes a module one of whose definitions (`name`) changed: its record (its generation,
+    /// and its layout's when `layout_changed`: its `order` records are written by the caller),
+    /// and the log note.
     fn write_changed_module(
         &mut self,
         module: &str,
         record: &mut ModuleRecord,
-        gaps: Option<&[Vec<u8>]>,
+        layout_changed: bool,
         name: &str,
     ) -> Result<()> {
-        if let Some(gaps) = gaps {
-            let (layout, layout_generation, _) = self.set_layout(module, Some(record), gaps);
-            record.layout = layout;
-            record.layout_generation = layout_generation;
+        if layout_changed {
+            record.layout_generation = self.generation;
         }
         record.generation = self.generation;
         self.write_module(module, record)?;
@@ -1709,21 +1924,14 @@ impl<'a> Transaction<'a> {
         let Some(record) = self.module(name)? else {
             return Ok(());
         };
-        for def in &record.definitions {
+        let layout = self.layout(name)?;
+        for def in &layout.names {
             if let Some(old) = self.definition(name, def)? {
                 self.unset_definition(name, def, &old);
             }
         }
-        if let Ok(layout) = record.layout_hash() {
-            let kept = HistoryRecord {
-                origin: Origin::File,
-                hash: Some(layout),
-            };
-            self.put(
-                Table::History,
-                history_key(name, "", record.layout_generation),
-                kept.encode(),
-            );
+        for position in layout.positions.iter().copied().chain([CLOSING]) {
+            self.delete(Table::Order, order_key(name, position));
         }
         self.delete(Table::Modules, name.as_bytes().to_vec());
         self.write_sync(name, &SyncRecord::default())?;
@@ -1979,4 +2187,51 @@ fn trailing_indentation(gap: &[u8]) -> Vec<u8> {
         Some(at) => gap[at..].to_vec(),
         None => b"\n".to_vec(),
     }
+}
+
+/// Order keys for `names` given the keys `was` the module's definitions had: each definition
+/// that keeps its place relative to those before it keeps its key; the others get keys spread
+/// between their neighbours'. With no room between two neighbours, every definition is
+/// numbered anew, [`ORDER_STEP`] apart.
+fn place(was: &HashMap<&str, u64>, names: &[String]) -> Vec<u64> {
+    let mut out: Vec<Option<u64>> = Vec::with_capacity(names.len());
+    let mut last = 0;
+    for name in names {
+        match was.get(name.as_str()) {
+            Some(&p) if p > last && p < CLOSING => {
+                out.push(Some(p));
+                last = p;
+            }
+            _ => out.push(None),
+        }
+    }
+    let renumbered = || (1..=names.len() as u64).map(|i| i * ORDER_STEP).collect();
+    let mut i = 0;
+    while i < out.len() {
+        if out[i].is_some() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < out.len() && out[i].is_none() {
+            i += 1;
+        }
+        let run = (i - start) as u64;
+        let low = start.checked_sub(1).and_then(|j| out[j]).unwrap_or(0);
+        let high = out.get(i).copied().flatten().unwrap_or(CLOSING);
+        // After the last kept definition, keys go on a step apart (appending stays cheap);
+        // between two, they are spread evenly.
+        let step = if high == CLOSING {
+            ORDER_STEP.min((high - low) / (run + 1))
+        } else {
+            (high - low) / (run + 1)
+        };
+        if step == 0 {
+            return renumbered();
+        }
+        for (k, slot) in out[start..i].iter_mut().enumerate() {
+            *slot = Some(low + step * (k as u64 + 1));
+        }
+    }
+    out.into_iter().map(|p| p.unwrap_or(0)).collect()
 }

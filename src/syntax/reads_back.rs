@@ -49,46 +49,70 @@ pub fn window_reads_back<G: AsRef<[u8]>>(
     gaps: &[G],
     names: &[String],
     at: usize,
+    text: impl FnMut(usize) -> Option<Vec<u8>>,
+) -> bool {
+    if gaps.len() != names.len() + 1 {
+        return false;
+    }
+    window_reads_back_part(gaps, names, 0, names.len(), at, text)
+}
+
+/// [`window_reads_back`] given only part of the module around the edit: `names` are the
+/// definitions from `offset` on (of `total`), `gaps[j]` the gap before definition
+/// `offset + j`, and the last gap the one after the last of `names`. `at` and `text(i)`
+/// count from the module's first definition. The part must hold the window: definitions
+/// `at - 1` to `at + 1` (as far as they exist), and the gap after the last of them. What an
+/// image that keeps its layout per definition reads, at the cost of the definition.
+pub fn window_reads_back_part<G: AsRef<[u8]>>(
+    gaps: &[G],
+    names: &[String],
+    offset: usize,
+    total: usize,
+    at: usize,
     mut text: impl FnMut(usize) -> Option<Vec<u8>>,
 ) -> bool {
-    let n = names.len();
-    if gaps.len() != n + 1 || at >= n {
+    let n = total;
+    if gaps.len() != names.len() + 1 || at >= n || offset + names.len() > n {
         return false;
     }
     // The first definition is usually `_meta`: a window reaching it starts at the file's start.
     let first = at.saturating_sub(1);
     let last = (at + 1).min(n - 1);
+    if first < offset || last >= offset + names.len() {
+        return false;
+    }
+    let gap = |i: usize| gaps.get(i - offset).map(AsRef::as_ref);
     let mut standin = Vec::new();
     let mut expected_names: Vec<&str> = Vec::with_capacity(4);
     if first > 0 {
         standin.extend_from_slice(OPENING);
         expected_names.push("_meta");
-    } else if let Some(gap) = gaps.first() {
-        standin.extend_from_slice(gap.as_ref());
+    } else if let Some(gap) = gap(0) {
+        standin.extend_from_slice(gap);
     }
     let mut spans = Vec::with_capacity(last + 1 - first);
     for i in first..=last {
         if i > first {
-            let Some(gap) = gaps.get(i) else {
+            let Some(gap) = gap(i) else {
                 return false;
             };
-            standin.extend_from_slice(gap.as_ref());
+            standin.extend_from_slice(gap);
         }
         let Some(def) = text(i) else {
             return false;
         };
         spans.push(standin.len()..standin.len() + def.len());
         standin.extend_from_slice(&def);
-        let Some(name) = names.get(i) else {
+        let Some(name) = names.get(i - offset) else {
             return false;
         };
         expected_names.push(name);
     }
     if last + 1 == n {
-        let Some(gap) = gaps.get(n) else {
+        let Some(gap) = gap(n) else {
             return false;
         };
-        standin.extend_from_slice(gap.as_ref());
+        standin.extend_from_slice(gap);
     } else {
         standin.extend_from_slice(CLOSING);
     }

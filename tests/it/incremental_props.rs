@@ -303,10 +303,9 @@ fn rm_refuses_a_removal_that_does_not_read_back() {
     tx.commit().unwrap();
     assert!(
         !image
-            .module("Gen")
+            .layout("Gen")
             .unwrap()
-            .unwrap()
-            .definitions
+            .names
             .contains(&"w1".to_string())
     );
 }
@@ -339,22 +338,22 @@ proptest! {
         let image = image_of(&dir, &kept);
         let file = kept.text();
         for (edit, removal) in &edits {
-            let record = image.module("Gen").unwrap().unwrap();
-            let n = record.definitions.len();
+            let record = image.layout("Gen").unwrap();
+            let n = record.names.len();
             let mut tx = image.begin(Origin::Live).unwrap();
             let done = if *removal && n > 1 {
-                let name = record.definitions[1 + edit.at % (n - 1)].clone();
+                let name = record.names[1 + edit.at % (n - 1)].clone();
                 tx.remove_definition("Gen", &name)
             } else {
                 let at = 1 + edit.at % n;
-                let name = record.definitions.get(at).cloned().unwrap_or_else(|| format!("new{n}"));
+                let name = record.names.get(at).cloned().unwrap_or_else(|| format!("new{n}"));
                 tx.put_definition("Gen", &name, text_for(edit.template, &name).as_bytes())
             };
             if done.is_ok() {
                 tx.commit().unwrap();
             }
         }
-        let record = image.module("Gen").unwrap().unwrap();
+        let record = image.layout("Gen").unwrap();
         let whole = image.module_text("Gen").unwrap();
         let mut damaged = file.clone();
         if !damaged.is_empty() {

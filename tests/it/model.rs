@@ -244,9 +244,9 @@ fn resolve_all(image: &Image, take_file: bool) {
 fn check_per_definition(image: &Image, root: &Path, trace: &[Step]) {
     for m in 0..MODULES {
         let module = module_name(m);
-        let Some(record) = image.module(&module).unwrap() else {
+        if image.module(&module).unwrap().is_none() {
             continue;
-        };
+        }
         let sync = image.sync(&module).unwrap();
         if sync.file_deleted {
             // Its file is gone (or holds something else): a modify/delete conflict.
@@ -268,7 +268,7 @@ fn check_per_definition(image: &Image, root: &Path, trace: &[Step]) {
             continue;
         };
         let mut names: HashSet<String> = file.keys().cloned().collect();
-        names.extend(record.definitions.iter().cloned());
+        names.extend(image.layout(&module).unwrap().names);
         for name in names {
             let image_text = image.definition_text(&module, &name).ok();
             if let Some(file_side) = sync.conflict(&name) {
