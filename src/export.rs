@@ -398,6 +398,18 @@ impl<'a> ToSource<'a> {
                 path: path.clone(),
             });
         }
+        if let Some((text, index)) =
+            splice_edits(self.image, &name, &record, &sync, current.as_deref())?
+        {
+            self.read.insert(name.clone(), (record, index));
+            return Ok(Some(Job {
+                module: name,
+                path,
+                full,
+                created: false,
+                text,
+            }));
+        }
         let index = self.image.definition_index(&name)?;
         let layout = self.image.layout(&name)?;
         let text = if sync.conflicts.is_empty() {
@@ -479,6 +491,87 @@ fn mark(
         Some((record, index)) => tx.mark_exported_as_read(module, stamp, &record, &index),
         None => tx.mark_exported(module, stamp),
     }
+}
+
+/// At most this many edited definitions are spliced into a file one by one; more, and the
+/// module is assembled whole.
+const MOST_SPLICED: usize = 64;
+
+/// Export of a module whose only changes since it agreed with its file are new texts of some
+/// definitions (`SyncRecord::edited`): those texts put into the file as it is, each where the
+/// one it replaces stands, with the records of those definitions (what marking it exported
+/// needs), at the cost of the edits and one pass over the file's bytes per edit, without
+/// reading the module's other records. `None` when that cannot be had (anything else
+/// changed, the file is not the one last agreed on, a text stands in more than one place):
+/// the module is then assembled whole.
+///
+/// The file is the module's text as it last agreed (its bytes hash to its stamp, nothing but
+/// these texts changed since), so each old text stands in it between its two gaps; found there
+/// exactly once, that is its place, and the result is the image's text of the module, which
+/// each edit checked reads back the same (`Transaction::verify_edit`).
+///
+/// # Errors
+/// A damaged image.
+#[allow(clippy::type_complexity)]
+fn splice_edits(
+    image: &Image,
+    name: &str,
+    record: &ModuleRecord,
+    sync: &SyncRecord,
+    current: Option<&[u8]>,
+) -> Result<Option<(Vec<u8>, HashMap<String, DefinitionRecord>)>> {
+    let Some(file) = current else {
+        return Ok(None);
+    };
+    if sync.edited.is_empty()
+        || sync.edited.len() > MOST_SPLICED
+        || sync.edited_at != Some(record.generation)
+        || !sync.conflicts.is_empty()
+        || !sync.removed.is_empty()
+        || sync.file_deleted
+    {
+        return Ok(None);
+    }
+    match image.path(&record.path)? {
+        Some(stamp) if stamp.module == name && stamp.hash == Hash::of(file) => {}
+        _ => return Ok(None),
+    }
+    let mut text = file.to_vec();
+    let mut index = HashMap::default();
+    for def in &sync.edited {
+        let Some(now) = image.definition(name, def)? else {
+            return Ok(None);
+        };
+        let Some(base) = now.base else {
+            return Ok(None);
+        };
+        if base != now.hash {
+            let around = image.order_around(name, now.position, 0, 1)?;
+            let [(at, named, before), (_, _, after)] = around.as_slice() else {
+                return Ok(None);
+            };
+            if *at != now.position || named != def {
+                return Ok(None);
+            }
+            let old = image.text(&base)?;
+            let pattern = [before.as_slice(), &old, after.as_slice()].concat();
+            let Some(place) = only_place(&text, &pattern) else {
+                return Ok(None);
+            };
+            let start = place + before.len();
+            text.splice(start..start + old.len(), image.text(&now.hash)?);
+        }
+        index.insert(def.clone(), now);
+    }
+    Ok(Some((text, index)))
+}
+
+/// Where `needle` stands in `haystack`, if it stands there exactly once.
+fn only_place(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    let finder = memchr::memmem::Finder::new(needle);
+    let first = finder.find(haystack)?;
+    let rest = haystack.get(first + 1..)?;
+    finder.find(rest).is_none().then_some(first)
 }
 
 /// What export writes for a module in conflict: its image text, except that each definition

@@ -421,6 +421,60 @@ impl Image {
         )
     }
 
+    /// The `order` records of `module` nearest `position` (by order key): up to `before` below
+    /// it, the one at it (if any) and up to `after` above it (the closing one included), in
+    /// order: (order key, name, gap before). Two short range reads, whatever the module's size.
+    ///
+    /// # Errors
+    /// Storage failures, damaged records.
+    pub fn order_around(
+        &self,
+        module: &str,
+        position: u64,
+        before: usize,
+        after: usize,
+    ) -> Result<Vec<(u64, String, Vec<u8>)>> {
+        let found = self.order_records_around(module, position, before, after)?;
+        pick_around(&found, position, before, after)
+    }
+
+    /// The stored `order` records [`order_around`](Self::order_around) picks from, by order
+    /// key.
+    pub(crate) fn order_records_around(
+        &self,
+        module: &str,
+        position: u64,
+        before: usize,
+        after: usize,
+    ) -> Result<std::collections::BTreeMap<u64, Vec<u8>>> {
+        let prefix = record::order_prefix(module);
+        let mut found = std::collections::BTreeMap::new();
+        let at = record::order_key(module, position);
+        let mut take = |k: &[u8], v: &[u8], left: &mut usize| {
+            if let Ok(p) = record::order_position(k) {
+                found.insert(p, v.to_vec());
+            }
+            *left = left.saturating_sub(1);
+            *left > 0
+        };
+        let mut left = before;
+        if left > 0 {
+            self.store
+                .visit_range(Table::Order, &prefix, &at, true, &mut |k, v| {
+                    take(k, v, &mut left)
+                })?;
+        }
+        let mut end = prefix.clone();
+        end.extend_from_slice(&[0xff; 9]);
+        // The record at `position` itself, and `after` above it.
+        let mut left = after + 1;
+        self.store
+            .visit_range(Table::Order, &at, &end, false, &mut |k, v| {
+                take(k, v, &mut left)
+            })?;
+        Ok(found)
+    }
+
     /// The text with hash `hash`.
     ///
     /// # Errors
@@ -846,6 +900,28 @@ impl Image {
     pub fn settle(&self) -> Result<()> {
         self.store.settle()
     }
+}
+
+/// The records of `found` nearest `position`: up to `before` below it, the one at it and up
+/// to `after` above it, decoded, in order.
+fn pick_around(
+    found: &std::collections::BTreeMap<u64, Vec<u8>>,
+    position: u64,
+    before: usize,
+    after: usize,
+) -> Result<Vec<(u64, String, Vec<u8>)>> {
+    use std::ops::Bound::{Excluded, Unbounded};
+    let mut picked: Vec<(&u64, &Vec<u8>)> = found.range(..position).rev().take(before).collect();
+    picked.reverse();
+    picked.extend(found.get_key_value(&position));
+    picked.extend(found.range((Excluded(position), Unbounded)).take(after));
+    picked
+        .into_iter()
+        .map(|(p, value)| {
+            let (name, gap) = record::decode_order_entry(value)?;
+            Ok((*p, name.to_string(), gap.to_vec()))
+        })
+        .collect()
 }
 
 /// A first build loads tables directly and commits its generation last: data at generation 0

@@ -301,6 +301,16 @@ pub struct SyncRecord {
     /// resolved (`resolve MODULE --take file` removes it, `--take image` writes it back).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub file_deleted: bool,
+    /// Definitions whose text live edits replaced since the module last agreed with its file,
+    /// when nothing else of it changed since (`edited_at`): export then writes only these into
+    /// the file as it is, not the whole module.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub edited: std::collections::BTreeSet<String>,
+    /// The module record's generation when the first of `edited` was made: a later change of
+    /// the module's order or layout gives the record another, and `edited` no longer tells
+    /// all that changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<u64>,
 }
 
 impl SyncRecord {

@@ -7,8 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::blob::{Hash, compress};
 use super::record::{
     CLOSING, DefinitionRecord, HistoryRecord, Layout, LogEntry, ModuleChange, ModuleKind,
-    ModuleLog, ModuleRecord, ORDER_STEP, Origin, PathRecord, SyncRecord, decode_order_entry,
-    definition_key, encode_order_entry, history_key, order_key, order_position, order_prefix,
+    ModuleLog, ModuleRecord, ORDER_STEP, Origin, PathRecord, SyncRecord, definition_key,
+    encode_order_entry, history_key, order_key, order_position, order_prefix,
 };
 use super::{Image, META_GENERATION};
 use crate::error::{Error, Result};
@@ -516,57 +516,16 @@ impl<'a> Transaction<'a> {
         }
         // Staged removals may hide stored records: read as many more.
         let extra = staged.values().filter(|v| v.is_none()).count();
-        let mut found: std::collections::BTreeMap<u64, Vec<u8>> = Default::default();
-        let store = self.image.store();
-        let at = order_key(module, position);
-        let mut take = |k: &[u8], v: &[u8], left: &mut usize| {
-            if let Ok(p) = order_position(k) {
-                found.insert(p, v.to_vec());
-            }
-            *left -= 1;
-            *left > 0
-        };
-        let mut left = before + extra + 1;
-        store.visit_range(Table::Order, &prefix, &at, true, &mut |k, v| {
-            take(k, v, &mut left)
-        })?;
-        let mut end = prefix.clone();
-        end.extend_from_slice(&[0xff; 9]);
-        let mut left = after + extra + 2;
-        store.visit_range(Table::Order, &at, &end, false, &mut |k, v| {
-            take(k, v, &mut left)
-        })?;
+        let mut found =
+            self.image
+                .order_records_around(module, position, before + extra, after + extra)?;
         for (p, value) in staged {
             match value {
                 Some(value) => found.insert(p, value.clone()),
                 None => found.remove(&p),
             };
         }
-        let below: Vec<u64> = found
-            .range(..position)
-            .rev()
-            .take(before)
-            .map(|(p, _)| *p)
-            .collect();
-        let above: Vec<u64> = found
-            .range(position..)
-            .filter(|(p, _)| **p != position)
-            .take(after)
-            .map(|(p, _)| *p)
-            .collect();
-        let mut out = Vec::with_capacity(before + after + 1);
-        for p in below
-            .into_iter()
-            .rev()
-            .chain(found.contains_key(&position).then_some(position))
-            .chain(above)
-        {
-            if let Some(value) = found.get(&p) {
-                let (name, gap) = decode_order_entry(value)?;
-                out.push((p, name.to_string(), gap.to_vec()));
-            }
-        }
-        Ok(out)
+        super::pick_around(&found, position, before, after)
     }
 
     fn write_module(&mut self, name: &str, record: &ModuleRecord) -> Result<()> {
@@ -1356,6 +1315,7 @@ impl<'a> Transaction<'a> {
             if existing.hash == prepared.hash && !sync.conflicts.contains_key(name) {
                 return Ok(());
             }
+            note_edited(&mut sync, &record, name);
             let new = Some(prepared.hash);
             let base = self.live_base(module, &mut sync, name, Some(&existing), new);
             sync.unexported = true;
@@ -1368,7 +1328,20 @@ impl<'a> Transaction<'a> {
             self.note(module, ModuleChange::Changed, &record.path, None, &changed);
             return self.verify_edit(module, Some(position));
         }
-        // A new definition goes last: after the last one, before the closing gap.
+        self.append_live(module, name, text, format, &mut record, &mut sync)
+    }
+
+    /// [`set_live`](Self::set_live) of a definition new to the module: it goes last, after
+    /// the last one, before the closing gap (one `order` record written).
+    fn append_live(
+        &mut self,
+        module: &str,
+        name: &str,
+        text: &[u8],
+        format: bool,
+        record: &mut ModuleRecord,
+        sync: &mut SyncRecord,
+    ) -> Result<()> {
         let tail = self.order_around(module, CLOSING, 2, 0)?;
         let last = tail.iter().rev().find(|(p, _, _)| *p != CLOSING);
         let mut separator = match last {
@@ -1388,9 +1361,9 @@ impl<'a> Transaction<'a> {
             text.to_vec()
         };
         let prepared = Prepared::new(&formatted);
-        let base = self.live_base(module, &mut sync, name, None, Some(prepared.hash));
+        let base = self.live_base(module, sync, name, None, Some(prepared.hash));
         sync.unexported = true;
-        self.write_sync(module, &sync)?;
+        self.write_sync(module, sync)?;
         let after = last.map_or(0, |(p, _, _)| *p);
         let position = match after.checked_add(ORDER_STEP).filter(|p| *p < CLOSING) {
             Some(p) => p,
@@ -1421,7 +1394,7 @@ impl<'a> Transaction<'a> {
                 encode_order_entry(name, &separator),
             );
         }
-        self.write_changed_module(module, &mut record, true, name)?;
+        self.write_changed_module(module, record, true, name)?;
         let position = self.definition(module, name)?.map(|d| d.position);
         self.verify_edit(module, position)
     }
@@ -2138,6 +2111,23 @@ impl UnitMerge {
     }
 }
 
+/// Notes a new text of `name` in `sync`: export may write just the definitions edited so,
+/// while nothing else of the module changed since it agreed with its file (then its sync
+/// record was clean) or since the first of them (its record's generation is the same).
+fn note_edited(sync: &mut SyncRecord, record: &ModuleRecord, name: &str) {
+    let agreed = !sync.unexported
+        && sync.removed.is_empty()
+        && sync.conflicts.is_empty()
+        && !sync.file_deleted;
+    if agreed || sync.edited_at == Some(record.generation) {
+        sync.edited.insert(name.to_string());
+        sync.edited_at = Some(record.generation);
+    } else {
+        sync.edited.clear();
+        sync.edited_at = None;
+    }
+}
+
 /// Takes the definition at `at` out of a layout: it leaves with the separator before it (its
 /// comments are its own); the only definition leaves the text around it as one gap.
 pub fn drop_slot(gaps: &mut Vec<Vec<u8>>, at: usize) {
@@ -2234,4 +2224,38 @@ fn place(was: &HashMap<&str, u64>, names: &[String]) -> Vec<u64> {
         }
     }
     out.into_iter().map(|p| p.unwrap_or(0)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_keys_stay_where_they_can_and_make_room_where_they_must() {
+        let was: HashMap<&str, u64> = [("a", ORDER_STEP), ("b", 2 * ORDER_STEP)]
+            .into_iter()
+            .collect();
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // Appended: the others keep their keys, the new one goes a step further.
+        assert_eq!(
+            place(&was, &names(&["a", "b", "x"])),
+            [ORDER_STEP, 2 * ORDER_STEP, 3 * ORDER_STEP]
+        );
+        // Between two: half way.
+        assert_eq!(
+            place(&was, &names(&["a", "x", "b"])),
+            [ORDER_STEP, ORDER_STEP + ORDER_STEP / 2, 2 * ORDER_STEP]
+        );
+        // Moved: `b` before `a` keeps its key, `a` goes after it.
+        assert_eq!(
+            place(&was, &names(&["b", "a"])),
+            [2 * ORDER_STEP, 3 * ORDER_STEP]
+        );
+        // No room between two neighbours: all numbered anew.
+        let tight: HashMap<&str, u64> = [("a", 1), ("b", 2)].into_iter().collect();
+        assert_eq!(
+            place(&tight, &names(&["a", "x", "b"])),
+            [ORDER_STEP, 2 * ORDER_STEP, 3 * ORDER_STEP]
+        );
+    }
 }

@@ -668,3 +668,42 @@ fn diff_shows_a_file_that_does_not_parse_as_such() {
     let json: Value = serde_json::from_str(out.stdout_str().trim()).unwrap();
     assert_eq!(json["modules"][0]["state"], "unparsable", "{json}");
 }
+
+/// Issue 15: export of definitions whose texts alone changed puts the new texts into the file
+/// as it is (`splice_edits`); where the old text stands twice in the file (a string holding a
+/// copy of it), or the module changed otherwise too, the module is assembled whole. Either
+/// way the file is the image's text, byte for byte.
+#[test]
+fn an_edited_definition_is_spliced_into_its_file_only_where_it_stands_once() {
+    let dir = Dir::new("splice_once");
+    let twin =
+        "{\n  _meta = {name = 'Twin}\n  s = \"\n  b = 1\n  \"\n  b = 1\n  c = 3 # three\n}\n";
+    dir.create("twin.spry", twin);
+    let image = crate::image_lib::built(&dir);
+    let edits: [&[(&str, &[u8])]; 3] = [
+        // `b = 1` stands in the string too: assembled whole.
+        &[("b", b"b = 2")],
+        // Two texts, each standing once.
+        &[("b", b"b = 5"), ("c", b"c = 4 # four")],
+        // A text and a new definition: the order changed too.
+        &[("c", b"c = 6"), ("d", b"d = 7")],
+    ];
+    for edit in edits {
+        for (name, text) in edit {
+            let mut tx = image.begin(Origin::Live).unwrap();
+            tx.put_definition("Twin", name, text).unwrap();
+            tx.commit().unwrap();
+        }
+        let report = spry_image::export(&image, &Default::default()).unwrap();
+        assert_eq!(report.written.len(), 1, "{report:?}");
+        let file = dir.read("twin.spry");
+        assert_eq!(file, image.module_text("Twin").unwrap());
+        assert!(String::from_utf8_lossy(&file).contains("s = \"\n  b = 1\n  \""));
+        assert!(image.unsynced().unwrap().is_empty());
+        assert!(image.check().unwrap().is_ok());
+    }
+    assert_eq!(
+        dir.read("twin.spry"),
+        b"{\n  _meta = {name = 'Twin}\n  s = \"\n  b = 1\n  \"\n  b = 5\n  c = 6\n  d = 7\n}\n"
+    );
+}
