@@ -141,7 +141,10 @@ pub trait Store: Send + Sync {
     /// Loads `writes` into tables directly, bypassing the journal: fast and durable, but not
     /// atomic. Only for filling an empty store, followed by a [`commit`](Self::commit) that
     /// marks the load complete (see [`Image`](crate::image::Image) for how an interrupted load
-    /// is recognised).
+    /// is recognised); or for writes that hold whether or not anything else is committed (one
+    /// key alone, texts named by their hash, stamps of files whose bytes did not change). Such
+    /// writes stay out of fjall's journal, which every open reads whole (up to 64 MB: fjall
+    /// starts a new one only then), however long ago they were flushed.
     ///
     /// # Errors
     /// Any storage failure.
