@@ -12,7 +12,8 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::image::{
-    Conflict, Hash, Image, ModuleChange, Origin, PathRecord, PreparedUnit, Transaction,
+    Conflict, Hash, Image, LOAD_MIN_KEYS, ModuleChange, Origin, PathRecord, PreparedUnit,
+    Transaction,
 };
 use crate::source::{DEFAULT_MAX_FILE_SIZE, FailureKind, FileFailure, PartFilter, WalkedFile};
 use crate::source::{Unit, now_ns, read_unit, stamp_matches};
@@ -162,8 +163,16 @@ pub fn build(
         let mut tx = image.begin(Origin::File)?;
         build.pick_holders(&mut tx, &mut claims, &mut read)?;
         build.trace.lap("stage modules");
-        for (path, stamp) in &read.stamps {
-            if claims.holds(path) {
+        let same: Vec<(&str, &PathRecord)> = read
+            .stamps
+            .iter()
+            .filter(|(path, _)| claims.holds(path))
+            .map(|(path, stamp)| (path.as_str(), stamp))
+            .collect();
+        if same.len() >= LOAD_MIN_KEYS {
+            image.store_same_stamps(same)?;
+        } else {
+            for (path, stamp) in same {
                 tx.put_path(path, stamp);
             }
         }

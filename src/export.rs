@@ -10,7 +10,10 @@
 //!
 //! Files are written atomically: a temporary file in the same directory, fsync, rename, fsync
 //! of the directory. The image records what was written only after the files are durable: a
-//! crash in between leaves files that a later build finds equal to the image.
+//! crash in between leaves files that a later build finds equal to the image. Into another
+//! directory, a file that was not there is made in place with `create_new` instead (it never
+//! replaces anything, so nothing needs the rename), and one sync at the end makes them all
+//! durable before the copy's manifest records them.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -696,7 +699,10 @@ fn export_copy(image: &Image, to: &Path, only: &[String], force: bool) -> Result
         return Ok(copy.report);
     }
     copy.report.would_overwrite.clear();
-    copy.write(to_write);
+    let (to_create, to_replace): (Vec<_>, Vec<_>) =
+        to_write.into_iter().partition(|(_, created)| *created);
+    copy.create(to_create.into_iter().map(|(name, _)| name).collect());
+    copy.write(to_replace.into_iter().map(|(name, _)| name).collect());
     image.set_copy_manifest(to, &copy.manifest)?;
     copy.report.written.sort_by(|a, b| a.path.cmp(&b.path));
     copy.report.skipped.sort_by(|a, b| a.path.cmp(&b.path));
@@ -755,8 +761,8 @@ impl ToCopy<'_> {
     /// Compares each module with the file there (a batch at a time, in parallel; a module that
     /// fails is skipped, not fatal): the same text is kept, a file the last export did not
     /// leave as it is now would be written over. Returns the modules to write, without their
-    /// texts (assembled again when written).
-    fn compare(&mut self, modules: Vec<String>) -> Vec<String> {
+    /// texts (assembled again when written), each with whether nothing was there.
+    fn compare(&mut self, modules: Vec<String>) -> Vec<(String, bool)> {
         let mut to_write = Vec::new();
         for names in modules.chunks(COPY_BATCH) {
             let batch = self.records(names);
@@ -774,7 +780,7 @@ impl ToCopy<'_> {
                         {
                             self.report.would_overwrite.push(job.path.clone());
                         }
-                        to_write.push(name.clone());
+                        to_write.push((name.clone(), job.created));
                     }
                     Ok(Copy::Same(path, hash)) => {
                         self.manifest.insert(path, hash.to_hex());
@@ -787,7 +793,73 @@ impl ToCopy<'_> {
         to_write
     }
 
-    /// Writes the modules a batch at a time, each file atomically.
+    /// Writes the modules whose files were not there when compared, a batch at a time: each
+    /// file made at its place with `create_new`, which never replaces anything (a file that
+    /// appeared there since is left alone, and its module skipped), so no temporary file and
+    /// no rename is needed. From [`SYNCFS_MIN_FILES`] files on, one `syncfs` at the end makes
+    /// them all durable (below, an fsync each and of their directories); only then does the
+    /// manifest take them. A crash before leaves files that no manifest names: the next
+    /// export there adopts those that hold their text and, unless forced, writes over none of
+    /// the others (a file cut short by the crash is to it a file changed there).
+    fn create(&mut self, modules: Vec<String>) {
+        let many = modules.len() >= SYNCFS_MIN_FILES && cfg!(target_os = "linux");
+        let mut made: Vec<(String, String, PathBuf, Hash)> = Vec::new();
+        for names in modules.chunks(COPY_BATCH) {
+            let batch = self.records(names);
+            let outcomes: Vec<(&String, &ModuleRecord, Result<(PathBuf, Hash)>)> = batch
+                .par_iter()
+                .map(|(name, record)| {
+                    let made = create_copy(self.image, self.to, name, record, !many);
+                    (name, record, made)
+                })
+                .collect();
+            for (name, record, outcome) in outcomes {
+                match outcome {
+                    Ok((full, hash)) => made.push((name.clone(), record.path.clone(), full, hash)),
+                    Err(e) => self.report.skipped.push(Skipped {
+                        module: name.clone(),
+                        path: record.path.clone(),
+                        reason: e.to_string(),
+                    }),
+                }
+            }
+        }
+        if made.is_empty() {
+            return;
+        }
+        let durable = if many {
+            sync_file_system(self.to)
+        } else {
+            let mut dirs: Vec<&Path> = made.iter().filter_map(|m| m.2.parent()).collect();
+            dirs.sort();
+            dirs.dedup();
+            dirs.into_iter().try_for_each(sync_dir)
+        }
+        .map_err(Arc::new);
+        for (module, path, _, hash) in made {
+            match &durable {
+                Ok(()) => {
+                    self.manifest.insert(path.clone(), hash.to_hex());
+                    self.report.written.push(Written {
+                        module,
+                        path,
+                        created: true,
+                    });
+                }
+                Err(e) => self.report.skipped.push(Skipped {
+                    module,
+                    path,
+                    reason: Error::NotDurable {
+                        what: "written, but could not be made durable".to_string(),
+                        source: Arc::clone(e),
+                    }
+                    .to_string(),
+                }),
+            }
+        }
+    }
+
+    /// Writes the modules whose files were there, a batch at a time, each file atomically.
     fn write(&mut self, modules: Vec<String>) {
         for names in modules.chunks(COPY_BATCH) {
             let batch = self.records(names);
@@ -874,6 +946,55 @@ fn prepare_copy(
         },
         current.map(|c| Hash::of(&c)),
     ))
+}
+
+/// Makes a module's file in a copy, where nothing was when compared: its directories as
+/// needed, then the file with `create_new` (it fails if anything is there by now), fsynced
+/// with `fsync`. Returns the file and the hash of its text. A file this call made and could not
+/// fill is removed again: half a text is nobody's edit.
+fn create_copy(
+    image: &Image,
+    to: &Path,
+    name: &str,
+    record: &ModuleRecord,
+    fsync: bool,
+) -> Result<(PathBuf, Hash)> {
+    use std::io::Write;
+    let full = tree_path::resolve(to, &record.path)?;
+    let text = image.assemble(name, &image.layout(name)?)?;
+    let parent = full
+        .parent()
+        .ok_or_else(|| Error::invalid(format!("`{}` has no directory", record.path)))?;
+    if !parent.is_dir() {
+        create_dirs(to, parent, fsync)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        // Read and write for all, narrowed by the umask, as for any file a program creates.
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o666);
+    }
+    let mut file = options.open(&full).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            Error::invalid(format!(
+                "`{}` appeared there since it was compared: not written over",
+                record.path
+            ))
+        } else {
+            Error::io(&full, e)
+        }
+    })?;
+    let written = file
+        .write_all(&text)
+        .and_then(|()| if fsync { file.sync_all() } else { Ok(()) });
+    if let Err(e) = written {
+        drop(file);
+        let _ = std::fs::remove_file(&full);
+        return Err(Error::io(&full, e));
+    }
+    Ok((full, Hash::of(&text)))
 }
 
 /// What exporting one module into another directory comes to.
@@ -976,7 +1097,7 @@ fn stage(root: &Path, job: &Job, fsync: bool) -> Result<tempfile::TempPath> {
         .parent()
         .ok_or_else(|| Error::invalid(format!("`{}` has no directory", job.path)))?;
     if !parent.is_dir() {
-        create_dirs(root, parent)?;
+        create_dirs(root, parent, true)?;
     }
     let mut builder = tempfile::Builder::new();
     builder.prefix(".spry-image-").suffix(".tmp");
@@ -1028,8 +1149,9 @@ fn keep_mode_and_owner(temp: &std::fs::File, target: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Creates the directories down to `dir` (inside `root`), each made durable in its parent.
-fn create_dirs(root: &Path, dir: &Path) -> Result<()> {
+/// Creates the directories down to `dir` (inside `root`), each made durable in its parent
+/// with `sync` (else a later `syncfs` does it).
+fn create_dirs(root: &Path, dir: &Path, sync: bool) -> Result<()> {
     let mut missing = Vec::new();
     let mut at = dir;
     while !at.exists() && at != root {
@@ -1045,7 +1167,7 @@ fn create_dirs(root: &Path, dir: &Path) -> Result<()> {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(Error::io(made, e)),
         }
-        if let Some(parent) = made.parent() {
+        if let Some(parent) = made.parent().filter(|_| sync) {
             sync_dir(parent)?;
         }
     }
@@ -1074,6 +1196,38 @@ fn stamp_of(full: &Path, module: &str, text: &[u8]) -> Result<PathRecord> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// `create_copy` makes a file only where nothing is: one that appeared since the
+    /// comparison is never written over, and its module is not counted as written.
+    #[test]
+    fn a_copy_never_creates_over_a_file_that_appeared_since_the_comparison() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir(&tree).unwrap();
+        let text = "{_meta = {name = 'A} x = 1}\n";
+        std::fs::write(tree.join("a.spry"), text).unwrap();
+        let mut image = Image::create(&tree.join(".spry-image"), &tree).unwrap();
+        crate::build(&mut image, &tree, &Default::default(), &crate::NoProgress).unwrap();
+        let record = image.module("A").unwrap().unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+
+        std::fs::write(out.join("a.spry"), "mine").unwrap();
+        let refused = create_copy(&image, &out, "A", &record, false).unwrap_err();
+        assert!(
+            refused.to_string().contains("not written over"),
+            "{refused}"
+        );
+        assert_eq!(std::fs::read(out.join("a.spry")).unwrap(), b"mine");
+
+        std::fs::remove_file(out.join("a.spry")).unwrap();
+        let (full, hash) = create_copy(&image, &out, "A", &record, true).unwrap();
+        assert_eq!(full, out.join("a.spry"));
+        assert_eq!(std::fs::read(&full).unwrap(), text.as_bytes());
+        assert_eq!(hash, Hash::of(text.as_bytes()));
+    }
+
     /// `fixtures/export`: a tree and edits in, each export's report and the files out
     /// (`crate::fixtures`).
     #[test]

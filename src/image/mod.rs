@@ -775,11 +775,32 @@ impl Image {
         manifest: &std::collections::BTreeMap<String, String>,
     ) -> Result<()> {
         let bytes = serde_json::to_vec(manifest).map_err(Error::store)?;
-        self.store.commit(vec![crate::store::Write::Put(
-            Table::Meta,
-            copy_key(dir),
-            bytes,
-        )])
+        let write = vec![crate::store::Write::Put(Table::Meta, copy_key(dir), bytes)];
+        if manifest.len() >= LOAD_MIN_KEYS {
+            // One key is all or nothing either way; loaded into a table it stays out of the
+            // journal every open reads (a 10,000-file copy's manifest is 1 MB).
+            self.store.load(write)
+        } else {
+            self.store.commit(write)
+        }
+    }
+
+    /// Records the stamps of files whose bytes are what the image last read from them (only
+    /// their times are new), ahead of the transaction that takes the rest of a build: they
+    /// hold whether or not it commits. Many are loaded into the table directly, out of the
+    /// journal every open reads (the build after a first one, whose stamps were all too close
+    /// to the files' times to be trusted, stamps every file again).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub(crate) fn store_same_stamps(&self, stamps: Vec<(&str, &PathRecord)>) -> Result<()> {
+        let writes = stamps
+            .into_iter()
+            .map(|(path, stamp)| {
+                crate::store::Write::Put(Table::Paths, path.as_bytes().to_vec(), stamp.encode())
+            })
+            .collect();
+        self.store.load(writes)
     }
 
     /// Whether the image's directory (its format file) is gone from the disk while it is open:
@@ -923,6 +944,10 @@ fn pick_around(
         })
         .collect()
 }
+
+/// From this many keys (a copy's manifest: files), a write goes straight into the tables
+/// instead of through fjall's journal, which every open reads whole.
+pub(crate) const LOAD_MIN_KEYS: usize = 1024;
 
 /// A first build loads tables directly and commits its generation last: data at generation 0
 /// is such a load that never finished, which nothing can have seen. Start again from empty.

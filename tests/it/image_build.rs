@@ -943,3 +943,33 @@ fn the_walk_does_not_follow_links() {
     assert_eq!(json["files"], 2, "{out}");
     assert!(json["failed"].as_array().unwrap().is_empty(), "{out}");
 }
+
+#[test]
+fn many_files_read_again_unchanged_keep_their_new_stamps_out_of_the_journal() {
+    let dir = Dir::new("image_build_many_stamps");
+    dir.command()
+        .args(["gen", "--modules", "1100"])
+        .arg(dir.path())
+        .expect_code(0);
+    let (first, _) = build(&dir, &[], 0);
+    let files = files_with_extension(dir.path(), "spry");
+    assert!(files.len() >= 1100, "{first}");
+    // Every file's time moves: the next build reads each again and finds its bytes the same.
+    for file in &files {
+        set_mtime(file, 0);
+    }
+    let (second, _) = build(&dir, &[], 0);
+    assert_eq!(second["read"], files.len(), "{second}");
+    assert!(names(&second, "changed").is_empty(), "{second}");
+    // Their stamps were stored (the next build reads nothing), straight into the table: the
+    // journal, which every open reads, did not take them.
+    let (third, _) = build(&dir, &[], 0);
+    assert_eq!(third["read"], 0, "{third}");
+    let journal: u64 = std::fs::read_dir(dir.join(".spry-image/db"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".jnl"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert!(journal < 16 * 1024, "{journal} bytes of journal");
+}
