@@ -683,7 +683,7 @@ fn a_corrupted_text_is_named_by_check_and_other_modules_still_load() {
     assert!(show_text(&dir, "Queue").starts_with(b"#"));
     assert_eq!(
         show_text(&dir, "Stack::new"),
-        b"new = func [{elements = [] limit = 0}]\n"
+        b"new = func [{elements = newBlock limit = 0}]\n"
     );
     dir.command().arg("ls").expect_code(0);
     for target in ["Stack::bounded:", "Stack"] {

@@ -195,16 +195,16 @@ fn definitions_show_their_exact_text_with_the_comments_above() {
             "Stack::bounded:",
             b"# A stack that refuses to grow past n elements; 0 means unbounded.\n  bounded: = func [:n\n    s = (Stack::new)\n    s at: 'limit put: n\n    ^ s\n  ]\n",
         ),
-        ("Stack::new", b"new = func [{elements = [] limit = 0}]\n"),
+        ("Stack::new", b"new = func [{elements = newBlock limit = 0}]\n"),
         (
             "Stack::top",
-            b"# Answer the top element without removing it, nil when empty.\n  top = method [\n    @elements isEmpty then: [^ nil]\n    @elements last\n  ]\n",
+            b"# Answer the top element without removing it, nil when empty.\n  top = method [\n    @elements empty? then: [^ nil]\n    @elements last\n  ]\n",
         ),
         ("Tiny::double", b"double = func [:n n * 2]\n"),
         ("Tiny::blank", b"blank = {}\n"),
         (
             "LinkedList::from:",
-            b"# Build a list from a block, keeping order.\n\tfrom: = func [:block\n\t\tlist = (LinkedList::new)\n\t\tblock do: [:each list addLast: each]\n\t\tlist\n\t]\n",
+            b"# Build a list from a block, keeping order.\n\tfrom: = func [:block\n\t\tlist = (LinkedList::new)\n\t\tblock map: [:each list addLast: each]\n\t\tlist\n\t]\n",
         ),
         ("Csv::separator", b"separator = \",\"\n"),
     ];

@@ -118,7 +118,7 @@ fn ls_module_lists_its_definitions_in_file_order() {
     // A definition's SIZE is its text's length.
     let new_row = stdout.lines().find(|l| l.starts_with("new ")).unwrap();
     let size: usize = new_row.split_whitespace().nth(1).unwrap().parse().unwrap();
-    assert_eq!(size, "new = func [{elements = [] limit = 0}]".len());
+    assert_eq!(size, "new = func [{elements = newBlock limit = 0}]".len());
 
     // A script has no definitions: the header alone.
     let out = dir.command().args(["ls", "scripts/demo"]).expect_code(0);
