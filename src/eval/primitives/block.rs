@@ -1,5 +1,5 @@
 //! Blocks as collections and streams: access, the stream position, iteration (`do:`, `map:`,
-//! `select:`, `keyValueDo:`), `reduce`.
+//! `select:`, `keyValueDo:`), `reduce`, and the reference's benchmark helper `selectLarger8`.
 
 use std::rc::Rc;
 
@@ -26,6 +26,7 @@ pub(super) const PRIMITIVES: super::Table = &[
     ("keyValueDo:", true, key_value_do),
     ("map:", true, map),
     ("select:", true, select),
+    ("selectLarger8", true, select_larger8),
     ("sum", true, sum),
     ("reduce", false, reduce),
 ];
@@ -212,6 +213,19 @@ fn select(spry: &mut Interp<'_>) -> EvalResult<Value> {
         }
         if boolean("select:", &value)? {
             out.push(x);
+        }
+    }
+    Ok(Value::block(out))
+}
+
+/// The reference VM's benchmark primitive: the integers of the block larger than 8 (an element
+/// that is not an integer is an error, where the reference crashes).
+fn select_larger8(spry: &mut Interp<'_>) -> EvalResult<Value> {
+    let (_, s) = receiver(spry, "selectLarger8")?;
+    let mut out = Vec::new();
+    for x in s.items.borrow().iter() {
+        if int("selectLarger8", x)? > 8 {
+            out.push(x.clone());
         }
     }
     Ok(Value::block(out))
