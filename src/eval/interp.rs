@@ -80,6 +80,9 @@ pub struct Interp<'o> {
     /// again once there are `sweep_at` of them.
     suspects: Vec<Weak<Frame>>,
     sweep_at: usize,
+    /// Modules read lazily from the image so far: while there are none, a name no map but
+    /// the root binds is looked up in the root map directly.
+    lazy_modules: usize,
 }
 
 /// How many finished activations (and locals maps) wait for reuse at most.
@@ -104,7 +107,7 @@ impl<'o> Interp<'o> {
 
     /// A system with every primitive and the prelude, writing `echo` and `probe` to `out`.
     pub fn new(options: Options, out: Box<dyn Write + 'o>) -> Interp<'o> {
-        let root = MapObj::new();
+        let root = MapObj::root();
         let modules = Seq::new(Vec::new());
         let root_frame = Rc::new(Frame::new(
             FrameKind::Root,
@@ -131,6 +134,7 @@ impl<'o> Interp<'o> {
             empty: Seq::new(Vec::new()),
             suspects: Vec::new(),
             sweep_at: SWEEP_AT,
+            lazy_modules: 0,
         };
         spry.define("true", Value::Bool(true));
         spry.define("false", Value::Bool(false));
@@ -619,6 +623,15 @@ impl<'o> Interp<'o> {
 
     /// Looks `key` up: the activations by `outer` (parens skipped), then the modules list.
     pub(crate) fn lookup(&mut self, key: &Key) -> EvalResult<Option<Value>> {
+        // Every chain of activations ends at a root activation, whose locals are the root map,
+        // and the modules list holds no name of the root map alone: a name only the root map
+        // ever bound is found there or nowhere (unless a lazy module may still read it).
+        if let Key::Word(sym) = key
+            && self.lazy_modules == 0
+            && !sym.bound_outside_root()
+        {
+            return Ok(self.root.get(key));
+        }
         match self.lookup_loaded(key) {
             Found::Yes(v) => Ok(Some(v)),
             Found::No => Ok(None),
@@ -757,6 +770,7 @@ impl<'o> Interp<'o> {
             return Ok(None);
         }
         let map = MapObj::lazy_module(name);
+        self.lazy_modules += 1;
         *map.tags.borrow_mut() = Some(Value::block(vec![
             Value::word(WordKind::Literal, "module"),
             Value::word(WordKind::Literal, "object"),

@@ -207,6 +207,9 @@ type SymbolTable = (FxHashMap<Rc<str>, u32>, Vec<Rc<str>>);
 
 thread_local! {
     static SYMBOLS: RefCell<SymbolTable> = RefCell::default();
+    /// For each symbol, whether a map other than the root map ever bound it (see
+    /// [`Sym::bound_outside_root`]).
+    static OUTSIDE_ROOT: RefCell<Vec<bool>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Sym {
@@ -223,6 +226,26 @@ impl Sym {
             table.1.push(rc);
             Sym(id)
         })
+    }
+
+    /// Whether some map other than the root map (an activation's locals, a module, any map
+    /// value) has ever bound this name. While none has, a plain word of this name can only be
+    /// found in the root map, and the evaluator looks there directly instead of walking the
+    /// activations. Never reset: a stale `true` only costs the walk.
+    pub fn bound_outside_root(self) -> bool {
+        OUTSIDE_ROOT.with(|seen| seen.borrow().get(self.0 as usize).copied().unwrap_or(false))
+    }
+
+    /// Records that a map other than the root map binds this name.
+    fn mark_outside_root(self) {
+        OUTSIDE_ROOT.with(|seen| {
+            let mut seen = seen.borrow_mut();
+            let i = self.0 as usize;
+            if seen.len() <= i {
+                seen.resize(i + 1, false);
+            }
+            seen[i] = true;
+        });
     }
 
     /// The name.
@@ -276,6 +299,9 @@ pub struct MapObj {
     pub tags: RefCell<Option<Value>>,
     /// For a module read from an image: its name, and the names already asked for.
     pub lazy: Option<LazyModule>,
+    /// Whether this is the root map (its bindings are not recorded by
+    /// [`Sym::bound_outside_root`]).
+    root: bool,
 }
 
 /// A module whose definitions are read from the image on first use.
@@ -291,6 +317,14 @@ impl MapObj {
     /// An empty map.
     pub fn new() -> Rc<MapObj> {
         Rc::new(MapObj::default())
+    }
+
+    /// The root map of a system: names bound only here are looked up here directly.
+    pub fn root() -> Rc<MapObj> {
+        Rc::new(MapObj {
+            root: true,
+            ..MapObj::default()
+        })
     }
 
     /// An empty map for the image's module `name`: its definitions are read on first use.
@@ -333,6 +367,12 @@ impl MapObj {
             entries[i].1 = key_value;
             entries[i].2 = value;
             return;
+        }
+        if !self.root
+            && let Key::Word(sym) = key
+            && !sym.bound_outside_root()
+        {
+            sym.mark_outside_root();
         }
         let mut entries = self.entries.borrow_mut();
         entries.push((key, key_value, value));
@@ -411,11 +451,19 @@ impl MapObj {
 
     /// A copy with the same bindings (values shared).
     pub fn copy(&self) -> Rc<MapObj> {
+        if self.root {
+            for entry in self.entries.borrow().iter() {
+                if let Key::Word(sym) = entry.0 {
+                    sym.mark_outside_root();
+                }
+            }
+        }
         Rc::new(MapObj {
             entries: RefCell::new(self.entries.borrow().clone()),
             index: RefCell::new(self.index.borrow().clone()),
             tags: RefCell::new(None),
             lazy: None,
+            root: false,
         })
     }
 }
