@@ -513,6 +513,16 @@ impl<'o> Interp<'o> {
         }
     }
 
+    /// [`eval`](Self::eval) of a node the caller owns: a literal is its own value, handed back
+    /// without a copy.
+    fn eval_owned(&mut self, node: Value) -> EvalResult<Value> {
+        if is_literal(&node) {
+            Ok(node)
+        } else {
+            self.eval(&node)
+        }
+    }
+
     fn eval_bound(&mut self, value: Value) -> EvalResult<Value> {
         if let Value::Word(_) = value {
             // A word bound to a word evaluates that word: count it, a cycle must end.
@@ -521,7 +531,7 @@ impl<'o> Interp<'o> {
             self.leave();
             result
         } else {
-            self.eval(&value)
+            self.eval_owned(value)
         }
     }
 
@@ -867,7 +877,7 @@ impl<'o> Interp<'o> {
     /// [`infix_arg`](Self::infix_arg) keeping a tagged value's box (for the tag primitives).
     pub(crate) fn infix_arg_tagged(&mut self) -> EvalResult<Value> {
         let last = self.current.last.borrow().clone();
-        let value = self.eval(&last)?;
+        let value = self.eval_owned(last)?;
         self.last_self = value.clone();
         Ok(value)
     }
@@ -882,6 +892,9 @@ impl<'o> Interp<'o> {
     /// `evalArg`: the next node, evaluated.
     pub(crate) fn arg(&mut self) -> EvalResult<Value> {
         let node = self.raw_arg()?;
+        if is_literal(&node) {
+            return Ok(node.unboxed());
+        }
         let at = self.current.pos.get().saturating_sub(1);
         match self.eval(&node) {
             Ok(value) => Ok(value.unboxed()),
@@ -993,6 +1006,20 @@ fn cycle(frame: &Rc<Frame>) -> Cycle {
 fn free_locals(frame: &Frame) {
     let taken = frame.locals.borrow_mut().take();
     drop(taken);
+}
+
+/// Whether `node` evaluates to itself (what [`Interp::eval`] hands back as a copy).
+fn is_literal(node: &Value) -> bool {
+    !matches!(
+        node,
+        Value::Word(_)
+            | Value::Paren(_)
+            | Value::Curly(_)
+            | Value::Func(_)
+            | Value::Method(_)
+            | Value::Poly(_)
+            | Value::Prim(_)
+    )
 }
 
 /// What a lookup among loaded bindings found.

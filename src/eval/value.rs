@@ -302,6 +302,9 @@ pub struct MapObj {
     /// Whether this is the root map (its bindings are not recorded by
     /// [`Sym::bound_outside_root`]).
     root: bool,
+    /// The root map only: the entry of each word's symbol (`u32::MAX` for none), so that the
+    /// lookups most code makes, of primitives and top-level definitions, index a vector.
+    by_sym: RefCell<Vec<u32>>,
 }
 
 /// A module whose definitions are read from the image on first use.
@@ -341,6 +344,15 @@ impl MapObj {
     /// Where `key` is in `entries`: a scan while the map is small (most activations' locals),
     /// the hash index once it grows.
     fn position(&self, key: &Key) -> Option<usize> {
+        if self.root
+            && let Key::Word(sym) = key
+        {
+            let by_sym = self.by_sym.borrow();
+            return match by_sym.get(sym.0 as usize) {
+                Some(&i) if i != u32::MAX => Some(i as usize),
+                _ => None,
+            };
+        }
         let entries = self.entries.borrow();
         if entries.len() <= SMALL_MAP {
             return entries.iter().position(|e| e.0 == *key);
@@ -375,6 +387,16 @@ impl MapObj {
             sym.mark_outside_root();
         }
         let mut entries = self.entries.borrow_mut();
+        if self.root
+            && let Key::Word(sym) = key
+        {
+            let mut by_sym = self.by_sym.borrow_mut();
+            let s = sym.0 as usize;
+            if by_sym.len() <= s {
+                by_sym.resize(s + 1, u32::MAX);
+            }
+            by_sym[s] = u32::try_from(entries.len()).unwrap_or(u32::MAX);
+        }
         entries.push((key, key_value, value));
         let len = entries.len();
         let mut index = self.index.borrow_mut();
@@ -408,6 +430,17 @@ impl MapObj {
         index.clear();
         if entries.len() > SMALL_MAP {
             index.extend(entries.iter().enumerate().map(|(i, e)| (e.0.clone(), i)));
+        }
+        if self.root {
+            let mut by_sym = self.by_sym.borrow_mut();
+            by_sym.fill(u32::MAX);
+            for (i, entry) in entries.iter().enumerate() {
+                if let Key::Word(sym) = entry.0
+                    && let Some(slot) = by_sym.get_mut(sym.0 as usize)
+                {
+                    *slot = u32::try_from(i).unwrap_or(u32::MAX);
+                }
+            }
         }
     }
 
@@ -464,6 +497,7 @@ impl MapObj {
             tags: RefCell::new(None),
             lazy: None,
             root: false,
+            by_sym: RefCell::default(),
         })
     }
 }
