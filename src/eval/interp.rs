@@ -80,6 +80,9 @@ pub struct Interp<'o> {
     /// again once there are `sweep_at` of them.
     suspects: Vec<Weak<Frame>>,
     sweep_at: usize,
+    /// Modules read lazily from the image so far: while there are none, a name no map but
+    /// the root binds is looked up in the root map directly.
+    lazy_modules: usize,
 }
 
 /// How many finished activations (and locals maps) wait for reuse at most.
@@ -104,7 +107,7 @@ impl<'o> Interp<'o> {
 
     /// A system with every primitive and the prelude, writing `echo` and `probe` to `out`.
     pub fn new(options: Options, out: Box<dyn Write + 'o>) -> Interp<'o> {
-        let root = MapObj::new();
+        let root = MapObj::root();
         let modules = Seq::new(Vec::new());
         let root_frame = Rc::new(Frame::new(
             FrameKind::Root,
@@ -131,6 +134,7 @@ impl<'o> Interp<'o> {
             empty: Seq::new(Vec::new()),
             suspects: Vec::new(),
             sweep_at: SWEEP_AT,
+            lazy_modules: 0,
         };
         spry.define("true", Value::Bool(true));
         spry.define("false", Value::Bool(false));
@@ -509,6 +513,16 @@ impl<'o> Interp<'o> {
         }
     }
 
+    /// [`eval`](Self::eval) of a node the caller owns: a literal is its own value, handed back
+    /// without a copy.
+    fn eval_owned(&mut self, node: Value) -> EvalResult<Value> {
+        if is_literal(&node) {
+            Ok(node)
+        } else {
+            self.eval(&node)
+        }
+    }
+
     fn eval_bound(&mut self, value: Value) -> EvalResult<Value> {
         if let Value::Word(_) = value {
             // A word bound to a word evaluates that word: count it, a cycle must end.
@@ -517,7 +531,7 @@ impl<'o> Interp<'o> {
             self.leave();
             result
         } else {
-            self.eval(&value)
+            self.eval_owned(value)
         }
     }
 
@@ -619,6 +633,15 @@ impl<'o> Interp<'o> {
 
     /// Looks `key` up: the activations by `outer` (parens skipped), then the modules list.
     pub(crate) fn lookup(&mut self, key: &Key) -> EvalResult<Option<Value>> {
+        // Every chain of activations ends at a root activation, whose locals are the root map,
+        // and the modules list holds no name of the root map alone: a name only the root map
+        // ever bound is found there or nowhere (unless a lazy module may still read it).
+        if let Key::Word(sym) = key
+            && self.lazy_modules == 0
+            && !sym.bound_outside_root()
+        {
+            return Ok(self.root.get(key));
+        }
         match self.lookup_loaded(key) {
             Found::Yes(v) => Ok(Some(v)),
             Found::No => Ok(None),
@@ -757,6 +780,7 @@ impl<'o> Interp<'o> {
             return Ok(None);
         }
         let map = MapObj::lazy_module(name);
+        self.lazy_modules += 1;
         *map.tags.borrow_mut() = Some(Value::block(vec![
             Value::word(WordKind::Literal, "module"),
             Value::word(WordKind::Literal, "object"),
@@ -853,7 +877,7 @@ impl<'o> Interp<'o> {
     /// [`infix_arg`](Self::infix_arg) keeping a tagged value's box (for the tag primitives).
     pub(crate) fn infix_arg_tagged(&mut self) -> EvalResult<Value> {
         let last = self.current.last.borrow().clone();
-        let value = self.eval(&last)?;
+        let value = self.eval_owned(last)?;
         self.last_self = value.clone();
         Ok(value)
     }
@@ -868,6 +892,9 @@ impl<'o> Interp<'o> {
     /// `evalArg`: the next node, evaluated.
     pub(crate) fn arg(&mut self) -> EvalResult<Value> {
         let node = self.raw_arg()?;
+        if is_literal(&node) {
+            return Ok(node.unboxed());
+        }
         let at = self.current.pos.get().saturating_sub(1);
         match self.eval(&node) {
             Ok(value) => Ok(value.unboxed()),
@@ -979,6 +1006,20 @@ fn cycle(frame: &Rc<Frame>) -> Cycle {
 fn free_locals(frame: &Frame) {
     let taken = frame.locals.borrow_mut().take();
     drop(taken);
+}
+
+/// Whether `node` evaluates to itself (what [`Interp::eval`] hands back as a copy).
+fn is_literal(node: &Value) -> bool {
+    !matches!(
+        node,
+        Value::Word(_)
+            | Value::Paren(_)
+            | Value::Curly(_)
+            | Value::Func(_)
+            | Value::Method(_)
+            | Value::Poly(_)
+            | Value::Prim(_)
+    )
 }
 
 /// What a lookup among loaded bindings found.

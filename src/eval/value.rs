@@ -207,6 +207,9 @@ type SymbolTable = (FxHashMap<Rc<str>, u32>, Vec<Rc<str>>);
 
 thread_local! {
     static SYMBOLS: RefCell<SymbolTable> = RefCell::default();
+    /// For each symbol, whether a map other than the root map ever bound it (see
+    /// [`Sym::bound_outside_root`]).
+    static OUTSIDE_ROOT: RefCell<Vec<bool>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Sym {
@@ -223,6 +226,26 @@ impl Sym {
             table.1.push(rc);
             Sym(id)
         })
+    }
+
+    /// Whether some map other than the root map (an activation's locals, a module, any map
+    /// value) has ever bound this name. While none has, a plain word of this name can only be
+    /// found in the root map, and the evaluator looks there directly instead of walking the
+    /// activations. Never reset: a stale `true` only costs the walk.
+    pub fn bound_outside_root(self) -> bool {
+        OUTSIDE_ROOT.with(|seen| seen.borrow().get(self.0 as usize).copied().unwrap_or(false))
+    }
+
+    /// Records that a map other than the root map binds this name.
+    fn mark_outside_root(self) {
+        OUTSIDE_ROOT.with(|seen| {
+            let mut seen = seen.borrow_mut();
+            let i = self.0 as usize;
+            if seen.len() <= i {
+                seen.resize(i + 1, false);
+            }
+            seen[i] = true;
+        });
     }
 
     /// The name.
@@ -276,6 +299,12 @@ pub struct MapObj {
     pub tags: RefCell<Option<Value>>,
     /// For a module read from an image: its name, and the names already asked for.
     pub lazy: Option<LazyModule>,
+    /// Whether this is the root map (its bindings are not recorded by
+    /// [`Sym::bound_outside_root`]).
+    root: bool,
+    /// The root map only: the entry of each word's symbol (`u32::MAX` for none), so that the
+    /// lookups most code makes, of primitives and top-level definitions, index a vector.
+    by_sym: RefCell<Vec<u32>>,
 }
 
 /// A module whose definitions are read from the image on first use.
@@ -293,6 +322,14 @@ impl MapObj {
         Rc::new(MapObj::default())
     }
 
+    /// The root map of a system: names bound only here are looked up here directly.
+    pub fn root() -> Rc<MapObj> {
+        Rc::new(MapObj {
+            root: true,
+            ..MapObj::default()
+        })
+    }
+
     /// An empty map for the image's module `name`: its definitions are read on first use.
     pub fn lazy_module(name: &str) -> Rc<MapObj> {
         Rc::new(MapObj {
@@ -307,6 +344,15 @@ impl MapObj {
     /// Where `key` is in `entries`: a scan while the map is small (most activations' locals),
     /// the hash index once it grows.
     fn position(&self, key: &Key) -> Option<usize> {
+        if self.root
+            && let Key::Word(sym) = key
+        {
+            let by_sym = self.by_sym.borrow();
+            return match by_sym.get(sym.0 as usize) {
+                Some(&i) if i != u32::MAX => Some(i as usize),
+                _ => None,
+            };
+        }
         let entries = self.entries.borrow();
         if entries.len() <= SMALL_MAP {
             return entries.iter().position(|e| e.0 == *key);
@@ -334,7 +380,23 @@ impl MapObj {
             entries[i].2 = value;
             return;
         }
+        if !self.root
+            && let Key::Word(sym) = key
+            && !sym.bound_outside_root()
+        {
+            sym.mark_outside_root();
+        }
         let mut entries = self.entries.borrow_mut();
+        if self.root
+            && let Key::Word(sym) = key
+        {
+            let mut by_sym = self.by_sym.borrow_mut();
+            let s = sym.0 as usize;
+            if by_sym.len() <= s {
+                by_sym.resize(s + 1, u32::MAX);
+            }
+            by_sym[s] = u32::try_from(entries.len()).unwrap_or(u32::MAX);
+        }
         entries.push((key, key_value, value));
         let len = entries.len();
         let mut index = self.index.borrow_mut();
@@ -368,6 +430,17 @@ impl MapObj {
         index.clear();
         if entries.len() > SMALL_MAP {
             index.extend(entries.iter().enumerate().map(|(i, e)| (e.0.clone(), i)));
+        }
+        if self.root {
+            let mut by_sym = self.by_sym.borrow_mut();
+            by_sym.fill(u32::MAX);
+            for (i, entry) in entries.iter().enumerate() {
+                if let Key::Word(sym) = entry.0
+                    && let Some(slot) = by_sym.get_mut(sym.0 as usize)
+                {
+                    *slot = u32::try_from(i).unwrap_or(u32::MAX);
+                }
+            }
         }
     }
 
@@ -411,11 +484,20 @@ impl MapObj {
 
     /// A copy with the same bindings (values shared).
     pub fn copy(&self) -> Rc<MapObj> {
+        if self.root {
+            for entry in self.entries.borrow().iter() {
+                if let Key::Word(sym) = entry.0 {
+                    sym.mark_outside_root();
+                }
+            }
+        }
         Rc::new(MapObj {
             entries: RefCell::new(self.entries.borrow().clone()),
             index: RefCell::new(self.index.borrow().clone()),
             tags: RefCell::new(None),
             lazy: None,
+            root: false,
+            by_sym: RefCell::default(),
         })
     }
 }
