@@ -178,6 +178,10 @@ pub struct Transaction<'a> {
     /// [`definition_index`](Self::definition_index) and [`layout`](Self::layout) must look
     /// through the staged writes too.
     touched: HashSet<Vec<u8>>,
+    /// The order key a definition new to its module gets when its record is first written:
+    /// a module new to the image takes its file's order as it comes, so its records are
+    /// written once, not again by [`set_layout`](Self::set_layout).
+    new_position: u64,
 }
 
 /// What merging one definition's file side into the image came to.
@@ -287,6 +291,7 @@ impl<'a> Transaction<'a> {
             kept: Vec::new(),
             conflicts: Vec::new(),
             touched: HashSet::default(),
+            new_position: 0,
         })
     }
 
@@ -555,7 +560,7 @@ impl<'a> Transaction<'a> {
             generation: self.generation,
             origin: self.origin,
             // A new definition's order key is set with the module's order.
-            position: old.map_or(0, |o| o.position),
+            position: old.map_or(self.new_position, |o| o.position),
         };
         self.put(
             Table::Definitions,
@@ -814,7 +819,14 @@ impl<'a> Transaction<'a> {
                 continue;
             }
             let fits = |tx: &Transaction, merged: &[u8]| file.fits(tx, &pending, at, merged);
-            let merged = self.merge_from_file(name, &def, current, Some(text), &fits)?;
+            // A module new to the image is numbered in file order (`place` does the same).
+            self.new_position = match index {
+                None => (at as u64 + 1) * ORDER_STEP,
+                Some(_) => 0,
+            };
+            let merged = self.merge_from_file(name, &def, current, Some(text), &fits);
+            self.new_position = 0;
+            let merged = merged?;
             unit.settle(&def, merged);
             unit.order.push(def);
         }
