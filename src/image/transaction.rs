@@ -667,11 +667,29 @@ impl<'a> Transaction<'a> {
         names: &[String],
         gaps: &[Vec<u8>],
     ) -> Result<bool> {
-        if old.is_some_and(|old| old.names == names && old.gaps == gaps) {
+        let Some(old) = old else {
+            // A module new to the image: its definitions were numbered in order as their
+            // records were written (`new_position`).
+            for (i, name) in names.iter().enumerate() {
+                let gap = gaps.get(i).map_or(&[][..], Vec::as_slice);
+                let position = (i as u64 + 1) * ORDER_STEP;
+                self.put(
+                    Table::Order,
+                    order_key(module, position),
+                    encode_order_entry(name, gap),
+                );
+            }
+            let closing = gaps.last().map_or(&[][..], Vec::as_slice);
+            self.put(
+                Table::Order,
+                order_key(module, CLOSING),
+                encode_order_entry("", closing),
+            );
+            return Ok(true);
+        };
+        if old.names == names && old.gaps == gaps {
             return Ok(false);
         }
-        let empty = Layout::default();
-        let old = old.unwrap_or(&empty);
         let was: HashMap<&str, u64> = old
             .names
             .iter()
@@ -1153,7 +1171,7 @@ impl<'a> Transaction<'a> {
         let mut changed = Vec::new();
         let mut order = Vec::with_capacity(definitions.len());
         let mut names: HashSet<String> = HashSet::default();
-        for (def, text) in definitions {
+        for (i, (def, text)) in definitions.into_iter().enumerate() {
             let existing = match &old {
                 Some(_) => self.definition(&name, &def)?,
                 None => None,
@@ -1161,7 +1179,12 @@ impl<'a> Transaction<'a> {
             if existing.is_none_or(|d| d.hash != text.hash) || sync.conflicts.contains_key(&def) {
                 let new = Some(text.hash);
                 let base = self.live_base(&name, &mut sync, &def, existing.as_ref(), new);
+                // A module new to the image is numbered in order (`set_layout`).
+                if old.is_none() {
+                    self.new_position = (i as u64 + 1) * ORDER_STEP;
+                }
                 self.set_definition(&name, &def, text, base, existing.as_ref());
+                self.new_position = 0;
                 changed.push(def.clone());
             }
             names.insert(def.clone());
