@@ -178,6 +178,10 @@ pub struct Transaction<'a> {
     /// [`definition_index`](Self::definition_index) and [`layout`](Self::layout) must look
     /// through the staged writes too.
     touched: HashSet<Vec<u8>>,
+    /// The order key a definition new to its module gets when its record is first written:
+    /// a module new to the image takes its file's order as it comes, so its records are
+    /// written once, not again by [`set_layout`](Self::set_layout).
+    new_position: u64,
 }
 
 /// What merging one definition's file side into the image came to.
@@ -287,6 +291,7 @@ impl<'a> Transaction<'a> {
             kept: Vec::new(),
             conflicts: Vec::new(),
             touched: HashSet::default(),
+            new_position: 0,
         })
     }
 
@@ -555,7 +560,7 @@ impl<'a> Transaction<'a> {
             generation: self.generation,
             origin: self.origin,
             // A new definition's order key is set with the module's order.
-            position: old.map_or(0, |o| o.position),
+            position: old.map_or(self.new_position, |o| o.position),
         };
         self.put(
             Table::Definitions,
@@ -662,11 +667,29 @@ impl<'a> Transaction<'a> {
         names: &[String],
         gaps: &[Vec<u8>],
     ) -> Result<bool> {
-        if old.is_some_and(|old| old.names == names && old.gaps == gaps) {
+        let Some(old) = old else {
+            // A module new to the image: its definitions were numbered in order as their
+            // records were written (`new_position`).
+            for (i, name) in names.iter().enumerate() {
+                let gap = gaps.get(i).map_or(&[][..], Vec::as_slice);
+                let position = (i as u64 + 1) * ORDER_STEP;
+                self.put(
+                    Table::Order,
+                    order_key(module, position),
+                    encode_order_entry(name, gap),
+                );
+            }
+            let closing = gaps.last().map_or(&[][..], Vec::as_slice);
+            self.put(
+                Table::Order,
+                order_key(module, CLOSING),
+                encode_order_entry("", closing),
+            );
+            return Ok(true);
+        };
+        if old.names == names && old.gaps == gaps {
             return Ok(false);
         }
-        let empty = Layout::default();
-        let old = old.unwrap_or(&empty);
         let was: HashMap<&str, u64> = old
             .names
             .iter()
@@ -814,7 +837,14 @@ impl<'a> Transaction<'a> {
                 continue;
             }
             let fits = |tx: &Transaction, merged: &[u8]| file.fits(tx, &pending, at, merged);
-            let merged = self.merge_from_file(name, &def, current, Some(text), &fits)?;
+            // A module new to the image is numbered in file order (`place` does the same).
+            self.new_position = match index {
+                None => (at as u64 + 1) * ORDER_STEP,
+                Some(_) => 0,
+            };
+            let merged = self.merge_from_file(name, &def, current, Some(text), &fits);
+            self.new_position = 0;
+            let merged = merged?;
             unit.settle(&def, merged);
             unit.order.push(def);
         }
@@ -1141,7 +1171,7 @@ impl<'a> Transaction<'a> {
         let mut changed = Vec::new();
         let mut order = Vec::with_capacity(definitions.len());
         let mut names: HashSet<String> = HashSet::default();
-        for (def, text) in definitions {
+        for (i, (def, text)) in definitions.into_iter().enumerate() {
             let existing = match &old {
                 Some(_) => self.definition(&name, &def)?,
                 None => None,
@@ -1149,7 +1179,12 @@ impl<'a> Transaction<'a> {
             if existing.is_none_or(|d| d.hash != text.hash) || sync.conflicts.contains_key(&def) {
                 let new = Some(text.hash);
                 let base = self.live_base(&name, &mut sync, &def, existing.as_ref(), new);
+                // A module new to the image is numbered in order (`set_layout`).
+                if old.is_none() {
+                    self.new_position = (i as u64 + 1) * ORDER_STEP;
+                }
                 self.set_definition(&name, &def, text, base, existing.as_ref());
+                self.new_position = 0;
                 changed.push(def.clone());
             }
             names.insert(def.clone());
