@@ -330,9 +330,6 @@ fn creation_was_interrupted(dir: &Path) -> bool {
             return false;
         };
         let name = entry.file_name();
-        let Ok(meta) = entry.metadata() else {
-            return false;
-        };
         let fresh = match name.to_str() {
             Some("lock" | "version") => true,
             Some(n) if n.ends_with(".jnl") => journal_is_blank(&entry.path()),
