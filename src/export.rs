@@ -806,7 +806,7 @@ impl ToCopy<'_> {
         let mut made: Vec<(String, String, PathBuf, Hash)> = Vec::new();
         for names in modules.chunks(COPY_BATCH) {
             let batch = self.records(names);
-            let outcomes: Vec<(&String, &ModuleRecord, Result<(PathBuf, Hash)>)> = batch
+            let outcomes: Vec<(&String, &ModuleRecord, Result<Made>)> = batch
                 .par_iter()
                 .map(|(name, record)| {
                     let made = create_copy(self.image, self.to, name, record, !many);
@@ -948,6 +948,9 @@ fn prepare_copy(
     ))
 }
 
+/// A file `create_copy` made, and the hash of its text.
+type Made = (PathBuf, Hash);
+
 /// Makes a module's file in a copy, where nothing was when compared: its directories as
 /// needed, then the file with `create_new` (it fails if anything is there by now), fsynced
 /// with `fsync`. Returns the file and the hash of its text. A file this call made and could not
@@ -958,7 +961,7 @@ fn create_copy(
     name: &str,
     record: &ModuleRecord,
     fsync: bool,
-) -> Result<(PathBuf, Hash)> {
+) -> Result<Made> {
     use std::io::Write;
     let full = tree_path::resolve(to, &record.path)?;
     let text = image.assemble(name, &image.layout(name)?)?;

@@ -350,9 +350,6 @@ fn creation_was_interrupted(dir: &Path) -> bool {
             return false;
         };
         let name = entry.file_name();
-        if entry.metadata().is_err() {
-            return false;
-        }
         let fresh = match name.to_str() {
             Some("lock" | "version") => true,
             Some(n) if n.ends_with(".jnl") => journal_is_blank(&entry.path()),
