@@ -1,8 +1,8 @@
 //! The semantic view: the tree the language sees. Trivia are gone, literals decoded, keyword
 //! messages joined (`a at: 1 put: 2` is the word `at:put:` and its two arguments).
 //!
-//! Nodes live in one arena, children of a composite side by side, so that walking, comparing,
-//! printing and dropping never recurse: a million nested brackets are as safe as one.
+//! Nodes live in one arena, children of a composite side by side and after it, so that walking,
+//! comparing, printing and dropping never recurse: a million nested brackets are as safe as one.
 
 use std::ops::Range;
 
@@ -274,6 +274,9 @@ pub struct ChildRange {
 }
 
 impl ChildRange {
+    /// No children.
+    pub(crate) const EMPTY: ChildRange = ChildRange { start: 0, len: 0 };
+
     /// The whole arena of `count` nodes (for index-based access inside the crate).
     pub(crate) fn all(count: usize) -> ChildRange {
         ChildRange {
@@ -356,7 +359,7 @@ impl<'a> AstRef<'a> {
             },
             _ => AstList {
                 ast: self.ast,
-                range: ChildRange { start: 0, len: 0 },
+                range: ChildRange::EMPTY,
             },
         }
     }
@@ -414,131 +417,167 @@ impl<'a> AstList<'a> {
     }
 }
 
-struct Frame {
-    kind: CompositeKind,
-    pending_start: usize,
-    open_at: u32,
-    keyword: KeywordState,
-    keyword_slot: Option<usize>,
+/// A composite whose children are still to be read: its node's place in the arena, the tokens
+/// inside its brackets, the index of the first composite among them, and its children's level
+/// (the top level is 1).
+struct Unread {
+    node: u32,
+    tokens: Range<u32>,
+    first_composite: u32,
+    level: u32,
 }
 
-/// Lowering a range of tokens into a view: nodes are finished a composite at a time (its
-/// children pending until it closes, then moved side by side into `nodes`).
+/// Lowering a range of tokens into a view, one sibling list at a time: a list's nodes go
+/// straight to their places in `nodes` (a composite as a node whose children are not read
+/// yet), and each composite it holds is read later as a list of its own. Every node is
+/// written once, and a composite's children come after it in the arena.
 ///
-/// This is on the path of `parse --canonical` and of every build, so it is written for speed:
-/// it walks the tree's arrays directly, keeps short words inline (no allocation), copies word
-/// bytes without checking UTF-8 again when the parser found the text valid, and reserves its
-/// arrays once (capacity not written to costs no memory).
+/// This is on the path of `parse --pretty`, `put` and every reader of whole definitions, so
+/// it is written for speed: it walks the tree's arrays directly, skips a nested composite in
+/// one step (the tree knows where it ends), keeps short words inline (no allocation), copies
+/// word bytes without checking UTF-8 again when the parser found the text valid, and reserves
+/// its arrays once (capacity not written to costs no memory).
 struct Lowering<'t> {
     tree: &'t SyntaxTree,
     /// The whole text is valid UTF-8.
     utf8: bool,
     nodes: Vec<AstNode>,
     spans: Vec<(u32, u32)>,
-    /// Nodes of the open composites, innermost last, and their spans.
-    pending: Vec<AstNode>,
-    pending_spans: Vec<(u32, u32)>,
-    frames: Vec<Frame>,
-    /// End token index of each open composite, to close unclosed ones where the parser did.
-    ends: Vec<u32>,
-    next_composite: usize,
+    /// The composites whose children are still to be read, the next one last.
+    unread: Vec<Unread>,
     max_depth: usize,
 }
 
 impl Lowering<'_> {
-    fn run(&mut self, tokens: Range<usize>) {
+    /// Reads every list: `tokens` as the top level, then each composite's children, in the
+    /// order of their opening brackets. Returns the top level's range.
+    fn run(&mut self, tokens: Range<usize>, first_composite: usize) -> ChildRange {
+        let root = self.list(tokens, first_composite, 1);
+        while let Some(unread) = self.unread.pop() {
+            let tokens = unread.tokens.start as usize..unread.tokens.end as usize;
+            let children = self.list(
+                tokens,
+                unread.first_composite as usize,
+                unread.level as usize,
+            );
+            if let Some(AstNode::Composite(_, range)) = self.nodes.get_mut(unread.node as usize) {
+                *range = children;
+            }
+        }
+        root
+    }
+
+    /// Reads one list of siblings at nesting `level` into consecutive nodes; the composites
+    /// among them wait in `unread` (unless deeper than `max_depth`: no children then).
+    fn list(&mut self, tokens: Range<usize>, first_composite: usize, level: usize) -> ChildRange {
         let tree = self.tree;
         let kinds = &tree.kinds[..];
         let starts = &tree.starts[..];
         let end = tokens.end.min(kinds.len());
+        let start = self.nodes.len();
+        let unread_from = self.unread.len();
+        let mut keyword = KeywordState::Idle;
+        // The joined word a keyword message's next key extends, if any.
+        let mut slot: Option<usize> = None;
+        let mut composite = first_composite;
         let mut cursor = tokens.start;
-        // The innermost open composite's end (`ends`' last), or none.
-        let mut next_end = self.ends.last().copied().unwrap_or(u32::MAX);
         while cursor < end {
             let kind = kinds[cursor];
-            let index = cursor as u32;
+            let index = cursor;
             cursor += 1;
-            if next_end <= index {
-                while self.ends.last().is_some_and(|&end| end <= index) {
-                    self.ends.pop();
-                    self.close(starts[index as usize]);
-                }
-                next_end = self.ends.last().copied().unwrap_or(u32::MAX);
-            }
-            if self.frames.is_empty() {
-                break;
-            }
-            let span = (starts[index as usize], starts[index as usize + 1]);
+            let span = (starts[index], starts[index + 1]);
             match kind {
+                // A composite's own closer is outside its list; a stray one is no node.
                 SyntaxKind::Whitespace
                 | SyntaxKind::Comment
                 | SyntaxKind::ByteOrderMark
-                | SyntaxKind::Malformed => {}
+                | SyntaxKind::Malformed
+                | SyntaxKind::RBracket
+                | SyntaxKind::RParen
+                | SyntaxKind::RCurly => {}
                 SyntaxKind::LBracket | SyntaxKind::LParen | SyntaxKind::LCurly => {
-                    if let Some(skip_to) = self.open(kind, span) {
-                        cursor = skip_to;
+                    if keyword.node() {
+                        slot = None;
                     }
-                    next_end = self.ends.last().copied().unwrap_or(u32::MAX);
+                    let composite_kind = match kind {
+                        SyntaxKind::LBracket => CompositeKind::Block,
+                        SyntaxKind::LParen => CompositeKind::Paren,
+                        _ => CompositeKind::Curly,
+                    };
+                    let data = tree.composites.get(composite).copied();
+                    composite += 1;
+                    let Some(data) = data else {
+                        // Not in the tree's records (never so for a tree the parser made).
+                        self.nodes
+                            .push(AstNode::Composite(composite_kind, ChildRange::EMPTY));
+                        self.spans.push(span);
+                        continue;
+                    };
+                    let first_inside = composite;
+                    composite += data.descendants as usize;
+                    // It ends where the tree says, after its closer if it has one.
+                    let after = (data.end as usize).clamp(cursor, end);
+                    cursor = after;
+                    if level <= self.max_depth {
+                        let inside_end = if data.closed { after - 1 } else { after };
+                        self.unread.push(Unread {
+                            node: self.nodes.len() as u32,
+                            tokens: index as u32 + 1..inside_end.max(index + 1) as u32,
+                            first_composite: first_inside as u32,
+                            level: level as u32 + 1,
+                        });
+                    }
+                    self.nodes
+                        .push(AstNode::Composite(composite_kind, ChildRange::EMPTY));
+                    self.spans.push((span.0, starts[after]));
                 }
-                // A closer that ends a composite is handled by `ends`; a stray one is no node.
-                SyntaxKind::RBracket | SyntaxKind::RParen | SyntaxKind::RCurly => {
-                    if next_end == index + 1 {
-                        self.ends.pop();
-                        self.close(span.1);
-                        next_end = self.ends.last().copied().unwrap_or(u32::MAX);
+                SyntaxKind::KeywordPart => {
+                    let (_, starts_new) = keyword.key(span.0 as usize..span.1 as usize);
+                    let token_text = &tree.text[span.0 as usize..span.1 as usize];
+                    let module = contains_module_separator(token_text);
+                    let utf8 = self.utf8_at(span);
+                    match slot {
+                        Some(at) if !starts_new => {
+                            if let Some(AstNode::Word(word)) = self.nodes.get_mut(at) {
+                                word.push_key(token_text, utf8);
+                                // The joined spelling holds `::`, so it reads back as a module
+                                // word: so must it be here, or the canonical form would not.
+                                if module {
+                                    word.set_kind(WordKind::Module);
+                                }
+                            }
+                            if let Some(word_span) = self.spans.get_mut(at) {
+                                word_span.1 = span.1;
+                            }
+                        }
+                        _ => {
+                            let kind = if module {
+                                WordKind::Module
+                            } else {
+                                WordKind::Eval
+                            };
+                            slot = Some(self.nodes.len());
+                            self.nodes
+                                .push(AstNode::Word(Word::from_token(kind, token_text, utf8)));
+                            self.spans.push(span);
+                        }
                     }
                 }
-                SyntaxKind::KeywordPart => self.keyword_part(span),
                 _ => {
-                    self.end_keyword_slot();
-                    self.pending.push(self.leaf(kind, span));
-                    self.pending_spans.push(span);
+                    if keyword.node() {
+                        slot = None;
+                    }
+                    self.nodes.push(self.leaf(kind, span));
+                    self.spans.push(span);
                 }
             }
         }
-    }
-
-    /// A node that is not part of a keyword message's key ends the slot its parts join into.
-    #[inline]
-    fn end_keyword_slot(&mut self) {
-        if let Some(frame) = self.frames.last_mut()
-            && frame.keyword.node()
-        {
-            frame.keyword_slot = None;
+        // Read the composites in the order of their opening brackets: the first one last.
+        self.unread[unread_from..].reverse();
+        ChildRange {
+            start: start as u32,
+            len: (self.nodes.len() - start) as u32,
         }
-    }
-
-    /// An opening bracket: a new frame, or, too deep to read, a node with its span and no
-    /// children and the token to go on from (after its composite).
-    fn open(&mut self, kind: SyntaxKind, span: (u32, u32)) -> Option<usize> {
-        self.end_keyword_slot();
-        let tree = self.tree;
-        let data = tree.composites[self.next_composite];
-        self.next_composite += 1;
-        let composite = match kind {
-            SyntaxKind::LBracket => CompositeKind::Block,
-            SyntaxKind::LParen => CompositeKind::Paren,
-            _ => CompositeKind::Curly,
-        };
-        if self.frames.len() > self.max_depth {
-            self.next_composite += data.descendants as usize;
-            let end = tree.starts[data.end as usize];
-            self.pending.push(AstNode::Composite(
-                composite,
-                ChildRange { start: 0, len: 0 },
-            ));
-            self.pending_spans.push((span.0, end));
-            return Some(data.end as usize);
-        }
-        self.ends.push(data.end);
-        self.frames.push(Frame {
-            kind: composite,
-            pending_start: self.pending.len(),
-            open_at: span.0,
-            keyword: KeywordState::Idle,
-            keyword_slot: None,
-        });
-        None
     }
 
     /// Whether the token at `span` can be copied as UTF-8 without a check: the text is valid
@@ -548,44 +587,6 @@ impl Lowering<'_> {
         let text = &self.tree.text;
         let boundary = |at: u32| text.get(at as usize).is_none_or(|&b| (b as i8) >= -0x40);
         self.utf8 && boundary(span.0) && boundary(span.1)
-    }
-
-    /// A keyword part: a new word, or joined to the key of the message it continues
-    /// (`at:` `put:` → `at:put:`).
-    fn keyword_part(&mut self, span: (u32, u32)) {
-        let utf8 = self.utf8_at(span);
-        let Some(frame) = self.frames.last_mut() else {
-            return;
-        };
-        let (_, starts_new) = frame.keyword.key(span.0 as usize..span.1 as usize);
-        let token_text = &self.tree.text[span.0 as usize..span.1 as usize];
-        let module = contains_module_separator(token_text);
-        match frame.keyword_slot {
-            Some(slot) if !starts_new => {
-                if let Some(AstNode::Word(word)) = self.pending.get_mut(slot) {
-                    word.push_key(token_text, utf8);
-                    // The joined spelling holds `::`, so it reads back as a module word: so
-                    // must it be here, or the canonical form would not.
-                    if module {
-                        word.set_kind(WordKind::Module);
-                    }
-                    if let Some(word_span) = self.pending_spans.get_mut(slot) {
-                        word_span.1 = span.1;
-                    }
-                }
-            }
-            _ => {
-                let kind = if module {
-                    WordKind::Module
-                } else {
-                    WordKind::Eval
-                };
-                frame.keyword_slot = Some(self.pending.len());
-                self.pending
-                    .push(AstNode::Word(Word::from_token(kind, token_text, utf8)));
-                self.pending_spans.push(span);
-            }
-        }
     }
 
     /// A token that is a node of its own: a literal or a word.
@@ -609,48 +610,6 @@ impl Lowering<'_> {
                 token_text,
                 self.utf8_at(span),
             )),
-        }
-    }
-
-    /// Ends the innermost composite at `end_offset`: its children move into `nodes`, and it
-    /// becomes a pending node of its parent.
-    fn close(&mut self, end_offset: u32) {
-        let Some(frame) = self.frames.pop() else {
-            return;
-        };
-        let start = self.nodes.len() as u32;
-        let from = frame.pending_start.min(self.pending.len());
-        let count = (self.pending.len() - from) as u32;
-        self.nodes.extend(self.pending.drain(from..));
-        self.spans
-            .extend_from_slice(self.pending_spans.get(from..).unwrap_or_default());
-        self.pending_spans.truncate(from);
-        self.pending.push(AstNode::Composite(
-            frame.kind,
-            ChildRange { start, len: count },
-        ));
-        self.pending_spans.push((frame.open_at, end_offset));
-    }
-
-    /// Closes what is still open at the end of the text; the top level becomes the root.
-    fn finish(mut self) -> Ast {
-        let end = self.tree.text().len() as u32;
-        while self.frames.len() > 1 {
-            self.close(end);
-        }
-        let start = self.nodes.len() as u32;
-        let count = self.pending.len() as u32;
-        self.nodes.append(&mut self.pending);
-        self.spans.append(&mut self.pending_spans);
-        // Each node's span starts within the text and does not end before it starts.
-        debug_assert!(
-            self.spans.iter().all(|&(a, b)| a <= b && b <= end),
-            "a node's span lies outside the text"
-        );
-        Ast {
-            nodes: self.nodes,
-            spans: self.spans,
-            root: ChildRange { start, len: count },
         }
     }
 }
@@ -697,21 +656,25 @@ impl Ast {
             utf8: tree.utf8,
             nodes: Vec::with_capacity(capacity),
             spans: Vec::with_capacity(capacity),
-            pending: Vec::with_capacity(capacity),
-            pending_spans: Vec::with_capacity(capacity),
-            frames: vec![Frame {
-                kind: CompositeKind::Block,
-                pending_start: 0,
-                open_at: 0,
-                keyword: KeywordState::Idle,
-                keyword_slot: None,
-            }],
-            ends: Vec::new(),
-            next_composite: first_composite,
+            unread: Vec::new(),
             max_depth,
         };
-        lowering.run(tokens);
-        lowering.finish()
+        let root = lowering.run(tokens, first_composite);
+        // Each node's span starts within the text and does not end before it starts.
+        debug_assert!(
+            lowering
+                .spans
+                .iter()
+                .all(|&(a, b)| a <= b && b as usize <= tree.text.len()),
+            "a node's span lies outside the text"
+        );
+        let ast = Ast {
+            nodes: lowering.nodes,
+            spans: lowering.spans,
+            root,
+        };
+        debug_assert!(ast.children_follow_parents());
+        ast
     }
 
     /// Builds a view from nodes made by code (no source spans): `build` pushes nodes through
@@ -726,15 +689,51 @@ impl Ast {
         while !builder.marks.is_empty() {
             builder.close();
         }
-        let start = builder.nodes.len() as u32;
+        // The builder keeps children before their parents; a view keeps them after. Moving
+        // each list once, in the order it is reached, does that (code-built views are small).
+        let mut from = builder.nodes;
+        let mut nodes: Vec<AstNode> = Vec::with_capacity(from.len() + builder.pending.len());
         let count = builder.pending.len() as u32;
-        builder.nodes.append(&mut builder.pending);
-        let spans = vec![(0, 0); builder.nodes.len()];
-        Ast {
-            nodes: builder.nodes,
-            spans,
-            root: ChildRange { start, len: count },
+        nodes.append(&mut builder.pending);
+        let mut at = 0;
+        while at < nodes.len() {
+            if let AstNode::Composite(_, children) = nodes[at] {
+                let start = nodes.len() as u32;
+                let moved = from
+                    .get_mut(children.range())
+                    .unwrap_or_default()
+                    .iter_mut()
+                    .map(|node| std::mem::replace(node, AstNode::Integer(0)));
+                nodes.extend(moved);
+                if let AstNode::Composite(_, range) = &mut nodes[at] {
+                    range.start = start;
+                }
+            }
+            at += 1;
         }
+        let spans = vec![(0, 0); nodes.len()];
+        let ast = Ast {
+            nodes,
+            spans,
+            root: ChildRange {
+                start: 0,
+                len: count,
+            },
+        };
+        debug_assert!(ast.children_follow_parents());
+        ast
+    }
+
+    /// The arena's order, which the pretty printer's width pass relies on: a composite's
+    /// children lie after it, inside the arena.
+    fn children_follow_parents(&self) -> bool {
+        self.nodes.iter().enumerate().all(|(i, node)| match node {
+            AstNode::Composite(_, children) => {
+                children.is_empty()
+                    || (children.start as usize > i && children.range().end <= self.nodes.len())
+            }
+            _ => true,
+        })
     }
 
     /// The top-level nodes.

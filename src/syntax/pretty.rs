@@ -84,13 +84,14 @@ impl Ast {
         printer.out
     }
 
-    /// Flat (canonical) width in characters of every arena node, children before parents, and
-    /// whether it must break (a curly of two or more bindings, or holding one): one `u32` per
-    /// node, the flag in the top bit.
+    /// Flat (canonical) width in characters of every arena node, and whether it must break (a
+    /// curly of two or more bindings, or holding one): one `u32` per node, the flag in the top
+    /// bit. Filled from the arena's end, so that a composite's children (which lie after it)
+    /// are done before it.
     fn flat_widths(&self) -> Vec<u32> {
         let all = self.nodes_in(ChildRange::all(self.node_count()));
-        let mut widths: Vec<u32> = Vec::with_capacity(all.len());
-        for node in all {
+        let mut widths: Vec<u32> = vec![0; all.len()];
+        for (at, node) in all.iter().enumerate().rev() {
             let entry = match node {
                 AstNode::Composite(kind, children) => {
                     let nodes = self.nodes_in(*children);
@@ -107,7 +108,7 @@ impl Ast {
                 }
                 leaf => leaf_width(leaf).min(WIDTH as usize) as u32,
             };
-            widths.push(entry);
+            widths[at] = entry;
         }
         widths
     }
