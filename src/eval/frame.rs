@@ -95,6 +95,7 @@ impl Frame {
     }
 
     /// The caller (none once a function has returned).
+    #[inline]
     pub fn caller(&self) -> Option<Rc<Frame>> {
         match &self.parent {
             Some(p) => Some(p.clone()),
@@ -143,6 +144,7 @@ impl Frame {
     }
 
     /// The next node, advancing.
+    #[inline]
     pub fn next_node(&self) -> Option<Value> {
         let pos = self.pos.get();
         let node = self.body.get(pos)?;
@@ -151,6 +153,7 @@ impl Frame {
     }
 
     /// The next node when it is a word that may name a method (a plain or a module word).
+    #[inline]
     pub fn peek_word(&self) -> Option<Rc<WordObj>> {
         match self.body.items.borrow().get(self.pos.get()) {
             Some(Value::Word(w)) if matches!(w.kind, WordKind::Eval | WordKind::Module) => {
@@ -166,6 +169,7 @@ impl Frame {
     }
 
     /// Where lookups continue: a function's maker, anything else's caller.
+    #[inline]
     pub fn outer_frame(&self) -> Option<&Rc<Frame>> {
         if self.kind == FrameKind::Func {
             self.outer.as_ref()

@@ -569,7 +569,7 @@ impl<'o> Interp<'o> {
             None,
         );
         if !args.is_empty() {
-            *frame.feed.borrow_mut() = Some(args.into_iter().rev().collect());
+            *frame.feed.borrow_mut() = Some(reversed(args));
         }
         self.run_frame(frame)
     }
@@ -619,7 +619,7 @@ impl<'o> Interp<'o> {
         let locals = (kind == FrameKind::Curly).then(MapObj::new);
         let frame = self.child_frame(kind, seq, locals);
         if !args.is_empty() {
-            *frame.feed.borrow_mut() = Some(args.into_iter().rev().collect());
+            *frame.feed.borrow_mut() = Some(reversed(args));
         }
         self.run_frame(frame)
     }
@@ -1006,6 +1006,12 @@ fn cycle(frame: &Rc<Frame>) -> Cycle {
 fn free_locals(frame: &Frame) {
     let taken = frame.locals.borrow_mut().take();
     drop(taken);
+}
+
+/// Values handed to a block, last first (as its argument words pop them), in the same vector.
+fn reversed(mut args: Vec<Value>) -> Vec<Value> {
+    args.reverse();
+    args
 }
 
 /// Whether `node` evaluates to itself (what [`Interp::eval`] hands back as a copy).

@@ -144,6 +144,7 @@ impl Seq {
     }
 
     /// Node `i`, if there is one.
+    #[inline]
     pub fn get(&self, i: usize) -> Option<Value> {
         self.items.borrow().get(i).cloned()
     }
@@ -232,6 +233,7 @@ impl Sym {
     /// value) has ever bound this name. While none has, a plain word of this name can only be
     /// found in the root map, and the evaluator looks there directly instead of walking the
     /// activations. Never reset: a stale `true` only costs the walk.
+    #[inline]
     pub fn bound_outside_root(self) -> bool {
         OUTSIDE_ROOT.with(|seen| seen.borrow().get(self.0 as usize).copied().unwrap_or(false))
     }
@@ -343,6 +345,7 @@ impl MapObj {
 
     /// Where `key` is in `entries`: a scan while the map is small (most activations' locals),
     /// the hash index once it grows.
+    #[inline]
     fn position(&self, key: &Key) -> Option<usize> {
         if self.root
             && let Key::Word(sym) = key
@@ -362,6 +365,7 @@ impl MapObj {
     }
 
     /// The value bound to `key`.
+    #[inline]
     pub fn get(&self, key: &Key) -> Option<Value> {
         let i = self.position(key)?;
         self.entries.borrow().get(i).map(|e| e.2.clone())
@@ -585,6 +589,7 @@ impl Value {
     }
 
     /// The value itself, or the value inside a [`Value::Boxed`].
+    #[inline]
     pub fn unboxed(self) -> Value {
         match self {
             Value::Boxed(b) => b.value.clone(),
@@ -593,6 +598,7 @@ impl Value {
     }
 
     /// Whether this is a method (it takes the value on its left).
+    #[inline]
     pub fn is_method(&self) -> bool {
         match self {
             Value::Method(_) | Value::Poly(_) => true,
