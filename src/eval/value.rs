@@ -656,3 +656,47 @@ pub fn escape_into(bytes: &[u8], out: &mut String) {
     }
     out.push('"');
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_bound_outside_the_root_map_are_recorded() {
+        // Names of their own, so that other tests on this thread do not mark them first.
+        let only_root = Sym::of("only-in-the-root-map-test");
+        let local = Sym::of("bound-in-a-locals-map-test");
+        let copied = Sym::of("copied-from-the-root-map-test");
+        let root = MapObj::root();
+        root.set(Key::Word(only_root), Value::Nil, Value::Int(1));
+        root.set(Key::Word(local), Value::Nil, Value::Int(2));
+        assert!(!only_root.bound_outside_root());
+        assert!(!local.bound_outside_root());
+        assert_eq!(
+            root.get(&Key::Word(local)).map(|v| v.key()),
+            Some(Key::Int(2))
+        );
+
+        let locals = MapObj::new();
+        locals.set(Key::Word(local), Value::Nil, Value::Int(3));
+        assert!(local.bound_outside_root());
+        assert!(!only_root.bound_outside_root());
+
+        root.set(Key::Word(copied), Value::Nil, Value::Int(4));
+        let copy = root.copy();
+        assert!(copied.bound_outside_root());
+        assert!(only_root.bound_outside_root());
+        assert_eq!(
+            copy.get(&Key::Word(copied)).map(|v| v.key()),
+            Some(Key::Int(4))
+        );
+
+        // Removing from the root map keeps every other word's entry found by its symbol.
+        root.remove(&Key::Word(only_root));
+        assert!(root.get(&Key::Word(only_root)).is_none());
+        assert_eq!(
+            root.get(&Key::Word(copied)).map(|v| v.key()),
+            Some(Key::Int(4))
+        );
+    }
+}
