@@ -275,13 +275,20 @@ impl<'a> ToSource<'a> {
     }
 
     /// The file's bytes (`Some(None)`: no file); `None`: skipped. Never blocks on a FIFO put
-    /// where the file was, never holds a huge file.
+    /// where the file was, never holds a huge file: at most [`DEFAULT_MAX_FILE_SIZE`], or the
+    /// size the image last read or wrote there for this module (a module built from a larger
+    /// file with `build --max-file-size`).
     fn read_file(&mut self, name: &str, path: &str, full: &Path) -> Option<Option<Vec<u8>>> {
-        let reason = match read_source(full, DEFAULT_MAX_FILE_SIZE) {
+        let stamped = match self.image.path(path) {
+            Ok(Some(stamp)) if stamp.module == name => stamp.size,
+            _ => 0,
+        };
+        let limit = DEFAULT_MAX_FILE_SIZE.max(stamped);
+        let reason = match read_source(full, limit) {
             Ok(Source::Text(bytes)) => return Some(Some(bytes)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(None),
             Ok(Source::TooLarge(size)) => {
-                format!("the file is {size} bytes, more than {DEFAULT_MAX_FILE_SIZE}: not read")
+                format!("the file is {size} bytes, more than {limit}: not read")
             }
             Ok(Source::NotAFile) => "not a regular file: not written over".to_string(),
             Err(e) => format!("cannot read it: {e}"),
