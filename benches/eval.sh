@@ -29,7 +29,7 @@ else
   echo '| program | wall | CPU (user) | peak RSS |'
   echo '| --- | --- | --- | --- |'
 fi
-for program in factorial methods select closures; do
+for program in factorial methods select closures nested_closures; do
   read -r wall user rss < <(timed "$BIN" run "benches/eval/$program.spry")
   row="| $program | $wall ms | $user ms | $((rss / 1024)) MB |"
   if [[ -n ${SPRY_REF:-} ]]; then

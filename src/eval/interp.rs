@@ -13,7 +13,7 @@ use super::loader::Source;
 use super::print::repr;
 use super::read::read_source;
 use super::value::{Closure, Key, MapObj, Prim, PrimFn, Seq, Value, WordObj};
-use super::{EvalResult, primitives};
+use super::{EvalResult, cycles, primitives};
 use crate::syntax::WordKind;
 
 /// Limits and controls of an evaluation.
@@ -363,8 +363,10 @@ impl<'o> Interp<'o> {
         }
     }
 
-    /// Looks at the suspected cycles again: frees those nothing outside reaches any more.
+    /// Looks at the suspected cycles again, all together (a cycle may run through several
+    /// activations): frees those nothing outside reaches any more.
     fn sweep(&mut self) {
+        // The one-activation cycles first, cheaply; what is still held, all together.
         self.suspects.retain(|weak| {
             let Some(frame) = weak.upgrade() else {
                 return false;
@@ -378,6 +380,9 @@ impl<'o> Interp<'o> {
                 }
             }
         });
+        if !self.suspects.is_empty() {
+            cycles::collect(&mut self.suspects);
+        }
         self.sweep_at = SWEEP_AT.max(self.suspects.len() * 2);
     }
 

@@ -45,6 +45,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod cycles;
 mod error;
 mod frame;
 mod interp;
@@ -213,6 +214,29 @@ mod tests {
         assert!(maker.upgrade().is_some());
         let again = "h := nil 1 to: 3000 do: [:i g = make i g 2]";
         assert!(spry.eval_text("test", again.as_bytes()).is_ok());
+        assert!(maker.upgrade().is_none(), "the cycle was not freed");
+    }
+
+    #[test]
+    fn a_cycle_through_several_activations_is_freed_once_dropped() {
+        // make's activation holds inner (made there) and h, a closure made in inner's
+        // activation, which was made in make's: two activations and two closures in a cycle.
+        let mut spry = Interp::new(Options::default(), Box::new(std::io::sink()));
+        let code = "make = func [:a \
+            inner = func [:x g = func [x + a + :y] $g] \
+            h = (inner 1) \
+            $inner] \
+            k = make 1 $k";
+        let Ok(Value::Func(inner)) = spry.eval_text("test", code.as_bytes()) else {
+            panic!("make returns a function");
+        };
+        let maker = Rc::downgrade(inner.outer.as_ref().expect("made in make's activation"));
+        drop(inner);
+        assert!(maker.upgrade().is_some());
+        // Many more such cycles, each dropped at the next turn: they are looked at in batches.
+        let again = "k := nil n = 0 1 to: 5000 do: [:i k := make i n := (n + ((k 2) 3))] n";
+        let n = spry.eval_text("test", again.as_bytes());
+        assert!(matches!(n, Ok(Value::Int(_))), "{n:?}");
         assert!(maker.upgrade().is_none(), "the cycle was not freed");
     }
 

@@ -384,6 +384,11 @@ fn copy_from_to(spry: &mut Interp<'_>) -> EvalResult<Value> {
     let from = int("copyFrom:to:", &spry.arg()?)?;
     let to = int("copyFrom:to:", &spry.arg()?)?;
     let range = |len: usize| -> EvalResult<std::ops::Range<usize>> {
+        // An end before the start is the empty range, wherever they are, as in the reference
+        // (`s copyFrom: 0 to: (s size - 1)` on an empty `s`).
+        if to < from {
+            return Ok(0..0);
+        }
         let start = usize::try_from(from).ok().filter(|&s| s <= len);
         let end = usize::try_from(to).ok().filter(|&e| e < len);
         match (start, end) {
