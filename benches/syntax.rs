@@ -19,12 +19,13 @@ use std::hint::black_box;
 use spry_image::corpus::{CorpusOptions, generate_file};
 use spry_image::syntax::{Ast, parse};
 
-fn bench<M: Measurement>(c: &mut Criterion<M>) {
+/// The text to read: `SPRY_BENCH_FILE`, or `gen`'s module of `SPRY_BENCH_MB`; and its label.
+fn corpus() -> (Vec<u8>, String) {
     let size = std::env::var("SPRY_BENCH_MB")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(20);
-    let (text, label) = match std::env::var_os("SPRY_BENCH_FILE") {
+    match std::env::var_os("SPRY_BENCH_FILE") {
         Some(path) => {
             let text = std::fs::read(&path).expect("SPRY_BENCH_FILE must be readable");
             let name = std::path::Path::new(&path)
@@ -37,7 +38,11 @@ fn bench<M: Measurement>(c: &mut Criterion<M>) {
             generate_file(size * 1_000_000, &CorpusOptions::default()).into_bytes(),
             size.to_string(),
         ),
-    };
+    }
+}
+
+fn bench<M: Measurement>(c: &mut Criterion<M>) {
+    let (text, label) = corpus();
     let parsed = parse(text.clone());
     assert!(parsed.errors.is_empty(), "the corpus must parse");
     let ast = Ast::from_tree(&parsed.tree);
@@ -122,8 +127,68 @@ impl Measurement for CpuTime {
     }
 }
 
+/// `SPRY_BENCH_BEST=N`: instead of criterion, the best of N rounds of each step, the steps
+/// taking turns within a round so that a loaded machine weighs on all of them alike. A step's
+/// figure is its time on a core (the wall clock's beside it), dropping what it made included
+/// for all five, each sample repeating the step until it has had 300 ms of a core (the
+/// thread's clock moves a scheduler tick at a time).
+fn best_of(rounds: usize) {
+    let (text, label) = corpus();
+    let parsed = parse(text.clone());
+    assert!(parsed.errors.is_empty(), "the corpus must parse");
+    let ast = Ast::from_tree(&parsed.tree);
+    let tree = &parsed.tree;
+    let load = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "{label}: {} bytes, load before {}",
+        text.len(),
+        load().trim()
+    );
+    let steps: [&str; 5] = ["parse", "print", "semantic", "canonical", "pretty"];
+    let mut best = [(u64::MAX, u64::MAX); 5];
+    for _ in 0..rounds {
+        for (step, best) in best.iter_mut().enumerate() {
+            let (mut cpu, mut wall, mut reps) = (0u64, 0u64, 0u64);
+            while cpu < 300_000_000 {
+                let input = (step == 0).then(|| text.clone());
+                let (c, w) = (thread_cpu_ns(), std::time::Instant::now());
+                match step {
+                    0 => drop(black_box(parse(input.unwrap_or_default()))),
+                    1 => drop(black_box(tree.to_bytes())),
+                    2 => drop(black_box(Ast::from_tree(tree))),
+                    3 => drop(black_box(ast.canonical())),
+                    _ => drop(black_box(ast.pretty())),
+                }
+                wall += w.elapsed().as_nanos() as u64;
+                cpu += thread_cpu_ns().saturating_sub(c);
+                reps += 1;
+            }
+            best.0 = best.0.min(cpu / reps);
+            best.1 = best.1.min(wall / reps);
+        }
+    }
+    let ms = |ns: u64| ns as f64 / 1e6;
+    println!("| step | best on a core | MB/s | x the parse | best wall |");
+    println!("| --- | --- | --- | --- | --- |");
+    for (step, (cpu, wall)) in steps.iter().zip(best) {
+        println!(
+            "| {step} | {:.1} ms | {:.1} | {:.2}x | {:.1} ms |",
+            ms(cpu),
+            text.len() as f64 / 1e3 / ms(cpu),
+            cpu as f64 / best[0].0 as f64,
+            ms(wall)
+        );
+    }
+    println!("load after {}", load().trim());
+}
+
 fn main() {
-    if std::env::var("SPRY_BENCH_CLOCK").is_ok_and(|v| v == "cpu") {
+    if let Some(rounds) = std::env::var("SPRY_BENCH_BEST")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        best_of(rounds);
+    } else if std::env::var("SPRY_BENCH_CLOCK").is_ok_and(|v| v == "cpu") {
         let mut c = Criterion::default()
             .with_measurement(CpuTime(WallTime))
             .configure_from_args();

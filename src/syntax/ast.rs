@@ -96,7 +96,8 @@ const INLINE: usize = 21;
 
 #[derive(Clone)]
 enum Repr {
-    /// `bytes[..len]` is the spelling, valid UTF-8.
+    /// `bytes[..len]` is the spelling, valid UTF-8; the bytes after it mean nothing (a word
+    /// read from a text may hold the text's next bytes there) and are never read.
     Inline {
         kind: WordKind,
         len: u8,
@@ -132,18 +133,27 @@ impl Word {
         }
     }
 
-    /// A word from a token's bytes; `utf8` says the bytes are known to be valid UTF-8 (the
-    /// whole text is, and the token starts and ends on character boundaries), so that a short
-    /// spelling is copied without being checked again.
-    fn from_token(kind: WordKind, bytes: &[u8], utf8: bool) -> Word {
-        if utf8 && let Some((len, inline)) = inline_bytes(bytes) {
+    /// A word from the token at `span` of `text`; `utf8` says its bytes are known to be valid
+    /// UTF-8 (the whole text is, and the token starts and ends on character boundaries), so
+    /// that a short spelling is copied without being checked again.
+    #[inline]
+    fn from_token(kind: WordKind, text: &[u8], span: (u32, u32), utf8: bool) -> Word {
+        let (start, end) = (span.0 as usize, span.1 as usize);
+        let spelling = text.get(start..end).unwrap_or_default();
+        if utf8 && spelling.len() <= INLINE {
+            // A copy of fixed size (what follows the spelling comes along, never to be read)
+            // is a few moves, where one of the spelling's size is a call.
+            let bytes = match text.get(start..start + INLINE) {
+                Some(window) => window.try_into().unwrap_or([0; INLINE]),
+                None => inline_bytes(spelling).map_or([0; INLINE], |(_, bytes)| bytes),
+            };
             return Word(Repr::Inline {
                 kind,
-                len,
-                bytes: inline,
+                len: spelling.len() as u8,
+                bytes,
             });
         }
-        Word::with_kind(kind, &String::from_utf8_lossy(bytes))
+        Word::with_kind(kind, &String::from_utf8_lossy(spelling))
     }
 
     /// The word's kind.
@@ -557,8 +567,9 @@ impl Lowering<'_> {
                                 WordKind::Eval
                             };
                             slot = Some(self.nodes.len());
-                            self.nodes
-                                .push(AstNode::Word(Word::from_token(kind, token_text, utf8)));
+                            self.nodes.push(AstNode::Word(Word::from_token(
+                                kind, &tree.text, span, utf8,
+                            )));
                             self.spans.push(span);
                         }
                     }
@@ -607,7 +618,8 @@ impl Lowering<'_> {
             }
             other => AstNode::Word(Word::from_token(
                 WordKind::from_token(other).unwrap_or(WordKind::Eval),
-                token_text,
+                &self.tree.text,
+                span,
                 self.utf8_at(span),
             )),
         }
