@@ -10,7 +10,8 @@
 //! `SPRY_BENCH_CLOCK=cpu` times the benchmarking thread's time on a core instead of the wall
 //! clock (`/proc/thread-self/schedstat`, kernel time such as page faults included, updated at
 //! each scheduler tick, so a few ms coarse per sample): on a loaded machine the wall clock also
-//! counts the wait for a core, which swamps the ratios this bench is for.
+//! counts the wait for a core, which swamps the ratios this bench is for. `SPRY_BENCH_BEST=N`
+//! prints each step's best of N rounds on that clock instead of running criterion.
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BenchmarkId, Criterion, Throughput};
