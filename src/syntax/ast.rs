@@ -543,36 +543,7 @@ impl Lowering<'_> {
                 }
                 SyntaxKind::KeywordPart => {
                     let (_, starts_new) = keyword.key(span.0 as usize..span.1 as usize);
-                    let token_text = &tree.text[span.0 as usize..span.1 as usize];
-                    let module = contains_module_separator(token_text);
-                    let utf8 = self.utf8_at(span);
-                    match slot {
-                        Some(at) if !starts_new => {
-                            if let Some(AstNode::Word(word)) = self.nodes.get_mut(at) {
-                                word.push_key(token_text, utf8);
-                                // The joined spelling holds `::`, so it reads back as a module
-                                // word: so must it be here, or the canonical form would not.
-                                if module {
-                                    word.set_kind(WordKind::Module);
-                                }
-                            }
-                            if let Some(word_span) = self.spans.get_mut(at) {
-                                word_span.1 = span.1;
-                            }
-                        }
-                        _ => {
-                            let kind = if module {
-                                WordKind::Module
-                            } else {
-                                WordKind::Eval
-                            };
-                            slot = Some(self.nodes.len());
-                            self.nodes.push(AstNode::Word(Word::from_token(
-                                kind, &tree.text, span, utf8,
-                            )));
-                            self.spans.push(span);
-                        }
-                    }
+                    self.key(span, starts_new, &mut slot);
                 }
                 _ => {
                     if keyword.node() {
@@ -588,6 +559,42 @@ impl Lowering<'_> {
         ChildRange {
             start: start as u32,
             len: (self.nodes.len() - start) as u32,
+        }
+    }
+
+    /// A keyword part: a new word, or joined to the key of the message it continues
+    /// (`at:` `put:` → `at:put:`); `slot` is the word the list's message joins into.
+    fn key(&mut self, span: (u32, u32), starts_new: bool, slot: &mut Option<usize>) {
+        let tree = self.tree;
+        let token_text = &tree.text[span.0 as usize..span.1 as usize];
+        let module = contains_module_separator(token_text);
+        let utf8 = self.utf8_at(span);
+        match *slot {
+            Some(at) if !starts_new => {
+                if let Some(AstNode::Word(word)) = self.nodes.get_mut(at) {
+                    word.push_key(token_text, utf8);
+                    // The joined spelling holds `::`, so it reads back as a module word: so
+                    // must it be here, or the canonical form would not.
+                    if module {
+                        word.set_kind(WordKind::Module);
+                    }
+                }
+                if let Some(word_span) = self.spans.get_mut(at) {
+                    word_span.1 = span.1;
+                }
+            }
+            _ => {
+                let kind = if module {
+                    WordKind::Module
+                } else {
+                    WordKind::Eval
+                };
+                *slot = Some(self.nodes.len());
+                self.nodes.push(AstNode::Word(Word::from_token(
+                    kind, &tree.text, span, utf8,
+                )));
+                self.spans.push(span);
+            }
         }
     }
 
