@@ -67,6 +67,10 @@ pub struct PreparedUnit {
     kind: ModuleKind,
     definitions: Vec<(String, Prepared)>,
     gaps: Vec<Vec<u8>>,
+    /// The image's definition records of the module as they were read before the
+    /// transaction began ([`with_stored_index`](Self::with_stored_index)): the merge then
+    /// need not scan them again.
+    stored_index: Option<HashMap<String, DefinitionRecord>>,
 }
 
 impl PreparedUnit {
@@ -114,7 +118,17 @@ impl PreparedUnit {
             },
             definitions,
             gaps,
+            stored_index: None,
         }
+    }
+
+    /// Keeps `index`, the module's definition records as the image held them (from
+    /// [`Image::definition_index`](super::Image::definition_index)), for
+    /// [`Transaction::put_unit`] to merge against, instead of scanning them again. It must be
+    /// read from the image the transaction is begun on, with no write in between; the
+    /// transaction reads them again when it has staged writes of the module.
+    pub fn with_stored_index(&mut self, index: HashMap<String, DefinitionRecord>) {
+        self.stored_index = Some(index);
     }
 
     /// The unit's name.
@@ -757,6 +771,7 @@ impl<'a> Transaction<'a> {
             kind,
             definitions,
             gaps,
+            stored_index,
         } = unit;
         let old = self.module(&name)?;
         let old_sync = match &old {
@@ -767,6 +782,21 @@ impl<'a> Transaction<'a> {
             Some(_) => Some(self.layout(&name)?),
             None => None,
         };
+        // The image's side of every definition, read in one scan (a module new to the image
+        // has none to merge with), or as read before the transaction began.
+        let index = match (&old, stored_index) {
+            (None, _) => None,
+            (Some(_), Some(index)) if !self.touched.contains(name.as_bytes()) => Some(index),
+            (Some(_), _) => Some(self.definition_index(&name)?),
+        };
+        if let (Some(old), Some(old_layout), Some(index)) = (&old, &old_layout, &index)
+            && old.path == path
+            && old.kind == kind
+            && old_sync == SyncRecord::default()
+            && let Some(taken) = only_file_changed(index, old_layout, &definitions, &gaps)
+        {
+            return self.take_file_texts(&name, &old.path, index, definitions, &taken);
+        }
         let mut unit = UnitMerge {
             sync: old_sync.clone(),
             order: Vec::with_capacity(definitions.len()),
@@ -777,12 +807,6 @@ impl<'a> Transaction<'a> {
         };
         // A file read again is not deleted (any more).
         unit.sync.file_deleted = false;
-        // The image's side of every definition, read in one scan (a module new to the image
-        // has none to merge with).
-        let index = match &old {
-            Some(_) => Some(self.definition_index(&name)?),
-            None => None,
-        };
         self.take_file_definitions(&name, index, path, definitions, &mut unit)?;
         let in_file = &unit.in_file;
         unit.sync.removed.retain(|def, _| in_file.contains(def));
@@ -795,6 +819,38 @@ impl<'a> Transaction<'a> {
             self.write_sync(&name, &unit.sync)?;
         }
         self.store_unit(&name, kind, path, old.as_ref(), old_layout.as_ref(), unit)
+    }
+
+    /// The fast side of [`put_unit`](Self::put_unit), for a module that agreed with its file
+    /// and whose file changed only texts ([`only_file_changed`]): the file's new texts are
+    /// taken (the three-way merge would take each of them, since only the file changed), and
+    /// nothing else is read or written.
+    fn take_file_texts(
+        &mut self,
+        name: &str,
+        path: &str,
+        index: &HashMap<String, DefinitionRecord>,
+        definitions: Vec<(String, Prepared)>,
+        taken: &[usize],
+    ) -> Result<()> {
+        let mut pending: Vec<Option<(String, Prepared)>> =
+            definitions.into_iter().map(Some).collect();
+        let mut changed = Vec::with_capacity(taken.len());
+        for &at in taken {
+            let Some((def, text)) = pending.get_mut(at).and_then(Option::take) else {
+                continue;
+            };
+            let record = index
+                .get(&def)
+                .ok_or_else(|| Error::corrupt(format!("`{name}::{def}` has no record")))?;
+            let hash = text.hash;
+            self.set_definition(name, &def, text, Some(hash), Some(record));
+            changed.push(def);
+        }
+        if !changed.is_empty() {
+            self.note(name, ModuleChange::Changed, path, None, &changed);
+        }
+        Ok(())
     }
 
     /// Merges each definition of the file, in file order, with the image's.
@@ -1156,6 +1212,7 @@ impl<'a> Transaction<'a> {
             kind,
             definitions,
             gaps,
+            stored_index: _,
         } = unit;
         let old = self.module(&name)?;
         if let Some(old) = &old
@@ -2099,6 +2156,36 @@ fn writes_of(
 
 fn not_in_conflict(module: &str, name: &str) -> Error {
     Error::invalid(format!("`{module}::{name}` is not in conflict"))
+}
+
+/// When a file holds the same definitions as the image's module, in the same order and with
+/// the same text between them, and every definition the image holds agrees with its base
+/// (the image changed nothing since it last agreed with the file): the definitions whose
+/// texts the file changed, by their place in the file. `None` when anything else differs:
+/// the whole three-way merge is then needed.
+fn only_file_changed(
+    index: &HashMap<String, DefinitionRecord>,
+    layout: &Layout,
+    definitions: &[(String, Prepared)],
+    gaps: &[Vec<u8>],
+) -> Option<Vec<usize>> {
+    if layout.names.len() != definitions.len()
+        || layout.gaps != gaps
+        || index.len() != definitions.len()
+    {
+        return None;
+    }
+    let mut taken = Vec::new();
+    for (at, ((def, text), old_name)) in definitions.iter().zip(&layout.names).enumerate() {
+        let record = index.get(def)?;
+        if def != old_name || record.base != Some(record.hash) {
+            return None;
+        }
+        if record.hash != text.hash {
+            taken.push(at);
+        }
+    }
+    Some(taken)
 }
 
 /// What `put_unit` gathers while it merges a file's unit into the image's module.
