@@ -2352,6 +2352,95 @@ fn place(was: &HashMap<&str, u64>, names: &[String]) -> Vec<u64> {
 mod tests {
     use super::*;
 
+    /// A module of definitions `a`, `b`, `c` as the image holds it (agreed with its file), and
+    /// the same file read again.
+    fn agreed() -> (
+        HashMap<String, DefinitionRecord>,
+        Layout,
+        Vec<(String, Prepared)>,
+    ) {
+        let names = ["a", "b", "c"];
+        let mut index = HashMap::default();
+        let mut definitions = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let text = Prepared::new(format!("{name} = {i}").as_bytes());
+            index.insert(
+                name.to_string(),
+                DefinitionRecord {
+                    hash: text.hash,
+                    base: Some(text.hash),
+                    size: text.len,
+                    stored: text.stored_len,
+                    generation: 1,
+                    origin: Origin::File,
+                    position: (i as u64 + 1) * ORDER_STEP,
+                },
+            );
+            definitions.push((name.to_string(), text));
+        }
+        let layout = Layout {
+            names: names.iter().map(|n| n.to_string()).collect(),
+            gaps: vec![
+                b"{\n".to_vec(),
+                b"\n".to_vec(),
+                b"\n".to_vec(),
+                b"\n}".to_vec(),
+            ],
+            positions: vec![ORDER_STEP, 2 * ORDER_STEP, 3 * ORDER_STEP],
+        };
+        (index, layout, definitions)
+    }
+
+    #[test]
+    fn only_texts_the_file_changed_are_taken_without_a_merge() {
+        let (index, layout, mut definitions) = agreed();
+        let gaps = layout.gaps.clone();
+        assert_eq!(
+            only_file_changed(&index, &layout, &definitions, &gaps),
+            Some(vec![])
+        );
+        definitions[1].1 = Prepared::new(b"b = 10");
+        assert_eq!(
+            only_file_changed(&index, &layout, &definitions, &gaps),
+            Some(vec![1])
+        );
+    }
+
+    #[test]
+    fn anything_but_the_files_texts_changed_needs_the_whole_merge() {
+        let (index, layout, definitions) = agreed();
+        let gaps = layout.gaps.clone();
+        // The image changed a text since it last agreed with the file.
+        let mut live = index.clone();
+        if let Some(b) = live.get_mut("b") {
+            b.hash = Hash::of(b"b = 20");
+        }
+        assert_eq!(only_file_changed(&live, &layout, &definitions, &gaps), None);
+        // The file moved a definition, or changed the text between two.
+        let mut moved = definitions.clone();
+        moved.swap(0, 1);
+        assert_eq!(only_file_changed(&index, &layout, &moved, &gaps), None);
+        let mut spaced = gaps.clone();
+        spaced[1] = b"\n\n".to_vec();
+        assert_eq!(
+            only_file_changed(&index, &layout, &definitions, &spaced),
+            None
+        );
+        // The file dropped a definition; the image holds one the file never had.
+        assert_eq!(
+            only_file_changed(&index, &layout, &definitions[..2], &gaps),
+            None
+        );
+        let mut added = index.clone();
+        if let Some(c) = index.get("c") {
+            added.insert("d".to_string(), *c);
+        }
+        assert_eq!(
+            only_file_changed(&added, &layout, &definitions, &gaps),
+            None
+        );
+    }
+
     #[test]
     fn order_keys_stay_where_they_can_and_make_room_where_they_must() {
         let was: HashMap<&str, u64> = [("a", ORDER_STEP), ("b", 2 * ORDER_STEP)]
