@@ -7,8 +7,9 @@
 # SIZES (default 1000 10000 100000): definitions in the module (about 52 bytes each, as `gen`
 # writes them: 100,000 make a 5.2 MB file). For each size: one module file built into an image,
 # then `put MODULE::NAME --file F` replacing a definition in the middle (a new text each run),
-# `put` of a new definition, `rm` of one, and `export` of the one change. Each timing is the
-# median of RUNS runs (default 11), wall clock in milliseconds, whole process; the first build
+# `put` of a new definition, `rm` of one, `export` of the one change, and a save of one changed
+# definition in the file (what the watcher does on a save: `build .` after `sed -i`). Each
+# timing is the median of RUNS runs (default 11), wall clock in milliseconds, whole process; the first build
 # of the file is measured once. Needs GNU time. Sizes above about 1,400,000 definitions make a
 # file over 64 MiB, which build reads with `--max-file-size` (given here: 2g); 9,000,000 make
 # the 430 MB file of issue 15.
@@ -70,5 +71,8 @@ for n in "${SIZES[@]}"; do
   measure "$size | export of one changed definition" \
     'next_text; "$BIN" put "Big::d$mid" --file "$WORK/def" >/dev/null' \
     "$BIN" export
+  measure "$size | save of one changed definition (build)" \
+    'I=$((I + 1)); sed -i "s/^\\( *\\)d$mid = .*/\\1d$mid = func [:x x + $I]/" big.spry' \
+    "$BIN" build --max-file-size 2g .
   cd - >/dev/null
 done

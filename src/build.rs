@@ -645,7 +645,7 @@ fn is_at_or_below(path: &str, dir: &str) -> bool {
 
 /// Forgets the texts of units read again that their modules hold already (every definition
 /// but the one edited, when a file is saved): they are stored, nothing is written for them.
-/// One scan of each such module's definitions.
+/// One scan of each such module's definitions, kept for its merge.
 fn drop_stored_texts(image: &Image, outcomes: &mut [Outcome]) -> Result<()> {
     if image.generation()? == 0 {
         // A first build: nothing is stored yet, no module to look at.
@@ -653,14 +653,13 @@ fn drop_stored_texts(image: &Image, outcomes: &mut [Outcome]) -> Result<()> {
     }
     for outcome in outcomes {
         if let Outcome::Parsed(unit, _) = outcome {
-            let stored: HashSet<Hash> = image
-                .definition_index(unit.name())?
-                .into_values()
-                .map(|d| d.hash)
-                .collect();
+            let index = image.definition_index(unit.name())?;
+            let stored: HashSet<Hash> = index.values().map(|d| d.hash).collect();
             if !stored.is_empty() {
                 unit.drop_stored(&stored);
             }
+            // The merge reads the same records: it takes them from here.
+            unit.with_stored_index(index);
         }
     }
     Ok(())

@@ -67,6 +67,10 @@ pub struct PreparedUnit {
     kind: ModuleKind,
     definitions: Vec<(String, Prepared)>,
     gaps: Vec<Vec<u8>>,
+    /// The image's definition records of the module as they were read before the
+    /// transaction began ([`with_stored_index`](Self::with_stored_index)): the merge then
+    /// need not scan them again.
+    stored_index: Option<HashMap<String, DefinitionRecord>>,
 }
 
 impl PreparedUnit {
@@ -114,7 +118,17 @@ impl PreparedUnit {
             },
             definitions,
             gaps,
+            stored_index: None,
         }
+    }
+
+    /// Keeps `index`, the module's definition records as the image held them (from
+    /// [`Image::definition_index`](super::Image::definition_index)), for
+    /// [`Transaction::put_unit`] to merge against, instead of scanning them again. It must be
+    /// read from the image the transaction is begun on, with no write in between; the
+    /// transaction reads them again when it has staged writes of the module.
+    pub fn with_stored_index(&mut self, index: HashMap<String, DefinitionRecord>) {
+        self.stored_index = Some(index);
     }
 
     /// The unit's name.
@@ -757,6 +771,7 @@ impl<'a> Transaction<'a> {
             kind,
             definitions,
             gaps,
+            stored_index,
         } = unit;
         let old = self.module(&name)?;
         let old_sync = match &old {
@@ -767,6 +782,21 @@ impl<'a> Transaction<'a> {
             Some(_) => Some(self.layout(&name)?),
             None => None,
         };
+        // The image's side of every definition, read in one scan (a module new to the image
+        // has none to merge with), or as read before the transaction began.
+        let index = match (&old, stored_index) {
+            (None, _) => None,
+            (Some(_), Some(index)) if !self.touched.contains(name.as_bytes()) => Some(index),
+            (Some(_), _) => Some(self.definition_index(&name)?),
+        };
+        if let (Some(old), Some(old_layout), Some(index)) = (&old, &old_layout, &index)
+            && old.path == path
+            && old.kind == kind
+            && old_sync == SyncRecord::default()
+            && let Some(taken) = only_file_changed(index, old_layout, &definitions, &gaps)
+        {
+            return self.take_file_texts(&name, &old.path, index, definitions, &taken);
+        }
         let mut unit = UnitMerge {
             sync: old_sync.clone(),
             order: Vec::with_capacity(definitions.len()),
@@ -777,12 +807,6 @@ impl<'a> Transaction<'a> {
         };
         // A file read again is not deleted (any more).
         unit.sync.file_deleted = false;
-        // The image's side of every definition, read in one scan (a module new to the image
-        // has none to merge with).
-        let index = match &old {
-            Some(_) => Some(self.definition_index(&name)?),
-            None => None,
-        };
         self.take_file_definitions(&name, index, path, definitions, &mut unit)?;
         let in_file = &unit.in_file;
         unit.sync.removed.retain(|def, _| in_file.contains(def));
@@ -795,6 +819,38 @@ impl<'a> Transaction<'a> {
             self.write_sync(&name, &unit.sync)?;
         }
         self.store_unit(&name, kind, path, old.as_ref(), old_layout.as_ref(), unit)
+    }
+
+    /// The fast side of [`put_unit`](Self::put_unit), for a module that agreed with its file
+    /// and whose file changed only texts ([`only_file_changed`]): the file's new texts are
+    /// taken (the three-way merge would take each of them, since only the file changed), and
+    /// nothing else is read or written.
+    fn take_file_texts(
+        &mut self,
+        name: &str,
+        path: &str,
+        index: &HashMap<String, DefinitionRecord>,
+        definitions: Vec<(String, Prepared)>,
+        taken: &[usize],
+    ) -> Result<()> {
+        let mut pending: Vec<Option<(String, Prepared)>> =
+            definitions.into_iter().map(Some).collect();
+        let mut changed = Vec::with_capacity(taken.len());
+        for &at in taken {
+            let Some((def, text)) = pending.get_mut(at).and_then(Option::take) else {
+                continue;
+            };
+            let record = index
+                .get(&def)
+                .ok_or_else(|| Error::corrupt(format!("`{name}::{def}` has no record")))?;
+            let hash = text.hash;
+            self.set_definition(name, &def, text, Some(hash), Some(record));
+            changed.push(def);
+        }
+        if !changed.is_empty() {
+            self.note(name, ModuleChange::Changed, path, None, &changed);
+        }
+        Ok(())
     }
 
     /// Merges each definition of the file, in file order, with the image's.
@@ -1156,6 +1212,7 @@ impl<'a> Transaction<'a> {
             kind,
             definitions,
             gaps,
+            stored_index: _,
         } = unit;
         let old = self.module(&name)?;
         if let Some(old) = &old
@@ -2101,6 +2158,36 @@ fn not_in_conflict(module: &str, name: &str) -> Error {
     Error::invalid(format!("`{module}::{name}` is not in conflict"))
 }
 
+/// When a file holds the same definitions as the image's module, in the same order and with
+/// the same text between them, and every definition the image holds agrees with its base
+/// (the image changed nothing since it last agreed with the file): the definitions whose
+/// texts the file changed, by their place in the file. `None` when anything else differs:
+/// the whole three-way merge is then needed.
+fn only_file_changed(
+    index: &HashMap<String, DefinitionRecord>,
+    layout: &Layout,
+    definitions: &[(String, Prepared)],
+    gaps: &[Vec<u8>],
+) -> Option<Vec<usize>> {
+    if layout.names.len() != definitions.len()
+        || layout.gaps != gaps
+        || index.len() != definitions.len()
+    {
+        return None;
+    }
+    let mut taken = Vec::new();
+    for (at, ((def, text), old_name)) in definitions.iter().zip(&layout.names).enumerate() {
+        let record = index.get(def)?;
+        if def != old_name || record.base != Some(record.hash) {
+            return None;
+        }
+        if record.hash != text.hash {
+            taken.push(at);
+        }
+    }
+    Some(taken)
+}
+
 /// What `put_unit` gathers while it merges a file's unit into the image's module.
 struct UnitMerge {
     /// The module's sync state as it becomes.
@@ -2264,6 +2351,95 @@ fn place(was: &HashMap<&str, u64>, names: &[String]) -> Vec<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A module of definitions `a`, `b`, `c` as the image holds it (agreed with its file), and
+    /// the same file read again.
+    fn agreed() -> (
+        HashMap<String, DefinitionRecord>,
+        Layout,
+        Vec<(String, Prepared)>,
+    ) {
+        let names = ["a", "b", "c"];
+        let mut index = HashMap::default();
+        let mut definitions = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let text = Prepared::new(format!("{name} = {i}").as_bytes());
+            index.insert(
+                name.to_string(),
+                DefinitionRecord {
+                    hash: text.hash,
+                    base: Some(text.hash),
+                    size: text.len,
+                    stored: text.stored_len,
+                    generation: 1,
+                    origin: Origin::File,
+                    position: (i as u64 + 1) * ORDER_STEP,
+                },
+            );
+            definitions.push((name.to_string(), text));
+        }
+        let layout = Layout {
+            names: names.iter().map(|n| n.to_string()).collect(),
+            gaps: vec![
+                b"{\n".to_vec(),
+                b"\n".to_vec(),
+                b"\n".to_vec(),
+                b"\n}".to_vec(),
+            ],
+            positions: vec![ORDER_STEP, 2 * ORDER_STEP, 3 * ORDER_STEP],
+        };
+        (index, layout, definitions)
+    }
+
+    #[test]
+    fn only_texts_the_file_changed_are_taken_without_a_merge() {
+        let (index, layout, mut definitions) = agreed();
+        let gaps = layout.gaps.clone();
+        assert_eq!(
+            only_file_changed(&index, &layout, &definitions, &gaps),
+            Some(vec![])
+        );
+        definitions[1].1 = Prepared::new(b"b = 10");
+        assert_eq!(
+            only_file_changed(&index, &layout, &definitions, &gaps),
+            Some(vec![1])
+        );
+    }
+
+    #[test]
+    fn anything_but_the_files_texts_changed_needs_the_whole_merge() {
+        let (index, layout, definitions) = agreed();
+        let gaps = layout.gaps.clone();
+        // The image changed a text since it last agreed with the file.
+        let mut live = index.clone();
+        if let Some(b) = live.get_mut("b") {
+            b.hash = Hash::of(b"b = 20");
+        }
+        assert_eq!(only_file_changed(&live, &layout, &definitions, &gaps), None);
+        // The file moved a definition, or changed the text between two.
+        let mut moved = definitions.clone();
+        moved.swap(0, 1);
+        assert_eq!(only_file_changed(&index, &layout, &moved, &gaps), None);
+        let mut spaced = gaps.clone();
+        spaced[1] = b"\n\n".to_vec();
+        assert_eq!(
+            only_file_changed(&index, &layout, &definitions, &spaced),
+            None
+        );
+        // The file dropped a definition; the image holds one the file never had.
+        assert_eq!(
+            only_file_changed(&index, &layout, &definitions[..2], &gaps),
+            None
+        );
+        let mut added = index.clone();
+        if let Some(c) = index.get("c") {
+            added.insert("d".to_string(), *c);
+        }
+        assert_eq!(
+            only_file_changed(&added, &layout, &definitions, &gaps),
+            None
+        );
+    }
 
     #[test]
     fn order_keys_stay_where_they_can_and_make_room_where_they_must() {
