@@ -184,6 +184,9 @@ pub struct Transaction<'a> {
     logged: HashMap<String, usize>,
     /// Staged records already loaded into the tables ([`spill_first_fill`](Self::spill_first_fill)).
     spilled: bool,
+    /// About how much memory the staged writes hold (keys, values and the map's share),
+    /// counted since the last spill: what decides when a first fill spills.
+    staged_bytes: usize,
     /// File sides kept in history by [`keep_file_side`](Self::keep_file_side), each logged
     /// under the generation it took.
     kept: Vec<(u64, ModuleLog)>,
@@ -279,6 +282,10 @@ pub enum Take {
 /// From this many writes on, the first commit of an image loads tables directly.
 const BULK_MIN_WRITES: usize = 10_000;
 
+/// What a staged write costs beyond its key and value: the map's entry and the two vectors'
+/// headers and allocations, about.
+const STAGED_ENTRY_BYTES: usize = 96;
+
 fn slot(table: Table) -> usize {
     table.index()
 }
@@ -302,6 +309,7 @@ impl<'a> Transaction<'a> {
             log: Vec::new(),
             logged: HashMap::default(),
             spilled: false,
+            staged_bytes: 0,
             kept: Vec::new(),
             conflicts: Vec::new(),
             touched: HashSet::default(),
@@ -333,11 +341,13 @@ impl<'a> Transaction<'a> {
 
     fn put(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) {
         self.touch(table, &key);
+        self.staged_bytes += key.len() + value.len() + STAGED_ENTRY_BYTES;
         self.overlay[slot(table)].insert(key, Some(value));
     }
 
     fn delete(&mut self, table: Table, key: Vec<u8>) {
         self.touch(table, &key);
+        self.staged_bytes += key.len() + STAGED_ENTRY_BYTES;
         self.overlay[slot(table)].insert(key, None);
     }
 
@@ -2043,19 +2053,23 @@ impl<'a> Transaction<'a> {
         self.commit_with(|store, writes| store.commit_buffered(writes))
     }
 
-    /// On the first fill of an empty image, moves what is staged so far straight into the
-    /// tables, as [`commit`](Self::commit)'s bulk load would at the end: a first build of any
-    /// size then holds only its current batch in memory. Nothing is visible before the commit
-    /// writes the generation: data at generation 0 is a first load that never finished, which
-    /// [`Image::open`] discards. On any later transaction it does nothing (an image that
-    /// readers have seen changes only atomically).
+    /// On the first fill of an empty image, once what is staged holds at least `min_bytes`,
+    /// moves it straight into the tables, as [`commit`](Self::commit)'s bulk load would at the
+    /// end: a first build of any size then holds at most about `min_bytes` of records (and
+    /// its current batch) in memory. Below `min_bytes` it waits: each spill writes a table
+    /// file per table, and fjall makes each one durable on its own (five to seven `fsync`s),
+    /// which a first build of many small files paid once per batch, hundreds of times. Nothing
+    /// is visible before the commit writes the generation: data at generation 0 is a first
+    /// load that never finished, which [`Image::open`] discards. On any later transaction it
+    /// does nothing (an image that readers have seen changes only atomically).
     ///
     /// # Errors
     /// Storage failures.
-    pub(crate) fn spill_first_fill(&mut self) -> Result<()> {
-        if self.generation != 1 {
+    pub(crate) fn spill_first_fill(&mut self, min_bytes: usize) -> Result<()> {
+        if self.generation != 1 || self.staged_bytes < min_bytes {
             return Ok(());
         }
+        self.staged_bytes = 0;
         let mut writes = Vec::new();
         for table in Table::ALL {
             // The generation is the commit mark, and the log is written by the commit.
@@ -2467,6 +2481,55 @@ mod tests {
         assert_eq!(
             place(&tight, &names(&["a", "x", "b"])),
             [ORDER_STEP, 2 * ORDER_STEP, 3 * ORDER_STEP]
+        );
+    }
+
+    #[test]
+    fn a_first_fill_holds_its_records_until_they_pass_the_budget() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let image = Image::create(&dir.path().join(".spry-image"), dir.path()).expect("an image");
+        let stamp = |module: &str| PathRecord {
+            module: module.to_string(),
+            size: 1,
+            mtime_ns: 1,
+            hash: Hash::of(b"x"),
+            stamped_ns: 1,
+        };
+        let stored = |path: &str| {
+            image
+                .store()
+                .get(Table::Paths, path.as_bytes())
+                .expect("a read")
+                .is_some()
+        };
+        let mut tx = image.begin(Origin::File).expect("a transaction");
+        tx.put_path("a.spry", &stamp("A"));
+        // Under the budget: nothing is written yet (each write is a table file per table).
+        tx.spill_first_fill(4 * STAGED_ENTRY_BYTES)
+            .expect("a spill");
+        assert!(!stored("a.spry"), "a spill under its budget wrote");
+        for k in 0..4 {
+            tx.put_path(&format!("b{k}.spry"), &stamp("B"));
+        }
+        // Past it: everything staged so far goes into the tables, before the commit.
+        tx.spill_first_fill(4 * STAGED_ENTRY_BYTES)
+            .expect("a spill");
+        assert!(
+            stored("a.spry") && stored("b3.spry"),
+            "a spill past its budget held back"
+        );
+        // And the count starts again.
+        tx.put_path("c.spry", &stamp("C"));
+        tx.spill_first_fill(4 * STAGED_ENTRY_BYTES)
+            .expect("a spill");
+        assert!(
+            !stored("c.spry"),
+            "the budget was not counted again from the spill"
+        );
+        tx.commit().expect("a commit");
+        assert!(
+            stored("a.spry") && stored("c.spry"),
+            "the commit left staged records out"
         );
     }
 }
