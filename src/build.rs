@@ -667,7 +667,7 @@ fn drop_stored_texts(image: &Image, outcomes: &mut [Outcome]) -> Result<()> {
     for outcome in outcomes {
         if let Outcome::Parsed(unit, _) = outcome {
             let index = image.definition_index(unit.name())?;
-            let stored: HashSet<Hash> = index.values().map(|d| d.hash).collect();
+            let stored: HashMap<Hash, u32> = index.values().map(|d| (d.hash, d.stored)).collect();
             if !stored.is_empty() {
                 unit.drop_stored(&stored);
             }
@@ -691,7 +691,11 @@ fn take_texts_if_many(outcomes: &mut [Outcome]) -> Vec<(Hash, Vec<u8>)> {
     if new_texts < BACKGROUND_TEXTS_MIN {
         return Vec::new();
     }
-    outcomes.iter_mut().flat_map(Outcome::take_texts).collect()
+    // Taking them out compresses the texts only hashed: in parallel.
+    outcomes
+        .par_iter_mut()
+        .flat_map_iter(Outcome::take_texts)
+        .collect()
 }
 
 /// A targeted build sees only the files it lists. A module read anew from one of them may be
@@ -877,7 +881,13 @@ fn read_file(
         },
         Unit::Parsed { unit, hash } => {
             let record = stamp(unit.name(), unit.text().len() as u64, hash);
-            Outcome::Parsed(PreparedUnit::new(&unit), record)
+            // A file read again mostly holds texts its module has: they are only hashed (a
+            // file new to the image is compressed here, in parallel).
+            let unit = match known {
+                Some(_) => PreparedUnit::hashed(&unit),
+                None => PreparedUnit::new(&unit),
+            };
+            Outcome::Parsed(unit, record)
         }
     }
 }

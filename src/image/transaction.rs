@@ -44,6 +44,9 @@ pub struct Prepared {
     pub stored: Vec<u8>,
     /// The compressed form's length.
     pub stored_len: u32,
+    /// The text itself while it is only hashed ([`Prepared::hashed`]): it is compressed when
+    /// it is written, if ever.
+    raw: Vec<u8>,
 }
 
 impl Prepared {
@@ -55,6 +58,34 @@ impl Prepared {
             len: text.len() as u32,
             stored_len: stored.len() as u32,
             stored,
+            raw: Vec::new(),
+        }
+    }
+
+    /// Hashes `text` and leaves its compression until it is written: a file read again
+    /// mostly holds texts its module has already, which are never written.
+    pub fn hashed(text: &[u8]) -> Prepared {
+        debug_assert!(!text.is_empty(), "a definition's text is never empty");
+        Prepared {
+            hash: Hash::of(text),
+            len: text.len() as u32,
+            stored: Vec::new(),
+            stored_len: 0,
+            raw: text.to_vec(),
+        }
+    }
+
+    /// Whether its stored form is still to be written (not taken out, not already stored).
+    fn unstored(&self) -> bool {
+        !self.stored.is_empty() || !self.raw.is_empty()
+    }
+
+    /// Compresses a text that was only hashed.
+    fn compress_now(&mut self) {
+        if self.stored.is_empty() && !self.raw.is_empty() {
+            self.stored = compress(&self.raw);
+            self.stored_len = self.stored.len() as u32;
+            self.raw = Vec::new();
         }
     }
 }
@@ -74,8 +105,19 @@ pub struct PreparedUnit {
 }
 
 impl PreparedUnit {
-    /// Prepares `unit`.
+    /// Prepares `unit`: its texts hashed and compressed.
     pub fn new(unit: &SourceUnit) -> PreparedUnit {
+        PreparedUnit::with(unit, Prepared::new)
+    }
+
+    /// Prepares `unit` read again from its file: its texts hashed, compressed only when
+    /// written ([`Prepared::hashed`]).
+    pub fn hashed(unit: &SourceUnit) -> PreparedUnit {
+        PreparedUnit::with(unit, Prepared::hashed)
+    }
+
+    /// Prepares `unit`, each definition's text by `prepare`.
+    fn with(unit: &SourceUnit, prepare: fn(&[u8]) -> Prepared) -> PreparedUnit {
         // The layout is the gaps between the definitions: it relies on their spans being
         // sorted, disjoint and within the text, and on the pieces giving the text back.
         debug_assert!(
@@ -106,7 +148,7 @@ impl PreparedUnit {
             match piece {
                 Piece::Gap(gap) => gaps.push(gap.to_vec()),
                 Piece::Definition(def, text) => {
-                    definitions.push((def.name.clone(), Prepared::new(text)));
+                    definitions.push((def.name.clone(), prepare(text)));
                 }
             }
         }
@@ -145,16 +187,21 @@ impl PreparedUnit {
     pub fn unstored_count(&self) -> usize {
         self.definitions
             .iter()
-            .filter(|(_, text)| !text.stored.is_empty())
+            .filter(|(_, text)| text.unstored())
             .count()
     }
 
-    /// Forgets the stored forms of the texts whose hashes are in `stored` (the image holds
-    /// them already): the transaction then only refers to them, as to texts taken out.
-    pub fn drop_stored(&mut self, stored: &HashSet<Hash>) {
+    /// Forgets the stored forms of the texts whose hashes are in `stored`, with their stored
+    /// lengths (the image holds them already): the transaction then only refers to them, as to
+    /// texts taken out.
+    pub fn drop_stored(&mut self, stored: &HashMap<Hash, u32>) {
         for (_, text) in &mut self.definitions {
-            if stored.contains(&text.hash) {
+            if let Some(&stored_len) = stored.get(&text.hash) {
                 text.stored = Vec::new();
+                if !text.raw.is_empty() {
+                    text.raw = Vec::new();
+                    text.stored_len = stored_len;
+                }
             }
         }
     }
@@ -165,8 +212,11 @@ impl PreparedUnit {
     pub fn take_texts(&mut self) -> Vec<(Hash, Vec<u8>)> {
         self.definitions
             .iter_mut()
-            .filter(|(_, text)| !text.stored.is_empty())
-            .map(|(_, text)| (text.hash, std::mem::take(&mut text.stored)))
+            .filter(|(_, text)| text.unstored())
+            .map(|(_, text)| {
+                text.compress_now();
+                (text.hash, std::mem::take(&mut text.stored))
+            })
             .collect()
     }
 }
@@ -483,7 +533,8 @@ impl<'a> Transaction<'a> {
         }
     }
 
-    fn put_blob(&mut self, text: Prepared) -> (Hash, u32, u32) {
+    fn put_blob(&mut self, mut text: Prepared) -> (Hash, u32, u32) {
+        text.compress_now();
         let hash = text.hash;
         let stored = text.stored_len;
         // An empty stored form was taken out and written ahead (`PreparedUnit::take_texts`):
@@ -1178,10 +1229,12 @@ impl<'a> Transaction<'a> {
     /// A prepared text's bytes: from its stored form, or from the store when that was
     /// written ahead ([`PreparedUnit::take_texts`]).
     fn prepared_text(&self, text: &Prepared) -> Result<Vec<u8>> {
-        if text.stored.is_empty() {
-            self.text(&text.hash)
-        } else {
+        if !text.stored.is_empty() {
             super::blob::decompress(&text.stored)
+        } else if !text.raw.is_empty() {
+            Ok(text.raw.clone())
+        } else {
+            self.text(&text.hash)
         }
     }
 
