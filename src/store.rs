@@ -331,6 +331,27 @@ impl FjallStore {
     }
 }
 
+impl FjallStore {
+    /// Hands each record of `guards` to `visit` until it returns `false`: what `visit` and
+    /// `visit_range` share. The error's words are made only on an error, not once per record.
+    fn visit_each(
+        &self,
+        table: Table,
+        guards: impl Iterator<Item = fjall::Guard>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()> {
+        for guard in guards {
+            let (k, v) = guard
+                .into_inner()
+                .map_err(|e| self.failed("reading", Some(table), e))?;
+            if !visit(&k, &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Whether `dir` holds a database whose creation was killed before it could hold anything:
 /// no version marker (fjall writes it last, once every file of an empty database exists), no
 /// table file, and no journal that anything was written to. Anything else is left to fjall
@@ -405,16 +426,7 @@ impl Store for FjallStore {
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<()> {
         let snapshot = self.db.read_tx();
-        for guard in snapshot.prefix(self.keyspace(table), prefix) {
-            // The error's words are made only on an error, not once per record.
-            let (k, v) = guard
-                .into_inner()
-                .map_err(|e| self.failed("reading", Some(table), e))?;
-            if !visit(&k, &v) {
-                break;
-            }
-        }
-        Ok(())
+        self.visit_each(table, snapshot.prefix(self.keyspace(table), prefix), visit)
     }
 
     fn visit_range(
@@ -427,26 +439,11 @@ impl Store for FjallStore {
     ) -> Result<()> {
         let snapshot = self.db.read_tx();
         let range = snapshot.range(self.keyspace(table), start..end);
-        let mut step = |guard: fjall::Guard| {
-            let (k, v) = guard
-                .into_inner()
-                .map_err(|e| self.failed("reading", Some(table), e))?;
-            Ok::<bool, Error>(visit(&k, &v))
-        };
         if backwards {
-            for guard in range.rev() {
-                if !step(guard)? {
-                    break;
-                }
-            }
+            self.visit_each(table, range.rev(), visit)
         } else {
-            for guard in range {
-                if !step(guard)? {
-                    break;
-                }
-            }
+            self.visit_each(table, range, visit)
         }
-        Ok(())
     }
 
     fn commit(&self, writes: Vec<Write>) -> Result<()> {
