@@ -153,11 +153,22 @@ impl Frame {
     }
 
     /// The next node when it is a word that may name a method (a plain or a module word).
+    /// A word that `=` or `:=` follows is being bound, not called: so a local may be named
+    /// like a method (`values = newBlock`, `sum := 0`), which the reference would call.
     #[inline]
     pub fn peek_word(&self) -> Option<Rc<WordObj>> {
-        match self.body.items.borrow().get(self.pos.get()) {
+        let items = self.body.items.borrow();
+        let pos = self.pos.get();
+        match items.get(pos) {
             Some(Value::Word(w)) if matches!(w.kind, WordKind::Eval | WordKind::Module) => {
-                Some(w.clone())
+                match items.get(pos + 1) {
+                    Some(Value::Word(next))
+                        if next.kind == WordKind::Eval && matches!(&*next.name, "=" | ":=") =>
+                    {
+                        None
+                    }
+                    _ => Some(w.clone()),
+                }
             }
             _ => None,
         }

@@ -20,6 +20,7 @@ pub(super) const PRIMITIVES: super::Table = &[
     ("sqrt", true, sqrt),
     ("sin", true, sin),
     ("cos", true, cos),
+    ("arcCos", true, arc_cos),
     ("fac", true, fac),
     ("binom", true, binom),
     ("powerOfTwo?", true, power_of_two),
@@ -203,6 +204,12 @@ fn sin(spry: &mut Interp<'_>) -> EvalResult<Value> {
 
 fn cos(spry: &mut Interp<'_>) -> EvalResult<Value> {
     Ok(Value::Float(float_of("cos", &spry.infix_arg()?)?.cos()))
+}
+
+/// Beyond the reference (spry-src's `Vector angleTo:` uses it): the angle in radians whose
+/// cosine is the receiver, NaN outside -1..1 as `sqrt` of a negative number is.
+fn arc_cos(spry: &mut Interp<'_>) -> EvalResult<Value> {
+    Ok(Value::Float(float_of("arcCos", &spry.infix_arg()?)?.acos()))
 }
 
 fn fac(spry: &mut Interp<'_>) -> EvalResult<Value> {

@@ -1,4 +1,5 @@
-//! Strings: splitting, replacing in place, searching (byte offsets, as the reference).
+//! Strings: splitting, replacing in place, searching (byte offsets, as the reference), and
+//! counting code points.
 
 use super::super::value::Value;
 use super::super::{EvalError, EvalResult, Interp};
@@ -8,6 +9,7 @@ pub(super) const PRIMITIVES: super::Table = &[
     ("split:", true, split),
     ("replace:with:", true, replace_with),
     ("findString:startingAt:", true, find_from),
+    ("runeLen", true, rune_len),
 ];
 
 fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
@@ -67,4 +69,15 @@ fn find_from(spry: &mut Interp<'_>) -> EvalResult<Value> {
         .ok()
         .and_then(|start| find(&s, &sub, start));
     Ok(Value::Int(found.map_or(-1, |i| i as i64)))
+}
+
+/// Beyond the reference (spry-src's `Greetings::length:` uses it): the number of code points
+/// of a UTF-8 string, where `size` counts bytes. A byte that is not valid UTF-8 counts as one.
+fn rune_len(spry: &mut Interp<'_>) -> EvalResult<Value> {
+    let s = bytes("runeLen", &spry.infix_arg()?)?;
+    let mut count = 0i64;
+    for chunk in s.utf8_chunks() {
+        count += chunk.valid().chars().count() as i64 + chunk.invalid().len() as i64;
+    }
+    Ok(Value::Int(count))
 }
