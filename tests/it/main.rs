@@ -20,6 +20,7 @@ mod module_props;
 mod nothing_lost;
 mod parse_cli;
 mod real_input;
+mod spry_src_calls;
 mod syntax_fixtures;
 mod syntax_props;
 mod syntax_rules;
