@@ -210,3 +210,186 @@ fn spry_src_calls_every_definition_of_every_module() {
         .collect();
     assert!(errors.is_empty(), "calls that fail: {errors:?}");
 }
+
+/// A child process killed when the test ends, however it ends.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `spry-image repl` in `proj` fed `input`; its output.
+fn repl(dir: &Dir, proj: &Path, input: &str) -> crate::util::Output {
+    let file = dir.create("repl-input.txt", input);
+    let mut cmd = dir.command();
+    cmd.current_dir(proj).arg("repl");
+    cmd.cmd().stdin(std::fs::File::open(&file).unwrap());
+    let out = cmd.output();
+    assert_eq!(out.code, Some(0), "{out}");
+    out
+}
+
+/// `text` with `definition` added as a new last definition of its module's curly: after the
+/// last line before the closing brace, one blank line between, in the file's line endings.
+fn with_new_definition(text: &[u8], definition: &str, eol: &str) -> Vec<u8> {
+    let close = format!("{eol}}}");
+    let at = text
+        .windows(close.len())
+        .rposition(|w| w == close.as_bytes())
+        .expect("a closing brace on a line of its own");
+    let mut out = text[..at].to_vec();
+    out.extend_from_slice(format!("{eol}{eol}{definition}").as_bytes());
+    out.extend_from_slice(&text[at..]);
+    out
+}
+
+#[test]
+fn spry_src_repl_definitions_land_in_their_files_byte_exact() {
+    let dir = Dir::new("spry_src_repl");
+    let proj = dir.join("proj");
+    copy_tree(&repo_path("spry-src"), &proj);
+    dir.command().args(["build", "proj"]).expect_code(0);
+    let greetings = proj.join("text/greetings.spry");
+    let csv = proj.join("text/csv.spry");
+    let list = proj.join("collections/linked_list.spry");
+    let before: Vec<Vec<u8>> = [&greetings, &csv, &list]
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+
+    // New definitions in three modules (a BOM, CRLF line endings, tab indents), a definition
+    // replaced, and the session uses them at once, with the modules' own code.
+    let out = repl(
+        &dir,
+        &proj,
+        ":module Greetings\n\
+         shout: = func [:lang (Greetings::hello: lang) , \"!\"]\n\
+         party: = func [:n StringUtil::repeat: \"🎈\" times: n]\n\
+         :module Csv\n\
+         semicolon = \";\"\n\
+         :module LinkedList\n\
+         empty? = method [@length == 0]\n\
+         :module\n\
+         Greetings::shout: 'de\n\
+         Greetings::length: (Greetings::party: 2)\n\
+         Csv::semicolon\n\
+         (LinkedList::new) LinkedList::empty?\n",
+    );
+    let stdout = out.stdout_str();
+    assert!(
+        stdout.ends_with("\"Gr\\xC3\\xBC\\xC3\\x9F Gott!\"\n2\n\";\"\ntrue\n"),
+        "{out}"
+    );
+    for stored in [
+        "Greetings::shout:",
+        "Greetings::party:",
+        "Csv::semicolon",
+        "LinkedList::empty?",
+    ] {
+        assert!(
+            out.stderr_str().contains(&format!("stored {stored} ")),
+            "{out}"
+        );
+    }
+
+    let greetings_text = String::from_utf8(before[0].clone()).unwrap();
+    let old_party = "  # Celebrate 🎉 a number of times.\n  party: = func [:n\n    StringUtil::repeat: \"🎉\" times: n\n  ]";
+    assert_eq!(greetings_text.matches(old_party).count(), 1);
+    let expected = with_new_definition(
+        greetings_text
+            .replace(
+                old_party,
+                "  party: = func [:n StringUtil::repeat: \"🎈\" times: n]",
+            )
+            .as_bytes(),
+        "  shout: = func [:lang (Greetings::hello: lang) , \"!\"]",
+        "\n",
+    );
+    assert_eq!(std::fs::read(&greetings).unwrap(), expected);
+    assert!(expected.starts_with(b"\xEF\xBB\xBF"));
+    assert_eq!(
+        std::fs::read(&csv).unwrap(),
+        with_new_definition(&before[1], "  semicolon = \";\"", "\r\n")
+    );
+    assert_eq!(
+        std::fs::read(&list).unwrap(),
+        with_new_definition(&before[2], "\tempty? = method [@length == 0]", "\n")
+    );
+    let out = dir.command().args(["build", "proj"]).expect_code(0);
+    assert!(out.stdout_str().contains("nothing to commit"), "{out}");
+    let out = dir
+        .command()
+        .current_dir(&proj)
+        .arg("status")
+        .expect_code(0);
+    assert!(out.stdout_str().contains("agree"), "{out}");
+
+    // With a watcher running, the REPL borrows the image from it and the file is written too.
+    let mut watch = Reaped(
+        dir.command()
+            .args(["watch", "--json"])
+            .arg(&proj)
+            .cmd()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Its lines, read on a thread, waited for at most ten seconds each.
+    let (tx, lines) = std::sync::mpsc::channel();
+    let stdout = watch.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            if line.map(|l| tx.send(l)).is_err() {
+                return;
+            }
+        }
+    });
+    let next = || {
+        lines
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("a line from watch --json")
+    };
+    let started = next();
+    assert!(started.contains("watching"), "{started}");
+    let before = std::fs::read(&greetings).unwrap();
+    let out = repl(
+        &dir,
+        &proj,
+        ":module Greetings\nwave: = func [:n StringUtil::repeat: \"👋\" times: n]\n:module\nGreetings::wave: 2\n",
+    );
+    assert!(
+        out.stderr_str().contains("stored Greetings::wave: "),
+        "{out}"
+    );
+    assert!(
+        out.stdout_str()
+            .ends_with("\"\\xF0\\x9F\\x91\\x8B\\xF0\\x9F\\x91\\x8B\"\n"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read(&greetings).unwrap(),
+        with_new_definition(
+            &before,
+            "  wave: = func [:n StringUtil::repeat: \"👋\" times: n]",
+            "\n"
+        )
+    );
+    // The watcher lent the image to the REPL.
+    let lent = std::iter::repeat_with(next)
+        .find(|l| l.contains("\"lent\""))
+        .unwrap();
+    assert!(lent.contains("repl"), "{lent}");
+    let killed = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(watch.0.id().to_string())
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert_eq!(watch.0.wait().unwrap().code(), Some(0));
+    let out = dir.command().args(["build", "proj"]).expect_code(0);
+    assert!(out.stdout_str().contains("nothing to commit"), "{out}");
+}
