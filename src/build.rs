@@ -12,12 +12,13 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::image::{
-    Conflict, Hash, Image, LOAD_MIN_KEYS, ModuleChange, Origin, PathRecord, PreparedUnit,
+    Conflict, Hash, Image, LOAD_MIN_KEYS, ModuleChange, Origin, PathRecord, Prepared, PreparedUnit,
     Transaction,
 };
 use crate::source::{DEFAULT_MAX_FILE_SIZE, FailureKind, FileFailure, PartFilter, WalkedFile};
 use crate::source::{Unit, now_ns, read_unit, stamp_matches};
 use crate::store::{Table, try_visit};
+use crate::syntax::SourceUnit;
 use crate::walk::{narrow, walk, walk_paths};
 
 /// How to build.
@@ -402,6 +403,12 @@ impl<'a> Build<'a> {
                     claims.claim(unit.name(), path);
                     read.units.insert(path.clone(), (unit, stamp));
                 }
+                // Only a first fill reads a unit so (`read_batch`); prepared whole here.
+                Outcome::Large(unit, stamp) => {
+                    claims.claim(unit.name(), path);
+                    read.units
+                        .insert(path.clone(), (PreparedUnit::new(&unit), stamp));
+                }
                 Outcome::Failed(failure) => {
                     // The module keeps its last good version: the file still claims it.
                     if let Some(stamp) = known.get(path) {
@@ -534,6 +541,13 @@ impl<'a> Build<'a> {
                     writing = Some(scope.spawn(move || image.store_texts(full)));
                 }
                 for (file, outcome) in batch.iter().zip(outcomes) {
+                    if matches!(outcome, Outcome::Large(..))
+                        && let Some(previous) = writing.take()
+                    {
+                        // A large unit stages its texts with its records and moves them into
+                        // the tables between its parts: not while texts are written beside.
+                        join_writing(previous)?;
+                    }
                     self.stage_first(&mut tx, &mut claims, &file.path, outcome)?;
                 }
                 tx.spill_first_fill(SPILL_BYTES)?;
@@ -562,7 +576,11 @@ impl<'a> Build<'a> {
             .par_iter()
             .map(|file| {
                 let stamp = known.and_then(|k| k.get(&file.path));
-                let outcome = guarded(&file.path, || read_file(root, file, stamp, max_file_size));
+                // A first fill (nothing known) may stage a large module in parts.
+                let parts = known.is_none();
+                let outcome = guarded(&file.path, || {
+                    read_file(root, file, stamp, max_file_size, parts)
+                });
                 progress.advance(1);
                 outcome
             })
@@ -578,22 +596,45 @@ impl<'a> Build<'a> {
         path: &str,
         outcome: Outcome,
     ) -> Result<()> {
+        let name = match &outcome {
+            Outcome::Parsed(unit, _) => unit.name(),
+            Outcome::Large(unit, _) => unit.name(),
+            _ => "",
+        };
+        if let Some(holder) = claims.holder(name) {
+            self.report.failed.push(FileFailure::new(
+                path,
+                FailureKind::ClaimedTwice {
+                    module: name.to_string(),
+                    holder: holder.to_string(),
+                    path: path.to_string(),
+                },
+            ));
+            return Ok(());
+        }
         match outcome {
             Outcome::Parsed(unit, stamp) => {
-                let name = unit.name().to_string();
-                if let Some(holder) = claims.holder(&name) {
-                    self.report.failed.push(FileFailure::new(
-                        path,
-                        FailureKind::ClaimedTwice {
-                            module: name,
-                            holder: holder.to_string(),
-                            path: path.to_string(),
-                        },
-                    ));
-                    return Ok(());
-                }
-                claims.claim(&name, path);
+                claims.claim(unit.name(), path);
                 tx.put_unit(unit, path)?;
+                tx.put_path(path, &stamp);
+            }
+            Outcome::Large(unit, stamp) => {
+                claims.claim(unit.name(), path);
+                let prepare = |unit: &SourceUnit, range: std::ops::Range<usize>| {
+                    range
+                        .into_par_iter()
+                        .map(|i| Prepared::new(unit.definition_text(i)))
+                        .collect()
+                };
+                if !tx.put_new_unit_in_parts(
+                    &unit,
+                    path,
+                    PART_DEFINITIONS,
+                    SPILL_BYTES,
+                    &prepare,
+                )? {
+                    tx.put_unit(PreparedUnit::new(&unit), path)?;
+                }
                 tx.put_path(path, &stamp);
             }
             Outcome::Failed(failure) => self.report.failed.push(failure),
@@ -806,6 +847,12 @@ fn join_writing(handle: std::thread::ScopedJoinHandle<'_, Result<()>>) -> Result
         .map_err(|p| Error::panicked("writing texts", &*p))?
 }
 
+/// A first fill prepares and stages a module of more than this many definitions this many at
+/// a time: a module file of millions of definitions (hundreds of MB) then never holds all its
+/// texts compressed, hashed and staged as records at once, only its file and its definitions'
+/// spans (a file's parse still holds its whole tree for a moment).
+const PART_DEFINITIONS: usize = 1 << 14;
+
 /// From this many new texts on, a build writes them on a second thread.
 const BACKGROUND_TEXTS_MIN: usize = 4096;
 
@@ -814,6 +861,10 @@ enum Outcome {
     Same(PathRecord),
     /// Parsed, its texts hashed and compressed (the parallel part of the work).
     Parsed(PreparedUnit, PathRecord),
+    /// Parsed, a module of more than [`PART_DEFINITIONS`] definitions new to a first fill:
+    /// its texts are prepared and staged a part at a time
+    /// ([`Transaction::put_new_unit_in_parts`]), not all at once.
+    Large(SourceUnit, PathRecord),
     Failed(FileFailure),
     Vanished,
 }
@@ -846,6 +897,7 @@ fn read_file(
     file: &WalkedFile,
     known: Option<&PathRecord>,
     max_file_size: u64,
+    parts: bool,
 ) -> Outcome {
     let stamped_ns = now_ns();
     // The size the walk saw decides first: a file over the limit is not even opened.
@@ -881,6 +933,9 @@ fn read_file(
         },
         Unit::Parsed { unit, hash } => {
             let record = stamp(unit.name(), unit.text().len() as u64, hash);
+            if parts && unit.definitions().len() > PART_DEFINITIONS {
+                return Outcome::Large(unit, record);
+            }
             // A file read again mostly holds texts its module has: they are only hashed (a
             // file new to the image is compressed here, in parallel).
             let unit = match known {
@@ -914,5 +969,48 @@ mod tests {
             guarded("b.spry", || Outcome::Vanished),
             Outcome::Vanished
         ));
+    }
+
+    /// A first build of a module larger than a part ([`PART_DEFINITIONS`]) stages it in
+    /// parts: the image holds the file's text, a second file claiming the module is refused
+    /// as any other, and the module is merged as usual on the next build.
+    #[test]
+    fn a_large_module_is_built_in_parts() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let n = PART_DEFINITIONS + 7;
+        let module = |k: usize| {
+            let mut text = String::from("{\n  _meta = {name = 'Big}\n");
+            for i in 0..n {
+                text.push_str(&format!("  # {i}.\n  d{i} = {}\n", i * k));
+            }
+            text.push_str("}\n");
+            text
+        };
+        std::fs::write(dir.path().join("a.spry"), module(1)).expect("a file");
+        std::fs::write(dir.path().join("b.spry"), module(2)).expect("a file");
+        std::fs::write(dir.path().join("c.spry"), "{_meta = {name = 'C} x = 1}\n").expect("a file");
+        let mut image =
+            Image::create(&dir.path().join(".spry-image"), dir.path()).expect("an image");
+        let options = BuildOptions::default();
+        let report = build(&mut image, dir.path(), &options, &NoProgress).expect("a build");
+        assert_eq!(report.added, ["Big", "C"]);
+        assert_eq!(report.failed.len(), 1, "{:?}", report.failed);
+        assert_eq!(report.failed[0].path, "b.spry");
+        assert_eq!(
+            image.module_text("Big").expect("a text"),
+            module(1).as_bytes()
+        );
+        assert_eq!(
+            image.definition_text("Big", "d7").expect("a text"),
+            b"# 7.\n  d7 = 7"
+        );
+        assert!(image.check().expect("a check").is_ok());
+        // Read again: the whole merge, as for any module the image holds.
+        std::fs::remove_file(dir.path().join("b.spry")).expect("a removal");
+        let edited = module(1).replace("d7 = 7\n", "d7 = 70\n");
+        std::fs::write(dir.path().join("a.spry"), &edited).expect("a file");
+        let report = build(&mut image, dir.path(), &options, &NoProgress).expect("a build");
+        assert_eq!(report.changed, ["Big"], "{report:?}");
+        assert_eq!(image.module_text("Big").expect("a text"), edited.as_bytes());
     }
 }

@@ -282,7 +282,10 @@ impl<'a> Survey<'a> {
                 .filter(|s| !self.definitions_unsynced(&s.module))
                 .map(|s| s.hash);
             let script = crate::tree_path::script_name(&file.path);
-            match read_unit(self.root, &file.path, script, DEFAULT_MAX_FILE_SIZE, last) {
+            // As export does: up to the default limit, or the size the image last read or
+            // wrote there (a file built with `build --max-file-size` is not refused).
+            let limit = DEFAULT_MAX_FILE_SIZE.max(stamp.map_or(0, |s| s.size));
+            match read_unit(self.root, &file.path, script, limit, last) {
                 Unit::Same { .. } => {}
                 Unit::Gone
                 | Unit::Failed(FileFailure {

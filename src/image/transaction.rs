@@ -882,6 +882,84 @@ impl<'a> Transaction<'a> {
         self.store_unit(&name, kind, path, old.as_ref(), old_layout.as_ref(), unit)
     }
 
+    /// Stages `unit`, read from the file `path`, as a module new to the image in parts of
+    /// `part` definitions: `prepare` hashes and compresses each part's texts (in parallel, as
+    /// the caller likes), and after each part what is staged moves into the tables once it
+    /// holds `spill_bytes` ([`spill_first_fill`](Self::spill_first_fill); on a first fill
+    /// only). The records are the ones [`put_unit`](Self::put_unit) writes for a module new
+    /// to the image (each definition's text and record, its `order` record, the closing one,
+    /// the module's record and log line), but a module of millions of definitions is never
+    /// prepared and staged whole: a first build holds its file and its definitions' spans,
+    /// and one part. Returns `false`, staging nothing, when the image (or this transaction)
+    /// holds the module already: that is [`put_unit`](Self::put_unit)'s merge.
+    ///
+    /// # Errors
+    /// Storage failures, damaged records.
+    pub(crate) fn put_new_unit_in_parts(
+        &mut self,
+        unit: &SourceUnit,
+        path: &str,
+        part: usize,
+        spill_bytes: usize,
+        prepare: &dyn Fn(&SourceUnit, std::ops::Range<usize>) -> Vec<Prepared>,
+    ) -> Result<bool> {
+        let name = unit.name();
+        if self.module(name)?.is_some() {
+            return Ok(false);
+        }
+        let kind = match unit.kind() {
+            UnitKind::Module => ModuleKind::Module,
+            UnitKind::Script => ModuleKind::Script,
+        };
+        let definitions = unit.definitions();
+        let text = unit.text();
+        // The text before definition `at` (the one before the first: from the file's start).
+        let gap_before = |at: usize| {
+            let start = at
+                .checked_sub(1)
+                .and_then(|before| definitions.get(before))
+                .map_or(0, |d| d.span.end);
+            let end = definitions.get(at).map_or(text.len(), |d| d.span.start);
+            text.get(start..end).unwrap_or_default()
+        };
+        let mut start = 0;
+        while start < definitions.len() {
+            let end = definitions.len().min(start + part.max(1));
+            let prepared = prepare(unit, start..end);
+            debug_assert_eq!(prepared.len(), end - start);
+            for (at, text) in (start..end).zip(prepared) {
+                let def = &definitions[at].name;
+                // Numbered in file order, as `put_unit` numbers a module new to the image.
+                let position = (at as u64 + 1) * ORDER_STEP;
+                self.new_position = position;
+                let hash = text.hash;
+                self.set_definition(name, def, text, Some(hash), None);
+                self.put(
+                    Table::Order,
+                    order_key(name, position),
+                    encode_order_entry(def, gap_before(at)),
+                );
+            }
+            self.new_position = 0;
+            self.spill_first_fill(spill_bytes)?;
+            start = end;
+        }
+        self.put(
+            Table::Order,
+            order_key(name, CLOSING),
+            encode_order_entry("", gap_before(definitions.len())),
+        );
+        let record = ModuleRecord {
+            path: path.to_string(),
+            kind,
+            generation: self.generation,
+            layout_generation: self.generation,
+        };
+        self.write_module(name, &record)?;
+        self.note(name, ModuleChange::Added, path, None, &[]);
+        Ok(true)
+    }
+
     /// The fast side of [`put_unit`](Self::put_unit), for a module that agreed with its file
     /// and whose file changed only texts ([`only_file_changed`]): the file's new texts are
     /// taken (the three-way merge would take each of them, since only the file changed), and
@@ -2584,5 +2662,79 @@ mod tests {
             stored("a.spry") && stored("c.spry"),
             "the commit left staged records out"
         );
+    }
+
+    /// A module new to the image staged in parts (a first fill's large file) holds exactly
+    /// the records the whole `put_unit` writes: every table compared, whatever the part size
+    /// and however often the staged records spill between parts.
+    #[test]
+    fn a_new_module_staged_in_parts_is_the_one_put_whole() {
+        let mut text = String::from("# A module.\n{\n  _meta = {name = 'Big}\n");
+        for i in 0..23 {
+            match i % 3 {
+                0 => text.push_str(&format!(
+                    "  # Definition {i}.\n  d{i} = func [:x x + {i}]\n"
+                )),
+                1 => text.push_str(&format!("\n  d{i} = method [:a a * {i}] # product\n")),
+                _ => text.push_str(&format!("  d{i} = \"text {i} with ] inside\"\n")),
+            }
+        }
+        text.push_str("}\n# After.\n");
+        let unit = SourceUnit::parse(text.as_bytes(), "big").expect("a module");
+        let empty =
+            SourceUnit::parse(&b"{_meta = {name = 'Empty}}\n"[..], "empty").expect("a module");
+        let records = |image: &Image| -> Vec<Vec<(Vec<u8>, Vec<u8>)>> {
+            Table::ALL
+                .iter()
+                // The log's entry has its time, the meta record its image's directory.
+                .filter(|t| !matches!(t, Table::Log | Table::Meta))
+                .map(|t| image.store().scan(*t, b"").expect("a scan"))
+                .collect()
+        };
+        let whole = {
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            let image =
+                Image::create(&dir.path().join(".spry-image"), dir.path()).expect("an image");
+            let mut tx = image.begin(Origin::File).expect("a transaction");
+            tx.put_unit(PreparedUnit::new(&unit), "big.spry")
+                .expect("a put");
+            tx.put_unit(PreparedUnit::new(&empty), "empty.spry")
+                .expect("a put");
+            let log = tx.changes().to_vec();
+            tx.commit().expect("a commit");
+            (records(&image), log)
+        };
+        let prepare = |unit: &SourceUnit, range: std::ops::Range<usize>| -> Vec<Prepared> {
+            range
+                .map(|i| Prepared::new(unit.definition_text(i)))
+                .collect()
+        };
+        for (part, spill) in [(1, 0), (4, 0), (5, 600), (100, usize::MAX)] {
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            let image =
+                Image::create(&dir.path().join(".spry-image"), dir.path()).expect("an image");
+            let mut tx = image.begin(Origin::File).expect("a transaction");
+            for (unit, path) in [(&unit, "big.spry"), (&empty, "empty.spry")] {
+                let staged = tx
+                    .put_new_unit_in_parts(unit, path, part, spill, &prepare)
+                    .expect("a put in parts");
+                assert!(staged, "a module new to the image was not staged in parts");
+            }
+            // Held already: the merge's work, not staged again.
+            assert!(
+                !tx.put_new_unit_in_parts(&unit, "big.spry", part, spill, &prepare)
+                    .expect("a put")
+            );
+            let log = tx.changes().to_vec();
+            tx.commit().expect("a commit");
+            assert_eq!(log, whole.1, "parts of {part}: another log");
+            let parts = records(&image);
+            assert!(
+                parts == whole.0,
+                "parts of {part}, spilled past {spill}: other records"
+            );
+            assert_eq!(image.module_text("Big").expect("a text"), text.as_bytes());
+            assert!(image.check().expect("a check").is_ok());
+        }
     }
 }

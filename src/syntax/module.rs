@@ -90,17 +90,27 @@ impl SourceUnit {
         }
         // The module view reads the top of the file and the module's curly; `_meta` on demand.
         let ast = Ast::from_tree_shallow(&parsed.tree);
-        match read_unit(&parsed.tree, &ast, script_name) {
-            Ok((kind, name, definitions)) => Ok(SourceUnit {
-                text: parsed.tree.into_text(),
-                kind,
-                name,
-                definitions,
-            }),
-            Err(errors) => Err(UnitErrors {
-                errors,
-                text: parsed.tree.into_text(),
-            }),
+        let read = read_unit(&parsed.tree, &ast, script_name);
+        // Names are checked once the tree and its view are gone: a module of millions of
+        // definitions then never holds the map of their names beside them.
+        drop(ast);
+        let text = parsed.tree.into_text();
+        match read {
+            Ok(((kind, name, definitions), mut errors)) => {
+                errors.extend(duplicates(&definitions, &text));
+                if errors.is_empty() {
+                    Ok(SourceUnit {
+                        text,
+                        kind,
+                        name,
+                        definitions,
+                    })
+                } else {
+                    errors.sort_by_key(|e| e.span.start);
+                    Err(UnitErrors { errors, text })
+                }
+            }
+            Err(errors) => Err(UnitErrors { errors, text }),
         }
     }
 
@@ -361,17 +371,22 @@ fn reindent(whitespace: &[u8], indent: &str, out: &mut Vec<u8>) {
 
 type UnitParts = (UnitKind, String, Vec<Definition>);
 
+/// The unit's parts and the errors found so far (the caller adds those of names defined
+/// twice); `Err` when no cut into definitions can be had.
 fn read_unit(
     tree: &SyntaxTree,
     ast: &Ast,
     script_name: &str,
-) -> Result<UnitParts, Vec<SyntaxError>> {
+) -> Result<(UnitParts, Vec<SyntaxError>), Vec<SyntaxError>> {
     let root = ast.root();
     let Some(curly) = root.iter().find(|n| {
         n.composite_kind() == Some(super::ast::CompositeKind::Curly)
             && find_binding(n.children(), "_meta").is_some()
     }) else {
-        return Ok((UnitKind::Script, script_name.to_string(), Vec::new()));
+        return Ok((
+            (UnitKind::Script, script_name.to_string(), Vec::new()),
+            Vec::new(),
+        ));
     };
     if root.len() != 1 {
         let stray = root.iter().find(|n| n.span() != curly.span());
@@ -403,13 +418,7 @@ fn read_unit(
         ));
         return Err(errors);
     }
-    errors.extend(duplicates(&definitions, text, &index));
-    if errors.is_empty() {
-        Ok((UnitKind::Module, name, definitions))
-    } else {
-        errors.sort_by_key(|e| e.span.start);
-        Err(errors)
-    }
+    Ok(((UnitKind::Module, name, definitions), errors))
 }
 
 /// The definitions starting at `bindings` (indices of name nodes in `children`), each running
@@ -445,11 +454,15 @@ fn cut_definitions(
 }
 
 /// Two definitions with one name: an error at the second.
-fn duplicates(definitions: &[Definition], text: &[u8], index: &LineIndex) -> Vec<SyntaxError> {
+fn duplicates(definitions: &[Definition], text: &[u8]) -> Vec<SyntaxError> {
     let mut errors = Vec::new();
-    let mut seen: std::collections::HashMap<&str, &Definition> = std::collections::HashMap::new();
+    // Sized once: grown by doubling, a map of millions of names held two copies at a time.
+    let mut seen: std::collections::HashMap<&str, &Definition> =
+        std::collections::HashMap::with_capacity(definitions.len());
+    let mut line_index = None;
     for d in definitions {
         if let Some(first) = seen.get(d.name.as_str()) {
+            let index = line_index.get_or_insert_with(|| LineIndex::new(text));
             let first_line = index.line_col(text, first.name_span.start).line;
             let line = index.line_col(text, d.name_span.start).line;
             errors.push(

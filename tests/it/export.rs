@@ -707,3 +707,47 @@ fn an_edited_definition_is_spliced_into_its_file_only_where_it_stands_once() {
         b"{\n  _meta = {name = 'Twin}\n  s = \"\n  b = 1\n  \"\n  b = 5\n  c = 6\n  d = 7\n}\n"
     );
 }
+
+/// A module file larger than build's default limit (64 MiB), built with `--max-file-size`:
+/// `put` of one definition, then `export` writes it into that file (read up to the size the
+/// image last read there, not refused as too large), the rest of the file byte for byte.
+/// The bulk is comment lines above each definition (part of its text), so the file is large
+/// while its definitions are few: the test stays quick even in a debug build.
+#[test]
+fn export_writes_one_change_into_a_file_over_64_mib() {
+    let dir = Dir::new("export_over_64_mib");
+    let comment = format!("  # {}\n", "x".repeat(1019)).repeat(1024); // 1 MiB
+    let file = |edited: bool| {
+        let mut text = String::from("{\n  _meta = {name = 'Big}\n");
+        for i in 0..66 {
+            if edited && i == 7 {
+                text.push_str("  d7 = func [:x x * 7]\n");
+            } else {
+                text.push_str(&comment);
+                text.push_str(&format!("  d{i} = func [:x x + {i}]\n"));
+            }
+        }
+        text.push_str("}\n");
+        text
+    };
+    let before = file(false);
+    assert!(before.len() > 64 << 20, "{} bytes", before.len());
+    dir.create("big.spry", &before);
+    // Refused at the default limit, taken with a larger one.
+    let (json, out) = build(&dir, &[], 1);
+    assert!(json.to_string().contains("more than the limit"), "{out}");
+    build(&dir, &["--max-file-size", "2g"], 0);
+    // One definition given a new text in the image (its comments go with its old text).
+    put_stdin(&dir, "Big::d7", "d7 = func [:x x * 7]", 0);
+    let (json, out) = export(&dir, &[], 0);
+    assert_eq!(json["written"].as_array().unwrap().len(), 1, "{out}");
+    assert!(json["skipped"].as_array().unwrap().is_empty(), "{out}");
+    let after = dir.read("big.spry");
+    let expected = file(true);
+    assert_eq!(after.len(), expected.len());
+    assert!(
+        after == expected.as_bytes(),
+        "the exported file is not the old one with `d7` replaced"
+    );
+    assert_eq!(state_of(&status(&dir, 0), "Big"), None);
+}
