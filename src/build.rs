@@ -137,11 +137,14 @@ pub fn build(
             None => true,
         });
     if build.nothing_changed(&known, files.len(), &to_read) {
-        build.report.unchanged = unchanged
-            .iter()
-            .filter_map(|f| known.get(&f.path).map(|s| s.module.as_str()))
-            .collect::<HashSet<&str>>()
-            .len();
+        let mut modules: HashSet<&str> =
+            HashSet::with_capacity_and_hasher(unchanged.len(), Default::default());
+        modules.extend(
+            unchanged
+                .iter()
+                .filter_map(|f| known.get(&f.path).map(|s| s.module.as_str())),
+        );
+        build.report.unchanged = modules.len();
         build.trace.lap("nothing changed");
         return Ok(build.report);
     }

@@ -14,7 +14,7 @@ use std::path::Path;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::image::merge::{Merged, merge};
 use crate::image::{DefinitionRecord, Hash, Image, ModuleRecord, PathRecord, SyncRecord};
 use crate::source::{
@@ -167,8 +167,18 @@ struct FileSide {
 /// Failures of the image or of the walk itself (single files that cannot be read or parsed
 /// are in the report).
 pub fn status(image: &Image, root: &Path, options: &StatusOptions) -> Result<TreeStatus> {
-    let mut survey = Survey::scope(image, root, options)?;
-    let files = walk(root, &PartFilter::everything(), &mut survey.report.failed)?;
+    // The stamps and the walk at once, as build reads them: they are independent.
+    let mut failed = Vec::new();
+    let (survey, files) = std::thread::scope(|scope| {
+        let survey = scope.spawn(|| Survey::scope(image, root, options));
+        let files = walk(root, &PartFilter::everything(), &mut failed);
+        let survey = survey
+            .join()
+            .unwrap_or_else(|p| Err(Error::panicked("reading the file stamps", &*p)));
+        (survey, files)
+    });
+    let (mut survey, files) = (survey?, files?);
+    survey.report.failed = failed;
     let stale = survey.sort_files(&files);
     survey.read_changed(&stale);
     survey.refuse_claimed_twice()?;
@@ -258,6 +268,7 @@ impl<'a> Survey<'a> {
     /// changed are returned to be read (the rest hold what their stamp says).
     fn sort_files<'f>(&mut self, files: &'f [WalkedFile]) -> Vec<&'f WalkedFile> {
         let mut stale = Vec::new();
+        self.on_disk.reserve(files.len());
         for file in files {
             if !self.filter.contains(&file.path) {
                 self.report.outside.push(file.path.clone());
@@ -318,18 +329,28 @@ impl<'a> Survey<'a> {
     /// A module defined in two files is refused in all but one, as a build refuses it (the
     /// file the image has it from keeps it, else the first by path): those files are failures.
     fn refuse_claimed_twice(&mut self) -> Result<()> {
+        let failed: HashSet<&str> = self.report.failed.iter().map(|f| f.path.as_str()).collect();
+        let claimed = self
+            .on_disk
+            .iter()
+            .filter(|path| !failed.contains(path.as_str()))
+            .filter_map(|path| {
+                let module = match self.sides.get(path) {
+                    Some(side) => Some(side.unit.name()),
+                    None => self.stamps.get(path).map(|s| s.module.as_str()),
+                };
+                module.map(|module| (module, path.as_str()))
+            });
+        // Counted first, without a list per module (a module is nearly always claimed once):
+        // only the modules claimed more than once get their files listed.
+        let mut count: HashMap<&str, u32> =
+            HashMap::with_capacity_and_hasher(self.on_disk.len(), Default::default());
+        for (module, _) in claimed.clone() {
+            *count.entry(module).or_default() += 1;
+        }
         let mut claims: HashMap<&str, Vec<&str>> = HashMap::default();
-        for path in &self.on_disk {
-            if self.report.failed.iter().any(|f| f.path == *path) {
-                continue;
-            }
-            let module = match self.sides.get(path) {
-                Some(side) => Some(side.unit.name()),
-                None => self.stamps.get(path).map(|s| s.module.as_str()),
-            };
-            if let Some(module) = module {
-                claims.entry(module).or_default().push(path);
-            }
+        for (module, path) in claimed.filter(|(module, _)| count.get(module) > Some(&1)) {
+            claims.entry(module).or_default().push(path);
         }
         let mut losers: Vec<(String, String, String)> = Vec::new();
         for (module, mut paths) in claims {
@@ -382,7 +403,8 @@ impl<'a> Survey<'a> {
             return Ok((examine, known));
         }
         let mut names: HashSet<&str> = HashSet::default();
-        let mut all: HashSet<&str> = HashSet::default();
+        let mut all: HashSet<&str> =
+            HashSet::with_capacity_and_hasher(self.stamps.len(), Default::default());
         for (path, stamp) in &self.stamps {
             all.insert(stamp.module.as_str());
             if !self.on_disk.contains(path)

@@ -144,6 +144,10 @@ pub trait Store: Send + Sync {
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<()>;
 
+    /// About how many records `table` holds (more where some were overwritten or removed
+    /// and not yet merged away): a capacity for whoever collects a whole table, not a count.
+    fn approximate_len(&self, table: Table) -> usize;
+
     /// Applies `writes` atomically: all or none, and a reader sees all or none. Returns only
     /// once the batch would survive a power cut.
     ///
@@ -444,6 +448,10 @@ impl Store for FjallStore {
         } else {
             self.visit_each(table, range, visit)
         }
+    }
+
+    fn approximate_len(&self, table: Table) -> usize {
+        self.keyspace(table).inner().approximate_len()
     }
 
     fn commit(&self, writes: Vec<Write>) -> Result<()> {
