@@ -11,7 +11,9 @@
 //! clock (`/proc/thread-self/schedstat`, kernel time such as page faults included, updated at
 //! each scheduler tick, so a few ms coarse per sample): on a loaded machine the wall clock also
 //! counts the wait for a core, which swamps the ratios this bench is for. `SPRY_BENCH_BEST=N`
-//! prints each step's best of N rounds on that clock instead of running criterion.
+//! prints each step's best of N rounds on that clock instead of running criterion;
+//! `SPRY_BENCH_STEP=semantic` (a comma-separated list) runs only those steps, so that
+//! `perf stat` or `perf record` of the whole process sees little else.
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BenchmarkId, Criterion, Throughput};
@@ -146,9 +148,14 @@ fn best_of(rounds: usize) {
         load().trim()
     );
     let steps: [&str; 5] = ["parse", "print", "semantic", "canonical", "pretty"];
+    let only = std::env::var("SPRY_BENCH_STEP").unwrap_or_default();
+    let chosen = |step: usize| only.is_empty() || only.split(',').any(|s| s == steps[step]);
     let mut best = [(u64::MAX, u64::MAX); 5];
     for _ in 0..rounds {
         for (step, best) in best.iter_mut().enumerate() {
+            if !chosen(step) {
+                continue;
+            }
             let (mut cpu, mut wall, mut reps) = (0u64, 0u64, 0u64);
             while cpu < 300_000_000 {
                 let input = (step == 0).then(|| text.clone());
@@ -172,11 +179,17 @@ fn best_of(rounds: usize) {
     println!("| step | best on a core | MB/s | x the parse | best wall |");
     println!("| --- | --- | --- | --- | --- |");
     for (step, (cpu, wall)) in steps.iter().zip(best) {
+        if cpu == u64::MAX {
+            continue;
+        }
+        let ratio = match best[0].0 {
+            u64::MAX => "-".to_string(),
+            parse => format!("{:.2}x", cpu as f64 / parse as f64),
+        };
         println!(
-            "| {step} | {:.1} ms | {:.1} | {:.2}x | {:.1} ms |",
+            "| {step} | {:.1} ms | {:.1} | {ratio} | {:.1} ms |",
             ms(cpu),
             text.len() as f64 / 1e3 / ms(cpu),
-            cpu as f64 / best[0].0 as f64,
             ms(wall)
         );
     }

@@ -74,16 +74,16 @@ fn to_seq(_ast: &Ast, root: AstList<'_>, origin: &Rc<Origin>) -> Rc<Seq> {
         top.next += 1;
         top.offsets.push(base + node.span().start as u32);
         let value = match node.node() {
-            AstNode::Integer(i) => Value::Int(*i),
-            AstNode::Float(f) => Value::Float(*f),
-            AstNode::String(s) => Value::str(s.to_vec()),
+            AstNode::Integer(i) => Value::Int(i),
+            AstNode::Float(f) => Value::Float(f),
+            AstNode::String(s) => Value::str(s.into_vec()),
             AstNode::Word(w) => Value::word(w.kind(), w.name()),
             AstNode::Composite(kind, _) => {
                 let list = node.children();
                 stack.push(Open {
                     list,
                     next: 0,
-                    kind: *kind,
+                    kind,
                     items: Vec::with_capacity(list.len()),
                     offsets: Vec::with_capacity(list.len()),
                 });

@@ -3,11 +3,14 @@
 //!
 //! Nodes live in one arena, children of a composite side by side and after it, so that walking,
 //! comparing, printing and dropping never recurse: a million nested brackets are as safe as one.
+//! A node of the arena is 24 bytes with its span: a word of up to 13 bytes is kept inside it,
+//! and strings and longer words lie in one byte heap beside the arena, so that reading a file
+//! into its view makes no allocation per node and dropping the view frees two buffers.
 
 use std::ops::Range;
 
 use super::kind::SyntaxKind;
-use super::literal::{contains_module_separator, decode_string, parse_float, parse_integer};
+use super::literal::{contains_module_separator, decode_string_into, parse_float, parse_integer};
 use super::parser::KeywordState;
 use super::tree::{SyntaxNode, SyntaxTree};
 
@@ -87,7 +90,7 @@ impl CompositeKind {
 /// A word: its kind and its whole spelling, sigils included (`$@x`, `Foo::at:put:`).
 ///
 /// A spelling of up to 21 bytes (nearly every word) is kept inside the word itself, so that
-/// reading a file into its view makes no allocation per word; a node of the view stays 24 bytes.
+/// taking words out of a view or building one by code makes no allocation per word.
 #[derive(Clone)]
 pub struct Word(Repr);
 
@@ -133,27 +136,15 @@ impl Word {
         }
     }
 
-    /// A word from the token at `span` of `text`; `utf8` says its bytes are known to be valid
-    /// UTF-8 (the whole text is, and the token starts and ends on character boundaries), so
-    /// that a short spelling is copied without being checked again.
-    #[inline]
-    fn from_token(kind: WordKind, text: &[u8], span: (u32, u32), utf8: bool) -> Word {
-        let (start, end) = (span.0 as usize, span.1 as usize);
-        let spelling = text.get(start..end).unwrap_or_default();
-        if utf8 && spelling.len() <= INLINE {
-            // A copy of fixed size (what follows the spelling comes along, never to be read)
-            // is a few moves, where one of the spelling's size is a call.
-            let bytes = match text.get(start..start + INLINE) {
-                Some(window) => window.try_into().unwrap_or([0; INLINE]),
-                None => inline_bytes(spelling).map_or([0; INLINE], |(_, bytes)| bytes),
-            };
-            return Word(Repr::Inline {
+    /// A word from the view's bytes, which are valid UTF-8 (the view keeps only such).
+    pub(crate) fn from_view(kind: WordKind, bytes: &[u8]) -> Word {
+        match inline_bytes(bytes) {
+            Some((len, bytes)) => Word(Repr::Inline { kind, len, bytes }),
+            None => Word(Repr::Heap {
                 kind,
-                len: spelling.len() as u8,
-                bytes,
-            });
+                text: String::from_utf8_lossy(bytes).into(),
+            }),
         }
-        Word::with_kind(kind, &String::from_utf8_lossy(spelling))
     }
 
     /// The word's kind.
@@ -161,12 +152,6 @@ impl Word {
     pub fn kind(&self) -> WordKind {
         match &self.0 {
             Repr::Inline { kind, .. } | Repr::Heap { kind, .. } => *kind,
-        }
-    }
-
-    pub(crate) fn set_kind(&mut self, to: WordKind) {
-        match &mut self.0 {
-            Repr::Inline { kind, .. } | Repr::Heap { kind, .. } => *kind = to,
         }
     }
 
@@ -195,26 +180,6 @@ impl Word {
     #[inline]
     pub fn is_eval(&self, spelling: &str) -> bool {
         self.kind() == WordKind::Eval && self.as_bytes() == spelling.as_bytes()
-    }
-
-    /// Appends a key to a joined keyword message's spelling (`at:` + `put:`).
-    fn push_key(&mut self, key: &[u8], utf8: bool) {
-        let kind = self.kind();
-        if utf8
-            && let Repr::Inline { len, bytes, .. } = &mut self.0
-            && let Some(slot) = bytes.get_mut(usize::from(*len)..usize::from(*len) + key.len())
-        {
-            slot.copy_from_slice(key);
-            *len += key.len() as u8;
-            return;
-        }
-        let mut joined = String::with_capacity(self.as_bytes().len() + key.len());
-        joined.push_str(self.text());
-        joined.push_str(&String::from_utf8_lossy(key));
-        self.0 = Repr::Heap {
-            kind,
-            text: joined.into(),
-        };
     }
 
     /// The name without sigils: `x` for `$@x`, `'one` for `''one`, `Mod::name` for `$Mod::name`.
@@ -261,7 +226,8 @@ impl std::fmt::Debug for Word {
     }
 }
 
-/// One node of the semantic view.
+/// One node of the semantic view, as a value of its own: what [`AstRef::node`] gives (copied
+/// out of the view's arena) and what [`AstBuilder::push`] takes.
 #[derive(Clone, Debug)]
 pub enum AstNode {
     /// An integer.
@@ -323,6 +289,65 @@ impl ChildRange {
     }
 }
 
+/// The longest spelling an arena node keeps inside it (what fits in its 16 bytes beside the
+/// tag, the kind and the length); a longer one, and every string, lies in the view's heap.
+const SHORT: usize = 13;
+
+/// A node of the arena: what it is in 16 bytes, and its byte range in the source.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Node {
+    slot: Slot,
+    span: (u32, u32),
+}
+
+/// What a node is. No variant owns memory, so that dropping a view of millions of nodes does
+/// not visit them.
+#[derive(Clone, Copy, Debug)]
+enum Slot {
+    Integer(i64),
+    Float(f64),
+    /// The decoded bytes at `heap[start..start + len]`.
+    String {
+        start: u32,
+        len: u32,
+    },
+    /// A spelling of up to [`SHORT`] bytes, `bytes[..len]` (what follows means nothing).
+    ShortWord {
+        kind: WordKind,
+        len: u8,
+        bytes: [u8; SHORT],
+    },
+    /// A longer spelling, at `heap[start..start + len]`.
+    LongWord {
+        kind: WordKind,
+        start: u32,
+        len: u32,
+    },
+    Composite(CompositeKind, ChildRange),
+}
+
+/// A node of the arena as the printers and comparisons read it, borrowing its bytes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Leaf<'a> {
+    Integer(i64),
+    Float(f64),
+    String(&'a [u8]),
+    /// A word's kind and spelling (valid UTF-8).
+    Word(WordKind, &'a [u8]),
+    Composite(CompositeKind, ChildRange),
+}
+
+impl<'a> Leaf<'a> {
+    /// The word's kind and spelling, if this is a word.
+    #[inline]
+    pub(crate) fn word(self) -> Option<(WordKind, &'a [u8])> {
+        match self {
+            Leaf::Word(kind, bytes) => Some((kind, bytes)),
+            _ => None,
+        }
+    }
+}
+
 /// The semantic view of a whole file: its top-level nodes, as if wrapped in a block.
 ///
 /// # Examples
@@ -335,8 +360,9 @@ impl ChildRange {
 /// ```
 #[derive(Clone, Debug)]
 pub struct Ast {
-    nodes: Vec<AstNode>,
-    spans: Vec<(u32, u32)>,
+    nodes: Vec<Node>,
+    /// Strings' bytes and words longer than [`SHORT`], where the nodes say.
+    heap: Vec<u8>,
     root: ChildRange,
 }
 
@@ -348,44 +374,52 @@ pub struct AstRef<'a> {
 }
 
 impl<'a> AstRef<'a> {
-    /// The node.
-    pub fn node(&self) -> &'a AstNode {
-        &self.ast.nodes[self.index as usize]
+    /// The node, copied out of the view (a string's bytes and a long word's spelling are
+    /// copied; a composite's children stay in the view: [`children`](Self::children)).
+    pub fn node(&self) -> AstNode {
+        match self.leaf() {
+            Leaf::Integer(v) => AstNode::Integer(v),
+            Leaf::Float(v) => AstNode::Float(v),
+            Leaf::String(bytes) => AstNode::String(bytes.into()),
+            Leaf::Word(kind, bytes) => AstNode::Word(Word::from_view(kind, bytes)),
+            Leaf::Composite(kind, range) => AstNode::Composite(kind, range),
+        }
+    }
+
+    #[inline]
+    fn leaf(&self) -> Leaf<'a> {
+        self.ast.leaf(&self.ast.nodes[self.index as usize])
     }
 
     /// The node's byte range in the source it was read from (a keyword message's joined word
     /// spans from its first key to its last). Empty for nodes built by code.
     pub fn span(&self) -> Range<usize> {
-        let (s, e) = self.ast.spans[self.index as usize];
+        let (s, e) = self.ast.nodes[self.index as usize].span;
         s as usize..e as usize
     }
 
     /// The node's children (none unless it is a composite).
     pub fn children(&self) -> AstList<'a> {
-        match self.node() {
-            AstNode::Composite(_, range) => AstList {
-                ast: self.ast,
-                range: *range,
-            },
-            _ => AstList {
-                ast: self.ast,
-                range: ChildRange::EMPTY,
-            },
+        let range = match self.leaf() {
+            Leaf::Composite(_, range) => range,
+            _ => ChildRange::EMPTY,
+        };
+        AstList {
+            ast: self.ast,
+            range,
         }
     }
 
-    /// The word, if this node is one.
-    pub fn as_word(&self) -> Option<&'a Word> {
-        match self.node() {
-            AstNode::Word(w) => Some(w),
-            _ => None,
-        }
+    /// The word, if this node is one (copied out of the view).
+    pub fn as_word(&self) -> Option<Word> {
+        let (kind, bytes) = self.leaf().word()?;
+        Some(Word::from_view(kind, bytes))
     }
 
     /// The composite kind, if this node is one.
     pub fn composite_kind(&self) -> Option<CompositeKind> {
-        match self.node() {
-            AstNode::Composite(kind, _) => Some(*kind),
+        match self.leaf() {
+            Leaf::Composite(kind, _) => Some(kind),
             _ => None,
         }
     }
@@ -444,17 +478,24 @@ struct Unread {
 ///
 /// This is on the path of `parse --pretty`, `put` and every reader of whole definitions, so
 /// it is written for speed: it walks the tree's arrays directly, skips a nested composite in
-/// one step (the tree knows where it ends), keeps short words inline (no allocation), copies
-/// word bytes without checking UTF-8 again when the parser found the text valid, and reserves
-/// its arrays once (capacity not written to costs no memory).
+/// one step (the tree knows where it ends), keeps short words in their nodes and everything
+/// else in one heap (no allocation per node, and a node of 24 bytes with its span: the view
+/// is bound by the fresh memory it writes), copies word bytes without checking UTF-8 again
+/// when the parser found the text valid, and reserves its arrays once (capacity not written
+/// to costs no memory).
 struct Lowering<'t> {
     tree: &'t SyntaxTree,
     /// The whole text is valid UTF-8.
     utf8: bool,
-    nodes: Vec<AstNode>,
-    spans: Vec<(u32, u32)>,
+    nodes: Vec<Node>,
+    heap: Vec<u8>,
     /// The composites whose children are still to be read, the next one last.
     unread: Vec<Unread>,
+    /// The node of the keyword message being joined whose spelling outgrew its node, and
+    /// that spelling so far: it goes to the heap when the message ends (so that the strings
+    /// among its arguments, which go there first, never make it move).
+    joining: Option<usize>,
+    joined: Vec<u8>,
     max_depth: usize,
 }
 
@@ -470,7 +511,11 @@ impl Lowering<'_> {
                 unread.first_composite as usize,
                 unread.level as usize,
             );
-            if let Some(AstNode::Composite(_, range)) = self.nodes.get_mut(unread.node as usize) {
+            if let Some(Node {
+                slot: Slot::Composite(_, range),
+                ..
+            }) = self.nodes.get_mut(unread.node as usize)
+            {
                 *range = children;
             }
         }
@@ -495,7 +540,6 @@ impl Lowering<'_> {
             let kind = kinds[cursor];
             let index = cursor;
             cursor += 1;
-            let span = (starts[index], starts[index + 1]);
             match kind {
                 // A composite's own closer is outside its list; a stray one is no node.
                 SyntaxKind::Whitespace
@@ -507,8 +551,9 @@ impl Lowering<'_> {
                 | SyntaxKind::RCurly => {}
                 SyntaxKind::LBracket | SyntaxKind::LParen | SyntaxKind::LCurly => {
                     if keyword.node() {
-                        slot = None;
+                        self.end_message(&mut slot);
                     }
+                    let span = (starts[index], starts[index + 1]);
                     let composite_kind = match kind {
                         SyntaxKind::LBracket => CompositeKind::Block,
                         SyntaxKind::LParen => CompositeKind::Paren,
@@ -518,9 +563,7 @@ impl Lowering<'_> {
                     composite += 1;
                     let Some(data) = data else {
                         // Not in the tree's records (never so for a tree the parser made).
-                        self.nodes
-                            .push(AstNode::Composite(composite_kind, ChildRange::EMPTY));
-                        self.spans.push(span);
+                        self.push(Slot::Composite(composite_kind, ChildRange::EMPTY), span);
                         continue;
                     };
                     let first_inside = composite;
@@ -537,28 +580,55 @@ impl Lowering<'_> {
                             level: level as u32 + 1,
                         });
                     }
-                    self.nodes
-                        .push(AstNode::Composite(composite_kind, ChildRange::EMPTY));
-                    self.spans.push((span.0, starts[after]));
+                    self.push(
+                        Slot::Composite(composite_kind, ChildRange::EMPTY),
+                        (span.0, starts[after]),
+                    );
                 }
                 SyntaxKind::KeywordPart => {
+                    let span = (starts[index], starts[index + 1]);
                     let (_, starts_new) = keyword.key(span.0 as usize..span.1 as usize);
                     self.key(span, starts_new, &mut slot);
                 }
                 _ => {
                     if keyword.node() {
-                        slot = None;
+                        self.end_message(&mut slot);
                     }
-                    self.nodes.push(self.leaf(kind, span));
-                    self.spans.push(span);
+                    let span = (starts[index], starts[index + 1]);
+                    let leaf = self.leaf(kind, span);
+                    self.push(leaf, span);
                 }
             }
         }
+        self.end_message(&mut slot);
         // Read the composites in the order of their opening brackets: the first one last.
         self.unread[unread_from..].reverse();
         ChildRange {
             start: start as u32,
             len: (self.nodes.len() - start) as u32,
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, slot: Slot, span: (u32, u32)) {
+        self.nodes.push(Node { slot, span });
+    }
+
+    /// The end of a keyword message (or of its list): its joined word, if it outgrew its
+    /// node, goes to the heap.
+    fn end_message(&mut self, slot: &mut Option<usize>) {
+        *slot = None;
+        if let Some(at) = self.joining.take() {
+            let start = self.heap.len() as u32;
+            self.heap.extend_from_slice(&self.joined);
+            if let Some(Node {
+                slot: Slot::LongWord { start: s, len, .. },
+                ..
+            }) = self.nodes.get_mut(at)
+            {
+                (*s, *len) = (start, self.joined.len() as u32);
+            }
+            self.joined.clear();
         }
     }
 
@@ -571,29 +641,63 @@ impl Lowering<'_> {
         let utf8 = self.utf8_at(span);
         match *slot {
             Some(at) if !starts_new => {
-                if let Some(AstNode::Word(word)) = self.nodes.get_mut(at) {
-                    word.push_key(token_text, utf8);
-                    // The joined spelling holds `::`, so it reads back as a module word: so
-                    // must it be here, or the canonical form would not.
-                    if module {
-                        word.set_kind(WordKind::Module);
+                let Some(node) = self.nodes.get_mut(at) else {
+                    return;
+                };
+                node.span.1 = span.1;
+                match &mut node.slot {
+                    Slot::ShortWord { kind, len, bytes }
+                        if utf8 && usize::from(*len) + token_text.len() <= SHORT =>
+                    {
+                        let from = usize::from(*len);
+                        bytes[from..from + token_text.len()].copy_from_slice(token_text);
+                        *len += token_text.len() as u8;
+                        // The joined spelling holds `::`, so it reads back as a module word:
+                        // so must it be here, or the canonical form would not.
+                        if module {
+                            *kind = WordKind::Module;
+                        }
                     }
-                }
-                if let Some(word_span) = self.spans.get_mut(at) {
-                    word_span.1 = span.1;
+                    Slot::ShortWord { kind, len, bytes } => {
+                        // Outgrows the node: joined aside until the message ends.
+                        self.joined.clear();
+                        self.joined.extend_from_slice(&bytes[..usize::from(*len)]);
+                        push_text(&mut self.joined, token_text, utf8);
+                        let kind = if module { WordKind::Module } else { *kind };
+                        node.slot = Slot::LongWord {
+                            kind,
+                            start: 0,
+                            len: 0,
+                        };
+                        self.joining = Some(at);
+                    }
+                    Slot::LongWord { kind, start, len } => {
+                        if self.joining != Some(at) {
+                            // A first key longer than a node: its spelling is in the heap.
+                            let (from, to) = (*start as usize, (*start + *len) as usize);
+                            self.joined.clear();
+                            self.joined
+                                .extend_from_slice(self.heap.get(from..to).unwrap_or_default());
+                            self.joining = Some(at);
+                        }
+                        push_text(&mut self.joined, token_text, utf8);
+                        if module {
+                            *kind = WordKind::Module;
+                        }
+                    }
+                    _ => {}
                 }
             }
             _ => {
+                self.end_message(slot);
                 let kind = if module {
                     WordKind::Module
                 } else {
                     WordKind::Eval
                 };
                 *slot = Some(self.nodes.len());
-                self.nodes.push(AstNode::Word(Word::from_token(
-                    kind, &tree.text, span, utf8,
-                )));
-                self.spans.push(span);
+                let word = self.word(kind, span, utf8);
+                self.push(word, span);
             }
         }
     }
@@ -607,13 +711,46 @@ impl Lowering<'_> {
         self.utf8 && boundary(span.0) && boundary(span.1)
     }
 
+    /// A word spelled as the token at `span`: in its node if short and known to be UTF-8,
+    /// else in the heap (with replacement characters where it is not UTF-8).
+    #[inline]
+    fn word(&mut self, kind: WordKind, span: (u32, u32), utf8: bool) -> Slot {
+        let text = &self.tree.text;
+        let (start, end) = (span.0 as usize, span.1 as usize);
+        let spelling = text.get(start..end).unwrap_or_default();
+        if utf8 && spelling.len() <= SHORT {
+            // A copy of fixed size (what follows the spelling comes along, never to be read)
+            // is a few moves, where one of the spelling's size is a call.
+            let bytes = match text.get(start..start + SHORT) {
+                Some(window) => window.try_into().unwrap_or([0; SHORT]),
+                None => {
+                    let mut bytes = [0; SHORT];
+                    bytes[..spelling.len()].copy_from_slice(spelling);
+                    bytes
+                }
+            };
+            return Slot::ShortWord {
+                kind,
+                len: spelling.len() as u8,
+                bytes,
+            };
+        }
+        let from = self.heap.len();
+        push_text(&mut self.heap, spelling, utf8);
+        Slot::LongWord {
+            kind,
+            start: from as u32,
+            len: (self.heap.len() - from) as u32,
+        }
+    }
+
     /// A token that is a node of its own: a literal or a word.
     #[inline]
-    fn leaf(&self, kind: SyntaxKind, span: (u32, u32)) -> AstNode {
+    fn leaf(&mut self, kind: SyntaxKind, span: (u32, u32)) -> Slot {
         let token_text = &self.tree.text[span.0 as usize..span.1 as usize];
         match kind {
-            SyntaxKind::Integer => AstNode::Integer(parse_integer(token_text).unwrap_or(0)),
-            SyntaxKind::Float => AstNode::Float(parse_float(token_text).unwrap_or(f64::NAN)),
+            SyntaxKind::Integer => Slot::Integer(parse_integer(token_text).unwrap_or(0)),
+            SyntaxKind::Float => Slot::Float(parse_float(token_text).unwrap_or(f64::NAN)),
             SyntaxKind::String => {
                 let inner = token_text.get(1..).unwrap_or(b"");
                 let inner = if inner.ends_with(b"\"") && token_text.len() >= 2 {
@@ -621,15 +758,33 @@ impl Lowering<'_> {
                 } else {
                     inner
                 };
-                AstNode::String(decode_string(inner).into_boxed_slice())
+                let start = self.heap.len();
+                decode_string_into(inner, &mut self.heap);
+                Slot::String {
+                    start: start as u32,
+                    len: (self.heap.len() - start) as u32,
+                }
             }
-            other => AstNode::Word(Word::from_token(
-                WordKind::from_token(other).unwrap_or(WordKind::Eval),
-                &self.tree.text,
-                span,
-                self.utf8_at(span),
-            )),
+            other => {
+                let utf8 = self.utf8_at(span);
+                self.word(
+                    WordKind::from_token(other).unwrap_or(WordKind::Eval),
+                    span,
+                    utf8,
+                )
+            }
         }
+    }
+}
+
+/// Appends a token's bytes: as they are when known to be UTF-8, else with replacement
+/// characters where they are not.
+#[inline]
+fn push_text(out: &mut Vec<u8>, bytes: &[u8], utf8: bool) {
+    if utf8 {
+        out.extend_from_slice(bytes);
+    } else {
+        out.extend_from_slice(String::from_utf8_lossy(bytes).as_bytes());
     }
 }
 
@@ -668,28 +823,32 @@ impl Ast {
         first_composite: usize,
         max_depth: usize,
     ) -> Ast {
-        // Every token may be a node: reserving that much costs address space, not memory.
-        let capacity = tokens.len();
+        // Every token may be a node, and the heap holds at most the tokens' bytes (but for
+        // replacement characters): reserving that much costs address space, not memory.
+        let bytes = |at: usize| tree.starts.get(at).copied().unwrap_or(0) as usize;
+        let heap = bytes(tokens.end).saturating_sub(bytes(tokens.start));
         let mut lowering = Lowering {
             tree,
             utf8: tree.utf8,
-            nodes: Vec::with_capacity(capacity),
-            spans: Vec::with_capacity(capacity),
+            nodes: Vec::with_capacity(tokens.len()),
+            heap: Vec::with_capacity(heap),
             unread: Vec::new(),
+            joining: None,
+            joined: Vec::new(),
             max_depth,
         };
         let root = lowering.run(tokens, first_composite);
         // Each node's span starts within the text and does not end before it starts.
         debug_assert!(
             lowering
-                .spans
+                .nodes
                 .iter()
-                .all(|&(a, b)| a <= b && b as usize <= tree.text.len()),
+                .all(|n| n.span.0 <= n.span.1 && n.span.1 as usize <= tree.text.len()),
             "a node's span lies outside the text"
         );
         let ast = Ast {
             nodes: lowering.nodes,
-            spans: lowering.spans,
+            heap: lowering.heap,
             root,
         };
         debug_assert!(ast.children_follow_parents());
@@ -711,29 +870,36 @@ impl Ast {
         // The builder keeps children before their parents; a view keeps them after. Moving
         // each list once, in the order it is reached, does that (code-built views are small).
         let mut from = builder.nodes;
-        let mut nodes: Vec<AstNode> = Vec::with_capacity(from.len() + builder.pending.len());
+        let mut order: Vec<AstNode> = Vec::with_capacity(from.len() + builder.pending.len());
         let count = builder.pending.len() as u32;
-        nodes.append(&mut builder.pending);
+        order.append(&mut builder.pending);
         let mut at = 0;
-        while at < nodes.len() {
-            if let AstNode::Composite(_, children) = nodes[at] {
-                let start = nodes.len() as u32;
+        while at < order.len() {
+            if let AstNode::Composite(_, children) = order[at] {
+                let start = order.len() as u32;
                 let moved = from
                     .get_mut(children.range())
                     .unwrap_or_default()
                     .iter_mut()
                     .map(|node| std::mem::replace(node, AstNode::Integer(0)));
-                nodes.extend(moved);
-                if let AstNode::Composite(_, range) = &mut nodes[at] {
+                order.extend(moved);
+                if let AstNode::Composite(_, range) = &mut order[at] {
                     range.start = start;
                 }
             }
             at += 1;
         }
-        let spans = vec![(0, 0); nodes.len()];
+        let mut heap = Vec::new();
+        let nodes = order
+            .into_iter()
+            .map(|node| Node {
+                slot: Slot::of(node, &mut heap),
+                span: (0, 0),
+            })
+            .collect();
         let ast = Ast {
             nodes,
-            spans,
+            heap,
             root: ChildRange {
                 start: 0,
                 len: count,
@@ -746,13 +912,16 @@ impl Ast {
     /// The arena's order, which the pretty printer's width pass relies on: a composite's
     /// children lie after it, inside the arena.
     fn children_follow_parents(&self) -> bool {
-        self.nodes.iter().enumerate().all(|(i, node)| match node {
-            AstNode::Composite(_, children) => {
-                children.is_empty()
-                    || (children.start as usize > i && children.range().end <= self.nodes.len())
-            }
-            _ => true,
-        })
+        self.nodes
+            .iter()
+            .enumerate()
+            .all(|(i, node)| match node.slot {
+                Slot::Composite(_, children) => {
+                    children.is_empty()
+                        || (children.start as usize > i && children.range().end <= self.nodes.len())
+                }
+                _ => true,
+            })
     }
 
     /// The top-level nodes.
@@ -768,8 +937,33 @@ impl Ast {
         self.nodes.len()
     }
 
-    pub(crate) fn nodes_in(&self, range: ChildRange) -> &[AstNode] {
+    /// The bytes the view holds (its arena's nodes and its heap's bytes; not its capacity).
+    pub fn heap_size(&self) -> usize {
+        self.nodes.len() * std::mem::size_of::<Node>() + self.heap.len()
+    }
+
+    pub(crate) fn nodes_in(&self, range: ChildRange) -> &[Node] {
         &self.nodes[range.range()]
+    }
+
+    /// What an arena node is, its bytes borrowed from the view.
+    #[inline]
+    pub(crate) fn leaf<'s>(&'s self, node: &'s Node) -> Leaf<'s> {
+        let heap = |start: u32, len: u32| {
+            self.heap
+                .get(start as usize..start as usize + len as usize)
+                .unwrap_or_default()
+        };
+        match &node.slot {
+            Slot::Integer(v) => Leaf::Integer(*v),
+            Slot::Float(v) => Leaf::Float(*v),
+            Slot::String { start, len } => Leaf::String(heap(*start, *len)),
+            Slot::ShortWord { kind, len, bytes } => {
+                Leaf::Word(*kind, &bytes[..usize::from(*len).min(SHORT)])
+            }
+            Slot::LongWord { kind, start, len } => Leaf::Word(*kind, heap(*start, *len)),
+            Slot::Composite(kind, range) => Leaf::Composite(*kind, *range),
+        }
     }
 
     pub(crate) fn root_range(&self) -> ChildRange {
@@ -780,13 +974,51 @@ impl Ast {
     /// (0 for a view built by code). A capacity to start with, not a bound.
     pub(crate) fn source_len_estimate(&self) -> usize {
         let range = self.root.range();
-        let first = self.spans.get(range.start).map_or(0, |s| s.0);
+        let first = self.nodes.get(range.start).map_or(0, |n| n.span.0);
         let last = range
             .end
             .checked_sub(1)
-            .and_then(|i| self.spans.get(i))
-            .map_or(0, |s| s.1);
+            .and_then(|i| self.nodes.get(i))
+            .map_or(0, |n| n.span.1);
         last.saturating_sub(first) as usize + 16
+    }
+}
+
+impl Slot {
+    /// A node made by code, its bytes moved to `heap` where they do not fit in the node.
+    fn of(node: AstNode, heap: &mut Vec<u8>) -> Slot {
+        let mut stored = |bytes: &[u8]| {
+            let start = heap.len() as u32;
+            heap.extend_from_slice(bytes);
+            (start, bytes.len() as u32)
+        };
+        match node {
+            AstNode::Integer(v) => Slot::Integer(v),
+            AstNode::Float(v) => Slot::Float(v),
+            AstNode::String(bytes) => {
+                let (start, len) = stored(&bytes);
+                Slot::String { start, len }
+            }
+            AstNode::Word(word) => {
+                let (kind, spelling) = (word.kind(), word.as_bytes());
+                match spelling.len() {
+                    len @ 0..=SHORT => {
+                        let mut bytes = [0; SHORT];
+                        bytes[..len].copy_from_slice(spelling);
+                        Slot::ShortWord {
+                            kind,
+                            len: len as u8,
+                            bytes,
+                        }
+                    }
+                    _ => {
+                        let (start, len) = stored(spelling);
+                        Slot::LongWord { kind, start, len }
+                    }
+                }
+            }
+            AstNode::Composite(kind, range) => Slot::Composite(kind, range),
+        }
     }
 }
 
@@ -857,13 +1089,13 @@ impl PartialEq for Ast {
                 return false;
             }
             for (x, y) in self.nodes_in(a).iter().zip(other.nodes_in(b)) {
-                let same = match (x, y) {
-                    (AstNode::Integer(x), AstNode::Integer(y)) => x == y,
-                    (AstNode::Float(x), AstNode::Float(y)) => same_float(*x, *y),
-                    (AstNode::String(x), AstNode::String(y)) => x == y,
-                    (AstNode::Word(x), AstNode::Word(y)) => x == y,
-                    (AstNode::Composite(kx, rx), AstNode::Composite(ky, ry)) => {
-                        work.push((*rx, *ry));
+                let same = match (self.leaf(x), other.leaf(y)) {
+                    (Leaf::Integer(x), Leaf::Integer(y)) => x == y,
+                    (Leaf::Float(x), Leaf::Float(y)) => same_float(x, y),
+                    (Leaf::String(x), Leaf::String(y)) => x == y,
+                    (Leaf::Word(kx, x), Leaf::Word(ky, y)) => kx == ky && x == y,
+                    (Leaf::Composite(kx, rx), Leaf::Composite(ky, ry)) => {
+                        work.push((rx, ry));
                         kx == ky
                     }
                     _ => false,
@@ -883,43 +1115,56 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_node_stays_24_bytes() {
-        // Short words inline and the node no larger than a pointer-and-length word was.
-        assert_eq!(std::mem::size_of::<AstNode>(), 24);
+    fn a_node_is_24_bytes_with_its_span() {
+        // Short words inside the node, everything else in the heap: the arena writes 24
+        // bytes a node, where it wrote 32 (a 24-byte node and an 8-byte span beside it).
+        assert_eq!(std::mem::size_of::<Node>(), 24);
     }
 
     #[test]
     fn words_inline_or_not_read_the_same() {
-        for len in [1, 20, 21, 22, 40] {
+        for len in [1, 12, 13, 14, 20, 21, 22, 40] {
             let text = "w".repeat(len);
             let ast = Ast::from_tree(&parse(text.as_str()).tree);
-            let word = ast.root().get(0).and_then(|n| n.as_word()).cloned();
+            let word = ast.root().get(0).and_then(|n| n.as_word());
             assert_eq!(word, Some(Word::new(&text)), "{len}");
-            assert_eq!(word.map(|w| w.text().to_string()), Some(text));
+            assert_eq!(word.map(|w| w.text().to_string()), Some(text.clone()));
+            let built = Ast::build(|b| b.push(AstNode::Word(Word::new(&text))));
+            assert_eq!(built, ast, "{len}");
         }
     }
 
     #[test]
     fn keys_join_across_the_inline_limit() {
-        // 7 + 7 + 7 bytes fit inline, the fourth key does not.
-        let text = "x abcdef: 1 ghijkl: 2 mnopqr: 3 stuvwx: 4";
+        // 4 + 4 + 4 bytes fit in a node, the fourth key does not; the strings among the
+        // arguments go to the heap while the word is being joined.
+        let text = "x abc: \"1\" ghi: 2 mno: \"3\" stu: 4 y";
         let ast = Ast::from_tree(&parse(text).tree);
-        let joined = ast.root().get(1).and_then(|n| n.as_word()).cloned();
-        assert_eq!(joined, Some(Word::new("abcdef:ghijkl:mnopqr:stuvwx:")));
+        let joined = ast.root().get(1).and_then(|n| n.as_word());
+        assert_eq!(joined, Some(Word::new("abc:ghi:mno:stu:")));
+        assert_eq!(ast.canonical(), "x abc:ghi:mno:stu: \"1\" 2 \"3\" 4 y");
+        let text = "x abcdefghijklmn: 1 b: \"2\" c: 3";
+        let ast = Ast::from_tree(&parse(text).tree);
+        let joined = ast.root().get(1).and_then(|n| n.as_word());
+        assert_eq!(joined, Some(Word::new("abcdefghijklmn:b:c:")));
+        assert_eq!(ast.root().get(1).map(|n| n.span()), Some(2..29));
         let ast = Ast::from_tree(&parse("x Éé: 1 M::k: 2").tree);
-        let joined = ast.root().get(1).and_then(|n| n.as_word()).cloned();
+        let joined = ast.root().get(1).and_then(|n| n.as_word());
         assert_eq!(joined.as_ref().map(Word::kind), Some(WordKind::Module));
         assert_eq!(joined.as_ref().map(Word::text), Some("Éé:M::k:"));
+        let ast = Ast::from_tree(&parse("x a: 1 M::k: 2").tree);
+        let joined = ast.root().get(1).and_then(|n| n.as_word());
+        assert_eq!(joined.as_ref().map(Word::kind), Some(WordKind::Module));
     }
 
     #[test]
     fn words_of_text_that_is_not_utf8_are_replaced() {
-        let ast = Ast::from_tree(&parse(&b"ab\xffc d\xc3\xa9"[..]).tree);
+        let ast = Ast::from_tree(&parse(&b"ab\xffc d\xc3\xa9 k\xff: 1 j: 2"[..]).tree);
         let words: Vec<String> = ast
             .root()
             .iter()
             .filter_map(|n| n.as_word().map(|w| w.text().to_string()))
             .collect();
-        assert_eq!(words, ["ab\u{fffd}c", "dé"]);
+        assert_eq!(words, ["ab\u{fffd}c", "dé", "k\u{fffd}:j:"]);
     }
 }

@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use super::ast::{Ast, AstNode, ChildRange};
+use super::ast::{Ast, ChildRange, Leaf};
 use super::kind::SyntaxKind;
 use super::literal::{decode_string, parse_float, parse_integer};
 use super::parser::KeywordState;
@@ -65,8 +65,8 @@ impl Ast {
             }
             first = false;
             at += 1;
-            match node {
-                AstNode::Composite(kind, children) => {
+            match self.leaf(node) {
+                Leaf::Composite(kind, children) => {
                     let (open, close) = kind.brackets();
                     out.push(open as u8);
                     stack.push((at, end, closer));
@@ -317,7 +317,7 @@ impl<'t> TreePrinter<'t> {
                 write_integer(parse_integer(token).unwrap_or(0), &mut self.buffer);
             }
             SyntaxKind::Float => write_leaf(
-                &AstNode::Float(parse_float(token).unwrap_or(f64::NAN)),
+                Leaf::Float(parse_float(token).unwrap_or(f64::NAN)),
                 &mut self.buffer,
             ),
             SyntaxKind::String => {
@@ -340,21 +340,21 @@ impl<'t> TreePrinter<'t> {
 
 /// Appends the canonical spelling of a node that is not a composite.
 #[inline]
-pub(crate) fn write_leaf(node: &AstNode, out: &mut Vec<u8>) {
+pub(crate) fn write_leaf(node: Leaf<'_>, out: &mut Vec<u8>) {
     match node {
-        AstNode::Integer(v) => write_integer(*v, out),
-        AstNode::Float(v) => {
+        Leaf::Integer(v) => write_integer(v, out),
+        Leaf::Float(v) => {
             // `inf` and `nan` alone read back as words: only a sign makes them floats.
-            if v.is_nan() || *v == f64::INFINITY {
+            if v.is_nan() || v == f64::INFINITY {
                 out.push(b'+');
             }
             let mut text = SmallText::default();
-            format_float(*v, &mut text);
+            format_float(v, &mut text);
             out.extend_from_slice(text.as_bytes());
         }
-        AstNode::String(bytes) => write_string(bytes, out),
-        AstNode::Word(w) => out.extend_from_slice(w.as_bytes()),
-        AstNode::Composite(..) => {}
+        Leaf::String(bytes) => write_string(bytes, out),
+        Leaf::Word(_, bytes) => out.extend_from_slice(bytes),
+        Leaf::Composite(..) => {}
     }
 }
 

@@ -177,10 +177,20 @@ pub fn contains_module_separator(text: &[u8]) -> bool {
 pub fn decode_string(inner: &[u8]) -> Vec<u8> {
     // Most strings hold no backslash: one exact allocation and a copy, nothing per byte (and
     // no shrinking when the caller boxes it).
-    let Some(first) = memchr::memchr(b'\\', inner) else {
+    if memchr::memchr(b'\\', inner).is_none() {
         return inner.to_vec();
-    };
+    }
     let mut out = Vec::with_capacity(inner.len());
+    decode_string_into(inner, &mut out);
+    out
+}
+
+/// [`decode_string`], appending to `out` (the semantic view keeps every string in one buffer).
+pub(crate) fn decode_string_into(inner: &[u8], out: &mut Vec<u8>) {
+    let Some(first) = memchr::memchr(b'\\', inner) else {
+        out.extend_from_slice(inner);
+        return;
+    };
     out.extend_from_slice(&inner[..first]);
     let mut i = first;
     while i < inner.len() {
@@ -220,7 +230,6 @@ pub fn decode_string(inner: &[u8]) -> Vec<u8> {
         }
         i += 2;
     }
-    out
 }
 
 #[cfg(test)]

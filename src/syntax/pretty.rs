@@ -7,7 +7,7 @@
 //! (`at: 1 put: 2`) wherever the sugared form reads back to the same tree. Printing is a
 //! function of the tree alone, so print → parse → print changes nothing.
 
-use super::ast::{Ast, AstNode, ChildRange, CompositeKind, Word, WordKind};
+use super::ast::{Ast, ChildRange, CompositeKind, Leaf, Node, WordKind};
 use super::canonical::write_leaf;
 use super::kind::SyntaxKind;
 use super::literal::classify_word;
@@ -92,9 +92,9 @@ impl Ast {
         let all = self.nodes_in(ChildRange::all(self.node_count()));
         let mut widths: Vec<u32> = vec![0; all.len()];
         for (at, node) in all.iter().enumerate().rev() {
-            let entry = match node {
-                AstNode::Composite(kind, children) => {
-                    let nodes = self.nodes_in(*children);
+            let entry = match self.leaf(node) {
+                Leaf::Composite(kind, children) => {
+                    let nodes = self.nodes_in(children);
                     let mut width = 2 + nodes.len().saturating_sub(1);
                     let mut must_break = false;
                     for &w in widths.get(children.range()).unwrap_or_default() {
@@ -102,8 +102,8 @@ impl Ast {
                         must_break |= w & BREAK != 0;
                     }
                     // Only asked when no child already breaks it.
-                    must_break =
-                        must_break || (*kind == CompositeKind::Curly && has_two_bindings(nodes));
+                    must_break = must_break
+                        || (kind == CompositeKind::Curly && has_two_bindings(self, nodes));
                     width.min(WIDTH as usize) as u32 | if must_break { BREAK } else { 0 }
                 }
                 leaf => leaf_width(leaf).min(WIDTH as usize) as u32,
@@ -130,16 +130,16 @@ fn char_count(bytes: &[u8]) -> usize {
 
 /// The canonical width in characters of a node that is not a composite, without printing it
 /// (but for the rare string that needs escapes).
-fn leaf_width(node: &AstNode) -> usize {
+fn leaf_width(node: Leaf<'_>) -> usize {
     match node {
-        AstNode::Integer(v) => {
+        Leaf::Integer(v) => {
             v.unsigned_abs()
                 .checked_ilog10()
                 .map_or(1, |d| d as usize + 1)
-                + usize::from(*v < 0)
+                + usize::from(v < 0)
         }
-        AstNode::Word(w) => char_count(w.as_bytes()),
-        AstNode::String(bytes)
+        Leaf::Word(_, bytes) => char_count(bytes),
+        Leaf::String(bytes)
             if bytes.is_ascii() && memchr::memchr3(b'\\', b'"', 0, bytes).is_none() =>
         {
             bytes.len() + 2
@@ -152,29 +152,34 @@ fn leaf_width(node: &AstNode) -> usize {
     }
 }
 
-fn is_binding_at(nodes: &[AstNode], i: usize) -> bool {
-    matches!(&nodes[i], AstNode::Word(w) if w.kind() == WordKind::Eval && !is_assign(w))
-        && matches!(nodes.get(i + 1), Some(AstNode::Word(w)) if is_assign(w))
+/// The word at `nodes[i]`, if it is one.
+#[inline]
+fn word_at<'a>(ast: &'a Ast, nodes: &'a [Node], i: usize) -> Option<(WordKind, &'a [u8])> {
+    ast.leaf(nodes.get(i)?).word()
 }
 
-fn is_assign(word: &Word) -> bool {
-    word.is_eval("=") || word.is_eval(":=")
+fn is_binding_at(ast: &Ast, nodes: &[Node], i: usize) -> bool {
+    word_at(ast, nodes, i).is_some_and(|(kind, w)| kind == WordKind::Eval && !is_assign(kind, w))
+        && word_at(ast, nodes, i + 1).is_some_and(|(kind, w)| is_assign(kind, w))
+}
+
+fn is_assign(kind: WordKind, word: &[u8]) -> bool {
+    kind == WordKind::Eval && (word == b"=" || word == b":=")
 }
 
 /// Whether `nodes` hold two bindings or more: stops at the second, so that a module's curly
 /// of thousands of definitions is not scanned whole for every width.
-fn has_two_bindings(nodes: &[AstNode]) -> bool {
+fn has_two_bindings(ast: &Ast, nodes: &[Node]) -> bool {
     (0..nodes.len())
-        .filter(|&i| is_binding_at(nodes, i))
+        .filter(|&i| is_binding_at(ast, nodes, i))
         .nth(1)
         .is_some()
 }
 
 /// The number of keys of a joined keyword word (`Foo::at:put:` has `Foo::at:` and `put:`), or
 /// `None` when it is not made of keys that each read back as a keyword part.
-fn keyword_keys(word: &Word) -> Option<usize> {
-    let bytes = word.as_bytes();
-    if !matches!(word.kind(), WordKind::Eval | WordKind::Module) || !bytes.ends_with(b":") {
+fn keyword_keys(kind: WordKind, bytes: &[u8]) -> Option<usize> {
+    if !matches!(kind, WordKind::Eval | WordKind::Module) || !bytes.ends_with(b":") {
         return None;
     }
     let mut count = 0;
@@ -202,15 +207,15 @@ fn key_ends(bytes: &[u8]) -> impl Iterator<Item = usize> + '_ {
     })
 }
 
-fn reads_as_key(node: &AstNode) -> bool {
-    matches!(node, AstNode::Word(w) if classify_word(w.as_bytes()) == SyntaxKind::KeywordPart)
+fn reads_as_key(ast: &Ast, node: &Node) -> bool {
+    matches!(ast.leaf(node), Leaf::Word(_, w) if classify_word(w) == SyntaxKind::KeywordPart)
 }
 
 /// Writes into one byte buffer and counts the column in characters as it goes.
 struct Printer<'a> {
     ast: &'a Ast,
     /// The whole arena (a node's index is its place here).
-    all: &'a [AstNode],
+    all: &'a [Node],
     widths: &'a [u32],
     options: &'a PrettyOptions,
     base_columns: usize,
@@ -267,16 +272,19 @@ impl<'a> Printer<'a> {
 
     /// The item starting at `nodes[i]`: a keyword message re-sugared where it reads back the
     /// same, else the node alone.
-    fn item(nodes: &[AstNode], i: usize) -> Item {
-        if let AstNode::Word(word) = &nodes[i]
-            && let Some(n) = keyword_keys(word)
+    fn item(&self, nodes: &[Node], i: usize) -> Item {
+        let ast = self.ast;
+        if let Some((kind, word)) = word_at(ast, nodes, i)
+            && let Some(n) = keyword_keys(kind, word)
         {
             let args_ok =
-                i + n < nodes.len() && nodes[i + 1..=i + n].iter().all(|a| !reads_as_key(a));
-            let next_ok = nodes.get(i + n + 1).is_none_or(|next| !reads_as_key(next));
+                i + n < nodes.len() && nodes[i + 1..=i + n].iter().all(|a| !reads_as_key(ast, a));
+            let next_ok = nodes
+                .get(i + n + 1)
+                .is_none_or(|next| !reads_as_key(ast, next));
             // `at:put: = method [...]` binds a name: `at: = put: method [...]` would read
             // back the same but no longer look like a definition.
-            let binds = matches!(nodes.get(i + 1), Some(AstNode::Word(w)) if is_assign(w));
+            let binds = word_at(ast, nodes, i + 1).is_some_and(|(k, w)| is_assign(k, w));
             if args_ok && next_ok && !binds {
                 return Item::Message(i, n);
             }
@@ -301,11 +309,10 @@ impl<'a> Printer<'a> {
         match item {
             Item::Node(i) => self.node(base + i, level, depth),
             Item::Message(i, _) => {
-                let all = self.all;
-                let AstNode::Word(word) = &all[base + i] else {
+                let (ast, all) = (self.ast, self.all);
+                let Some((_, bytes)) = word_at(ast, all, base + i) else {
                     return;
                 };
-                let bytes = word.as_bytes();
                 let mut start = 0;
                 for (j, end) in key_ends(bytes).enumerate() {
                     if j > 0 {
@@ -327,11 +334,11 @@ impl<'a> Printer<'a> {
         let mut line_empty = true;
         let mut i = 0;
         while i < nodes.len() {
-            let item = Self::item(nodes, i);
+            let item = self.item(nodes, i);
             i = item.next();
             let width = self.item_width(base, item);
             if !line_empty
-                && (is_binding_at(nodes, item.first())
+                && (is_binding_at(self.ast, nodes, item.first())
                     || self.column + 1 + width > self.options.width)
             {
                 self.newline(level);
@@ -346,11 +353,11 @@ impl<'a> Printer<'a> {
     }
 
     fn node(&mut self, index: usize, level: usize, depth: usize) {
-        let all = self.all;
-        let node = &all[index];
-        let AstNode::Composite(kind, children) = node else {
+        let (ast, all) = (self.ast, self.all);
+        let leaf = ast.leaf(&all[index]);
+        let Leaf::Composite(kind, children) = leaf else {
             let at = self.out.len();
-            write_leaf(node, &mut self.out);
+            write_leaf(leaf, &mut self.out);
             self.column += char_count(self.out.get(at..).unwrap_or_default());
             return;
         };
@@ -361,7 +368,7 @@ impl<'a> Printer<'a> {
         if depth >= MAX_PRETTY_DEPTH {
             let at = self.out.len();
             self.out.push(open);
-            self.ast.write_canonical(*children, &mut self.out);
+            self.ast.write_canonical(children, &mut self.out);
             self.out.push(close);
             self.column += char_count(self.out.get(at..).unwrap_or_default());
             return;
@@ -369,20 +376,20 @@ impl<'a> Printer<'a> {
         let fits = self.column + width <= self.options.width;
         if children.is_empty() || (fits && !must_break) {
             self.push_byte(open);
-            self.inline(*children, level, depth + 1);
+            self.inline(children, level, depth + 1);
             self.push_byte(close);
             return;
         }
         self.push_byte(open);
-        let nodes = self.ast.nodes_in(*children);
+        let nodes = ast.nodes_in(children);
         // A block's argument words stay on the opening line: `[:a :b`.
         let mut skip = 0;
-        if *kind == CompositeKind::Block {
-            while let Some(AstNode::Word(w)) = nodes.get(skip) {
-                if !matches!(w.kind(), WordKind::Arg | WordKind::GetArg) {
+        if kind == CompositeKind::Block {
+            while let Some((kind, w)) = word_at(ast, nodes, skip) {
+                if !matches!(kind, WordKind::Arg | WordKind::GetArg) {
                     break;
                 }
-                self.push(w.as_bytes());
+                self.push(w);
                 if skip + 1 < nodes.len() {
                     self.push_byte(b' ');
                 }
@@ -411,7 +418,7 @@ impl<'a> Printer<'a> {
             if i > 0 {
                 self.push_byte(b' ');
             }
-            let item = Self::item(nodes, i);
+            let item = self.item(nodes, i);
             i = item.next();
             self.print_item(base, item, level, depth);
         }

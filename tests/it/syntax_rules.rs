@@ -95,7 +95,7 @@ fn describe(n: AstRef<'_>) -> String {
     match n.node() {
         AstNode::Integer(v) => format!("int {v}"),
         AstNode::Float(v) => format!("float {v:?}"),
-        AstNode::String(s) => format!("string {:?}", String::from_utf8_lossy(s)),
+        AstNode::String(s) => format!("string {:?}", String::from_utf8_lossy(&s)),
         AstNode::Word(w) => format!("{:?} {}", w.kind(), w.text()),
         AstNode::Composite(kind, _) => {
             let (open, close) = kind.brackets();
