@@ -12,7 +12,7 @@ use super::frame::{Frame, FrameKind, skip_parens_caller, skip_parens_outer};
 use super::loader::Source;
 use super::print::repr;
 use super::read::read_source;
-use super::value::{Closure, Key, MapObj, Prim, PrimFn, Seq, Value, WordObj};
+use super::value::{Closure, IntOp, Key, MapObj, Prim, PrimFn, Seq, Value, WordObj};
 use super::{EvalResult, cycles, primitives};
 use crate::syntax::WordKind;
 
@@ -160,8 +160,22 @@ impl<'o> Interp<'o> {
             .set(Key::word(name), Value::word(WordKind::Eval, name), value);
     }
 
-    pub(crate) fn define_prim(&mut self, name: &'static str, method: bool, f: PrimFn) {
-        self.define(name, Value::Prim(Rc::new(Prim { name, method, f })));
+    pub(crate) fn define_prim(
+        &mut self,
+        name: &'static str,
+        method: bool,
+        f: PrimFn,
+        int_op: Option<IntOp>,
+    ) {
+        self.define(
+            name,
+            Value::Prim(Rc::new(Prim {
+                name,
+                method,
+                f,
+                int_op,
+            })),
+        );
     }
 
     /// Evaluates source text at the top level (named `name` in errors) and gives the last value.
@@ -401,6 +415,13 @@ impl<'o> Interp<'o> {
                 method = self
                     .names_method(&peek)
                     .map_err(|e| locate(e, frame, frame.pos.get(), None))?;
+                if let Some(Value::Prim(p)) = &method
+                    && let Some(op) = p.int_op
+                    && let Some(value) = self.int_inline(frame, &node, op)
+                {
+                    *frame.last.borrow_mut() = value;
+                    continue;
+                }
                 if method.is_some() {
                     *frame.last.borrow_mut() = node;
                     node = match frame.next_node() {
@@ -435,10 +456,51 @@ impl<'o> Interp<'o> {
         })
     }
 
+    /// Runs `left op right` inline, `right` being the node after the operator word (at the
+    /// frame's position plus one), when both are integers read without running code: a
+    /// literal, or a plain word bound to an integer (looked up as the primitive would, and a
+    /// lookup runs nothing while no lazy module is loaded). Consumes the operator and `right`
+    /// and gives the result; none, consuming nothing, in every other case (the primitive then
+    /// runs as usual, with the same depth check, errors and `last_self`).
+    #[inline]
+    fn int_inline(&mut self, frame: &Frame, left: &Value, op: IntOp) -> Option<Value> {
+        if !may_be_int(left) || self.lazy_modules != 0 || self.depth >= self.options.max_depth {
+            return None;
+        }
+        let pos = frame.pos.get();
+        let right = frame.body.get(pos + 1).filter(may_be_int)?;
+        // A word its cache still answers for is bound to no integer (caches hold none): the
+        // common misses (`n * fact (n - 1)`, `self >= lo`) end here, before any lookup.
+        let root = Rc::as_ptr(&self.root) as usize;
+        if cached_non_int(left, root) || cached_non_int(&right, root) {
+            return None;
+        }
+        let y = self.int_at_hand(&right)?;
+        let x = self.int_at_hand(left)?;
+        let value = op.apply(x, y)?;
+        frame.pos.set(pos + 2);
+        self.last_self = Value::Int(x);
+        Some(value)
+    }
+
+    /// The integer a node is without running anything: an integer literal, or a plain word
+    /// bound to an integer.
+    #[inline]
+    fn int_at_hand(&mut self, node: &Value) -> Option<i64> {
+        match node {
+            Value::Int(i) => Some(*i),
+            Value::Word(w) if w.kind == WordKind::Eval => match self.lookup_word(w) {
+                Ok(Some(Value::Int(i))) => Some(i),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// The method `node` names, if it is a word bound to one.
     fn names_method(&mut self, w: &WordObj) -> EvalResult<Option<Value>> {
         let found = match w.kind {
-            WordKind::Eval => self.lookup(&Key::Word(w.sym))?,
+            WordKind::Eval => self.lookup_word(w)?,
             WordKind::Module => match &w.module {
                 Some(m) => self.module_lookup(m, &w.name)?,
                 None => None,
@@ -454,11 +516,11 @@ impl<'o> Interp<'o> {
             Value::Word(w) => {
                 let name = Key::Word(w.sym);
                 match w.kind {
-                    WordKind::Eval => match self.lookup(&name)? {
+                    WordKind::Eval => match self.lookup_word(w)? {
                         Some(v) => self.eval_bound(v),
                         None => Ok(Value::Nil),
                     },
-                    WordKind::Get => Ok(self.lookup(&name)?.unwrap_or_default()),
+                    WordKind::Get => Ok(self.lookup_word(w)?.unwrap_or_default()),
                     WordKind::Module | WordKind::GetModule => {
                         let found = match &w.module {
                             Some(m) => self.module_lookup(m, &w.name)?,
@@ -636,6 +698,25 @@ impl<'o> Interp<'o> {
 
     // ---- names ----
 
+    /// Looks a plain word up, through its inline cache when the word can only be found in the
+    /// root map (no other map ever bound its name, no lazy module is loaded): the cache is
+    /// valid until the next definition anywhere in the root map (see
+    /// [`WordCache`](super::value::WordCache)), so a redefinition takes effect at the next
+    /// evaluation of the word.
+    #[inline]
+    fn lookup_word(&mut self, w: &WordObj) -> EvalResult<Option<Value>> {
+        let root = Rc::as_ptr(&self.root) as usize;
+        if let Some(found) = w.cache.get(root) {
+            return Ok(found);
+        }
+        if self.lazy_modules == 0 && !w.sym.bound_outside_root() {
+            let found = self.root.get(&Key::Word(w.sym));
+            w.cache.set(root, &found);
+            return Ok(found);
+        }
+        self.lookup(&Key::Word(w.sym))
+    }
+
     /// Looks `key` up: the activations by `outer` (parens skipped), then the modules list.
     pub(crate) fn lookup(&mut self, key: &Key) -> EvalResult<Option<Value>> {
         // Every chain of activations ends at a root activation, whose locals are the root map,
@@ -786,6 +867,8 @@ impl<'o> Interp<'o> {
         }
         let map = MapObj::lazy_module(name);
         self.lazy_modules += 1;
+        // Words cached as found in the root map may now be found in this module first.
+        super::value::definitions_changed();
         *map.tags.borrow_mut() = Some(Value::block(vec![
             Value::word(WordKind::Literal, "module"),
             Value::word(WordKind::Literal, "object"),
@@ -1031,6 +1114,24 @@ fn is_literal(node: &Value) -> bool {
             | Value::Poly(_)
             | Value::Prim(_)
     )
+}
+
+/// Whether `node` may be an integer at hand (see [`Interp::int_inline`]): an integer literal
+/// or a plain word, told apart without looking anything up.
+#[inline]
+fn may_be_int(node: &Value) -> bool {
+    match node {
+        Value::Int(_) => true,
+        Value::Word(w) => w.kind == WordKind::Eval,
+        _ => false,
+    }
+}
+
+/// Whether `node` is a word whose inline cache (valid for root map `root`) answers: then it is
+/// bound to no integer, as caches hold none.
+#[inline]
+fn cached_non_int(node: &Value, root: usize) -> bool {
+    matches!(node, Value::Word(w) if w.cache.holds(root))
 }
 
 /// What a lookup among loaded bindings found.

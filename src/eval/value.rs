@@ -2,7 +2,7 @@
 //! block is both data and the code a function runs; one `Value` type serves both.
 
 use std::cell::{Cell, RefCell};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 use rustc_hash::FxHashMap;
 
@@ -82,6 +82,108 @@ pub struct WordObj {
     pub module: Option<Rc<str>>,
     /// The name's symbol.
     pub sym: Sym,
+    /// What the word last found in the root map (see [`WordCache`]).
+    pub cache: WordCache,
+}
+
+impl WordObj {
+    /// A word of `kind` named `name` (of `module`, for module words), nothing cached.
+    pub fn new(kind: WordKind, name: Rc<str>, module: Option<Rc<str>>, sym: Sym) -> WordObj {
+        WordObj {
+            kind,
+            name,
+            module,
+            sym,
+            cache: WordCache::default(),
+        }
+    }
+}
+
+/// An inline cache on a word node: what looking the word up in the root map found, valid while
+/// the definition epoch ([`definitions_epoch`]) is the one it was filled at and for the same
+/// root map. It holds no strong reference that could close a cycle (a function's body holds
+/// its words, a word would hold the function): primitives, booleans and nil are kept,
+/// functions and methods weakly, anything else (numbers included) not at all.
+#[derive(Debug, Default)]
+pub struct WordCache {
+    epoch: Cell<u64>,
+    root: Cell<usize>,
+    found: RefCell<Cached>,
+}
+
+/// A value remembered by a [`WordCache`].
+#[derive(Debug, Default)]
+enum Cached {
+    /// Nothing remembered yet.
+    #[default]
+    Empty,
+    /// The word is bound nowhere.
+    Unbound,
+    /// A primitive or an immediate value.
+    Value(Value),
+    /// A function (`Func`), method (`Method`) or polymethod (`Poly`), held weakly.
+    Func(Weak<Closure>),
+    Method(Weak<Closure>),
+    Poly(Weak<Closure>),
+}
+
+impl WordCache {
+    /// What the word found in root map `root` (an address), if that is still valid:
+    /// `Some(None)` for a word bound nowhere.
+    #[inline]
+    pub fn get(&self, root: usize) -> Option<Option<Value>> {
+        if self.epoch.get() != definitions_epoch() || self.root.get() != root {
+            return None;
+        }
+        match &*self.found.borrow() {
+            Cached::Empty => None,
+            Cached::Unbound => Some(None),
+            Cached::Value(v) => Some(Some(v.clone())),
+            Cached::Func(w) => w.upgrade().map(|c| Some(Value::Func(c))),
+            Cached::Method(w) => w.upgrade().map(|c| Some(Value::Method(c))),
+            Cached::Poly(w) => w.upgrade().map(|c| Some(Value::Poly(c))),
+        }
+    }
+
+    /// Whether a cache may hold `value` (or the function it is): a root binding of anything
+    /// else can change without making caches stale.
+    #[inline]
+    pub fn may_hold(value: &Value) -> bool {
+        matches!(
+            value,
+            Value::Prim(_)
+                | Value::Bool(_)
+                | Value::Nil
+                | Value::Func(_)
+                | Value::Method(_)
+                | Value::Poly(_)
+        )
+    }
+
+    /// Whether the cache answers for root map `root` now (what it holds is then no number).
+    #[inline]
+    pub fn holds(&self, root: usize) -> bool {
+        self.epoch.get() == definitions_epoch()
+            && self.root.get() == root
+            && !matches!(*self.found.borrow(), Cached::Empty)
+    }
+
+    /// Remembers what the word found in root map `root` at the current epoch.
+    pub fn set(&self, root: usize, found: &Option<Value>) {
+        let cached = match found {
+            None => Cached::Unbound,
+            Some(v @ (Value::Prim(_) | Value::Bool(_) | Value::Nil)) => Cached::Value(v.clone()),
+            Some(Value::Func(c)) => Cached::Func(Rc::downgrade(c)),
+            Some(Value::Method(c)) => Cached::Method(Rc::downgrade(c)),
+            Some(Value::Poly(c)) => Cached::Poly(Rc::downgrade(c)),
+            // Not cacheable: left stale, so the next lookup takes the long way again.
+            Some(_) => return,
+        };
+        let old = std::mem::replace(&mut *self.found.borrow_mut(), cached);
+        drop(old);
+        self.epoch.set(definitions_epoch());
+        self.root.set(root);
+    }
 }
 
 /// Where a sequence was read from: a name for messages and the text, to find lines and columns.
@@ -190,12 +292,80 @@ pub struct Prim {
     pub method: bool,
     /// The code.
     pub f: PrimFn,
+    /// For the integer arithmetic and comparisons: the operation, which the node loop runs
+    /// inline when both operands are integers at hand (see [`IntOp`]).
+    pub int_op: Option<IntOp>,
+}
+
+/// An integer operation the node loop runs without calling its primitive, when the word still
+/// names the primitive and both operands are integers read without running code (a literal,
+/// or a word bound to an integer): the result is the primitive's, and any other case
+/// (a float, an overflow, an operand that calls) goes through the primitive as before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IntOp {
+    /// `+`
+    Add,
+    /// `-`
+    Sub,
+    /// `*`
+    Mul,
+    /// `<`
+    Lt,
+    /// `>`
+    Gt,
+    /// `<=`
+    Le,
+    /// `>=`
+    Ge,
+}
+
+impl IntOp {
+    /// The operation of the math primitive `name`, if it is one.
+    pub fn of(name: &str) -> Option<IntOp> {
+        Some(match name {
+            "+" => IntOp::Add,
+            "-" => IntOp::Sub,
+            "*" => IntOp::Mul,
+            "<" => IntOp::Lt,
+            ">" => IntOp::Gt,
+            "<=" => IntOp::Le,
+            ">=" => IntOp::Ge,
+            _ => return None,
+        })
+    }
+
+    /// `x op y`, or none when it overflows (the primitive then says so).
+    #[inline]
+    pub fn apply(self, x: i64, y: i64) -> Option<Value> {
+        Some(match self {
+            IntOp::Add => Value::Int(x.checked_add(y)?),
+            IntOp::Sub => Value::Int(x.checked_sub(y)?),
+            IntOp::Mul => Value::Int(x.checked_mul(y)?),
+            IntOp::Lt => Value::Bool(x < y),
+            IntOp::Gt => Value::Bool(x > y),
+            IntOp::Le => Value::Bool(x <= y),
+            IntOp::Ge => Value::Bool(x >= y),
+        })
+    }
 }
 
 impl std::fmt::Debug for Prim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Prim({})", self.name)
     }
+}
+
+/// The current definition epoch (see [`WordCache`]).
+#[inline]
+pub fn definitions_epoch() -> u64 {
+    EPOCH.with(Cell::get)
+}
+
+/// Makes every [`WordCache`] stale. Called on every binding, change or removal in a root map,
+/// whenever a name is first bound outside the root map, and when a lazy module is loaded: the
+/// evaluator looks a word up in the root map directly only while none of these happened since.
+pub fn definitions_changed() {
+    EPOCH.with(|e| e.set(e.get().wrapping_add(1)));
 }
 
 /// An interned word name: equal names have equal symbols, so a lookup hashes and compares one
@@ -207,6 +377,9 @@ pub struct Sym(u32);
 type SymbolTable = (FxHashMap<Rc<str>, u32>, Vec<Rc<str>>);
 
 thread_local! {
+    /// The definition epoch: bumped by every change that may change what a word finds in a
+    /// root map (see [`definitions_changed`]).
+    static EPOCH: Cell<u64> = const { Cell::new(1) };
     static SYMBOLS: RefCell<SymbolTable> = RefCell::default();
     /// For each symbol, whether a map other than the root map ever bound it (see
     /// [`Sym::bound_outside_root`]).
@@ -240,6 +413,7 @@ impl Sym {
 
     /// Records that a map other than the root map binds this name.
     fn mark_outside_root(self) {
+        definitions_changed();
         OUTSIDE_ROOT.with(|seen| {
             let mut seen = seen.borrow_mut();
             let i = self.0 as usize;
@@ -378,6 +552,9 @@ impl MapObj {
 
     /// Binds `key` (made from `key_value`) to `value`, replacing an existing binding in place.
     pub fn set(&self, key: Key, key_value: Value, value: Value) {
+        if self.root {
+            definitions_changed();
+        }
         if let Some(i) = self.position(&key) {
             let mut entries = self.entries.borrow_mut();
             entries[i].1 = key_value;
@@ -416,7 +593,16 @@ impl MapObj {
     pub fn assign(&self, key: &Key, value: Value) -> bool {
         match self.position(key) {
             Some(i) => {
-                self.entries.borrow_mut()[i].2 = value;
+                let mut entries = self.entries.borrow_mut();
+                // A number changed in place (a counter at the top level) leaves the word
+                // caches valid: they never hold numbers.
+                if self.root && (WordCache::may_hold(&entries[i].2) || WordCache::may_hold(&value))
+                {
+                    definitions_changed();
+                }
+                let old = std::mem::replace(&mut entries[i].2, value);
+                drop(entries);
+                drop(old);
                 true
             }
             None => false,
@@ -425,6 +611,9 @@ impl MapObj {
 
     /// Removes a binding.
     pub fn remove(&self, key: &Key) {
+        if self.root {
+            definitions_changed();
+        }
         let Some(i) = self.position(key) else {
             return;
         };
@@ -524,12 +713,12 @@ impl Value {
             },
             _ => (None, name),
         };
-        Value::Word(Rc::new(WordObj {
+        Value::Word(Rc::new(WordObj::new(
             kind,
-            sym: Sym::of(name),
-            name: name.into(),
+            name.into(),
             module,
-        }))
+            Sym::of(name),
+        )))
     }
 
     /// A block of `items`.

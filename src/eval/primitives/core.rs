@@ -484,18 +484,15 @@ fn reify(spry: &mut Interp<'_>) -> EvalResult<Value> {
 fn word_from_text(text: &str) -> super::super::value::WordObj {
     let w = crate::syntax::Word::new(text);
     match Value::word(w.kind(), w.name()) {
-        Value::Word(rc) => Rc::try_unwrap(rc).unwrap_or_else(|rc| super::super::value::WordObj {
-            kind: rc.kind,
-            name: rc.name.clone(),
-            module: rc.module.clone(),
-            sym: rc.sym,
+        Value::Word(rc) => Rc::try_unwrap(rc).unwrap_or_else(|rc| {
+            super::super::value::WordObj::new(rc.kind, rc.name.clone(), rc.module.clone(), rc.sym)
         }),
-        _ => super::super::value::WordObj {
-            kind: WordKind::Eval,
-            name: text.into(),
-            module: None,
-            sym: super::super::value::Sym::of(text),
-        },
+        _ => super::super::value::WordObj::new(
+            WordKind::Eval,
+            text.into(),
+            None,
+            super::super::value::Sym::of(text),
+        ),
     }
 }
 

@@ -16,7 +16,7 @@ use super::EvalResult;
 use super::error::EvalError;
 use super::interp::Interp;
 use super::print::short;
-use super::value::{MapObj, PrimFn, Seq, Value};
+use super::value::{IntOp, MapObj, PrimFn, Seq, Value};
 
 /// Library code in Spry, evaluated into every new system.
 pub const PRELUDE: &str = include_str!("prelude.spry");
@@ -36,8 +36,12 @@ pub(crate) fn install(spry: &mut Interp<'_>) {
         os::PRIMITIVES,
     ];
     for table in tables {
+        // Only the math table's operators run inline (another table's `<`, if one had it,
+        // is its own primitive).
+        let math = std::ptr::eq(table, math::PRIMITIVES);
         for &(name, method, f) in table {
-            spry.define_prim(name, method, f);
+            let int_op = if math { IntOp::of(name) } else { None };
+            spry.define_prim(name, method, f, int_op);
         }
     }
 }
