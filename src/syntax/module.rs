@@ -401,8 +401,7 @@ fn read_unit(
     let children = curly.children();
     let name = module_name(tree, &children)?;
     let text = tree.text();
-    let index = LineIndex::new(text);
-    let (mut errors, absorbed) = run_ons(tree, &children, &index);
+    let (mut errors, absorbed) = run_ons(tree, &children);
     let bindings: Vec<usize> = (0..children.len())
         .filter(|&i| is_definition_at(&children, i) && !absorbed.get(i).is_some_and(|&a| a))
         .collect();
@@ -488,13 +487,13 @@ fn duplicates(definitions: &[Definition], text: &[u8]) -> Vec<SyntaxError> {
 /// line `do: = method [...]`, is the one message `ifFalse:do:` with the arguments `y` and
 /// `=`, since line breaks do not end a keyword message). Returns an error for each, and the
 /// nodes (by index: `true`) that merely look like a binding's name (`y`, followed by `=`).
-fn run_ons(
-    tree: &SyntaxTree,
-    children: &AstList<'_>,
-    index: &LineIndex,
-) -> (Vec<SyntaxError>, Vec<bool>) {
+fn run_ons(tree: &SyntaxTree, children: &AstList<'_>) -> (Vec<SyntaxError>, Vec<bool>) {
     let text = tree.text();
     let mut errors = Vec::new();
+    // Lines are counted for an error's message only: a valid file of millions of lines
+    // holds no index of them.
+    let line_index = std::cell::OnceCell::new();
+    let index = || line_index.get_or_init(|| LineIndex::new(text));
     // By node index: a file of many run-ons must not cost a search per node.
     let mut absorbed = vec![false; children.len()];
     let absorb = |absorbed: &mut Vec<bool>, i: usize| {
@@ -528,7 +527,7 @@ fn run_ons(
             absorb(&mut absorbed, w);
             errors.push(leading_key_error(
                 text,
-                index,
+                index(),
                 first_key.clone(),
                 second.clone(),
                 word.text(),
@@ -547,7 +546,7 @@ fn run_ons(
                 .map(|(first, last)| first.span().start..last.span().end);
             errors.push(run_on_error(
                 text,
-                index,
+                index(),
                 &RunOn {
                     binding: binding.and_then(|b| children.get(b)).map(|n| n.span()),
                     expression,
@@ -564,7 +563,7 @@ fn run_ons(
             absorb(&mut absorbed, last);
             let name = children.get(last).map_or(0..0, |n| n.span());
             let above = binding.and_then(|b| children.get(b)).map(|n| n.span());
-            errors.push(name_taken_error(text, index, above, key.clone(), name));
+            errors.push(name_taken_error(text, index(), above, key.clone(), name));
         }
     }
     (errors, absorbed)
