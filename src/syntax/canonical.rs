@@ -453,17 +453,24 @@ fn try_format_float(value: f64, out: &mut impl std::fmt::Write) -> std::fmt::Res
     if value == 0.0 {
         return out.write_str("0.0");
     }
-    // Rust's `{:e}` gives the shortest digits that round-trip, like Nim's Dragonbox.
-    let mut sci = SmallText::default();
-    write!(sci, "{value:e}")?;
-    let sci = std::str::from_utf8(sci.as_bytes()).unwrap_or("0e0");
-    let (mantissa, exponent) = sci.split_once('e').unwrap_or((sci, "0"));
-    let exponent: i32 = exponent.parse().unwrap_or(0);
-    // The mantissa's digits without its point (`1.25` → `125`), trailing zeros dropped.
+    // The shortest digits that round-trip (like Nim's Dragonbox) and the exponent of the
+    // first: without the formatting machinery for a short decimal, else from Rust's `{:e}`.
     let mut digits = SmallText::default();
-    for part in mantissa.split('.') {
-        digits.write_str(part)?;
-    }
+    let exponent = match short_decimal(value, &mut digits) {
+        Some(exponent) => exponent,
+        None => {
+            let mut sci = SmallText::default();
+            write!(sci, "{value:e}")?;
+            let sci = std::str::from_utf8(sci.as_bytes()).unwrap_or("0e0");
+            let (mantissa, exponent) = sci.split_once('e').unwrap_or((sci, "0"));
+            // The mantissa's digits without its point (`1.25` → `125`).
+            for part in mantissa.split('.') {
+                digits.write_str(part)?;
+            }
+            exponent.parse().unwrap_or(0)
+        }
+    };
+    // Trailing zeros dropped.
     let all = std::str::from_utf8(digits.as_bytes()).unwrap_or("0");
     let digits = all.trim_end_matches('0');
     let digits = if digits.is_empty() { "0" } else { digits };
@@ -499,6 +506,35 @@ fn try_format_float(value: f64, out: &mut impl std::fmt::Write) -> std::fmt::Res
     Ok(())
 }
 
+/// The digits of a positive finite `value` and the exponent of the first, when it is a
+/// decimal of at most 15 significant digits and 8 places (nearly every float written in
+/// source): the first `k` for which `m / 10^k` is `value` (division rounds correctly, and `m`
+/// and `10^k` are exact) gives them, and they are the shortest that read back, since two
+/// decimals of at most 15 digits never round to the same double. `None` otherwise.
+fn short_decimal(value: f64, digits: &mut SmallText) -> Option<i32> {
+    const POWERS: [f64; 9] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8];
+    for (places, &power) in POWERS.iter().enumerate() {
+        let m = (value * power).round();
+        if m >= 1e15 {
+            return None;
+        }
+        if m >= 1.0 && m / power == value {
+            let mut rest = m as u64;
+            let mut at = digits.bytes.len();
+            while rest > 0 && at > 0 {
+                at -= 1;
+                digits.bytes[at] = b'0' + (rest % 10) as u8;
+                rest /= 10;
+            }
+            let count = digits.bytes.len() - at;
+            digits.bytes.copy_within(at.., 0);
+            digits.len = count;
+            return Some(count as i32 - places as i32 - 1);
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -507,6 +543,49 @@ mod tests {
         let mut s = String::new();
         format_float(v, &mut s);
         s
+    }
+
+    /// The formatting machinery's digits, for comparing with [`short_decimal`]'s.
+    fn slow(v: f64) -> (String, i32) {
+        let sci = format!("{v:e}");
+        let (mantissa, exponent) = sci.split_once('e').unwrap();
+        let digits: String = mantissa.split('.').collect();
+        (digits, exponent.parse().unwrap())
+    }
+
+    #[test]
+    fn short_decimals_have_the_shortest_digits() {
+        let mut values: Vec<f64> = (1..20_000).map(|i| i as f64 / 1000.0).collect();
+        values.extend((1..2_000).map(|i| i as f64 * 0.1 + 1e-8 * i as f64));
+        values.extend([
+            0.1 + 0.2,
+            1e-7,
+            123456789012345.0,
+            999999999999999.0,
+            1e15,
+            2.5e-3,
+        ]);
+        values.extend([std::f64::consts::PI, 1.0 / 3.0, 5e-324, f64::MAX, 4.35, 0.3]);
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            values.push((state % 1_000_000_000) as f64 / 10f64.powi((state >> 60) as i32 % 9));
+        }
+        for v in values {
+            let mut digits = SmallText::default();
+            if let Some(exponent) = short_decimal(v, &mut digits) {
+                let (mut expected, e) = slow(v);
+                let fast = std::str::from_utf8(digits.as_bytes())
+                    .unwrap()
+                    .trim_end_matches('0');
+                while expected.len() > 1 && expected.ends_with('0') {
+                    expected.pop();
+                }
+                assert_eq!((fast, exponent), (expected.as_str(), e), "{v:e}");
+            }
+        }
     }
 
     #[test]

@@ -78,7 +78,17 @@ impl Ast {
             base_columns: char_count(options.base.as_bytes()),
             indent_columns: char_count(options.indent.as_bytes()),
             out: Vec::with_capacity(self.source_len_estimate()),
+            line_starts: [b"\n", options.base.as_bytes()]
+                .into_iter()
+                .chain(std::iter::repeat_n(
+                    options.indent.as_bytes(),
+                    CACHED_LEVELS,
+                ))
+                .flatten()
+                .copied()
+                .collect(),
             column: 0,
+            counted: 0,
         };
         printer.body(self.root_range(), 0, 0);
         printer.out
@@ -113,6 +123,9 @@ impl Ast {
         widths
     }
 }
+
+/// How many levels of indentation a new line's start is copied for in one piece.
+const CACHED_LEVELS: usize = 32;
 
 /// The flag of [`Ast::flat_widths`]: the composite must break.
 const BREAK: u32 = 1 << 31;
@@ -199,11 +212,19 @@ fn keyword_keys(kind: WordKind, bytes: &[u8]) -> Option<usize> {
 
 /// Where each key of a joined keyword word ends: after each colon that is not half of `::`.
 fn key_ends(bytes: &[u8]) -> impl Iterator<Item = usize> + '_ {
-    (0..bytes.len()).filter_map(move |i| {
-        let colon = bytes[i] == b':';
-        let in_separator =
-            (i + 1 < bytes.len() && bytes[i + 1] == b':') || (i > 0 && bytes[i - 1] == b':');
-        (colon && !in_separator).then_some(i + 1)
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        while at < bytes.len() {
+            let i = at;
+            at += 1;
+            if bytes[i] == b':'
+                && bytes.get(i + 1) != Some(&b':')
+                && (i == 0 || bytes[i - 1] != b':')
+            {
+                return Some(at);
+            }
+        }
+        None
     })
 }
 
@@ -211,7 +232,8 @@ fn reads_as_key(ast: &Ast, node: &Node) -> bool {
     matches!(ast.leaf(node), Leaf::Word(_, w) if classify_word(w) == SyntaxKind::KeywordPart)
 }
 
-/// Writes into one byte buffer and counts the column in characters as it goes.
+/// Writes into one byte buffer and counts the column in characters when it is asked for (a
+/// leaf inside a line is written without counting: only the width checks read the column).
 struct Printer<'a> {
     ast: &'a Ast,
     /// The whole arena (a node's index is its place here).
@@ -221,7 +243,12 @@ struct Printer<'a> {
     base_columns: usize,
     indent_columns: usize,
     out: Vec<u8>,
+    /// A line break, the base and [`CACHED_LEVELS`] indentations: a new line's start is a
+    /// prefix of it.
+    line_starts: Vec<u8>,
+    /// The column at `counted`: the bytes after it are not counted yet.
     column: usize,
+    counted: usize,
 }
 
 /// One unit of a line: a node, or a keyword message printed with its keys between arguments
@@ -252,22 +279,35 @@ impl<'a> Printer<'a> {
     #[inline]
     fn push(&mut self, bytes: &[u8]) {
         self.out.extend_from_slice(bytes);
-        self.column += char_count(bytes);
     }
 
     #[inline]
     fn push_byte(&mut self, byte: u8) {
         self.out.push(byte);
-        self.column += 1;
+    }
+
+    /// The column the next byte goes to, in characters.
+    #[inline]
+    fn column(&mut self) -> usize {
+        self.column += char_count(self.out.get(self.counted..).unwrap_or_default());
+        self.counted = self.out.len();
+        self.column
     }
 
     fn newline(&mut self, level: usize) {
-        self.out.push(b'\n');
-        self.out.extend_from_slice(self.options.base.as_bytes());
-        for _ in 0..level {
-            self.out.extend_from_slice(self.options.indent.as_bytes());
+        let cached = 1 + self.options.base.len() + level * self.options.indent.len();
+        match self.line_starts.get(..cached) {
+            Some(start) => self.out.extend_from_slice(start),
+            None => {
+                self.out.push(b'\n');
+                self.out.extend_from_slice(self.options.base.as_bytes());
+                for _ in 0..level {
+                    self.out.extend_from_slice(self.options.indent.as_bytes());
+                }
+            }
         }
         self.column = self.base_columns + level * self.indent_columns;
+        self.counted = self.out.len();
     }
 
     /// The item starting at `nodes[i]`: a keyword message re-sugared where it reads back the
@@ -307,7 +347,10 @@ impl<'a> Printer<'a> {
     /// Prints an item: a node, or a message's keys each before its argument.
     fn print_item(&mut self, base: usize, item: Item, level: usize, depth: usize) {
         match item {
-            Item::Node(i) => self.node(base + i, level, depth),
+            Item::Node(i) => match self.ast.leaf(&self.all[base + i]) {
+                Leaf::Composite(..) => self.node(base + i, level, depth),
+                leaf => write_leaf(leaf, &mut self.out),
+            },
             Item::Message(i, _) => {
                 let (ast, all) = (self.ast, self.all);
                 let Some((_, bytes)) = word_at(ast, all, base + i) else {
@@ -339,7 +382,7 @@ impl<'a> Printer<'a> {
             let width = self.item_width(base, item);
             if !line_empty
                 && (is_binding_at(self.ast, nodes, item.first())
-                    || self.column + 1 + width > self.options.width)
+                    || self.column() + 1 + width > self.options.width)
             {
                 self.newline(level);
                 line_empty = true;
@@ -356,9 +399,7 @@ impl<'a> Printer<'a> {
         let (ast, all) = (self.ast, self.all);
         let leaf = ast.leaf(&all[index]);
         let Leaf::Composite(kind, children) = leaf else {
-            let at = self.out.len();
             write_leaf(leaf, &mut self.out);
-            self.column += char_count(self.out.get(at..).unwrap_or_default());
             return;
         };
         let width = (self.widths[index] & WIDTH) as usize;
@@ -366,14 +407,12 @@ impl<'a> Printer<'a> {
         let (open, close) = kind.brackets();
         let (open, close) = (open as u8, close as u8);
         if depth >= MAX_PRETTY_DEPTH {
-            let at = self.out.len();
             self.out.push(open);
             self.ast.write_canonical(children, &mut self.out);
             self.out.push(close);
-            self.column += char_count(self.out.get(at..).unwrap_or_default());
             return;
         }
-        let fits = self.column + width <= self.options.width;
+        let fits = self.column() + width <= self.options.width;
         if children.is_empty() || (fits && !must_break) {
             self.push_byte(open);
             self.inline(children, level, depth + 1);
@@ -397,7 +436,10 @@ impl<'a> Printer<'a> {
             }
             if skip > 0 && self.out.ends_with(b" ") {
                 self.out.pop();
-                self.column -= 1;
+                if self.counted > self.out.len() {
+                    self.counted = self.out.len();
+                    self.column -= 1;
+                }
             }
         }
         let rest = children.skip(skip);
