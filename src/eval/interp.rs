@@ -411,50 +411,49 @@ impl<'o> Interp<'o> {
                 let at = frame.pos.get();
                 return Err(locate(e, frame, at, None));
             }
-            let Some(mut node) = frame.next_node() else {
+            let Some(node) = frame.next_node() else {
                 break;
             };
             // A method takes the node before it, unevaluated, as its receiver.
-            let mut method = None;
             if let Some(peek) = frame.peek_word() {
-                method = self
+                let method = self
                     .names_method(&peek)
                     .map_err(|e| locate(e, frame, frame.pos.get(), None))?;
-                if let Some(Value::Prim(p)) = &method
-                    && let Some(op) = p.int_op
-                    && let Some(value) = self.int_inline(frame, &node, op)
-                {
-                    *frame.last.borrow_mut() = value;
-                    continue;
-                }
-                if method.is_some() {
+                if let Some(m) = &method {
+                    if let Value::Prim(p) = m
+                        && let Some(op) = p.int_op
+                        && let Some(value) = self.int_inline(frame, &node, op)
+                    {
+                        *frame.last.borrow_mut() = value;
+                        continue;
+                    }
                     *frame.last.borrow_mut() = node;
-                    node = match frame.next_node() {
-                        Some(n) => n,
-                        None => break,
-                    };
+                    // The method word was just looked up: step over it (no copy of it is
+                    // needed but for an error, which names it) and run what it named.
+                    let at = frame.pos.get();
+                    frame.pos.set(at + 1);
+                    match self.eval(m) {
+                        Ok(value) => *frame.last.borrow_mut() = value,
+                        Err(e) => return Err(locate(e, frame, at, Some(&Value::Word(peek)))),
+                    }
+                    if frame.returned.get() {
+                        return Ok(self.returning(frame));
+                    }
+                    continue;
                 }
             }
             let at = frame.pos.get().saturating_sub(1);
-            // The method was just looked up: run it without looking it up again.
-            let result = match method {
-                Some(m) => self.eval(&m),
-                None => self.eval(&node),
-            };
-            match result {
+            match self.eval(&node) {
                 Ok(value) => *frame.last.borrow_mut() = value,
                 Err(e) => return Err(locate(e, frame, at, Some(&node))),
             }
             if frame.returned.get() {
-                if frame.kind != FrameKind::Func
-                    && let Some(parent) = &frame.parent
-                {
-                    parent.returned.set(true);
-                }
-                return Ok(frame.last.borrow().clone());
+                return Ok(self.returning(frame));
             }
         }
-        let last = frame.last.borrow().clone();
+        // The activation is done: its last value is handed on, not copied (`release` would
+        // drop it next).
+        let last = std::mem::take(&mut *frame.last.borrow_mut());
         Ok(match last {
             Value::Binding(b) => b.1.clone(),
             other => other,
@@ -500,6 +499,16 @@ impl<'o> Interp<'o> {
             },
             _ => None,
         }
+    }
+
+    /// A `^` stopped `frame`: its caller stops too unless it is a function; its last value.
+    fn returning(&mut self, frame: &Frame) -> Value {
+        if frame.kind != FrameKind::Func
+            && let Some(parent) = &frame.parent
+        {
+            parent.returned.set(true);
+        }
+        frame.last.borrow().clone()
     }
 
     /// The method `node` names, if it is a word bound to one.
