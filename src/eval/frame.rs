@@ -110,6 +110,7 @@ impl Frame {
     }
 
     /// Makes a pooled activation new again: `kind` running `body`, the rest as [`Frame::new`].
+    #[inline]
     pub fn reuse(
         &mut self,
         kind: FrameKind,
@@ -130,6 +131,7 @@ impl Frame {
 
     /// Lets go of everything a finished activation holds, so it can wait in a pool; gives its
     /// locals back.
+    #[inline]
     pub fn clear(&mut self, empty: Rc<Seq>) -> Option<Rc<MapObj>> {
         self.body = empty;
         *self.last.get_mut() = Value::Nil;

@@ -262,6 +262,7 @@ impl<'o> Interp<'o> {
         self.out.flush()
     }
 
+    #[inline]
     fn enter(&mut self) -> EvalResult<()> {
         if self.depth >= self.options.max_depth {
             return Err(EvalError::new(
@@ -273,10 +274,12 @@ impl<'o> Interp<'o> {
         Ok(())
     }
 
+    #[inline]
     fn leave(&mut self) {
         self.depth = self.depth.saturating_sub(1);
     }
 
+    #[inline]
     fn tick(&mut self) -> EvalResult<()> {
         if let Some(flag) = &self.options.interrupt
             && flag.load(Ordering::Relaxed)
@@ -314,6 +317,7 @@ impl<'o> Interp<'o> {
     }
 
     /// A new activation, from the pool when one waits there.
+    #[inline]
     pub(crate) fn new_frame(
         &mut self,
         kind: FrameKind,
@@ -334,6 +338,7 @@ impl<'o> Interp<'o> {
     }
 
     /// Puts a finished activation nobody else holds (and its locals) back in the pool.
+    #[inline]
     fn recycle(&mut self, mut frame: Rc<Frame>) {
         if self.frame_pool.len() >= POOL {
             return;
@@ -406,50 +411,49 @@ impl<'o> Interp<'o> {
                 let at = frame.pos.get();
                 return Err(locate(e, frame, at, None));
             }
-            let Some(mut node) = frame.next_node() else {
+            let Some(node) = frame.next_node() else {
                 break;
             };
             // A method takes the node before it, unevaluated, as its receiver.
-            let mut method = None;
             if let Some(peek) = frame.peek_word() {
-                method = self
+                let method = self
                     .names_method(&peek)
                     .map_err(|e| locate(e, frame, frame.pos.get(), None))?;
-                if let Some(Value::Prim(p)) = &method
-                    && let Some(op) = p.int_op
-                    && let Some(value) = self.int_inline(frame, &node, op)
-                {
-                    *frame.last.borrow_mut() = value;
-                    continue;
-                }
-                if method.is_some() {
+                if let Some(m) = &method {
+                    if let Value::Prim(p) = m
+                        && let Some(op) = p.int_op
+                        && let Some(value) = self.int_inline(frame, &node, op)
+                    {
+                        *frame.last.borrow_mut() = value;
+                        continue;
+                    }
                     *frame.last.borrow_mut() = node;
-                    node = match frame.next_node() {
-                        Some(n) => n,
-                        None => break,
-                    };
+                    // The method word was just looked up: step over it (no copy of it is
+                    // needed but for an error, which names it) and run what it named.
+                    let at = frame.pos.get();
+                    frame.pos.set(at + 1);
+                    match self.eval(m) {
+                        Ok(value) => *frame.last.borrow_mut() = value,
+                        Err(e) => return Err(locate(e, frame, at, Some(&Value::Word(peek)))),
+                    }
+                    if frame.returned.get() {
+                        return Ok(self.returning(frame));
+                    }
+                    continue;
                 }
             }
             let at = frame.pos.get().saturating_sub(1);
-            // The method was just looked up: run it without looking it up again.
-            let result = match method {
-                Some(m) => self.eval(&m),
-                None => self.eval(&node),
-            };
-            match result {
+            match self.eval(&node) {
                 Ok(value) => *frame.last.borrow_mut() = value,
                 Err(e) => return Err(locate(e, frame, at, Some(&node))),
             }
             if frame.returned.get() {
-                if frame.kind != FrameKind::Func
-                    && let Some(parent) = &frame.parent
-                {
-                    parent.returned.set(true);
-                }
-                return Ok(frame.last.borrow().clone());
+                return Ok(self.returning(frame));
             }
         }
-        let last = frame.last.borrow().clone();
+        // The activation is done: its last value is handed on, not copied (`release` would
+        // drop it next).
+        let last = std::mem::take(&mut *frame.last.borrow_mut());
         Ok(match last {
             Value::Binding(b) => b.1.clone(),
             other => other,
@@ -495,6 +499,16 @@ impl<'o> Interp<'o> {
             },
             _ => None,
         }
+    }
+
+    /// A `^` stopped `frame`: its caller stops too unless it is a function; its last value.
+    fn returning(&mut self, frame: &Frame) -> Value {
+        if frame.kind != FrameKind::Func
+            && let Some(parent) = &frame.parent
+        {
+            parent.returned.set(true);
+        }
+        frame.last.borrow().clone()
     }
 
     /// The method `node` names, if it is a word bound to one.
@@ -582,6 +596,7 @@ impl<'o> Interp<'o> {
 
     /// [`eval`](Self::eval) of a node the caller owns: a literal is its own value, handed back
     /// without a copy.
+    #[inline]
     fn eval_owned(&mut self, node: Value) -> EvalResult<Value> {
         if is_literal(&node) {
             Ok(node)
@@ -590,6 +605,7 @@ impl<'o> Interp<'o> {
         }
     }
 
+    #[inline]
     fn eval_bound(&mut self, value: Value) -> EvalResult<Value> {
         if let Value::Word(_) = value {
             // A word bound to a word evaluates that word: count it, a cycle must end.
@@ -602,6 +618,7 @@ impl<'o> Interp<'o> {
         }
     }
 
+    #[inline]
     fn child_frame(
         &mut self,
         kind: FrameKind,
@@ -958,11 +975,13 @@ impl<'o> Interp<'o> {
     // ---- arguments ----
 
     /// `evalArgInfix`: the node to the left, evaluated (the receiver of a method).
+    #[inline]
     pub(crate) fn infix_arg(&mut self) -> EvalResult<Value> {
         Ok(self.infix_arg_tagged()?.unboxed())
     }
 
     /// [`infix_arg`](Self::infix_arg) keeping a tagged value's box (for the tag primitives).
+    #[inline]
     pub(crate) fn infix_arg_tagged(&mut self) -> EvalResult<Value> {
         let last = self.current.last.borrow().clone();
         let value = self.eval_owned(last)?;
@@ -978,6 +997,7 @@ impl<'o> Interp<'o> {
     }
 
     /// `evalArg`: the next node, evaluated.
+    #[inline]
     pub(crate) fn arg(&mut self) -> EvalResult<Value> {
         let node = self.raw_arg()?;
         if is_literal(&node) {
@@ -995,6 +1015,7 @@ impl<'o> Interp<'o> {
     }
 
     /// `arg`: the next node as it stands.
+    #[inline]
     pub(crate) fn raw_arg(&mut self) -> EvalResult<Value> {
         self.current
             .next_node()
@@ -1061,8 +1082,8 @@ enum Cycle {
 }
 
 fn cycle(frame: &Rc<Frame>) -> Cycle {
-    let locals = frame.locals.borrow().clone();
-    let Some(map) = locals else {
+    let locals = frame.locals.borrow();
+    let Some(map) = locals.as_ref() else {
         return Cycle::None;
     };
     // Closures made here, and the activation itself (`a = activation`), bound in its locals.
@@ -1082,8 +1103,8 @@ fn cycle(frame: &Rc<Frame>) -> Cycle {
     if made_here == 0 {
         return Cycle::None;
     }
-    // The map: ours and the activation's; anyone else (`activation locals`) keeps it.
-    if only_here && Rc::strong_count(&map) == 2 && Rc::strong_count(frame) == 1 + made_here {
+    // The map: the activation's; anyone else (`activation locals`) keeps it.
+    if only_here && Rc::strong_count(map) == 1 && Rc::strong_count(frame) == 1 + made_here {
         Cycle::Garbage
     } else {
         Cycle::Held
