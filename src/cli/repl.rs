@@ -46,7 +46,8 @@ Spry, with the image's modules loadable as Foo::bar.
   :ls               the image's modules, and the names bound in this session
   :show NAME        a value (or, for Module::name, its text in the image)
   :module NAME      evaluate in module NAME from now on (bindings go into it; a definition
-                    `name = ...` in a module of the image is stored there and in its file)
+                    `name = ...` in a module of the image is stored there and in its file;
+                    a redefinition keeps the comment above the old one)
   :module           back to the top level
   :help, :quit";
 
@@ -248,6 +249,55 @@ fn show(image: Option<&spry_image::Image>, spry: &mut Interp<'_>, name: &str) {
     }
 }
 
+/// The text to store for `name`: what was typed, after the comment lines that stand above the
+/// definition it replaces. One types code at a prompt, not its documentation, so redefining
+/// `answer` must not drop the `# the answer` above it; a text that brings comments of its own
+/// replaces them, as `put` does.
+fn with_kept_comment(
+    image: &spry_image::Image,
+    module: &str,
+    name: &str,
+    typed: &str,
+) -> spry_image::Result<Vec<u8>> {
+    let typed = typed.as_bytes();
+    if typed.starts_with(b"#") {
+        return Ok(typed.to_vec());
+    }
+    let old = match image.definition_text(module, name) {
+        Ok(old) => old,
+        Err(spry_image::Error::NoDefinition { .. }) => return Ok(typed.to_vec()),
+        Err(e) => return Err(e),
+    };
+    let mut text = leading_comment(&old).to_vec();
+    text.extend_from_slice(typed);
+    Ok(text)
+}
+
+/// The comment lines that open a definition's text, with the indentation of the line after
+/// them (the definition's own first line), or nothing when it opens with code.
+fn leading_comment(text: &[u8]) -> &[u8] {
+    let mut at = 0;
+    let mut commented = false;
+    while at < text.len() {
+        let line_end = text[at..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(text.len(), |i| at + i + 1);
+        let line = &text[at..line_end];
+        let indent = line
+            .iter()
+            .take_while(|b| matches!(b, b' ' | b'\t'))
+            .count();
+        match line.get(indent) {
+            Some(b'#') => commented = true,
+            Some(b'\n' | b'\r') | None => {}
+            Some(_) => return if commented { &text[..at + indent] } else { &[] },
+        }
+        at = line_end;
+    }
+    &[]
+}
+
 /// A definition made in a module of the image is a live edit, as `put` makes one, and goes to
 /// the module's file at once (through a running watcher's loan, the watcher writes it too).
 fn store(image: &spry_image::Image, module: &str, name: &str, text: &str) {
@@ -255,8 +305,9 @@ fn store(image: &spry_image::Image, module: &str, name: &str, text: &str) {
         if image.module(module)?.is_none() {
             return Ok(None);
         }
+        let text = with_kept_comment(image, module, name, text)?;
         let mut tx = image.begin(Origin::Live)?;
-        tx.put_definition(module, name, text.as_bytes())?;
+        tx.put_definition(module, name, &text)?;
         let generation = tx.commit()?;
         let options = ExportOptions {
             modules: vec![module.to_string()],
@@ -271,5 +322,25 @@ fn store(image: &spry_image::Image, module: &str, name: &str, text: &str) {
         }
         Ok(None) => {}
         Err(e) => eprintln!("error: {module}::{name} is bound but not stored: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::leading_comment;
+
+    #[test]
+    fn leading_comment_is_the_comment_lines_and_the_indentation_of_the_code_after_them() {
+        assert_eq!(
+            leading_comment(b"# the answer\n  answer = 42"),
+            b"# the answer\n  "
+        );
+        assert_eq!(
+            leading_comment(b"# one\r\n\n  # two\r\n\tf = func [:x x]\n"),
+            b"# one\r\n\n  # two\r\n\t"
+        );
+        assert_eq!(leading_comment(b"answer = 42 # trailing"), b"");
+        assert_eq!(leading_comment(b"  answer = 42\n  # after"), b"");
+        assert_eq!(leading_comment(b"# only a comment"), b"");
     }
 }

@@ -574,3 +574,35 @@ fn eval_spry_src_library_code_runs_on_a_copy() {
         "{out}"
     );
 }
+
+/// Redefining a definition at the prompt replaces its code, not the comment above it: one types
+/// code there, and the file's documentation must not vanish with the old text.
+#[test]
+fn eval_repl_redefinition_keeps_the_comment_above_the_definition() {
+    let dir = Dir::new("eval_repl_comment");
+    dir.create(
+        "src/geo.spry",
+        "{\n  _meta = {name = 'Geo}\n  # the answer,\n  # twice over\n  answer = 42\n\n  # squares\n  square = func [:x * x]\n}\n",
+    );
+    let out = dir.command().args(["build", "src"]).output();
+    assert!(out.code == Some(0), "{out}");
+    let input = dir.create(
+        "input.txt",
+        ":module Geo\nanswer = 43\nsquare = func [:x * x * 1]\nGeo::square 3\n:quit\n",
+    );
+    let mut cmd = dir.command();
+    cmd.current_dir(dir.join("src")).arg("repl");
+    cmd.cmd().stdin(std::fs::File::open(&input).unwrap());
+    let out = cmd.output();
+    assert_eq!(out.code, Some(0), "{out}");
+    let file = String::from_utf8_lossy(&dir.read("src/geo.spry")).into_owned();
+    assert_eq!(
+        file,
+        "{\n  _meta = {name = 'Geo}\n  # the answer,\n  # twice over\n  answer = 43\n\n  # squares\n  square = func [:x * x * 1]\n}\n"
+    );
+    let out = dir.command().args(["build", "src"]).output();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("nothing to commit"),
+        "{out}"
+    );
+}

@@ -302,7 +302,9 @@ fn spry_src_repl_definitions_land_in_their_files_byte_exact() {
         greetings_text
             .replace(
                 old_party,
-                "  party: = func [:n StringUtil::repeat: \"🎈\" times: n]",
+                // The comment above the replaced definition stays (one types code at the
+                // prompt, not its documentation).
+                "  # Celebrate 🎉 a number of times.\n  party: = func [:n StringUtil::repeat: \"🎈\" times: n]",
             )
             .as_bytes(),
         "  shout: = func [:lang (Greetings::hello: lang) , \"!\"]",
