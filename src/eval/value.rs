@@ -851,6 +851,50 @@ mod tests {
     use super::*;
 
     #[test]
+    fn word_caches_go_stale_on_every_definition_that_may_change_them() {
+        let root = MapObj::root();
+        let id = Rc::as_ptr(&root) as usize;
+        let Value::Word(w) = Value::word(WordKind::Eval, "cached-word-test") else {
+            panic!("a word");
+        };
+        let key = Key::Word(w.sym);
+        root.set(key.clone(), Value::Nil, Value::Bool(true));
+        w.cache.set(id, &root.get(&key));
+        assert!(matches!(w.cache.get(id), Some(Some(Value::Bool(true)))));
+        // Another root map never sees it.
+        assert!(w.cache.get(id + 1).is_none());
+        // A binding anywhere in the root map, even of another name.
+        root.set(Key::word("another-word-test"), Value::Nil, Value::Int(1));
+        assert!(w.cache.get(id).is_none());
+        w.cache.set(id, &root.get(&key));
+        // A number changed in place leaves it; a change to or from what a cache may hold not.
+        root.assign(&Key::word("another-word-test"), Value::Int(2));
+        assert!(w.cache.get(id).is_some());
+        root.assign(&key, Value::Bool(false));
+        assert!(w.cache.get(id).is_none());
+        w.cache.set(id, &root.get(&key));
+        // The name bound in a locals map for the first time.
+        MapObj::new().set(key.clone(), Value::Nil, Value::Int(3));
+        assert!(w.cache.get(id).is_none());
+        // Numbers and other values are never cached; functions only weakly.
+        w.cache.set(id, &Some(Value::Int(4)));
+        assert!(w.cache.get(id).is_none());
+        let f = Rc::new(Closure {
+            body: Seq::new(Vec::new()),
+            outer: None,
+        });
+        w.cache.set(id, &Some(Value::Func(f.clone())));
+        assert!(matches!(w.cache.get(id), Some(Some(Value::Func(_)))));
+        drop(f);
+        assert!(w.cache.get(id).is_none());
+        // Removal.
+        w.cache.set(id, &None);
+        assert!(matches!(w.cache.get(id), Some(None)));
+        root.remove(&key);
+        assert!(w.cache.get(id).is_none());
+    }
+
+    #[test]
     fn names_bound_outside_the_root_map_are_recorded() {
         // Names of their own, so that other tests on this thread do not mark them first.
         let only_root = Sym::of("only-in-the-root-map-test");
