@@ -50,13 +50,15 @@ fn bench<M: Measurement>(c: &mut Criterion<M>) {
     assert!(parsed.errors.is_empty(), "the corpus must parse");
     let ast = Ast::from_tree(&parsed.tree);
     eprintln!(
-        "source {} bytes, {} tokens, {} composites, {} view nodes; tree {} bytes = {:.2}x the source",
+        "source {} bytes, {} tokens, {} composites, {} view nodes; tree {} bytes = {:.2}x the source; view {} bytes = {:.2}x",
         text.len(),
         parsed.tree.token_count(),
         parsed.tree.composite_count(),
         ast.node_count(),
         parsed.tree.heap_size(),
-        parsed.tree.heap_size() as f64 / text.len() as f64
+        parsed.tree.heap_size() as f64 / text.len() as f64,
+        ast.heap_size(),
+        ast.heap_size() as f64 / text.len() as f64
     );
 
     let mut group = c.benchmark_group("syntax");
@@ -143,8 +145,10 @@ fn best_of(rounds: usize) {
     let tree = &parsed.tree;
     let load = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "{label}: {} bytes, load before {}",
+        "{label}: {} bytes, {} view nodes, view {} bytes, load before {}",
         text.len(),
+        ast.node_count(),
+        ast.heap_size(),
         load().trim()
     );
     let steps: [&str; 5] = ["parse", "print", "semantic", "canonical", "pretty"];

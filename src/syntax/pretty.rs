@@ -95,9 +95,10 @@ impl Ast {
     }
 
     /// Flat (canonical) width in characters of every arena node, and whether it must break (a
-    /// curly of two or more bindings, or holding one): one `u32` per node, the flag in the top
-    /// bit. Filled from the arena's end, so that a composite's children (which lie after it)
-    /// are done before it.
+    /// curly of two or more bindings, or holding one): one `u32` per node, the flags in the top
+    /// bits (with what the printer asks of every word: may it be a keyword message, is it a
+    /// binding's name or its `=`). Filled from the arena's end, so that a composite's children
+    /// (which lie after it) are done before it.
     fn flat_widths(&self) -> Vec<u32> {
         let all = self.nodes_in(ChildRange::all(self.node_count()));
         let mut widths: Vec<u32> = vec![0; all.len()];
@@ -113,10 +114,11 @@ impl Ast {
                     }
                     // Only asked when no child already breaks it.
                     must_break = must_break
-                        || (kind == CompositeKind::Curly && has_two_bindings(self, nodes));
+                        || (kind == CompositeKind::Curly
+                            && has_two_bindings(widths.get(children.range()).unwrap_or_default()));
                     width.min(WIDTH as usize) as u32 | if must_break { BREAK } else { 0 }
                 }
-                leaf => leaf_width(leaf).min(WIDTH as usize) as u32,
+                leaf => leaf_width(leaf).min(WIDTH as usize) as u32 | word_flags(leaf),
             };
             widths[at] = entry;
         }
@@ -127,10 +129,31 @@ impl Ast {
 /// How many levels of indentation a new line's start is copied for in one piece.
 const CACHED_LEVELS: usize = 32;
 
-/// The flag of [`Ast::flat_widths`]: the composite must break.
+/// The flags of [`Ast::flat_widths`]: the composite must break; the word is shaped like a
+/// keyword message (an eval or module word ending in `:`); it is an eval word other than `=`
+/// and `:=` (a binding's name if one follows); it is `=` or `:=`.
 const BREAK: u32 = 1 << 31;
+const KEYWORD: u32 = 1 << 30;
+const NAME: u32 = 1 << 29;
+const ASSIGN: u32 = 1 << 28;
 /// The width bits of [`Ast::flat_widths`] (a width saturates there: far wider than any line).
-const WIDTH: u32 = BREAK - 1;
+const WIDTH: u32 = ASSIGN - 1;
+
+/// The word flags of [`Ast::flat_widths`] for a leaf.
+fn word_flags(leaf: Leaf<'_>) -> u32 {
+    let Leaf::Word(kind, word) = leaf else {
+        return 0;
+    };
+    let keyword = matches!(kind, WordKind::Eval | WordKind::Module) && word.ends_with(b":");
+    let role = if is_assign(kind, word) {
+        ASSIGN
+    } else if kind == WordKind::Eval {
+        NAME
+    } else {
+        0
+    };
+    role | if keyword { KEYWORD } else { 0 }
+}
 
 /// The number of characters in UTF-8 `bytes` (bytes that do not continue a character).
 #[inline]
@@ -171,9 +194,11 @@ fn word_at<'a>(ast: &'a Ast, nodes: &'a [Node], i: usize) -> Option<(WordKind, &
     ast.leaf(nodes.get(i)?).word()
 }
 
-fn is_binding_at(ast: &Ast, nodes: &[Node], i: usize) -> bool {
-    word_at(ast, nodes, i).is_some_and(|(kind, w)| kind == WordKind::Eval && !is_assign(kind, w))
-        && word_at(ast, nodes, i + 1).is_some_and(|(kind, w)| is_assign(kind, w))
+/// Whether a binding (`name =`, `name :=`) starts at `i` of a list whose flat widths are
+/// `widths`.
+fn is_binding_at(widths: &[u32], i: usize) -> bool {
+    widths.get(i).is_some_and(|w| w & NAME != 0)
+        && widths.get(i + 1).is_some_and(|w| w & ASSIGN != 0)
 }
 
 fn is_assign(kind: WordKind, word: &[u8]) -> bool {
@@ -182,9 +207,9 @@ fn is_assign(kind: WordKind, word: &[u8]) -> bool {
 
 /// Whether `nodes` hold two bindings or more: stops at the second, so that a module's curly
 /// of thousands of definitions is not scanned whole for every width.
-fn has_two_bindings(ast: &Ast, nodes: &[Node]) -> bool {
-    (0..nodes.len())
-        .filter(|&i| is_binding_at(ast, nodes, i))
+fn has_two_bindings(widths: &[u32]) -> bool {
+    (0..widths.len())
+        .filter(|&i| is_binding_at(widths, i))
         .nth(1)
         .is_some()
 }
@@ -312,9 +337,10 @@ impl<'a> Printer<'a> {
 
     /// The item starting at `nodes[i]`: a keyword message re-sugared where it reads back the
     /// same, else the node alone.
-    fn item(&self, nodes: &[Node], i: usize) -> Item {
+    fn item(&self, base: usize, nodes: &[Node], i: usize) -> Item {
         let ast = self.ast;
-        if let Some((kind, word)) = word_at(ast, nodes, i)
+        if self.widths.get(base + i).is_some_and(|w| w & KEYWORD != 0)
+            && let Some((kind, word)) = word_at(ast, nodes, i)
             && let Some(n) = keyword_keys(kind, word)
         {
             let args_ok =
@@ -377,11 +403,11 @@ impl<'a> Printer<'a> {
         let mut line_empty = true;
         let mut i = 0;
         while i < nodes.len() {
-            let item = self.item(nodes, i);
+            let item = self.item(base, nodes, i);
             i = item.next();
             let width = self.item_width(base, item);
             if !line_empty
-                && (is_binding_at(self.ast, nodes, item.first())
+                && (is_binding_at(&self.widths[range.range()], item.first())
                     || self.column() + 1 + width > self.options.width)
             {
                 self.newline(level);
@@ -460,7 +486,7 @@ impl<'a> Printer<'a> {
             if i > 0 {
                 self.push_byte(b' ');
             }
-            let item = self.item(nodes, i);
+            let item = self.item(base, nodes, i);
             i = item.next();
             self.print_item(base, item, level, depth);
         }
