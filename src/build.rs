@@ -917,6 +917,8 @@ fn read_file(
         module: module.to_string(),
         size,
         mtime_ns: file.mtime_ns,
+        ctime_ns: file.ctime_ns,
+        inode: file.inode,
         hash,
         stamped_ns,
     };

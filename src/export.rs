@@ -26,7 +26,8 @@ use crate::image::{
     SyncRecord, drop_slot,
 };
 use crate::source::{
-    DEFAULT_MAX_FILE_SIZE, FileFailure, Source, mtime_ns, now_ns, parse_unit, read_source, same_dir,
+    DEFAULT_MAX_FILE_SIZE, FileFailure, Source, ctime_ns, inode, mtime_ns, now_ns, parse_unit,
+    read_source, same_dir,
 };
 use crate::syntax::{Piece, SourceUnit};
 use crate::tree_path;
@@ -1199,6 +1200,8 @@ fn stamp_of(full: &Path, module: &str, text: &[u8]) -> Result<PathRecord> {
         module: module.to_string(),
         size: meta.len(),
         mtime_ns: mtime_ns(&meta),
+        ctime_ns: ctime_ns(&meta),
+        inode: inode(&meta),
         hash: Hash::of(text),
         stamped_ns,
     })

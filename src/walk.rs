@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::image::IMAGE_DIR;
 pub use crate::source::WalkedFile;
-use crate::source::{FailureKind, FileFailure, PartFilter, mtime_ns};
+use crate::source::{FailureKind, FileFailure, PartFilter, ctime_ns, inode, mtime_ns};
 
 /// The `.spry` files of the tree at `root` within `filter`, sorted by path: skipping what
 /// `.gitignore` ignores (in a git checkout or not), hidden files and directories, the image
@@ -278,6 +278,8 @@ impl Walk<'_> {
                 path: rel,
                 size: meta.len(),
                 mtime_ns: mtime_ns(&meta),
+                ctime_ns: ctime_ns(&meta),
+                inode: inode(&meta),
             }),
             // Gone between the directory read and the stat: it is not in the tree.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -374,6 +376,8 @@ impl Walk<'_> {
                 path: rel.to_string(),
                 size: meta.len(),
                 mtime_ns: mtime_ns(&meta),
+                ctime_ns: ctime_ns(&meta),
+                inode: inode(&meta),
             });
         }
     }

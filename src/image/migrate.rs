@@ -84,6 +84,7 @@ pub(super) fn migrate(store: &dyn Store) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::record::FORMAT_VERSION;
     use crate::image::{Image, Origin, PreparedUnit, compress, encode_layout};
     use crate::syntax::SourceUnit;
 
@@ -152,10 +153,10 @@ mod tests {
         drop(image);
 
         let image = Image::open(&path).unwrap();
-        assert_eq!(image.record().format_version, 2);
+        assert_eq!(image.record().format_version, FORMAT_VERSION);
         assert_eq!(
             std::fs::read_to_string(path.join("FORMAT")).unwrap(),
-            "spry-image format 2\n"
+            format!("spry-image format {FORMAT_VERSION}\n")
         );
         assert_eq!(image.module_text("Shapes").unwrap(), SHAPES.as_bytes());
         assert_eq!(

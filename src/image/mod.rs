@@ -194,7 +194,9 @@ impl Image {
             });
         }
         discard_interrupted_first_load(&store)?;
-        if found < FORMAT_VERSION {
+        // Format 2 changed the records of modules; format 3 only added to file stamps, which
+        // are read in either version.
+        if found < 2 {
             migrate::migrate(&store)?;
         }
         let mut image = Image {

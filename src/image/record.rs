@@ -10,8 +10,11 @@ use crate::error::{Error, Result};
 /// The version of the image's format this build writes and reads.
 /// Format 2 keeps a module's order and layout as one record per definition (the `order`
 /// table) instead of a list of names and a layout blob per module; format 1 images are
-/// migrated when opened (`migrate.rs`).
-pub const FORMAT_VERSION: u32 = 2;
+/// migrated when opened (`migrate.rs`). Format 3 stamps a file with its change time and inode
+/// too (a [`PathRecord`] of version 2); format 2's stamps are read as they are (a file they
+/// stamp is hashed again once), so opening a format 2 image rewrites nothing but the format
+/// file, and an older build refuses a format 3 image instead of taking its stamps for damage.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The image's own record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -348,6 +351,11 @@ pub struct PathRecord {
     pub size: u64,
     /// Modification time, nanoseconds since the epoch.
     pub mtime_ns: i128,
+    /// Status change time, nanoseconds since the epoch (0: not known, as in a stamp recorded
+    /// before change times were; such a stamp matches no file and the file is hashed again).
+    pub ctime_ns: i128,
+    /// The inode number (0: not known).
+    pub inode: u64,
     /// blake3 of the file's bytes.
     pub hash: Hash,
     /// When the stamp was taken, nanoseconds since the epoch (a file modified within the
@@ -355,18 +363,21 @@ pub struct PathRecord {
     pub stamped_ns: i128,
 }
 
-const PATH_RECORD_VERSION: u8 = 1;
+/// Version 2 added the change time and the inode; version 1 is still read (without them).
+const PATH_RECORD_VERSION: u8 = 2;
 
 impl PathRecord {
     /// The binary form (read for every file on every build, so it is kept cheap): version,
-    /// size, mtime, stamp time, hash, then the module name.
+    /// size, mtime, stamp time, hash, change time, inode, then the module name.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(1 + 8 + 16 + 16 + 32 + self.module.len());
+        let mut out = Vec::with_capacity(1 + 8 + 16 + 16 + 32 + 16 + 8 + self.module.len());
         out.push(PATH_RECORD_VERSION);
         out.extend_from_slice(&self.size.to_le_bytes());
         out.extend_from_slice(&self.mtime_ns.to_le_bytes());
         out.extend_from_slice(&self.stamped_ns.to_le_bytes());
         out.extend_from_slice(&self.hash.0);
+        out.extend_from_slice(&self.ctime_ns.to_le_bytes());
+        out.extend_from_slice(&self.inode.to_le_bytes());
         out.extend_from_slice(self.module.as_bytes());
         out
     }
@@ -379,18 +390,31 @@ impl PathRecord {
         const WHAT: &str = "a file stamp is damaged";
         let bad = || Error::corrupt(WHAT);
         let bad_by = |cause| Error::corrupt_by(WHAT, cause);
-        if bytes.len() < 73 || bytes[0] != PATH_RECORD_VERSION {
+        // Where the module name starts: version 1 had no change time nor inode.
+        let name_at = match bytes.first() {
+            Some(1) => 73,
+            Some(&PATH_RECORD_VERSION) => 97,
+            _ => return Err(bad()),
+        };
+        if bytes.len() < name_at {
             return Err(bad());
         }
         let u64_at = |at: usize| <[u8; 8]>::try_from(&bytes[at..at + 8]).map(u64::from_le_bytes);
         let i128_at =
             |at: usize| <[u8; 16]>::try_from(&bytes[at..at + 16]).map(i128::from_le_bytes);
+        let (ctime_ns, inode) = if name_at == 97 {
+            (i128_at(73).map_err(bad_by)?, u64_at(89).map_err(bad_by)?)
+        } else {
+            (0, 0)
+        };
         Ok(PathRecord {
             size: u64_at(1).map_err(bad_by)?,
             mtime_ns: i128_at(9).map_err(bad_by)?,
+            ctime_ns,
+            inode,
             stamped_ns: i128_at(25).map_err(bad_by)?,
             hash: Hash::from_slice(&bytes[41..73]).ok_or_else(bad)?,
-            module: String::from_utf8(bytes[73..].to_vec())
+            module: String::from_utf8(bytes[name_at..].to_vec())
                 .map_err(|e| Error::corrupt_by(WHAT, e))?,
         })
     }
@@ -632,6 +656,8 @@ mod tests {
             module: "Stack".to_string(),
             size: 1234,
             mtime_ns: -5,
+            ctime_ns: 1_700_000_000_123_456_789,
+            inode: 98_765,
             hash: Hash::of(b"x"),
             stamped_ns: 1_700_000_000_000_000_000,
         };
@@ -639,7 +665,20 @@ mod tests {
             PathRecord::decode(&record.encode()).ok(),
             Some(record.clone())
         );
-        assert!(PathRecord::decode(&record.encode()[..40]).is_err());
+        assert!(PathRecord::decode(&record.encode()[..90]).is_err());
+        // A stamp of version 1 (no change time, no inode) is read with neither.
+        let mut v1 = record.encode();
+        v1.drain(73..97);
+        v1[0] = 1;
+        assert_eq!(
+            PathRecord::decode(&v1).ok(),
+            Some(PathRecord {
+                ctime_ns: 0,
+                inode: 0,
+                ..record.clone()
+            })
+        );
+        assert!(PathRecord::decode(&v1[..40]).is_err());
     }
 
     #[test]

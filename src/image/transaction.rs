@@ -2623,6 +2623,8 @@ mod tests {
             module: module.to_string(),
             size: 1,
             mtime_ns: 1,
+            ctime_ns: 1,
+            inode: 1,
             hash: Hash::of(b"x"),
             stamped_ns: 1,
         };

@@ -18,15 +18,54 @@ pub struct WalkedFile {
     pub size: u64,
     /// Modification time, nanoseconds since the epoch.
     pub mtime_ns: i128,
+    /// Status change time, nanoseconds since the epoch (0 where the system has none): a write
+    /// moves it even when the modification time is set back afterwards.
+    pub ctime_ns: i128,
+    /// The inode number (0 where the system has none): another file moved over this one has
+    /// another.
+    pub inode: u64,
 }
 
 /// Whether `file` still has the bytes it had when `stamp` was taken, as far as its size and
-/// time can tell: same size, same time, and the time far enough before the stamp that a later
-/// write would have moved it.
+/// times can tell: same size, same modification and change time, same inode, and the
+/// modification time far enough before the stamp that a later write would have moved it. The
+/// change time and the inode are what see a file rewritten with its old size and its old time
+/// put back (`touch -r`, `cp -p`, archives and sync tools), or another file moved over it, as
+/// git's index sees them; a stamp that has neither (recorded before they were) matches no file.
 pub(crate) fn stamp_matches(stamp: &PathRecord, file: &WalkedFile) -> bool {
     stamp.size == file.size
         && stamp.mtime_ns == file.mtime_ns
+        && stamp.ctime_ns == file.ctime_ns
+        && stamp.inode == file.inode
         && file.mtime_ns < stamp.stamped_ns - RACY_NS
+}
+
+/// A file's status change time in nanoseconds since the epoch (0 where the system has none).
+pub(crate) fn ctime_ns(meta: &std::fs::Metadata) -> i128 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        0
+    }
+}
+
+/// A file's inode number (0 where the system has none).
+pub(crate) fn inode(meta: &std::fs::Metadata) -> u64 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        meta.ino()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        0
+    }
 }
 
 /// Now, in nanoseconds since the epoch (0 for a clock before it).
@@ -54,6 +93,8 @@ mod tests {
             module: "A".to_string(),
             size,
             mtime_ns,
+            ctime_ns: 7,
+            inode: 3,
             hash: Hash::of(b""),
             stamped_ns,
         }
@@ -64,6 +105,8 @@ mod tests {
             path: "a.spry".to_string(),
             size,
             mtime_ns,
+            ctime_ns: 7,
+            inode: 3,
         }
     }
 
@@ -85,6 +128,22 @@ mod tests {
         assert!(
             !stamp_matches(&stamp(5, old, old * 2), &file(5, old + 1)),
             "time"
+        );
+        let moved = WalkedFile {
+            inode: 4,
+            ..file(5, old)
+        };
+        assert!(
+            !stamp_matches(&stamp(5, old, old * 2), &moved),
+            "another file moved over it"
+        );
+        let rewritten = WalkedFile {
+            ctime_ns: 8,
+            ..file(5, old)
+        };
+        assert!(
+            !stamp_matches(&stamp(5, old, old * 2), &rewritten),
+            "rewritten, its time set back"
         );
     }
 }

@@ -973,3 +973,41 @@ fn many_files_read_again_unchanged_keep_their_new_stamps_out_of_the_journal() {
         .sum();
     assert!(journal < 16 * 1024, "{journal} bytes of journal");
 }
+
+/// Runs `spry-image status --json` and gives the summary.
+fn status_json(dir: &Dir) -> Value {
+    let out = dir.command().args(["status", "--json"]).expect_code(0);
+    serde_json::from_str(out.stdout_str().trim())
+        .unwrap_or_else(|e| panic!("status --json printed no JSON ({e})\n{out}"))
+}
+
+/// A file rewritten with the size it had and its old time put back (`touch -r`, `cp -p`, an
+/// archive or a sync tool that keeps times), or replaced by another file of that size and
+/// time (`mv`), changed: its change time and its inode say so where size and time cannot.
+/// Status and build both see it, as git does.
+#[test]
+fn a_file_rewritten_with_its_old_size_and_time_is_read_again() {
+    let dir = Dir::new("same_size_same_time");
+    write(&dir, "a.spry", "{_meta = {name = 'A}\n  x = 1\n}\n", 0);
+    build(&dir, &[], 0);
+    assert_eq!(status_json(&dir)["clean"], true);
+    // Rewritten in place, its time set back.
+    write(&dir, "a.spry", "{_meta = {name = 'A}\n  x = 2\n}\n", 0);
+    let status = status_json(&dir);
+    assert_eq!(status["clean"], false, "{status}");
+    assert_eq!(status["modules"][0]["module"], "A", "{status}");
+    let (json, out) = build(&dir, &[], 0);
+    assert_eq!(names(&json, "changed"), ["A"], "{out}");
+    assert_eq!(show_text(&dir, "A::x"), b"x = 2\n");
+    // Replaced by another file of the same size and time.
+    write(&dir, "next.tmp", "{_meta = {name = 'A}\n  x = 3\n}\n", 0);
+    std::fs::rename(dir.join("next.tmp"), dir.join("a.spry")).unwrap();
+    let status = status_json(&dir);
+    assert_eq!(status["clean"], false, "{status}");
+    let (json, out) = build(&dir, &[], 0);
+    assert_eq!(names(&json, "changed"), ["A"], "{out}");
+    assert_eq!(show_text(&dir, "A::x"), b"x = 3\n");
+    // Nothing changed since: nothing is read.
+    let (json, out) = build(&dir, &[], 0);
+    assert_eq!(json["read"], 0, "{out}");
+}

@@ -423,10 +423,10 @@ fn a_newer_format_is_refused_naming_both_versions() {
         else {
             panic!("not NewerFormat: {error:?}");
         };
-        assert_eq!((*found, *supported), (7, 2));
+        assert_eq!((*found, *supported), (7, 3));
         let message = error.to_string();
         assert!(message.contains("format version 7"), "{message}");
-        assert!(message.contains("format version 2"), "{message}");
+        assert!(message.contains("format version 3"), "{message}");
     }
     // The same version again opens.
     std::fs::write(image_path.join("FORMAT"), "spry-image format 1\n").unwrap();
