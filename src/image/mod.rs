@@ -1001,3 +1001,57 @@ fn copy_key(dir: &Path) -> Vec<u8> {
     key.extend_from_slice(dir.to_string_lossy().as_bytes());
     key
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Write;
+    use crate::{BuildOptions, NoProgress, build};
+
+    /// An image of format 2 (stamps of version 1, without change time nor inode) opens as it
+    /// is: only its format is rewritten; its files are hashed once more, nothing changes, and
+    /// the next build reads nothing.
+    #[test]
+    fn a_format_2_image_opens_and_its_old_stamps_are_read() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let file = dir.path().join("a.spry");
+        std::fs::write(&file, "{_meta = {name = 'A} x = 1}\n").expect("a file");
+        let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .and_then(|f| f.set_modified(old))
+            .expect("a time");
+        let path = dir.path().join(IMAGE_DIR);
+        let options = BuildOptions::default();
+        {
+            let mut image = Image::create(&path, dir.path()).expect("an image");
+            build(&mut image, dir.path(), &options, &NoProgress).expect("a build");
+            // Written back as format 2 wrote them.
+            let mut writes = Vec::new();
+            for (key, stamp) in image.paths().expect("stamps") {
+                let mut v1 = stamp.encode();
+                v1.drain(73..97);
+                v1[0] = 1;
+                writes.push(Write::Put(Table::Paths, key.into_bytes(), v1));
+            }
+            image.store().commit(writes).expect("a commit");
+            let mut record = image.record().clone();
+            record.format_version = 2;
+            image.write_record(&record).expect("a record");
+            std::fs::write(path.join(FORMAT_FILE), "spry-image format 2\n").expect("a file");
+        }
+        let mut image = Image::open(&path).expect("a format 2 image opens");
+        assert_eq!(image.record().format_version, FORMAT_VERSION);
+        assert_eq!(
+            std::fs::read_to_string(path.join(FORMAT_FILE)).expect("a file"),
+            format!("spry-image format {FORMAT_VERSION}\n")
+        );
+        assert_eq!(image.paths().expect("stamps")["a.spry"].inode, 0);
+        let report = build(&mut image, dir.path(), &options, &NoProgress).expect("a build");
+        assert_eq!((report.read, report.changed.len()), (1, 0), "{report:?}");
+        let report = build(&mut image, dir.path(), &options, &NoProgress).expect("a build");
+        assert_eq!(report.read, 0, "{report:?}");
+        assert!(image.check().expect("a check").is_ok());
+    }
+}
