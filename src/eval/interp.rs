@@ -955,6 +955,9 @@ impl<'o> Interp<'o> {
             && w.kind == WordKind::Module
             && let Some(m) = &w.module
         {
+            // Read first (the module and the definition, from the image if they are not yet):
+            // a definition not read yet is assigned, not left to be read later over the value.
+            self.module_lookup(m, &w.name)?;
             if let Some(Value::Map(map)) = self.lookup(&Key::word(m))? {
                 map.assign(&Key::Word(w.sym), value);
             }
@@ -962,6 +965,17 @@ impl<'o> Interp<'o> {
         }
         let mut at = skip_parens_outer(&self.current);
         while let Some(frame) = at {
+            // A module's definition not read yet: read it, so that it is the one assigned
+            // (only a module's map is held for that; other locals are only borrowed).
+            let lazy = frame
+                .locals
+                .borrow()
+                .as_ref()
+                .filter(|map| map.lazy.is_some())
+                .cloned();
+            if let Some(map) = lazy {
+                self.map_get(&map, &key)?;
+            }
             if let Some(map) = frame.locals.borrow().as_ref()
                 && map.assign(&key, value.clone())
             {

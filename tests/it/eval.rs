@@ -606,3 +606,38 @@ fn eval_repl_redefinition_keeps_the_comment_above_the_definition() {
         "{out}"
     );
 }
+
+/// `:=` on a module's definition that was not read from the image yet (`Foo::x := 5` first,
+/// or `x := 5` in one of its functions) assigns it, as on one already read: the definition is
+/// read first, so the assignment is not lost to the lazy loading.
+#[test]
+fn eval_assigning_a_definition_not_read_yet_assigns_it() {
+    let dir = Dir::new("eval_assign_lazy");
+    dir.create(
+        "src/foo.spry",
+        "{\n  _meta = {name = 'Foo}\n  x = 1\n  getx = func [x]\n  setx = func [x := 5]\n  f = func [10]\n}\n",
+    );
+    let out = dir.command().args(["build", "src"]).output();
+    assert!(out.code == Some(0), "{out}");
+    let src = dir.join("src");
+    for (code, expected) in [
+        // The module not loaded yet.
+        ("Foo::x := 5\necho Foo::x", "5\n"),
+        // The module loaded, `x` not read yet.
+        ("echo Foo::f\nFoo::x := 5\necho Foo::x", "10\n5\n"),
+        // Read already (as before).
+        ("echo Foo::x\nFoo::x := 5\necho Foo::x", "1\n5\n"),
+        // Unqualified, in a function of the module.
+        ("Foo::setx\necho Foo::getx", "5\n"),
+        // A name the module lacks is bound nowhere, as before.
+        ("Foo::y := 5\necho Foo::y", "nil\n"),
+    ] {
+        let out = dir
+            .command()
+            .current_dir(&src)
+            .args(["run", "-e", code])
+            .output();
+        assert!(out.code == Some(0), "{code}: {out}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{code}");
+    }
+}
