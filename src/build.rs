@@ -15,7 +15,7 @@ use crate::image::{
     Conflict, Hash, Image, LOAD_MIN_KEYS, ModuleChange, Origin, PathRecord, Prepared, PreparedUnit,
     Transaction,
 };
-use crate::source::{DEFAULT_MAX_FILE_SIZE, FailureKind, FileFailure, PartFilter, WalkedFile};
+use crate::source::{FailureKind, FileFailure, PartFilter, WalkedFile, default_read_limit};
 use crate::source::{Unit, now_ns, read_unit, stamp_matches};
 use crate::store::{Table, try_visit};
 use crate::syntax::SourceUnit;
@@ -36,7 +36,8 @@ pub struct BuildOptions {
     pub paths: Option<Vec<String>>,
     /// Files larger than this many bytes are not read: each is reported as a failure that
     /// names its size and the limit, and its module keeps its last version. `None`:
-    /// [`DEFAULT_MAX_FILE_SIZE`].
+    /// [`default_read_limit`](crate::default_read_limit) for each file (the default, or twice
+    /// what the image last read of it).
     pub max_file_size: Option<u64>,
 }
 
@@ -573,12 +574,14 @@ impl<'a> Build<'a> {
         known: Option<&Stamps>,
         progress: &dyn Progress,
     ) -> Vec<Outcome> {
-        let max_file_size = self.options.max_file_size.unwrap_or(DEFAULT_MAX_FILE_SIZE);
+        let given = self.options.max_file_size;
         let root = self.root;
         batch
             .par_iter()
             .map(|file| {
                 let stamp = known.and_then(|k| k.get(&file.path));
+                let max_file_size =
+                    given.unwrap_or_else(|| default_read_limit(stamp.map(|s| s.size)));
                 // A first fill (nothing known) may stage a large module in parts.
                 let parts = known.is_none();
                 let outcome = guarded(&file.path, || {

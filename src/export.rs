@@ -26,8 +26,8 @@ use crate::image::{
     SyncRecord, drop_slot,
 };
 use crate::source::{
-    DEFAULT_MAX_FILE_SIZE, FileFailure, Source, ctime_ns, inode, mtime_ns, now_ns, parse_unit,
-    read_source, same_dir,
+    DEFAULT_MAX_FILE_SIZE, FileFailure, Source, ctime_ns, default_read_limit, inode, mtime_ns,
+    now_ns, parse_unit, read_source, same_dir,
 };
 use crate::syntax::{Piece, SourceUnit};
 use crate::tree_path;
@@ -276,15 +276,15 @@ impl<'a> ToSource<'a> {
     }
 
     /// The file's bytes (`Some(None)`: no file); `None`: skipped. Never blocks on a FIFO put
-    /// where the file was, never holds a huge file: at most [`DEFAULT_MAX_FILE_SIZE`], or the
-    /// size the image last read or wrote there for this module (a module built from a larger
-    /// file with `build --max-file-size`).
+    /// where the file was, never holds a huge file: at most [`default_read_limit`] of the size the image last read or
+    /// wrote there for this module (a module built from a larger file with
+    /// `build --max-file-size`).
     fn read_file(&mut self, name: &str, path: &str, full: &Path) -> Option<Option<Vec<u8>>> {
         let stamped = match self.image.path(path) {
-            Ok(Some(stamp)) if stamp.module == name => stamp.size,
-            _ => 0,
+            Ok(Some(stamp)) if stamp.module == name => Some(stamp.size),
+            _ => None,
         };
-        let limit = DEFAULT_MAX_FILE_SIZE.max(stamped);
+        let limit = default_read_limit(stamped);
         let reason = match read_source(full, limit) {
             Ok(Source::Text(bytes)) => return Some(Some(bytes)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(None),

@@ -57,7 +57,7 @@ pub use build::{BuildOptions, BuildReport, Move, NoProgress, Progress, build};
 pub use error::{Corruption, Error, Refusal, Result, StoreError};
 pub use export::{ConflictKept, ExportOptions, ExportReport, Skipped, Written, export};
 pub use image::{Image, ModuleChange, Origin, Transaction};
-pub use source::{DEFAULT_MAX_FILE_SIZE, FailureKind, FileFailure, PartFilter};
+pub use source::{DEFAULT_MAX_FILE_SIZE, FailureKind, FileFailure, PartFilter, default_read_limit};
 pub use status::{
     Change, DefinitionDiff, ModuleState, ModuleStatus, Side, StatusOptions, TreeStatus, status,
 };

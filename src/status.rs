@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::image::merge::{Merged, merge};
 use crate::image::{DefinitionRecord, Hash, Image, ModuleRecord, PathRecord, SyncRecord};
 use crate::source::{
-    DEFAULT_MAX_FILE_SIZE, FailureKind, FileFailure, PartFilter, Unit, WalkedFile, read_unit,
+    FailureKind, FileFailure, PartFilter, Unit, WalkedFile, default_read_limit, read_unit,
     same_dir, stamp_matches,
 };
 use crate::syntax::{Ast, Definition, SourceUnit, parse};
@@ -293,9 +293,8 @@ impl<'a> Survey<'a> {
                 .filter(|s| !self.definitions_unsynced(&s.module))
                 .map(|s| s.hash);
             let script = crate::tree_path::script_name(&file.path);
-            // As export does: up to the default limit, or the size the image last read or
-            // wrote there (a file built with `build --max-file-size` is not refused).
-            let limit = DEFAULT_MAX_FILE_SIZE.max(stamp.map_or(0, |s| s.size));
+            // As build and export do (a file built with `build --max-file-size` is not refused).
+            let limit = default_read_limit(stamp.map(|s| s.size));
             match read_unit(self.root, &file.path, script, limit, last) {
                 Unit::Same { .. } => {}
                 Unit::Gone

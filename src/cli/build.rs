@@ -27,9 +27,10 @@ pub struct BuildArgs {
     #[arg(long)]
     json: bool,
     /// Do not read files larger than this (bytes; `k`, `m`, `g` for KiB, MiB, GiB): they are
-    /// reported, and their modules keep their last version.
-    #[arg(long, value_name = "BYTES", default_value = "64m", value_parser = parse_size)]
-    max_file_size: u64,
+    /// reported, and their modules keep their last version. Default: 64m, or for a file the
+    /// image already holds, twice the size it was last read at
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    max_file_size: Option<u64>,
     /// Move the image aside (a damaged one, say) and build a new one from the tree; say what
     /// the old one held that the tree does not, as far as it can be read.
     #[arg(long)]
@@ -83,7 +84,7 @@ pub fn run(image_dir: Option<&Path>, args: &BuildArgs) -> Status {
         only,
         all: args.all,
         paths: None,
-        max_file_size: Some(args.max_file_size),
+        max_file_size: args.max_file_size,
     };
     let bar = if std::io::stderr().is_terminal() {
         ProgressBar::new(0)

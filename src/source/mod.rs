@@ -23,6 +23,15 @@ pub(crate) use stamp::{ctime_ns, inode, mtime_ns, now_ns, stamp_matches};
 /// well under 1 MiB). A file this large is far more likely a mistake than source.
 pub const DEFAULT_MAX_FILE_SIZE: u64 = 64 << 20;
 
+/// The largest size to read a file at when no limit was given: the default, or, for a file the
+/// image already holds, twice the size it was last read or written at. A user who built a large
+/// module once (`build --max-file-size`) must not be refused it after adding a definition to it,
+/// by `build`, `status`, `watch` or `export` alike; a file that suddenly doubles is still
+/// suspect.
+pub fn default_read_limit(known_size: Option<u64>) -> u64 {
+    DEFAULT_MAX_FILE_SIZE.max(known_size.map_or(0, |s| s.saturating_mul(2)))
+}
+
 /// What [`read_source`] found.
 pub(crate) enum Source {
     /// The file's bytes.

@@ -8,7 +8,7 @@ use std::process::Stdio;
 use serde_json::Value;
 use spry_image::image::Origin;
 
-use crate::image_build::{build, edit, open, spry_tree, write};
+use crate::image_build::{build, edit, names, open, show_text, spry_tree, write};
 use crate::util::{Dir, Output, files_with_extension};
 
 /// `put TARGET` with `text` on standard input.
@@ -750,4 +750,18 @@ fn export_writes_one_change_into_a_file_over_64_mib() {
         "the exported file is not the old one with `d7` replaced"
     );
     assert_eq!(state_of(&status(&dir, 0), "Big"), None);
+
+    // Grown by a definition in the file, it is still read by a plain build (without the
+    // limit given again) and by status: the image holds it, so it is not refused.
+    let mut grown = after;
+    let end = grown.len() - 2;
+    grown.splice(end..end, b"  d99 = 99\n".iter().copied());
+    dir.create("big.spry", &grown);
+    assert_eq!(
+        state_of(&status(&dir, 0), "Big").as_deref(),
+        Some("file-changed")
+    );
+    let (json, out) = build(&dir, &[], 0);
+    assert_eq!(names(&json, "changed"), ["Big"], "{out}");
+    assert!(show_text(&dir, "Big::d99").starts_with(b"d99 = 99"));
 }
