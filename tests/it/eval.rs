@@ -388,16 +388,11 @@ fn eval_repl_evaluates_lines_multiline_input_modules_and_commands() {
     );
     let out = dir.command().args(["build", "src"]).output();
     assert!(out.code == Some(0), "{out}");
-    let input = dir.create(
-        "input.txt",
+    let out = dir.repl(
+        &dir.join("src"),
         "x = 3\nx * 2\nf = func [\n  :a + 1\n]\nf 41\nGeo::square 5\n:ls\n:show Geo::square\n\
          :module Geo\ncube = func [:x * (square x)]\n:module\nGeo::cube 2\n1 + \"a\"\n:quit\n",
     );
-    let mut cmd = dir.command();
-    cmd.current_dir(dir.join("src")).arg("repl");
-    cmd.cmd().stdin(std::fs::File::open(&input).unwrap());
-    let out = cmd.output();
-    assert_eq!(out.code, Some(0), "{out}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(
@@ -586,15 +581,10 @@ fn eval_repl_redefinition_keeps_the_comment_above_the_definition() {
     );
     let out = dir.command().args(["build", "src"]).output();
     assert!(out.code == Some(0), "{out}");
-    let input = dir.create(
-        "input.txt",
+    dir.repl(
+        &dir.join("src"),
         ":module Geo\nanswer = 43\nsquare = func [:x * x * 1]\nGeo::square 3\n:quit\n",
     );
-    let mut cmd = dir.command();
-    cmd.current_dir(dir.join("src")).arg("repl");
-    cmd.cmd().stdin(std::fs::File::open(&input).unwrap());
-    let out = cmd.output();
-    assert_eq!(out.code, Some(0), "{out}");
     let file = String::from_utf8_lossy(&dir.read("src/geo.spry")).into_owned();
     assert_eq!(
         file,

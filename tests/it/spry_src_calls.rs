@@ -222,16 +222,6 @@ impl Drop for Reaped {
 }
 
 /// `spry-image repl` in `proj` fed `input`; its output.
-fn repl(dir: &Dir, proj: &Path, input: &str) -> crate::util::Output {
-    let file = dir.create("repl-input.txt", input);
-    let mut cmd = dir.command();
-    cmd.current_dir(proj).arg("repl");
-    cmd.cmd().stdin(std::fs::File::open(&file).unwrap());
-    let out = cmd.output();
-    assert_eq!(out.code, Some(0), "{out}");
-    out
-}
-
 /// `text` with `definition` added as a new last definition of its module's curly: after the
 /// last line before the closing brace, one blank line between, in the file's line endings.
 fn with_new_definition(text: &[u8], definition: &str, eol: &str) -> Vec<u8> {
@@ -262,8 +252,7 @@ fn spry_src_repl_definitions_land_in_their_files_byte_exact() {
 
     // New definitions in three modules (a BOM, CRLF line endings, tab indents), a definition
     // replaced, and the session uses them at once, with the modules' own code.
-    let out = repl(
-        &dir,
+    let out = dir.repl(
         &proj,
         ":module Greetings\n\
          shout: = func [:lang (Greetings::hello: lang) , \"!\"]\n\
@@ -358,8 +347,7 @@ fn spry_src_repl_definitions_land_in_their_files_byte_exact() {
     let started = next();
     assert!(started.contains("watching"), "{started}");
     let before = std::fs::read(&greetings).unwrap();
-    let out = repl(
-        &dir,
+    let out = dir.repl(
         &proj,
         ":module Greetings\nwave: = func [:n StringUtil::repeat: \"👋\" times: n]\n:module\nGreetings::wave: 2\n",
     );

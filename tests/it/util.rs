@@ -134,6 +134,20 @@ impl Dir {
         std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
     }
 
+    /// Runs `repl` in `cwd` with `input` as its standard input, and checks that it exits 0.
+    pub fn repl(&self, cwd: &Path, input: &str) -> Output {
+        let file = self.create("repl-input.txt", input);
+        let mut cmd = self.command();
+        cmd.current_dir(cwd).arg("repl");
+        cmd.cmd().stdin(
+            std::fs::File::open(&file)
+                .unwrap_or_else(|e| panic!("cannot open {}: {e}", file.display())),
+        );
+        let out = cmd.output();
+        assert_eq!(out.code, Some(0), "{out}");
+        out
+    }
+
     /// A command running the binary with this directory as its working directory.
     pub fn command(&self) -> TestCommand {
         self.command_of(&binary())
