@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::image::IMAGE_DIR;
 pub use crate::source::WalkedFile;
-use crate::source::{FailureKind, FileFailure, PartFilter, ctime_ns, inode, mtime_ns};
+use crate::source::{FailureKind, FileFailure, PartFilter};
 
 /// The `.spry` files of the tree at `root` within `filter`, sorted by path: skipping what
 /// `.gitignore` ignores (in a git checkout or not), hidden files and directories, the image
@@ -274,13 +274,7 @@ impl Walk<'_> {
         }
         // `DirEntry::metadata` does not follow links (an `lstat` beside the entry).
         match entry.metadata() {
-            Ok(meta) => found.files.push(WalkedFile {
-                path: rel,
-                size: meta.len(),
-                mtime_ns: mtime_ns(&meta),
-                ctime_ns: ctime_ns(&meta),
-                inode: inode(&meta),
-            }),
+            Ok(meta) => found.files.push(WalkedFile::from_metadata(rel, &meta)),
             // Gone between the directory read and the stat: it is not in the tree.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => found.unreadable(rel, e),
@@ -372,13 +366,9 @@ impl Walk<'_> {
             {
                 return;
             }
-            found.files.push(WalkedFile {
-                path: rel.to_string(),
-                size: meta.len(),
-                mtime_ns: mtime_ns(&meta),
-                ctime_ns: ctime_ns(&meta),
-                inode: inode(&meta),
-            });
+            found
+                .files
+                .push(WalkedFile::from_metadata(rel.to_string(), &meta));
         }
     }
 

@@ -26,6 +26,19 @@ pub struct WalkedFile {
     pub inode: u64,
 }
 
+impl WalkedFile {
+    /// `path` with what `meta` (an `lstat`'s) says of its size and times.
+    pub(crate) fn from_metadata(path: String, meta: &std::fs::Metadata) -> WalkedFile {
+        WalkedFile {
+            path,
+            size: meta.len(),
+            mtime_ns: mtime_ns(meta),
+            ctime_ns: ctime_ns(meta),
+            inode: inode(meta),
+        }
+    }
+}
+
 /// Whether `file` still has the bytes it had when `stamp` was taken, as far as its size and
 /// times can tell: same size, same modification and change time, same inode, and the
 /// modification time far enough before the stamp that a later write would have moved it. The
