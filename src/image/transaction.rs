@@ -912,16 +912,6 @@ impl<'a> Transaction<'a> {
             UnitKind::Script => ModuleKind::Script,
         };
         let definitions = unit.definitions();
-        let text = unit.text();
-        // The text before definition `at` (the one before the first: from the file's start).
-        let gap_before = |at: usize| {
-            let start = at
-                .checked_sub(1)
-                .and_then(|before| definitions.get(before))
-                .map_or(0, |d| d.span.end);
-            let end = definitions.get(at).map_or(text.len(), |d| d.span.start);
-            text.get(start..end).unwrap_or_default()
-        };
         let mut start = 0;
         while start < definitions.len() {
             let end = definitions.len().min(start + part.max(1));
@@ -937,7 +927,7 @@ impl<'a> Transaction<'a> {
                 self.put(
                     Table::Order,
                     order_key(name, position),
-                    encode_order_entry(def, gap_before(at)),
+                    encode_order_entry(def, unit.gap_before(at)),
                 );
             }
             self.new_position = 0;
@@ -947,7 +937,7 @@ impl<'a> Transaction<'a> {
         self.put(
             Table::Order,
             order_key(name, CLOSING),
-            encode_order_entry("", gap_before(definitions.len())),
+            encode_order_entry("", unit.gap_before(definitions.len())),
         );
         let record = ModuleRecord {
             path: path.to_string(),

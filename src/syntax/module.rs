@@ -154,19 +154,31 @@ impl SourceUnit {
         // be out of range; the fallbacks keep even a broken invariant from panicking.
         debug_assert!(check_layout(&self.definitions, self.text.len()).is_ok());
         let mut pieces = Vec::with_capacity(self.definitions.len() * 2 + 1);
-        let mut at = 0;
-        for d in &self.definitions {
-            pieces.push(Piece::Gap(
-                self.text.get(at..d.span.start).unwrap_or_default(),
-            ));
+        for (i, d) in self.definitions.iter().enumerate() {
+            pieces.push(Piece::Gap(self.gap_before(i)));
             pieces.push(Piece::Definition(
                 d,
                 self.text.get(d.span.clone()).unwrap_or_default(),
             ));
-            at = d.span.end;
         }
-        pieces.push(Piece::Gap(self.text.get(at..).unwrap_or_default()));
+        pieces.push(Piece::Gap(self.gap_before(self.definitions.len())));
         pieces
+    }
+
+    /// The module's own text before definition `i` (after the one before it, or from the
+    /// file's start); for `i` = the number of definitions, the text after the last. One gap
+    /// of [`pieces`](Self::pieces), without cutting the whole file.
+    pub fn gap_before(&self, i: usize) -> &[u8] {
+        // Out of range only for a layout `check_layout` would refuse: then empty, no panic.
+        let start = i
+            .checked_sub(1)
+            .and_then(|before| self.definitions.get(before))
+            .map_or(0, |d| d.span.end);
+        let end = self
+            .definitions
+            .get(i)
+            .map_or(self.text.len(), |d| d.span.start);
+        self.text.get(start..end).unwrap_or_default()
     }
 }
 
