@@ -487,6 +487,59 @@ impl<'o> Interp<'o> {
         Some(value)
     }
 
+    /// Runs a paren of three nodes `x op y` (`(n - 1)`) without an activation when running it
+    /// would take [`int_inline`](Self::int_inline)'s path: `op` a plain word still naming an
+    /// integer primitive, `x` and `y` integers at hand. Everything running it would do is done
+    /// (two steps counted, the depth limit and an interrupt honoured by not taking this path,
+    /// `last_self`); looking up from the paren's activation and from the current one is the
+    /// same (a paren has no locals). None, having done nothing, in every other case.
+    #[inline]
+    fn paren_inline(&mut self, seq: &Seq) -> Option<Value> {
+        if self.lazy_modules != 0
+            || self.depth + 1 >= self.options.max_depth
+            || self
+                .options
+                .max_steps
+                .is_some_and(|max| self.steps + 2 > max)
+            || self
+                .options
+                .interrupt
+                .as_ref()
+                .is_some_and(|flag| flag.load(Ordering::Relaxed))
+        {
+            return None;
+        }
+        // Held while looking up: a lookup runs no Spry code while no lazy module is loaded.
+        let items = seq.items.borrow();
+        let [x, Value::Word(op), y] = items.as_slice() else {
+            return None;
+        };
+        let root = Rc::as_ptr(&self.root) as usize;
+        if !may_be_int(x)
+            || !may_be_int(y)
+            || op.kind != WordKind::Eval
+            || cached_non_int(x, root)
+            || cached_non_int(y, root)
+        {
+            return None;
+        }
+        // `op =` and `op :=` bind `op` (see `Frame::peek_word`).
+        if matches!(y, Value::Word(w) if matches!(&*w.name, "=" | ":=")) {
+            return None;
+        }
+        let int_op = match self.lookup_word(op) {
+            Ok(Some(Value::Prim(p))) if p.method => p.int_op?,
+            _ => return None,
+        };
+        let b = self.int_at_hand(y)?;
+        let a = self.int_at_hand(x)?;
+        drop(items);
+        let value = int_op.apply(a, b)?;
+        self.steps += 2;
+        self.last_self = Value::Int(a);
+        Some(value)
+    }
+
     /// The integer a node is without running anything: an integer literal, or a plain word
     /// bound to an integer.
     #[inline]
@@ -559,6 +612,9 @@ impl<'o> Interp<'o> {
                 }
             }
             Value::Paren(seq) => {
+                if let Some(value) = self.paren_inline(seq) {
+                    return Ok(value);
+                }
                 let frame = self.child_frame(FrameKind::Paren, seq.clone(), None);
                 self.run_frame(frame)
             }
@@ -720,18 +776,25 @@ impl<'o> Interp<'o> {
     /// valid until the next definition anywhere in the root map (see
     /// [`WordCache`](super::value::WordCache)), so a redefinition takes effect at the next
     /// evaluation of the word.
+    ///
+    /// A word whose name some other map bound (a local, an argument) skips the cache, which
+    /// never answers for it, and walks the activations at once.
     #[inline]
     fn lookup_word(&mut self, w: &WordObj) -> EvalResult<Option<Value>> {
+        let key = Key::Word(w.sym);
+        if w.bound_outside_root() {
+            return self.lookup_walking(&key);
+        }
         let root = Rc::as_ptr(&self.root) as usize;
         if let Some(found) = w.cache.get(root) {
             return Ok(found);
         }
-        if self.lazy_modules == 0 && !w.sym.bound_outside_root() {
-            let found = self.root.get(&Key::Word(w.sym));
+        if self.lazy_modules == 0 {
+            let found = self.root.get(&key);
             w.cache.set(root, &found);
             return Ok(found);
         }
-        self.lookup(&Key::Word(w.sym))
+        self.lookup_walking(&key)
     }
 
     /// Looks `key` up: the activations by `outer` (parens skipped), then the modules list.
@@ -745,6 +808,12 @@ impl<'o> Interp<'o> {
         {
             return Ok(self.root.get(key));
         }
+        self.lookup_walking(key)
+    }
+
+    /// [`lookup`](Self::lookup) without its shortcut to the root map: the walk.
+    #[inline]
+    fn lookup_walking(&mut self, key: &Key) -> EvalResult<Option<Value>> {
         match self.lookup_loaded(key) {
             Found::Yes(v) => Ok(Some(v)),
             Found::No => Ok(None),
@@ -907,21 +976,30 @@ impl<'o> Interp<'o> {
     }
 
     /// Binds in the nearest activation with locals (`:x`).
+    #[inline]
     fn bind_local(&mut self, word: &Value, value: Value) {
-        if let Some(frame) = skip_parens_outer(&self.current) {
-            let map = {
-                let mut locals = frame.locals.borrow_mut();
-                match &*locals {
-                    Some(map) => map.clone(),
-                    None => {
-                        let map = self.map_pool.pop().unwrap_or_default();
-                        *locals = Some(map.clone());
-                        map
-                    }
-                }
-            };
-            map.set(word.key(), word.clone(), value);
+        // Walked by reference: no activation is copied on the way.
+        let mut at = Some(&self.current);
+        while let Some(f) = at.filter(|f| f.kind == FrameKind::Paren) {
+            at = f.outer_frame();
         }
+        let Some(frame) = at else {
+            return;
+        };
+        let mut locals = frame.locals.borrow_mut();
+        let map = match &*locals {
+            Some(map) => map.clone(),
+            None => {
+                // A fresh map: nothing to find first, the binding is added.
+                let map = self.map_pool.pop().unwrap_or_default();
+                *locals = Some(map.clone());
+                drop(locals);
+                map.add_new(word.key(), word.clone(), value);
+                return;
+            }
+        };
+        drop(locals);
+        map.set(word.key(), word.clone(), value);
     }
 
     /// `=`: binds `word` in the nearest activation with locals, or in its module (`Foo::x`).

@@ -84,6 +84,9 @@ pub struct WordObj {
     pub sym: Sym,
     /// What the word last found in the root map (see [`WordCache`]).
     pub cache: WordCache,
+    /// Set once its name is known bound outside the root map (it stays so: see
+    /// [`Sym::bound_outside_root`]), so that the word need not ask the symbol table again.
+    outside_root: Cell<bool>,
 }
 
 impl WordObj {
@@ -95,7 +98,20 @@ impl WordObj {
             module,
             sym,
             cache: WordCache::default(),
+            outside_root: Cell::new(false),
         }
+    }
+
+    /// Whether a map other than the root map ever bound this word's name
+    /// ([`Sym::bound_outside_root`]), remembered on the word once true.
+    #[inline]
+    pub fn bound_outside_root(&self) -> bool {
+        if self.outside_root.get() {
+            return true;
+        }
+        let outside = self.sym.bound_outside_root();
+        self.outside_root.set(outside);
+        outside
     }
 }
 
@@ -587,6 +603,24 @@ impl MapObj {
         } else if len > SMALL_MAP + 1 {
             index.insert(entries[len - 1].0.clone(), len - 1);
         }
+    }
+
+    /// [`set`](Self::set) on a map known to be empty and not the root map (a pooled locals
+    /// map): the binding is added without looking for one to replace.
+    #[inline]
+    pub fn add_new(&self, key: Key, key_value: Value, value: Value) {
+        let mut entries = self.entries.borrow_mut();
+        if self.root || self.lazy.is_some() || !entries.is_empty() {
+            drop(entries);
+            self.set(key, key_value, value);
+            return;
+        }
+        if let Key::Word(sym) = key
+            && !sym.bound_outside_root()
+        {
+            sym.mark_outside_root();
+        }
+        entries.push((key, key_value, value));
     }
 
     /// Changes an existing binding; false when there is none.
