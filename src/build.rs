@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::image::{
     Conflict, Hash, Image, LOAD_MIN_KEYS, ModuleChange, Origin, PathRecord, Prepared, PreparedUnit,
-    Transaction,
+    SavedUnit, Transaction,
 };
 use crate::source::{FailureKind, FileFailure, PartFilter, WalkedFile, default_read_limit};
 use crate::source::{Unit, now_ns, read_unit, stamp_matches};
@@ -153,7 +153,7 @@ pub fn build(
         return build.first_fill(image, &to_read, progress);
     }
     let mut outcomes = build.read_changed(&to_read, &known, progress);
-    drop_stored_texts(image, &mut outcomes)?;
+    sort_read_again(image, &to_read, &mut outcomes)?;
     let texts = take_texts_if_many(&mut outcomes);
     let image: &Image = image;
     std::thread::scope(|scope| -> Result<()> {
@@ -222,8 +222,25 @@ struct Survey {
 /// The files read anew, and the stamps of files whose bytes had not changed.
 #[derive(Default)]
 struct Read {
-    units: HashMap<String, (PreparedUnit, PathRecord)>,
+    units: HashMap<String, (Staged, PathRecord)>,
     stamps: Vec<(String, PathRecord)>,
+}
+
+/// A unit read anew, as it is staged: merged, or its new texts taken.
+enum Staged {
+    /// Prepared for [`Transaction::put_unit`]'s merge.
+    Merged(PreparedUnit),
+    /// A save that changed only texts, for [`Transaction::put_saved`].
+    Saved(SavedUnit),
+}
+
+impl Staged {
+    fn name(&self) -> &str {
+        match self {
+            Staged::Merged(unit) => unit.name(),
+            Staged::Saved(unit) => unit.name(),
+        }
+    }
 }
 
 /// Which files claim which module, and which files keep their stamps.
@@ -405,13 +422,29 @@ impl<'a> Build<'a> {
                 }
                 Outcome::Parsed(unit, stamp) => {
                     claims.claim(unit.name(), path);
-                    read.units.insert(path.clone(), (unit, stamp));
+                    read.units
+                        .insert(path.clone(), (Staged::Merged(unit), stamp));
+                }
+                Outcome::Saved(unit, stamp) => {
+                    claims.claim(unit.name(), path);
+                    read.units
+                        .insert(path.clone(), (Staged::Saved(unit), stamp));
+                }
+                // Sorted before (`sort_read_again`); merged whole if one were left.
+                Outcome::Again(unit, stamp) => {
+                    claims.claim(unit.name(), path);
+                    read.units.insert(
+                        path.clone(),
+                        (Staged::Merged(PreparedUnit::hashed(&unit)), stamp),
+                    );
                 }
                 // Only a first fill reads a unit so (`read_batch`); prepared whole here.
                 Outcome::Large(unit, stamp) => {
                     claims.claim(unit.name(), path);
-                    read.units
-                        .insert(path.clone(), (PreparedUnit::new(&unit), stamp));
+                    read.units.insert(
+                        path.clone(),
+                        (Staged::Merged(PreparedUnit::new(&unit)), stamp),
+                    );
                 }
                 Outcome::Failed(failure) => {
                     // The module keeps its last good version: the file still claims it.
@@ -466,7 +499,10 @@ impl<'a> Build<'a> {
                 claims.disown(loser);
             }
             if let Some((unit, stamp)) = read.units.remove(&holder) {
-                tx.put_unit(unit, &holder)?;
+                match unit {
+                    Staged::Merged(unit) => tx.put_unit(unit, &holder)?,
+                    Staged::Saved(unit) => tx.put_saved(unit, &holder)?,
+                }
                 tx.put_path(&holder, &stamp);
             }
         }
@@ -604,7 +640,8 @@ impl<'a> Build<'a> {
     ) -> Result<()> {
         let name = match &outcome {
             Outcome::Parsed(unit, _) => unit.name(),
-            Outcome::Large(unit, _) => unit.name(),
+            Outcome::Large(unit, _) | Outcome::Again(unit, _) => unit.name(),
+            Outcome::Saved(unit, _) => unit.name(),
             _ => "",
         };
         if let Some(holder) = claims.holder(name) {
@@ -624,7 +661,13 @@ impl<'a> Build<'a> {
                 tx.put_unit(unit, path)?;
                 tx.put_path(path, &stamp);
             }
-            Outcome::Large(unit, stamp) => {
+            // A first fill knows no file, so none is read again; staged whole if one were.
+            Outcome::Saved(unit, stamp) => {
+                claims.claim(unit.name(), path);
+                tx.put_saved(unit, path)?;
+                tx.put_path(path, &stamp);
+            }
+            Outcome::Large(unit, stamp) | Outcome::Again(unit, stamp) => {
                 claims.claim(unit.name(), path);
                 let prepare = |unit: &SourceUnit, range: std::ops::Range<usize>| {
                     range
@@ -703,26 +746,41 @@ fn is_at_or_below(path: &str, dir: &str) -> bool {
             .is_some_and(|rest| rest.starts_with('/'))
 }
 
-/// Forgets the texts of units read again that their modules hold already (every definition
-/// but the one edited, when a file is saved): they are stored, nothing is written for them.
-/// One scan of each such module's definitions, kept for its merge.
-fn drop_stored_texts(image: &Image, outcomes: &mut [Outcome]) -> Result<()> {
-    if image.generation()? == 0 {
-        // A first build: nothing is stored yet, no module to look at.
-        return Ok(());
-    }
-    for outcome in outcomes {
-        if let Outcome::Parsed(unit, _) = outcome {
-            let index = image.definition_index(unit.name())?;
-            let stored: HashMap<Hash, u32> = index.values().map(|d| (d.hash, d.stored)).collect();
-            if !stored.is_empty() {
-                unit.drop_stored(&stored);
-            }
-            // The merge reads the same records: it takes them from here.
-            unit.with_stored_index(index);
-        }
-    }
-    Ok(())
+/// Sorts the units of files read again (in parallel): a save that changed only texts of its
+/// module's definitions is taken as such ([`Image::saved_texts`]: two passes over the
+/// module's records, no map of them); any other unit is prepared for the merge, without the
+/// texts its module holds already (every definition but the ones edited: they are stored,
+/// nothing is written for them), with the one scan of its module's definitions that finds
+/// them kept for its merge.
+fn sort_read_again(image: &Image, to_read: &[&WalkedFile], outcomes: &mut [Outcome]) -> Result<()> {
+    debug_assert_eq!(to_read.len(), outcomes.len());
+    outcomes
+        .par_iter_mut()
+        .zip(to_read)
+        .try_for_each(|(outcome, file)| {
+            let Outcome::Again(..) = outcome else {
+                return Ok(());
+            };
+            let Outcome::Again(unit, stamp) = std::mem::replace(outcome, Outcome::Vanished) else {
+                return Ok(());
+            };
+            *outcome = match image.saved_texts(unit, &file.path)? {
+                Ok(saved) => Outcome::Saved(saved, stamp),
+                Err(unit) => {
+                    let mut unit = PreparedUnit::hashed(&unit);
+                    let index = image.definition_index(unit.name())?;
+                    let stored: HashMap<Hash, u32> =
+                        index.values().map(|d| (d.hash, d.stored)).collect();
+                    if !stored.is_empty() {
+                        unit.drop_stored(&stored);
+                    }
+                    // The merge reads the same records: it takes them from here.
+                    unit.with_stored_index(index);
+                    Outcome::Parsed(unit, stamp)
+                }
+            };
+            Ok(())
+        })
 }
 
 /// Takes the texts of the units read out of them when there are many, for a second thread to
@@ -752,7 +810,7 @@ fn claim_unlisted(
     image: &Image,
     root: &Path,
     claims: &mut Claims,
-    units: &HashMap<String, (PreparedUnit, PathRecord)>,
+    units: &HashMap<String, (Staged, PathRecord)>,
     known: &mut Stamps,
 ) -> Result<()> {
     let mut read: Vec<&str> = units.values().map(|(u, _)| u.name()).collect();
@@ -867,6 +925,12 @@ enum Outcome {
     Same(PathRecord),
     /// Parsed, its texts hashed and compressed (the parallel part of the work).
     Parsed(PreparedUnit, PathRecord),
+    /// Parsed, a file the image knew: not prepared yet ([`sort_read_again`] makes it
+    /// `Saved` or `Parsed`).
+    Again(SourceUnit, PathRecord),
+    /// Parsed, a file whose save changed only texts of its module's definitions
+    /// ([`Image::saved_texts`]): those are taken, without the merge.
+    Saved(SavedUnit, PathRecord),
     /// Parsed, a module of more than [`PART_DEFINITIONS`] definitions new to a first fill:
     /// its texts are prepared and staged a part at a time
     /// ([`Transaction::put_new_unit_in_parts`]), not all at once.
@@ -944,13 +1008,13 @@ fn read_file(
             if parts && unit.definitions().len() > PART_DEFINITIONS {
                 return Outcome::Large(unit, record);
             }
-            // A file read again mostly holds texts its module has: they are only hashed (a
-            // file new to the image is compressed here, in parallel).
-            let unit = match known {
-                Some(_) => PreparedUnit::hashed(&unit),
-                None => PreparedUnit::new(&unit),
-            };
-            Outcome::Parsed(unit, record)
+            // A file read again mostly holds texts its module has: it is compared with the
+            // module before anything is prepared (`sort_read_again`); a file new to the image
+            // is compressed here, in parallel.
+            match known {
+                Some(_) => Outcome::Again(unit, record),
+                None => Outcome::Parsed(PreparedUnit::new(&unit), record),
+            }
         }
     }
 }

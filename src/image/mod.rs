@@ -12,6 +12,7 @@ mod lock;
 pub mod merge;
 mod migrate;
 mod record;
+mod save;
 mod transaction;
 
 use rustc_hash::FxHashMap as HashMap;
@@ -26,6 +27,7 @@ pub use record::{
     ModuleKind, ModuleLog, ModuleRecord, Origin, PathRecord, SyncRecord, decode_layout,
     decode_layout_slices, definition_key, encode_layout, history_key,
 };
+pub use save::SavedUnit;
 pub use transaction::{Conflict, Prepared, PreparedUnit, Take, Transaction, drop_slot};
 
 use crate::error::{Error, IoContext, Result};

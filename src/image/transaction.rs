@@ -10,6 +10,7 @@ use super::record::{
     ModuleLog, ModuleRecord, ORDER_STEP, Origin, PathRecord, SyncRecord, definition_key,
     encode_order_entry, history_key, order_key, order_position, order_prefix,
 };
+use super::save::SavedUnit;
 use super::{Image, META_GENERATION};
 use crate::error::{Error, Result};
 use crate::store::{Store, Table, Write, try_visit};
@@ -827,6 +828,12 @@ impl<'a> Transaction<'a> {
     /// # Errors
     /// Storage failures, damaged records.
     pub fn put_unit(&mut self, unit: PreparedUnit, path: &str) -> Result<()> {
+        self.put_unit_with(unit, path, true)
+    }
+
+    /// [`put_unit`](Self::put_unit); with `shortcut` false, always the whole three-way merge
+    /// (what the shortcuts for a file that changed only texts are tested against).
+    fn put_unit_with(&mut self, unit: PreparedUnit, path: &str, shortcut: bool) -> Result<()> {
         let PreparedUnit {
             name,
             kind,
@@ -851,6 +858,7 @@ impl<'a> Transaction<'a> {
             (Some(_), _) => Some(self.definition_index(&name)?),
         };
         if let (Some(old), Some(old_layout), Some(index)) = (&old, &old_layout, &index)
+            && shortcut
             && old.path == path
             && old.kind == kind
             && old_sync == SyncRecord::default()
@@ -880,6 +888,37 @@ impl<'a> Transaction<'a> {
             self.write_sync(&name, &unit.sync)?;
         }
         self.store_unit(&name, kind, path, old.as_ref(), old_layout.as_ref(), unit)
+    }
+
+    /// A save of its file read as [`SavedUnit`] (by [`Image::saved_texts`], on the image this
+    /// transaction is begun on): its new texts taken, exactly as [`put_unit`](Self::put_unit)
+    /// would take them, without reading the module's other records. When this transaction
+    /// has changed the module, its sync record or its file since, the whole `put_unit`.
+    ///
+    /// # Errors
+    /// Storage failures, damaged records.
+    pub fn put_saved(&mut self, saved: SavedUnit, path: &str) -> Result<()> {
+        let name = saved.unit.name();
+        let still = !self.touched.contains(name.as_bytes())
+            && self
+                .module(name)?
+                .is_some_and(|m| m.path == path && m.kind == saved.kind)
+            && self.sync(name)? == SyncRecord::default();
+        if !still {
+            return self.put_unit(PreparedUnit::hashed(&saved.unit), path);
+        }
+        let mut changed = Vec::with_capacity(saved.changes.len());
+        for change in &saved.changes {
+            let def = &saved.unit.definitions()[change.at].name;
+            let text = Prepared::new(saved.unit.definition_text(change.at));
+            debug_assert_eq!(text.hash, change.hash);
+            self.set_definition(name, def, text, Some(change.hash), Some(&change.record));
+            changed.push(def.clone());
+        }
+        if !changed.is_empty() {
+            self.note(name, ModuleChange::Changed, path, None, &changed);
+        }
+        Ok(())
     }
 
     /// Stages `unit`, read from the file `path`, as a module new to the image in parts of
@@ -2654,6 +2693,138 @@ mod tests {
             stored("a.spry") && stored("c.spry"),
             "the commit left staged records out"
         );
+    }
+
+    /// A module's file as it is saved, one version after another: a comment before the module,
+    /// CRLF and tab gaps, comments between definitions, no final newline.
+    fn saved_versions() -> Vec<String> {
+        let module = |texts: [&str; 4]| {
+            format!(
+                "# Saved.\r\n{{\r\n\t_meta = {{name = 'Saved}}\r\n\t{}\r\n\t# loose\r\n\r\n\t{}\r\n{}\t{} # last\r\n}}",
+                texts[0], texts[1], texts[2], texts[3]
+            )
+        };
+        vec![
+            module(["a = 1", "b = func [:x x]", "# c.\r\n\tc = 'c", "d = [1 2]"]),
+            module(["a = 2", "b = func [:x x]", "# c.\r\n\tc = 'c", "d = [1 2]"]),
+            module([
+                "a = 2",
+                "b = func [:x x + 1]",
+                "# c, changed.\r\n\tc = 'c",
+                "d = [1 2 3]",
+            ]),
+            // Back to the first texts: their stored forms are held already (in history).
+            module(["a = 1", "b = func [:x x]", "# c.\r\n\tc = 'c", "d = [1 2]"]),
+            // The same file again: nothing to take.
+            module(["a = 1", "b = func [:x x]", "# c.\r\n\tc = 'c", "d = [1 2]"]),
+        ]
+    }
+
+    /// Every record of `image` but the log's entries (their times) and the meta record (its
+    /// directory).
+    fn records(image: &Image) -> Vec<Vec<(Vec<u8>, Vec<u8>)>> {
+        Table::ALL
+            .iter()
+            .filter(|t| !matches!(t, Table::Log | Table::Meta))
+            .map(|t| image.store().scan(*t, b"").expect("a scan"))
+            .collect()
+    }
+
+    /// A save that changed only texts, taken without the merge (`Image::saved_texts`,
+    /// `put_saved`), writes exactly what the whole three-way merge writes for it, as a build
+    /// prepares it (texts held already dropped, the definitions read ahead): every table
+    /// compared after each save, and the log.
+    #[test]
+    fn a_save_of_texts_writes_what_the_whole_merge_writes() {
+        let versions = saved_versions();
+        let (fast_dir, whole_dir) = (
+            tempfile::tempdir().expect("a temporary directory"),
+            tempfile::tempdir().expect("a temporary directory"),
+        );
+        let open = |dir: &tempfile::TempDir| {
+            let image =
+                Image::create(&dir.path().join(".spry-image"), dir.path()).expect("an image");
+            let unit = SourceUnit::parse(versions[0].as_bytes(), "saved").expect("a module");
+            let mut tx = image.begin(Origin::File).expect("a transaction");
+            tx.put_unit(PreparedUnit::new(&unit), "saved.spry")
+                .expect("a put");
+            tx.commit().expect("a commit");
+            image
+        };
+        let (fast, whole) = (open(&fast_dir), open(&whole_dir));
+        assert!(records(&fast) == records(&whole));
+        for (k, version) in versions.iter().enumerate().skip(1) {
+            let unit = SourceUnit::parse(version.as_bytes(), "saved").expect("a module");
+            let saved = fast
+                .saved_texts(unit.clone(), "saved.spry")
+                .expect("a read")
+                .expect("a save of texts only");
+            let mut tx = fast.begin(Origin::File).expect("a transaction");
+            tx.put_saved(saved, "saved.spry").expect("a save");
+            let fast_log = tx.changes().to_vec();
+            tx.commit().expect("a commit");
+            let mut prepared = PreparedUnit::hashed(&unit);
+            let index = whole.definition_index("Saved").expect("an index");
+            prepared.drop_stored(&index.values().map(|d| (d.hash, d.stored)).collect());
+            prepared.with_stored_index(index);
+            let mut tx = whole.begin(Origin::File).expect("a transaction");
+            tx.put_unit_with(prepared, "saved.spry", false)
+                .expect("a merge");
+            let whole_log = tx.changes().to_vec();
+            tx.commit().expect("a commit");
+            assert_eq!(fast_log, whole_log, "version {k}: another log");
+            assert!(
+                records(&fast) == records(&whole),
+                "version {k}: other records"
+            );
+            assert_eq!(
+                fast.module_text("Saved").expect("a text"),
+                version.as_bytes()
+            );
+        }
+        assert!(fast.check().expect("a check").is_ok());
+    }
+
+    /// Anything but the file's texts changed, or a change the image holds that the file
+    /// lacks: the unit is handed back for the whole merge.
+    #[test]
+    fn a_save_of_more_than_texts_is_left_to_the_merge() {
+        let versions = saved_versions();
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let image = Image::create(&dir.path().join(".spry-image"), dir.path()).expect("an image");
+        let unit = |text: &str| SourceUnit::parse(text.as_bytes(), "saved").expect("a module");
+        let mut tx = image.begin(Origin::File).expect("a transaction");
+        tx.put_unit(PreparedUnit::new(&unit(&versions[0])), "saved.spry")
+            .expect("a put");
+        tx.commit().expect("a commit");
+        let saved =
+            |text: &str, path: &str| image.saved_texts(unit(text), path).expect("a read").is_ok();
+        assert!(saved(&versions[1], "saved.spry"));
+        let others = [
+            // A gap, a definition added, one removed, two swapped.
+            versions[1].replace("# loose", "# looser"),
+            versions[1].replace("d = [1 2]", "d = [1 2]\r\n\te = 5"),
+            versions[1].replace("\ta = 2\r\n", ""),
+            versions[1]
+                .replace("a = 2", "@")
+                .replace("d = [1 2]", "a = 2")
+                .replace('@', "d = [1 2]"),
+            // No final newline added: the closing gap.
+            format!("{}\n", versions[1]),
+        ];
+        for other in &others {
+            assert!(
+                !saved(other, "saved.spry"),
+                "taken without a merge:\n{other}"
+            );
+        }
+        // Held by another file.
+        assert!(!saved(&versions[1], "elsewhere.spry"));
+        // A live edit pending: the image holds a text the file lacks.
+        let mut tx = image.begin(Origin::Live).expect("a transaction");
+        tx.put_definition("Saved", "b", b"b = 7").expect("a put");
+        tx.commit().expect("a commit");
+        assert!(!saved(&versions[1], "saved.spry"));
     }
 
     /// A module new to the image staged in parts (a first fill's large file) holds exactly
