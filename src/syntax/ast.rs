@@ -451,6 +451,17 @@ impl<'a> AstList<'a> {
         })
     }
 
+    /// The first `n` nodes (all of them if there are fewer).
+    pub(crate) fn prefix(&self, n: usize) -> AstList<'a> {
+        AstList {
+            ast: self.ast,
+            range: ChildRange {
+                start: self.range.start,
+                len: self.range.len.min(u32::try_from(n).unwrap_or(u32::MAX)),
+            },
+        }
+    }
+
     /// The nodes in order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = AstRef<'a>> + 'a {
         let ast = self.ast;

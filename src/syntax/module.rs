@@ -15,6 +15,12 @@ use super::kind::SyntaxKind;
 use super::parser::parse;
 use super::tree::SyntaxTree;
 
+mod streamed;
+
+/// From this size on, a module file is read a window at a time ([`streamed`]): below it the
+/// whole parse's tree and view are a few megabytes, and one parse is the simpler reading.
+const STREAM_FROM: usize = 4 << 20;
+
 /// Whether a file is a module or a script.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum UnitKind {
@@ -81,6 +87,33 @@ impl SourceUnit {
     /// Every syntax error of the text, a `_meta` that names no module, and definitions that
     /// share a name.
     pub fn parse(text: impl Into<Vec<u8>>, script_name: &str) -> Result<SourceUnit, UnitErrors> {
+        SourceUnit::parse_in_windows(text.into(), script_name, STREAM_FROM, streamed::WINDOW).0
+    }
+
+    /// [`parse`](Self::parse), reading a text of `stream_from` bytes or more a `window` at a
+    /// time when it can; also says whether it did (the tests compare the two readings).
+    fn parse_in_windows(
+        text: Vec<u8>,
+        script_name: &str,
+        stream_from: usize,
+        window: usize,
+    ) -> (Result<SourceUnit, UnitErrors>, bool) {
+        if text.len() >= stream_from
+            && let Some((name, definitions)) = streamed::read_module(&text, window)
+        {
+            let unit = SourceUnit {
+                text,
+                kind: UnitKind::Module,
+                name,
+                definitions,
+            };
+            return (Ok(unit), true);
+        }
+        (SourceUnit::parse_whole(text, script_name), false)
+    }
+
+    /// Parses the whole text at once and reads the unit from its tree.
+    fn parse_whole(text: Vec<u8>, script_name: &str) -> Result<SourceUnit, UnitErrors> {
         let parsed = parse(text);
         if !parsed.errors.is_empty() {
             return Err(UnitErrors {
