@@ -540,14 +540,25 @@ impl<'o> Interp<'o> {
         Some(value)
     }
 
-    /// The integer a node is without running anything: an integer literal, or a plain word
-    /// bound to an integer.
+    /// The integer a node is without running anything: an integer literal, a plain word
+    /// bound to an integer, or one bound to the `self` primitive while the receiver is an
+    /// integer (`self >= lo` in a method on numbers). That primitive would run two levels
+    /// deeper than the activation (under the operator's primitive, in a paren's activation):
+    /// near the depth limit it is left to run, and fail, as it would.
     #[inline]
     fn int_at_hand(&mut self, node: &Value) -> Option<i64> {
         match node {
             Value::Int(i) => Some(*i),
             Value::Word(w) if w.kind == WordKind::Eval => match self.lookup_word(w) {
                 Ok(Some(Value::Int(i))) => Some(i),
+                Ok(Some(Value::Prim(p)))
+                    if p.name == "self" && self.depth + 2 < self.options.max_depth =>
+                {
+                    match &*self.current.receiver.borrow() {
+                        Value::Int(i) => Some(*i),
+                        _ => None,
+                    }
+                }
                 _ => None,
             },
             _ => None,
@@ -1241,10 +1252,10 @@ fn may_be_int(node: &Value) -> bool {
 }
 
 /// Whether `node` is a word whose inline cache (valid for root map `root`) answers: then it is
-/// bound to no integer, as caches hold none.
+/// bound to no integer, as caches hold none (`self`, whose primitive may give one, aside).
 #[inline]
 fn cached_non_int(node: &Value, root: usize) -> bool {
-    matches!(node, Value::Word(w) if w.cache.holds(root))
+    matches!(node, Value::Word(w) if w.cache.holds(root) && &*w.name != "self")
 }
 
 /// What a lookup among loaded bindings found.
