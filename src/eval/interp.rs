@@ -74,6 +74,8 @@ pub struct Interp<'o> {
     /// Finished activations and locals maps, kept for the next call instead of freed.
     frame_pool: Vec<Rc<Frame>>,
     map_pool: Vec<Rc<MapObj>>,
+    /// Emptied argument vectors of finished activations, for the next block a loop runs.
+    args_pool: Vec<Vec<Value>>,
     /// The body a pooled activation holds.
     empty: Rc<Seq>,
     /// Finished activations that a closure they made still holds (a possible cycle), looked at
@@ -131,6 +133,7 @@ impl<'o> Interp<'o> {
             source: None,
             frame_pool: Vec::new(),
             map_pool: Vec::new(),
+            args_pool: Vec::new(),
             empty: Seq::new(Vec::new()),
             suspects: Vec::new(),
             sweep_at: SWEEP_AT,
@@ -346,6 +349,14 @@ impl<'o> Interp<'o> {
         let Some(f) = Rc::get_mut(&mut frame) else {
             return;
         };
+        // The vector of the values it was handed (emptied), for the next turn of a loop.
+        if let Some(mut args) = f.feed.get_mut().take()
+            && args.capacity() > 0
+            && self.args_pool.len() < POOL
+        {
+            args.clear();
+            self.args_pool.push(args);
+        }
         if let Some(mut map) = f.clear(self.empty.clone())
             && self.map_pool.len() < POOL
             && Rc::get_mut(&mut map).is_some_and(MapObj::reset)
@@ -1164,13 +1175,27 @@ impl<'o> Interp<'o> {
         }
     }
 
-    /// Runs `code` with `args` handed to its argument words and says whether a `^` inside
+    /// A vector holding `values`, for [`run`](Self::run)'s arguments: from the pool when one
+    /// waits there, so that a loop handing its block a value per turn allocates none.
+    #[inline]
+    fn args_of<const N: usize>(&mut self, values: [Value; N]) -> Vec<Value> {
+        let mut args = self.args_pool.pop().unwrap_or_default();
+        args.extend(values);
+        args
+    }
+
+    /// Runs `code` with `values` handed to its argument words and says whether a `^` inside
     /// asked the running activation to return.
-    pub(crate) fn run_body_of_loop(
+    pub(crate) fn run_body_of_loop<const N: usize>(
         &mut self,
         code: &Value,
-        args: Vec<Value>,
+        values: [Value; N],
     ) -> EvalResult<(Value, bool)> {
+        let args = if N == 0 {
+            Vec::new()
+        } else {
+            self.args_of(values)
+        };
         let value = self.run(code, args)?;
         Ok((value, self.returned()))
     }
