@@ -74,6 +74,8 @@ pub struct Interp<'o> {
     /// Finished activations and locals maps, kept for the next call instead of freed.
     frame_pool: Vec<Rc<Frame>>,
     map_pool: Vec<Rc<MapObj>>,
+    /// Emptied argument vectors of finished activations, for the next block a loop runs.
+    args_pool: Vec<Vec<Value>>,
     /// The body a pooled activation holds.
     empty: Rc<Seq>,
     /// Finished activations that a closure they made still holds (a possible cycle), looked at
@@ -131,6 +133,7 @@ impl<'o> Interp<'o> {
             source: None,
             frame_pool: Vec::new(),
             map_pool: Vec::new(),
+            args_pool: Vec::new(),
             empty: Seq::new(Vec::new()),
             suspects: Vec::new(),
             sweep_at: SWEEP_AT,
@@ -346,6 +349,14 @@ impl<'o> Interp<'o> {
         let Some(f) = Rc::get_mut(&mut frame) else {
             return;
         };
+        // The vector of the values it was handed (emptied), for the next turn of a loop.
+        if let Some(mut args) = f.feed.get_mut().take()
+            && args.capacity() > 0
+            && self.args_pool.len() < POOL
+        {
+            args.clear();
+            self.args_pool.push(args);
+        }
         if let Some(mut map) = f.clear(self.empty.clone())
             && self.map_pool.len() < POOL
             && Rc::get_mut(&mut map).is_some_and(MapObj::reset)
@@ -540,14 +551,25 @@ impl<'o> Interp<'o> {
         Some(value)
     }
 
-    /// The integer a node is without running anything: an integer literal, or a plain word
-    /// bound to an integer.
+    /// The integer a node is without running anything: an integer literal, a plain word
+    /// bound to an integer, or one bound to the `self` primitive while the receiver is an
+    /// integer (`self >= lo` in a method on numbers). That primitive would run two levels
+    /// deeper than the activation (under the operator's primitive, in a paren's activation):
+    /// near the depth limit it is left to run, and fail, as it would.
     #[inline]
     fn int_at_hand(&mut self, node: &Value) -> Option<i64> {
         match node {
             Value::Int(i) => Some(*i),
             Value::Word(w) if w.kind == WordKind::Eval => match self.lookup_word(w) {
                 Ok(Some(Value::Int(i))) => Some(i),
+                Ok(Some(Value::Prim(p)))
+                    if p.name == "self" && self.depth + 2 < self.options.max_depth =>
+                {
+                    match &*self.current.receiver.borrow() {
+                        Value::Int(i) => Some(*i),
+                        _ => None,
+                    }
+                }
                 _ => None,
             },
             _ => None,
@@ -1153,13 +1175,27 @@ impl<'o> Interp<'o> {
         }
     }
 
-    /// Runs `code` with `args` handed to its argument words and says whether a `^` inside
+    /// A vector holding `values`, for [`run`](Self::run)'s arguments: from the pool when one
+    /// waits there, so that a loop handing its block a value per turn allocates none.
+    #[inline]
+    fn args_of<const N: usize>(&mut self, values: [Value; N]) -> Vec<Value> {
+        let mut args = self.args_pool.pop().unwrap_or_default();
+        args.extend(values);
+        args
+    }
+
+    /// Runs `code` with `values` handed to its argument words and says whether a `^` inside
     /// asked the running activation to return.
-    pub(crate) fn run_body_of_loop(
+    pub(crate) fn run_body_of_loop<const N: usize>(
         &mut self,
         code: &Value,
-        args: Vec<Value>,
+        values: [Value; N],
     ) -> EvalResult<(Value, bool)> {
+        let args = if N == 0 {
+            Vec::new()
+        } else {
+            self.args_of(values)
+        };
         let value = self.run(code, args)?;
         Ok((value, self.returned()))
     }
@@ -1241,10 +1277,10 @@ fn may_be_int(node: &Value) -> bool {
 }
 
 /// Whether `node` is a word whose inline cache (valid for root map `root`) answers: then it is
-/// bound to no integer, as caches hold none.
+/// bound to no integer, as caches hold none (`self`, whose primitive may give one, aside).
 #[inline]
 fn cached_non_int(node: &Value, root: usize) -> bool {
-    matches!(node, Value::Word(w) if w.cache.holds(root))
+    matches!(node, Value::Word(w) if w.cache.holds(root) && &*w.name != "self")
 }
 
 /// What a lookup among loaded bindings found.

@@ -165,7 +165,7 @@ fn each(spry: &mut Interp<'_>) -> EvalResult<Value> {
     let c = spry.infix_arg()?;
     let code = spry.arg()?;
     for x in elements("do:", &c)? {
-        let (value, returned) = spry.run_body_of_loop(&code, vec![x])?;
+        let (value, returned) = spry.run_body_of_loop(&code, [x])?;
         if returned {
             return Ok(value);
         }
@@ -180,7 +180,7 @@ fn key_value_do(spry: &mut Interp<'_>) -> EvalResult<Value> {
         return Err(expected("keyValueDo:", "a map", &c));
     };
     for (k, v) in m.bindings() {
-        let (value, returned) = spry.run_body_of_loop(&code, vec![k, v])?;
+        let (value, returned) = spry.run_body_of_loop(&code, [k, v])?;
         if returned {
             return Ok(value);
         }
@@ -193,7 +193,7 @@ fn map(spry: &mut Interp<'_>) -> EvalResult<Value> {
     let code = spry.arg()?;
     let mut out = Vec::new();
     for x in elements("map:", &c)? {
-        let (value, returned) = spry.run_body_of_loop(&code, vec![x])?;
+        let (value, returned) = spry.run_body_of_loop(&code, [x])?;
         if returned {
             return Ok(value);
         }
@@ -207,7 +207,7 @@ fn select(spry: &mut Interp<'_>) -> EvalResult<Value> {
     let code = spry.arg()?;
     let mut out = Vec::new();
     for x in elements("select:", &c)? {
-        let (value, returned) = spry.run_body_of_loop(&code, vec![x.clone()])?;
+        let (value, returned) = spry.run_body_of_loop(&code, [x.clone()])?;
         if returned {
             return Ok(value);
         }

@@ -91,7 +91,7 @@ fn repeat(spry: &mut Interp<'_>) -> EvalResult<Value> {
     let code = spry.arg()?;
     let mut result = Value::Nil;
     for _ in 0..times.max(0) {
-        let (value, returned) = spry.run_body_of_loop(&code, Vec::new())?;
+        let (value, returned) = spry.run_body_of_loop(&code, [])?;
         result = value;
         if returned {
             break;
@@ -106,7 +106,7 @@ fn count(spry: &mut Interp<'_>, from: i64, to: i64, by: i64, code: &Value) -> Ev
     }
     let mut i = from;
     while (by > 0 && i <= to) || (by < 0 && i >= to) {
-        let (value, returned) = spry.run_body_of_loop(code, vec![Value::Int(i)])?;
+        let (value, returned) = spry.run_body_of_loop(code, [Value::Int(i)])?;
         if returned {
             return Ok(value);
         }
@@ -137,14 +137,14 @@ fn while_(spry: &mut Interp<'_>, word: &str, until: bool) -> EvalResult<Value> {
     let test = spry.infix_arg()?;
     let body = spry.arg()?;
     loop {
-        let (value, returned) = spry.run_body_of_loop(&test, Vec::new())?;
+        let (value, returned) = spry.run_body_of_loop(&test, [])?;
         if returned {
             return Ok(value);
         }
         if boolean(word, &value)? == until {
             return Ok(value);
         }
-        let (value, returned) = spry.run_body_of_loop(&body, Vec::new())?;
+        let (value, returned) = spry.run_body_of_loop(&body, [])?;
         if returned {
             return Ok(value);
         }
