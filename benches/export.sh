@@ -19,8 +19,8 @@ echo
 "$BIN" gen --modules "$MODULES" "$WORK/tree" 2>/dev/null
 echo "tree: $MODULES modules, $(du -sm "$WORK/tree" | cut -f1) MB"
 echo
-echo "| what | median wall | peak memory |"
-echo "| --- | --- | --- |"
+echo "| what | median wall | median CPU | peak memory |"
+echo "| --- | --- | --- | --- |"
 cd "$WORK/tree"
 # No automatic gc: after a commit of 10,000 loose objects git would pack them in the
 # background, taking a core from whatever is timed next.

@@ -21,8 +21,8 @@ echo
 "$BIN" gen --modules "$MODULES" "$WORK/tree" 2>/dev/null
 echo "tree: $MODULES modules, $(du -sm "$WORK/tree" | cut -f1) MB"
 echo
-echo "| what | median wall | peak memory |"
-echo "| --- | --- | --- |"
+echo "| what | median wall | median CPU | peak memory |"
+echo "| --- | --- | --- | --- |"
 cd "$WORK/tree"
 # No automatic gc: after a commit of 10,000 loose objects git would pack them in the
 # background, taking a core from whatever is timed next.
@@ -51,6 +51,6 @@ DEFS=$("$BIN" ls --json | python3 -c 'import sys, json; print(sum(json.loads(l)[
 echo
 echo "big image: $DEFS_MODULES modules, $DEFS definitions, $(du -sm .spry-image | cut -f1) MB image"
 echo
-echo "| what | median wall | peak memory |"
-echo "| --- | --- | --- |"
+echo "| what | median wall | median CPU | peak memory |"
+echo "| --- | --- | --- | --- |"
 RUNS=$SMALL_RUNS measure "spry-image show one definition ($DEFS definitions)" ':' "$BIN" show Mod31415::_meta

@@ -9,7 +9,7 @@
 # then `put MODULE::NAME --file F` replacing a definition in the middle (a new text each run),
 # `put` of a new definition, `rm` of one, `export` of the one change, and a save of one changed
 # definition in the file (what the watcher does on a save: `build .` after `sed -i`). Each
-# timing is the median of RUNS runs (default 11), wall clock in milliseconds, whole process; the first build
+# timing is the median of RUNS runs (default 11), wall clock and CPU (user + system) in milliseconds, whole process; the first build
 # of the file is measured once. Needs GNU time. Sizes above about 1,400,000 definitions make a
 # file over 64 MiB, which build reads with `--max-file-size` (given here: 2g); 9,000,000 make
 # the 430 MB file of issue 15.
@@ -45,18 +45,19 @@ next_text() {
 
 echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| definitions (file) | what | median wall | peak memory |"
-echo "| --- | --- | --- | --- |"
+echo "| definitions (file) | what | median wall | median CPU | peak memory |"
+echo "| --- | --- | --- | --- | --- |"
 for n in "${SIZES[@]}"; do
   tree=$WORK/tree-$n
   mkdir -p "$tree"
   module "$n" >"$tree/big.spry"
   size="$n ($(du -k "$tree/big.spry" | cut -f1) KB)"
   start=$(date +%s%N)
-  (cd "$tree" && /usr/bin/time -f "%M" -o "$WORK/time" "$BIN" build --max-file-size 2g . >/dev/null)
+  (cd "$tree" && /usr/bin/time -f "%M %U %S" -o "$WORK/time" "$BIN" build --max-file-size 2g . >/dev/null)
   end=$(date +%s%N)
-  printf '| %s | first build | %s ms | %s MB |\n' "$size" "$(( (end - start) / 1000000 ))" \
-    "$(( $(tail -1 "$WORK/time") / 1024 ))"
+  read -r rss user sys < <(tail -1 "$WORK/time")
+  printf '| %s | first build | %s ms | %s ms | %s MB |\n' "$size" "$(( (end - start) / 1000000 ))" \
+    "$(awk -v u="$user" -v s="$sys" 'BEGIN {printf "%d", (u + s) * 1000}')" "$((rss / 1024))"
   mid=$((n / 2))
   cd "$tree"
   measure "$size | put of one definition (replaced)" next_text \
