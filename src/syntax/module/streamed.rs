@@ -450,6 +450,48 @@ mod tests {
         assert_eq!(unit.definitions().len(), 3_001);
     }
 
+    /// Every Spry file of the repository (fixtures, `spry-src`, benches) and `gen`'s corpus
+    /// (a tree's modules and scripts, and one 2 MB module): text nobody wrote for this test.
+    #[test]
+    fn the_repository_s_files_and_gen_s_corpus_read_alike() {
+        let mut texts: Vec<Vec<u8>> = Vec::new();
+        let mut dirs = vec![std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))];
+        while let Some(dir) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if path.is_dir() && !name.starts_with('.') && name != "target" {
+                    dirs.push(path);
+                } else if name.ends_with(".spry") || name.ends_with(".sy") {
+                    texts.extend(std::fs::read(&path));
+                }
+            }
+        }
+        assert!(texts.len() >= 200, "{} files", texts.len());
+        let options = crate::corpus::CorpusOptions::default();
+        texts.extend(
+            crate::corpus::generate_tree(300, &options)
+                .into_iter()
+                .map(|f| f.text.into_bytes()),
+        );
+        let big = crate::corpus::generate_file(2_000_000, &options).into_bytes();
+        let mut streamed = 0;
+        for text in &texts {
+            streamed += usize::from(agree(text, 64));
+        }
+        assert!(
+            streamed >= 300,
+            "{streamed} of {} read in windows",
+            texts.len()
+        );
+        assert!(agree(&big, 4096));
+        assert!(agree(&big, 1 << 20));
+    }
+
     #[test]
     fn faults_in_a_large_module_are_the_whole_parse_s_own() {
         let mut base = String::from("{\n  _meta = {name = 'Big}\n");
