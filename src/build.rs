@@ -19,7 +19,7 @@ use crate::source::{FailureKind, FileFailure, PartFilter, WalkedFile, default_re
 use crate::source::{Unit, now_ns, read_unit, stamp_matches};
 use crate::store::{Table, try_visit};
 use crate::syntax::SourceUnit;
-use crate::walk::{narrow, walk, walk_paths};
+use crate::walk::{Prewalk, narrow, walk, walk_paths};
 
 /// How to build.
 #[derive(Clone, Debug, Default)]
@@ -125,12 +125,38 @@ pub fn build(
     options: &BuildOptions,
     progress: &dyn Progress,
 ) -> Result<BuildReport> {
+    build_after(image, root, options, progress, None)
+}
+
+/// [`build`], with the tree at `root` walked already by `prewalk` (started before the image
+/// was opened, so that the walk and fjall's open overlap): the walk is used if it agrees with
+/// every stamp (nothing changed), else the tree is walked again now that the image is held.
+///
+/// # Errors
+/// As [`build`].
+pub fn build_prewalked(
+    image: &mut Image,
+    root: &Path,
+    options: &BuildOptions,
+    progress: &dyn Progress,
+    prewalk: Prewalk,
+) -> Result<BuildReport> {
+    build_after(image, root, options, progress, Some(prewalk))
+}
+
+fn build_after(
+    image: &mut Image,
+    root: &Path,
+    options: &BuildOptions,
+    progress: &dyn Progress,
+    prewalk: Option<Prewalk>,
+) -> Result<BuildReport> {
     let mut build = Build::scope(image, root, options)?;
     let Survey {
         files,
         mut known,
         unseen,
-    } = build.survey(image)?;
+    } = build.survey(image, prewalk)?;
     // Decide which files must be read.
     let (to_read, unchanged): (Vec<&WalkedFile>, Vec<&WalkedFile>) =
         files.iter().partition(|f| match known.get(&f.path) {
@@ -338,8 +364,34 @@ impl<'a> Build<'a> {
         })
     }
 
-    /// The walk and the stamps, read at once (they are independent).
-    fn survey(&mut self, image: &Image) -> Result<Survey> {
+    /// The walk and the stamps, read at once (they are independent), or the stamps beside a
+    /// walk made before the image was opened, if it agrees with them.
+    fn survey(&mut self, image: &Image, prewalk: Option<Prewalk>) -> Result<Survey> {
+        if let Some(prewalk) = prewalk
+            && self.targeted.is_none()
+        {
+            let known = image.paths()?;
+            self.trace.lap("stamps");
+            let in_scope = known.keys().filter(|p| self.filter.contains(p)).count();
+            let agreeing = prewalk.agreeing(self.root, &self.filter, in_scope, |file| {
+                known
+                    .get(&file.path)
+                    .is_some_and(|s| stamp_matches(s, file))
+            });
+            if let Some(files) = agreeing {
+                self.trace.lap("walk (before the open)");
+                self.report.files = files.len();
+                return Ok(Survey {
+                    files,
+                    known,
+                    unseen: Vec::new(),
+                });
+            }
+            // Something differs: the tree is walked again, now that the image is held.
+            let files = walk(self.root, &self.filter, &mut self.report.failed)?;
+            self.trace.lap("walk");
+            return Ok(self.surveyed(files, known));
+        }
         let (root, filter, targeted, trace) =
             (self.root, &self.filter, &self.targeted, &self.trace);
         let failed = &mut self.report.failed;
@@ -363,15 +415,20 @@ impl<'a> Build<'a> {
             (files, known)
         });
         let (files, known) = (files?, known?);
+        self.trace.lap("walk and stamps");
+        Ok(self.surveyed(files, known))
+    }
+
+    /// The survey of `files` walked and the stamps `known`.
+    fn surveyed(&mut self, files: Vec<WalkedFile>, known: Stamps) -> Survey {
         // The files known there keep their modules, as a file that does not parse does.
         let unseen = self.report.failed.iter().map(|f| f.path.clone()).collect();
-        self.trace.lap("walk and stamps");
         self.report.files = files.len();
-        Ok(Survey {
+        Survey {
             files,
             known,
             unseen,
-        })
+        }
     }
 
     /// Nothing to read, nothing unreadable, and every file known in this build's scope still
@@ -1023,7 +1080,7 @@ fn read_file(
 mod fixtures;
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -1041,6 +1098,71 @@ mod tests {
             guarded("b.spry", || Outcome::Vanished),
             Outcome::Vanished
         ));
+    }
+
+    /// A tree whose files were last modified an hour ago (their stamps are trusted at once)
+    /// and an image built from it: `a.spry` holds `A`.
+    pub(crate) fn settled_tree() -> (tempfile::TempDir, Image) {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        write_settled(dir.path(), "a.spry", "{_meta = {name = 'A} x = 1}\n");
+        let mut image =
+            Image::create(&dir.path().join(".spry-image"), dir.path()).expect("an image");
+        build(
+            &mut image,
+            dir.path(),
+            &BuildOptions::default(),
+            &NoProgress,
+        )
+        .expect("a build");
+        (dir, image)
+    }
+
+    /// Writes `text` to `name` under `root`, modified an hour ago.
+    pub(crate) fn write_settled(root: &Path, name: &str, text: &str) {
+        let path = root.join(name);
+        std::fs::write(&path, text).expect("a file");
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(hour_ago))
+            .expect("a modification time");
+    }
+
+    /// A walk made before the image was opened is used only where it agrees with every stamp:
+    /// a file another build added between the walk and the open (a watcher's, say) is not
+    /// taken for a file removed.
+    #[test]
+    fn a_walk_made_before_the_open_is_used_only_where_it_agrees() {
+        let (dir, mut image) = settled_tree();
+        let root = dir.path();
+        let options = BuildOptions::default();
+        // Agrees: nothing read, nothing changed.
+        let prewalk = Prewalk::start(root);
+        let report =
+            build_prewalked(&mut image, root, &options, &NoProgress, prewalk).expect("a build");
+        assert_eq!((report.read, report.unchanged, report.files), (0, 1, 1));
+        // Walked before `b.spry` was written and built by another build.
+        let mut prewalk = Prewalk::start(root);
+        prewalk.wait();
+        write_settled(root, "b.spry", "{_meta = {name = 'B} y = 2}\n");
+        let report = build(&mut image, root, &options, &NoProgress).expect("a build");
+        assert_eq!(report.added, ["B"]);
+        let report =
+            build_prewalked(&mut image, root, &options, &NoProgress, prewalk).expect("a build");
+        assert!(report.removed.is_empty(), "{report:?}");
+        assert_eq!((report.files, report.unchanged), (2, 2));
+        assert_eq!(image.definition_text("B", "y").expect("a text"), b"y = 2");
+        // And a walk that saw a file another build removed since is not used either.
+        let mut prewalk = Prewalk::start(root);
+        prewalk.wait();
+        std::fs::remove_file(root.join("b.spry")).expect("a removal");
+        let report = build(&mut image, root, &options, &NoProgress).expect("a build");
+        assert_eq!(report.removed, ["B"]);
+        let report =
+            build_prewalked(&mut image, root, &options, &NoProgress, prewalk).expect("a build");
+        assert_eq!((report.files, report.unchanged, report.read), (1, 1, 0));
+        assert!(report.added.is_empty(), "{report:?}");
     }
 
     /// A first build of a module larger than a part ([`PART_DEFINITIONS`]) stages it in

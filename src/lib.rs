@@ -53,13 +53,14 @@ mod watch;
 #[cfg(test)]
 mod fixtures;
 
-pub use build::{BuildOptions, BuildReport, Move, NoProgress, Progress, build};
+pub use build::{BuildOptions, BuildReport, Move, NoProgress, Progress, build, build_prewalked};
 pub use error::{Corruption, Error, Refusal, Result, StoreError};
 pub use export::{ConflictKept, ExportOptions, ExportReport, Skipped, Written, export};
 pub use image::{Image, ModuleChange, Origin, Transaction};
 pub use source::{DEFAULT_MAX_FILE_SIZE, FailureKind, FileFailure, PartFilter, default_read_limit};
 pub use status::{
     Change, DefinitionDiff, ModuleState, ModuleStatus, Side, StatusOptions, TreeStatus, status,
+    status_prewalked,
 };
 pub use syntax::{Ast, SourceUnit, SyntaxError, SyntaxTree, parse};
 pub use watch::{
@@ -70,6 +71,6 @@ pub use watch::{
 #[doc(hidden)]
 pub use source::WalkedFile;
 #[doc(hidden)]
-pub use walk::walk;
+pub use walk::{Prewalk, walk};
 #[doc(hidden)]
 pub use watch::SOCKET_FILE;

@@ -22,7 +22,7 @@ use crate::source::{
     same_dir, stamp_matches,
 };
 use crate::syntax::{Ast, Definition, SourceUnit, parse};
-use crate::walk::walk;
+use crate::walk::{Prewalk, walk};
 
 /// What to compare.
 #[derive(Clone, Debug, Default)]
@@ -167,17 +167,65 @@ struct FileSide {
 /// Failures of the image or of the walk itself (single files that cannot be read or parsed
 /// are in the report).
 pub fn status(image: &Image, root: &Path, options: &StatusOptions) -> Result<TreeStatus> {
-    // The stamps and the walk at once, as build reads them: they are independent.
+    status_after(image, root, options, None)
+}
+
+/// [`status`], with the tree at `root` walked already by `prewalk` (started before the image
+/// was opened): the walk is used if it agrees with every stamp, else the tree is walked again
+/// now that the image is held.
+///
+/// # Errors
+/// As [`status`].
+pub fn status_prewalked(
+    image: &Image,
+    root: &Path,
+    options: &StatusOptions,
+    prewalk: Prewalk,
+) -> Result<TreeStatus> {
+    status_after(image, root, options, Some(prewalk))
+}
+
+fn status_after(
+    image: &Image,
+    root: &Path,
+    options: &StatusOptions,
+    prewalk: Option<Prewalk>,
+) -> Result<TreeStatus> {
     let mut failed = Vec::new();
-    let (survey, files) = std::thread::scope(|scope| {
-        let survey = scope.spawn(|| Survey::scope(image, root, options));
-        let files = walk(root, &PartFilter::everything(), &mut failed);
-        let survey = survey
-            .join()
-            .unwrap_or_else(|p| Err(Error::panicked("reading the file stamps", &*p)));
-        (survey, files)
-    });
-    let (mut survey, files) = (survey?, files?);
+    let (survey, files) = match prewalk {
+        Some(prewalk) => {
+            let survey = Survey::scope(image, root, options)?;
+            let agreeing = if survey.own {
+                let stamps = &survey.stamps;
+                prewalk.agreeing(root, &PartFilter::everything(), stamps.len(), |file| {
+                    stamps
+                        .get(&file.path)
+                        .is_some_and(|stamp| stamp_matches(stamp, file))
+                })
+            } else {
+                None
+            };
+            let files = match agreeing {
+                Some(files) => files,
+                // Something differs: walked again, now that the image is held.
+                None => walk(root, &PartFilter::everything(), &mut failed)?,
+            };
+            (survey, files)
+        }
+        // The stamps and the walk at once, as build reads them: they are independent.
+        None => {
+            let (survey, files) = std::thread::scope(|scope| {
+                let survey = scope.spawn(|| Survey::scope(image, root, options));
+                let files = walk(root, &PartFilter::everything(), &mut failed);
+                let survey = survey
+                    .join()
+                    .unwrap_or_else(|p| Err(Error::panicked("reading the file stamps", &*p)));
+                (survey, files)
+            });
+            (survey?, files?)
+        }
+    };
+    let mut survey = survey;
     survey.report.failed = failed;
     let stale = survey.sort_files(&files);
     survey.read_changed(&stale);
@@ -859,6 +907,30 @@ fn pair_moves(modules: &mut [ModuleStatus]) {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::build::tests::{settled_tree, write_settled};
+    use crate::{BuildOptions, NoProgress, build};
+
+    /// As for build: a walk made before the image was opened that no longer agrees with the
+    /// stamps (another build added a file since) is not used; one that agrees is.
+    #[test]
+    fn a_walk_made_before_the_open_is_used_only_where_it_agrees() {
+        let (dir, mut image) = settled_tree();
+        let root = dir.path();
+        let options = StatusOptions::default();
+        let report =
+            status_prewalked(&image, root, &options, Prewalk::start(root)).expect("a status");
+        assert!(report.is_clean() && report.modules.is_empty(), "{report:?}");
+        assert_eq!(report.clean, 1);
+        let mut prewalk = Prewalk::start(root);
+        prewalk.wait();
+        write_settled(root, "b.spry", "{_meta = {name = 'B} y = 2}\n");
+        build(&mut image, root, &BuildOptions::default(), &NoProgress).expect("a build");
+        let report = status_prewalked(&image, root, &options, prewalk).expect("a status");
+        assert!(report.modules.is_empty(), "{report:?}");
+        assert_eq!(report.clean, 2);
+    }
+
     /// `fixtures/status`: a tree and edits in, each status out (`crate::fixtures`).
     #[test]
     fn status_fixtures() {

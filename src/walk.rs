@@ -47,6 +47,79 @@ pub fn walk(
     Ok(files)
 }
 
+/// A walk of the whole tree started before the image is opened, on a thread of its own: the
+/// stats (git's index preloading makes the same ones in parallel threads) overlap fjall's open
+/// and the read of the stamps, which is what a command that finds nothing changed spends its
+/// time on. The walk runs before the image is locked, so another process (a watcher, a build)
+/// may commit between it and the stamps: only a walk that agrees with every stamp in force is
+/// used ([`Prewalk::agreeing`]); any difference is looked at again by a walk made under the
+/// lock.
+pub struct Prewalk {
+    root: PathBuf,
+    walking: Option<std::thread::JoinHandle<Walked>>,
+    /// The walk's outcome, once waited for.
+    walked: Option<Walked>,
+}
+
+/// What a walk found: the files, or the error that stopped it, and what it could not look at.
+type Walked = (Result<Vec<WalkedFile>>, Vec<FileFailure>);
+
+impl Prewalk {
+    /// Starts walking the whole tree at `root` (no part filter) on another thread.
+    pub fn start(root: &Path) -> Prewalk {
+        let at = root.to_path_buf();
+        let walking = std::thread::Builder::new()
+            .name("prewalk".into())
+            .spawn(move || {
+                let mut failed = Vec::new();
+                let files = walk(&at, &PartFilter::everything(), &mut failed);
+                (files, failed)
+            })
+            // No thread to be had: the walk is made when it is needed, as without a prewalk.
+            .ok();
+        Prewalk {
+            root: root.to_path_buf(),
+            walking,
+            walked: None,
+        }
+    }
+
+    /// Waits for the walk to end.
+    pub(crate) fn wait(&mut self) {
+        if let Some(walking) = self.walking.take() {
+            self.walked = walking.join().ok();
+        }
+    }
+
+    /// The files the walk found at `root` within `filter`, if it walked that root, looked at
+    /// everything it met, and agrees with `matches` for every file and with the number of
+    /// stamps in force (`known`: files the image knows within `filter`); `None` otherwise
+    /// (then the caller walks under the lock).
+    pub(crate) fn agreeing(
+        mut self,
+        root: &Path,
+        filter: &PartFilter,
+        known: usize,
+        matches: impl Fn(&WalkedFile) -> bool,
+    ) -> Option<Vec<WalkedFile>> {
+        self.wait();
+        let (files, failed) = self.walked.take()?;
+        let mut files = files.ok()?;
+        if self.root != root || !failed.is_empty() {
+            return None;
+        }
+        files.retain(|f| filter.contains(&f.path));
+        (files.len() == known && files.iter().all(matches)).then_some(files)
+    }
+}
+
+impl Drop for Prewalk {
+    fn drop(&mut self) {
+        // Not used: waited for, so that no walk outlives the command that started it.
+        self.wait();
+    }
+}
+
 /// The `.spry` files at or below the listed `paths` (relative to `root`, `/`-separated, as
 /// [`narrow`] leaves them), by the rules of [`walk`]: a listed file counts if the walk would
 /// find it; a listed directory is walked as the walk would walk it (with the `.gitignore` rules

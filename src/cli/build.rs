@@ -64,6 +64,10 @@ pub fn run(image_dir: Option<&Path>, args: &BuildArgs) -> Status {
         Err(status) => return status,
     };
     let dir = image_dir.map_or_else(|| src.join(IMAGE_DIR), Path::to_path_buf);
+    // An image that is there already: the tree is walked while it is opened (a first build
+    // walks in `check_tree`; `--only` walks a part).
+    let prewalk = (dir.exists() && args.only.is_empty() && !args.fresh)
+        .then(|| spry_image::Prewalk::start(&src));
     let only = match check_tree(&src, &dir, &args.only) {
         Ok(only) => only,
         Err(status) => return status,
@@ -95,7 +99,12 @@ pub fn run(image_dir: Option<&Path>, args: &BuildArgs) -> Status {
         ProgressStyle::with_template("{spinner} reading {pos}/{len} files {wide_bar}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let result = spry_image::build(&mut image, &src, &options, &Bar(bar.clone()));
+    let result = match prewalk {
+        Some(prewalk) => {
+            spry_image::build_prewalked(&mut image, &src, &options, &Bar(bar.clone()), prewalk)
+        }
+        None => spry_image::build(&mut image, &src, &options, &Bar(bar.clone())),
+    };
     bar.finish_and_clear();
     let report = match result {
         Ok(report) => report,

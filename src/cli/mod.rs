@@ -351,20 +351,33 @@ pub fn stderr_style() -> Style {
 /// When a running `watch` holds it, borrows it from the watcher (which takes it back, and
 /// writes what changed to the tree, when the returned image is dropped).
 pub fn open_image(image: Option<&Path>) -> Result<Borrowed, Status> {
-    let dir = match image {
-        Some(dir) => dir.to_path_buf(),
+    let dir = image_dir_of(image)?;
+    let image = open_or_borrow(&dir, || spry_image::image::Image::open(&dir))
+        .map_err(|e| report_error(&e))?;
+    note_relocation(&image);
+    Ok(image)
+}
+
+/// The image directory [`open_image`] opens: the one given, else the one found from the
+/// current directory upward.
+pub fn image_dir_of(image: Option<&Path>) -> Result<PathBuf, Status> {
+    match image {
+        Some(dir) => Ok(dir.to_path_buf()),
         None => {
             let here = std::env::current_dir().map_err(|e| {
                 eprintln!("error: cannot read the current directory: {e}");
                 Status::Trouble
             })?;
-            spry_image::image::Image::find(&here).map_err(|e| report_error(&e))?
+            spry_image::image::Image::find(&here).map_err(|e| report_error(&e))
         }
-    };
-    let image = open_or_borrow(&dir, || spry_image::image::Image::open(&dir))
-        .map_err(|e| report_error(&e))?;
-    note_relocation(&image);
-    Ok(image)
+    }
+}
+
+/// The tree an image directory named `.spry-image` serves (the one it sits in), as the
+/// image will say once it is open; `None` for an image kept elsewhere (its tree is recorded
+/// inside it).
+pub fn serves(dir: &Path) -> Option<PathBuf> {
+    spry_image::image::home_tree(dir)
 }
 
 /// [`open_image`] for a command that writes to the tree: an image kept outside its tree

@@ -15,7 +15,10 @@ use spry_image::{
 };
 
 use super::pager::{Paged, PagerArg};
-use super::{Status, failures_json, open_image, print_file_failures, report_error, shown_path};
+use super::{
+    Status, failures_json, image_dir_of, open_image, print_file_failures, report_error, serves,
+    shown_path,
+};
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
@@ -54,9 +57,18 @@ fn compare(
     src: Option<&Path>,
     options: &StatusOptions,
 ) -> Result<(Borrowed, TreeStatus), Status> {
-    let image = open_image(image_dir)?;
+    // The tree is walked while the image is opened: the given one, or the one an image named
+    // `.spry-image` serves (an image kept elsewhere names its tree inside).
+    let dir = image_dir_of(image_dir)?;
+    let tree = src.map(Path::to_path_buf).or_else(|| serves(&dir));
+    let prewalk = tree.as_deref().map(spry_image::Prewalk::start);
+    let image = open_image(Some(&dir))?;
     let root = src.map_or_else(|| image.source_root(), Path::to_path_buf);
-    match spry_image::status(&image, &root, options) {
+    let result = match prewalk {
+        Some(prewalk) => spry_image::status_prewalked(&image, &root, options, prewalk),
+        None => spry_image::status(&image, &root, options),
+    };
+    match result {
         Ok(report) => Ok((image, report)),
         Err(e) => Err(report_error(&e)),
     }

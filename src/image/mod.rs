@@ -38,7 +38,7 @@ use lock::Lock;
 pub const IMAGE_DIR: &str = ".spry-image";
 
 /// The tree an image directory named [`IMAGE_DIR`] serves: the directory it sits in.
-fn home_tree(dir: &Path) -> Option<PathBuf> {
+pub fn home_tree(dir: &Path) -> Option<PathBuf> {
     if dir.file_name()? != IMAGE_DIR {
         return None;
     }
