@@ -548,6 +548,12 @@ impl MapObj {
         }
         let entries = self.entries.borrow();
         if entries.len() <= SMALL_MAP {
+            // A word (most keys of locals) compares its symbol alone.
+            if let Key::Word(sym) = key {
+                return entries
+                    .iter()
+                    .position(|e| matches!(e.0, Key::Word(s) if s == *sym));
+            }
             return entries.iter().position(|e| e.0 == *key);
         }
         drop(entries);
