@@ -16,7 +16,7 @@ use crate::image::{
     SavedUnit, Transaction,
 };
 use crate::source::{FailureKind, FileFailure, PartFilter, WalkedFile, default_read_limit};
-use crate::source::{Unit, now_ns, read_unit, stamp_matches};
+use crate::source::{Unit, now_ns, parse_unit, read_text, stamp_matches};
 use crate::store::{Table, try_visit};
 use crate::syntax::SourceUnit;
 use crate::walk::{Prewalk, narrow, walk, walk_paths};
@@ -178,7 +178,7 @@ fn build_after(
     if image.generation()? == 0 && known.is_empty() && build.targeted.is_none() {
         return build.first_fill(image, &to_read, progress);
     }
-    let mut outcomes = build.read_changed(&to_read, &known, progress);
+    let mut outcomes = build.read_changed(image, &to_read, &known, progress);
     sort_read_again(image, &to_read, &mut outcomes)?;
     let texts = take_texts_if_many(&mut outcomes);
     let image: &Image = image;
@@ -442,12 +442,13 @@ impl<'a> Build<'a> {
     /// Reads, parses and prepares the files whose stamps changed, in parallel.
     fn read_changed(
         &mut self,
+        image: &Image,
         to_read: &[&WalkedFile],
         known: &Stamps,
         progress: &dyn Progress,
     ) -> Vec<Outcome> {
         progress.start(to_read.len() as u64);
-        let outcomes = self.read_batch(to_read, Some(known), progress);
+        let outcomes = self.read_batch(to_read, Some((image, known)), progress);
         self.report.read = outcomes.len();
         self.trace.lap("read+parse");
         outcomes
@@ -659,12 +660,12 @@ impl<'a> Build<'a> {
         Ok(self.finish())
     }
 
-    /// Reads, parses and prepares files in parallel, each against its known stamp (none in a
-    /// first fill).
+    /// Reads, parses and prepares files in parallel, each against its known stamp and the
+    /// image's module (none in a first fill).
     fn read_batch(
         &self,
         batch: &[&WalkedFile],
-        known: Option<&Stamps>,
+        known: Option<(&Image, &Stamps)>,
         progress: &dyn Progress,
     ) -> Vec<Outcome> {
         let given = self.options.max_file_size;
@@ -672,13 +673,14 @@ impl<'a> Build<'a> {
         batch
             .par_iter()
             .map(|file| {
-                let stamp = known.and_then(|k| k.get(&file.path));
+                let stamp = known.and_then(|(_, k)| k.get(&file.path));
+                let image = known.map(|(image, _)| image);
                 let max_file_size =
                     given.unwrap_or_else(|| default_read_limit(stamp.map(|s| s.size)));
                 // A first fill (nothing known) may stage a large module in parts.
                 let parts = known.is_none();
                 let outcome = guarded(&file.path, || {
-                    read_file(root, file, stamp, max_file_size, parts)
+                    read_file(root, image, file, stamp, max_file_size, parts)
                 });
                 progress.advance(1);
                 outcome
@@ -1021,6 +1023,7 @@ fn guarded(path: &str, step: impl FnOnce() -> Outcome) -> Outcome {
 
 fn read_file(
     root: &Path,
+    image: Option<&Image>,
     file: &WalkedFile,
     known: Option<&PathRecord>,
     max_file_size: u64,
@@ -1047,13 +1050,30 @@ fn read_file(
         stamped_ns,
     };
     let script_name = crate::tree_path::script_name(&file.path);
-    match read_unit(
-        root,
-        &file.path,
-        script_name,
-        max_file_size,
-        known.map(|k| k.hash),
-    ) {
+    let unit = match read_text(root, &file.path, max_file_size, known.map(|k| k.hash)) {
+        Ok((text, hash)) => {
+            // A file the image knows, read again: first as a save of definitions' texts,
+            // without parsing it whole.
+            let text = match (image, known) {
+                (Some(image), Some(known)) => {
+                    let size = text.len() as u64;
+                    match image.saved_span(&known.module, &file.path, text) {
+                        Ok(saved) => {
+                            return Outcome::Saved(saved, stamp(&known.module, size, hash));
+                        }
+                        Err(text) => text,
+                    }
+                }
+                _ => text,
+            };
+            match parse_unit(&file.path, text, script_name) {
+                Ok(unit) => Unit::Parsed { unit, hash },
+                Err(failure) => Unit::Failed(failure),
+            }
+        }
+        Err(unit) => unit,
+    };
+    match unit {
         Unit::Gone => Outcome::Vanished,
         Unit::Failed(failure) => Outcome::Failed(failure),
         Unit::Same { size } => match known {

@@ -19,22 +19,27 @@
 //! [`Transaction::put_unit`]: super::Transaction::put_unit
 
 use super::record::{
-    CLOSING, DefinitionRecord, ModuleKind, SyncRecord, decode_order_entry, order_position,
-    order_prefix,
+    CLOSING, DefinitionRecord, ModuleKind, SyncRecord, decode_order_entry, order_key,
+    order_position, order_prefix,
 };
 use super::{Hash, Image};
 use crate::error::Result;
 use crate::store::Table;
-use crate::syntax::{SourceUnit, UnitKind};
+use std::hash::Hasher;
+use std::ops::Range;
 
-/// A unit read again from its file whose new texts can be taken without a merge
-/// ([`Image::saved_texts`]).
+use crate::syntax::{SourceUnit, UnitKind, span_reads_back};
+
+/// A file read again whose new texts can be taken without a merge ([`Image::saved_span`],
+/// [`Image::saved_texts`]).
 #[derive(Debug)]
 pub struct SavedUnit {
-    /// The unit as read (its text, its definitions).
-    pub(super) unit: SourceUnit,
+    /// The module's name.
+    pub(super) name: String,
     /// The module kind it reads as.
     pub(super) kind: ModuleKind,
+    /// The file's text.
+    pub(super) text: Vec<u8>,
     /// The definitions whose texts the file changed, in file order.
     pub(super) changes: Vec<SavedText>,
 }
@@ -42,9 +47,11 @@ pub struct SavedUnit {
 /// One definition whose text the file changed.
 #[derive(Debug)]
 pub(super) struct SavedText {
-    /// Its place in the file.
-    pub(super) at: usize,
-    /// The hash of the file's text.
+    /// Its name.
+    pub(super) name: String,
+    /// Where its text lies in the file.
+    pub(super) span: Range<usize>,
+    /// The hash of that text.
     pub(super) hash: Hash,
     /// Its record as the image holds it.
     pub(super) record: DefinitionRecord,
@@ -53,17 +60,17 @@ pub(super) struct SavedText {
 impl SavedUnit {
     /// The module's name.
     pub fn name(&self) -> &str {
-        self.unit.name()
+        &self.name
     }
 
-    /// How many definitions' texts the file changed.
-    pub fn changed(&self) -> usize {
-        self.changes.len()
-    }
-
-    /// Gives the unit back (for the whole merge).
-    pub fn into_unit(self) -> SourceUnit {
-        self.unit
+    /// The definitions whose texts the file changed, in file order: name and new text.
+    pub fn changes(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.changes.iter().map(|c| {
+            (
+                c.name.as_str(),
+                self.text.get(c.span.clone()).unwrap_or_default(),
+            )
+        })
     }
 }
 
@@ -103,9 +110,19 @@ impl Image {
         let Some(changes) = self.changed_texts(&unit, &positions)? else {
             return Ok(Err(unit));
         };
+        let changes = changes
+            .into_iter()
+            .map(|(at, hash, record)| SavedText {
+                name: unit.definitions()[at].name.clone(),
+                span: unit.definitions()[at].span.clone(),
+                hash,
+                record,
+            })
+            .collect();
         Ok(Ok(SavedUnit {
-            unit,
+            name: unit.name().to_string(),
             kind,
+            text: unit.into_text(),
             changes,
         }))
     }
@@ -149,7 +166,7 @@ impl Image {
         &self,
         unit: &SourceUnit,
         positions: &[u64],
-    ) -> Result<Option<Vec<SavedText>>> {
+    ) -> Result<Option<Vec<(usize, Hash, DefinitionRecord)>>> {
         let definitions = unit.definitions();
         let prefix = order_prefix(unit.name());
         let mut seen = vec![false; definitions.len()];
@@ -174,14 +191,365 @@ impl Image {
                 seen[at] = true;
                 let hash = Hash::of(unit.definition_text(at));
                 if hash != record.hash {
-                    changes.push(SavedText { at, hash, record });
+                    changes.push((at, hash, record));
                 }
                 true
             })?;
         if !same || count != definitions.len() {
             return Ok(None);
         }
-        changes.sort_by_key(|c| c.at);
+        changes.sort_by_key(|c| c.0);
+        Ok(Some(changes))
+    }
+}
+
+/// What the image holds of one definition, for reading a save without parsing it: where it is
+/// in the module's order, its text's length and hash, and its name's (a check that the
+/// definition and `order` records agree).
+#[derive(Clone, Copy)]
+struct Held {
+    position: u64,
+    size: usize,
+    hash: Hash,
+    name: u64,
+}
+
+/// A short hash of a definition's name.
+fn name_key(name: &[u8]) -> u64 {
+    let mut hasher = rustc_hash::FxHasher::default();
+    hasher.write(name);
+    hasher.finish()
+}
+
+/// How far the file reads as the module from its start ([`Image::saved_span`]).
+struct Front {
+    /// The first definition whose text is not where it was (`n`: none).
+    first: usize,
+    /// Where its text starts (the gap before it is the module's).
+    start: usize,
+    /// Where the definition before it starts.
+    before: usize,
+}
+
+/// How far the file reads as the module from its end.
+struct Back {
+    /// The last definition whose text is not where it was.
+    last: usize,
+    /// Where its text ends (the gap after it is the module's).
+    end: usize,
+    /// Where the definition after it starts.
+    after: usize,
+}
+
+impl Image {
+    /// The file `path`, read again as `text` and last read as `module`, as a save that changed
+    /// only definitions' texts, found without parsing the file: the module's records walked
+    /// along the file from both ends (each gap the same bytes, each definition a text of the
+    /// same length and hash) up to the stretch that changed, and only that stretch, with the
+    /// definitions on either side, read again ([`span_reads_back`]). Its definitions must
+    /// read as the same names with the same gaps between them. Holds one entry per
+    /// definition (its order key, length and hash) and the file. The text is handed back when
+    /// the module has a change the file lacks, when the file may differ in more than texts
+    /// (then it is parsed whole), and on a damaged record or a storage failure (the merge
+    /// that follows reads the same records, and reports it).
+    pub fn saved_span(
+        &self,
+        module: &str,
+        path: &str,
+        text: Vec<u8>,
+    ) -> std::result::Result<SavedUnit, Vec<u8>> {
+        match self.span_changes(module, path, &text) {
+            Ok(Some(changes)) => Ok(SavedUnit {
+                name: module.to_string(),
+                kind: ModuleKind::Module,
+                text,
+                changes,
+            }),
+            Ok(None) | Err(_) => Err(text),
+        }
+    }
+
+    /// [`saved_span`](Self::saved_span)'s changes, or `None` to parse the file whole.
+    fn span_changes(
+        &self,
+        module: &str,
+        path: &str,
+        text: &[u8],
+    ) -> Result<Option<Vec<SavedText>>> {
+        let agreed = self
+            .module(module)?
+            .is_some_and(|m| m.path == path && m.kind == ModuleKind::Module)
+            && self.sync(module)? == SyncRecord::default();
+        if !agreed {
+            return Ok(None);
+        }
+        let Some(held) = self.held(module)? else {
+            return Ok(None);
+        };
+        let Some(front) = self.front(module, &held, text)? else {
+            return Ok(None);
+        };
+        if front.first == held.len() {
+            // The file holds the module's text as it is: nothing to take.
+            return Ok(Some(Vec::new()));
+        }
+        let Some(back) = self.back(module, &held, text, &front)? else {
+            return Ok(None);
+        };
+        self.stretch(module, &held, text, &front, &back)
+    }
+
+    /// The module's definitions as [`Held`], in file order, read in one pass over their
+    /// records; `None` when one of them does not hold the text last agreed with the file.
+    fn held(&self, module: &str) -> Result<Option<Vec<Held>>> {
+        let prefix = order_prefix(module);
+        let mut held = Vec::new();
+        let mut agreed = true;
+        self.store
+            .visit(Table::Definitions, &prefix, &mut |key, value| {
+                let record = DefinitionRecord::decode(value).ok();
+                match (record, key.get(prefix.len()..)) {
+                    (Some(r), Some(name)) if r.base == Some(r.hash) => {
+                        held.push(Held {
+                            position: r.position,
+                            size: r.size as usize,
+                            hash: r.hash,
+                            name: name_key(name),
+                        });
+                        true
+                    }
+                    _ => {
+                        agreed = false;
+                        false
+                    }
+                }
+            })?;
+        held.sort_unstable_by_key(|h| h.position);
+        let distinct = held.windows(2).all(|w| w[0].position < w[1].position);
+        Ok((agreed && distinct && !held.is_empty()).then_some(held))
+    }
+
+    /// Walks the module's `order` records along `text` from its start: each gap must be there
+    /// byte for byte, each definition a text of its length and hash, until the first that is
+    /// not. `None` when a gap differs or a record does not fit.
+    fn front(&self, module: &str, held: &[Held], text: &[u8]) -> Result<Option<Front>> {
+        let mut front = Front {
+            first: 0,
+            start: 0,
+            before: 0,
+        };
+        let mut at = 0;
+        // Where the definition before `front.before`'s starts.
+        let mut earlier = 0;
+        let mut fits = true;
+        self.store
+            .visit(Table::Order, &order_prefix(module), &mut |key, value| {
+                let (Ok(position), Ok((name, gap))) =
+                    (order_position(key), decode_order_entry(value))
+                else {
+                    fits = false;
+                    return false;
+                };
+                let start = at + gap.len();
+                let closing = position == CLOSING;
+                if text.get(at..start) != Some(gap) || (closing && start != text.len()) {
+                    // The definition before the gap may run on (its old text the start of its
+                    // new one), or the gap changed: the stretch starts with that definition.
+                    // Before the first, the file's own start changed: not a save of texts.
+                    match front.first.checked_sub(1) {
+                        Some(before) => {
+                            front.first = before;
+                            front.start = front.before;
+                            front.before = earlier;
+                        }
+                        None => fits = false,
+                    }
+                    return false;
+                }
+                if closing {
+                    // Every definition where it was: the whole text, then.
+                    fits = front.first == held.len();
+                    return false;
+                }
+                let Some(h) = held.get(front.first) else {
+                    fits = false;
+                    return false;
+                };
+                if h.position != position || h.name != name_key(name.as_bytes()) {
+                    fits = false;
+                    return false;
+                }
+                front.start = start;
+                let end = start + h.size;
+                if text.get(start..end).is_some_and(|t| Hash::of(t) == h.hash) {
+                    earlier = front.before;
+                    front.before = start;
+                    front.first += 1;
+                    at = end;
+                    true
+                } else {
+                    false
+                }
+            })?;
+        Ok(fits.then_some(front))
+    }
+
+    /// Walks the module's `order` records along `text` from its end, as [`front`](Self::front)
+    /// from its start, down to the first definition that changed (`front.first`) at most.
+    fn back(
+        &self,
+        module: &str,
+        held: &[Held],
+        text: &[u8],
+        front: &Front,
+    ) -> Result<Option<Back>> {
+        let prefix = order_prefix(module);
+        let mut end_key = prefix.clone();
+        end_key.extend_from_slice(&[0xff; 9]);
+        let mut back = Back {
+            last: held.len(),
+            end: text.len(),
+            after: text.len(),
+        };
+        let mut fits = true;
+        let mut closed = false;
+        self.store
+            .visit_range(Table::Order, &prefix, &end_key, true, &mut |key, value| {
+                let (Ok(position), Ok((name, gap))) =
+                    (order_position(key), decode_order_entry(value))
+                else {
+                    fits = false;
+                    return false;
+                };
+                if !closed {
+                    // The closing gap comes first, and ends the file.
+                    closed = position == CLOSING;
+                    fits = closed
+                        && back.end >= front.start + gap.len()
+                        && text.get(back.end - gap.len()..back.end) == Some(gap);
+                    back.end -= if fits { gap.len() } else { 0 };
+                    return fits;
+                }
+                let Some(at) = back.last.checked_sub(1) else {
+                    fits = false;
+                    return false;
+                };
+                let Some(h) = held.get(at) else {
+                    fits = false;
+                    return false;
+                };
+                if h.position != position || h.name != name_key(name.as_bytes()) {
+                    fits = false;
+                    return false;
+                }
+                back.last = at;
+                if at == front.first {
+                    return false;
+                }
+                let start = back.end.wrapping_sub(h.size);
+                let same = back.end >= front.start + h.size
+                    && text
+                        .get(start..back.end)
+                        .is_some_and(|t| Hash::of(t) == h.hash)
+                    && start >= front.start + gap.len()
+                    && text.get(start - gap.len()..start) == Some(gap);
+                if same {
+                    back.after = start;
+                    back.end = start - gap.len();
+                }
+                same
+            })?;
+        Ok((fits && closed && back.last < held.len() && back.end >= front.start).then_some(back))
+    }
+
+    /// Reads the stretch of `text` between `front` and `back` again, with a definition on
+    /// either side ([`span_reads_back`]): the definitions whose texts changed, when it reads
+    /// as the module's definitions there with the module's gaps between them.
+    fn stretch(
+        &self,
+        module: &str,
+        held: &[Held],
+        text: &[u8],
+        front: &Front,
+        back: &Back,
+    ) -> Result<Option<Vec<SavedText>>> {
+        let n = held.len();
+        let (k, m) = (front.first, back.last);
+        let first = k.saturating_sub(1);
+        let last = (m + 1).min(n - 1);
+        // The `order` records of the window: names, and the gaps inside the stretch.
+        let mut names = Vec::with_capacity(last + 1 - first);
+        let mut gaps = Vec::with_capacity(last + 1 - first);
+        let Some(end) = held[last].position.checked_add(1) else {
+            return Ok(None);
+        };
+        let mut fits = true;
+        self.store.visit_range(
+            Table::Order,
+            &order_key(module, held[first].position),
+            &order_key(module, end),
+            false,
+            &mut |key, value| {
+                let at = first + names.len();
+                match (order_position(key), decode_order_entry(value)) {
+                    (Ok(p), Ok((name, gap))) if held.get(at).is_some_and(|h| h.position == p) => {
+                        names.push(name.to_string());
+                        gaps.push(gap.to_vec());
+                        true
+                    }
+                    _ => {
+                        fits = false;
+                        false
+                    }
+                }
+            },
+        )?;
+        if !fits || names.len() != last + 1 - first {
+            return Ok(None);
+        }
+        let window = if first == 0 { 0 } else { front.before }..if last == n - 1 {
+            text.len()
+        } else {
+            back.after + held[last].size
+        };
+        let expected: Vec<&str> = names.iter().map(String::as_str).collect();
+        let Some(spans) =
+            span_reads_back(text, window, first == 0, last == n - 1, module, &expected)
+        else {
+            return Ok(None);
+        };
+        let span = |i: usize| &spans[i - first];
+        // The neighbours where they were, the stretch's ends where the walks left them, and
+        // the module's gaps between the definitions inside it.
+        let placed = (first == k
+            || *span(first) == (front.before..front.before + held[first].size))
+            && (last == m || *span(last) == (back.after..back.after + held[last].size))
+            && span(k).start == front.start
+            && span(m).end == back.end
+            && (k + 1..=m)
+                .all(|j| text.get(span(j - 1).end..span(j).start) == Some(&gaps[j - first][..]));
+        if !placed {
+            return Ok(None);
+        }
+        let mut changes = Vec::new();
+        for j in k..=m {
+            let hash = Hash::of(&text[span(j).clone()]);
+            if hash == held[j].hash {
+                continue;
+            }
+            let Some(record) = self.definition(module, &names[j - first])? else {
+                return Ok(None);
+            };
+            if record.base != Some(record.hash) || record.position != held[j].position {
+                return Ok(None);
+            }
+            changes.push(SavedText {
+                name: names[j - first].clone(),
+                span: span(j).clone(),
+                hash,
+                record,
+            });
+        }
         Ok(Some(changes))
     }
 }

@@ -898,22 +898,32 @@ impl<'a> Transaction<'a> {
     /// # Errors
     /// Storage failures, damaged records.
     pub fn put_saved(&mut self, saved: SavedUnit, path: &str) -> Result<()> {
-        let name = saved.unit.name();
+        let name = saved.name.as_str();
         let still = !self.touched.contains(name.as_bytes())
             && self
                 .module(name)?
                 .is_some_and(|m| m.path == path && m.kind == saved.kind)
             && self.sync(name)? == SyncRecord::default();
         if !still {
-            return self.put_unit(PreparedUnit::hashed(&saved.unit), path);
+            let script = crate::tree_path::script_name(path);
+            // The text read as its module when it was sorted: it parses.
+            let unit = SourceUnit::parse(saved.text, script).map_err(|_| {
+                Error::invalid(format!("`{path}` no longer reads as the module `{name}`"))
+            })?;
+            return self.put_unit(PreparedUnit::hashed(&unit), path);
         }
         let mut changed = Vec::with_capacity(saved.changes.len());
-        for change in &saved.changes {
-            let def = &saved.unit.definitions()[change.at].name;
-            let text = Prepared::new(saved.unit.definition_text(change.at));
+        for change in saved.changes {
+            let text = Prepared::new(saved.text.get(change.span).unwrap_or_default());
             debug_assert_eq!(text.hash, change.hash);
-            self.set_definition(name, def, text, Some(change.hash), Some(&change.record));
-            changed.push(def.clone());
+            self.set_definition(
+                name,
+                &change.name,
+                text,
+                Some(change.hash),
+                Some(&change.record),
+            );
+            changed.push(change.name);
         }
         if !changed.is_empty() {
             self.note(name, ModuleChange::Changed, path, None, &changed);
@@ -2737,7 +2747,8 @@ mod tests {
     #[test]
     fn a_save_of_texts_writes_what_the_whole_merge_writes() {
         let versions = saved_versions();
-        let (fast_dir, whole_dir) = (
+        let (fast_dir, span_dir, whole_dir) = (
+            tempfile::tempdir().expect("a temporary directory"),
             tempfile::tempdir().expect("a temporary directory"),
             tempfile::tempdir().expect("a temporary directory"),
         );
@@ -2751,7 +2762,7 @@ mod tests {
             tx.commit().expect("a commit");
             image
         };
-        let (fast, whole) = (open(&fast_dir), open(&whole_dir));
+        let (fast, span, whole) = (open(&fast_dir), open(&span_dir), open(&whole_dir));
         assert!(records(&fast) == records(&whole));
         for (k, version) in versions.iter().enumerate().skip(1) {
             let unit = SourceUnit::parse(version.as_bytes(), "saved").expect("a module");
@@ -2763,6 +2774,14 @@ mod tests {
             tx.put_saved(saved, "saved.spry").expect("a save");
             let fast_log = tx.changes().to_vec();
             tx.commit().expect("a commit");
+            // The same save read without parsing the file (`Image::saved_span`).
+            let saved = span
+                .saved_span("Saved", "saved.spry", version.as_bytes().to_vec())
+                .expect("a save of texts only, read by its stretch");
+            let mut tx = span.begin(Origin::File).expect("a transaction");
+            tx.put_saved(saved, "saved.spry").expect("a save");
+            let span_log = tx.changes().to_vec();
+            tx.commit().expect("a commit");
             let mut prepared = PreparedUnit::hashed(&unit);
             let index = whole.definition_index("Saved").expect("an index");
             prepared.drop_stored(&index.values().map(|d| (d.hash, d.stored)).collect());
@@ -2773,9 +2792,14 @@ mod tests {
             let whole_log = tx.changes().to_vec();
             tx.commit().expect("a commit");
             assert_eq!(fast_log, whole_log, "version {k}: another log");
+            assert_eq!(span_log, whole_log, "version {k}: another log");
             assert!(
                 records(&fast) == records(&whole),
                 "version {k}: other records"
+            );
+            assert!(
+                records(&span) == records(&whole),
+                "version {k}: other records, read by its stretch"
             );
             assert_eq!(
                 fast.module_text("Saved").expect("a text"),
@@ -2797,8 +2821,14 @@ mod tests {
         tx.put_unit(PreparedUnit::new(&unit(&versions[0])), "saved.spry")
             .expect("a put");
         tx.commit().expect("a commit");
-        let saved =
-            |text: &str, path: &str| image.saved_texts(unit(text), path).expect("a read").is_ok();
+        let saved = |text: &str, path: &str| {
+            let parsed = image.saved_texts(unit(text), path).expect("a read").is_ok();
+            let span = image
+                .saved_span("Saved", path, text.as_bytes().to_vec())
+                .is_ok();
+            assert_eq!(parsed, span, "read whole and by its stretch:\n{text}");
+            parsed
+        };
         assert!(saved(&versions[1], "saved.spry"));
         let others = [
             // A gap, a definition added, one removed, two swapped.

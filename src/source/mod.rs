@@ -99,28 +99,45 @@ pub(crate) fn read_unit(
     limit: u64,
     last: Option<Hash>,
 ) -> Unit {
+    match read_text(root, path, limit, last) {
+        Ok((text, hash)) => match parse_unit(path, text, script) {
+            Ok(unit) => Unit::Parsed { unit, hash },
+            Err(failure) => Unit::Failed(failure),
+        },
+        Err(unit) => unit,
+    }
+}
+
+/// Reads the file at `path` (relative to `root`) by [`read_source`]: its bytes and their
+/// hash, or what [`read_unit`] answers without parsing (gone, the same bytes as `last`, a
+/// failure).
+pub(crate) fn read_text(
+    root: &Path,
+    path: &str,
+    limit: u64,
+    last: Option<Hash>,
+) -> Result<(Vec<u8>, Hash), Unit> {
     let text = match read_source(&root.join(path), limit) {
         Ok(Source::Text(text)) => text,
         Ok(Source::TooLarge(size)) => {
-            return Unit::Failed(FileFailure::new(
+            return Err(Unit::Failed(FileFailure::new(
                 path,
                 FailureKind::TooLarge { size, limit },
-            ));
+            )));
         }
-        Ok(Source::NotAFile) => return Unit::Failed(FileFailure::new(path, FailureKind::NotAFile)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Unit::Gone,
-        Err(e) => return Unit::Failed(FileFailure::unreadable(path, e)),
+        Ok(Source::NotAFile) => {
+            return Err(Unit::Failed(FileFailure::new(path, FailureKind::NotAFile)));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Unit::Gone),
+        Err(e) => return Err(Unit::Failed(FileFailure::unreadable(path, e))),
     };
     let hash = Hash::of(&text);
     if last == Some(hash) {
-        return Unit::Same {
+        return Err(Unit::Same {
             size: text.len() as u64,
-        };
+        });
     }
-    match parse_unit(path, text, script) {
-        Ok(unit) => Unit::Parsed { unit, hash },
-        Err(failure) => Unit::Failed(failure),
-    }
+    Ok((text, hash))
 }
 
 /// Parses `text`, read from `path`, as a unit (named `script` if it is a script).

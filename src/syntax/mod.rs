@@ -31,5 +31,7 @@ pub use module::{
 };
 pub use parser::{MAX_SOURCE_LEN, Parse, parse};
 pub use pretty::{DEFAULT_INDENT, DEFAULT_WIDTH, PrettyOptions};
-pub use reads_back::{ReadsBackError, whole_reads_back, window_reads_back, window_reads_back_part};
+pub use reads_back::{
+    ReadsBackError, span_reads_back, whole_reads_back, window_reads_back, window_reads_back_part,
+};
 pub use tree::{SyntaxElement, SyntaxNode, SyntaxToken, SyntaxTree};

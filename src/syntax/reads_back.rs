@@ -132,6 +132,67 @@ pub fn window_reads_back_part<G: AsRef<[u8]>>(
         .eq(spans)
 }
 
+/// A file saved over a module that read back the same, read again only where it changed:
+/// `window` is a stretch of `text` running from a definition's start (or the file's start,
+/// `from_start`) to a definition's end (or the file's end, `to_end`), and the text outside it
+/// is, byte for byte, what the module was read from last. The stretch is set in a stand-in
+/// module as [`window_reads_back`] sets its window, for the same reasons: when the stretch
+/// starts and ends with definitions that did not change (or the file's own ends), the file
+/// reads as it did outside the stretch, and inside it as the stand-in does. Returns where the
+/// definitions in the stretch lie in `text` when they read as `names`, in order (and, from the
+/// file's start, as the module `module`); `None` when they may not (the whole file is then
+/// read).
+///
+/// # Examples
+/// ```
+/// use spry_image::syntax::span_reads_back;
+/// let text = b"{_meta = {name = 'M}\n a = 1\n b = 20\n c = 3\n}\n";
+/// // `b` changed: the stretch from `a`'s start to `c`'s end.
+/// let spans = span_reads_back(text, 22..42, false, false, "M", &["a", "b", "c"]);
+/// assert_eq!(spans, Some(vec![22..27, 29..35, 37..42]));
+/// ```
+pub fn span_reads_back(
+    text: &[u8],
+    window: std::ops::Range<usize>,
+    from_start: bool,
+    to_end: bool,
+    module: &str,
+    names: &[&str],
+) -> Option<Vec<std::ops::Range<usize>>> {
+    let stretch = text.get(window.clone())?;
+    if (from_start && window.start != 0) || (to_end && window.end != text.len()) {
+        return None;
+    }
+    let mut standin = Vec::with_capacity(stretch.len() + OPENING.len() + CLOSING.len());
+    if !from_start {
+        standin.extend_from_slice(OPENING);
+    }
+    let shift = standin.len();
+    standin.extend_from_slice(stretch);
+    if !to_end {
+        standin.extend_from_slice(CLOSING);
+    }
+    let unit = SourceUnit::parse(standin, "").ok()?;
+    if from_start && unit.name() != module {
+        return None;
+    }
+    let skip = usize::from(!from_start);
+    let read = unit.definitions().get(skip..)?;
+    if skip == 1 && unit.definitions()[0].name != "_meta" {
+        return None;
+    }
+    if read.len() != names.len() || read.iter().zip(names).any(|(d, n)| d.name != *n) {
+        return None;
+    }
+    read.iter()
+        .map(|d| {
+            let start = (d.span.start.checked_sub(shift)?) + window.start;
+            let end = (d.span.end.checked_sub(shift)?) + window.start;
+            (end <= window.end).then_some(start..end)
+        })
+        .collect()
+}
+
 /// Why a module does not read back the same (see [`whole_reads_back`]).
 #[derive(Clone, Debug)]
 pub enum ReadsBackError {

@@ -406,3 +406,232 @@ fn both_answers_occur() {
     }
     assert!(same > 100 && other > 100, "same {same}, other {other}");
 }
+
+/// What may come before a module's curly: nothing, a byte order mark, a comment.
+const LEADS: &[&str] = &["", "\u{feff}", "# header\r\n", "\u{feff}# header\n", "\t"];
+
+/// A save of a file: what changes in its text.
+#[derive(Clone, Debug)]
+enum Save {
+    /// Definition `at` (modulo the count) gets another text.
+    Text { at: usize, template: usize },
+    /// The gap before definition `at` becomes another.
+    Gap { at: usize, gap: usize },
+    /// A byte inserted at `at` (modulo the length): a typo.
+    Insert { at: usize, byte: u8 },
+    /// A byte removed at `at`.
+    Remove { at: usize },
+    /// A new definition appended after the last.
+    Append { template: usize },
+}
+
+fn save() -> impl Strategy<Value = Save> {
+    let bytes = prop_oneof![
+        Just(b' '),
+        Just(b'\n'),
+        Just(b'#'),
+        Just(b'"'),
+        Just(b']'),
+        Just(b'['),
+        Just(b'}'),
+        Just(b'x'),
+        Just(b'='),
+        Just(b':'),
+    ];
+    prop_oneof![
+        6 => (any::<usize>(), 0..TEXTS.len()).prop_map(|(at, template)| Save::Text { at, template }),
+        1 => (any::<usize>(), 0..GAPS.len()).prop_map(|(at, gap)| Save::Gap { at, gap }),
+        2 => (any::<usize>(), bytes).prop_map(|(at, byte)| Save::Insert { at, byte }),
+        1 => any::<usize>().prop_map(|at| Save::Remove { at }),
+        1 => (0..TEXTS.len()).prop_map(|template| Save::Append { template }),
+    ]
+}
+
+/// The file's new text after `saves`, each applied to the module as kept (several texts may
+/// change in one save); byte edits go to the text as it is by then.
+fn saved_text(kept: &Kept, saves: &[Save]) -> Vec<u8> {
+    let mut module = kept.clone();
+    let mut bytes: Vec<(usize, Option<u8>)> = Vec::new();
+    for save in saves {
+        let n = module.names.len();
+        match *save {
+            Save::Text { at, template } => {
+                let at = at % n;
+                if at > 0 {
+                    module.texts[at] = text_for(template, &module.names[at]).into_bytes();
+                }
+            }
+            Save::Gap { at, gap } => {
+                module.gaps[1 + at % n] = GAPS[gap].as_bytes().to_vec();
+            }
+            Save::Insert { at, byte } => bytes.push((at, Some(byte))),
+            Save::Remove { at } => bytes.push((at, None)),
+            Save::Append { template } => {
+                let name = format!("new{n}");
+                let last = module.gaps.len() - 1;
+                module.gaps.insert(last, b"\n  ".to_vec());
+                module.texts.push(text_for(template, &name).into_bytes());
+                module.names.push(name);
+            }
+        }
+    }
+    let mut text = module.text();
+    for (at, byte) in bytes {
+        if text.is_empty() {
+            break;
+        }
+        let at = at % text.len();
+        match byte {
+            Some(b) => text.insert(at, b),
+            None => {
+                text.remove(at);
+            }
+        }
+    }
+    text
+}
+
+/// The whole check of a save: the file parsed whole reads as the module's definitions, in
+/// its order, with its gaps between them; then the definitions whose texts changed (name,
+/// new text). `None` when it reads otherwise.
+fn whole_save(kept: &Kept, text: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
+    let unit = SourceUnit::parse(text, "gen").ok()?;
+    if unit.name() != "Gen" || unit.definitions().len() != kept.names.len() {
+        return None;
+    }
+    let same_layout = (0..=kept.names.len()).all(|i| unit.gap_before(i) == kept.gaps[i])
+        && (0..kept.names.len()).all(|i| unit.definitions()[i].name == kept.names[i]);
+    if !same_layout {
+        return None;
+    }
+    Some(
+        (0..kept.names.len())
+            .filter(|&i| unit.definition_text(i) != kept.texts[i])
+            .map(|i| (kept.names[i].clone(), unit.definition_text(i).to_vec()))
+            .collect(),
+    )
+}
+
+proptest! {
+    #![proptest_config(config(48))]
+
+    /// A save read without parsing the file (`Image::saved_span`: the module's records walked
+    /// along the file from both ends, only the stretch that changed read again with a
+    /// definition on either side) agrees with the file parsed whole: what it takes, the whole
+    /// parse takes too, text for text; what it leaves, the whole merge decides. Layouts a generator would not write
+    /// included: a byte order mark, a comment before the module, CRLF and tabs, comments
+    /// between definitions, no final newline; saves that change texts, gaps, stray bytes, or
+    /// add a definition.
+    #[test]
+    fn a_save_read_by_its_stretch_agrees_with_the_whole_parse(
+        defs in proptest::collection::vec((any::<u8>(), 0..TEXTS.len(), 0..GAPS.len()), 0..7),
+        lead in 0..LEADS.len(),
+        first in 0..GAPS.len(),
+        end in 0..ENDS.len(),
+        saves in proptest::collection::vec(proptest::collection::vec(save(), 1..4), 1..6),
+    ) {
+        let Some(mut kept) = build(&defs, first, end) else {
+            return Ok(());
+        };
+        kept.gaps[0].splice(0..0, LEADS[lead].bytes());
+        if build_check(&kept).is_none() {
+            return Ok(());
+        }
+        let dir = Dir::new("saved_span");
+        let image = image_of(&dir, &kept);
+        for save in &saves {
+            let text = saved_text(&kept, save);
+            let whole = whole_save(&kept, &text);
+            let span = image
+                .saved_span("Gen", "gen.spry", text.clone())
+                .ok()
+                .map(|saved| {
+                    saved
+                        .changes()
+                        .map(|(name, text)| (name.to_string(), text.to_vec()))
+                        .collect::<Vec<_>>()
+                });
+            // Agreeing means: whatever the stretch takes, the whole parse takes the same.
+            // The stretch may leave to the whole parse what it cannot prove from one
+            // definition on either side (a loose comment that now belongs to the next
+            // definition, say); `saves_of_texts_and_of_more_both_occur` counts how often.
+            prop_assert!(
+                span.is_none() || span == whole,
+                "save {:?} of\n{}\nas\n{}",
+                save,
+                String::from_utf8_lossy(&kept.text()),
+                String::from_utf8_lossy(&text)
+            );
+        }
+    }
+}
+
+/// `kept` reads back as kept (after a lead was put before it).
+fn build_check(kept: &Kept) -> Option<()> {
+    let unit = SourceUnit::parse(kept.text(), "gen").ok()?;
+    let same = unit.name() == "Gen"
+        && unit.definitions().len() == kept.names.len()
+        && (0..kept.names.len()).all(|i| {
+            unit.definitions()[i].name == kept.names[i] && unit.definition_text(i) == kept.texts[i]
+        })
+        && (0..=kept.names.len()).all(|i| unit.gap_before(i) == kept.gaps[i]);
+    same.then_some(())
+}
+
+/// The generator reaches both answers for saves, and saves of several texts at once; the
+/// stretch alone reads most saves of texts.
+#[test]
+fn saves_of_texts_and_of_more_both_occur() {
+    let kept = [
+        (&[(0, 0, 0), (1, 3, 5), (0, 8, 4), (2, 11, 1)][..], 5, 3),
+        (&[(0, 0, 0), (0, 9, 3), (0, 11, 4), (0, 1, 0)][..], 5, 0),
+        (&[(0, 0, 0), (0, 1, 0), (0, 2, 0), (0, 1, 0)][..], 0, 0),
+    ]
+    .iter()
+    .find_map(|(defs, first, end)| build(defs, *first, *end))
+    .unwrap();
+    let dir = Dir::new("saved_span_both");
+    let image = image_of(&dir, &kept);
+    let (mut taken, mut left, mut several, mut by_stretch) = (0, 0, 0, 0);
+    for template in 0..TEXTS.len() {
+        for at in 0..6 {
+            for gap in [None, Some(at % GAPS.len())] {
+                let mut saves = vec![Save::Text { at, template }];
+                if let Some(gap) = gap {
+                    saves.push(Save::Gap { at: at + 1, gap });
+                }
+                saves.push(Save::Text {
+                    at: at + 2,
+                    template: (template + 1) % TEXTS.len(),
+                });
+                let text = saved_text(&kept, &saves);
+                let whole = whole_save(&kept, &text);
+                let span = image.saved_span("Gen", "gen.spry", text).ok().map(|s| {
+                    s.changes()
+                        .map(|(n, t)| (n.to_string(), t.to_vec()))
+                        .collect::<Vec<_>>()
+                });
+                by_stretch += usize::from(span.is_some());
+                assert!(
+                    span.is_none() || span == whole,
+                    "{saves:?}\n{}\n{}",
+                    String::from_utf8_lossy(&kept.text()),
+                    String::from_utf8_lossy(&saved_text(&kept, &saves))
+                );
+                match &whole {
+                    Some(changes) => {
+                        taken += 1;
+                        several += usize::from(changes.len() > 1);
+                    }
+                    None => left += 1,
+                }
+            }
+        }
+    }
+    assert!(
+        taken > 20 && left > 20 && several > 5,
+        "{taken} {left} {several}"
+    );
+    // Most saves of texts are read by their stretch alone.
+    assert!(by_stretch * 10 >= taken * 8, "{by_stretch} of {taken}");
+}
