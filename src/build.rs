@@ -144,6 +144,100 @@ pub fn build_prewalked(
     build_after(image, root, options, progress, Some(prewalk))
 }
 
+/// The first build of a new image: `create` makes the image on another thread while this one
+/// walks the tree and reads and parses its first files (up to [`PREREAD_BYTES`] of them).
+/// fjall makes each of the image's tables durable on its own as it makes them (some 170
+/// `fsync`s, whatever the size of the tree): on a tree of small files that was most of a first
+/// build. If `create` opens an image that is not empty after all (made since), it is built
+/// as [`build`] builds, and what was read ahead is read again.
+///
+/// # Errors
+/// As [`build`], and `create`'s error.
+pub fn build_new<I>(
+    create: impl FnOnce() -> Result<I> + Send,
+    root: &Path,
+    options: &BuildOptions,
+    progress: &dyn Progress,
+) -> Result<(I, BuildReport)>
+where
+    I: std::ops::DerefMut<Target = Image> + Send,
+{
+    std::thread::scope(|scope| {
+        let creating = scope.spawn(create);
+        let ahead = read_ahead(root, options, progress, || creating.is_finished());
+        let mut image = creating
+            .join()
+            .unwrap_or_else(|p| Err(Error::panicked("making the image", &*p)))?;
+        let Some((files, failed, preread)) = ahead? else {
+            let report = build(&mut image, root, options, progress)?;
+            return Ok((image, report));
+        };
+        let empty =
+            image.generation()? == 0 && image.record().part.is_empty() && image.paths()?.is_empty();
+        if !empty {
+            let report = build(&mut image, root, options, progress)?;
+            return Ok((image, report));
+        }
+        let mut build = Build::scope(&mut image, root, options)?;
+        build.report.failed = failed;
+        build.report.files = files.len();
+        build.trace.lap("walk and read ahead");
+        let to_read: Vec<&WalkedFile> = files.iter().collect();
+        let report = build.first_fill(&image, &to_read, preread, progress)?;
+        Ok((image, report))
+    })
+}
+
+/// What [`build_new`] reads while the image is made: the tree's files as a first build of an
+/// empty image sees them, what the walk could not look at, and the outcomes of the first
+/// batches, read until `ready` or [`PREREAD_BYTES`]. `None` where a build of an empty image
+/// would not read the whole tree (`paths` given).
+#[allow(clippy::type_complexity)]
+fn read_ahead(
+    root: &Path,
+    options: &BuildOptions,
+    progress: &dyn Progress,
+    ready: impl Fn() -> bool,
+) -> Result<Option<(Vec<WalkedFile>, Vec<FileFailure>, Vec<Vec<Outcome>>)>> {
+    if options.paths.is_some() {
+        return Ok(None);
+    }
+    // What `Build::scope` decides for an image with no part and nothing built.
+    let mut part: Vec<String> = Vec::new();
+    if !options.all {
+        for glob in &options.only {
+            if !part.contains(glob) {
+                part.push(glob.clone());
+            }
+        }
+    }
+    let filter = PartFilter::new(&part)?;
+    let mut failed = Vec::new();
+    let files = walk(root, &filter, &mut failed)?;
+    let to_read: Vec<&WalkedFile> = files.iter().collect();
+    progress.start(to_read.len() as u64);
+    let mut preread = Vec::new();
+    let mut bytes = 0;
+    for batch in batches(&to_read) {
+        if ready() || bytes >= PREREAD_BYTES {
+            break;
+        }
+        bytes += batch.iter().map(|f| f.size).sum::<u64>();
+        preread.push(read_files(
+            root,
+            options.max_file_size,
+            batch,
+            None,
+            progress,
+        ));
+    }
+    Ok(Some((files, failed, preread)))
+}
+
+/// How many bytes of files [`build_new`] reads ahead while the image is made, at most (what
+/// a first fill holds anyway: a batch and its budgets).
+const PREREAD_BYTES: u64 = 32 << 20;
+
 fn build_after(
     image: &mut Image,
     root: &Path,
@@ -176,7 +270,7 @@ fn build_after(
         return Ok(build.report);
     }
     if image.generation()? == 0 && known.is_empty() && build.targeted.is_none() {
-        return build.first_fill(image, &to_read, progress);
+        return build.first_fill(image, &to_read, Vec::new(), progress);
     }
     let mut outcomes = build.read_changed(image, &to_read, &known, progress);
     sort_read_again(image, &to_read, &mut outcomes)?;
@@ -613,6 +707,7 @@ impl<'a> Build<'a> {
         mut self,
         image: &Image,
         to_read: &[&WalkedFile],
+        preread: Vec<Vec<Outcome>>,
         progress: &dyn Progress,
     ) -> Result<BuildReport> {
         debug_assert!(to_read.is_sorted_by(|a, b| a.path <= b.path));
@@ -624,8 +719,13 @@ impl<'a> Build<'a> {
             let mut texts: Vec<(Hash, Vec<u8>)> = Vec::new();
             let mut text_bytes = 0;
             let mut batches = batches(to_read).peekable();
+            // The first batches may have been read while the image was made (`build_new`).
+            let mut preread = preread.into_iter();
             while let Some(batch) = batches.next() {
-                let mut outcomes = self.read_batch(batch, None, progress);
+                let mut outcomes = match preread.next() {
+                    Some(outcomes) => outcomes,
+                    None => self.read_batch(batch, None, progress),
+                };
                 for (hash, stored) in outcomes.iter_mut().flat_map(Outcome::take_texts) {
                     text_bytes += stored.len();
                     texts.push((hash, stored));
@@ -668,24 +768,13 @@ impl<'a> Build<'a> {
         known: Option<(&Image, &Stamps)>,
         progress: &dyn Progress,
     ) -> Vec<Outcome> {
-        let given = self.options.max_file_size;
-        let root = self.root;
-        batch
-            .par_iter()
-            .map(|file| {
-                let stamp = known.and_then(|(_, k)| k.get(&file.path));
-                let image = known.map(|(image, _)| image);
-                let max_file_size =
-                    given.unwrap_or_else(|| default_read_limit(stamp.map(|s| s.size)));
-                // A first fill (nothing known) may stage a large module in parts.
-                let parts = known.is_none();
-                let outcome = guarded(&file.path, || {
-                    read_file(root, image, file, stamp, max_file_size, parts)
-                });
-                progress.advance(1);
-                outcome
-            })
-            .collect()
+        read_files(
+            self.root,
+            self.options.max_file_size,
+            batch,
+            known,
+            progress,
+        )
     }
 
     /// Stages one file of a first fill: its module if it is the module's first claimant, else
@@ -939,6 +1028,32 @@ fn stamp_of(image: &Image, path: &str) -> Result<Option<PathRecord>> {
 const BATCH_FILES: usize = 2048;
 const BATCH_BYTES: u64 = 32 << 20;
 
+/// Reads, parses and prepares the files of `batch` in parallel, each against its known stamp
+/// (none in a first fill), within `given` bytes or each file's default limit.
+fn read_files(
+    root: &Path,
+    given: Option<u64>,
+    batch: &[&WalkedFile],
+    known: Option<(&Image, &Stamps)>,
+    progress: &dyn Progress,
+) -> Vec<Outcome> {
+    batch
+        .par_iter()
+        .map(|file| {
+            let stamp = known.and_then(|(_, k)| k.get(&file.path));
+            let image = known.map(|(image, _)| image);
+            let max_file_size = given.unwrap_or_else(|| default_read_limit(stamp.map(|s| s.size)));
+            // A first fill (nothing known) may stage a large module in parts.
+            let parts = known.is_none();
+            let outcome = guarded(&file.path, || {
+                read_file(root, image, file, stamp, max_file_size, parts)
+            });
+            progress.advance(1);
+            outcome
+        })
+        .collect()
+}
+
 /// How much a first fill gathers before it writes: of texts (compressed), and of staged
 /// records (about, with their overhead in memory). What is left at the end goes with the
 /// commit.
@@ -1183,6 +1298,40 @@ pub(crate) mod tests {
             build_prewalked(&mut image, root, &options, &NoProgress, prewalk).expect("a build");
         assert_eq!((report.files, report.unchanged, report.read), (1, 1, 0));
         assert!(report.added.is_empty(), "{report:?}");
+    }
+
+    /// A new image made on another thread while the tree is read: the same image as a build
+    /// of an empty one; and an image that turns out not to be empty is built as any other.
+    #[test]
+    fn a_new_image_is_made_while_the_tree_is_read() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let root = dir.path();
+        std::fs::write(root.join("a.spry"), "{_meta = {name = 'A} x = 1}\n").expect("a file");
+        std::fs::write(root.join("b.spry"), "{_meta = {name = 'A} x = 2}\n").expect("a file");
+        std::fs::write(root.join("c.spry"), "{_meta = {name = 'C} y = 3}\n").expect("a file");
+        let image_dir = root.join(".spry-image");
+        let create = || Image::create(&image_dir, root).map(Box::new);
+        let options = BuildOptions::default();
+        let (image, report) = build_new(create, root, &options, &NoProgress).expect("a build");
+        assert_eq!(report.added, ["A", "C"]);
+        assert_eq!((report.files, report.read), (3, 3));
+        assert_eq!(report.failed.len(), 1, "{:?}", report.failed);
+        assert_eq!(report.failed[0].path, "b.spry");
+        assert_eq!(image.definition_text("A", "x").expect("a text"), b"x = 1");
+        assert!(image.check().expect("a check").is_ok());
+        let digest = image.check().expect("a check").digest;
+        drop(image);
+        // The same tree into an empty image, as `build` fills it: the same content.
+        let other = tempfile::tempdir().expect("a temporary directory");
+        let mut plain = Image::create(&other.path().join("image"), root).expect("an image");
+        build(&mut plain, root, &options, &NoProgress).expect("a build");
+        assert_eq!(plain.check().expect("a check").digest, digest);
+        // The image is there already (made since the command looked): built as any other.
+        std::fs::write(root.join("d.spry"), "{_meta = {name = 'D} z = 4}\n").expect("a file");
+        let (image, report) = build_new(create, root, &options, &NoProgress).expect("a build");
+        assert_eq!(report.added, ["D"]);
+        assert!(report.removed.is_empty(), "{report:?}");
+        assert_eq!(image.definition_text("C", "y").expect("a text"), b"y = 3");
     }
 
     /// A first build of a module larger than a part ([`PART_DEFINITIONS`]) stages it in

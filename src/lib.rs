@@ -53,7 +53,9 @@ mod watch;
 #[cfg(test)]
 mod fixtures;
 
-pub use build::{BuildOptions, BuildReport, Move, NoProgress, Progress, build, build_prewalked};
+pub use build::{
+    BuildOptions, BuildReport, Move, NoProgress, Progress, build, build_new, build_prewalked,
+};
 pub use error::{Corruption, Error, Refusal, Result, StoreError};
 pub use export::{ConflictKept, ExportOptions, ExportReport, Skipped, Written, export};
 pub use image::{Image, ModuleChange, Origin, Transaction};

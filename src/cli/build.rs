@@ -80,10 +80,6 @@ pub fn run(image_dir: Option<&Path>, args: &BuildArgs) -> Status {
     } else {
         None
     };
-    let mut image = match super::create_image(&dir, &src) {
-        Ok(image) => image,
-        Err(e) => return report_error(&e),
-    };
     let options = BuildOptions {
         only,
         all: args.all,
@@ -99,21 +95,34 @@ pub fn run(image_dir: Option<&Path>, args: &BuildArgs) -> Status {
         ProgressStyle::with_template("{spinner} reading {pos}/{len} files {wide_bar}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let result = match prewalk {
-        Some(prewalk) => {
-            spry_image::build_prewalked(&mut image, &src, &options, &Bar(bar.clone()), prewalk)
+    let progress = Bar(bar.clone());
+    let (image, result) = if dir.exists() {
+        let mut image = match super::create_image(&dir, &src) {
+            Ok(image) => image,
+            Err(e) => return report_error(&e),
+        };
+        let result = match prewalk {
+            Some(prewalk) => {
+                spry_image::build_prewalked(&mut image, &src, &options, &progress, prewalk)
+            }
+            None => spry_image::build(&mut image, &src, &options, &progress),
+        };
+        (image, result)
+    } else {
+        // A new image: made while the tree is walked and its first files read.
+        let create = || super::create_image(&dir, &src);
+        match spry_image::build_new(create, &src, &options, &progress) {
+            Ok((image, report)) => (image, Ok(report)),
+            Err(e) => {
+                bar.finish_and_clear();
+                return build_error(&dir, &e);
+            }
         }
-        None => spry_image::build(&mut image, &src, &options, &Bar(bar.clone())),
     };
     bar.finish_and_clear();
     let report = match result {
         Ok(report) => report,
-        Err(e @ spry_image::Error::Store(_)) => {
-            // Say which image: the disk it is on may be full, or failing.
-            eprintln!("error: {}: {e}", dir.display());
-            return Status::Trouble;
-        }
-        Err(e) => return report_error(&e),
+        Err(e) => return build_error(&dir, &e),
     };
     print_failures(&src, &report);
     if let Some((aside, held)) = &old {
@@ -130,6 +139,18 @@ pub fn run(image_dir: Option<&Path>, args: &BuildArgs) -> Status {
         Status::Ok
     } else {
         Status::Failed
+    }
+}
+
+/// A build's error: a storage failure names the image (the disk it is on may be full, or
+/// failing).
+fn build_error(dir: &Path, error: &spry_image::Error) -> Status {
+    match error {
+        spry_image::Error::Store(_) => {
+            eprintln!("error: {}: {error}", dir.display());
+            Status::Trouble
+        }
+        _ => report_error(error),
     }
 }
 
