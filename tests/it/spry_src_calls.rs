@@ -341,7 +341,7 @@ fn spry_src_repl_definitions_land_in_their_files_byte_exact() {
     });
     let next = || {
         lines
-            .recv_timeout(std::time::Duration::from_secs(10))
+            .recv_timeout(std::time::Duration::from_secs(30))
             .expect("a line from watch --json")
     };
     let started = next();
