@@ -977,6 +977,20 @@ impl Ast {
         }
     }
 
+    /// Writes a node that is not a composite as the canonical printer spells it: a short
+    /// word by one copy of fixed size (a call to copy its few bytes costs more than the
+    /// copy), anything else by [`write_leaf`](super::canonical::write_leaf).
+    #[inline]
+    pub(crate) fn write_leaf(&self, node: &Node, out: &mut Vec<u8>) {
+        if let Slot::ShortWord { len, bytes, .. } = &node.slot {
+            let at = out.len();
+            out.extend_from_slice(bytes);
+            out.truncate(at + usize::from(*len).min(SHORT));
+            return;
+        }
+        super::canonical::write_leaf(self.leaf(node), out);
+    }
+
     pub(crate) fn root_range(&self) -> ChildRange {
         self.root
     }

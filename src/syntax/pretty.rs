@@ -375,7 +375,7 @@ impl<'a> Printer<'a> {
         match item {
             Item::Node(i) => match self.ast.leaf(&self.all[base + i]) {
                 Leaf::Composite(..) => self.node(base + i, level, depth),
-                leaf => write_leaf(leaf, &mut self.out),
+                _ => self.ast.write_leaf(&self.all[base + i], &mut self.out),
             },
             Item::Message(i, _) => {
                 let (ast, all) = (self.ast, self.all);
@@ -423,9 +423,8 @@ impl<'a> Printer<'a> {
 
     fn node(&mut self, index: usize, level: usize, depth: usize) {
         let (ast, all) = (self.ast, self.all);
-        let leaf = ast.leaf(&all[index]);
-        let Leaf::Composite(kind, children) = leaf else {
-            write_leaf(leaf, &mut self.out);
+        let Leaf::Composite(kind, children) = ast.leaf(&all[index]) else {
+            ast.write_leaf(&all[index], &mut self.out);
             return;
         };
         let width = (self.widths[index] & WIDTH) as usize;
