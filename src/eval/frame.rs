@@ -29,8 +29,9 @@ pub enum FrameKind {
 pub struct Frame {
     /// What it runs.
     pub kind: FrameKind,
-    /// The code.
-    pub body: Rc<Seq>,
+    /// The code: for a while another block's, when a block runs inline in this activation
+    /// (see `Interp::run_inline`).
+    pub body: RefCell<Rc<Seq>>,
     /// The next node to evaluate.
     pub pos: Cell<usize>,
     /// The last value (or, before a method, the unevaluated node to its left).
@@ -80,7 +81,7 @@ impl Frame {
         let (parent, func_caller) = split_caller(kind, parent);
         Frame {
             kind,
-            body,
+            body: RefCell::new(body),
             pos: Cell::new(0),
             last: RefCell::new(Value::Nil),
             receiver: RefCell::new(receiver),
@@ -121,7 +122,7 @@ impl Frame {
     ) {
         let (parent, func_caller) = split_caller(kind, parent);
         self.kind = kind;
-        self.body = body;
+        *self.body.get_mut() = body;
         self.pos.set(0);
         self.receiver = RefCell::new(receiver);
         self.parent = parent;
@@ -133,7 +134,7 @@ impl Frame {
     /// locals back.
     #[inline]
     pub fn clear(&mut self, empty: Rc<Seq>) -> Option<Rc<MapObj>> {
-        self.body = empty;
+        *self.body.get_mut() = empty;
         *self.last.get_mut() = Value::Nil;
         *self.receiver.get_mut() = Value::Nil;
         self.returned.set(false);
@@ -149,7 +150,7 @@ impl Frame {
     #[inline]
     pub fn next_node(&self) -> Option<Value> {
         let pos = self.pos.get();
-        let node = self.body.get(pos)?;
+        let node = self.body.borrow().get(pos)?;
         self.pos.set(pos + 1);
         Some(node)
     }
@@ -159,7 +160,8 @@ impl Frame {
     /// like a method (`values = newBlock`, `sum := 0`), which the reference would call.
     #[inline]
     pub fn peek_word(&self) -> Option<Rc<WordObj>> {
-        let items = self.body.items.borrow();
+        let body = self.body.borrow();
+        let items = body.items.borrow();
         let pos = self.pos.get();
         match items.get(pos) {
             Some(Value::Word(w)) if matches!(w.kind, WordKind::Eval | WordKind::Module) => {
@@ -178,7 +180,7 @@ impl Frame {
 
     /// The next node, not advancing.
     pub fn peek_node(&self) -> Option<Value> {
-        self.body.get(self.pos.get())
+        self.body.borrow().get(self.pos.get())
     }
 
     /// Where lookups continue: a function's maker, anything else's caller.

@@ -483,7 +483,7 @@ impl<'o> Interp<'o> {
             return None;
         }
         let pos = frame.pos.get();
-        let right = frame.body.get(pos + 1).filter(may_be_int)?;
+        let right = frame.body.borrow().get(pos + 1).filter(may_be_int)?;
         // A word its cache still answers for is bound to no integer (caches hold none): the
         // common misses (`n * fact (n - 1)`, `self >= lo`) end here, before any lookup.
         let root = Rc::as_ptr(&self.root) as usize;
@@ -764,6 +764,9 @@ impl<'o> Interp<'o> {
     /// for its argument words.
     pub(crate) fn run(&mut self, code: &Value, args: Vec<Value>) -> EvalResult<Value> {
         let (kind, seq) = match code {
+            Value::Block(s) if args.is_empty() && inline_safe(s, &mut { INLINE_BUDGET }) => {
+                return self.run_inline(s);
+            }
             Value::Block(s) => (FrameKind::Block, s.clone()),
             Value::Paren(s) => (FrameKind::Paren, s.clone()),
             Value::Curly(s) => (FrameKind::Curly, s.clone()),
@@ -784,6 +787,28 @@ impl<'o> Interp<'o> {
             *frame.feed.borrow_mut() = Some(reversed(args));
         }
         self.run_frame(frame)
+    }
+
+    /// Runs a block handed no values in the running activation, without an activation of its
+    /// own: the activation's code, position and last value are set aside, the block's nodes run
+    /// there, and they are put back. Only for a block [`inline_safe`] found nothing in that
+    /// could tell (no binding, argument word, `^` or reflection: its own activation would have
+    /// no locals, and would look up, take arguments for the calls made in it and place errors
+    /// exactly as this one does, its code being the block's). The depth is counted, and the
+    /// steps are, as for an activation of its own.
+    fn run_inline(&mut self, seq: &Rc<Seq>) -> EvalResult<Value> {
+        self.enter()?;
+        let frame = self.current.clone();
+        let body = std::mem::replace(&mut *frame.body.borrow_mut(), seq.clone());
+        let pos = frame.pos.replace(0);
+        let last = std::mem::take(&mut *frame.last.borrow_mut());
+        let result = self.run_body(&frame);
+        *frame.body.borrow_mut() = body;
+        frame.pos.set(pos);
+        let block_last = std::mem::replace(&mut *frame.last.borrow_mut(), last);
+        drop(block_last);
+        self.leave();
+        result
     }
 
     /// Whether the running activation was told to return (a `^` in a block it ran).
@@ -1251,6 +1276,37 @@ fn reversed(mut args: Vec<Value>) -> Vec<Value> {
     args
 }
 
+/// How many nodes (nested ones counted) [`inline_safe`] looks at before it gives up.
+const INLINE_BUDGET: u32 = 48;
+
+/// Whether a block can run inline in its caller's activation ([`Interp::run_inline`]): none
+/// of its nodes, at any depth, is an argument word (`:x` takes from the block's caller) or a
+/// word whose name binds, returns, captures or looks at the activation
+/// ([`WordObj::touches_activation`]), and it is small. Looked at each time (a block's nodes can
+/// be changed by code), which costs less than the activation it saves.
+fn inline_safe(seq: &Seq, budget: &mut u32) -> bool {
+    let Ok(items) = seq.items.try_borrow() else {
+        return false;
+    };
+    for node in items.iter() {
+        if *budget == 0 {
+            return false;
+        }
+        *budget -= 1;
+        let safe = match node {
+            Value::Word(w) => {
+                !matches!(w.kind, WordKind::Arg | WordKind::GetArg) && !w.touches_activation
+            }
+            Value::Block(s) | Value::Paren(s) | Value::Curly(s) => inline_safe(s, budget),
+            _ => true,
+        };
+        if !safe {
+            return false;
+        }
+    }
+    true
+}
+
 /// Whether `node` evaluates to itself (what [`Interp::eval`] hands back as a copy).
 fn is_literal(node: &Value) -> bool {
     !matches!(
@@ -1305,11 +1361,12 @@ fn locate(mut e: EvalError, frame: &Frame, at: usize, node: Option<&Value>) -> E
         }
         return e;
     }
-    let place = frame
-        .body
+    let body = frame.body.borrow();
+    let place = body
         .origin
         .as_ref()
-        .and_then(|o| frame.body.offsets.get(at).map(|&off| Location::of(o, off)));
+        .and_then(|o| body.offsets.get(at).map(|&off| Location::of(o, off)));
+    drop(body);
     let Some(place) = place else {
         return e;
     };

@@ -87,18 +87,49 @@ pub struct WordObj {
     /// Set once its name is known bound outside the root map (it stays so: see
     /// [`Sym::bound_outside_root`]), so that the word need not ask the symbol table again.
     outside_root: Cell<bool>,
+    /// Whether the name is one that binds in, returns from, captures or looks at the running
+    /// activation (`=`, `^`, `func`, `activation`...): a block holding such a word is run in
+    /// an activation of its own, never inline in its caller's (see `Interp::run`).
+    pub touches_activation: bool,
 }
+
+/// Names whose primitive (or prelude method) binds in, returns from, captures, runs code in or
+/// looks at the running activation: a block that holds one, at any depth, keeps its own
+/// activation. Chosen wide: a name that only might is listed.
+const TOUCHES_ACTIVATION: &[&str] = &[
+    "=",
+    "set:",
+    "^",
+    "do",
+    "eval",
+    "activation",
+    "blockActivation",
+    "locals",
+    "outer",
+    "caller",
+    "parent",
+    "node",
+    "func",
+    "method",
+    "polymethod",
+    "->",
+    "catcher:",
+    "catch:",
+    "throw",
+    "reduce",
+];
 
 impl WordObj {
     /// A word of `kind` named `name` (of `module`, for module words), nothing cached.
     pub fn new(kind: WordKind, name: Rc<str>, module: Option<Rc<str>>, sym: Sym) -> WordObj {
         WordObj {
             kind,
-            name,
             module,
             sym,
             cache: WordCache::default(),
             outside_root: Cell::new(false),
+            touches_activation: TOUCHES_ACTIVATION.contains(&&*name),
+            name,
         }
     }
 
