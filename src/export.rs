@@ -22,7 +22,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, IoContext, Result};
 use crate::image::{
-    DefinitionRecord, Hash, Image, Layout, ModuleRecord, Origin, PathRecord, PreparedUnit,
+    DefinitionRecord, Hash, Image, Layout, ModuleRecord, Origin, PathRecord, PreparedUnit, Span,
     SyncRecord, drop_slot,
 };
 use crate::source::{
@@ -409,9 +409,11 @@ impl<'a> ToSource<'a> {
                 path: path.clone(),
             });
         }
-        if let Some((text, index)) =
-            splice_edits(self.image, &name, &record, &sync, current.as_deref())?
-        {
+        let spliced = match splice_reshape(self.image, &name, &record, &sync, current.as_deref())? {
+            Some(spliced) => Some(spliced),
+            None => splice_edits(self.image, &name, &record, &sync, current.as_deref())?,
+        };
+        if let Some((text, index)) = spliced {
             self.read.insert(name.clone(), (record, index));
             return Ok(Some(Job {
                 module: name,
@@ -573,6 +575,81 @@ fn splice_edits(
             text.splice(start..start + old.len(), image.text(&now.hash)?);
         }
         index.insert(def.clone(), now);
+    }
+    Ok(Some((text, index)))
+}
+
+/// Export of a module whose only change since it agreed with its file is one definition
+/// added or removed by a live edit (`SyncRecord::reshaped`): that change made to the file as it
+/// is, with the record of the added definition (what marking it exported needs), at the cost
+/// of the definition and one pass over the file's bytes, without reading the module's other
+/// records. `None` when that cannot be had (anything else changed, the file is not the one
+/// last agreed on, the bytes to change are not found in exactly one place): the module is then
+/// assembled whole.
+///
+/// The file is the module's text as it last agreed, so the bytes the edit changed stand in it
+/// (they hold the definition's text, or the file's closing gap at its end); found there
+/// exactly once, that is their place, and the result is the image's text of the module, which
+/// the edit checked reads back the same (`Transaction::verify_edit`).
+///
+/// # Errors
+/// A damaged image.
+#[allow(clippy::type_complexity)]
+fn splice_reshape(
+    image: &Image,
+    name: &str,
+    record: &ModuleRecord,
+    sync: &SyncRecord,
+    current: Option<&[u8]>,
+) -> Result<Option<(Vec<u8>, HashMap<String, DefinitionRecord>)>> {
+    let (Some(file), Some(reshape)) = (current, &sync.reshaped) else {
+        return Ok(None);
+    };
+    let removed_only_it = sync.removed.keys().all(|def| *def == reshape.name);
+    if reshape.generation != record.generation
+        || !sync.edited.is_empty()
+        || !sync.conflicts.is_empty()
+        || !removed_only_it
+        || sync.file_deleted
+    {
+        return Ok(None);
+    }
+    match image.path(&record.path)? {
+        Some(stamp) if stamp.module == name && stamp.hash == Hash::of(file) => {}
+        _ => return Ok(None),
+    }
+    let now = image.definition(name, &reshape.name)?;
+    let bytes = |spans: &[Span]| -> Result<Option<Vec<u8>>> {
+        let mut out = Vec::new();
+        for span in spans {
+            match span {
+                Span::Gap(gap) => out.extend_from_slice(gap),
+                Span::Text(hex) => match Hash::from_hex(hex) {
+                    Some(hash) => out.extend_from_slice(&image.text(&hash)?),
+                    None => return Ok(None),
+                },
+            }
+        }
+        Ok(Some(out))
+    };
+    let (Some(from), Some(to)) = (bytes(&reshape.from)?, bytes(&reshape.to)?) else {
+        return Ok(None);
+    };
+    let place = if reshape.at_end {
+        file.ends_with(&from).then(|| file.len() - from.len())
+    } else {
+        only_place(file, &from)
+    };
+    let Some(place) = place else {
+        return Ok(None);
+    };
+    let mut text = Vec::with_capacity(file.len() + to.len());
+    text.extend_from_slice(&file[..place]);
+    text.extend_from_slice(&to);
+    text.extend_from_slice(&file[place + from.len()..]);
+    let mut index = HashMap::default();
+    if let Some(now) = now {
+        index.insert(reshape.name.clone(), now);
     }
     Ok(Some((text, index)))
 }
@@ -1239,6 +1316,107 @@ mod tests {
         assert_eq!(full, out.join("a.spry"));
         assert_eq!(std::fs::read(&full).unwrap(), text.as_bytes());
         assert_eq!(hash, Hash::of(text.as_bytes()));
+    }
+
+    /// One live edit of a module: a definition put (new or replaced) or removed.
+    enum Edit {
+        Put(&'static str, &'static str),
+        Rm(&'static str),
+    }
+
+    /// Issue 15: export after one definition added or removed splices that change into the
+    /// file (`splice_reshape` answers), and the file is then byte for byte what the whole
+    /// module's assembly writes (the image's text); after more than one such change, or one
+    /// with a replaced text, the module is assembled whole, to the same bytes. At the first
+    /// definition, the last, next to `_meta`, in CRLF files, with a BOM, without a final
+    /// newline, on one line.
+    #[test]
+    fn an_added_or_removed_definition_is_spliced_to_the_whole_modules_bytes() {
+        use Edit::{Put, Rm};
+        let files: [&str; 6] = [
+            "{\n  _meta = {name = 'A}\n  a = 1\n  b = 2 # two\n\n  c = 3\n}\n",
+            "{\r\n  _meta = {name = 'A}\r\n  a = 1\r\n  b = 2\r\n  c = 3\r\n}\r\n",
+            "\u{feff}{\n  _meta = {name = 'A}\n  a = 1\n  b = 2\n  c = 3\n}\n",
+            "{\n  _meta = {name = 'A}\n  a = 1\n  b = 2\n  c = 3\n}",
+            "{_meta = {name = 'A} a = 1 b = 2 c = 3}\n",
+            "# a module\n{\n  a = 1\n  # the second\n  b = 2\n  c = 3\n}\n",
+        ];
+        // The edits, and whether the export splices.
+        let scripts: [(&[Edit], bool); 10] = [
+            (&[Put("d", "d = 4")], true),
+            (&[Put("d", "# four\nd = 4")], true),
+            (&[Rm("a")], true),
+            (&[Rm("b")], true),
+            (&[Rm("c")], true),
+            (&[Rm("_meta")], true),
+            (&[Put("d", "d = 4"), Rm("a")], false),
+            (&[Put("d", "d = 4"), Put("e", "e = 5")], false),
+            (&[Rm("a"), Rm("c")], false),
+            (&[Put("d", "d = 4"), Put("b", "b = 22")], false),
+        ];
+        for (f, file) in files.iter().enumerate() {
+            for (s, (edits, splices)) in scripts.iter().enumerate() {
+                let case = format!("file {f}, script {s}");
+                let dir = tempfile::tempdir().unwrap();
+                let tree = dir.path().join("tree");
+                std::fs::create_dir(&tree).unwrap();
+                std::fs::write(tree.join("a.spry"), file).unwrap();
+                let mut image = Image::create(&tree.join(".spry-image"), &tree).unwrap();
+                crate::build(&mut image, &tree, &Default::default(), &crate::NoProgress).unwrap();
+                let Some(module) = image.module_names().unwrap().into_iter().next() else {
+                    panic!("{case}: no module");
+                };
+                let mut applied = true;
+                for edit in edits.iter() {
+                    let mut tx = image.begin(Origin::Live).unwrap();
+                    let done = match edit {
+                        Put(name, text) => tx.put_definition(&module, name, text.as_bytes()),
+                        Rm(name) => tx.remove_definition(&module, name),
+                    };
+                    match done {
+                        Ok(()) => {
+                            tx.commit().unwrap();
+                        }
+                        // No such definition in this file (`_meta` in a module without).
+                        Err(_) => applied = false,
+                    }
+                }
+                if !applied {
+                    continue;
+                }
+                let whole = image.module_text(&module).unwrap();
+                let record = image.module(&module).unwrap().unwrap();
+                let sync = image.sync(&module).unwrap();
+                let spliced =
+                    splice_reshape(&image, &module, &record, &sync, Some(file.as_bytes()))
+                        .unwrap()
+                        .map(|(text, _)| text);
+                if *splices {
+                    assert_eq!(
+                        spliced.as_deref().map(String::from_utf8_lossy),
+                        Some(String::from_utf8_lossy(&whole)),
+                        "{case}"
+                    );
+                } else {
+                    assert_eq!(spliced, None, "{case}");
+                }
+                let report = crate::export(&image, &Default::default()).unwrap();
+                assert_eq!(report.written.len(), 1, "{case}: {report:?}");
+                let written = std::fs::read(tree.join("a.spry")).unwrap();
+                assert_eq!(
+                    String::from_utf8_lossy(&written),
+                    String::from_utf8_lossy(&whole),
+                    "{case}"
+                );
+                assert!(image.unsynced().unwrap().is_empty(), "{case}");
+                assert!(image.check().unwrap().is_ok(), "{case}");
+                // A build of the written file finds nothing to change.
+                let before = image.module_text(&module).unwrap();
+                crate::build(&mut image, &tree, &Default::default(), &crate::NoProgress).unwrap();
+                assert_eq!(image.module_text(&module).unwrap(), before, "{case}");
+                assert!(image.unsynced().unwrap().is_empty(), "{case}");
+            }
+        }
     }
 
     /// `fixtures/export`: a tree and edits in, each export's report and the files out

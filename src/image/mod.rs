@@ -24,8 +24,8 @@ pub use gc::GcReport;
 pub use lock::{Owner, owner};
 pub use record::{
     DefinitionRecord, FORMAT_VERSION, HistoryRecord, ImageRecord, Layout, LogEntry, ModuleChange,
-    ModuleKind, ModuleLog, ModuleRecord, Origin, PathRecord, SyncRecord, decode_layout,
-    decode_layout_slices, definition_key, encode_layout, history_key,
+    ModuleKind, ModuleLog, ModuleRecord, Origin, PathRecord, Reshape, Span, SyncRecord,
+    decode_layout, decode_layout_slices, definition_key, encode_layout, history_key,
 };
 pub use save::SavedUnit;
 pub use transaction::{Conflict, Prepared, PreparedUnit, Take, Transaction, drop_slot};

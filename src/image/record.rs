@@ -314,6 +314,38 @@ pub struct SyncRecord {
     /// all that changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edited_at: Option<u64>,
+    /// The one definition a live edit added or removed since the module last agreed with its
+    /// file, when nothing else of it changed since: export then makes that one change to the
+    /// file as it is, not the whole module.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reshaped: Option<Reshape>,
+}
+
+/// One definition added to or removed from a module's text, as a change of its file's bytes:
+/// the bytes `from` stand for, found in the file (at its end when `at_end`, else exactly
+/// once), give way to those `to` stands for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reshape {
+    /// The module record's generation the edit gave it: any later change of the module's
+    /// order or layout gives it another, and this no longer tells all that changed.
+    pub generation: u64,
+    /// The definition added (export marks its text agreed) or removed.
+    pub name: String,
+    /// Whether `from` must be the file's last bytes.
+    pub at_end: bool,
+    /// What the file holds now, around the change.
+    pub from: Vec<Span>,
+    /// What the image holds there now.
+    pub to: Vec<Span>,
+}
+
+/// A run of a module's text: a gap's bytes, or a definition's text by its hash (hex).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Span {
+    /// Bytes between definitions, as they stand.
+    Gap(Vec<u8>),
+    /// A definition's text.
+    Text(String),
 }
 
 impl SyncRecord {

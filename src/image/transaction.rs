@@ -7,8 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::blob::{Hash, compress};
 use super::record::{
     CLOSING, DefinitionRecord, HistoryRecord, Layout, LogEntry, ModuleChange, ModuleKind,
-    ModuleLog, ModuleRecord, ORDER_STEP, Origin, PathRecord, SyncRecord, definition_key,
-    encode_order_entry, history_key, order_key, order_position, order_prefix,
+    ModuleLog, ModuleRecord, ORDER_STEP, Origin, PathRecord, Reshape, Span, SyncRecord,
+    definition_key, encode_order_entry, history_key, order_key, order_position, order_prefix,
 };
 use super::save::SavedUnit;
 use super::{Image, META_GENERATION};
@@ -1633,6 +1633,23 @@ impl<'a> Transaction<'a> {
             text.to_vec()
         };
         let prepared = Prepared::new(&formatted);
+        // Agreed with its file till now: the file takes the new text before its closing gap.
+        let agreed = sync.is_clean() && sync.reshaped.is_none();
+        let closing = tail.iter().find(|(p, _, _)| *p == CLOSING);
+        sync.reshaped = match closing {
+            Some((_, _, gap)) if agreed => Some(Reshape {
+                generation: self.generation,
+                name: name.to_string(),
+                at_end: true,
+                from: vec![Span::Gap(gap.clone())],
+                to: vec![
+                    Span::Gap(separator.clone()),
+                    Span::Text(prepared.hash.to_hex()),
+                    Span::Gap(gap.clone()),
+                ],
+            }),
+            _ => None,
+        };
         let base = self.live_base(module, sync, name, None, Some(prepared.hash));
         sync.unexported = true;
         self.write_sync(module, sync)?;
@@ -1807,7 +1824,14 @@ impl<'a> Transaction<'a> {
                 name: name.to_string(),
             });
         };
-        let mut sync = self.mark_unexported(module)?;
+        let mut sync = self.sync(module)?;
+        let agreed = sync.is_clean() && sync.reshaped.is_none();
+        sync.unexported = true;
+        sync.reshaped = if agreed {
+            removal_reshape(self.generation, name, &old, &around, at)
+        } else {
+            None
+        };
         self.live_removal(module, &mut sync, name, &old);
         self.write_sync(module, &sync)?;
         // It leaves with the separator before it (its comments are its own); the first
@@ -2421,6 +2445,8 @@ impl UnitMerge {
 /// while nothing else of the module changed since it agreed with its file (then its sync
 /// record was clean) or since the first of them (its record's generation is the same).
 fn note_edited(sync: &mut SyncRecord, record: &ModuleRecord, name: &str) {
+    // A definition added or removed no longer tells all that changed.
+    sync.reshaped = None;
     let agreed = !sync.unexported
         && sync.removed.is_empty()
         && sync.conflicts.is_empty()
@@ -2432,6 +2458,38 @@ fn note_edited(sync: &mut SyncRecord, record: &ModuleRecord, name: &str) {
         sync.edited.clear();
         sync.edited_at = None;
     }
+}
+
+/// The removal of `name` (its record `old`, at `at` among the `order` records `around` it:
+/// one before when there is one, one after) as a change of its file's bytes, the file holding
+/// the text it last agreed on: the definition leaves with the gap before it, the first with
+/// the gap after it (its own gap stays for the next, or joins the closing one). `None` when
+/// the records around it are not all there.
+fn removal_reshape(
+    generation: u64,
+    name: &str,
+    old: &DefinitionRecord,
+    around: &[(u64, String, Vec<u8>)],
+    at: usize,
+) -> Option<Reshape> {
+    let (_, _, gap) = around.get(at)?;
+    let (next, _, next_gap) = around.get(at + 1)?;
+    let text = Span::Text(old.base.filter(|b| *b == old.hash)?.to_hex());
+    let from = vec![Span::Gap(gap.clone()), text, Span::Gap(next_gap.clone())];
+    let to = if at > 0 {
+        vec![Span::Gap(next_gap.clone())]
+    } else if *next == CLOSING {
+        vec![Span::Gap(gap.clone()), Span::Gap(next_gap.clone())]
+    } else {
+        vec![Span::Gap(gap.clone())]
+    };
+    Some(Reshape {
+        generation,
+        name: name.to_string(),
+        at_end: *next == CLOSING,
+        from,
+        to,
+    })
 }
 
 /// Takes the definition at `at` out of a layout: it leaves with the separator before it (its
