@@ -57,10 +57,16 @@ fn compare(
     src: Option<&Path>,
     options: &StatusOptions,
 ) -> Result<(Borrowed, TreeStatus), Status> {
-    // The tree is walked while the image is opened: the given one, or the one an image named
-    // `.spry-image` serves (an image kept elsewhere names its tree inside).
+    // The tree an image named `.spry-image` serves (an image kept elsewhere names its tree
+    // inside) is walked while the image is opened; another tree (compared without stamps,
+    // where the walk could not be checked) is walked after.
     let dir = image_dir_of(image_dir)?;
-    let tree = src.map(Path::to_path_buf).or_else(|| serves(&dir));
+    let tree = serves(&dir).and_then(|home| match src {
+        None => Some(home),
+        Some(src) => std::fs::canonicalize(src)
+            .is_ok_and(|src| src == home)
+            .then(|| src.to_path_buf()),
+    });
     let prewalk = tree.as_deref().map(spry_image::Prewalk::start);
     let image = open_image(Some(&dir))?;
     let root = src.map_or_else(|| image.source_root(), Path::to_path_buf);
