@@ -8,6 +8,7 @@ mod cli_conventions;
 mod crash;
 mod eval;
 mod export;
+mod fast_paths;
 mod first_contact;
 mod history;
 mod hostile;
