@@ -764,7 +764,7 @@ impl<'o> Interp<'o> {
     /// for its argument words.
     pub(crate) fn run(&mut self, code: &Value, args: Vec<Value>) -> EvalResult<Value> {
         let (kind, seq) = match code {
-            Value::Block(s) if args.is_empty() && inline_safe(s, &mut { INLINE_BUDGET }) => {
+            Value::Block(s) if args.is_empty() && s.inline_safe() => {
                 return self.run_inline(s);
             }
             Value::Block(s) => (FrameKind::Block, s.clone()),
@@ -791,7 +791,7 @@ impl<'o> Interp<'o> {
 
     /// Runs a block handed no values in the running activation, without an activation of its
     /// own: the activation's code, position and last value are set aside, the block's nodes run
-    /// there, and they are put back. Only for a block [`inline_safe`] found nothing in that
+    /// there, and they are put back. Only for a block [`Seq::inline_safe`] found nothing in that
     /// could tell (no binding, argument word, `^` or reflection: its own activation would have
     /// no locals, and would look up, take arguments for the calls made in it and place errors
     /// exactly as this one does, its code being the block's). The depth is counted, and the
@@ -1274,37 +1274,6 @@ fn free_locals(frame: &Frame) {
 fn reversed(mut args: Vec<Value>) -> Vec<Value> {
     args.reverse();
     args
-}
-
-/// How many nodes (nested ones counted) [`inline_safe`] looks at before it gives up.
-const INLINE_BUDGET: u32 = 48;
-
-/// Whether a block can run inline in its caller's activation ([`Interp::run_inline`]): none
-/// of its nodes, at any depth, is an argument word (`:x` takes from the block's caller) or a
-/// word whose name binds, returns, captures or looks at the activation
-/// ([`WordObj::touches_activation`]), and it is small. Looked at each time (a block's nodes can
-/// be changed by code), which costs less than the activation it saves.
-fn inline_safe(seq: &Seq, budget: &mut u32) -> bool {
-    let Ok(items) = seq.items.try_borrow() else {
-        return false;
-    };
-    for node in items.iter() {
-        if *budget == 0 {
-            return false;
-        }
-        *budget -= 1;
-        let safe = match node {
-            Value::Word(w) => {
-                !matches!(w.kind, WordKind::Arg | WordKind::GetArg) && !w.touches_activation
-            }
-            Value::Block(s) | Value::Paren(s) | Value::Curly(s) => inline_safe(s, budget),
-            _ => true,
-        };
-        if !safe {
-            return false;
-        }
-    }
-    true
 }
 
 /// Whether `node` evaluates to itself (what [`Interp::eval`] hands back as a copy).

@@ -255,4 +255,74 @@ mod tests {
         assert!(run("9223372036854775807 * 2").contains("integer overflow"));
         assert!(run("[1] at: -1").contains("out of bounds"));
     }
+
+    /// Runs `code` with `options`, giving its value or its error as text.
+    fn run_with(options: Options, code: &str) -> String {
+        let mut spry = Interp::new(options, Box::new(std::io::sink()));
+        match spry.eval_text("test", code.as_bytes()) {
+            Ok(v) => repr(&v),
+            Err(e) => format!("error: {e}"),
+        }
+    }
+
+    /// The smallest limit (1 to 200) that `code` runs within, set by `limit`.
+    fn least_limit(code: &str, limit: fn(u64) -> Options) -> Option<u64> {
+        (1..200).find(|&n| !run_with(limit(n), code).starts_with("error"))
+    }
+
+    #[test]
+    fn blocks_run_inline_behave_as_in_an_activation_of_their_own() {
+        // A binding keeps the block's own activation: `x` stays the block's.
+        assert_eq!(run("x = 1 true then: [x = 2] x"), "1");
+        assert_eq!(run("x = 1 true then: [x := 2] x"), "2");
+        assert_eq!(run("f = func [:a a + 1] true then: [f 4]"), "5");
+        assert_eq!(run("false then: [1] else: [8]"), "8");
+        assert_eq!(run("n = 0 3 repeat: [true then: [n := (n + 1)]] n"), "3");
+        assert_eq!(run("i = 0 [i < 5] whileTrue: [i := (i + 1)] i"), "5");
+        // A block changed after it ran inline is looked at again: its `=` binds in its own.
+        assert_eq!(
+            run("b = [y 0 7] true then: b b at: 1 put: (reify '=) true then: b y"),
+            "nil"
+        );
+        // `$activation` (a word naming the activation) keeps the block's own activation;
+        // `$activatiox`, as long, names nothing and lets the block run inline. Errors, call
+        // chains and the limits come out the same either way.
+        let both = |template: &str| {
+            (
+                template.replace('@', "$activatiox"),
+                template.replace('@', "$activation"),
+            )
+        };
+        for template in [
+            "true then: [@ 1 + nil]",
+            "g = func [1 + nil] true then: [@ g]",
+            "g = func [:a a + nil] true then: [@ g 3]",
+        ] {
+            let (inline, own) = both(template);
+            let error = run(&inline);
+            assert!(error.starts_with("error: test:1:"), "{error}");
+            assert_eq!(error, run(&own));
+        }
+        let steps = |n| Options {
+            max_steps: Some(n),
+            ..Options::default()
+        };
+        let depth = |n| Options {
+            max_depth: usize::try_from(n).unwrap_or(usize::MAX),
+            ..Options::default()
+        };
+        let limits: [(&str, fn(u64) -> Options); 2] = [
+            ("true then: [@ 2 3] 4", steps),
+            (
+                "f = func [:n n > 0 then: [@ f (n - 1)] else: [0]] f 5",
+                depth,
+            ),
+        ];
+        for (template, limit) in limits {
+            let (inline, own) = both(template);
+            let least = least_limit(&inline, limit);
+            assert!(least.is_some(), "{template}");
+            assert_eq!(least, least_limit(&own, limit), "{template}");
+        }
+    }
 }
