@@ -311,7 +311,8 @@ mod tests {
             max_depth: usize::try_from(n).unwrap_or(usize::MAX),
             ..Options::default()
         };
-        let limits: [(&str, fn(u64) -> Options); 2] = [
+        type Limit = fn(u64) -> Options;
+        let limits: [(&str, Limit); 2] = [
             ("true then: [@ 2 3] 4", steps),
             (
                 "f = func [:n n > 0 then: [@ f (n - 1)] else: [0]] f 5",
