@@ -29,9 +29,8 @@ pub enum FrameKind {
 pub struct Frame {
     /// What it runs.
     pub kind: FrameKind,
-    /// The code: for a while another block's, when a block runs inline in this activation
-    /// (see `Interp::run_inline`).
-    pub body: RefCell<Rc<Seq>>,
+    /// The code.
+    pub body: Rc<Seq>,
     /// The next node to evaluate.
     pub pos: Cell<usize>,
     /// The last value (or, before a method, the unevaluated node to its left).
@@ -81,7 +80,7 @@ impl Frame {
         let (parent, func_caller) = split_caller(kind, parent);
         Frame {
             kind,
-            body: RefCell::new(body),
+            body,
             pos: Cell::new(0),
             last: RefCell::new(Value::Nil),
             receiver: RefCell::new(receiver),
@@ -122,7 +121,7 @@ impl Frame {
     ) {
         let (parent, func_caller) = split_caller(kind, parent);
         self.kind = kind;
-        *self.body.get_mut() = body;
+        self.body = body;
         self.pos.set(0);
         self.receiver = RefCell::new(receiver);
         self.parent = parent;
@@ -134,7 +133,7 @@ impl Frame {
     /// locals back.
     #[inline]
     pub fn clear(&mut self, empty: Rc<Seq>) -> Option<Rc<MapObj>> {
-        *self.body.get_mut() = empty;
+        self.body = empty;
         *self.last.get_mut() = Value::Nil;
         *self.receiver.get_mut() = Value::Nil;
         self.returned.set(false);
@@ -150,7 +149,7 @@ impl Frame {
     #[inline]
     pub fn next_node(&self) -> Option<Value> {
         let pos = self.pos.get();
-        let node = self.body.borrow().get(pos)?;
+        let node = self.body.get(pos)?;
         self.pos.set(pos + 1);
         Some(node)
     }
@@ -160,8 +159,7 @@ impl Frame {
     /// like a method (`values = newBlock`, `sum := 0`), which the reference would call.
     #[inline]
     pub fn peek_word(&self) -> Option<Rc<WordObj>> {
-        let body = self.body.borrow();
-        let items = body.items.borrow();
+        let items = self.body.items.borrow();
         let pos = self.pos.get();
         match items.get(pos) {
             Some(Value::Word(w)) if matches!(w.kind, WordKind::Eval | WordKind::Module) => {
@@ -180,7 +178,7 @@ impl Frame {
 
     /// The next node, not advancing.
     pub fn peek_node(&self) -> Option<Value> {
-        self.body.borrow().get(self.pos.get())
+        self.body.get(self.pos.get())
     }
 
     /// Where lookups continue: a function's maker, anything else's caller.

@@ -483,7 +483,7 @@ impl<'o> Interp<'o> {
             return None;
         }
         let pos = frame.pos.get();
-        let right = frame.body.borrow().get(pos + 1).filter(may_be_int)?;
+        let right = frame.body.get(pos + 1).filter(may_be_int)?;
         // A word its cache still answers for is bound to no integer (caches hold none): the
         // common misses (`n * fact (n - 1)`, `self >= lo`) end here, before any lookup.
         let root = Rc::as_ptr(&self.root) as usize;
@@ -764,9 +764,6 @@ impl<'o> Interp<'o> {
     /// for its argument words.
     pub(crate) fn run(&mut self, code: &Value, args: Vec<Value>) -> EvalResult<Value> {
         let (kind, seq) = match code {
-            Value::Block(s) if args.is_empty() && s.inline_safe() => {
-                return self.run_inline(s);
-            }
             Value::Block(s) => (FrameKind::Block, s.clone()),
             Value::Paren(s) => (FrameKind::Paren, s.clone()),
             Value::Curly(s) => (FrameKind::Curly, s.clone()),
@@ -787,28 +784,6 @@ impl<'o> Interp<'o> {
             *frame.feed.borrow_mut() = Some(reversed(args));
         }
         self.run_frame(frame)
-    }
-
-    /// Runs a block handed no values in the running activation, without an activation of its
-    /// own: the activation's code, position and last value are set aside, the block's nodes run
-    /// there, and they are put back. Only for a block [`Seq::inline_safe`] found nothing in that
-    /// could tell (no binding, argument word, `^` or reflection: its own activation would have
-    /// no locals, and would look up, take arguments for the calls made in it and place errors
-    /// exactly as this one does, its code being the block's). The depth is counted, and the
-    /// steps are, as for an activation of its own.
-    fn run_inline(&mut self, seq: &Rc<Seq>) -> EvalResult<Value> {
-        self.enter()?;
-        let frame = self.current.clone();
-        let body = std::mem::replace(&mut *frame.body.borrow_mut(), seq.clone());
-        let pos = frame.pos.replace(0);
-        let last = std::mem::take(&mut *frame.last.borrow_mut());
-        let result = self.run_body(&frame);
-        *frame.body.borrow_mut() = body;
-        frame.pos.set(pos);
-        let block_last = std::mem::replace(&mut *frame.last.borrow_mut(), last);
-        drop(block_last);
-        self.leave();
-        result
     }
 
     /// Whether the running activation was told to return (a `^` in a block it ran).
@@ -1330,12 +1305,11 @@ fn locate(mut e: EvalError, frame: &Frame, at: usize, node: Option<&Value>) -> E
         }
         return e;
     }
-    let body = frame.body.borrow();
-    let place = body
+    let place = frame
+        .body
         .origin
         .as_ref()
-        .and_then(|o| body.offsets.get(at).map(|&off| Location::of(o, off)));
-    drop(body);
+        .and_then(|o| frame.body.offsets.get(at).map(|&off| Location::of(o, off)));
     let Some(place) = place else {
         return e;
     };

@@ -188,7 +188,7 @@ fn write_repr(value: &Value, out: &mut String, depth: usize) {
                 ('[', ']')
             };
             out.push(open);
-            write_nodes(&f.body.borrow().items.borrow(), out, depth);
+            write_nodes(&f.body.items.borrow(), out, depth);
             out.push(close);
             let _ = write!(out, " {}]", f.pos.get());
         }

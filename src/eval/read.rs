@@ -2,6 +2,7 @@
 //! Keyword messages arrive joined (`at:put: 1 2`); every node keeps its byte offset so that an
 //! error can name a line and column. Iterative: nesting depth costs heap, never Rust stack.
 
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use super::error::{ErrorKind, EvalError, Location};
@@ -53,7 +54,13 @@ fn to_seq(_ast: &Ast, root: AstList<'_>, origin: &Rc<Origin>) -> Rc<Seq> {
             let Some(done) = stack.pop() else {
                 return Seq::new(Vec::new());
             };
-            let seq = Seq::read(done.items, origin.clone(), done.offsets);
+            let seq = Rc::new(Seq {
+                items: RefCell::new(done.items),
+                pos: Cell::new(0),
+                tags: RefCell::new(None),
+                origin: Some(origin.clone()),
+                offsets: done.offsets,
+            });
             match stack.last_mut() {
                 Some(parent) => parent.items.push(match done.kind {
                     CompositeKind::Block => Value::Block(seq),

@@ -87,49 +87,18 @@ pub struct WordObj {
     /// Set once its name is known bound outside the root map (it stays so: see
     /// [`Sym::bound_outside_root`]), so that the word need not ask the symbol table again.
     outside_root: Cell<bool>,
-    /// Whether the name is one that binds in, returns from, captures or looks at the running
-    /// activation (`=`, `^`, `func`, `activation`...): a block holding such a word is run in
-    /// an activation of its own, never inline in its caller's (see `Interp::run`).
-    pub touches_activation: bool,
 }
-
-/// Names whose primitive (or prelude method) binds in, returns from, captures, runs code in or
-/// looks at the running activation: a block that holds one, at any depth, keeps its own
-/// activation. Chosen wide: a name that only might is listed.
-const TOUCHES_ACTIVATION: &[&str] = &[
-    "=",
-    "set:",
-    "^",
-    "do",
-    "eval",
-    "activation",
-    "blockActivation",
-    "locals",
-    "outer",
-    "caller",
-    "parent",
-    "node",
-    "func",
-    "method",
-    "polymethod",
-    "->",
-    "catcher:",
-    "catch:",
-    "throw",
-    "reduce",
-];
 
 impl WordObj {
     /// A word of `kind` named `name` (of `module`, for module words), nothing cached.
     pub fn new(kind: WordKind, name: Rc<str>, module: Option<Rc<str>>, sym: Sym) -> WordObj {
         WordObj {
             kind,
+            name,
             module,
             sym,
             cache: WordCache::default(),
             outside_root: Cell::new(false),
-            touches_activation: TOUCHES_ACTIVATION.contains(&&*name),
-            name,
         }
     }
 
@@ -257,8 +226,6 @@ pub struct Seq {
     pub origin: Option<Rc<Origin>>,
     /// The byte offset of each node read from source (as many as were read).
     pub offsets: Vec<u32>,
-    /// What [`Seq::inline_safe`] found, and the code epoch it found it at (0: not yet).
-    inline: Cell<(u64, bool)>,
 }
 
 impl Seq {
@@ -270,7 +237,6 @@ impl Seq {
             tags: RefCell::new(None),
             origin: None,
             offsets: Vec::new(),
-            inline: Cell::new((0, false)),
         })
     }
 
@@ -282,49 +248,12 @@ impl Seq {
             tags: RefCell::new(None),
             origin: self.origin.clone(),
             offsets: self.offsets.clone(),
-            inline: Cell::new((0, false)),
         })
     }
 
     /// The number of nodes.
     pub fn len(&self) -> usize {
         self.items.borrow().len()
-    }
-
-    /// A read from source (`origin`, `offsets`), nothing found about it yet.
-    pub fn read(items: Vec<Value>, origin: Rc<Origin>, offsets: Vec<u32>) -> Rc<Seq> {
-        Rc::new(Seq {
-            items: RefCell::new(items),
-            pos: Cell::new(0),
-            tags: RefCell::new(None),
-            origin: Some(origin),
-            offsets,
-            inline: Cell::new((0, false)),
-        })
-    }
-
-    /// The nodes, to change: every change goes through here, so that what
-    /// [`Seq::inline_safe`] found about any sequence is looked at again.
-    pub fn items_mut(&self) -> std::cell::RefMut<'_, Vec<Value>> {
-        CODE_EPOCH.with(|e| e.set(e.get().wrapping_add(1)));
-        self.items.borrow_mut()
-    }
-
-    /// Whether this block can run inline in its caller's activation (`Interp::run_inline`):
-    /// none of its nodes, at any depth, is an argument word (`:x` takes from the block's
-    /// caller) or a word whose name binds, returns, captures or looks at the activation
-    /// ([`WordObj::touches_activation`]), and it is small. Remembered until any sequence's
-    /// nodes change ([`Seq::items_mut`]; a nested block may be shared with other code).
-    #[inline]
-    pub fn inline_safe(&self) -> bool {
-        let epoch = CODE_EPOCH.with(Cell::get);
-        let (at, safe) = self.inline.get();
-        if at == epoch {
-            return safe;
-        }
-        let safe = scan_inline_safe(self, &mut { INLINE_BUDGET });
-        self.inline.set((epoch, safe));
-        safe
     }
 
     /// Whether there are no nodes.
@@ -442,33 +371,6 @@ impl std::fmt::Debug for Prim {
     }
 }
 
-/// How many nodes (nested ones counted) [`Seq::inline_safe`] looks at before it gives up.
-const INLINE_BUDGET: u32 = 48;
-
-/// [`Seq::inline_safe`]'s scan, `budget` nodes at most (a block may hold itself).
-fn scan_inline_safe(seq: &Seq, budget: &mut u32) -> bool {
-    let Ok(items) = seq.items.try_borrow() else {
-        return false;
-    };
-    for node in items.iter() {
-        if *budget == 0 {
-            return false;
-        }
-        *budget -= 1;
-        let safe = match node {
-            Value::Word(w) => {
-                !matches!(w.kind, WordKind::Arg | WordKind::GetArg) && !w.touches_activation
-            }
-            Value::Block(s) | Value::Paren(s) | Value::Curly(s) => scan_inline_safe(s, budget),
-            _ => true,
-        };
-        if !safe {
-            return false;
-        }
-    }
-    true
-}
-
 /// The current definition epoch (see [`WordCache`]).
 #[inline]
 pub fn definitions_epoch() -> u64 {
@@ -494,8 +396,6 @@ thread_local! {
     /// The definition epoch: bumped by every change that may change what a word finds in a
     /// root map (see [`definitions_changed`]).
     static EPOCH: Cell<u64> = const { Cell::new(1) };
-    /// The code epoch: bumped by every change to a sequence's nodes (see [`Seq::items_mut`]).
-    static CODE_EPOCH: Cell<u64> = const { Cell::new(1) };
     static SYMBOLS: RefCell<SymbolTable> = RefCell::default();
     /// For each symbol, whether a map other than the root map ever bound it (see
     /// [`Sym::bound_outside_root`]).

@@ -84,7 +84,7 @@ fn write(spry: &mut Interp<'_>) -> EvalResult<Value> {
     let (v, s) = receiver(spry, "write:")?;
     let x = spry.arg()?;
     let p = s.pos.get();
-    let mut items = s.items_mut();
+    let mut items = s.items.borrow_mut();
     match items.get_mut(p) {
         Some(slot) => *slot = x,
         None => return Err(EvalError::runtime("write: at the end of the block")),
@@ -145,7 +145,7 @@ fn fill(spry: &mut Interp<'_>) -> EvalResult<Value> {
 
 fn reverse(spry: &mut Interp<'_>) -> EvalResult<Value> {
     let (v, s) = receiver(spry, "reverse")?;
-    s.items_mut().reverse();
+    s.items.borrow_mut().reverse();
     Ok(v)
 }
 
