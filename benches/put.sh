@@ -7,7 +7,8 @@
 # SIZES (default 1000 10000 100000): definitions in the module (about 52 bytes each, as `gen`
 # writes them: 100,000 make a 5.2 MB file). For each size: one module file built into an image,
 # then `put MODULE::NAME --file F` replacing a definition in the middle (a new text each run),
-# `put` of a new definition, `rm` of one, `export` of the one change, and a save of one changed
+# `put` of a new definition, `rm` of one, `export` of the one change, `export` after `put` of a
+# new definition and after `rm` of one (each after an export: the file agreed), and a save of one changed
 # definition in the file (what the watcher does on a save: `build .` after `sed -i`). Each
 # timing is the median of RUNS runs (default 11), wall clock and CPU (user + system) in milliseconds, whole process; the first build
 # of the file is measured once. Needs GNU time. Sizes above about 1,400,000 definitions make a
@@ -71,6 +72,12 @@ for n in "${SIZES[@]}"; do
     "$BIN" rm Big::extra
   measure "$size | export of one changed definition" \
     'next_text; "$BIN" put "Big::d$mid" --file "$WORK/def" >/dev/null' \
+    "$BIN" export
+  measure "$size | export after put of one new definition" \
+    '"$BIN" rm Big::extra >/dev/null 2>&1 || true; "$BIN" export >/dev/null; "$BIN" put Big::extra --file "$WORK/extra" >/dev/null' \
+    "$BIN" export
+  measure "$size | export after rm of one definition" \
+    '"$BIN" put Big::extra --file "$WORK/extra" >/dev/null 2>&1 || true; "$BIN" export >/dev/null; "$BIN" rm Big::extra >/dev/null' \
     "$BIN" export
   measure "$size | save of one changed definition (build)" \
     'I=$((I + 1)); sed -i "s/^\\( *\\)d$mid = .*/\\1d$mid = func [:x x + $I]/" big.spry' \

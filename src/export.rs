@@ -579,18 +579,19 @@ fn splice_edits(
     Ok(Some((text, index)))
 }
 
-/// Export of a module whose only change since it agreed with its file is one definition
-/// added or removed by a live edit (`SyncRecord::reshaped`): that change made to the file as it
-/// is, with the record of the added definition (what marking it exported needs), at the cost
-/// of the definition and one pass over the file's bytes, without reading the module's other
-/// records. `None` when that cannot be had (anything else changed, the file is not the one
-/// last agreed on, the bytes to change are not found in exactly one place): the module is then
-/// assembled whole.
+/// Export of a module whose only changes since it agreed with its file are definitions added
+/// or removed by live edits (`SyncRecord::reshaped`): those changes made to the file as it is,
+/// one by one in the order made, with the records of the definitions added (what marking it
+/// exported needs), at the cost of the definitions and one pass over the file's bytes per
+/// change, without reading the module's other records. `None` when that cannot be had
+/// (anything else changed, the file is not the one last agreed on, the bytes to change are not
+/// found in exactly one place): the module is then assembled whole.
 ///
-/// The file is the module's text as it last agreed, so the bytes the edit changed stand in it
-/// (they hold the definition's text, or the file's closing gap at its end); found there
-/// exactly once, that is their place, and the result is the image's text of the module, which
-/// the edit checked reads back the same (`Transaction::verify_edit`).
+/// The file is the module's text as it last agreed, and each change was noted against the
+/// text the ones before made, so the bytes each replaces stand in the text made so far (they
+/// hold a definition's text, or the closing gap at the end); found there exactly once, that
+/// is their place, and the result is the image's text of the module, which each edit checked
+/// reads back the same (`Transaction::verify_edit`).
 ///
 /// # Errors
 /// A damaged image.
@@ -602,14 +603,17 @@ fn splice_reshape(
     sync: &SyncRecord,
     current: Option<&[u8]>,
 ) -> Result<Option<(Vec<u8>, HashMap<String, DefinitionRecord>)>> {
-    let (Some(file), Some(reshape)) = (current, &sync.reshaped) else {
+    let (Some(file), Some(last)) = (current, sync.reshaped.last()) else {
         return Ok(None);
     };
-    let removed_only_it = sync.removed.keys().all(|def| *def == reshape.name);
-    if reshape.generation != record.generation
+    let removed_by_them = sync
+        .removed
+        .keys()
+        .all(|def| sync.reshaped.iter().any(|r| r.name == *def));
+    if last.generation != record.generation
         || !sync.edited.is_empty()
         || !sync.conflicts.is_empty()
-        || !removed_only_it
+        || !removed_by_them
         || sync.file_deleted
     {
         return Ok(None);
@@ -618,7 +622,6 @@ fn splice_reshape(
         Some(stamp) if stamp.module == name && stamp.hash == Hash::of(file) => {}
         _ => return Ok(None),
     }
-    let now = image.definition(name, &reshape.name)?;
     let bytes = |spans: &[Span]| -> Result<Option<Vec<u8>>> {
         let mut out = Vec::new();
         for span in spans {
@@ -632,24 +635,26 @@ fn splice_reshape(
         }
         Ok(Some(out))
     };
-    let (Some(from), Some(to)) = (bytes(&reshape.from)?, bytes(&reshape.to)?) else {
-        return Ok(None);
-    };
-    let place = if reshape.at_end {
-        file.ends_with(&from).then(|| file.len() - from.len())
-    } else {
-        only_place(file, &from)
-    };
-    let Some(place) = place else {
-        return Ok(None);
-    };
-    let mut text = Vec::with_capacity(file.len() + to.len());
-    text.extend_from_slice(&file[..place]);
-    text.extend_from_slice(&to);
-    text.extend_from_slice(&file[place + from.len()..]);
+    let mut text = file.to_vec();
     let mut index = HashMap::default();
-    if let Some(now) = now {
-        index.insert(reshape.name.clone(), now);
+    for reshape in &sync.reshaped {
+        let (Some(from), Some(to)) = (bytes(&reshape.from)?, bytes(&reshape.to)?) else {
+            return Ok(None);
+        };
+        let place = if reshape.at_end {
+            text.ends_with(&from).then(|| text.len() - from.len())
+        } else {
+            only_place(&text, &from)
+        };
+        let Some(place) = place else {
+            return Ok(None);
+        };
+        text.splice(place..place + from.len(), to);
+        if !index.contains_key(&reshape.name)
+            && let Some(now) = image.definition(name, &reshape.name)?
+        {
+            index.insert(reshape.name.clone(), now);
+        }
     }
     Ok(Some((text, index)))
 }
@@ -1324,10 +1329,10 @@ mod tests {
         Rm(&'static str),
     }
 
-    /// Issue 15: export after one definition added or removed splices that change into the
-    /// file (`splice_reshape` answers), and the file is then byte for byte what the whole
-    /// module's assembly writes (the image's text); after more than one such change, or one
-    /// with a replaced text, the module is assembled whole, to the same bytes. At the first
+    /// Issue 15: export after definitions added or removed (one, or several in a row) splices
+    /// those changes into the file (`splice_reshape` answers), and the file is then byte for
+    /// byte what the whole module's assembly writes (the image's text); after a replaced text
+    /// too, the module is assembled whole, to the same bytes. At the first
     /// definition, the last, next to `_meta`, in CRLF files, with a BOM, without a final
     /// newline, on one line.
     #[test]
@@ -1342,16 +1347,20 @@ mod tests {
             "# a module\n{\n  a = 1\n  # the second\n  b = 2\n  c = 3\n}\n",
         ];
         // The edits, and whether the export splices.
-        let scripts: [(&[Edit], bool); 10] = [
+        let scripts: [(&[Edit], bool); 13] = [
             (&[Put("d", "d = 4")], true),
             (&[Put("d", "# four\nd = 4")], true),
             (&[Rm("a")], true),
             (&[Rm("b")], true),
             (&[Rm("c")], true),
             (&[Rm("_meta")], true),
-            (&[Put("d", "d = 4"), Rm("a")], false),
-            (&[Put("d", "d = 4"), Put("e", "e = 5")], false),
-            (&[Rm("a"), Rm("c")], false),
+            (&[Put("d", "d = 4"), Rm("a")], true),
+            (&[Put("d", "d = 4"), Put("e", "e = 5")], true),
+            (&[Rm("a"), Rm("c")], true),
+            (&[Rm("c"), Put("c", "c = 33")], true),
+            (&[Put("d", "d = 4"), Rm("d")], true),
+            (&[Rm("b"), Rm("a"), Rm("c")], true),
+            // A replaced text after: assembled whole.
             (&[Put("d", "d = 4"), Put("b", "b = 22")], false),
         ];
         for (f, file) in files.iter().enumerate() {

@@ -314,11 +314,11 @@ pub struct SyncRecord {
     /// all that changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edited_at: Option<u64>,
-    /// The one definition a live edit added or removed since the module last agreed with its
-    /// file, when nothing else of it changed since: export then makes that one change to the
-    /// file as it is, not the whole module.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reshaped: Option<Reshape>,
+    /// The definitions live edits added or removed since the module last agreed with its
+    /// file, in the order made, when nothing else of it changed since: export then makes those
+    /// changes to the file as it is, not the whole module.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reshaped: Vec<Reshape>,
 }
 
 /// One definition added to or removed from a module's text, as a change of its file's bytes:

@@ -1633,11 +1633,12 @@ impl<'a> Transaction<'a> {
             text.to_vec()
         };
         let prepared = Prepared::new(&formatted);
-        // Agreed with its file till now: the file takes the new text before its closing gap.
-        let agreed = sync.is_clean() && sync.reshaped.is_none();
+        // The file (with the additions and removals before) takes the new text before its
+        // closing gap.
+        let reshapes = reshapes_hold(sync, record);
         let closing = tail.iter().find(|(p, _, _)| *p == CLOSING);
-        sync.reshaped = match closing {
-            Some((_, _, gap)) if agreed => Some(Reshape {
+        let reshape = match closing {
+            Some((_, _, gap)) if reshapes => Some(Reshape {
                 generation: self.generation,
                 name: name.to_string(),
                 at_end: true,
@@ -1650,6 +1651,7 @@ impl<'a> Transaction<'a> {
             }),
             _ => None,
         };
+        note_reshaped(sync, reshape);
         let base = self.live_base(module, sync, name, None, Some(prepared.hash));
         sync.unexported = true;
         self.write_sync(module, sync)?;
@@ -1825,13 +1827,11 @@ impl<'a> Transaction<'a> {
             });
         };
         let mut sync = self.sync(module)?;
-        let agreed = sync.is_clean() && sync.reshaped.is_none();
+        let reshape = reshapes_hold(&sync, &record)
+            .then(|| removal_reshape(self.generation, name, &old, &around, at))
+            .flatten();
+        note_reshaped(&mut sync, reshape);
         sync.unexported = true;
-        sync.reshaped = if agreed {
-            removal_reshape(self.generation, name, &old, &around, at)
-        } else {
-            None
-        };
         self.live_removal(module, &mut sync, name, &old);
         self.write_sync(module, &sync)?;
         // It leaves with the separator before it (its comments are its own); the first
@@ -2445,8 +2445,8 @@ impl UnitMerge {
 /// while nothing else of the module changed since it agreed with its file (then its sync
 /// record was clean) or since the first of them (its record's generation is the same).
 fn note_edited(sync: &mut SyncRecord, record: &ModuleRecord, name: &str) {
-    // A definition added or removed no longer tells all that changed.
-    sync.reshaped = None;
+    // Definitions added or removed no longer tell all that changed.
+    sync.reshaped.clear();
     let agreed = !sync.unexported
         && sync.removed.is_empty()
         && sync.conflicts.is_empty()
@@ -2460,9 +2460,44 @@ fn note_edited(sync: &mut SyncRecord, record: &ModuleRecord, name: &str) {
     }
 }
 
+/// At most this many additions and removals are kept for export to make one by one; more,
+/// and the module is assembled whole.
+const MOST_RESHAPED: usize = 16;
+
+/// Whether the module's text (its record `record`, its sync state `sync`) is still its file's
+/// bytes as last agreed with the additions and removals `sync.reshaped` made to them, and
+/// nothing else changed: then one more of them may be noted.
+fn reshapes_hold(sync: &SyncRecord, record: &ModuleRecord) -> bool {
+    if sync.is_clean() {
+        return true;
+    }
+    let names: HashSet<&str> = sync.reshaped.iter().map(|r| r.name.as_str()).collect();
+    sync.reshaped.len() < MOST_RESHAPED
+        && sync
+            .reshaped
+            .last()
+            .is_some_and(|r| r.generation == record.generation)
+        && sync.edited.is_empty()
+        && sync.conflicts.is_empty()
+        && !sync.file_deleted
+        && sync.removed.keys().all(|def| names.contains(def.as_str()))
+}
+
+/// Notes one more addition or removal (`None`: one that cannot be made to the file's bytes;
+/// then export assembles the module whole). A clean sync state starts the list anew.
+fn note_reshaped(sync: &mut SyncRecord, reshape: Option<Reshape>) {
+    if sync.is_clean() {
+        sync.reshaped.clear();
+    }
+    match reshape {
+        Some(reshape) => sync.reshaped.push(reshape),
+        None => sync.reshaped.clear(),
+    }
+}
+
 /// The removal of `name` (its record `old`, at `at` among the `order` records `around` it:
-/// one before when there is one, one after) as a change of its file's bytes, the file holding
-/// the text it last agreed on: the definition leaves with the gap before it, the first with
+/// one before when there is one, one after) as a change of the module's text as it stood
+/// before: the definition leaves with the gap before it, the first with
 /// the gap after it (its own gap stays for the next, or joins the closing one). `None` when
 /// the records around it are not all there.
 fn removal_reshape(
@@ -2474,7 +2509,7 @@ fn removal_reshape(
 ) -> Option<Reshape> {
     let (_, _, gap) = around.get(at)?;
     let (next, _, next_gap) = around.get(at + 1)?;
-    let text = Span::Text(old.base.filter(|b| *b == old.hash)?.to_hex());
+    let text = Span::Text(old.hash.to_hex());
     let from = vec![Span::Gap(gap.clone()), text, Span::Gap(next_gap.clone())];
     let to = if at > 0 {
         vec![Span::Gap(next_gap.clone())]
