@@ -330,3 +330,51 @@ fn a_new_image_made_while_walking_holds_what_a_made_image_holds() {
     assert_eq!(first.code, second.code);
     assert_eq!(holdings(&new), holdings(&made));
 }
+
+/// Two bits put at two places of one save (a string or comment opened in one definition and
+/// closed in another, a bracket opened here and closed there), at places drawn by a fixed
+/// generator: what `saved_span` takes, the whole parse takes, text for text.
+#[test]
+fn two_edits_in_one_save_read_by_their_stretch_as_whole() {
+    const PAIRED: &[&[u8]] = &[
+        b"\"",
+        b"#",
+        b"\n",
+        b"\r\n",
+        b"[",
+        b"]",
+        b"{",
+        b"}",
+        b" a = 1 ",
+        b"\xff",
+        b"\xe6\x97",
+    ];
+    let mut seed: u64 = 0x5eed_1234_abcd;
+    let mut next = |bound: usize| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((seed >> 33) as usize) % bound
+    };
+    let (mut taken, mut tried) = (0, 0);
+    for module in MODULES {
+        let dir = Dir::new("fast_two_edits");
+        std::fs::write(dir.join("gen.spry"), module).unwrap();
+        let image = built(&dir);
+        let old = SourceUnit::parse(module.as_bytes(), "gen").unwrap();
+        for _ in 0..1500 {
+            let mut text = module.as_bytes().to_vec();
+            let mut places = [next(text.len() + 1), next(text.len() + 1)];
+            places.sort_unstable();
+            // The later place first, so that the earlier stays where it was drawn.
+            for at in places.into_iter().rev() {
+                let bit = PAIRED[next(PAIRED.len())];
+                text.splice(at..at, bit.iter().copied());
+            }
+            tried += 1;
+            taken += usize::from(agrees(&image, &old, &text));
+        }
+    }
+    // Most pairs break the module; a few hundred saves still reach the stretch.
+    assert!(taken * 50 >= tried, "{taken} of {tried}");
+}
