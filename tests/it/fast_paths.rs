@@ -207,10 +207,11 @@ fn large_module(name: &str, size: usize, feature: &str, lead: usize, crlf: bool)
 }
 
 /// Large modules (read a window at a time) whose first window ends inside a multi-byte
-/// character, and inside a string in a CRLF file; each saved with one definition changed (read by its stretch),
+/// character, inside a string (in a CRLF file and an LF one), inside nested blocks and inside
+/// a keyword message broken over lines; each saved with one definition changed (read by its stretch),
 /// then with one removed (read whole, in windows): the image holds what a fresh build holds.
 #[test]
-#[ignore = "slow: 8 MiB of modules built four times by the debug binary (minutes under load); run with --ignored"]
+#[ignore = "slow: 20 MiB of modules built six times by the debug binary (minutes under load); run with --ignored"]
 fn large_modules_cut_awkwardly_read_as_fresh_builds_read_them() {
     let dir = Dir::new("fast_large");
     let size = (4 << 20) + 4096;
