@@ -525,14 +525,13 @@ const MOST_SPLICED: usize = 64;
 ///
 /// # Errors
 /// A damaged image.
-#[allow(clippy::type_complexity)]
 fn splice_edits(
     image: &Image,
     name: &str,
     record: &ModuleRecord,
     sync: &SyncRecord,
     current: Option<&[u8]>,
-) -> Result<Option<(Vec<u8>, HashMap<String, DefinitionRecord>)>> {
+) -> Result<Option<Spliced>> {
     let Some(file) = current else {
         return Ok(None);
     };
@@ -545,9 +544,8 @@ fn splice_edits(
     {
         return Ok(None);
     }
-    match image.path(&record.path)? {
-        Some(stamp) if stamp.module == name && stamp.hash == Hash::of(file) => {}
-        _ => return Ok(None),
+    if !file_last_agreed(image, name, record, file)? {
+        return Ok(None);
     }
     let mut text = file.to_vec();
     let mut index = HashMap::default();
@@ -595,14 +593,13 @@ fn splice_edits(
 ///
 /// # Errors
 /// A damaged image.
-#[allow(clippy::type_complexity)]
 fn splice_reshape(
     image: &Image,
     name: &str,
     record: &ModuleRecord,
     sync: &SyncRecord,
     current: Option<&[u8]>,
-) -> Result<Option<(Vec<u8>, HashMap<String, DefinitionRecord>)>> {
+) -> Result<Option<Spliced>> {
     let (Some(file), Some(last)) = (current, sync.reshaped.last()) else {
         return Ok(None);
     };
@@ -618,9 +615,8 @@ fn splice_reshape(
     {
         return Ok(None);
     }
-    match image.path(&record.path)? {
-        Some(stamp) if stamp.module == name && stamp.hash == Hash::of(file) => {}
-        _ => return Ok(None),
+    if !file_last_agreed(image, name, record, file)? {
+        return Ok(None);
     }
     let bytes = |spans: &[Span]| -> Result<Option<Vec<u8>>> {
         let mut out = Vec::new();
@@ -657,6 +653,21 @@ fn splice_reshape(
         }
     }
     Ok(Some((text, index)))
+}
+
+/// A module's text made by a splice, with the records of the definitions it wrote (what
+/// marking it exported needs).
+type Spliced = (Vec<u8>, HashMap<String, DefinitionRecord>);
+
+/// Whether `file` is the module's file as it last agreed with the image: its stamp names the
+/// module and the bytes hash to the stamp's hash. What a splice into it starts from.
+///
+/// # Errors
+/// A damaged image.
+fn file_last_agreed(image: &Image, name: &str, record: &ModuleRecord, file: &[u8]) -> Result<bool> {
+    Ok(image
+        .path(&record.path)?
+        .is_some_and(|stamp| stamp.module == name && stamp.hash == Hash::of(file)))
 }
 
 /// Where `needle` stands in `haystack`, if it stands there exactly once.

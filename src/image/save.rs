@@ -214,6 +214,13 @@ struct Held {
     name: u64,
 }
 
+/// The held definition at `at` in file order, if it is the one the `order` record at
+/// `position` naming `name` places there (the definition and `order` records agree).
+fn held_at<'h>(held: &'h [Held], at: usize, position: u64, name: &str) -> Option<&'h Held> {
+    held.get(at)
+        .filter(|h| h.position == position && h.name == name_key(name.as_bytes()))
+}
+
 /// A short hash of a definition's name.
 fn name_key(name: &[u8]) -> u64 {
     let mut hasher = rustc_hash::FxHasher::default();
@@ -371,14 +378,10 @@ impl Image {
                     fits = front.first == held.len();
                     return false;
                 }
-                let Some(h) = held.get(front.first) else {
+                let Some(h) = held_at(held, front.first, position, name) else {
                     fits = false;
                     return false;
                 };
-                if h.position != position || h.name != name_key(name.as_bytes()) {
-                    fits = false;
-                    return false;
-                }
                 front.start = start;
                 let end = start + h.size;
                 if text.get(start..end).is_some_and(|t| Hash::of(t) == h.hash) {
@@ -434,14 +437,10 @@ impl Image {
                     fits = false;
                     return false;
                 };
-                let Some(h) = held.get(at) else {
+                let Some(h) = held_at(held, at, position, name) else {
                     fits = false;
                     return false;
                 };
-                if h.position != position || h.name != name_key(name.as_bytes()) {
-                    fits = false;
-                    return false;
-                }
                 back.last = at;
                 if at == front.first {
                     return false;
