@@ -203,15 +203,8 @@ fn read_ahead(
         return Ok(None);
     }
     // What `Build::scope` decides for an image with no part and nothing built.
-    let mut part: Vec<String> = Vec::new();
-    if !options.all {
-        for glob in &options.only {
-            if !part.contains(glob) {
-                part.push(glob.clone());
-            }
-        }
-    }
-    let filter = PartFilter::new(&part)?;
+    let (_, scope) = part_and_scope(&[], false, options);
+    let filter = PartFilter::new(&scope)?;
     let mut failed = Vec::new();
     let files = walk(root, &filter, &mut failed)?;
     let to_read: Vec<&WalkedFile> = files.iter().collect();
@@ -232,6 +225,30 @@ fn read_ahead(
         ));
     }
     Ok(Some((files, failed, preread)))
+}
+
+/// The part an image records after a build with `options` (`recorded` the part it held;
+/// `whole_and_full` when it holds the whole tree, built), and the globs of the files that
+/// build looks at: `--all` makes the image whole; `--only` on a whole image looks at those
+/// files without making it partial; otherwise `--only` adds to the part.
+fn part_and_scope(
+    recorded: &[String],
+    whole_and_full: bool,
+    options: &BuildOptions,
+) -> (Vec<String>, Vec<String>) {
+    if options.all {
+        return (Vec::new(), Vec::new());
+    }
+    if whole_and_full {
+        return (Vec::new(), options.only.clone());
+    }
+    let mut part = recorded.to_vec();
+    for glob in &options.only {
+        if !part.contains(glob) {
+            part.push(glob.clone());
+        }
+    }
+    (part.clone(), part)
 }
 
 /// How many bytes of files [`build_new`] reads ahead while the image is made, at most (what
@@ -425,19 +442,7 @@ impl<'a> Build<'a> {
     /// (the image stays whole: nothing it holds is frozen outside a part).
     fn scope(image: &mut Image, root: &'a Path, options: &'a BuildOptions) -> Result<Build<'a>> {
         let whole_and_full = image.record().part.is_empty() && image.generation()? > 0;
-        let (part, scope) = if options.all {
-            (Vec::new(), Vec::new())
-        } else if whole_and_full {
-            (Vec::new(), options.only.clone())
-        } else {
-            let mut part = image.record().part.clone();
-            for glob in &options.only {
-                if !part.contains(glob) {
-                    part.push(glob.clone());
-                }
-            }
-            (part.clone(), part)
-        };
+        let (part, scope) = part_and_scope(&image.record().part, whole_and_full, options);
         let filter = PartFilter::new(&scope)?;
         if part != image.record().part {
             image.set_part(part.clone())?;
