@@ -46,7 +46,8 @@ pub fn parse(text: impl Into<Vec<u8>>) -> Parse {
     parse_bytes(text.into())
 }
 
-const BOM: &[u8] = b"\xEF\xBB\xBF";
+/// A UTF-8 byte order mark: trivia at a text's start.
+pub(crate) const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Largest text the tree addresses (offsets are 32-bit).
 pub const MAX_SOURCE_LEN: usize = u32::MAX as usize - 1;

@@ -24,15 +24,13 @@ use super::{
 };
 use crate::syntax::ast::{Ast, AstList};
 use crate::syntax::kind::SyntaxKind;
-use crate::syntax::parser::{KeywordState, MAX_SOURCE_LEN, parse};
+use crate::syntax::parser::{BOM, KeywordState, MAX_SOURCE_LEN, parse};
 use crate::syntax::tree::{SyntaxElement, SyntaxTree};
 
 /// The text a window parses at first (a window with no place to end in is read again at
 /// twice the size): large enough that a window's fixed costs are nothing, small enough that
 /// its tree and view are a few megabytes.
 pub(super) const WINDOW: usize = 1 << 20;
-
-const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// The module's name and its definitions, as [`super::SourceUnit::parse`] would read them
 /// from `text`, read `window` bytes at a time; `None` when this reading cannot vouch for
