@@ -97,11 +97,7 @@ impl Image {
         path: &str,
     ) -> Result<std::result::Result<SavedUnit, SourceUnit>> {
         let kind = kind_of(&unit);
-        let agreed = self
-            .module(unit.name())?
-            .is_some_and(|m| m.path == path && m.kind == kind)
-            && self.sync(unit.name())? == SyncRecord::default();
-        if !agreed {
+        if !self.agrees_with_file(unit.name(), path, kind)? {
             return Ok(Err(unit));
         }
         let Some(positions) = self.same_order(&unit)? else {
@@ -125,6 +121,19 @@ impl Image {
             text: unit.into_text(),
             changes,
         }))
+    }
+
+    /// Whether the module `name` is held as the file `path` read as `kind` last agreed with
+    /// it, with nothing the file lacks (no live edit, removal or conflict): what a save taken
+    /// without the merge needs.
+    ///
+    /// # Errors
+    /// Storage failures, a damaged module or sync record.
+    fn agrees_with_file(&self, name: &str, path: &str, kind: ModuleKind) -> Result<bool> {
+        Ok(self
+            .module(name)?
+            .is_some_and(|m| m.path == path && m.kind == kind)
+            && self.sync(name)? == SyncRecord::default())
     }
 
     /// Whether the module's `order` records hold the unit's names in its order with its gaps
@@ -283,11 +292,7 @@ impl Image {
         path: &str,
         text: &[u8],
     ) -> Result<Option<Vec<SavedText>>> {
-        let agreed = self
-            .module(module)?
-            .is_some_and(|m| m.path == path && m.kind == ModuleKind::Module)
-            && self.sync(module)? == SyncRecord::default();
-        if !agreed {
+        if !self.agrees_with_file(module, path, ModuleKind::Module)? {
             return Ok(None);
         }
         let Some(held) = self.held(module)? else {
