@@ -373,13 +373,6 @@ pub fn image_dir_of(image: Option<&Path>) -> Result<PathBuf, Status> {
     }
 }
 
-/// The tree an image directory named `.spry-image` serves (the one it sits in), as the
-/// image will say once it is open; `None` for an image kept elsewhere (its tree is recorded
-/// inside it).
-pub fn serves(dir: &Path) -> Option<PathBuf> {
-    spry_image::image::home_tree(dir)
-}
-
 /// [`open_image`] for a command that writes to the tree: an image kept outside its tree
 /// (`--image`) names the tree it writes to, since nothing else says which one it is.
 pub fn open_image_to_write(image: Option<&Path>) -> Result<Borrowed, Status> {

@@ -16,8 +16,7 @@ use spry_image::{
 
 use super::pager::{Paged, PagerArg};
 use super::{
-    Status, failures_json, image_dir_of, open_image, print_file_failures, report_error, serves,
-    shown_path,
+    Status, failures_json, image_dir_of, open_image, print_file_failures, report_error, shown_path,
 };
 
 #[derive(Args, Debug)]
@@ -61,7 +60,7 @@ fn compare(
     // inside) is walked while the image is opened; another tree (compared without stamps,
     // where the walk could not be checked) is walked after.
     let dir = image_dir_of(image_dir)?;
-    let tree = serves(&dir).and_then(|home| match src {
+    let tree = spry_image::image::home_tree(&dir).and_then(|home| match src {
         None => Some(home),
         Some(src) => std::fs::canonicalize(src)
             .is_ok_and(|src| src == home)
