@@ -23,7 +23,7 @@ use spry_image::syntax::{SourceUnit, read_definition, whole_reads_back, window_r
 use crate::image_lib::built;
 use crate::util::Dir;
 
-fn config(default: u32) -> ProptestConfig {
+pub(crate) fn config(default: u32) -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -35,7 +35,7 @@ fn config(default: u32) -> ProptestConfig {
 }
 
 /// Definition texts; `N` stands for the name.
-const TEXTS: &[&str] = &[
+pub(crate) const TEXTS: &[&str] = &[
     "N = 1",
     "N = x",
     "N = 'sym",
@@ -58,7 +58,7 @@ const TEXTS: &[&str] = &[
 ];
 
 /// What goes between definitions, before the first and after the last.
-const GAPS: &[&str] = &[
+pub(crate) const GAPS: &[&str] = &[
     "\n  ",
     " ",
     "",
@@ -69,9 +69,9 @@ const GAPS: &[&str] = &[
     "\n",
 ];
 
-const ENDS: &[&str] = &["\n}\n", "}", " }", "\n} # end\n", "\n  # last words\n}"];
+pub(crate) const ENDS: &[&str] = &["\n}\n", "}", " }", "\n} # end\n", "\n  # last words\n}"];
 
-fn name(shape: u8, i: usize) -> String {
+pub(crate) fn name(shape: u8, i: usize) -> String {
     match shape % 3 {
         0 => format!("w{i}"),
         1 => format!("k{i}:"),
@@ -79,20 +79,20 @@ fn name(shape: u8, i: usize) -> String {
     }
 }
 
-fn text_for(template: usize, name: &str) -> String {
+pub(crate) fn text_for(template: usize, name: &str) -> String {
     TEXTS[template % TEXTS.len()].replace('N', name)
 }
 
 /// A module as the image keeps it: gaps and definitions.
 #[derive(Clone, Debug)]
-struct Kept {
-    gaps: Vec<Vec<u8>>,
-    names: Vec<String>,
-    texts: Vec<Vec<u8>>,
+pub(crate) struct Kept {
+    pub(crate) gaps: Vec<Vec<u8>>,
+    pub(crate) names: Vec<String>,
+    pub(crate) texts: Vec<Vec<u8>>,
 }
 
 impl Kept {
-    fn text(&self) -> Vec<u8> {
+    pub(crate) fn text(&self) -> Vec<u8> {
         let mut out = Vec::new();
         for (i, gap) in self.gaps.iter().enumerate() {
             out.extend_from_slice(gap);
@@ -119,7 +119,7 @@ impl Kept {
 
 /// Builds a module from (name shape, text template, gap before) triples; `None` when it does
 /// not read back as built (the image would never hold it).
-fn build(defs: &[(u8, usize, usize)], first: usize, end: usize) -> Option<Kept> {
+pub(crate) fn build(defs: &[(u8, usize, usize)], first: usize, end: usize) -> Option<Kept> {
     let mut kept = Kept {
         gaps: vec![format!("{{{}", GAPS[first % GAPS.len()]).into_bytes()],
         names: vec!["_meta".to_string()],

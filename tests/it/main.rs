@@ -8,6 +8,7 @@ mod cli_conventions;
 mod crash;
 mod eval;
 mod export;
+mod export_props;
 mod fast_paths;
 mod first_contact;
 mod history;
