@@ -119,18 +119,19 @@ pub(super) struct Piece {
 pub(super) fn cut(
     text: &[u8],
     start: usize,
-    pieces: &[Piece],
+    pieces: impl IntoIterator<Item = Piece>,
     closing: Option<usize>,
     target: u64,
 ) -> Option<(Vec<Chunk>, usize)> {
     let mut chunks = Vec::new();
     let (mut from, mut at) = (start, start);
     let mut open: Option<(u64, u32)> = None;
-    for (i, p) in pieces.iter().enumerate() {
+    let mut pieces = pieces.into_iter().peekable();
+    while let Some(p) = pieces.next() {
         let (first, count) = open.unwrap_or((p.position, 0));
         open = Some((first, count + 1));
         at = at.checked_add(p.gap)?.checked_add(p.size)?;
-        let end = i + 1 == pieces.len() && closing.is_some();
+        let end = pieces.peek().is_none() && closing.is_some();
         if end {
             at = at.checked_add(closing.unwrap_or(0))?;
         }
@@ -254,7 +255,7 @@ mod tests {
         let spans: Vec<(usize, usize)> = (0..10).map(|i| (2 + 2 * i, 3 + 2 * i)).collect();
         let gaps = [2, 1, 1, 1, 1, 1, 1, 1, 1, 1];
         // Target 1: every definition ends a chunk.
-        let (chunks, end) = cut(&text, 0, &pieces(&text, &spans, &gaps), Some(1), 1).unwrap();
+        let (chunks, end) = cut(&text, 0, pieces(&text, &spans, &gaps), Some(1), 1).unwrap();
         assert_eq!((chunks.len(), end), (10, text.len()));
         assert_eq!(chunks.iter().map(|c| c.len).sum::<u64>(), text.len() as u64);
         assert_eq!(
@@ -276,9 +277,9 @@ mod tests {
         assert_eq!((m.front, m.lo, m.back, m.hi), (5, 11, 5, 13));
         // Stopping inside a chunk is not a cut.
         let huge = 1 << 40;
-        assert!(cut(&text, 0, &pieces(&text, &spans, &gaps), None, huge).is_none());
+        assert!(cut(&text, 0, pieces(&text, &spans, &gaps), None, huge).is_none());
         // A text shorter than the pieces say.
-        assert!(cut(&text[..10], 0, &pieces(&text, &spans, &gaps), Some(1), 1).is_none());
+        assert!(cut(&text[..10], 0, pieces(&text, &spans, &gaps), Some(1), 1).is_none());
     }
 
     #[test]

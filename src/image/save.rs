@@ -456,8 +456,8 @@ impl Image {
         };
         // The window's chunks cut again from the file, between the ones that stay.
         let closing = frame.closes().then(|| frame.gaps.last().copied()).flatten();
-        let pieces = pieces(&frame, &changes);
-        let Some((cut, at)) = chunks::cut(text, frame.lo, &pieces, closing, index.target) else {
+        let pieces = pieces(&frame.held, frame.gaps.iter().copied(), &changes);
+        let Some((cut, at)) = chunks::cut(text, frame.lo, pieces, closing, index.target) else {
             return Ok(None);
         };
         if at != frame.hi {
@@ -567,8 +567,8 @@ impl Image {
     }
 
     /// A chunk index of the module as saved, from the whole module's [`Frame`]: its `order`
-    /// records read once more for the gaps' lengths, and the file cut along them. `None`
-    /// when the records do not fit (no index is written then).
+    /// records read once more for the gaps' lengths (4 bytes a definition held), and the
+    /// file cut along them. `None` when the records do not fit (no index is written then).
     fn fresh_index(
         &self,
         module: &str,
@@ -576,7 +576,7 @@ impl Image {
         text: &[u8],
         changes: &[SavedText],
     ) -> Result<Option<ChunkIndex>> {
-        let mut gaps = Vec::with_capacity(frame.n + 1);
+        let mut gaps: Vec<u32> = Vec::with_capacity(frame.n + 1);
         let mut fits = true;
         self.store.visit(
             Table::Order,
@@ -584,9 +584,11 @@ impl Image {
             &mut |key, value| match (order_position(key), decode_order_entry(value)) {
                 (Ok(position), Ok((_, gap))) => {
                     let at = gaps.len();
-                    fits =
-                        position == CLOSING || frame.at(at).is_some_and(|h| h.position == position);
-                    gaps.push(gap.len());
+                    let len = u32::try_from(gap.len()).ok();
+                    fits = len.is_some()
+                        && (position == CLOSING
+                            || frame.at(at).is_some_and(|h| h.position == position));
+                    gaps.extend(len);
                     fits
                 }
                 _ => {
@@ -598,18 +600,10 @@ impl Image {
         if !fits || gaps.len() != frame.n + 1 {
             return Ok(None);
         }
-        let whole = Frame {
-            held: frame.held.clone(),
-            base: 0,
-            n: frame.n,
-            lo: 0,
-            hi: text.len(),
-            gaps,
-        };
-        let pieces = pieces(&whole, changes);
-        let closing = whole.gaps.last().copied();
+        let closing = gaps.last().map(|&g| g as usize);
+        let pieces = pieces(&frame.held, gaps.iter().map(|&g| g as usize), changes);
         Ok(
-            chunks::cut(text, 0, &pieces, closing, self.chunk_target).and_then(|(chunks, at)| {
+            chunks::cut(text, 0, pieces, closing, self.chunk_target).and_then(|(chunks, at)| {
                 (at == text.len()).then_some(ChunkIndex {
                     target: self.chunk_target,
                     chunks,
@@ -892,27 +886,26 @@ impl Image {
     }
 }
 
-/// The frame's definitions as the save leaves them (a changed one with its new text's length
-/// and hash), with the gaps before them, for a cut into chunks.
-fn pieces(frame: &Frame, changes: &[SavedText]) -> Vec<Piece> {
+/// Held definitions as the save leaves them (a changed one with its new text's length and
+/// hash), with the gaps before them, for a cut into chunks.
+fn pieces<'a>(
+    held: &'a [Held],
+    gaps: impl Iterator<Item = usize> + 'a,
+    changes: &'a [SavedText],
+) -> impl Iterator<Item = Piece> + 'a {
     let mut changes = changes.iter().peekable();
-    frame
-        .held
-        .iter()
-        .zip(&frame.gaps)
-        .map(|(h, &gap)| {
-            let (size, hash) = match changes.next_if(|c| c.record.position == h.position) {
-                Some(c) => (c.span.len(), c.hash),
-                None => (h.size, h.hash),
-            };
-            Piece {
-                position: h.position,
-                gap,
-                size,
-                hash,
-            }
-        })
-        .collect()
+    held.iter().zip(gaps).map(move |(h, gap)| {
+        let (size, hash) = match changes.next_if(|c| c.record.position == h.position) {
+            Some(c) => (c.span.len(), c.hash),
+            None => (h.size, h.hash),
+        };
+        Piece {
+            position: h.position,
+            gap,
+            size,
+            hash,
+        }
+    })
 }
 
 impl Image {
@@ -948,7 +941,7 @@ impl Image {
         let text = self.module_text(module)?;
         let closing = layout.gaps.last().map(Vec::len);
         Ok(Some(
-            chunks::cut(&text, 0, &pieces, closing, index.target)
+            chunks::cut(&text, 0, pieces, closing, index.target)
                 .is_some_and(|(chunks, at)| at == text.len() && chunks == index.chunks),
         ))
     }
