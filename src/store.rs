@@ -36,11 +36,14 @@ pub enum Table {
     /// Module name, NUL, order key → a definition's name and the gap before it (the module's
     /// order and layout, one record per definition).
     Order,
+    /// Module name → its chunk index: its text as last agreed with its file, in chunks
+    /// (absent: not known; a cache, removed by any change of the module).
+    Chunks,
 }
 
 impl Table {
     /// Every table.
-    pub const ALL: [Table; 9] = [
+    pub const ALL: [Table; 10] = [
         Table::Meta,
         Table::Modules,
         Table::Definitions,
@@ -50,6 +53,7 @@ impl Table {
         Table::History,
         Table::Sync,
         Table::Order,
+        Table::Chunks,
     ];
 
     /// The table's place in [`Table::ALL`] (its declaration order: the test
@@ -69,6 +73,7 @@ impl Table {
             Table::History => "history",
             Table::Sync => "sync",
             Table::Order => "order",
+            Table::Chunks => "chunks",
         }
     }
 }

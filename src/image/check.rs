@@ -62,6 +62,16 @@ impl Image {
         check_history(self, &texts, &mut report)?;
         let module_names: HashSet<&str> = modules.iter().map(|(n, _)| n.as_str()).collect();
         check_paths(self, &module_names, &mut report);
+        // A module's chunk index describes its text as it stands.
+        for (name, _) in &modules {
+            match self.chunk_index_agrees(name) {
+                Ok(Some(false)) => report.problems.push(format!(
+                    "module `{name}`: its chunk index is not its text's"
+                )),
+                Ok(_) => {}
+                Err(e) => report.problems.push(format!("module `{name}`: {e}")),
+            }
+        }
         report.problems.sort();
         Ok(report)
     }

@@ -7,6 +7,7 @@
 
 mod blob;
 mod check;
+mod chunks;
 mod gc;
 mod lock;
 pub mod merge;
@@ -97,6 +98,9 @@ pub struct Image {
     /// re-cloned tree).
     relocated_from: Option<PathBuf>,
     store: Box<dyn Store>,
+    /// About how many bytes of texts the chunks of the module indexes it writes hold
+    /// (`chunks.rs`).
+    chunk_target: u64,
     _lock: Lock,
 }
 
@@ -197,7 +201,7 @@ impl Image {
         }
         discard_interrupted_first_load(&store)?;
         // Format 2 changed the records of modules; format 3 only added to file stamps, which
-        // are read in either version.
+        // are read in either version, and format 4 the chunk indexes, absent in older images.
         if found < 2 {
             migrate::migrate(&store)?;
         }
@@ -207,6 +211,7 @@ impl Image {
             record,
             relocated_from: None,
             store: Box::new(store),
+            chunk_target: chunks::CHUNK_TARGET,
             _lock: lock,
         };
         if found < FORMAT_VERSION {

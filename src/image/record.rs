@@ -14,7 +14,10 @@ use crate::error::{Error, Result};
 /// too (a [`PathRecord`] of version 2); format 2's stamps are read as they are (a file they
 /// stamp is hashed again once), so opening a format 2 image rewrites nothing but the format
 /// file, and an older build refuses a format 3 image instead of taking its stamps for damage.
-pub const FORMAT_VERSION: u32 = 3;
+/// Format 4 adds the `chunks` table (a module's chunk index, `chunks.rs`), which every change
+/// of a module must update or remove: an older build would leave it stale, so it refuses a
+/// format 4 image; a format 3 image has no index, which reads as such (nothing to rewrite).
+pub const FORMAT_VERSION: u32 = 4;
 
 /// The image's own record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

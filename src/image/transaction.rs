@@ -402,12 +402,26 @@ impl<'a> Transaction<'a> {
         self.overlay[slot(table)].insert(key, None);
     }
 
-    /// Notes the module of a definition or order key about to be staged.
+    /// Notes the module of a definition or order key about to be staged, and removes the
+    /// chunk index of any module whose records change (`chunks.rs`: it describes the records
+    /// as they stood; [`put_saved`](Self::put_saved) writes a new one after its changes).
     fn touch(&mut self, table: Table, key: &[u8]) {
-        if table != Table::Definitions && table != Table::Order {
+        if !matches!(
+            table,
+            Table::Definitions | Table::Order | Table::Modules | Table::Sync
+        ) {
             return;
         }
         let module = key.split(|&b| b == 0).next().unwrap_or(key);
+        // The first commit of an image finds no index to remove.
+        let chunks = &mut self.overlay[slot(Table::Chunks)];
+        if self.generation != 1 && !matches!(chunks.get(module), Some(None)) {
+            self.staged_bytes += module.len() + STAGED_ENTRY_BYTES;
+            chunks.insert(module.to_vec(), None);
+        }
+        if table != Table::Definitions && table != Table::Order {
+            return;
+        }
         if !self.touched.contains(module) {
             self.touched.insert(module.to_vec());
         }
@@ -913,6 +927,7 @@ impl<'a> Transaction<'a> {
             return self.put_unit(PreparedUnit::hashed(&unit), path);
         }
         let mut changed = Vec::with_capacity(saved.changes.len());
+        let index = saved.index;
         for change in saved.changes {
             let text = Prepared::new(saved.text.get(change.span).unwrap_or_default());
             debug_assert_eq!(text.hash, change.hash);
@@ -927,6 +942,10 @@ impl<'a> Transaction<'a> {
         }
         if !changed.is_empty() {
             self.note(name, ModuleChange::Changed, path, None, &changed);
+        }
+        // The module's text is now the file's: the index of its chunks, found by the save.
+        if let Some(index) = index {
+            self.overlay[slot(Table::Chunks)].insert(name.as_bytes().to_vec(), Some(index));
         }
         Ok(())
     }
@@ -2823,12 +2842,13 @@ mod tests {
         ]
     }
 
-    /// Every record of `image` but the log's entries (their times) and the meta record (its
-    /// directory).
+    /// Every record of `image` but the log's entries (their times), the meta record (its
+    /// directory) and the chunk indexes (a cache only a save read by its stretch writes;
+    /// `check` verifies each against its module's text).
     fn records(image: &Image) -> Vec<Vec<(Vec<u8>, Vec<u8>)>> {
         Table::ALL
             .iter()
-            .filter(|t| !matches!(t, Table::Log | Table::Meta))
+            .filter(|t| !matches!(t, Table::Log | Table::Meta | Table::Chunks))
             .map(|t| image.store().scan(*t, b"").expect("a scan"))
             .collect()
     }
@@ -2857,6 +2877,23 @@ mod tests {
         };
         let (fast, span, whole) = (open(&fast_dir), open(&span_dir), open(&whole_dir));
         assert!(records(&fast) == records(&whole));
+        // The same saves read by their stretch along chunk indexes of one definition a chunk
+        // and of a few: the first save reads the whole module and writes the index, the later
+        // ones read the chunks that differ.
+        let chunked_dirs = [
+            tempfile::tempdir().expect("a temporary directory"),
+            tempfile::tempdir().expect("a temporary directory"),
+        ];
+        let chunked: Vec<Image> = chunked_dirs
+            .iter()
+            .zip([1, 16])
+            .map(|(dir, target)| {
+                let mut image = open(dir);
+                image.set_chunk_target(target);
+                image
+            })
+            .collect();
+        let mut by_chunks = 0;
         for (k, version) in versions.iter().enumerate().skip(1) {
             let unit = SourceUnit::parse(version.as_bytes(), "saved").expect("a module");
             let saved = fast
@@ -2884,6 +2921,39 @@ mod tests {
                 .expect("a merge");
             let whole_log = tx.changes().to_vec();
             tx.commit().expect("a commit");
+            for image in &chunked {
+                let chunks = image.saved_by_chunks("Saved", "saved.spry", version.as_bytes());
+                let saved = image
+                    .saved_span("Saved", "saved.spry", version.as_bytes().to_vec())
+                    .expect("a save of texts only, read by its stretch");
+                if let Some(chunks) = chunks {
+                    by_chunks += 1;
+                    let pairs = |s: &SavedUnit| {
+                        s.changes()
+                            .map(|(n, t)| (n.to_string(), t.to_vec()))
+                            .collect::<Vec<_>>()
+                    };
+                    assert_eq!(pairs(&chunks), pairs(&saved), "version {k}: other changes");
+                }
+                let mut tx = image.begin(Origin::File).expect("a transaction");
+                tx.put_saved(saved, "saved.spry").expect("a save");
+                assert_eq!(tx.changes(), &whole_log[..], "version {k}: another log");
+                tx.commit().expect("a commit");
+                assert!(
+                    records(image) == records(&whole),
+                    "version {k}: other records, read along chunks"
+                );
+                let report = image.check().expect("a check");
+                assert!(report.is_ok(), "version {k}: {:?}", report.problems);
+                assert!(
+                    image
+                        .store()
+                        .get(Table::Chunks, b"Saved")
+                        .expect("a read")
+                        .is_some(),
+                    "version {k}: no chunk index"
+                );
+            }
             assert_eq!(fast_log, whole_log, "version {k}: another log");
             assert_eq!(span_log, whole_log, "version {k}: another log");
             assert!(
@@ -2900,6 +2970,7 @@ mod tests {
             );
         }
         assert!(fast.check().expect("a check").is_ok());
+        assert!(by_chunks >= 4, "read along chunks {by_chunks} times");
     }
 
     /// Anything but the file's texts changed, or a change the image holds that the file

@@ -765,3 +765,83 @@ fn export_writes_one_change_into_a_file_over_64_mib() {
     assert_eq!(names(&json, "changed"), ["Big"], "{out}");
     assert!(show_text(&dir, "Big::d99").starts_with(b"d99 = 99"));
 }
+
+/// A module's chunk index (what a save of one definition is read along) stays its text's
+/// through saves, `put`, `rm` and export: after each, `check` (which compares the index with
+/// the module's text) passes, the image holds the file's text, and a save read along the
+/// index takes what the file parsed whole takes.
+#[test]
+fn the_chunk_index_follows_saves_put_rm_and_export() {
+    let dir = Dir::new("chunk_index_follows");
+    // About 190 KB: several chunks of about 32 KB.
+    let mut text = String::from("{\n  _meta = {name = 'Big}\n");
+    for i in 0..6000 {
+        text.push_str(&format!("  d{i} = func [:x x + {i}] # {i}\n"));
+    }
+    text.push_str("}\n");
+    write(&dir, "big.spry", &text, 0);
+    build(&dir, &[], 0);
+    let mut secs = 0;
+    let mut save = |dir: &Dir, from: &str, to: &str| {
+        secs += 10;
+        edit(dir, "big.spry", from, to, secs);
+        build(dir, &[], 0);
+    };
+    let holds_the_file = |dir: &Dir| {
+        digest(dir, &dir.join(".spry-image"));
+        let image = open(dir);
+        assert_eq!(image.module_text("Big").unwrap(), dir.read("big.spry"));
+        let report = image.check().unwrap();
+        assert!(report.is_ok(), "{:?}", report.problems);
+        // A save of one more text, read along the index (not committed).
+        let file = String::from_utf8(dir.read("big.spry")).unwrap();
+        let next = file.replacen("d3000 = func [:x x + 3000]", "d3000 = 'next", 1);
+        image
+            .saved_by_chunks("Big", "big.spry", next.as_bytes())
+            .map(|s| {
+                s.changes()
+                    .map(|(n, t)| (n.to_string(), t.to_vec()))
+                    .collect::<Vec<_>>()
+            })
+    };
+    let next = Some(vec![(
+        "d3000".to_string(),
+        b"d3000 = 'next # 3000".to_vec(),
+    )]);
+    // No index yet: the first save reads the whole module and writes one.
+    assert_eq!(holds_the_file(&dir), None);
+    save(&dir, "d10 = func [:x x + 10]", "d10 = 'ten");
+    assert_eq!(holds_the_file(&dir), next);
+    // Saves read along it: in the first chunk, the middle, the last, two at once.
+    save(&dir, "d1 = func [:x x + 1]", "d1 = func [:x x + 1] + 1");
+    assert_eq!(holds_the_file(&dir), next);
+    save(&dir, "d5999 = func [:x x + 5999]", "d5999 = 'last");
+    assert_eq!(holds_the_file(&dir), next);
+    edit(&dir, "big.spry", "d2 = func [:x x + 2]", "d2 = 2", 1000);
+    save(&dir, "d3 = func [:x x + 3]", "d3 = 3");
+    assert_eq!(holds_the_file(&dir), next);
+    // A live edit, then export: the index is gone, the next save writes it again.
+    put_stdin(&dir, "Big::d4000", "d4000 = 'live", 0);
+    export(&dir, &[], 0);
+    assert_eq!(holds_the_file(&dir), None);
+    save(&dir, "d4001 = func [:x x + 4001]", "d4001 = 'saved");
+    assert_eq!(holds_the_file(&dir), next);
+    // A removal and export, then a save of a gap (the whole merge): no index until a save
+    // of texts writes one.
+    dir.command().args(["rm", "Big::d4500"]).expect_code(0);
+    export(&dir, &[], 0);
+    assert_eq!(holds_the_file(&dir), None);
+    save(&dir, "# 4600\n", "# 4600\n\n");
+    assert_eq!(holds_the_file(&dir), None);
+    save(&dir, "d4700 = func [:x x + 4700]", "d4700 = 'saved");
+    assert_eq!(holds_the_file(&dir), next);
+    // The same file in a fresh image: the same content.
+    let fresh = dir.join("fresh-image");
+    dir.command()
+        .arg("build")
+        .arg("--image")
+        .arg(&fresh)
+        .arg(dir.path())
+        .expect_code(0);
+    assert_eq!(digest(&dir, &fresh), digest(&dir, &dir.join(".spry-image")));
+}

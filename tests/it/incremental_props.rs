@@ -17,7 +17,7 @@
 
 use proptest::prelude::*;
 
-use spry_image::image::{Image, Origin, drop_slot};
+use spry_image::image::{Image, Origin, SavedUnit, drop_slot};
 use spry_image::syntax::{SourceUnit, read_definition, whole_reads_back, window_reads_back};
 
 use crate::image_lib::built;
@@ -529,6 +529,8 @@ proptest! {
         first in 0..GAPS.len(),
         end in 0..ENDS.len(),
         saves in proptest::collection::vec(proptest::collection::vec(save(), 1..4), 1..6),
+        target in prop_oneof![Just(1u64), Just(8), Just(64), Just(1 << 15)],
+        commit in any::<bool>(),
     ) {
         let Some(mut kept) = build(&defs, first, end) else {
             return Ok(());
@@ -538,19 +540,29 @@ proptest! {
             return Ok(());
         }
         let dir = Dir::new("saved_span");
-        let image = image_of(&dir, &kept);
+        let mut image = image_of(&dir, &kept);
+        // Chunks of one definition, of a few, of all: read along them when the image has an
+        // index (`index_of`), along the whole module when not.
+        image.set_chunk_target(target);
+        index_of(&image, &kept);
         for save in &saves {
             let text = saved_text(&kept, save);
             let whole = whole_save(&kept, &text);
-            let span = image
-                .saved_span("Gen", "gen.spry", text.clone())
-                .ok()
-                .map(|saved| {
-                    saved
-                        .changes()
-                        .map(|(name, text)| (name.to_string(), text.to_vec()))
-                        .collect::<Vec<_>>()
-                });
+            let by_chunks = image
+                .saved_by_chunks("Gen", "gen.spry", &text)
+                .map(|saved| changes_of(&saved));
+            prop_assert!(
+                by_chunks.is_none() || by_chunks == whole,
+                "save {:?} of\n{}\nas\n{}\nalong chunks of {}",
+                save,
+                String::from_utf8_lossy(&kept.text()),
+                String::from_utf8_lossy(&text),
+                target
+            );
+            let saved = image.saved_span("Gen", "gen.spry", text.clone()).ok();
+            let span = saved.as_ref().map(changes_of);
+            // Read along the chunks, the stretch reads the same.
+            prop_assert!(by_chunks.is_none() || by_chunks == span);
             // Agreeing means: whatever the stretch takes, the whole parse takes the same.
             // The stretch may leave to the whole parse what it cannot prove from one
             // definition on either side (a loose comment that now belongs to the next
@@ -562,8 +574,59 @@ proptest! {
                 String::from_utf8_lossy(&kept.text()),
                 String::from_utf8_lossy(&text)
             );
+            // Taken, the save leaves the module as the file and its index as the module's
+            // text cuts into (`check`); the next save is read against it.
+            if let (true, Some(saved), Some(changes)) = (commit, saved, span) {
+                let mut tx = image.begin(Origin::File).unwrap();
+                tx.put_saved(saved, "gen.spry").unwrap();
+                tx.commit().unwrap();
+                for (name, new) in changes {
+                    let at = kept.names.iter().position(|n| *n == name).unwrap();
+                    kept.texts[at] = new;
+                }
+                prop_assert_eq!(image.module_text("Gen").unwrap(), kept.text());
+                let report = image.check().unwrap();
+                prop_assert!(report.is_ok(), "{:?}", report.problems);
+            }
         }
     }
+}
+
+/// A save's changes: name and new text.
+fn changes_of(saved: &SavedUnit) -> Vec<(String, Vec<u8>)> {
+    saved
+        .changes()
+        .map(|(name, text)| (name.to_string(), text.to_vec()))
+        .collect()
+}
+
+/// Gives the image built from `kept` a chunk index (`chunks.rs`), which only a save read by
+/// its stretch writes: a save of another text for its last definition, then one of the file
+/// as kept, each committed. `false` when either is left to the merge (no index then).
+fn index_of(image: &Image, kept: &Kept) -> bool {
+    let n = kept.names.len();
+    if n < 2 {
+        return false;
+    }
+    let template = usize::from(kept.texts[n - 1] == text_for(0, &kept.names[n - 1]).into_bytes());
+    let other = saved_text(
+        kept,
+        &[Save::Text {
+            at: n - 1,
+            template,
+        }],
+    );
+    for text in [other, kept.text()] {
+        let Ok(saved) = image.saved_span("Gen", "gen.spry", text) else {
+            return false;
+        };
+        let mut tx = image.begin(Origin::File).unwrap();
+        tx.put_saved(saved, "gen.spry").unwrap();
+        tx.commit().unwrap();
+    }
+    let report = image.check().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    image.module_text("Gen").unwrap() == kept.text()
 }
 
 /// `kept` reads back as kept (after a lead was put before it).
@@ -591,8 +654,11 @@ fn saves_of_texts_and_of_more_both_occur() {
     .find_map(|(defs, first, end)| build(defs, *first, *end))
     .unwrap();
     let dir = Dir::new("saved_span_both");
-    let image = image_of(&dir, &kept);
+    let mut image = image_of(&dir, &kept);
+    image.set_chunk_target(8);
+    assert!(index_of(&image, &kept), "no chunk index");
     let (mut taken, mut left, mut several, mut by_stretch) = (0, 0, 0, 0);
+    let mut by_chunks = 0;
     for template in 0..TEXTS.len() {
         for at in 0..6 {
             for gap in [None, Some(at % GAPS.len())] {
@@ -606,6 +672,8 @@ fn saves_of_texts_and_of_more_both_occur() {
                 });
                 let text = saved_text(&kept, &saves);
                 let whole = whole_save(&kept, &text);
+                let chunks = image.saved_by_chunks("Gen", "gen.spry", &text);
+                by_chunks += usize::from(chunks.is_some());
                 let span = image.saved_span("Gen", "gen.spry", text).ok().map(|s| {
                     s.changes()
                         .map(|(n, t)| (n.to_string(), t.to_vec()))
@@ -634,4 +702,9 @@ fn saves_of_texts_and_of_more_both_occur() {
     );
     // Most saves of texts are read by their stretch alone.
     assert!(by_stretch * 10 >= taken * 8, "{by_stretch} of {taken}");
+    // And most of those along the module's chunks (`chunks.rs`), not its whole records.
+    assert!(
+        by_chunks * 10 >= by_stretch * 8,
+        "{by_chunks} of {by_stretch}"
+    );
 }
