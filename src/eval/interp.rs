@@ -431,8 +431,11 @@ impl<'o> Interp<'o> {
                     .names_method(&peek)
                     .map_err(|e| locate(e, frame, frame.pos.get(), None))?;
                 if let Some(m) = &method {
-                    if let Value::Prim(p) = m
-                        && let Some(op) = p.int_op
+                    let int_op = match m {
+                        Value::Prim(p) => p.int_op,
+                        _ => None,
+                    };
+                    if let Some(op) = int_op
                         && let Some(value) = self.int_inline(frame, &node, op)
                     {
                         *frame.last.borrow_mut() = value;
@@ -443,7 +446,11 @@ impl<'o> Interp<'o> {
                     // needed but for an error, which names it) and run what it named.
                     let at = frame.pos.get();
                     frame.pos.set(at + 1);
-                    match self.eval(m) {
+                    let result = match int_op {
+                        Some(op) => self.int_prim(op),
+                        None => self.eval(m),
+                    };
+                    match result {
                         Ok(value) => *frame.last.borrow_mut() = value,
                         Err(e) => return Err(locate(e, frame, at, Some(&Value::Word(peek)))),
                     }
@@ -496,6 +503,30 @@ impl<'o> Interp<'o> {
         frame.pos.set(pos + 2);
         self.last_self = Value::Int(x);
         Some(value)
+    }
+
+    /// What [`eval`](Self::eval) of an integer operator's primitive does (`op` being what the
+    /// word still names), without the call through the primitive: the same depth count, the
+    /// receiver and the argument evaluated the same way, two integers computed here and
+    /// anything else (a float, a string, an overflow) handed to the primitive's own rules.
+    #[inline]
+    fn int_prim(&mut self, op: IntOp) -> EvalResult<Value> {
+        self.enter()?;
+        let result = self.int_operands(op);
+        self.leave();
+        result
+    }
+
+    #[inline]
+    fn int_operands(&mut self, op: IntOp) -> EvalResult<Value> {
+        let a = self.infix_arg()?;
+        let b = self.arg()?;
+        if let (Value::Int(x), Value::Int(y)) = (&a, &b)
+            && let Some(value) = op.apply(*x, *y)
+        {
+            return Ok(value);
+        }
+        primitives::binary(op, &a, &b)
     }
 
     /// Runs a paren of three nodes `x op y` (`(n - 1)`) without an activation when running it

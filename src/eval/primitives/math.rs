@@ -2,7 +2,7 @@
 //! becomes one), and the reference's math words. Integer overflow is an error, never a wrap.
 
 use super::super::print::short as repr;
-use super::super::value::Value;
+use super::super::value::{IntOp, Value};
 use super::super::{EvalError, EvalResult, Interp};
 use super::{expected, int};
 
@@ -60,13 +60,13 @@ fn overflow(op: &str, x: i64, y: i64) -> EvalError {
 }
 
 fn arith(
-    spry: &mut Interp<'_>,
+    a: &Value,
+    b: &Value,
     op: &str,
     int_op: fn(i64, i64) -> Option<i64>,
     float_op: fn(f64, f64) -> f64,
 ) -> EvalResult<Value> {
-    let (a, b) = operands(spry)?;
-    match pair(op, &a, &b)? {
+    match pair(op, a, b)? {
         Pair::Ints(x, y) => int_op(x, y)
             .map(Value::Int)
             .ok_or_else(|| overflow(op, x, y)),
@@ -74,16 +74,39 @@ fn arith(
     }
 }
 
+/// `a op b` for the operators the node loop runs itself ([`IntOp`]), once both operands are
+/// evaluated: the one place their primitives' rules live (the node loop calls it when the
+/// operands are not two integers, or they overflow).
+///
+/// # Errors
+/// Operands that are not numbers (two strings compare), or an integer overflow.
+pub(crate) fn binary(op: IntOp, a: &Value, b: &Value) -> EvalResult<Value> {
+    match op {
+        IntOp::Add => arith(a, b, "+", i64::checked_add, |x, y| x + y),
+        IntOp::Sub => arith(a, b, "-", i64::checked_sub, |x, y| x - y),
+        IntOp::Mul => arith(a, b, "*", i64::checked_mul, |x, y| x * y),
+        IntOp::Lt => compare(a, b, "<", |o| o.is_lt()),
+        IntOp::Gt => compare(a, b, ">", |o| o.is_gt()),
+        IntOp::Le => compare(a, b, "<=", |o| o.is_le()),
+        IntOp::Ge => compare(a, b, ">=", |o| o.is_ge()),
+    }
+}
+
+fn with_operands(spry: &mut Interp<'_>, op: IntOp) -> EvalResult<Value> {
+    let (a, b) = operands(spry)?;
+    binary(op, &a, &b)
+}
+
 fn plus(spry: &mut Interp<'_>) -> EvalResult<Value> {
-    arith(spry, "+", i64::checked_add, |x, y| x + y)
+    with_operands(spry, IntOp::Add)
 }
 
 fn minus(spry: &mut Interp<'_>) -> EvalResult<Value> {
-    arith(spry, "-", i64::checked_sub, |x, y| x - y)
+    with_operands(spry, IntOp::Sub)
 }
 
 fn times(spry: &mut Interp<'_>) -> EvalResult<Value> {
-    arith(spry, "*", i64::checked_mul, |x, y| x * y)
+    with_operands(spry, IntOp::Mul)
 }
 
 /// Integer division gives a float rounded to three decimals, as the reference does.
@@ -103,14 +126,14 @@ fn divide(spry: &mut Interp<'_>) -> EvalResult<Value> {
 }
 
 fn compare(
-    spry: &mut Interp<'_>,
+    a: &Value,
+    b: &Value,
     op: &str,
     test: fn(std::cmp::Ordering) -> bool,
 ) -> EvalResult<Value> {
-    let (a, b) = operands(spry)?;
-    let order = match (&a, &b) {
+    let order = match (a, b) {
         (Value::Str(x), Value::Str(y)) => Some(x.bytes.borrow().cmp(&y.bytes.borrow())),
-        _ => match pair(op, &a, &b)? {
+        _ => match pair(op, a, b)? {
             Pair::Ints(x, y) => Some(x.cmp(&y)),
             Pair::Floats(x, y) => x.partial_cmp(&y),
         },
@@ -119,19 +142,19 @@ fn compare(
 }
 
 fn less(spry: &mut Interp<'_>) -> EvalResult<Value> {
-    compare(spry, "<", |o| o.is_lt())
+    with_operands(spry, IntOp::Lt)
 }
 
 fn greater(spry: &mut Interp<'_>) -> EvalResult<Value> {
-    compare(spry, ">", |o| o.is_gt())
+    with_operands(spry, IntOp::Gt)
 }
 
 fn less_eq(spry: &mut Interp<'_>) -> EvalResult<Value> {
-    compare(spry, "<=", |o| o.is_le())
+    with_operands(spry, IntOp::Le)
 }
 
 fn greater_eq(spry: &mut Interp<'_>) -> EvalResult<Value> {
-    compare(spry, ">=", |o| o.is_ge())
+    with_operands(spry, IntOp::Ge)
 }
 
 fn negated(spry: &mut Interp<'_>) -> EvalResult<Value> {

@@ -18,6 +18,8 @@ use super::interp::Interp;
 use super::print::short;
 use super::value::{IntOp, MapObj, PrimFn, Seq, Value};
 
+pub(crate) use math::binary;
+
 /// Library code in Spry, evaluated into every new system.
 pub const PRELUDE: &str = include_str!("prelude.spry");
 
