@@ -714,8 +714,20 @@ impl<'o> Interp<'o> {
         }
     }
 
+    /// Evaluates what a word was bound to; a primitive or a function is called here directly,
+    /// as [`eval`](Self::eval) would (no second pass through its dispatch).
     #[inline]
     fn eval_bound(&mut self, value: Value) -> EvalResult<Value> {
+        match &value {
+            Value::Prim(p) => {
+                self.enter()?;
+                let result = (p.f)(self);
+                self.leave();
+                return result;
+            }
+            Value::Func(c) => return self.call(c, None, Vec::new()),
+            _ => {}
+        }
         if let Value::Word(_) = value {
             // A word bound to a word evaluates that word: count it, a cycle must end.
             self.enter()?;

@@ -563,6 +563,19 @@ impl MapObj {
     /// The value bound to `key`.
     #[inline]
     pub fn get(&self, key: &Key) -> Option<Value> {
+        // A small map other than the root (most locals) is scanned under one borrow.
+        if !self.root {
+            let entries = self.entries.borrow();
+            if entries.len() <= SMALL_MAP {
+                let found = match key {
+                    Key::Word(sym) => entries
+                        .iter()
+                        .find(|e| matches!(e.0, Key::Word(s) if s == *sym)),
+                    _ => entries.iter().find(|e| e.0 == *key),
+                };
+                return found.map(|e| e.2.clone());
+            }
+        }
         let i = self.position(key)?;
         self.entries.borrow().get(i).map(|e| e.2.clone())
     }
@@ -621,7 +634,11 @@ impl MapObj {
             self.set(key, key_value, value);
             return;
         }
-        if let Key::Word(sym) = key
+        // A word remembers once its name was bound outside the root map: no need to ask the
+        // thread's table again.
+        let known = matches!(&key_value, Value::Word(w) if w.bound_outside_root());
+        if !known
+            && let Key::Word(sym) = key
             && !sym.bound_outside_root()
         {
             sym.mark_outside_root();
