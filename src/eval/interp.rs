@@ -1051,6 +1051,11 @@ impl<'o> Interp<'o> {
         let Some(frame) = at else {
             return;
         };
+        // An argument word's key (the common case) without the general match.
+        let key = match word {
+            Value::Word(w) => Key::Word(w.sym),
+            other => other.key(),
+        };
         let mut locals = frame.locals.borrow_mut();
         let map = match &*locals {
             Some(map) => map.clone(),
@@ -1059,12 +1064,12 @@ impl<'o> Interp<'o> {
                 let map = self.map_pool.pop().unwrap_or_default();
                 *locals = Some(map.clone());
                 drop(locals);
-                map.add_new(word.key(), word.clone(), value);
+                map.add_new(key, word.clone(), value);
                 return;
             }
         };
         drop(locals);
-        map.set(word.key(), word.clone(), value);
+        map.set(key, word.clone(), value);
     }
 
     /// `=`: binds `word` in the nearest activation with locals, or in its module (`Foo::x`).

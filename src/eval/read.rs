@@ -59,7 +59,7 @@ fn to_seq(_ast: &Ast, root: AstList<'_>, origin: &Rc<Origin>) -> Rc<Seq> {
                 pos: Cell::new(0),
                 tags: RefCell::new(None),
                 origin: Some(origin.clone()),
-                offsets: done.offsets,
+                offsets: done.offsets.into(),
             });
             match stack.last_mut() {
                 Some(parent) => parent.items.push(match done.kind {

@@ -224,8 +224,9 @@ pub struct Seq {
     pub tags: RefCell<Option<Value>>,
     /// Where it was read from, when it came from source.
     pub origin: Option<Rc<Origin>>,
-    /// The byte offset of each node read from source (as many as were read).
-    pub offsets: Vec<u32>,
+    /// The byte offset of each node read from source (as many as were read); shared by the
+    /// copies `func` makes, which change their nodes, never their offsets.
+    pub offsets: Rc<[u32]>,
 }
 
 impl Seq {
@@ -236,7 +237,7 @@ impl Seq {
             pos: Cell::new(0),
             tags: RefCell::new(None),
             origin: None,
-            offsets: Vec::new(),
+            offsets: Rc::from([]),
         })
     }
 
