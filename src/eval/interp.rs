@@ -1184,6 +1184,19 @@ impl<'o> Interp<'o> {
             .ok_or_else(|| EvalError::runtime("too few arguments: the code ends here"))
     }
 
+    /// [`raw_arg`](Self::raw_arg) for an argument not used (the branch not taken): steps over
+    /// it without a copy.
+    #[inline]
+    pub(crate) fn skip_arg(&mut self) -> EvalResult<()> {
+        let frame = &self.current;
+        let pos = frame.pos.get();
+        if pos >= frame.body.len() {
+            return Err(EvalError::runtime("too few arguments: the code ends here"));
+        }
+        frame.pos.set(pos + 1);
+        Ok(())
+    }
+
     /// What an argument word (`:x`, `:$x`) takes: a value handed to its block, or the next
     /// node of its caller's code, evaluated there for `:x`.
     fn pull_arg(&mut self, evaluate: bool) -> EvalResult<Value> {

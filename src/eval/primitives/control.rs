@@ -48,14 +48,14 @@ fn then(spry: &mut Interp<'_>) -> EvalResult<Value> {
         let code = spry.arg()?;
         spry.run(&code, Vec::new())
     } else {
-        spry.raw_arg()?;
+        spry.skip_arg()?;
         Ok(Value::Nil)
     }
 }
 
 fn else_(spry: &mut Interp<'_>) -> EvalResult<Value> {
     if cond(spry, "else:")? {
-        spry.raw_arg()?;
+        spry.skip_arg()?;
         Ok(Value::Nil)
     } else {
         let code = spry.arg()?;
@@ -67,10 +67,10 @@ fn either(spry: &mut Interp<'_>, first: bool) -> EvalResult<Value> {
     if first {
         let code = spry.arg()?;
         let result = spry.run(&code, Vec::new())?;
-        spry.raw_arg()?;
+        spry.skip_arg()?;
         Ok(result)
     } else {
-        spry.raw_arg()?;
+        spry.skip_arg()?;
         let code = spry.arg()?;
         spry.run(&code, Vec::new())
     }
