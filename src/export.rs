@@ -22,8 +22,8 @@ use rayon::prelude::*;
 
 use crate::error::{Error, IoContext, Result};
 use crate::image::{
-    DefinitionRecord, Hash, Image, Layout, ModuleRecord, Origin, PathRecord, PreparedUnit, Span,
-    SyncRecord, drop_slot,
+    DefinitionRecord, Hash, Image, Layout, ModuleParts, ModuleRecord, Origin, PathRecord,
+    PreparedUnit, Span, SyncRecord, drop_slot,
 };
 use crate::source::{
     DEFAULT_MAX_FILE_SIZE, FileFailure, Source, ctime_ns, default_read_limit, inode, mtime_ns,
@@ -786,6 +786,8 @@ fn export_copy(image: &Image, to: &Path, only: &[String], force: bool) -> Result
     let mut copy = ToCopy {
         image,
         to,
+        source: image.source_root(),
+        in_name_order: only.is_empty(),
         manifest: image.copy_manifest(to)?,
         report: ExportReport {
             target: to.display().to_string(),
@@ -818,6 +820,11 @@ const COPY_BATCH: usize = 1024;
 struct ToCopy<'a> {
     image: &'a Image,
     to: &'a Path,
+    /// The image's own tree, whose files usually hold their modules' texts whole.
+    source: PathBuf,
+    /// Whether the modules go in name order, every one of them: a batch is then a run of the
+    /// image's modules, read by one range read of each table ([`Image::module_parts`]).
+    in_name_order: bool,
     /// What the last export there wrote, path by path (its text's hash).
     manifest: std::collections::BTreeMap<String, String>,
     report: ExportReport,
@@ -849,29 +856,89 @@ impl ToCopy<'_> {
             match record {
                 Ok(Some(record)) => out.push((name, record)),
                 Ok(None) => {}
-                Err(e) => self.report.skipped.push(Skipped {
-                    module: name,
-                    path: String::new(),
-                    reason: e.to_string(),
-                }),
+                Err(e) => self.skip_module(name, String::new(), &e),
             }
         }
         out
     }
 
+    /// Each module's parts (record, layout, definition records): by range over a run of the
+    /// image's modules, else one module at a time. A module gone is left out, one that cannot
+    /// be read is skipped.
+    fn parts(&mut self, names: &[String]) -> Vec<(String, ModuleParts)> {
+        let read = if self.in_name_order {
+            self.image.module_parts(names)
+        } else {
+            names
+                .iter()
+                .flat_map(|name| self.image.module_parts(std::slice::from_ref(name)))
+                .collect()
+        };
+        let mut out = Vec::with_capacity(read.len());
+        for (name, parts) in read {
+            match parts {
+                Ok(Some(parts)) => out.push((name, parts)),
+                Ok(None) => {}
+                Err(e) => self.skip_module(name, String::new(), &e),
+            }
+        }
+        out
+    }
+
+    fn skip_module(&mut self, module: String, path: String, e: &Error) {
+        self.report.skipped.push(Skipped {
+            module,
+            path,
+            reason: e.to_string(),
+        });
+    }
+
     /// Compares each module with the file there (a batch at a time, in parallel; a module that
     /// fails is skipped, not fatal): the same text is kept, a file the last export did not
     /// leave as it is now would be written over. Returns the modules to write, without their
-    /// texts (assembled again when written), each with whether nothing was there.
+    /// texts (assembled again when written), each with whether nothing was there. Only the
+    /// modules whose files are there have their texts assembled here.
     fn compare(&mut self, modules: Vec<String>) -> Vec<(String, bool)> {
         let mut to_write = Vec::new();
         for names in modules.chunks(COPY_BATCH) {
             let batch = self.records(names);
-            let prepared: Vec<std::result::Result<Copy, Skipped>> = batch
+            let found: Vec<std::result::Result<Found, Skipped>> = batch
                 .par_iter()
-                .map(|(name, record)| prepare_copy(self.image, self.to, name, record, false))
+                .map(|(name, record)| find_copy(self.to, name, record))
                 .collect();
-            for ((name, _), outcome) in batch.iter().zip(prepared) {
+            let mut there = Vec::new();
+            for ((name, record), found) in batch.into_iter().zip(found) {
+                match found {
+                    Ok((_, None)) => to_write.push((name, true)),
+                    Ok((full, Some(current))) => there.push((name, record.path, full, current)),
+                    Err(skipped) => self.report.skipped.push(skipped),
+                }
+            }
+            if there.is_empty() {
+                continue;
+            }
+            let names: Vec<String> = there.iter().map(|t| t.0.clone()).collect();
+            let mut parts: HashMap<String, ModuleParts> = self.parts(&names).into_iter().collect();
+            let compared: Vec<(String, std::result::Result<Copy, Skipped>)> = there
+                .into_iter()
+                .filter_map(|(name, path, full, current)| {
+                    let parts = parts.remove(&name)?;
+                    Some((name, path, full, current, parts))
+                })
+                .collect::<Vec<_>>()
+                .into_par_iter()
+                .map(|(name, path, full, current, parts)| {
+                    let outcome =
+                        compare_copy(self.image, &self.source, &name, &parts, full, Some(current))
+                            .map_err(|e| Skipped {
+                                module: name.clone(),
+                                path,
+                                reason: e.to_string(),
+                            });
+                    (name, outcome)
+                })
+                .collect();
+            for (name, outcome) in compared {
                 match outcome {
                     Ok(Copy::Write(job, found)) => {
                         // A file there that the last export did not leave as it is now: edited
@@ -881,7 +948,7 @@ impl ToCopy<'_> {
                         {
                             self.report.would_overwrite.push(job.path.clone());
                         }
-                        to_write.push((name.clone(), job.created));
+                        to_write.push((name, job.created));
                     }
                     Ok(Copy::Same(path, hash)) => {
                         self.manifest.insert(path, hash.to_hex());
@@ -906,22 +973,19 @@ impl ToCopy<'_> {
         let many = modules.len() >= SYNCFS_MIN_FILES && cfg!(target_os = "linux");
         let mut made: Vec<(String, String, PathBuf, Hash)> = Vec::new();
         for names in modules.chunks(COPY_BATCH) {
-            let batch = self.records(names);
-            let outcomes: Vec<(&String, &ModuleRecord, Result<Made>)> = batch
+            let batch = self.parts(names);
+            let outcomes: Vec<(&String, &ModuleParts, Result<Made>)> = batch
                 .par_iter()
-                .map(|(name, record)| {
-                    let made = create_copy(self.image, self.to, name, record, !many);
-                    (name, record, made)
+                .map(|(name, parts)| {
+                    let made = create_copy(self.image, self.to, &self.source, name, parts, !many);
+                    (name, parts, made)
                 })
                 .collect();
-            for (name, record, outcome) in outcomes {
+            for (name, parts, outcome) in outcomes {
+                let path = parts.record.path.clone();
                 match outcome {
-                    Ok((full, hash)) => made.push((name.clone(), record.path.clone(), full, hash)),
-                    Err(e) => self.report.skipped.push(Skipped {
-                        module: name.clone(),
-                        path: record.path.clone(),
-                        reason: e.to_string(),
-                    }),
+                    Ok((full, hash)) => made.push((name.clone(), path, full, hash)),
+                    Err(e) => self.skip_module(name.clone(), path, &e),
                 }
             }
         }
@@ -963,11 +1027,20 @@ impl ToCopy<'_> {
     /// Writes the modules whose files were there, a batch at a time, each file atomically.
     fn write(&mut self, modules: Vec<String>) {
         for names in modules.chunks(COPY_BATCH) {
-            let batch = self.records(names);
+            let batch = self.parts(names);
             let mut jobs = Vec::with_capacity(batch.len());
             let prepared: Vec<std::result::Result<Copy, Skipped>> = batch
                 .par_iter()
-                .map(|(name, record)| prepare_copy(self.image, self.to, name, record, true))
+                .map(|(name, parts)| {
+                    let (full, current) = find_copy(self.to, name, &parts.record)?;
+                    compare_copy(self.image, &self.source, name, parts, full, current).map_err(
+                        |e| Skipped {
+                            module: name.clone(),
+                            path: parts.record.path.clone(),
+                            reason: e.to_string(),
+                        },
+                    )
+                })
                 .collect();
             for outcome in prepared {
                 match outcome {
@@ -1001,14 +1074,11 @@ impl ToCopy<'_> {
     }
 }
 
-/// One module's text for a copy, compared with what is there.
-fn prepare_copy(
-    image: &Image,
-    to: &Path,
-    name: &str,
-    record: &ModuleRecord,
-    keep_text: bool,
-) -> std::result::Result<Copy, Skipped> {
+/// A module's file in a copy (resolved) and what it holds now (`None`: nothing is there).
+type Found = (PathBuf, Option<Vec<u8>>);
+
+/// Where a module's file goes in a copy, and what is there now.
+fn find_copy(to: &Path, name: &str, record: &ModuleRecord) -> std::result::Result<Found, Skipped> {
     let skip = |reason: String| Skipped {
         module: name.to_string(),
         path: record.path.clone(),
@@ -1025,53 +1095,82 @@ fn prepare_copy(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(skip(format!("cannot read it: {e}"))),
     };
-    // Nothing there to compare with: the text is needed only to write it.
-    let text = if current.is_some() || keep_text {
-        image
-            .layout(name)
-            .and_then(|layout| image.assemble(name, &layout))
-            .map_err(|e| skip(e.to_string()))?
-    } else {
-        Vec::new()
-    };
-    if current.is_some() && current.as_deref() == Some(text.as_slice()) {
-        return Ok(Copy::Same(record.path.clone(), Hash::of(&text)));
+    Ok((full, current))
+}
+
+/// One module's text for a copy, compared with what is there (`current`).
+///
+/// # Errors
+/// A damaged image.
+fn compare_copy(
+    image: &Image,
+    source: &Path,
+    name: &str,
+    parts: &ModuleParts,
+    full: PathBuf,
+    current: Option<Vec<u8>>,
+) -> Result<Copy> {
+    let text = copy_text(image, source, name, parts)?;
+    if current.as_deref() == Some(text.as_slice()) {
+        return Ok(Copy::Same(parts.record.path.clone(), Hash::of(&text)));
     }
     Ok(Copy::Write(
         Job {
             module: name.to_string(),
-            path: record.path.clone(),
+            path: parts.record.path.clone(),
             full,
             created: current.is_none(),
-            text: if keep_text { text } else { Vec::new() },
+            text,
         },
         current.map(|c| Hash::of(&c)),
     ))
 }
 
+/// A module's whole text for a copy: the text `Image::assemble` gives, made mostly from the
+/// module's file in the image's own tree, which usually holds it already (the tree was built
+/// from it, or exported to). `Image::assemble_with` walks the layout along that file and takes
+/// each definition it holds from its bytes, checked against the definition's hash, and every
+/// gap from the layout; only what the file does not hold (a live edit not yet exported, a
+/// file changed or gone) is read from the store, a point read and a decompression each. The
+/// bytes are the same either way.
+///
+/// # Errors
+/// A damaged image.
+fn copy_text(image: &Image, source: &Path, name: &str, parts: &ModuleParts) -> Result<Vec<u8>> {
+    let held = tree_path::check_relative(&parts.record.path)
+        .ok()
+        .and_then(
+            |()| match read_source(&source.join(&parts.record.path), DEFAULT_MAX_FILE_SIZE) {
+                Ok(Source::Text(bytes)) => Some(bytes),
+                _ => None,
+            },
+        )
+        .unwrap_or_default();
+    image.assemble_with(name, &parts.layout, &held, &parts.index)
+}
+
 /// A file `create_copy` made, and the hash of its text.
 type Made = (PathBuf, Hash);
 
-/// Makes a module's file in a copy, where nothing was when compared: its directories as
-/// needed, then the file with `create_new` (it fails if anything is there by now), fsynced
-/// with `fsync`. Returns the file and the hash of its text. A file this call made and could not
-/// fill is removed again: half a text is nobody's edit.
+/// Makes a module's file in a copy, where nothing was when compared: the file with
+/// `create_new` (it fails if anything is there by now), and its directories first when they
+/// are missing; fsynced with `fsync`. Returns the file and the hash of its text. A file this
+/// call made and could not fill is removed again: half a text is nobody's edit.
 fn create_copy(
     image: &Image,
     to: &Path,
+    source: &Path,
     name: &str,
-    record: &ModuleRecord,
+    parts: &ModuleParts,
     fsync: bool,
 ) -> Result<Made> {
     use std::io::Write;
+    let record = &parts.record;
     let full = tree_path::resolve(to, &record.path)?;
-    let text = image.assemble(name, &image.layout(name)?)?;
+    let text = copy_text(image, source, name, parts)?;
     let parent = full
         .parent()
         .ok_or_else(|| Error::invalid(format!("`{}` has no directory", record.path)))?;
-    if !parent.is_dir() {
-        create_dirs(to, parent, fsync)?;
-    }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -1080,7 +1179,16 @@ fn create_copy(
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o666);
     }
-    let mut file = options.open(&full).map_err(|e| {
+    // The directory is made only when the file cannot be for want of it (one `open` per file
+    // where it exists, rather than a `stat` and an `open`).
+    let opened = match options.open(&full) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !parent.is_dir() => {
+            create_dirs(to, parent, fsync)?;
+            options.open(&full)
+        }
+        opened => opened,
+    };
+    let mut file = opened.map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
             Error::invalid(format!(
                 "`{}` appeared there since it was compared: not written over",
@@ -1315,12 +1423,13 @@ mod tests {
         std::fs::write(tree.join("a.spry"), text).unwrap();
         let mut image = Image::create(&tree.join(".spry-image"), &tree).unwrap();
         crate::build(&mut image, &tree, &Default::default(), &crate::NoProgress).unwrap();
-        let record = image.module("A").unwrap().unwrap();
+        let parts = image.module_parts(&["A".to_string()]).remove(0).1;
+        let parts = parts.unwrap().unwrap();
         let out = dir.path().join("out");
         std::fs::create_dir(&out).unwrap();
 
         std::fs::write(out.join("a.spry"), "mine").unwrap();
-        let refused = create_copy(&image, &out, "A", &record, false).unwrap_err();
+        let refused = create_copy(&image, &out, &tree, "A", &parts, false).unwrap_err();
         assert!(
             refused.to_string().contains("not written over"),
             "{refused}"
@@ -1328,7 +1437,7 @@ mod tests {
         assert_eq!(std::fs::read(out.join("a.spry")).unwrap(), b"mine");
 
         std::fs::remove_file(out.join("a.spry")).unwrap();
-        let (full, hash) = create_copy(&image, &out, "A", &record, true).unwrap();
+        let (full, hash) = create_copy(&image, &out, &tree, "A", &parts, true).unwrap();
         assert_eq!(full, out.join("a.spry"));
         assert_eq!(std::fs::read(&full).unwrap(), text.as_bytes());
         assert_eq!(hash, Hash::of(text.as_bytes()));

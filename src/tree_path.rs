@@ -172,7 +172,9 @@ pub fn check_relative(relative: &str) -> Result<()> {
 pub fn resolve(root: &Path, relative: &str) -> Result<PathBuf> {
     check_relative(relative)?;
     let refuse = |why: String| Error::invalid(format!("refusing to write `{relative}`: {why}"));
-    let real_root = std::fs::canonicalize(root).map_err(|e| Error::io(root, e))?;
+    // The root's real path only matters to a symbolic link met on the way, which is rare:
+    // found then, not for every path (it costs a `readlink` per part of the root).
+    let mut real_root = None;
     let parts: Vec<&str> = relative.split('/').collect();
     let mut path = root.to_path_buf();
     for (i, part) in parts.iter().enumerate() {
@@ -188,7 +190,13 @@ pub fn resolve(root: &Path, relative: &str) -> Result<PathBuf> {
                 return Err(refuse(format!("{} is a symbolic link", path.display())));
             }
             let target = std::fs::canonicalize(&path).map_err(|e| Error::io(&path, e))?;
-            if !target.starts_with(&real_root) {
+            if real_root.is_none() {
+                real_root = Some(std::fs::canonicalize(root).map_err(|e| Error::io(root, e))?);
+            }
+            if !real_root
+                .as_ref()
+                .is_some_and(|real| target.starts_with(real))
+            {
                 return Err(refuse(format!(
                     "{} is a symbolic link leading out of the tree (to {})",
                     path.display(),

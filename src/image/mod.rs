@@ -12,6 +12,7 @@ mod gc;
 mod lock;
 pub mod merge;
 mod migrate;
+mod parts;
 mod record;
 mod save;
 mod transaction;
@@ -23,6 +24,7 @@ pub use blob::{Hash, compress, decompress, stored_text_len};
 pub use check::CheckReport;
 pub use gc::GcReport;
 pub use lock::{Owner, owner};
+pub use parts::{ModuleParts, PartsRead};
 pub use record::{
     DefinitionRecord, FORMAT_VERSION, HistoryRecord, ImageRecord, Layout, LogEntry, ModuleChange,
     ModuleKind, ModuleLog, ModuleRecord, Origin, PathRecord, Reshape, Span, SyncRecord,

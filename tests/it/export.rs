@@ -845,3 +845,120 @@ fn the_chunk_index_follows_saves_put_rm_and_export() {
         .expect_code(0);
     assert_eq!(digest(&dir, &fresh), digest(&dir, &dir.join(".spry-image")));
 }
+
+/// Each module the image holds with a definition besides `_meta`, with its file and those
+/// definitions' names (`ls --json`), in name order.
+fn modules_with_definitions(dir: &Dir) -> Vec<(String, String, Vec<String>)> {
+    let lines = |args: &[&str]| -> Vec<Value> {
+        let out = dir
+            .command()
+            .arg("ls")
+            .args(args)
+            .arg("--json")
+            .expect_code(0);
+        out.stdout_str()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    };
+    lines(&[])
+        .into_iter()
+        .filter(|m| m["definitions"].as_u64().unwrap() > 1)
+        .map(|m| {
+            let module = m["module"].as_str().unwrap().to_string();
+            let defs = lines(&[module.as_str()])
+                .into_iter()
+                .map(|d| d["name"].as_str().unwrap().to_string())
+                .filter(|name| name != "_meta")
+                .collect();
+            (module, m["path"].as_str().unwrap().to_string(), defs)
+        })
+        .collect()
+}
+
+/// Issue 15: `export --to` takes each definition and gap a module's file in the image's own
+/// tree holds from that file (checked against the image), and only the rest from the store.
+/// With live edits not yet exported (a text replaced, a definition added, one removed) and
+/// files changed on disk since the build and not built again (a line added before the first
+/// definition, a definition's bytes changed in place to others of the same length, a file cut
+/// in half, a file deleted), every file of the copy is byte for byte the image's text as
+/// `show MODULE` assembles it from the store alone; on `gen`'s corpus and on Spry's own files.
+#[test]
+fn export_to_writes_the_images_text_whatever_the_tree_holds() {
+    for corpus in ["gen", "spry-src"] {
+        let dir = if corpus == "gen" {
+            let dir = Dir::new("export_to_from_tree_gen");
+            dir.command()
+                .args(["gen", "--modules", "24", "."])
+                .expect_code(0);
+            dir
+        } else {
+            spry_tree("export_to_from_tree_spry")
+        };
+        build(&dir, &[], 0);
+        let modules = modules_with_definitions(&dir);
+        assert!(modules.len() >= 8, "{corpus}: {} modules", modules.len());
+        let at = |i: usize| &modules[i * modules.len() / 8];
+
+        // Live edits, not exported.
+        let (module, _, defs) = at(0);
+        let def = &defs[0];
+        put_stdin(
+            &dir,
+            &format!("{module}::{def}"),
+            &format!("{def} = 1\n"),
+            0,
+        );
+        let (module, _, _) = at(1);
+        put_stdin(&dir, &format!("{module}::addedLive"), "addedLive = 2", 0);
+        let (module, _, defs) = at(2);
+        dir.command()
+            .args(["rm", &format!("{module}::{}", defs[defs.len() - 1])])
+            .expect_code(0);
+        // Files changed on disk, not built.
+        let file = |i: usize| dir.join(&at(i).1);
+        let text = std::fs::read(file(3)).unwrap();
+        std::fs::write(
+            file(3),
+            [b"# a line added on disk\n".as_slice(), &text].concat(),
+        )
+        .unwrap();
+        let (module, path, defs) = at(4);
+        let def = dir
+            .command()
+            .args(["show", &format!("{module}::{}", defs[defs.len() / 2])])
+            .expect_code(0)
+            .stdout;
+        let def = def.strip_suffix(b"\n").unwrap_or(&def);
+        let text = std::fs::read(dir.join(path)).unwrap();
+        let at_def = text
+            .windows(def.len())
+            .position(|w| w == def)
+            .unwrap_or_else(|| panic!("{corpus}: {module}'s file does not hold its definition"));
+        let mut changed = text.clone();
+        let flip = at_def + def.len() / 2;
+        changed[flip] = if changed[flip] == b'x' { b'y' } else { b'x' };
+        std::fs::write(dir.join(path), &changed).unwrap();
+        let text = std::fs::read(file(5)).unwrap();
+        std::fs::write(file(5), &text[..text.len() / 2]).unwrap();
+        std::fs::remove_file(file(6)).unwrap();
+
+        let (json, _) = export(&dir, &["--to", "copy"], 0);
+        assert_eq!(
+            json["written"].as_array().unwrap().len(),
+            modules.len() + {
+                // Modules with no definition but `_meta` are written too; `modules` leaves them out.
+                let all = dir.command().args(["ls", "--json"]).expect_code(0);
+                all.stdout_str().lines().count() - modules.len()
+            }
+        );
+        for (module, path, _) in &modules {
+            let expected = dir.command().args(["show", module]).expect_code(0).stdout;
+            let copied = std::fs::read(dir.join("copy").join(path)).unwrap();
+            assert!(
+                copied == expected,
+                "{corpus}: {path} ({module}) is not the image's text"
+            );
+        }
+    }
+}
