@@ -316,6 +316,10 @@ struct Back {
     after: usize,
 }
 
+/// A save read by its stretch: the definitions whose texts changed, and the module's chunk
+/// index for the file as saved (encoded; `None`: leave the index as it is).
+type Taken = (Vec<SavedText>, Option<Vec<u8>>);
+
 /// A window's chunks are extended by whole chunks on either side until they hold this many
 /// definitions that did not change: the stretch read again starts one definition before the
 /// first that changed (two when that one's own start moved) and ends one after the last.
@@ -355,19 +359,14 @@ impl Image {
 
     /// [`saved_span`](Self::saved_span)'s changes and the new chunk index, or `None` to
     /// parse the file whole.
-    fn span_changes(
-        &self,
-        module: &str,
-        path: &str,
-        text: &[u8],
-    ) -> Result<Option<(Vec<SavedText>, Option<Vec<u8>>)>> {
+    fn span_changes(&self, module: &str, path: &str, text: &[u8]) -> Result<Option<Taken>> {
         if !self.agrees_with_file(module, path, ModuleKind::Module)? {
             return Ok(None);
         }
-        if let Some(index) = self.chunk_index(module)? {
-            if let Some(found) = self.chunked_changes(module, &index, text)? {
-                return Ok(Some(found));
-            }
+        if let Some(index) = self.chunk_index(module)?
+            && let Some(found) = self.chunked_changes(module, &index, text)?
+        {
+            return Ok(Some(found));
         }
         let Some(held) = self.held(module)? else {
             return Ok(None);
@@ -421,7 +420,7 @@ impl Image {
         module: &str,
         index: &ChunkIndex,
         text: &[u8],
-    ) -> Result<Option<(Vec<SavedText>, Option<Vec<u8>>)>> {
+    ) -> Result<Option<Taken>> {
         let chunks = &index.chunks;
         let matched = chunks::walk(chunks, text);
         if matched.front == chunks.len() && matched.lo == text.len() {

@@ -2853,6 +2853,44 @@ mod tests {
             .collect()
     }
 
+    /// Saves `version` into `image` (which has a small chunk target) by its stretch and
+    /// checks it writes what the whole merge wrote into `whole` (`log`), that its chunk index
+    /// is the module's text's, and that a reading along the index alone, when it can tell,
+    /// takes the same texts. 1 when it could, else 0.
+    fn save_along_chunks(
+        image: &Image,
+        version: &str,
+        whole: &Image,
+        log: &[ModuleLog],
+        k: usize,
+    ) -> usize {
+        let chunks = image.saved_by_chunks("Saved", "saved.spry", version.as_bytes());
+        let saved = image
+            .saved_span("Saved", "saved.spry", version.as_bytes().to_vec())
+            .expect("a save of texts only, read by its stretch");
+        let pairs = |s: &SavedUnit| {
+            s.changes()
+                .map(|(n, t)| (n.to_string(), t.to_vec()))
+                .collect::<Vec<_>>()
+        };
+        if let Some(chunks) = &chunks {
+            assert_eq!(pairs(chunks), pairs(&saved), "version {k}: other changes");
+        }
+        let mut tx = image.begin(Origin::File).expect("a transaction");
+        tx.put_saved(saved, "saved.spry").expect("a save");
+        assert_eq!(tx.changes(), log, "version {k}: another log");
+        tx.commit().expect("a commit");
+        assert!(
+            records(image) == records(whole),
+            "version {k}: other records, read along chunks"
+        );
+        let report = image.check().expect("a check");
+        assert!(report.is_ok(), "version {k}: {:?}", report.problems);
+        let index = image.store().get(Table::Chunks, b"Saved").expect("a read");
+        assert!(index.is_some(), "version {k}: no chunk index");
+        usize::from(chunks.is_some())
+    }
+
     /// A save that changed only texts, taken without the merge (`Image::saved_texts`,
     /// `put_saved`), writes exactly what the whole three-way merge writes for it, as a build
     /// prepares it (texts held already dropped, the definitions read ahead): every table
@@ -2922,37 +2960,7 @@ mod tests {
             let whole_log = tx.changes().to_vec();
             tx.commit().expect("a commit");
             for image in &chunked {
-                let chunks = image.saved_by_chunks("Saved", "saved.spry", version.as_bytes());
-                let saved = image
-                    .saved_span("Saved", "saved.spry", version.as_bytes().to_vec())
-                    .expect("a save of texts only, read by its stretch");
-                if let Some(chunks) = chunks {
-                    by_chunks += 1;
-                    let pairs = |s: &SavedUnit| {
-                        s.changes()
-                            .map(|(n, t)| (n.to_string(), t.to_vec()))
-                            .collect::<Vec<_>>()
-                    };
-                    assert_eq!(pairs(&chunks), pairs(&saved), "version {k}: other changes");
-                }
-                let mut tx = image.begin(Origin::File).expect("a transaction");
-                tx.put_saved(saved, "saved.spry").expect("a save");
-                assert_eq!(tx.changes(), &whole_log[..], "version {k}: another log");
-                tx.commit().expect("a commit");
-                assert!(
-                    records(image) == records(&whole),
-                    "version {k}: other records, read along chunks"
-                );
-                let report = image.check().expect("a check");
-                assert!(report.is_ok(), "version {k}: {:?}", report.problems);
-                assert!(
-                    image
-                        .store()
-                        .get(Table::Chunks, b"Saved")
-                        .expect("a read")
-                        .is_some(),
-                    "version {k}: no chunk index"
-                );
+                by_chunks += save_along_chunks(image, version, &whole, &whole_log, k);
             }
             assert_eq!(fast_log, whole_log, "version {k}: another log");
             assert_eq!(span_log, whole_log, "version {k}: another log");
