@@ -1017,6 +1017,72 @@ mod tests {
     use crate::store::Write;
     use crate::{BuildOptions, NoProgress, build};
 
+    /// An image of format 3 (no `chunks` table: made by a build before chunk indexes) opens
+    /// as it is, only its format rewritten; its modules have no index, so a save of one
+    /// definition reads the module whole, and writes one that the next save reads along.
+    #[test]
+    fn a_format_3_image_opens_and_a_save_writes_its_first_chunk_index() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut text = String::from("{\n  _meta = {name = 'A}\n");
+        for i in 0..200 {
+            text.push_str(&format!("  d{i} = {i}\n"));
+        }
+        text.push_str("}\n");
+        std::fs::write(dir.path().join("a.spry"), &text).expect("a file");
+        let path = dir.path().join(IMAGE_DIR);
+        {
+            let mut image = Image::create(&path, dir.path()).expect("an image");
+            build(
+                &mut image,
+                dir.path(),
+                &BuildOptions::default(),
+                &NoProgress,
+            )
+            .expect("a build");
+            assert!(
+                image
+                    .store()
+                    .scan(Table::Chunks, b"")
+                    .expect("a scan")
+                    .is_empty()
+            );
+            let mut record = image.record().clone();
+            record.format_version = 3;
+            image.write_record(&record).expect("a record");
+            std::fs::write(path.join(FORMAT_FILE), "spry-image format 3\n").expect("a file");
+        }
+        let mut image = Image::open(&path).expect("a format 3 image opens");
+        assert_eq!(image.record().format_version, FORMAT_VERSION);
+        assert_eq!(
+            std::fs::read_to_string(path.join(FORMAT_FILE)).expect("a file"),
+            format!("spry-image format {FORMAT_VERSION}\n")
+        );
+        image.set_chunk_target(64);
+        let saved = text.replace("d7 = 7", "d7 = 'seven");
+        assert!(
+            image
+                .saved_by_chunks("A", "a.spry", saved.as_bytes())
+                .is_none()
+        );
+        let unit = image
+            .saved_span("A", "a.spry", saved.as_bytes().to_vec())
+            .expect("a save of one text");
+        let mut tx = image.begin(Origin::File).expect("a transaction");
+        tx.put_saved(unit, "a.spry").expect("a save");
+        tx.commit().expect("a commit");
+        assert_eq!(image.module_text("A").expect("a text"), saved.as_bytes());
+        let report = image.check().expect("a check");
+        assert!(report.is_ok(), "{:?}", report.problems);
+        let again = saved.replace("d150 = 150", "d150 = 'later");
+        let along = image
+            .saved_by_chunks("A", "a.spry", again.as_bytes())
+            .expect("a save read along the index");
+        assert_eq!(
+            along.changes().collect::<Vec<_>>(),
+            [("d150", &b"d150 = 'later"[..])]
+        );
+    }
+
     /// An image of format 2 (stamps of version 1, without change time nor inode) opens as it
     /// is: only its format is rewritten; its files are hashed once more, nothing changes, and
     /// the next build reads nothing.
