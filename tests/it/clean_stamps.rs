@@ -238,3 +238,33 @@ fn an_image_of_the_last_format_has_no_file_and_gets_one() {
     assert_ne!(code, Some(0), "{err}");
     drop(image);
 }
+
+#[test]
+fn a_watchers_build_removes_the_file() {
+    use spry_image::{WatchOptions, Watcher};
+    let dir = clean_tree("clean-watch");
+    let image = Image::open(&image_dir(&dir)).unwrap();
+    let watcher = Watcher::start(image, dir.path(), &WatchOptions::default(), |_| {}).unwrap();
+    let path = dir.create("a.spry", "{_meta = {name = 'A} x = 8 y = 2}\n");
+    set_mtime(&path, 3);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let taken = || {
+        watcher
+            .with_image(|image| image.definition_text("A", "x").unwrap() == b"x = 8")
+            .unwrap()
+    };
+    while !taken() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watcher took the save"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        !clean_file(&dir).exists(),
+        "the watcher's commit removed it"
+    );
+    drop(watcher.stop().unwrap());
+    let (out, _, _) = run(&dir, &["status"]);
+    assert!(out.contains("image and tree agree (3 modules)"), "{out}");
+}
