@@ -283,6 +283,7 @@ fn build_after(
                 .filter_map(|f| known.get(&f.path).map(|s| s.module.as_str())),
         );
         build.report.unchanged = modules.len();
+        build.keep_clean_stamps(image, &known, files.len())?;
         build.trace.lap("nothing changed");
         return Ok(build.report);
     }
@@ -536,6 +537,29 @@ impl<'a> Build<'a> {
         to_read.is_empty()
             && self.report.failed.is_empty()
             && known.keys().filter(|p| self.filter.contains(p)).count() == files
+    }
+
+    /// After finding nothing changed: where this build looked at the whole tree and the image
+    /// holds nothing the tree does not (no live edit, no conflict), the clean-stamps file is
+    /// written, so that the next `build` or `status` need not open the store
+    /// ([`crate::quick_look`]). A failure to write it is not the build's: it is a cache.
+    ///
+    /// # Errors
+    /// Storage failures reading the `sync` table.
+    fn keep_clean_stamps(&self, image: &Image, known: &Stamps, files: usize) -> Result<()> {
+        let whole = self.targeted.is_none()
+            && self.options.only.is_empty()
+            && self.report.part.is_empty()
+            && self.report.failed.is_empty()
+            && known.len() == files;
+        if !whole || !image.unsynced()?.is_empty() {
+            return Ok(());
+        }
+        let mut stamps: Vec<(&str, &PathRecord)> =
+            known.iter().map(|(p, s)| (p.as_str(), s)).collect();
+        stamps.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let _ = image.write_clean_stamps(self.report.unchanged, &stamps);
+        Ok(())
     }
 
     /// Reads, parses and prepares the files whose stamps changed, in parallel.

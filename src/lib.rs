@@ -38,6 +38,7 @@ mod error;
 pub mod eval;
 mod export;
 pub mod image;
+mod quick_look;
 mod source;
 mod status;
 #[doc(hidden)]
@@ -69,6 +70,8 @@ pub use watch::{
     BatchReport, Borrowed, Cause, Lent, Stopper, WatchOptions, Watcher, open_or_borrow,
 };
 
+#[doc(hidden)]
+pub use quick_look::{QuickLook, Unchanged, quick_look};
 /// For the command line and the tests only: the tree walk and the watcher's socket.
 #[doc(hidden)]
 pub use source::WalkedFile;

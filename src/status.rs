@@ -228,6 +228,7 @@ fn status_after(
     let mut survey = survey;
     survey.report.failed = failed;
     let stale = survey.sort_files(&files);
+    let fresh = stale.is_empty();
     survey.read_changed(&stale);
     survey.refuse_claimed_twice()?;
     let (examine, known) = survey.to_examine()?;
@@ -236,6 +237,7 @@ fn status_after(
     }
     let differing = survey.report.modules.len();
     survey.files_added();
+    survey.keep_clean_stamps(fresh, files.len(), known);
     Ok(survey.summarize(known, differing))
 }
 
@@ -671,6 +673,28 @@ impl<'a> Survey<'a> {
                 definitions,
             });
         }
+    }
+
+    /// Where image and tree agree (nothing to report, nothing unsynced, every file matching
+    /// its stamp, and each stamped file there: `fresh`, `files` walked), the clean-stamps file
+    /// is written for the next `build` or `status` ([`crate::quick_look`]); `known` modules
+    /// agree. Its failure is ignored: it is a cache.
+    fn keep_clean_stamps(&self, fresh: bool, files: usize, known: usize) {
+        let clean = self.own
+            && fresh
+            && self.only.is_empty()
+            && self.unsynced.is_empty()
+            && self.report.modules.is_empty()
+            && self.report.failed.is_empty()
+            && self.report.outside.is_empty()
+            && self.stamps.len() == files;
+        if !clean {
+            return;
+        }
+        let mut stamps: Vec<(&str, &PathRecord)> =
+            self.stamps.iter().map(|(p, s)| (p.as_str(), s)).collect();
+        stamps.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let _ = self.image.write_clean_stamps(known, &stamps);
     }
 
     /// The report in order, with the clean count and (by definition) the moves paired.

@@ -18,6 +18,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("walk", 3),
     ("build", 4),
     ("status", 5),
+    ("quick_look", 4),
     ("export", 5),
     ("watch", 6),
     ("diagnostic", 1),

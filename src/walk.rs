@@ -84,6 +84,20 @@ impl Prewalk {
         }
     }
 
+    /// A walk of `root` made already (by [`crate::quick_look`], which found it did not agree
+    /// with the clean stamps): used as a walk started before the image was opened.
+    pub(crate) fn walked(
+        root: &Path,
+        files: Result<Vec<WalkedFile>>,
+        failed: Vec<FileFailure>,
+    ) -> Prewalk {
+        Prewalk {
+            root: root.to_path_buf(),
+            walking: None,
+            walked: Some((files, failed)),
+        }
+    }
+
     /// Waits for the walk to end.
     pub(crate) fn wait(&mut self) {
         if let Some(walking) = self.walking.take() {

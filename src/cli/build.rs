@@ -7,7 +7,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use spry_image::image::IMAGE_DIR;
-use spry_image::{BuildOptions, BuildReport, PartFilter, Progress};
+use spry_image::{BuildOptions, BuildReport, PartFilter, Progress, QuickLook, Unchanged};
 
 use super::{Status, print_file_failures, report_error};
 
@@ -65,9 +65,22 @@ pub fn run(image_dir: Option<&Path>, args: &BuildArgs) -> Status {
     };
     let dir = image_dir.map_or_else(|| src.join(IMAGE_DIR), Path::to_path_buf);
     // An image that is there already: the tree is walked while it is opened (a first build
-    // walks in `check_tree`; `--only` walks a part).
-    let prewalk = (dir.exists() && args.only.is_empty() && !args.fresh)
-        .then(|| spry_image::Prewalk::start(&src));
+    // walks in `check_tree`; `--only` walks a part), or before, where the clean-stamps file
+    // may tell that nothing changed without opening it.
+    let prewalk = if dir.exists() && args.only.is_empty() && !args.fresh {
+        if args.all {
+            Some(spry_image::Prewalk::start(&src))
+        } else {
+            match spry_image::quick_look(&dir, &src) {
+                QuickLook::Unchanged(unchanged) => {
+                    return print_unchanged(&src, &unchanged, args.json);
+                }
+                QuickLook::Look(prewalk) => Some(prewalk),
+            }
+        }
+    } else {
+        None
+    };
     let only = match check_tree(&src, &dir, &args.only) {
         Ok(only) => only,
         Err(status) => return status,
@@ -140,6 +153,24 @@ pub fn run(image_dir: Option<&Path>, args: &BuildArgs) -> Status {
     } else {
         Status::Failed
     }
+}
+
+/// A build that found nothing changed without opening the image ([`spry_image::quick_look`]):
+/// reported as the build that opens it reports it.
+fn print_unchanged(src: &Path, unchanged: &Unchanged, json: bool) -> Status {
+    let report = BuildReport {
+        unchanged: unchanged.modules,
+        files: unchanged.files,
+        ..BuildReport::default()
+    };
+    if json {
+        if let Err(status) = print_report_json(&report) {
+            return status;
+        }
+    } else {
+        println!("{}", summary(src, &report));
+    }
+    Status::Ok
 }
 
 /// A build's error: a storage failure names the image (the disk it is on may be full, or

@@ -10,8 +10,8 @@ use similar::{Algorithm, TextDiff};
 
 use spry_image::image::{Hash, merge};
 use spry_image::{
-    Borrowed, Change, DefinitionDiff, FileFailure, ModuleState, ModuleStatus, Side, StatusOptions,
-    TreeStatus,
+    Borrowed, Change, DefinitionDiff, FileFailure, ModuleState, ModuleStatus, QuickLook, Side,
+    StatusOptions, TreeStatus,
 };
 
 use super::pager::{Paged, PagerArg};
@@ -51,13 +51,22 @@ pub struct DiffArgs {
     json: bool,
 }
 
+/// What `status` and `diff` compare: the report, the image's generation, and the image,
+/// unless nothing changed and the clean-stamps file said so without opening it.
+struct Compared {
+    image: Option<Borrowed>,
+    report: TreeStatus,
+    generation: u64,
+}
+
 fn compare(
     image_dir: Option<&Path>,
     src: Option<&Path>,
     options: &StatusOptions,
-) -> Result<(Borrowed, TreeStatus), Status> {
+) -> Result<Compared, Status> {
     // The tree an image named `.spry-image` serves (an image kept elsewhere names its tree
-    // inside) is walked while the image is opened; another tree (compared without stamps,
+    // inside) is walked while the image is opened, or before, where the clean-stamps file may
+    // tell that nothing changed without opening it; another tree (compared without stamps,
     // where the walk could not be checked) is walked after.
     let dir = image_dir_of(image_dir)?;
     let tree = spry_image::image::home_tree(&dir).and_then(|home| match src {
@@ -66,7 +75,26 @@ fn compare(
             .is_ok_and(|src| src == home)
             .then(|| src.to_path_buf()),
     });
-    let prewalk = tree.as_deref().map(spry_image::Prewalk::start);
+    let whole = options.modules.is_empty() && !options.definitions;
+    let prewalk = match tree.as_deref() {
+        Some(tree) if whole => match spry_image::quick_look(&dir, tree) {
+            QuickLook::Unchanged(unchanged) => {
+                let report = TreeStatus {
+                    root: tree.display().to_string(),
+                    clean: unchanged.modules,
+                    ..TreeStatus::default()
+                };
+                return Ok(Compared {
+                    image: None,
+                    report,
+                    generation: unchanged.generation,
+                });
+            }
+            QuickLook::Look(prewalk) => Some(prewalk),
+        },
+        Some(tree) => Some(spry_image::Prewalk::start(tree)),
+        None => None,
+    };
     let image = open_image(Some(&dir))?;
     let root = src.map_or_else(|| image.source_root(), Path::to_path_buf);
     let result = match prewalk {
@@ -74,7 +102,14 @@ fn compare(
         None => spry_image::status(&image, &root, options),
     };
     match result {
-        Ok(report) => Ok((image, report)),
+        Ok(report) => {
+            let generation = image.generation().unwrap_or_default();
+            Ok(Compared {
+                image: Some(image),
+                report,
+                generation,
+            })
+        }
         Err(e) => Err(report_error(&e)),
     }
 }
@@ -95,12 +130,15 @@ fn report_json(report: &TreeStatus, generation: u64) -> serde_json::Value {
 }
 
 pub fn status(image_dir: Option<&Path>, args: &StatusArgs) -> Status {
-    let (image, mut report) =
-        match compare(image_dir, args.src.as_deref(), &StatusOptions::default()) {
-            Ok(found) => found,
-            Err(status) => return status,
-        };
-    if report.has_conflicts() {
+    let Compared {
+        image,
+        mut report,
+        generation,
+    } = match compare(image_dir, args.src.as_deref(), &StatusOptions::default()) {
+        Ok(found) => found,
+        Err(status) => return status,
+    };
+    if let Some(image) = image.as_ref().filter(|_| report.has_conflicts()) {
         // Both versions of each conflict, read for the modules in conflict only.
         let modules: Vec<String> = report
             .modules
@@ -112,7 +150,7 @@ pub fn status(image_dir: Option<&Path>, args: &StatusArgs) -> Status {
             modules,
             definitions: true,
         };
-        match spry_image::status(&image, Path::new(&report.root), &options) {
+        match spry_image::status(image, Path::new(&report.root), &options) {
             Ok(detail) => {
                 for m in &mut report.modules {
                     if let Some(d) = detail.modules.iter().find(|d| d.module == m.module) {
@@ -128,7 +166,6 @@ pub fn status(image_dir: Option<&Path>, args: &StatusArgs) -> Status {
             Err(e) => return report_error(&e),
         }
     }
-    let generation = image.generation().unwrap_or_default();
     if args.json {
         if let Err(status) = super::print_json(&report_json(&report, generation)) {
             return status;
@@ -348,12 +385,13 @@ pub fn diff(image_dir: Option<&Path>, args: &DiffArgs, pager: &PagerArg) -> Stat
         modules: args.module.clone(),
         definitions: true,
     };
-    let (image, report) = match compare(image_dir, args.src.as_deref(), &options) {
+    let Compared {
+        report, generation, ..
+    } = match compare(image_dir, args.src.as_deref(), &options) {
         Ok(found) => found,
         Err(status) => return status,
     };
     print_failures_quietly(&report);
-    let generation = image.generation().unwrap_or_default();
     if args.json {
         if let Err(status) = super::print_json(&report_json(&report, generation)) {
             return status;

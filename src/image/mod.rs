@@ -8,6 +8,7 @@
 mod blob;
 mod check;
 mod chunks;
+pub(crate) mod clean_stamps;
 mod gc;
 mod lock;
 pub mod merge;
@@ -35,6 +36,7 @@ pub use transaction::{Conflict, Prepared, PreparedUnit, Take, Transaction, drop_
 
 use crate::error::{Error, IoContext, Result};
 use crate::store::{FjallStore, Store, Table, try_visit};
+use clean_stamps::{CleanWriter, Invalidating};
 use lock::Lock;
 
 /// The name of the image directory at the root of a source tree.
@@ -71,7 +73,7 @@ fn refuse_foreign_home(dir: &Path, source_root: &Path) -> Result<()> {
         source_root.display()
     )))
 }
-const FORMAT_FILE: &str = "FORMAT";
+pub(crate) const FORMAT_FILE: &str = "FORMAT";
 const DB_DIR: &str = "db";
 const META_IMAGE: &[u8] = b"image";
 const META_GENERATION: &[u8] = b"generation";
@@ -100,6 +102,8 @@ pub struct Image {
     /// re-cloned tree).
     relocated_from: Option<PathBuf>,
     store: Box<dyn Store>,
+    /// Writes the clean-stamps file, which `store` removes before any write (`clean_stamps.rs`).
+    clean_writer: CleanWriter,
     /// About how many bytes of texts the chunks of the module indexes it writes hold
     /// (`chunks.rs`).
     chunk_target: u64,
@@ -184,7 +188,9 @@ impl Image {
             });
         }
         let lock = Lock::acquire(dir)?;
-        let store = FjallStore::open(&dir.join(DB_DIR))?;
+        // Every write of this process removes the clean-stamps file first (`clean_stamps.rs`).
+        let (store, clean_writer) =
+            Invalidating::new(Box::new(FjallStore::open(&dir.join(DB_DIR))?), dir);
         let record = match store.get(Table::Meta, META_IMAGE)? {
             Some(bytes) => serde_json::from_slice::<ImageRecord>(&bytes)
                 .map_err(|e| Error::corrupt_by("the image record", e))?,
@@ -203,7 +209,8 @@ impl Image {
         }
         discard_interrupted_first_load(&store)?;
         // Format 2 changed the records of modules; format 3 only added to file stamps, which
-        // are read in either version, and format 4 the chunk indexes, absent in older images.
+        // are read in either version, format 4 the chunk indexes, absent in older images, and
+        // format 5 the clean-stamps file, absent too.
         if found < 2 {
             migrate::migrate(&store)?;
         }
@@ -213,6 +220,7 @@ impl Image {
             record,
             relocated_from: None,
             store: Box::new(store),
+            clean_writer,
             chunk_target: chunks::CHUNK_TARGET,
             _lock: lock,
         };
@@ -812,6 +820,29 @@ impl Image {
             })
             .collect();
         self.store.load(writes)
+    }
+
+    /// Writes the clean-stamps file (`clean_stamps.rs`): image and tree agree, `stamps` are
+    /// every stamp the image holds (sorted by path), each matching its file, and `modules`
+    /// modules agree. Only for an image that sits in its tree and holds all of it; `false`
+    /// where nothing was written. Callers ignore its errors: the file is a cache.
+    ///
+    /// # Errors
+    /// Storage failures, or the file cannot be written.
+    pub(crate) fn write_clean_stamps(
+        &self,
+        modules: usize,
+        stamps: &[(&str, &PathRecord)],
+    ) -> Result<bool> {
+        if !self.record.part.is_empty() || !self.is_in_tree() || self.relocated_from.is_some() {
+            return Ok(false);
+        }
+        let clean = clean_stamps::CleanImage {
+            generation: self.generation()?,
+            modules: modules as u64,
+            root: self.root.to_string_lossy().into_owned(),
+        };
+        self.clean_writer.write(&clean, stamps)
     }
 
     /// Whether the image's directory (its format file) is gone from the disk while it is open:

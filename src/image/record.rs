@@ -17,7 +17,11 @@ use crate::error::{Error, Result};
 /// Format 4 adds the `chunks` table (a module's chunk index, `chunks.rs`), which every change
 /// of a module must update or remove: an older build would leave it stale, so it refuses a
 /// format 4 image; a format 3 image has no index, which reads as such (nothing to rewrite).
-pub const FORMAT_VERSION: u32 = 4;
+/// Format 5 adds the clean-stamps file beside the store (`clean_stamps.rs`), which every
+/// process that writes to the image must remove first: an older build, which would commit
+/// without removing it, refuses a format 5 image. Its tables are format 4's (opening a format
+/// 4 image rewrites only the format file and the image's record).
+pub const FORMAT_VERSION: u32 = 5;
 
 /// The image's own record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

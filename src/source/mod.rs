@@ -16,8 +16,10 @@ use crate::syntax::SourceUnit;
 
 pub use failure::{FailureKind, FileFailure};
 pub use part::PartFilter;
+#[cfg(test)]
+pub(crate) use stamp::RACY_NS;
 pub use stamp::WalkedFile;
-pub(crate) use stamp::{ctime_ns, inode, mtime_ns, now_ns, stamp_matches};
+pub(crate) use stamp::{ctime_ns, inode, mtime_ns, now_ns, stamp_fields_match, stamp_matches};
 
 /// The default largest file a build reads: 64 MiB (the biggest file of a large real tree is
 /// well under 1 MiB). A file this large is far more likely a mistake than source.

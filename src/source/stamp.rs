@@ -46,11 +46,31 @@ impl WalkedFile {
 /// put back (`touch -r`, `cp -p`, archives and sync tools), or another file moved over it, as
 /// git's index sees them; a stamp that has neither (recorded before they were) matches no file.
 pub(crate) fn stamp_matches(stamp: &PathRecord, file: &WalkedFile) -> bool {
-    stamp.size == file.size
-        && stamp.mtime_ns == file.mtime_ns
-        && stamp.ctime_ns == file.ctime_ns
-        && stamp.inode == file.inode
-        && file.mtime_ns < stamp.stamped_ns - RACY_NS
+    stamp_fields_match(
+        stamp.size,
+        stamp.mtime_ns,
+        stamp.ctime_ns,
+        stamp.inode,
+        stamp.stamped_ns,
+        file,
+    )
+}
+
+/// [`stamp_matches`] on a stamp's fields, as the clean-stamps file keeps them
+/// (`crate::image::clean_stamps`): one rule for both.
+pub(crate) fn stamp_fields_match(
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+    inode: u64,
+    stamped_ns: i128,
+    file: &WalkedFile,
+) -> bool {
+    size == file.size
+        && mtime_ns == file.mtime_ns
+        && ctime_ns == file.ctime_ns
+        && inode == file.inode
+        && file.mtime_ns < stamped_ns - RACY_NS
 }
 
 /// A file's status change time in nanoseconds since the epoch (0 where the system has none).

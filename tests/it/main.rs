@@ -4,6 +4,7 @@
 
 mod util;
 
+mod clean_stamps;
 mod cli_conventions;
 mod crash;
 mod eval;
