@@ -811,7 +811,9 @@ impl<'a> Build<'a> {
         match outcome {
             Outcome::Parsed(unit, stamp) => {
                 claims.claim(unit.name(), path);
-                tx.put_unit(unit, path)?;
+                if let Some(unit) = tx.put_new_unit(unit, path)? {
+                    tx.put_unit(unit, path)?;
+                }
                 tx.put_path(path, &stamp);
             }
             // A first fill knows no file, so none is read again; staged whole if one were.
