@@ -743,6 +743,7 @@ impl<'a> Build<'a> {
         let mut tx = image.begin(Origin::File)?;
         let mut claims = Claims::default();
         progress.start(to_read.len() as u64);
+        let (root, max_file_size) = (self.root, self.options.max_file_size);
         std::thread::scope(|scope| -> Result<()> {
             let mut writing: Option<std::thread::ScopedJoinHandle<'_, Result<()>>> = None;
             let mut texts: Vec<(Hash, Vec<u8>)> = Vec::new();
@@ -750,11 +751,26 @@ impl<'a> Build<'a> {
             let mut batches = batches(to_read).peekable();
             // The first batches may have been read while the image was made (`build_new`).
             let mut preread = preread.into_iter();
+            // The batch after the one being staged, read meanwhile: staging is one thread's
+            // work, and the other core would wait for it (a third of a first build's wall
+            // clock on `gen`'s tree once the loads were spread over both).
+            let mut reading: Option<std::thread::ScopedJoinHandle<'_, Vec<Outcome>>> = None;
             while let Some(batch) = batches.next() {
-                let mut outcomes = match preread.next() {
-                    Some(outcomes) => outcomes,
-                    None => self.read_batch(batch, None, progress),
+                let mut outcomes = match (preread.next(), reading.take()) {
+                    (Some(outcomes), _) => outcomes,
+                    (None, Some(read)) => read
+                        .join()
+                        .map_err(|p| Error::panicked("reading files", &*p))?,
+                    (None, None) => self.read_batch(batch, None, progress),
                 };
+                if preread.len() == 0
+                    && let Some(&following) = batches.peek()
+                {
+                    reading =
+                        Some(scope.spawn(move || {
+                            read_files(root, max_file_size, following, None, progress)
+                        }));
+                }
                 for (hash, stored) in outcomes.iter_mut().flat_map(Outcome::take_texts) {
                     text_bytes += stored.len();
                     texts.push((hash, stored));
@@ -835,7 +851,9 @@ impl<'a> Build<'a> {
         match outcome {
             Outcome::Parsed(unit, stamp) => {
                 claims.claim(unit.name(), path);
-                tx.put_unit(unit, path)?;
+                if let Some(unit) = tx.put_new_unit(unit, path)? {
+                    tx.put_unit(unit, path)?;
+                }
                 tx.put_path(path, &stamp);
             }
             // A first fill knows no file, so none is read again; staged whole if one were.

@@ -304,21 +304,11 @@ impl FjallStore {
         if new_blobs >= INGEST_MIN_BLOBS {
             // Texts are content-addressed: if the process dies after this and before the batch
             // below, they are texts nothing refers to yet, which harms nothing.
-            let (mut blobs, rest): (Vec<Write>, Vec<Write>) = writes
+            let (blobs, rest): (Vec<Write>, Vec<Write>) = writes
                 .into_iter()
                 .partition(|w| matches!(w, Write::Put(Table::Blobs, ..)));
             writes = rest;
-            // Ingestion takes keys in order.
-            blobs.sort_unstable_by(|a, b| a.target().cmp(&b.target()));
-            let keyspace = self.keyspace(Table::Blobs).inner();
-            let fail = self.fail("writing", Some(Table::Blobs));
-            let mut ingestion = keyspace.start_ingestion().map_err(&fail)?;
-            for write in blobs {
-                if let Write::Put(_, key, value) = write {
-                    ingestion.write(key, value).map_err(&fail)?;
-                }
-            }
-            ingestion.finish().map_err(&fail)?;
+            self.ingest(Table::Blobs, blobs)?;
         }
         // Everything else in one batch: one journal entry, applied all or nothing (in key
         // order, which the memtable inserts faster).
@@ -359,6 +349,48 @@ impl FjallStore {
         }
         Ok(())
     }
+}
+
+impl FjallStore {
+    /// Writes `writes`, all of `table`, into it as one table file (fjall's ingestion, which
+    /// takes keys in order).
+    fn ingest(&self, table: Table, writes: Vec<Write>) -> Result<()> {
+        let keyspace = self.keyspace(table).inner();
+        let fail = self.fail("loading", Some(table));
+        let mut ingestion = keyspace.start_ingestion().map_err(&fail)?;
+        for write in sorted_by_key(writes) {
+            match write {
+                Write::Put(_, key, value) => ingestion.write(key, value),
+                Write::Delete(_, key) => ingestion.write_tombstone(key),
+            }
+            .map_err(&fail)?;
+        }
+        ingestion.finish().map_err(&fail)
+    }
+}
+
+/// `writes` (of one table) in key order. Each is sorted by its key's first 16 bytes as one
+/// integer, and by the whole key only where those are equal: a first build's load sorted
+/// some 500,000 records by comparing their keys in memory, a sixth of its main thread.
+fn sorted_by_key(writes: Vec<Write>) -> impl Iterator<Item = Write> {
+    let mut keyed: Vec<(u128, Write)> = writes
+        .into_iter()
+        .map(|write| (key_prefix(write.target().1), write))
+        .collect();
+    keyed.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| a.1.target().1.cmp(b.1.target().1))
+    });
+    keyed.into_iter().map(|(_, write)| write)
+}
+
+/// The first 16 bytes of `key`, big-endian, zeros after a shorter key: ordered as the keys
+/// are, but for keys equal in those bytes (a shorter key among them too).
+fn key_prefix(key: &[u8]) -> u128 {
+    let mut head = [0u8; 16];
+    let n = key.len().min(16);
+    head[..n].copy_from_slice(&key[..n]);
+    u128::from_be_bytes(head)
 }
 
 /// Whether `dir` holds a database whose creation was killed before it could hold anything:
@@ -467,24 +499,28 @@ impl Store for FjallStore {
         self.apply(writes, None)
     }
 
-    fn load(&self, mut writes: Vec<Write>) -> Result<()> {
-        writes.sort_unstable_by(|a, b| a.target().cmp(&b.target()));
-        let mut writes = writes.into_iter().peekable();
-        while let Some(first) = writes.peek() {
-            let table = first.target().0;
-            let keyspace = self.keyspace(table).inner();
-            let fail = self.fail("loading", Some(table));
-            let mut ingestion = keyspace.start_ingestion().map_err(&fail)?;
-            while let Some(write) = writes.next_if(|w| w.target().0 == table) {
-                match write {
-                    Write::Put(_, key, value) => ingestion.write(key, value),
-                    Write::Delete(_, key) => ingestion.write_tombstone(key),
-                }
-                .map_err(&fail)?;
-            }
-            ingestion.finish().map_err(&fail)?;
+    fn load(&self, writes: Vec<Write>) -> Result<()> {
+        // Each table is sorted and written on its own, the tables side by side: a first
+        // build's last load (its definitions, order, paths and modules) otherwise ran on one
+        // core while the other waited.
+        let mut tables: Vec<Vec<Write>> = Table::ALL.iter().map(|_| Vec::new()).collect();
+        for write in writes {
+            tables[write.target().0.index()].push(write);
         }
-        Ok(())
+        let tables: Vec<(Table, Vec<Write>)> = Table::ALL
+            .into_iter()
+            .zip(tables)
+            .filter(|(_, writes)| !writes.is_empty())
+            .collect();
+        if tables.len() == 1 {
+            return tables
+                .into_iter()
+                .try_for_each(|(table, writes)| self.ingest(table, writes));
+        }
+        use rayon::prelude::*;
+        tables
+            .into_par_iter()
+            .try_for_each(|(table, writes)| self.ingest(table, writes))
     }
 
     fn clear(&self) -> Result<()> {
@@ -557,6 +593,38 @@ mod tests {
     fn tables_are_listed_in_declaration_order() {
         for (i, table) in Table::ALL.into_iter().enumerate() {
             assert_eq!(table.index(), i, "{table:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Sorting by the keys' first 16 bytes, then by the whole key where those tie, gives
+        /// the keys' own order: with keys shorter than 16 bytes, keys ending in zeros, keys
+        /// that share long prefixes.
+        #[test]
+        fn writes_are_sorted_in_key_order(
+            keys in proptest::collection::hash_set(
+                proptest::collection::vec(proptest::prop_oneof![proptest::strategy::Just(0u8), proptest::strategy::Just(1u8), proptest::strategy::Just(255u8), proptest::num::u8::ANY], 0..24),
+                0..64,
+            ),
+            shared in proptest::collection::vec(proptest::num::u8::ANY, 0..20),
+        ) {
+            let keys: Vec<Vec<u8>> = keys
+                .into_iter()
+                .enumerate()
+                .map(|(i, k)| if i % 2 == 0 { [shared.clone(), k].concat() } else { k })
+                .collect::<std::collections::HashSet<_>>()
+                .into_iter()
+                .collect();
+            let writes = keys
+                .iter()
+                .map(|k| Write::Put(Table::Order, k.clone(), Vec::new()))
+                .collect();
+            let sorted: Vec<Vec<u8>> = sorted_by_key(writes)
+                .map(|w| w.target().1.to_vec())
+                .collect();
+            let mut expected = keys;
+            expected.sort();
+            proptest::prop_assert_eq!(sorted, expected);
         }
     }
 }
