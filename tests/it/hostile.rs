@@ -661,9 +661,10 @@ fn a_module_named_dot_dot_never_writes_outside_the_tree() {
 fn a_corrupted_text_is_named_by_check_and_other_modules_still_load() {
     let dir = spry_tree("hostile_corrupt");
     build(&dir, &[], 0);
-    let hash = {
+    let (hash, stack_path) = {
         let image: Image = open(&dir);
-        image.definition("Stack", "bounded:").unwrap().unwrap().hash
+        let hash = image.definition("Stack", "bounded:").unwrap().unwrap().hash;
+        (hash, image.module("Stack").unwrap().unwrap().path)
     };
     // Damage the stored text through the store itself (no image open).
     let store = FjallStore::open(&image_dir(&dir).join("db")).unwrap();
@@ -694,7 +695,18 @@ fn a_corrupted_text_is_named_by_check_and_other_modules_still_load() {
             "{out}"
         );
     }
-    // Export writes everything else and names what it could not.
+    // A copy takes the text from the module's file in the tree, which holds it (checked
+    // against the image's hash): the damaged stored copy is not needed.
+    dir.command()
+        .args(["export", "--json", "--to", "whole"])
+        .expect_code(0);
+    assert_eq!(files_with_extension(&dir.join("whole"), "spry").len(), 51);
+    assert_eq!(
+        std::fs::read(dir.join("whole").join(&stack_path)).unwrap(),
+        std::fs::read(dir.join(&stack_path)).unwrap()
+    );
+    // Without that file, export writes everything else and names what it could not.
+    std::fs::remove_file(dir.join(&stack_path)).unwrap();
     let out = dir
         .command()
         .args(["export", "--json", "--to", "out"])
