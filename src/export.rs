@@ -851,15 +851,7 @@ impl ToCopy<'_> {
             .par_iter()
             .map(|name| (name.clone(), self.image.module(name)))
             .collect();
-        let mut out = Vec::with_capacity(read.len());
-        for (name, record) in read {
-            match record {
-                Ok(Some(record)) => out.push((name, record)),
-                Ok(None) => {}
-                Err(e) => self.skip_module(name, String::new(), &e),
-            }
-        }
-        out
+        self.readable(read)
     }
 
     /// Each module's parts (record, layout, definition records): by range over a run of the
@@ -874,10 +866,16 @@ impl ToCopy<'_> {
                 .flat_map(|name| self.image.module_parts(std::slice::from_ref(name)))
                 .collect()
         };
+        self.readable(read)
+    }
+
+    /// What was read of each module: a module gone is left out, one that could not be read is
+    /// skipped (and reported).
+    fn readable<T>(&mut self, read: Vec<(String, Result<Option<T>>)>) -> Vec<(String, T)> {
         let mut out = Vec::with_capacity(read.len());
-        for (name, parts) in read {
-            match parts {
-                Ok(Some(parts)) => out.push((name, parts)),
+        for (name, value) in read {
+            match value {
+                Ok(Some(value)) => out.push((name, value)),
                 Ok(None) => {}
                 Err(e) => self.skip_module(name, String::new(), &e),
             }
