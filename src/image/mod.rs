@@ -1077,17 +1077,9 @@ mod tests {
                     .expect("a scan")
                     .is_empty()
             );
-            let mut record = image.record().clone();
-            record.format_version = 3;
-            image.write_record(&record).expect("a record");
-            std::fs::write(path.join(FORMAT_FILE), "spry-image format 3\n").expect("a file");
+            marked_as_format(&image, &path, 3);
         }
-        let mut image = Image::open(&path).expect("a format 3 image opens");
-        assert_eq!(image.record().format_version, FORMAT_VERSION);
-        assert_eq!(
-            std::fs::read_to_string(path.join(FORMAT_FILE)).expect("a file"),
-            format!("spry-image format {FORMAT_VERSION}\n")
-        );
+        let mut image = opens_upgraded(&path);
         image.set_chunk_target(64);
         let saved = text.replace("d7 = 7", "d7 = 'seven");
         assert!(
@@ -1112,6 +1104,29 @@ mod tests {
             along.changes().collect::<Vec<_>>(),
             [("d150", &b"d150 = 'later"[..])]
         );
+    }
+
+    /// Marks `image` (at `path`) as written by a binary of format `version`.
+    fn marked_as_format(image: &Image, path: &Path, version: u32) {
+        let mut record = image.record().clone();
+        record.format_version = version;
+        image.write_record(&record).expect("a record");
+        std::fs::write(
+            path.join(FORMAT_FILE),
+            format!("spry-image format {version}\n"),
+        )
+        .expect("a file");
+    }
+
+    /// Opens the older image at `path`, checking that it is now marked as this format.
+    fn opens_upgraded(path: &Path) -> Image {
+        let image = Image::open(path).expect("an older image opens");
+        assert_eq!(image.record().format_version, FORMAT_VERSION);
+        assert_eq!(
+            std::fs::read_to_string(path.join(FORMAT_FILE)).expect("a file"),
+            format!("spry-image format {FORMAT_VERSION}\n")
+        );
+        image
     }
 
     /// An image of format 2 (stamps of version 1, without change time nor inode) opens as it
@@ -1142,17 +1157,9 @@ mod tests {
                 writes.push(Write::Put(Table::Paths, key.into_bytes(), v1));
             }
             image.store().commit(writes).expect("a commit");
-            let mut record = image.record().clone();
-            record.format_version = 2;
-            image.write_record(&record).expect("a record");
-            std::fs::write(path.join(FORMAT_FILE), "spry-image format 2\n").expect("a file");
+            marked_as_format(&image, &path, 2);
         }
-        let mut image = Image::open(&path).expect("a format 2 image opens");
-        assert_eq!(image.record().format_version, FORMAT_VERSION);
-        assert_eq!(
-            std::fs::read_to_string(path.join(FORMAT_FILE)).expect("a file"),
-            format!("spry-image format {FORMAT_VERSION}\n")
-        );
+        let mut image = opens_upgraded(&path);
         assert_eq!(image.paths().expect("stamps")["a.spry"].inode, 0);
         let report = build(&mut image, dir.path(), &options, &NoProgress).expect("a build");
         assert_eq!((report.read, report.changed.len()), (1, 0), "{report:?}");
