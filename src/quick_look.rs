@@ -97,19 +97,8 @@ fn agree(clean: &clean_stamps::CleanStamps, files: &[WalkedFile]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::{Hash, PathRecord};
-
-    fn stamp(size: u64) -> PathRecord {
-        PathRecord {
-            module: "A".to_string(),
-            size,
-            mtime_ns: 1_000_000_000,
-            ctime_ns: 1_000_000_001,
-            inode: 9,
-            hash: Hash::of(b""),
-            stamped_ns: 10_000_000_000,
-        }
-    }
+    use crate::image::PathRecord;
+    use crate::image::clean_stamps::tests::stamp;
 
     fn walked(path: &str, size: u64) -> WalkedFile {
         WalkedFile {

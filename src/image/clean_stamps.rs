@@ -376,11 +376,12 @@ impl Store for Invalidating {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::image::Hash;
 
-    fn stamp(size: u64) -> PathRecord {
+    /// A stamp of a file of `size` bytes, old enough to be trusted.
+    pub(crate) fn stamp(size: u64) -> PathRecord {
         PathRecord {
             module: "A".to_string(),
             size,
