@@ -91,6 +91,18 @@ fn digest(dir: &Dir, image: &Path) -> String {
     out.stdout_str().lines().last().unwrap().to_string()
 }
 
+/// The digest of a fresh image built (by the binary) from the files of `dir` as they are.
+fn fresh_digest(dir: &Dir) -> String {
+    let fresh = dir.join("fresh-image");
+    dir.command()
+        .arg("build")
+        .arg("--image")
+        .arg(&fresh)
+        .arg(dir.path())
+        .expect_code(0);
+    digest(dir, &fresh)
+}
+
 #[test]
 fn export_into_an_empty_directory_gives_the_tree_back_byte_for_byte() {
     let dir = spry_tree("export_round_trip");
@@ -127,14 +139,7 @@ fn export_then_build_gives_the_same_digest() {
     let before = digest(&dir, &dir.join(".spry-image"));
 
     // A fresh image of the exported tree holds the same content.
-    let fresh = dir.join("fresh-image");
-    dir.command()
-        .arg("build")
-        .arg("--image")
-        .arg(&fresh)
-        .arg(dir.path())
-        .expect_code(0);
-    assert_eq!(digest(&dir, &fresh), before);
+    assert_eq!(fresh_digest(&dir), before);
     // And the image's own rebuild changes nothing.
     let (json, _) = build(&dir, &[], 0);
     assert_eq!(json["generation"], Value::Null, "{json}");
@@ -836,14 +841,7 @@ fn the_chunk_index_follows_saves_put_rm_and_export() {
     save(&dir, "d4700 = func [:x x + 4700]", "d4700 = 'saved");
     assert_eq!(holds_the_file(&dir), next);
     // The same file in a fresh image: the same content.
-    let fresh = dir.join("fresh-image");
-    dir.command()
-        .arg("build")
-        .arg("--image")
-        .arg(&fresh)
-        .arg(dir.path())
-        .expect_code(0);
-    assert_eq!(digest(&dir, &fresh), digest(&dir, &dir.join(".spry-image")));
+    assert_eq!(fresh_digest(&dir), digest(&dir, &dir.join(".spry-image")));
 }
 
 /// Each module the image holds with a definition besides `_meta`, with its file and those
