@@ -23,15 +23,17 @@ timed() {
 
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg), runs: $RUNS"
 if [[ -n ${SPRY_REF:-} ]]; then
-  echo '| program | wall | CPU (user) | peak RSS | reference wall | reference CPU | reference RSS | CPU ratio |'
-  echo '| --- | --- | --- | --- | --- | --- | --- | --- |'
+  echo '| program | wall | CPU (user) | peak RSS | CPU, interpreted | reference wall | reference CPU | reference RSS | CPU ratio |'
+  echo '| --- | --- | --- | --- | --- | --- | --- | --- | --- |'
 else
-  echo '| program | wall | CPU (user) | peak RSS |'
-  echo '| --- | --- | --- | --- |'
+  echo '| program | wall | CPU (user) | peak RSS | CPU, interpreted |'
+  echo '| --- | --- | --- | --- | --- |'
 fi
 for program in factorial methods select closures nested_closures; do
   read -r wall user rss < <(timed "$BIN" run "benches/eval/$program.spry")
-  row="| $program | $wall ms | $user ms | $((rss / 1024)) MB |"
+  # The same run with no function compiled (`--no-compile`): what the interpreter alone does.
+  read -r _ iuser _ < <(timed "$BIN" run --no-compile "benches/eval/$program.spry")
+  row="| $program | $wall ms | $user ms | $((rss / 1024)) MB | $iuser ms |"
   if [[ -n ${SPRY_REF:-} ]]; then
     read -r rwall ruser rrss < <(timed "$SPRY_REF" "benches/eval/$program.spry")
     ratio=$(awk -v a="$ruser" -v b="$user" 'BEGIN {printf "%.1fx", (b > 0 ? a / b : 0)}')

@@ -49,6 +49,10 @@ pub struct RunArgs {
         value_parser = clap::value_parser!(u64).range(1..=25_000)
     )]
     max_depth: u64,
+    /// Interpret every call: compile no function of integer arithmetic on its first call
+    /// (the results are the same; for comparing speed).
+    #[arg(long)]
+    no_compile: bool,
 }
 
 pub fn run(image: Option<&Path>, args: &RunArgs) -> Status {
@@ -131,6 +135,7 @@ fn evaluate(image_dir: Option<&Path>, args: &RunArgs, interrupt: Arc<AtomicBool>
         max_depth: usize::try_from(args.max_depth).unwrap_or(DEFAULT_MAX_DEPTH),
         max_steps: None,
         interrupt: Some(interrupt),
+        compile: !args.no_compile,
     };
     let mut spry = Interp::new(options, Box::new(stdout.lock()));
     if let Some(image) = image {

@@ -7,6 +7,7 @@ use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::compiled::{self, CVal};
 use super::error::{ErrorKind, EvalError, Location, MAX_TRACE};
 use super::frame::{Frame, FrameKind, skip_parens_caller, skip_parens_outer};
 use super::loader::Source;
@@ -28,6 +29,9 @@ pub struct Options {
     pub max_steps: Option<u64>,
     /// Raised (by a Ctrl-C handler), it stops the evaluation at the next node.
     pub interrupt: Option<Arc<AtomicBool>>,
+    /// Whether functions of integer arithmetic are compiled on their first call (on by
+    /// default; the results, errors, steps and limits are the same either way).
+    pub compile: bool,
 }
 
 /// The default depth limit. Evaluation must run on a thread with [`STACK_SIZE`] bytes of stack
@@ -43,6 +47,7 @@ impl Default for Options {
             max_depth: DEFAULT_MAX_DEPTH,
             max_steps: None,
             interrupt: None,
+            compile: true,
         }
     }
 }
@@ -219,6 +224,11 @@ impl<'o> Interp<'o> {
         self.current = self.root_frame.clone();
         self.root_frame.returned.set(false);
         result
+    }
+
+    /// The nodes evaluated so far (what [`Options::max_steps`] limits).
+    pub fn steps(&self) -> u64 {
+        self.steps
     }
 
     /// The names bound at the top level since the system was made (not the primitives or the
@@ -725,7 +735,12 @@ impl<'o> Interp<'o> {
                 self.leave();
                 return result;
             }
-            Value::Func(c) => return self.call(c, None, Vec::new()),
+            Value::Func(c) => {
+                if let Some(value) = self.try_compiled(c) {
+                    return Ok(value);
+                }
+                return self.call(c, None, Vec::new());
+            }
             _ => {}
         }
         if let Value::Word(_) = value {
@@ -736,6 +751,44 @@ impl<'o> Interp<'o> {
             result
         } else {
             self.eval_owned(value)
+        }
+    }
+
+    /// Runs a call of `closure` compiled (see [`compiled`]), when it compiles and its
+    /// arguments are integers at hand in the running activation: the arguments consumed and
+    /// the result given, as the call would. None, having changed nothing, in every other case
+    /// (the call then runs as usual).
+    fn try_compiled(&mut self, closure: &Rc<Closure>) -> Option<Value> {
+        if !self.options.compile || self.lazy_modules != 0 {
+            return None;
+        }
+        let cf = compiled::prepare(&self.root, closure)?;
+        let arity = compiled::arity(&cf);
+        let pos = self.current.pos.get();
+        let mut args = [CVal::Int(0); compiled::MAX_ARGS];
+        for (k, slot) in args.iter_mut().enumerate().take(arity) {
+            let node = self.current.body.get(pos + k)?;
+            *slot = CVal::Int(self.int_at_hand(&node)?);
+        }
+        let mut run = compiled::Exec::new(
+            self.steps,
+            self.options.max_steps,
+            self.options.max_depth,
+            self.options.interrupt.as_deref(),
+        );
+        match run.call(&cf, args.get(..arity)?, self.depth) {
+            Ok(value) => {
+                self.current.pos.set(pos + arity);
+                self.steps = run.steps;
+                if let Some(receiver) = run.last_self {
+                    self.last_self = receiver.into();
+                }
+                Some(value.into())
+            }
+            Err(compiled::Bail) => {
+                compiled::bailed(closure, &cf);
+                None
+            }
         }
     }
 

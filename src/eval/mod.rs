@@ -4,6 +4,8 @@
 //! - [`value`]: values (Spry code is values too: blocks, words).
 //! - `read`: the syntax layer's [`Ast`](crate::syntax::Ast) into values, with source offsets.
 //! - `frame`: activations. `interp`: the evaluator ([`Interp`]) and its rules.
+//! - `compiled`: functions of integer arithmetic compiled on their first call, run without
+//!   activations, handed back to the interpreter for anything else.
 //! - `primitives/`: the primitives by kind, and the prelude written in Spry.
 //! - [`Source`]: where module definitions come from ([`Image`](crate::image::Image),
 //!   [`MapSource`]).
@@ -45,6 +47,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod compiled;
 mod cycles;
 mod error;
 mod frame;

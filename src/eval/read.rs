@@ -60,6 +60,7 @@ fn to_seq(_ast: &Ast, root: AstList<'_>, origin: &Rc<Origin>) -> Rc<Seq> {
                 tags: RefCell::new(None),
                 origin: Some(origin.clone()),
                 offsets: done.offsets.into(),
+                compiled: Cell::new(false),
             });
             match stack.last_mut() {
                 Some(parent) => parent.items.push(match done.kind {

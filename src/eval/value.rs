@@ -7,6 +7,7 @@ use std::rc::{Rc, Weak};
 use rustc_hash::FxHashMap;
 
 use super::EvalResult;
+use super::compiled::Jit;
 use super::frame::Frame;
 use super::interp::Interp;
 use crate::syntax::WordKind;
@@ -227,6 +228,9 @@ pub struct Seq {
     /// The byte offset of each node read from source (as many as were read); shared by the
     /// copies `func` makes, which change their nodes, never their offsets.
     pub offsets: Rc<[u32]>,
+    /// Set once a function was compiled from these nodes: changing them then makes compiled
+    /// functions stale (see [`Seq::edit`]).
+    pub(crate) compiled: Cell<bool>,
 }
 
 impl Seq {
@@ -238,6 +242,7 @@ impl Seq {
             tags: RefCell::new(None),
             origin: None,
             offsets: Rc::from([]),
+            compiled: Cell::new(false),
         })
     }
 
@@ -249,7 +254,17 @@ impl Seq {
             tags: RefCell::new(None),
             origin: self.origin.clone(),
             offsets: self.offsets.clone(),
+            compiled: Cell::new(false),
         })
+    }
+
+    /// The nodes, to change: every change of nodes goes through here, so that functions
+    /// compiled from them are compiled again.
+    pub fn edit(&self) -> std::cell::RefMut<'_, Vec<Value>> {
+        if self.compiled.get() {
+            super::compiled::code_changed();
+        }
+        self.items.borrow_mut()
     }
 
     /// The number of nodes.
@@ -296,6 +311,19 @@ pub struct Closure {
     pub body: Rc<Seq>,
     /// The activation it was made in.
     pub outer: Option<Rc<Frame>>,
+    /// Its compiled form, once a call tried to make one (see `compiled`).
+    pub(crate) jit: RefCell<Jit>,
+}
+
+impl Closure {
+    /// A closure of `body` made in `outer`.
+    pub fn new(body: Rc<Seq>, outer: Option<Rc<Frame>>) -> Closure {
+        Closure {
+            body,
+            outer,
+            jit: RefCell::default(),
+        }
+    }
 }
 
 /// The Rust function behind a primitive.
@@ -937,10 +965,7 @@ mod tests {
         // Numbers and other values are never cached; functions only weakly.
         w.cache.set(id, &Some(Value::Int(4)));
         assert!(w.cache.get(id).is_none());
-        let f = Rc::new(Closure {
-            body: Seq::new(Vec::new()),
-            outer: None,
-        });
+        let f = Rc::new(Closure::new(Seq::new(Vec::new()), None));
         w.cache.set(id, &Some(Value::Func(f.clone())));
         assert!(matches!(w.cache.get(id), Some(Some(Value::Func(_)))));
         drop(f);

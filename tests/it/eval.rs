@@ -19,11 +19,17 @@ fn update_expect() -> bool {
 /// Runs `text` in a fresh system (on a thread with the evaluator's stack) and renders the
 /// output and the result as a fixture's expected file holds them.
 fn render(name: String, text: Vec<u8>) -> String {
+    render_with(name, text, true)
+}
+
+/// [`render`], compiling functions of integer arithmetic or not.
+fn render_with(name: String, text: Vec<u8>, compile: bool) -> String {
     run_with_stack(move || {
         let mut out = Vec::new();
         let result = {
             let options = Options {
                 max_steps: Some(10_000_000),
+                compile,
                 ..Options::default()
             };
             let mut spry = Interp::new(options, Box::new(&mut out));
@@ -48,7 +54,14 @@ fn eval_fixtures() {
     for file in files {
         let text = std::fs::read(&file).unwrap();
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
-        let actual = render(name.clone(), text);
+        let actual = render(name.clone(), text.clone());
+        // Compiled functions change nothing a program can see.
+        let interpreted = render_with(name.clone(), text, false);
+        if interpreted != actual {
+            failures.push(format!(
+                "{name} compiled and interpreted:\n--- compiled\n{actual}--- interpreted\n{interpreted}"
+            ));
+        }
         let expected_path = file.with_extension("txt");
         if update_expect() {
             std::fs::write(&expected_path, &actual).unwrap();
@@ -630,4 +643,148 @@ fn eval_assigning_a_definition_not_read_yet_assigns_it() {
         assert!(out.code == Some(0), "{code}: {out}");
         assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{code}");
     }
+}
+
+// ---- compiled functions against the interpreter ----
+
+/// An integer expression as a function body holds it: literals (some near overflow), the
+/// arguments, values that are not integers, operators, conditionals, parens and calls of the
+/// program's functions (which may recurse without end: the limits must stop both the same).
+fn int_expr() -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        6 => (-3i64..14).prop_map(|i| i.to_string()),
+        1 => prop_oneof![
+            Just("9223372036854775807".to_string()),
+            Just("3037000500".to_string()),
+            Just("-9223372036854775807".to_string()),
+        ],
+        6 => prop_oneof![Just("a".to_string()), Just("b".to_string())],
+        1 => prop_oneof![
+            Just("nil".to_string()),
+            Just("true".to_string()),
+            Just("1.5".to_string()),
+            Just("\"s\"".to_string()),
+            Just("self".to_string()),
+        ],
+    ];
+    leaf.prop_recursive(5, 40, 3, |inner| {
+        let op = prop_oneof![
+            Just("+"),
+            Just("-"),
+            Just("*"),
+            Just("<"),
+            Just(">"),
+            Just("<="),
+            Just(">="),
+        ];
+        prop_oneof![
+            4 => (inner.clone(), op, inner.clone()).prop_map(|(l, o, r)| format!("{l} {o} {r}")),
+            2 => inner.clone().prop_map(|e| format!("({e})")),
+            3 => (inner.clone(), inner.clone(), inner.clone())
+                .prop_map(|(c, y, n)| format!("{c} then: [{y}] else: [{n}]")),
+            1 => (inner.clone(), inner.clone(), inner.clone())
+                .prop_map(|(c, y, n)| format!("{c} else: [{y}] then: [{n}]")),
+            1 => (inner.clone(), inner.clone()).prop_map(|(c, y)| format!("{c} then: [{y}]")),
+            1 => (inner.clone(), inner.clone()).prop_map(|(x, y)| format!("[{x} {y}] do")),
+            3 => (0usize..3, inner.clone(), inner.clone())
+                .prop_map(|(f, x, y)| match f {
+                    1 => format!("f1 {x} {y}"),
+                    f => format!("f{f} {x}"),
+                }),
+            1 => (inner.clone(), inner.clone()).prop_map(|(x, y)| format!("{x} {y}")),
+        ]
+    })
+}
+
+/// A program of three functions (`f1` takes two arguments), calls of them that show their
+/// results and what a cascade sees after them, and a redefinition between calls: pieces run
+/// one after the other in one system, so that one piece's error does not hide the next.
+fn int_program() -> impl Strategy<Value = Vec<String>> {
+    (
+        int_expr(),
+        int_expr(),
+        int_expr(),
+        int_expr(),
+        0i64..9,
+        0i64..9,
+    )
+        .prop_map(|(b0, b1, b2, b1_again, x, y)| {
+            vec![
+                format!("f0 = func [:a {b0}]\nf1 = func [:a :b {b1}]\nf2 = func [:a {b2}]"),
+                format!("echo (f0 {x})"),
+                format!("f0 {y} + (f0 {x})"),
+                format!("f1 {x} {y} ;"),
+                format!("echo (f2 {y} ;)"),
+                format!("f1 = func [:a :b {b1_again}]"),
+                format!("f1 {y} {x}"),
+                format!("f2 (f0 {y}) ;"),
+                format!("n = 0 1 to: 5 do: [:i n := (n + (f2 i))] n"),
+            ]
+        })
+}
+
+/// What a run shows: its output, the value or error of each piece, and the steps it counted.
+fn run_compiled(pieces: &[String], compile: bool, max_depth: usize) -> (String, Vec<String>, u64) {
+    let pieces = pieces.to_vec();
+    run_with_stack(move || {
+        let mut out = Vec::new();
+        let (results, steps) = {
+            let options = Options {
+                max_steps: Some(30_000),
+                max_depth,
+                compile,
+                ..Options::default()
+            };
+            let mut spry = Interp::new(options, Box::new(&mut out));
+            let results = pieces
+                .iter()
+                .map(|piece| match spry.eval_text("-e", piece.as_bytes()) {
+                    Ok(v) => repr(&v),
+                    Err(e) => e.report(),
+                })
+                .collect();
+            (results, spry.steps())
+        };
+        (String::from_utf8_lossy(&out).into_owned(), results, steps)
+    })
+    .expect("the evaluation thread runs")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256)
+    ))]
+    #[test]
+    fn eval_compiled_functions_agree_with_the_interpreter(
+        pieces in int_program(),
+        max_depth in prop_oneof![Just(10_000usize), 150usize..400],
+    ) {
+        let compiled = run_compiled(&pieces, true, max_depth);
+        let interpreted = run_compiled(&pieces, false, max_depth);
+        prop_assert_eq!(compiled, interpreted, "{:#?}", pieces);
+    }
+}
+
+#[test]
+fn eval_compiled_run_stops_at_an_interrupt() {
+    // fib 90 takes years: compiled, it must still end at Ctrl-C, as the interpreter does.
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let raise = flag.clone();
+    let raiser = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        raise.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let e = run_with_stack(move || {
+        let options = Options {
+            interrupt: Some(flag),
+            ..Options::default()
+        };
+        let mut spry = Interp::new(options, Box::new(std::io::sink()));
+        let code = b"fib = func [:n n < 2 then: [n] else: [(fib (n - 1)) + (fib (n - 2))]]\n\
+                     fib 20\nfib 90";
+        spry.eval_text("-e", code).unwrap_err()
+    })
+    .unwrap();
+    raiser.join().unwrap();
+    assert_eq!(e.kind, ErrorKind::Interrupted, "{e}");
 }

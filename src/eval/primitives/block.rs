@@ -84,7 +84,7 @@ fn write(spry: &mut Interp<'_>) -> EvalResult<Value> {
     let (v, s) = receiver(spry, "write:")?;
     let x = spry.arg()?;
     let p = s.pos.get();
-    let mut items = s.items.borrow_mut();
+    let mut items = s.edit();
     match items.get_mut(p) {
         Some(slot) => *slot = x,
         None => return Err(EvalError::runtime("write: at the end of the block")),
@@ -136,16 +136,13 @@ fn new_block_sized(spry: &mut Interp<'_>) -> EvalResult<Value> {
 fn fill(spry: &mut Interp<'_>) -> EvalResult<Value> {
     let (v, s) = receiver(spry, "fill:")?;
     let x = spry.arg()?;
-    s.items
-        .borrow_mut()
-        .iter_mut()
-        .for_each(|slot| *slot = x.clone());
+    s.edit().iter_mut().for_each(|slot| *slot = x.clone());
     Ok(v)
 }
 
 fn reverse(spry: &mut Interp<'_>) -> EvalResult<Value> {
     let (v, s) = receiver(spry, "reverse")?;
-    s.items.borrow_mut().reverse();
+    s.edit().reverse();
     Ok(v)
 }
 

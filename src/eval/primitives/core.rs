@@ -302,7 +302,7 @@ fn at_put(spry: &mut Interp<'_>) -> EvalResult<Value> {
         other => {
             let s = seq("at:put:", other)?;
             let i = index("at:put:", int("at:put:", &k)?, s.len())?;
-            s.items.borrow_mut()[i] = v;
+            s.edit()[i] = v;
         }
     }
     Ok(c)
@@ -343,13 +343,13 @@ fn contains(spry: &mut Interp<'_>) -> EvalResult<Value> {
 fn add(spry: &mut Interp<'_>) -> EvalResult<Value> {
     let c = spry.infix_arg()?;
     let v = spry.arg()?;
-    seq("add:", &c)?.items.borrow_mut().push(v);
+    seq("add:", &c)?.edit().push(v);
     Ok(c)
 }
 
 fn remove_last(spry: &mut Interp<'_>) -> EvalResult<Value> {
     let c = spry.infix_arg()?;
-    if seq("removeLast", &c)?.items.borrow_mut().pop().is_none() {
+    if seq("removeLast", &c)?.edit().pop().is_none() {
         return Err(EvalError::runtime("removeLast: the block is empty"));
     }
     Ok(c)
@@ -361,7 +361,7 @@ fn remove_first(spry: &mut Interp<'_>) -> EvalResult<Value> {
     if s.is_empty() {
         return Err(EvalError::runtime("removeFirst: the block is empty"));
     }
-    s.items.borrow_mut().remove(0);
+    s.edit().remove(0);
     Ok(c)
 }
 
@@ -373,7 +373,7 @@ fn remove_at(spry: &mut Interp<'_>) -> EvalResult<Value> {
         other => {
             let s = seq("removeAt:", other)?;
             let i = index("removeAt:", int("removeAt:", &k)?, s.len())?;
-            s.items.borrow_mut().remove(i);
+            s.edit().remove(i);
         }
     }
     Ok(c)
@@ -440,10 +440,7 @@ fn closure(spry: &mut Interp<'_>, word: &str) -> EvalResult<Rc<Closure>> {
         Value::Block(s) => s.copy(),
         other => return Err(expected(word, "a block", other)),
     };
-    Ok(Rc::new(Closure {
-        body,
-        outer: Some(spry.current.clone()),
-    }))
+    Ok(Rc::new(Closure::new(body, Some(spry.current.clone()))))
 }
 
 fn func(spry: &mut Interp<'_>) -> EvalResult<Value> {
@@ -640,7 +637,7 @@ fn tag(spry: &mut Interp<'_>) -> EvalResult<Value> {
             .get_or_insert_with(|| Value::block(Vec::new()))
             .clone();
         if let Some(s) = block.seq() {
-            s.items.borrow_mut().push(t);
+            s.edit().push(t);
         }
     }
     Ok(target)

@@ -15,10 +15,10 @@ fn polymethod(spry: &mut Interp<'_>) -> EvalResult<Value> {
     let Value::Block(s) = &methods else {
         return Err(expected("polymethod", "a block of methods", &methods));
     };
-    Ok(Value::Poly(Rc::new(Closure {
-        body: s.copy(),
-        outer: Some(spry.current.clone()),
-    })))
+    Ok(Value::Poly(Rc::new(Closure::new(
+        s.copy(),
+        Some(spry.current.clone()),
+    ))))
 }
 
 fn arrow(spry: &mut Interp<'_>) -> EvalResult<Value> {
@@ -29,8 +29,8 @@ fn arrow(spry: &mut Interp<'_>) -> EvalResult<Value> {
     };
     let body = b.copy();
     *body.tags.borrow_mut() = Some(Value::Block(t.clone()));
-    Ok(Value::Method(Rc::new(Closure {
+    Ok(Value::Method(Rc::new(Closure::new(
         body,
-        outer: Some(spry.current.clone()),
-    })))
+        Some(spry.current.clone()),
+    ))))
 }
