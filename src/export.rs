@@ -1177,15 +1177,7 @@ fn create_copy(
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o666);
     }
-    // The directory is made only when the file cannot be for want of it (one `open` per file
-    // where it exists, rather than a `stat` and an `open`).
-    let opened = match options.open(&full) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !parent.is_dir() => {
-            create_dirs(to, parent, fsync)?;
-            options.open(&full)
-        }
-        opened => opened,
-    };
+    let opened = open_new(|| options.open(&full), || create_dirs(to, parent, fsync))?;
     let mut file = opened.map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
             Error::invalid(format!(
@@ -1205,6 +1197,24 @@ fn create_copy(
         return Err(Error::io(&full, e));
     }
     Ok((full, Hash::of(&text)))
+}
+
+/// Opens a new file with `open`, making its directories with `make_dirs` first when `open`
+/// finds one missing, and trying once more: one `open` per file where the directories exist,
+/// rather than a `stat` and an `open`. A missing directory is not asked about again before it
+/// is made: another thread may have made it in between (`make_dirs` makes only what is still
+/// missing), and the first `open`'s error would then be given for a file that can be made.
+fn open_new<F>(
+    mut open: impl FnMut() -> std::io::Result<F>,
+    make_dirs: impl FnOnce() -> Result<()>,
+) -> Result<std::io::Result<F>> {
+    match open() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            make_dirs()?;
+            Ok(open())
+        }
+        opened => Ok(opened),
+    }
 }
 
 /// What exporting one module into another directory comes to.
@@ -1409,6 +1419,37 @@ fn stamp_of(full: &Path, module: &str, text: &[u8]) -> Result<PathRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (`export --to` said "No such file or directory" now and then): the open that
+    /// found the directory missing is tried again after `make_dirs`, even when another thread
+    /// made the directory meanwhile and `make_dirs` has nothing left to do.
+    #[test]
+    fn regression_a_directory_made_by_another_thread_meanwhile_does_not_fail_the_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("sub");
+        let file = sub.join("a.spry");
+        let mut tries = 0;
+        let opened = open_new(
+            || {
+                tries += 1;
+                if tries == 1 {
+                    // Missing when this thread looked; made by another one right after.
+                    let missing = std::fs::File::open(&file).map(|_| ());
+                    std::fs::create_dir(&sub).unwrap();
+                    missing?;
+                }
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&file)
+            },
+            || create_dirs(dir.path(), &sub, false),
+        )
+        .unwrap();
+        assert!(opened.is_ok(), "{opened:?}");
+        assert_eq!(tries, 2);
+        assert!(file.is_file());
+    }
 
     /// `create_copy` makes a file only where nothing is: one that appeared since the
     /// comparison is never written over, and its module is not counted as written.

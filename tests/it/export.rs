@@ -122,6 +122,30 @@ fn export_into_an_empty_directory_gives_the_tree_back_byte_for_byte() {
     assert_eq!(json["unchanged"], source.len());
 }
 
+/// Regression (`export --to` naming a file "No such file or directory" now and then): two
+/// threads writing the first files of one new directory, the one that found it missing saw it
+/// made by the other before asking again, and gave up with the first error. Modules in one
+/// directory, exported into new directories a few times: both threads start there at once.
+/// (The window is narrow; `export::tests::regression_a_directory_made_by_another_thread_...`
+/// opens it deterministically.)
+#[test]
+fn regression_export_to_new_directories_shared_by_threads_writes_every_file() {
+    let dir = Dir::new("export_shared_new_dirs");
+    for m in 0..360 {
+        dir.create(
+            &format!("lib/deep/m{m}.spry"),
+            &format!("{{_meta = {{name = 'M{m}}}\n  f = func [:x x + {m}]\n}}\n"),
+        );
+    }
+    build(&dir, &[], 0);
+    for round in 0..4 {
+        let to = format!("out{round}");
+        let (json, out) = export(&dir, &["--to", &to], 0);
+        assert_eq!(json["written"].as_array().unwrap().len(), 360, "{out}");
+        assert_eq!(files_with_extension(&dir.join(&to), "spry").len(), 360);
+    }
+}
+
 #[test]
 fn export_then_build_gives_the_same_digest() {
     let dir = spry_tree("export_digest");
