@@ -133,8 +133,8 @@ fn regression_export_to_new_directories_shared_by_threads_writes_every_file() {
     let dir = Dir::new("export_shared_new_dirs");
     for m in 0..360 {
         dir.create(
-            &format!("lib/deep/m{m}.spry"),
-            &format!("{{_meta = {{name = 'M{m}}}\n  f = func [:x x + {m}]\n}}\n"),
+            format!("lib/deep/m{m}.spry"),
+            format!("{{_meta = {{name = 'M{m}}}\n  f = func [:x x + {m}]\n}}\n"),
         );
     }
     build(&dir, &[], 0);
