@@ -1414,10 +1414,20 @@ pub(crate) mod tests {
             image.definition_text("Big", "d7").expect("a text"),
             b"# 7.\n  d7 = 7"
         );
+        // `check` compares the chunk index the build wrote with the module's text.
         assert!(image.check().expect("a check").is_ok());
+        let edited = module(1).replace("d7 = 7\n", "d7 = 70\n");
+        // A save of one definition reads along that index from the first save on.
+        let saved = image
+            .saved_by_chunks("Big", "a.spry", edited.as_bytes())
+            .expect("read along the chunk index the first build wrote");
+        let changes: Vec<_> = saved
+            .changes()
+            .map(|(n, t)| (n.to_string(), t.to_vec()))
+            .collect();
+        assert_eq!(changes, [("d7".to_string(), b"# 7.\n  d7 = 70".to_vec())]);
         // Read again: the whole merge, as for any module the image holds.
         std::fs::remove_file(dir.path().join("b.spry")).expect("a removal");
-        let edited = module(1).replace("d7 = 7\n", "d7 = 70\n");
         std::fs::write(dir.path().join("a.spry"), &edited).expect("a file");
         let report = build(&mut image, dir.path(), &options, &NoProgress).expect("a build");
         assert_eq!(report.changed, ["Big"], "{report:?}");

@@ -23,6 +23,10 @@ use super::Hash;
 /// is one or a few chunks, and the index of a 430 MB module about 14,000 entries (700 KB).
 pub const CHUNK_TARGET: u64 = 32 * 1024;
 
+/// From this many bytes on, a first build writes a module's index (a save of a shorter one
+/// reads it whole at about the cost of reading its chunks).
+pub const INDEX_AT_BUILD: usize = 2 * CHUNK_TARGET as usize;
+
 /// The form of the encoded index.
 const VERSION: u8 = 1;
 /// One chunk's bytes: first order key, count, length, hash.
@@ -123,31 +127,94 @@ pub(super) fn cut(
     closing: Option<usize>,
     target: u64,
 ) -> Option<(Vec<Chunk>, usize)> {
-    let mut chunks = Vec::new();
-    let (mut from, mut at) = (start, start);
-    let mut open: Option<(u64, u32)> = None;
-    let mut pieces = pieces.into_iter().peekable();
-    while let Some(p) = pieces.next() {
-        let (first, count) = open.unwrap_or((p.position, 0));
-        open = Some((first, count + 1));
-        at = at.checked_add(p.gap)?.checked_add(p.size)?;
-        let end = pieces.peek().is_none() && closing.is_some();
-        if end {
-            at = at.checked_add(closing.unwrap_or(0))?;
+    let mut cutter = Cutter::new(start, target);
+    for p in pieces {
+        cutter.push(text, p);
+    }
+    cutter.finish(text, closing)
+}
+
+/// [`cut`] as the pieces come, a part of a module at a time (a first build stages a module
+/// of millions of definitions in parts, and never holds all their hashes at once).
+pub(super) struct Cutter {
+    target: u64,
+    chunks: Vec<Chunk>,
+    /// Where the open chunk starts, and where the pieces taken so far end.
+    from: usize,
+    at: usize,
+    /// The open chunk's first order key and count.
+    open: Option<(u64, u32)>,
+    /// The last piece pushed: whether it is the module's last is known only at the end.
+    pending: Option<Piece>,
+    broken: bool,
+}
+
+impl Cutter {
+    /// A cut of a text from `start`, for chunks of about `target` bytes.
+    pub(super) fn new(start: usize, target: u64) -> Cutter {
+        Cutter {
+            target,
+            chunks: Vec::new(),
+            from: start,
+            at: start,
+            open: None,
+            pending: None,
+            broken: false,
         }
-        if end || ends_chunk(&p.hash, p.size, target) {
-            let bytes = text.get(from..at)?;
-            chunks.push(Chunk {
+    }
+
+    /// Takes the next piece; `text` is the whole text, as every call gives it.
+    pub(super) fn push(&mut self, text: &[u8], piece: Piece) {
+        if let Some(previous) = self.pending.replace(piece) {
+            self.take(text, previous, None);
+        }
+    }
+
+    /// The chunks and where the last ends, as [`cut`] gives them.
+    pub(super) fn finish(
+        mut self,
+        text: &[u8],
+        closing: Option<usize>,
+    ) -> Option<(Vec<Chunk>, usize)> {
+        if let Some(last) = self.pending.take() {
+            self.take(text, last, closing);
+        }
+        (!self.broken && self.open.is_none()).then_some((self.chunks, self.at))
+    }
+
+    /// Adds `p` to the open chunk, and ends the chunk after it when its hash says so, or when
+    /// it is the module's last (`closing`, the closing gap, then ends the chunk too).
+    fn take(&mut self, text: &[u8], p: Piece, closing: Option<usize>) {
+        if self.broken {
+            return;
+        }
+        let (first, count) = self.open.unwrap_or((p.position, 0));
+        self.open = Some((first, count + 1));
+        let at = self
+            .at
+            .checked_add(p.gap)
+            .and_then(|at| at.checked_add(p.size))
+            .and_then(|at| at.checked_add(closing.unwrap_or(0)));
+        let Some(at) = at else {
+            self.broken = true;
+            return;
+        };
+        self.at = at;
+        if closing.is_some() || ends_chunk(&p.hash, p.size, self.target) {
+            let Some(bytes) = text.get(self.from..at) else {
+                self.broken = true;
+                return;
+            };
+            self.chunks.push(Chunk {
                 first,
                 count: count + 1,
                 len: bytes.len() as u64,
                 hash: Hash::of(bytes),
             });
-            from = at;
-            open = None;
+            self.from = at;
+            self.open = None;
         }
     }
-    open.is_none().then_some((chunks, at))
 }
 
 /// How far `text` holds the index's chunks from its start and from its end.

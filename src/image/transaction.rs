@@ -5,6 +5,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::blob::{Hash, compress};
+use super::chunks::{self, ChunkIndex, Cutter};
 use super::record::{
     CLOSING, DefinitionRecord, HistoryRecord, Layout, LogEntry, ModuleChange, ModuleKind,
     ModuleLog, ModuleRecord, ORDER_STEP, Origin, PathRecord, Reshape, Span, SyncRecord,
@@ -103,22 +104,61 @@ pub struct PreparedUnit {
     /// transaction began ([`with_stored_index`](Self::with_stored_index)): the merge then
     /// need not scan them again.
     stored_index: Option<HashMap<String, DefinitionRecord>>,
+    /// For a module of [`chunks::INDEX_AT_BUILD`] bytes or more prepared to be new to the
+    /// image: its chunk index, which a first build writes beside it, so that the first save
+    /// of one of its definitions reads its chunks, not the whole module.
+    chunks: Option<ChunkIndex>,
+}
+
+/// The chunk index a first build writes for a module new to the image (see
+/// [`PreparedUnit::chunks`]), cut as its definitions are prepared: nothing for a script or a
+/// module shorter than [`chunks::INDEX_AT_BUILD`].
+struct BuildIndex(Option<Cutter>);
+
+impl BuildIndex {
+    fn new(unit: &SourceUnit) -> BuildIndex {
+        let wanted = unit.kind() == UnitKind::Module && unit.text().len() >= chunks::INDEX_AT_BUILD;
+        BuildIndex(wanted.then(|| Cutter::new(0, chunks::CHUNK_TARGET)))
+    }
+
+    /// Takes the `at`th definition, prepared as `text`, numbered as a new module's are.
+    fn push(&mut self, unit: &SourceUnit, at: usize, text: &Prepared) {
+        if let Some(cutter) = &mut self.0 {
+            let piece = chunks::Piece {
+                position: (at as u64 + 1) * ORDER_STEP,
+                gap: unit.gap_before(at).len(),
+                size: text.len as usize,
+                hash: text.hash,
+            };
+            cutter.push(unit.text(), piece);
+        }
+    }
+
+    /// The index, when the definitions and gaps cover the text exactly.
+    fn finish(self, unit: &SourceUnit) -> Option<ChunkIndex> {
+        let closing = unit.gap_before(unit.definitions().len()).len();
+        let (chunks, end) = self.0?.finish(unit.text(), Some(closing))?;
+        (end == unit.text().len()).then_some(ChunkIndex {
+            target: chunks::CHUNK_TARGET,
+            chunks,
+        })
+    }
 }
 
 impl PreparedUnit {
     /// Prepares `unit`: its texts hashed and compressed.
     pub fn new(unit: &SourceUnit) -> PreparedUnit {
-        PreparedUnit::with(unit, Prepared::new)
+        PreparedUnit::with(unit, Prepared::new, true)
     }
 
     /// Prepares `unit` read again from its file: its texts hashed, compressed only when
     /// written ([`Prepared::hashed`]).
     pub fn hashed(unit: &SourceUnit) -> PreparedUnit {
-        PreparedUnit::with(unit, Prepared::hashed)
+        PreparedUnit::with(unit, Prepared::hashed, false)
     }
 
-    /// Prepares `unit`, each definition's text by `prepare`.
-    fn with(unit: &SourceUnit, prepare: fn(&[u8]) -> Prepared) -> PreparedUnit {
+    /// Prepares `unit`, each definition's text by `prepare`, and its chunk index with `index`.
+    fn with(unit: &SourceUnit, prepare: fn(&[u8]) -> Prepared, index: bool) -> PreparedUnit {
         // The layout is the gaps between the definitions: it relies on their spans being
         // sorted, disjoint and within the text, and on the pieces giving the text back.
         debug_assert!(
@@ -153,6 +193,15 @@ impl PreparedUnit {
                 }
             }
         }
+        let chunks = index
+            .then(|| {
+                let mut cutter = BuildIndex::new(unit);
+                for (at, (_, text)) in definitions.iter().enumerate() {
+                    cutter.push(unit, at, text);
+                }
+                cutter.finish(unit)
+            })
+            .flatten();
         PreparedUnit {
             name: unit.name().to_string(),
             kind: match unit.kind() {
@@ -162,6 +211,7 @@ impl PreparedUnit {
             definitions,
             gaps,
             stored_index: None,
+            chunks,
         }
     }
 
@@ -854,6 +904,7 @@ impl<'a> Transaction<'a> {
             definitions,
             gaps,
             stored_index,
+            chunks: _,
         } = unit;
         let old = self.module(&name)?;
         let old_sync = match &old {
@@ -980,12 +1031,14 @@ impl<'a> Transaction<'a> {
             UnitKind::Script => ModuleKind::Script,
         };
         let definitions = unit.definitions();
+        let mut index = BuildIndex::new(unit);
         let mut start = 0;
         while start < definitions.len() {
             let end = definitions.len().min(start + part.max(1));
             let prepared = prepare(unit, start..end);
             debug_assert_eq!(prepared.len(), end - start);
             for (at, text) in (start..end).zip(prepared) {
+                index.push(unit, at, &text);
                 self.stage_new_definition(
                     name,
                     at,
@@ -998,6 +1051,7 @@ impl<'a> Transaction<'a> {
             start = end;
         }
         self.stage_new_module(name, kind, path, unit.gap_before(definitions.len()))?;
+        self.stage_new_index(name, index.finish(unit));
         Ok(true)
     }
 
@@ -1026,6 +1080,7 @@ impl<'a> Transaction<'a> {
             definitions,
             gaps,
             stored_index: _,
+            chunks,
         } = unit;
         for (at, (def, text)) in definitions.into_iter().enumerate() {
             let gap = gaps.get(at).map_or(&[][..], Vec::as_slice);
@@ -1033,6 +1088,7 @@ impl<'a> Transaction<'a> {
         }
         let closing = gaps.last().map_or(&[][..], Vec::as_slice);
         self.stage_new_module(&name, kind, path, closing)?;
+        self.stage_new_index(&name, chunks);
         Ok(None)
     }
 
@@ -1057,6 +1113,16 @@ impl<'a> Transaction<'a> {
             order_key(name, position),
             encode_order_entry(def, gap),
         );
+    }
+
+    /// Stages the chunk index of module `name` new to the image, its records all staged (the
+    /// last write of the module: any write to its records removes its index).
+    fn stage_new_index(&mut self, name: &str, index: Option<ChunkIndex>) {
+        if let Some(index) = index {
+            let bytes = index.encode();
+            self.staged_bytes += name.len() + bytes.len() + STAGED_ENTRY_BYTES;
+            self.overlay[slot(Table::Chunks)].insert(name.as_bytes().to_vec(), Some(bytes));
+        }
     }
 
     /// Stages what closes module `name` new to the image once its definitions are staged: its
@@ -1478,6 +1544,7 @@ impl<'a> Transaction<'a> {
             definitions,
             gaps,
             stored_index: _,
+            chunks: _,
         } = unit;
         let old = self.module(&name)?;
         if let Some(old) = &old
