@@ -15,7 +15,8 @@
 //! - `status [--definitions] [MODULE...]`: how image and tree differ;
 //! - `export [--to DIR] [--force] [MODULE...]`: the image into the tree (or `DIR`, relative to
 //!   the tree);
-//! - `walk [GLOB...]`: the files the walk finds (within the globs), and its failures;
+//! - `walk [GLOB...]`: the files the walk finds (within the globs), and its failures (and
+//!   `has_files` must say whether it found any);
 //! - `image`: every module the image holds: name, file and definitions;
 //! - `cat PATH`: a file of the tree as it is now, byte for byte (`(none)` when it is not there);
 //! - `# ...`: a comment.
@@ -149,7 +150,14 @@ fn report(out: &mut String, image: &mut Image, root: &Path, verb: &str, rest: &s
             let globs: Vec<String> = rest.split_whitespace().map(String::from).collect();
             let filter = PartFilter::new(&globs).unwrap();
             let mut failed = Vec::new();
-            for file in walk(root, &filter, &mut failed).unwrap() {
+            let files = walk(root, &filter, &mut failed).unwrap();
+            // The walk that stops at its first file finds one exactly when the whole one does.
+            assert_eq!(
+                crate::walk::has_files(root, &filter).unwrap(),
+                !files.is_empty(),
+                "has_files disagrees with the walk"
+            );
+            for file in files {
                 let _ = writeln!(out, "{} ({} bytes)", file.path, file.size);
             }
             for failure in failed {

@@ -76,6 +76,6 @@ pub use quick_look::{QuickLook, Unchanged, quick_look};
 #[doc(hidden)]
 pub use source::WalkedFile;
 #[doc(hidden)]
-pub use walk::{Prewalk, walk};
+pub use walk::{Prewalk, has_files, walk};
 #[doc(hidden)]
 pub use watch::SOCKET_FILE;

@@ -10,6 +10,7 @@
 use std::ffi::OsStr;
 use std::fs::{DirEntry, FileType};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ignore::Match;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
@@ -39,12 +40,33 @@ pub fn walk(
         root,
         filter,
         above,
+        first: None,
     };
     walk.dir(root.to_path_buf(), Some(String::new()), None, &mut found);
     failed.extend(found.failures);
     let mut files = found.files;
     files.sort_unstable_by(|a, b| a.path.cmp(&b.path));
     Ok(files)
+}
+
+/// Whether [`walk`] would find any file: the walk stopped at the first one (a first build
+/// refuses a tree without Spry files, and walking all of a big tree to learn that it has one
+/// was most of a second walk).
+///
+/// # Errors
+/// The root cannot be read.
+pub fn has_files(root: &Path, filter: &PartFilter) -> Result<bool> {
+    std::fs::read_dir(root).map_err(|e| Error::io(root, e))?;
+    let (above, mut found) = rules_above(root);
+    let seen = AtomicBool::new(false);
+    let walk = Walk {
+        root,
+        filter,
+        above,
+        first: Some(&seen),
+    };
+    walk.dir(root.to_path_buf(), Some(String::new()), None, &mut found);
+    Ok(!found.files.is_empty())
 }
 
 /// A walk of the whole tree started before the image is opened, on a thread of its own: the
@@ -154,6 +176,7 @@ pub fn walk_paths(
         root,
         filter,
         above,
+        first: None,
     };
     for path in paths {
         walk.listed(path, &mut found);
@@ -241,6 +264,15 @@ struct Walk<'a> {
     /// The rules of the directories above the root, nearest first, with the root's
     /// canonical path they are matched through.
     above: Option<(PathBuf, Vec<Gitignore>)>,
+    /// For [`has_files`]: raised at the first file found, which ends the walk.
+    first: Option<&'a AtomicBool>,
+}
+
+impl Walk<'_> {
+    /// Whether a walk for [`has_files`] found its file already.
+    fn done(&self) -> bool {
+        self.first.is_some_and(|seen| seen.load(Ordering::Relaxed))
+    }
 }
 
 /// One directory to walk: its path and its path relative to the root (`None` if not UTF-8).
@@ -249,6 +281,9 @@ type Job = (PathBuf, Option<String>);
 impl Walk<'_> {
     /// Walks the directory `dir` (`rel` relative to the root) and everything below it.
     fn dir(&self, dir: PathBuf, rel: Option<String>, up: Option<&Rules>, found: &mut Found) {
+        if self.done() {
+            return;
+        }
         let Some((listed, has_gitignore)) = self.list(&dir, &rel, found) else {
             return;
         };
@@ -267,6 +302,9 @@ impl Walk<'_> {
         // failure): one allocation less per file of a tree without `.gitignore`s.
         let ruled = rules.is_some() || self.above.is_some();
         for (entry, file_type) in listed {
+            if self.done() {
+                return;
+            }
             let is_dir = file_type.is_dir();
             let path = (ruled || is_dir).then(|| entry.path());
             if let Some(path) = &path
@@ -361,7 +399,13 @@ impl Walk<'_> {
         }
         // `DirEntry::metadata` does not follow links (an `lstat` beside the entry).
         match entry.metadata() {
-            Ok(meta) => found.files.push(WalkedFile::from_metadata(rel, &meta)),
+            Ok(meta) => {
+                found.files.push(WalkedFile::from_metadata(rel, &meta));
+                if let Some(seen) = self.first {
+                    // In the tree: all `has_files` asks.
+                    seen.store(true, Ordering::Relaxed);
+                }
+            }
             // Gone between the directory read and the stat: it is not in the tree.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => found.unreadable(rel, e),

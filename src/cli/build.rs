@@ -196,18 +196,20 @@ fn check_tree(src: &Path, image_dir: &Path, only: &[String]) -> Result<Vec<Strin
         return Ok(Vec::new());
     }
     let everything = PartFilter::new(&[]).map_err(|e| report_error(&e))?;
+    // Without `--only`, one Spry file is all a new image needs to know of: the build walks
+    // the tree itself.
+    if only.is_empty() {
+        let any = spry_image::has_files(src, &everything).map_err(|e| report_error(&e))?;
+        return if any {
+            Ok(Vec::new())
+        } else {
+            no_spry_files(src)
+        };
+    }
     let files =
         spry_image::walk(src, &everything, &mut Vec::new()).map_err(|e| report_error(&e))?;
     if new_image && files.is_empty() {
-        let others = other_files(src);
-        if others.total > 0 {
-            eprintln!(
-                "error: {} holds no Spry source file, but {}; nothing was built",
-                src.display(),
-                others
-            );
-            return Err(Status::Failed);
-        }
+        no_spry_files(src)?;
     }
     let mut kept = Vec::new();
     for glob in only {
@@ -226,6 +228,21 @@ fn check_tree(src: &Path, image_dir: &Path, only: &[String]) -> Result<Vec<Strin
         return Err(Status::Failed);
     }
     Ok(kept)
+}
+
+/// A new image's tree holds no Spry file: an error when it holds other files (else an empty
+/// tree builds an empty image).
+fn no_spry_files(src: &Path) -> Result<Vec<String>, Status> {
+    let others = other_files(src);
+    if others.total > 0 {
+        eprintln!(
+            "error: {} holds no Spry source file, but {}; nothing was built",
+            src.display(),
+            others
+        );
+        return Err(Status::Failed);
+    }
+    Ok(Vec::new())
 }
 
 /// The files of a tree that are not Spry source, counted by extension.
