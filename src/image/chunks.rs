@@ -14,8 +14,9 @@
 //! The index is a cache, kept in the `chunks` table under the module's name, and valid only
 //! for the module's records as they stand: every write to a module's record, sync record,
 //! definition or `order` records removes it in the same commit
-//! ([`Transaction`](super::Transaction)), and only a save taken by its stretch writes a new
-//! one. An absent or damaged index reads the module's records whole, as before.
+//! ([`Transaction`](super::Transaction)); a save writes a new one, and so does a first build
+//! for each new module of [`INDEX_AT_BUILD`] bytes or more. An absent or damaged index reads
+//! the module's records whole, as before.
 
 use super::Hash;
 
