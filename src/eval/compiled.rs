@@ -162,6 +162,7 @@ pub(super) fn prepare(root: &MapObj, closure: &Rc<Closure>) -> Option<Rc<CFunc>>
         root,
         made: Vec::new(),
         chain: 0,
+        nesting: 0,
     };
     match compiler.func(closure) {
         Some(cf) => {
@@ -283,6 +284,10 @@ struct Compiler<'a> {
     made: Vec<(Rc<Closure>, Rc<CFunc>)>,
     /// Functions being compiled through one another.
     chain: usize,
+    /// Bodies and calls being compiled inside one another in the function at hand: bounded,
+    /// so that code nested a million deep is left to the interpreter, not compiled by
+    /// recursing as deep.
+    nesting: usize,
 }
 
 impl Compiler<'_> {
@@ -316,7 +321,9 @@ impl Compiler<'_> {
             callees: 0,
         };
         self.chain += 1;
+        let outer = std::mem::replace(&mut self.nesting, 0);
         let body = self.body(&seq, &items, &mut scope, true);
+        self.nesting = outer;
         self.chain -= 1;
         let (body, _) = body?;
         if scope.callees >= MAX_HEIGHT {
@@ -332,6 +339,28 @@ impl Compiler<'_> {
     /// method word is that method's receiver; a method word standing alone takes the value
     /// before it; anything else is evaluated as it stands (a function pulling its arguments).
     fn body(
+        &mut self,
+        seq: &Seq,
+        items: &[Value],
+        scope: &mut Scope,
+        top: bool,
+    ) -> Option<(Body, usize)> {
+        self.nested(|c| c.body_here(seq, items, scope, top))
+    }
+
+    /// Runs `f` one level of nesting deeper, if the limit allows.
+    fn nested<T>(&mut self, f: impl FnOnce(&mut Self) -> Option<T>) -> Option<T> {
+        if self.nesting >= MAX_HEIGHT {
+            return None;
+        }
+        self.nesting += 1;
+        let made = f(self);
+        self.nesting -= 1;
+        made
+    }
+
+    /// [`body`](Self::body) at the current nesting.
+    fn body_here(
         &mut self,
         seq: &Seq,
         items: &[Value],
@@ -502,11 +531,23 @@ impl Compiler<'_> {
             Found::Slot(_) => return self.operand(node, at, top, scope),
             _ => return None,
         };
-        let callee = self.func(&closure)?;
+        self.nested(|c| c.call(w, &closure, items, i, scope))
+    }
+
+    /// A call of `closure` (what `w` found), pulling its arguments from the nodes at `i`.
+    fn call(
+        &mut self,
+        w: &WordObj,
+        closure: &Rc<Closure>,
+        items: &[Value],
+        i: &mut usize,
+        scope: &mut Scope,
+    ) -> Option<Made> {
+        let callee = self.func(closure)?;
         scope.callees = scope.callees.max(callee.height.get() + 1);
         scope.deps.push(Dep::Func(
             w.sym,
-            Rc::downgrade(&closure),
+            Rc::downgrade(closure),
             Rc::downgrade(&callee),
         ));
         let mut args = Vec::with_capacity(callee.arity);
@@ -690,4 +731,31 @@ fn int_op(op: IntOp, x: i64, y: i64) -> Result<CVal, Bail> {
         IntOp::Le => CVal::Bool(x <= y),
         IntOp::Ge => CVal::Bool(x >= y),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::{Interp, Options};
+
+    /// Code nested far deeper than anything compiles (a hundred thousand parens, a hundred
+    /// thousand calls each pulling the next) is left to the interpreter, and finding that out
+    /// does not recurse as deep: on a thread of 8 MiB it would overflow.
+    #[test]
+    fn code_nested_a_hundred_thousand_deep_is_not_compiled_nor_walked_as_deep() {
+        let handle = std::thread::Builder::new()
+            .stack_size(8 << 20)
+            .spawn(|| {
+                let mut spry = Interp::new(Options::default(), Box::new(std::io::sink()));
+                let deep = 100_000;
+                let parens = format!("f = func [:n {}n{}] $f", "(".repeat(deep), ")".repeat(deep));
+                let calls = format!("g = func [:x x] h = func [:n {}n] $h", "g ".repeat(deep));
+                [parens, calls].map(|code| match spry.eval_text("t", code.as_bytes()) {
+                    Ok(Value::Func(c)) => prepare(&spry.root, &c).is_none(),
+                    _ => false,
+                })
+            })
+            .expect("a thread");
+        assert_eq!(handle.join().expect("no overflow"), [true, true]);
+    }
 }
