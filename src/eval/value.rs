@@ -217,7 +217,8 @@ pub struct Origin {
 /// A block, paren, curly or function body: nodes, a stream position and tags.
 #[derive(Debug, Default)]
 pub struct Seq {
-    /// The nodes.
+    /// The nodes (read them here; change them through [`Seq::edit`], which a function
+    /// compiled from them must hear of).
     pub items: RefCell<Vec<Value>>,
     /// The position `next`, `read`, `write:` work at.
     pub pos: Cell<usize>,
