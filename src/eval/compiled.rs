@@ -640,6 +640,8 @@ pub(super) struct Exec<'a> {
     /// The receiver of the last method run, if any ran.
     pub last_self: Option<CVal>,
     interrupt: Option<&'a AtomicBool>,
+    /// The epochs now: a function not checked against them is not run.
+    now: (u64, u64),
 }
 
 impl<'a> Exec<'a> {
@@ -657,12 +659,17 @@ impl<'a> Exec<'a> {
             depth_limit: max_depth.saturating_sub(DEPTH_MARGIN),
             last_self: None,
             interrupt,
+            now: stamp(),
         }
     }
 
     /// Calls `f` with `args` at interpreter depth `depth`.
     pub fn call(&mut self, f: &CFunc, args: &[CVal], depth: usize) -> Result<CVal, Bail> {
-        if depth > self.depth_limit
+        // A callee checked against the epochs now, or found stale: a check that failed half
+        // way leaves callees it passed marked (`valid`), and a compilation that failed leaves
+        // the stale function in its closure.
+        if f.valid_at.get() != self.now
+            || depth > self.depth_limit
             || self
                 .interrupt
                 .is_some_and(|flag| flag.load(Ordering::Relaxed))
