@@ -1250,8 +1250,11 @@ fn read_file(
             // A file read again mostly holds texts its module has: it is compared with the
             // module before anything is prepared (`sort_read_again`); a file new to the image
             // is compressed here, in parallel.
+            // A first fill writes a new module's chunk index (`put_new_unit`); a merge would
+            // not use it.
             match known {
                 Some(_) => Outcome::Again(unit, record),
+                None if parts => Outcome::Parsed(PreparedUnit::new_to_image(&unit), record),
                 None => Outcome::Parsed(PreparedUnit::new(&unit), record),
             }
         }

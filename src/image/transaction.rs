@@ -148,6 +148,12 @@ impl BuildIndex {
 impl PreparedUnit {
     /// Prepares `unit`: its texts hashed and compressed.
     pub fn new(unit: &SourceUnit) -> PreparedUnit {
+        PreparedUnit::with(unit, Prepared::new, false)
+    }
+
+    /// [`new`](Self::new) for a first fill, which stages the unit as a module new to the
+    /// image ([`Transaction::put_new_unit`]): with its chunk index, which only that writes.
+    pub(crate) fn new_to_image(unit: &SourceUnit) -> PreparedUnit {
         PreparedUnit::with(unit, Prepared::new, true)
     }
 
