@@ -211,7 +211,7 @@ fn read_ahead(
     progress.start(to_read.len() as u64);
     let mut preread = Vec::new();
     let mut bytes = 0;
-    for batch in batches(&to_read) {
+    for batch in batches(&to_read, BATCH_FILES) {
         if ready() || bytes >= PREREAD_BYTES {
             break;
         }
@@ -345,6 +345,22 @@ struct Build<'a> {
     targeted: Option<Vec<String>>,
     report: BuildReport,
     trace: Trace,
+    /// How a first fill cuts its work ([`FillLimits::DEFAULT`] but in tests).
+    limits: FillLimits,
+}
+
+/// How a first fill cuts its work: files per batch, and bytes gathered before a write.
+#[derive(Clone, Copy)]
+struct FillLimits {
+    batch_files: usize,
+    spill_bytes: usize,
+}
+
+impl FillLimits {
+    const DEFAULT: FillLimits = FillLimits {
+        batch_files: BATCH_FILES,
+        spill_bytes: SPILL_BYTES,
+    };
 }
 
 /// What the walk and the stamps found.
@@ -461,6 +477,7 @@ impl<'a> Build<'a> {
                 on: std::env::var_os("SPRY_IMAGE_TRACE").is_some(),
                 t0: std::time::Instant::now(),
             },
+            limits: FillLimits::DEFAULT,
         })
     }
 
@@ -744,11 +761,17 @@ impl<'a> Build<'a> {
         let mut claims = Claims::default();
         progress.start(to_read.len() as u64);
         let (root, max_file_size) = (self.root, self.options.max_file_size);
+        let FillLimits {
+            batch_files,
+            spill_bytes,
+        } = self.limits;
         std::thread::scope(|scope| -> Result<()> {
             let mut writing: Option<std::thread::ScopedJoinHandle<'_, Result<()>>> = None;
+            // Staged records on their way into the tables (`take_first_fill_spill`).
+            let mut loading: Option<std::thread::ScopedJoinHandle<'_, Result<()>>> = None;
             let mut texts: Vec<(Hash, Vec<u8>)> = Vec::new();
             let mut text_bytes = 0;
-            let mut batches = batches(to_read).peekable();
+            let mut batches = batches(to_read, batch_files).peekable();
             // The first batches may have been read while the image was made (`build_new`).
             let mut preread = preread.into_iter();
             // The batch after the one being staged, read meanwhile: staging is one thread's
@@ -775,7 +798,7 @@ impl<'a> Build<'a> {
                     text_bytes += stored.len();
                     texts.push((hash, stored));
                 }
-                if text_bytes >= SPILL_BYTES || batches.peek().is_none() {
+                if text_bytes >= spill_bytes || batches.peek().is_none() {
                     if let Some(previous) = writing.take() {
                         join_writing(previous)?;
                     }
@@ -784,16 +807,32 @@ impl<'a> Build<'a> {
                     writing = Some(scope.spawn(move || image.store_texts(full)));
                 }
                 for (file, outcome) in batch.iter().zip(outcomes) {
-                    if matches!(outcome, Outcome::Large(..))
-                        && let Some(previous) = writing.take()
-                    {
+                    if matches!(outcome, Outcome::Large(..)) {
                         // A large unit stages its texts with its records and moves them into
-                        // the tables between its parts: not while texts are written beside.
-                        join_writing(previous)?;
+                        // the tables between its parts: not while texts are written beside,
+                        // and after the records moved before.
+                        if let Some(previous) = writing.take() {
+                            join_writing(previous)?;
+                        }
+                        if let Some(previous) = loading.take() {
+                            join_writing(previous)?;
+                        }
                     }
                     self.stage_first(&mut tx, &mut claims, &file.path, outcome)?;
                 }
-                tx.spill_first_fill(SPILL_BYTES)?;
+                if let Some(writes) = tx.take_first_fill_spill(spill_bytes) {
+                    // Moved into the tables on another thread while the next batch is
+                    // staged: done here, it held this thread (and so the reading of the
+                    // batches after) for a quarter of a 10,000-module build. One at a time,
+                    // in order.
+                    if let Some(previous) = loading.take() {
+                        join_writing(previous)?;
+                    }
+                    loading = Some(scope.spawn(move || image.store().load(writes)));
+                }
+            }
+            if let Some(previous) = loading.take() {
+                join_writing(previous)?;
             }
             writing.map_or(Ok(()), join_writing)
         })?;
@@ -874,7 +913,7 @@ impl<'a> Build<'a> {
                     &unit,
                     path,
                     PART_DEFINITIONS,
-                    SPILL_BYTES,
+                    self.limits.spill_bytes,
                     &prepare,
                 )? {
                     tx.put_unit(PreparedUnit::new(&unit), path)?;
@@ -1106,9 +1145,12 @@ fn read_files(
 /// commit.
 const SPILL_BYTES: usize = 32 << 20;
 
-/// `files` cut into consecutive batches of at most [`BATCH_FILES`] files and (but for a
+/// `files` cut into consecutive batches of at most `max_files` files and (but for a
 /// batch of one big file) [`BATCH_BYTES`] bytes.
-fn batches<'f, 'w>(files: &'f [&'w WalkedFile]) -> impl Iterator<Item = &'f [&'w WalkedFile]> {
+fn batches<'f, 'w>(
+    files: &'f [&'w WalkedFile],
+    max_files: usize,
+) -> impl Iterator<Item = &'f [&'w WalkedFile]> {
     let mut rest = files;
     std::iter::from_fn(move || {
         if rest.is_empty() {
@@ -1116,7 +1158,7 @@ fn batches<'f, 'w>(files: &'f [&'w WalkedFile]) -> impl Iterator<Item = &'f [&'w
         }
         let mut bytes = 0u64;
         let mut n = 0;
-        while n < rest.len() && n < BATCH_FILES && (n == 0 || bytes + rest[n].size <= BATCH_BYTES) {
+        while n < rest.len() && n < max_files && (n == 0 || bytes + rest[n].size <= BATCH_BYTES) {
             bytes += rest[n].size;
             n += 1;
         }
@@ -1382,6 +1424,61 @@ pub(crate) mod tests {
         assert_eq!(report.added, ["D"]);
         assert!(report.removed.is_empty(), "{report:?}");
         assert_eq!(image.definition_text("C", "y").expect("a text"), b"y = 3");
+    }
+
+    /// A first fill cut into batches of three files that writes what it staged after each
+    /// (on another thread while the next batch is staged), a large module among them, makes
+    /// the image one write at the end makes.
+    #[test]
+    fn a_first_fill_written_batch_by_batch_makes_the_same_image() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let root = dir.path();
+        for i in 0..20 {
+            let text =
+                format!("{{_meta = {{name = 'M{i}}}\n  # {i}\n  a = {i}\n  b = [:x x + {i}]\n}}\n");
+            std::fs::write(root.join(format!("m{i:02}.spry")), text).expect("a file");
+        }
+        std::fs::write(root.join("s.sy"), "x = 3\necho x\n").expect("a file");
+        let mut big = String::from("{\n  _meta = {name = 'Big}\n");
+        for i in 0..PART_DEFINITIONS + 3 {
+            big.push_str(&format!("  d{i} = {i}\n"));
+        }
+        big.push_str("}\n");
+        std::fs::write(root.join("m10a.spry"), &big).expect("a file");
+        let options = BuildOptions::default();
+        let fill = |limits: FillLimits, at: &Path| {
+            let mut image = Image::create(at, root).expect("an image");
+            let mut build = Build::scope(&mut image, root, &options).expect("a scope");
+            build.limits = limits;
+            let mut failed = Vec::new();
+            let files = walk(root, &build.filter, &mut failed).expect("a walk");
+            let to_read: Vec<&WalkedFile> = files.iter().collect();
+            let report = build
+                .first_fill(&image, &to_read, Vec::new(), &NoProgress)
+                .expect("a first fill");
+            (image, report)
+        };
+        let images = tempfile::tempdir().expect("a temporary directory");
+        let (whole, whole_report) = fill(FillLimits::DEFAULT, &images.path().join("whole"));
+        let small = FillLimits {
+            batch_files: 3,
+            spill_bytes: 1,
+        };
+        let (cut, cut_report) = fill(small, &images.path().join("cut"));
+        assert_eq!(cut_report.added.len(), 22, "{cut_report:?}");
+        assert_eq!(cut_report.added, whole_report.added);
+        assert!(cut_report.failed.is_empty(), "{:?}", cut_report.failed);
+        let (whole_check, cut_check) = (
+            whole.check().expect("a check"),
+            cut.check().expect("a check"),
+        );
+        assert!(cut_check.is_ok(), "{cut_check:?}");
+        assert_eq!(cut_check.digest, whole_check.digest);
+        assert_eq!(cut.module_text("Big").expect("a text"), big.as_bytes());
+        assert_eq!(
+            cut.definition_text("M7", "b").expect("a text"),
+            b"b = [:x x + 7]"
+        );
     }
 
     /// A first build of a module larger than a part ([`PART_DEFINITIONS`]) stages it in

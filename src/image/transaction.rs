@@ -2418,8 +2418,20 @@ impl<'a> Transaction<'a> {
     /// # Errors
     /// Storage failures.
     pub(crate) fn spill_first_fill(&mut self, min_bytes: usize) -> Result<()> {
+        match self.take_first_fill_spill(min_bytes) {
+            Some(writes) => self.image.store().load(writes),
+            None => Ok(()),
+        }
+    }
+
+    /// What [`spill_first_fill`](Self::spill_first_fill) would move into the tables, taken
+    /// out of the transaction for the caller to load ([`Store::load`]), on another thread
+    /// say, while it stages more. Loads must be made in the order they were taken, each
+    /// before the next is taken, and all of them before the commit: a key staged again after
+    /// a spill must land after it.
+    pub(crate) fn take_first_fill_spill(&mut self, min_bytes: usize) -> Option<Vec<Write>> {
         if self.generation != 1 || self.staged_bytes < min_bytes {
-            return Ok(());
+            return None;
         }
         self.staged_bytes = 0;
         let mut writes = Vec::new();
@@ -2441,10 +2453,10 @@ impl<'a> Transaction<'a> {
             );
         }
         if writes.is_empty() {
-            return Ok(());
+            return None;
         }
         self.spilled = true;
-        self.image.store().load(writes)
+        Some(writes)
     }
 
     /// Commits with `apply`: durable or buffered.
