@@ -345,8 +345,8 @@ struct Build<'a> {
     targeted: Option<Vec<String>>,
     report: BuildReport,
     trace: Trace,
-    /// How a first fill cuts its work ([`FillLimits::DEFAULT`] but in tests).
-    limits: FillLimits,
+    /// How a first fill cuts its work ([`FillLimits::for_bytes`] but in tests).
+    limits: Option<FillLimits>,
 }
 
 /// How a first fill cuts its work: files per batch, and bytes gathered before a write.
@@ -357,10 +357,19 @@ struct FillLimits {
 }
 
 impl FillLimits {
-    const DEFAULT: FillLimits = FillLimits {
-        batch_files: BATCH_FILES,
-        spill_bytes: SPILL_BYTES,
-    };
+    /// The limits for a first fill of files of `bytes` in all: about a dozen writes of
+    /// [`MIN_SPILL_BYTES`] to [`SPILL_BYTES`] each. What is gathered when the reading ends
+    /// is written with nothing left to overlap it (one core idle), and gathered memory is
+    /// touched afresh: a 10,000-module tree of 84 MB built a tenth faster, in 150 MB instead
+    /// of 240, writing every 8 MB instead of every 32. Past a dozen runs per table, though,
+    /// fjall starts merging them during the build, so a large tree keeps the larger writes.
+    fn for_bytes(bytes: u64) -> FillLimits {
+        let spill = usize::try_from(bytes / 12).unwrap_or(SPILL_BYTES);
+        FillLimits {
+            batch_files: BATCH_FILES,
+            spill_bytes: spill.clamp(MIN_SPILL_BYTES, SPILL_BYTES),
+        }
+    }
 }
 
 /// What the walk and the stamps found.
@@ -477,7 +486,7 @@ impl<'a> Build<'a> {
                 on: std::env::var_os("SPRY_IMAGE_TRACE").is_some(),
                 t0: std::time::Instant::now(),
             },
-            limits: FillLimits::DEFAULT,
+            limits: None,
         })
     }
 
@@ -761,10 +770,13 @@ impl<'a> Build<'a> {
         let mut claims = Claims::default();
         progress.start(to_read.len() as u64);
         let (root, max_file_size) = (self.root, self.options.max_file_size);
+        let limits = *self
+            .limits
+            .get_or_insert_with(|| FillLimits::for_bytes(to_read.iter().map(|f| f.size).sum()));
         let FillLimits {
             batch_files,
             spill_bytes,
-        } = self.limits;
+        } = limits;
         std::thread::scope(|scope| -> Result<()> {
             let mut writing: Option<std::thread::ScopedJoinHandle<'_, Result<()>>> = None;
             // Staged records on their way into the tables (`take_first_fill_spill`).
@@ -913,7 +925,7 @@ impl<'a> Build<'a> {
                     &unit,
                     path,
                     PART_DEFINITIONS,
-                    self.limits.spill_bytes,
+                    self.limits.map_or(SPILL_BYTES, |l| l.spill_bytes),
                     &prepare,
                 )? {
                     tx.put_unit(PreparedUnit::new(&unit), path)?;
@@ -1144,6 +1156,9 @@ fn read_files(
 /// records (about, with their overhead in memory). What is left at the end goes with the
 /// commit.
 const SPILL_BYTES: usize = 32 << 20;
+
+/// The least a first fill gathers before it writes, however small the tree.
+const MIN_SPILL_BYTES: usize = 8 << 20;
 
 /// `files` cut into consecutive batches of at most `max_files` files and (but for a
 /// batch of one big file) [`BATCH_BYTES`] bytes.
@@ -1446,7 +1461,7 @@ pub(crate) mod tests {
         big.push_str("}\n");
         std::fs::write(root.join("m10a.spry"), &big).expect("a file");
         let options = BuildOptions::default();
-        let fill = |limits: FillLimits, at: &Path| {
+        let fill = |limits: Option<FillLimits>, at: &Path| {
             let mut image = Image::create(at, root).expect("an image");
             let mut build = Build::scope(&mut image, root, &options).expect("a scope");
             build.limits = limits;
@@ -1459,12 +1474,12 @@ pub(crate) mod tests {
             (image, report)
         };
         let images = tempfile::tempdir().expect("a temporary directory");
-        let (whole, whole_report) = fill(FillLimits::DEFAULT, &images.path().join("whole"));
+        let (whole, whole_report) = fill(None, &images.path().join("whole"));
         let small = FillLimits {
             batch_files: 3,
             spill_bytes: 1,
         };
-        let (cut, cut_report) = fill(small, &images.path().join("cut"));
+        let (cut, cut_report) = fill(Some(small), &images.path().join("cut"));
         assert_eq!(cut_report.added.len(), 22, "{cut_report:?}");
         assert_eq!(cut_report.added, whole_report.added);
         assert!(cut_report.failed.is_empty(), "{:?}", cut_report.failed);
