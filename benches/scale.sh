@@ -10,7 +10,10 @@
 # CORPUS=foreign builds the tree from the Spry sources of gokr/spry and gokr/spryvm (the
 # language's own files, written by people): FOREIGN=DIR names a directory holding them (for
 # example a clone made with the workplace's fetch tool); each file is copied under new module
-# names until the tree has the asked number of files. Needs git and GNU time; writes only
+# names until the tree has the asked number of files. Each copy ends with a comment line
+# naming it (`# copy 17`), so that no two files of the tree are the same, as in a real tree;
+# COPIES=identical leaves the copies as they are (git then stores each text once, however
+# many files hold it, and spends its time on the index alone). Needs git and GNU time; writes only
 # under a temporary directory. 100,000 modules take about 1 GB of disk, twice (tree and image).
 # Each figure is the best of RUNS runs (default 3), wall clock, whole process; memory is the
 # highest peak RSS seen.
@@ -68,9 +71,9 @@ make_tree() {
   # Each copy under a new file name is a new module; a module named inside its file (`_meta`'s
   # `name = 'Foo`) gets the copy's number appended to that name, so that copies do not claim
   # one module twice. Nothing else of the text changes.
-  python3 - "$FOREIGN" "$n" "$dir" <<'PY'
+  python3 - "$FOREIGN" "$n" "$dir" "${COPIES:-distinct}" <<'PY'
 import os, re, sys
-root, n, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+root, n, out, copies = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 sources = sorted(
     os.path.join(d, f)
     for d, _, files in os.walk(root) if "/.git" not in d
@@ -80,6 +83,8 @@ texts = [open(p, "rb").read() for p in sources]
 named = re.compile(rb"(_meta\s*=\s*\{[^}]*?name\s*=\s*')(\w+)")
 for i in range(n):
     text = named.sub(lambda m: m.group(1) + m.group(2) + b"_%d" % i, texts[i % len(texts)], count=1)
+    if copies != "identical":
+        text += (b"" if text.endswith(b"\n") else b"\n") + b"# copy %d\n" % i
     sub = os.path.join(out, "d%d" % (i // 1000))
     os.makedirs(sub, exist_ok=True)
     with open(os.path.join(sub, "m%d.sy" % i), "wb") as f:
@@ -136,7 +141,9 @@ done
 # largest size where git does the same job.
 read -r -a sizes <<<"$SIZES"
 first=${sizes[0]}; last=${sizes[${#sizes[@]}-1]}
-echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; load average $(cut -d' ' -f1-3 /proc/loadavg); $(git --version); corpus: $CORPUS"
+corpus=$CORPUS
+[ "$CORPUS" = foreign ] && corpus+=" (${COPIES:-distinct} copies)"
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; load average $(cut -d' ' -f1-3 /proc/loadavg); $(git --version); corpus: $corpus"
 echo
 header="| command |"; rule="| --- |"
 for n in "${sizes[@]}"; do header+=" $n modules (${SIZE_MB[$n]} MB) |"; rule+=" --- |"; done

@@ -250,6 +250,15 @@ impl FjallStore {
                     let options = KeyspaceCreateOptions::default().compaction_strategy(
                         std::sync::Arc::new(Leveled::default().with_l0_threshold(L0_THRESHOLD)),
                     );
+                    // A bloom filter answers "not here" without a read: texts are read only
+                    // by the hashes records name (they are there), and order only by ranges,
+                    // which filters do not serve. Building them cost a first build a hash per
+                    // definition and record, for nothing.
+                    let options = if matches!(table, Table::Blobs | Table::Order) {
+                        options.filter_policy(fjall::config::FilterPolicy::disabled())
+                    } else {
+                        options
+                    };
                     if table == Table::Blobs {
                         // Blobs are LZ4-compressed by us already: compressing again only costs.
                         options.data_block_compression_policy(
