@@ -31,6 +31,8 @@ trap 'rm -rf "$WORK"' EXIT
 # freed in the last minute and searches past each one, so creating 10,000 files just after
 # deleting 10,000 costs several times more than creating them on a quiet disk: whoever ran
 # after an `rm -rf` lost (git as much as spry-image). Everything set aside goes with $WORK.
+# The fresh builds and adds also start after a `sync`: else each run wrote back what the run
+# before it wrote while it ran.
 ASIDE=0
 aside() {
   if [ -e "$1" ]; then
@@ -113,10 +115,10 @@ for n in $SIZES; do
   SIZE_MB[$n]=$mb
   cd "$tree"
   best "$n git add -A (fresh repository)" \
-    'aside .git && git init -q && git config gc.auto 0 && git config maintenance.auto false' \
+    'aside .git && git init -q && git config gc.auto 0 && git config maintenance.auto false && sync' \
     git add -A
   git -c user.email=b@b -c user.name=b commit -qm tree
-  best "$n build (fresh image)" 'rm -rf .spry-image' "$BIN" build .
+  best "$n build (fresh image)" 'aside .spry-image && sync' "$BIN" build .
   sleep 2   # stamps older than the file system's time granularity
   "$BIN" build . >/dev/null
   sync
