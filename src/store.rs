@@ -250,11 +250,12 @@ impl FjallStore {
                     let options = KeyspaceCreateOptions::default().compaction_strategy(
                         std::sync::Arc::new(Leveled::default().with_l0_threshold(L0_THRESHOLD)),
                     );
-                    // A bloom filter answers "not here" without a read: texts are read only
-                    // by the hashes records name (they are there), and order only by ranges,
-                    // which filters do not serve. Building them cost a first build a hash per
-                    // definition and record, for nothing.
-                    let options = if matches!(table, Table::Blobs | Table::Order) {
+                    // A bloom filter answers "not here" without a read: order records are
+                    // read only by ranges, which filters do not serve, so building them cost
+                    // a first build a hash per definition for nothing. (Texts keep theirs:
+                    // keyed by hash, every run of the table spans every key, and a read
+                    // would look into each run that does not hold it.)
+                    let options = if table == Table::Order {
                         options.filter_policy(fjall::config::FilterPolicy::disabled())
                     } else {
                         options
