@@ -754,10 +754,10 @@ impl<'a> Build<'a> {
     }
 
     /// The first build of an empty image, in batches: each batch's files are read and parsed
-    /// in parallel and their modules staged; once the texts gathered pass [`SPILL_BYTES`] they
-    /// are written (on a second thread, while the next batches are read), and once the staged
-    /// records do, they are moved into the tables, so that memory holds about one batch and
-    /// two budgets whatever the size of the tree. Each write makes a table file that fjall
+    /// in parallel and their modules staged; once the texts gathered pass the budget
+    /// ([`FillLimits::for_bytes`]) they are written (on a second thread, while the next batches
+    /// are read), and once the staged records do, they are moved into the tables (on a third),
+    /// so that memory holds a few batches and budgets whatever the size of the tree. Each write makes a table file that fjall
     /// makes durable on its own: a write per batch cost a 10,000-module tree of small files
     /// some 260 `fsync`s, most of its time on a busy disk. Files come in path order, so a
     /// module's first claimant is its holder, as [`pick_holder`] decides for an empty image.
@@ -833,7 +833,7 @@ impl<'a> Build<'a> {
                             join_writing(previous)?;
                         }
                     }
-                    self.stage_first(&mut tx, &mut claims, &file.path, outcome)?;
+                    self.stage_first(&mut tx, &mut claims, &file.path, outcome, spill_bytes)?;
                 }
                 if let Some(writes) = tx.take_first_fill_spill(spill_bytes) {
                     // Moved into the tables on another thread while the next batch is
@@ -877,13 +877,15 @@ impl<'a> Build<'a> {
     }
 
     /// Stages one file of a first fill: its module if it is the module's first claimant, else
-    /// the file's failure (claimed twice).
+    /// the file's failure (claimed twice). A large module's parts are moved into the tables
+    /// once `spill_bytes` are staged.
     fn stage_first(
         &mut self,
         tx: &mut Transaction<'_>,
         claims: &mut Claims,
         path: &str,
         outcome: Outcome,
+        spill_bytes: usize,
     ) -> Result<()> {
         let name = match &outcome {
             Outcome::Parsed(unit, _) => unit.name(),
@@ -928,7 +930,7 @@ impl<'a> Build<'a> {
                     &unit,
                     path,
                     PART_DEFINITIONS,
-                    self.limits.map_or(SPILL_BYTES, |l| l.spill_bytes),
+                    spill_bytes,
                     &prepare,
                 )? {
                     tx.put_unit(PreparedUnit::new(&unit), path)?;
@@ -1155,12 +1157,9 @@ fn read_files(
         .collect()
 }
 
-/// How much a first fill gathers before it writes: of texts (compressed), and of staged
-/// records (about, with their overhead in memory). What is left at the end goes with the
-/// commit.
-const SPILL_BYTES: usize = 32 << 20;
-
-/// The least a first fill gathers before it writes, however small the tree.
+/// The least a first fill gathers before it writes (of texts, compressed, and of staged
+/// records, about, with their overhead in memory), however small the tree. What is left at
+/// the end goes with the commit.
 const MIN_SPILL_BYTES: usize = 8 << 20;
 
 /// The most a first fill gathers before it writes, however large the tree: past about

@@ -247,9 +247,21 @@ impl FjallStore {
         for table in Table::ALL {
             let keyspace = db
                 .keyspace(table.name(), || {
-                    let options = KeyspaceCreateOptions::default().compaction_strategy(
-                        std::sync::Arc::new(Leveled::default().with_l0_threshold(L0_THRESHOLD)),
-                    );
+                    // Index and filter blocks cut into partitions at every level (fjall
+                    // does so from the fourth down): a first build leaves each table in up
+                    // to fifteen overlapping runs, and texts are keyed by hash, so a point
+                    // read looks into every run; whole blocks made one `show` in a 1 GB
+                    // image read 10 MB of them (22 ms), partitions 0.4 MB (8 ms).
+                    let options = KeyspaceCreateOptions::default()
+                        .compaction_strategy(std::sync::Arc::new(
+                            Leveled::default().with_l0_threshold(L0_THRESHOLD),
+                        ))
+                        .index_block_partitioning_policy(fjall::config::PartitioningPolicy::all(
+                            true,
+                        ))
+                        .filter_block_partitioning_policy(fjall::config::PartitioningPolicy::all(
+                            true,
+                        ));
                     // A bloom filter answers "not here" without a read: order records are
                     // read only by ranges, which filters do not serve, so building them cost
                     // a first build a hash per definition for nothing. (Texts keep theirs:
