@@ -757,10 +757,11 @@ impl<'a> Build<'a> {
     /// in parallel and their modules staged; once the texts gathered pass the budget
     /// ([`FillLimits::for_bytes`]) they are written (on a second thread, while the next batches
     /// are read), and once the staged records do, they are moved into the tables (on a third),
-    /// so that memory holds a few batches and budgets whatever the size of the tree. Each write makes a table file that fjall
-    /// makes durable on its own: a write per batch cost a 10,000-module tree of small files
-    /// some 260 `fsync`s, most of its time on a busy disk. Files come in path order, so a
-    /// module's first claimant is its holder, as [`pick_holder`] decides for an empty image.
+    /// so that memory holds a few batches and budgets whatever the size of the tree. Each
+    /// write makes a table file that fjall makes durable on its own: a write per batch cost a
+    /// 10,000-module tree of small files some 260 `fsync`s, most of its time on a busy disk.
+    /// Files come in path order, so a module's first claimant is its holder, as
+    /// [`pick_holder`] decides for an empty image.
     fn first_fill(
         mut self,
         image: &Image,
@@ -814,9 +815,7 @@ impl<'a> Build<'a> {
                     texts.push((hash, stored));
                 }
                 if text_bytes >= spill_bytes || batches.peek().is_none() {
-                    if let Some(previous) = writing.take() {
-                        join_writing(previous)?;
-                    }
+                    join_pending(&mut writing, "writing texts")?;
                     let full = std::mem::take(&mut texts);
                     text_bytes = 0;
                     writing = Some(scope.spawn(move || image.store_texts(full)));
@@ -826,12 +825,8 @@ impl<'a> Build<'a> {
                         // A large unit stages its texts with its records and moves them into
                         // the tables between its parts: not while texts are written beside,
                         // and after the records moved before.
-                        if let Some(previous) = writing.take() {
-                            join_writing(previous)?;
-                        }
-                        if let Some(previous) = loading.take() {
-                            join_writing(previous)?;
-                        }
+                        join_pending(&mut writing, "writing texts")?;
+                        join_pending(&mut loading, "loading records")?;
                     }
                     self.stage_first(&mut tx, &mut claims, &file.path, outcome, spill_bytes)?;
                 }
@@ -840,16 +835,12 @@ impl<'a> Build<'a> {
                     // staged: done here, it held this thread (and so the reading of the
                     // batches after) for a quarter of a 10,000-module build. One at a time,
                     // in order.
-                    if let Some(previous) = loading.take() {
-                        join_writing(previous)?;
-                    }
+                    join_pending(&mut loading, "loading records")?;
                     loading = Some(scope.spawn(move || image.store().load(writes)));
                 }
             }
-            if let Some(previous) = loading.take() {
-                join_writing(previous)?;
-            }
-            writing.map_or(Ok(()), join_writing)
+            join_pending(&mut loading, "loading records")?;
+            join_pending(&mut writing, "writing texts")
         })?;
         self.report.read = to_read.len();
         self.trace.lap("read, parse and stage in batches");
@@ -1190,10 +1181,16 @@ fn batches<'f, 'w>(
     })
 }
 
-fn join_writing(handle: std::thread::ScopedJoinHandle<'_, Result<()>>) -> Result<()> {
-    handle
-        .join()
-        .map_err(|p| Error::panicked("writing texts", &*p))?
+/// Waits for the write `pending` on another thread, if any, leaving none: its error, or its
+/// panic as an error about `what` it was doing.
+fn join_pending(
+    pending: &mut Option<std::thread::ScopedJoinHandle<'_, Result<()>>>,
+    what: &str,
+) -> Result<()> {
+    match pending.take() {
+        Some(handle) => handle.join().map_err(|p| Error::panicked(what, &*p))?,
+        None => Ok(()),
+    }
 }
 
 /// A first fill prepares and stages a module of more than this many definitions this many at
