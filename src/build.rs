@@ -816,7 +816,10 @@ impl<'a> Build<'a> {
                 }
                 if text_bytes >= spill_bytes || batches.peek().is_none() {
                     join_pending(&mut writing, "writing texts")?;
-                    let full = std::mem::take(&mut texts);
+                    // The next hand-off holds about as many: grown from nothing, the vector
+                    // was moved a dozen times a hand-off.
+                    let room = texts.len();
+                    let full = std::mem::replace(&mut texts, Vec::with_capacity(room));
                     text_bytes = 0;
                     writing = Some(scope.spawn(move || image.store_texts(full)));
                 }

@@ -395,15 +395,25 @@ impl FjallStore {
 /// integer, and by the whole key only where those are equal: a first build's load sorted
 /// some 500,000 records by comparing their keys in memory, a sixth of its main thread.
 fn sorted_by_key(writes: Vec<Write>) -> impl Iterator<Item = Write> {
-    let mut keyed: Vec<(u128, Write)> = writes
-        .into_iter()
-        .map(|write| (key_prefix(write.target().1), write))
+    // Sorts small (prefix, index) pairs and moves each write once, at the end: sorting the
+    // writes themselves moved each several times.
+    let mut keyed: Vec<(u128, u32)> = writes
+        .iter()
+        .enumerate()
+        .map(|(i, write)| (key_prefix(write.target().1), i as u32))
         .collect();
     keyed.sort_unstable_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then_with(|| a.1.target().1.cmp(b.1.target().1))
+        a.0.cmp(&b.0).then_with(|| {
+            writes[a.1 as usize]
+                .target()
+                .1
+                .cmp(writes[b.1 as usize].target().1)
+        })
     });
-    keyed.into_iter().map(|(_, write)| write)
+    let mut writes: Vec<Option<Write>> = writes.into_iter().map(Some).collect();
+    keyed
+        .into_iter()
+        .filter_map(move |(_, i)| writes.get_mut(i as usize).and_then(Option::take))
 }
 
 /// The first 16 bytes of `key`, big-endian, zeros after a shorter key: ordered as the keys
@@ -525,7 +535,13 @@ impl Store for FjallStore {
         // Each table is sorted and written on its own, the tables side by side: a first
         // build's last load (its definitions, order, paths and modules) otherwise ran on one
         // core while the other waited.
-        let mut tables: Vec<Vec<Write>> = Table::ALL.iter().map(|_| Vec::new()).collect();
+        // Each table's writes in a vector of its final size: grown from nothing, they were
+        // moved a dozen times each.
+        let mut counts = [0usize; Table::ALL.len()];
+        for write in &writes {
+            counts[write.target().0.index()] += 1;
+        }
+        let mut tables: Vec<Vec<Write>> = counts.iter().map(|&n| Vec::with_capacity(n)).collect();
         for write in writes {
             tables[write.target().0.index()].push(write);
         }
