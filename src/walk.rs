@@ -43,8 +43,8 @@ pub fn walk(
         first: None,
     };
     walk.dir(root.to_path_buf(), Some(String::new()), None, &mut found);
-    failed.extend(found.failures);
-    let mut files = found.files;
+    failed.extend(std::mem::take(&mut found.failures));
+    let mut files = found.into_files();
     files.sort_unstable_by(|a, b| a.path.cmp(&b.path));
     Ok(files)
 }
@@ -66,7 +66,7 @@ pub fn has_files(root: &Path, filter: &PartFilter) -> Result<bool> {
         first: Some(&seen),
     };
     walk.dir(root.to_path_buf(), Some(String::new()), None, &mut found);
-    Ok(!found.files.is_empty())
+    Ok(found.parts.iter().any(|part| !part.is_empty()))
 }
 
 /// A walk of the whole tree started before the image is opened, on a thread of its own: the
@@ -181,8 +181,8 @@ pub fn walk_paths(
     for path in paths {
         walk.listed(path, &mut found);
     }
-    failed.extend(found.failures);
-    let mut files = found.files;
+    failed.extend(std::mem::take(&mut found.failures));
+    let mut files = found.into_files();
     files.sort_unstable_by(|a, b| a.path.cmp(&b.path));
     files.dedup_by(|a, b| a.path == b.path);
     Ok(files)
@@ -224,11 +224,24 @@ pub fn relative(root: &Path, path: &Path) -> Option<String> {
 /// What a walk (or a part of it) found.
 #[derive(Default)]
 struct Found {
-    files: Vec<WalkedFile>,
+    /// The files, a directory's at a time: joined once, at their number, at the end. Grown
+    /// into one vector, they were copied again at each doubling and at each merge of two
+    /// threads' finds, into pages touched for the first time (a sixth of the CPU of a `status`
+    /// of 10,000 unchanged files was page faults, most of them these copies).
+    parts: Vec<Vec<WalkedFile>>,
     failures: Vec<FileFailure>,
 }
 
 impl Found {
+    /// Every file found, in no particular order.
+    fn into_files(self) -> Vec<WalkedFile> {
+        let mut files = Vec::with_capacity(self.parts.iter().map(Vec::len).sum());
+        for part in self.parts {
+            files.extend(part);
+        }
+        files
+    }
+
     fn fail(&mut self, path: String, kind: FailureKind) {
         self.failures.push(FileFailure::new(path, kind));
     }
@@ -242,10 +255,7 @@ impl Found {
     }
 
     fn merge(mut self, mut other: Found) -> Found {
-        if self.files.len() < other.files.len() {
-            std::mem::swap(&mut self, &mut other);
-        }
-        self.files.append(&mut other.files);
+        self.parts.append(&mut other.parts);
         self.failures.append(&mut other.failures);
         self
     }
@@ -301,9 +311,10 @@ impl Walk<'_> {
         // Where no rule is in force, a file's full path is not needed (it is made only for a
         // failure): one allocation less per file of a tree without `.gitignore`s.
         let ruled = rules.is_some() || self.above.is_some();
+        let mut files = Vec::with_capacity(listed.len());
         for (entry, file_type) in listed {
             if self.done() {
-                return;
+                break;
             }
             let is_dir = file_type.is_dir();
             let path = (ruled || is_dir).then(|| entry.path());
@@ -320,7 +331,13 @@ impl Walk<'_> {
                 }
                 continue;
             }
-            self.file(&entry, path, rel, found);
+            self.file(&entry, path, rel, &mut files, found);
+        }
+        if !files.is_empty() {
+            found.parts.push(files);
+        }
+        if self.done() {
+            return;
         }
         self.subdirs(subdirs, rules, found);
     }
@@ -384,6 +401,7 @@ impl Walk<'_> {
         entry: &DirEntry,
         path: Option<PathBuf>,
         rel: Option<String>,
+        files: &mut Vec<WalkedFile>,
         found: &mut Found,
     ) {
         let Some(rel) = rel else {
@@ -400,7 +418,7 @@ impl Walk<'_> {
         // `DirEntry::metadata` does not follow links (an `lstat` beside the entry).
         match entry.metadata() {
             Ok(meta) => {
-                found.files.push(WalkedFile::from_metadata(rel, &meta));
+                files.push(WalkedFile::from_metadata(rel, &meta));
                 if let Some(seen) = self.first {
                     // In the tree: all `has_files` asks.
                     seen.store(true, Ordering::Relaxed);
@@ -498,8 +516,8 @@ impl Walk<'_> {
                 return;
             }
             found
-                .files
-                .push(WalkedFile::from_metadata(rel.to_string(), &meta));
+                .parts
+                .push(vec![WalkedFile::from_metadata(rel.to_string(), &meta)]);
         }
     }
 
