@@ -12,11 +12,14 @@
 //! definitions' sizes (each byte of a text ends its chunk with the same chance).
 //!
 //! The index is a cache, kept in the `chunks` table under the module's name, and valid only
-//! for the module's records as they stand: every write to a module's record, sync record,
-//! definition or `order` records removes it in the same commit
-//! ([`Transaction`](super::Transaction)); a save writes a new one, and so does a first build
-//! for each new module of [`INDEX_AT_BUILD`] bytes or more. An absent or damaged index reads
-//! the module's records whole, as before.
+//! for the module's text as its records hold it: every write to a module's record, its
+//! definitions' records or its `order` records removes it in the same commit
+//! ([`Transaction`](super::Transaction)), but for a live edit of one definition's text, which
+//! cuts again the one chunk that holds it (when the new text ends a chunk where the old one
+//! did), and a definition's base, which is not its text. A save writes a new one, and so does a
+//! first build for each new module of [`INDEX_AT_BUILD`] bytes or more. An export, writing
+//! the sync records, leaves it: the file then holds the text the index was cut from. An
+//! absent or damaged index reads the module's records whole, as before.
 
 use super::Hash;
 

@@ -909,8 +909,9 @@ fn pieces<'a>(
 
 impl Image {
     /// Whether the module's chunk index, if it has one, is the one its text as it stands
-    /// cuts into (and the module agrees with its file, which the index stands for): what
-    /// `check` verifies. `None` when it has none.
+    /// cuts into: what `check` verifies. (Whether the file holds that text is the sync
+    /// record's and the stamp's to say: a live edit not yet exported keeps the index of the
+    /// module's text, which the file will hold once exported.) `None` when it has none.
     ///
     /// # Errors
     /// Storage failures, damaged records.
@@ -921,9 +922,6 @@ impl Image {
         let Some(index) = ChunkIndex::decode(&bytes) else {
             return Ok(Some(false));
         };
-        if self.sync(module)? != SyncRecord::default() {
-            return Ok(Some(false));
-        }
         let layout = self.layout(module)?;
         let mut pieces = Vec::with_capacity(layout.names.len());
         for (i, name) in layout.names.iter().enumerate() {

@@ -459,28 +459,115 @@ impl<'a> Transaction<'a> {
     }
 
     /// Notes the module of a definition or order key about to be staged, and removes the
-    /// chunk index of any module whose records change (`chunks.rs`: it describes the records
-    /// as they stood; [`put_saved`](Self::put_saved) writes a new one after its changes).
+    /// chunk index of any module whose text may change (`chunks.rs`: it describes the text
+    /// its records hold; [`put_saved`](Self::put_saved) writes a new one after its changes,
+    /// a live edit of one text its index with that text's chunk cut again). A sync record
+    /// says how the module stands with its file, not what its text is: a save asks it before
+    /// it reads the index (`Image::saved_span`), and its writes leave the index.
     fn touch(&mut self, table: Table, key: &[u8]) {
-        if !matches!(
-            table,
-            Table::Definitions | Table::Order | Table::Modules | Table::Sync
-        ) {
+        if !matches!(table, Table::Definitions | Table::Order | Table::Modules) {
             return;
         }
         let module = key.split(|&b| b == 0).next().unwrap_or(key);
+        self.drop_index(module);
+        if table != Table::Modules {
+            self.note_touched(module);
+        }
+    }
+
+    /// Removes the chunk index of `module` in this transaction.
+    fn drop_index(&mut self, module: &[u8]) {
         // The first commit of an image finds no index to remove.
         let chunks = &mut self.overlay[slot(Table::Chunks)];
         if self.generation != 1 && !matches!(chunks.get(module), Some(None)) {
             self.staged_bytes += module.len() + STAGED_ENTRY_BYTES;
             chunks.insert(module.to_vec(), None);
         }
-        if table != Table::Definitions && table != Table::Order {
-            return;
-        }
+    }
+
+    /// Notes that `module`'s definition or order records change in this transaction.
+    fn note_touched(&mut self, module: &[u8]) {
         if !self.touched.contains(module) {
             self.touched.insert(module.to_vec());
         }
+    }
+
+    /// Stages `index` (encoded) as the chunk index of `module`.
+    fn stage_index(&mut self, module: &str, index: Vec<u8>) {
+        self.staged_bytes += module.len() + index.len() + STAGED_ENTRY_BYTES;
+        self.overlay[slot(Table::Chunks)].insert(module.as_bytes().to_vec(), Some(index));
+    }
+
+    /// The chunk index of `module` once its definition `old` (standing at `old.position`) has
+    /// `text` instead: the chunk that holds it cut again, its length and hash, read from the
+    /// records of that chunk alone (about [`chunks::CHUNK_TARGET`] bytes, whatever the
+    /// module's size). `None` when the module has no index, when the new text would end a
+    /// chunk where the old did not or the other way round (the cut would move: the index is
+    /// then dropped, and the next save writes one), or when the chunk's records do not make
+    /// the chunk the index holds (it is then dropped too: a cache is never trusted past what
+    /// it can show).
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn index_after_edit(
+        &self,
+        module: &str,
+        old: &DefinitionRecord,
+        text: &[u8],
+    ) -> Result<Option<Vec<u8>>> {
+        let Some(mut index) = self
+            .get(Table::Chunks, module.as_bytes())?
+            .and_then(|bytes| ChunkIndex::decode(&bytes))
+        else {
+            return Ok(None);
+        };
+        let hash = Hash::of(text);
+        if chunks::ends_chunk(&old.hash, old.size as usize, index.target)
+            != chunks::ends_chunk(&hash, text.len(), index.target)
+        {
+            return Ok(None);
+        }
+        let at = index.chunks.partition_point(|c| c.first <= old.position);
+        let Some(at) = at.checked_sub(1) else {
+            return Ok(None);
+        };
+        let chunk = index.chunks[at];
+        let last = at + 1 == index.chunks.len();
+        let Some(after) = (chunk.count as usize).checked_sub(usize::from(!last)) else {
+            return Ok(None);
+        };
+        // The chunk's definitions, and for the last chunk the closing gap.
+        let entries = self.order_around(module, chunk.first, 0, after)?;
+        if entries.len() != after + 1 || entries.first().map(|e| e.0) != Some(chunk.first) {
+            return Ok(None);
+        }
+        let (mut before, mut now) = (Vec::new(), Vec::new());
+        let mut found = false;
+        for (position, name, gap) in entries {
+            before.extend_from_slice(&gap);
+            now.extend_from_slice(&gap);
+            if position == CLOSING {
+                continue;
+            }
+            if position == old.position {
+                found = true;
+                before.extend_from_slice(&self.text(&old.hash)?);
+                now.extend_from_slice(text);
+                continue;
+            }
+            let Some(record) = self.definition(module, &name)? else {
+                return Ok(None);
+            };
+            let held = self.text(&record.hash)?;
+            before.extend_from_slice(&held);
+            now.extend_from_slice(&held);
+        }
+        if !found || before.len() as u64 != chunk.len || Hash::of(&before) != chunk.hash {
+            return Ok(None);
+        }
+        index.chunks[at].len = now.len() as u64;
+        index.chunks[at].hash = Hash::of(&now);
+        Ok(Some(index.encode()))
     }
 
     /// Every definition record of `module` as this transaction sees it, read in one scan
@@ -723,11 +810,12 @@ impl<'a> Transaction<'a> {
         base: Option<Hash>,
     ) {
         let record = DefinitionRecord { base, ..*record };
-        self.put(
-            Table::Definitions,
-            definition_key(module, name),
-            record.encode(),
-        );
+        // The text stays: so does the module's chunk index (`touch`).
+        let key = definition_key(module, name);
+        self.note_touched(module.as_bytes());
+        let value = record.encode();
+        self.staged_bytes += key.len() + value.len() + STAGED_ENTRY_BYTES;
+        self.overlay[slot(Table::Definitions)].insert(key, Some(value));
     }
 
     fn unset_definition(&mut self, module: &str, name: &str, old: &DefinitionRecord) {
@@ -1002,7 +1090,7 @@ impl<'a> Transaction<'a> {
         }
         // The module's text is now the file's: the index of its chunks, found by the save.
         if let Some(index) = index {
-            self.overlay[slot(Table::Chunks)].insert(name.as_bytes().to_vec(), Some(index));
+            self.stage_index(name, index);
         }
         Ok(())
     }
@@ -1125,9 +1213,7 @@ impl<'a> Transaction<'a> {
     /// last write of the module: any write to its records removes its index).
     fn stage_new_index(&mut self, name: &str, index: Option<ChunkIndex>) {
         if let Some(index) = index {
-            let bytes = index.encode();
-            self.staged_bytes += name.len() + bytes.len() + STAGED_ENTRY_BYTES;
-            self.overlay[slot(Table::Chunks)].insert(name.as_bytes().to_vec(), Some(bytes));
+            self.stage_index(name, index.encode());
         }
     }
 
@@ -1751,9 +1837,13 @@ impl<'a> Transaction<'a> {
             sync.unexported = true;
             self.write_sync(module, &sync)?;
             // The module's record (its order, its layout) does not change: only the
-            // definition's record is written.
+            // definition's record is written, and its chunk of the index.
             let position = existing.position;
+            let index = self.index_after_edit(module, &existing, text)?;
             self.set_definition(module, name, prepared, base, Some(&existing));
+            if let Some(index) = index {
+                self.stage_index(module, index);
+            }
             let changed = [name.to_string()];
             self.note(module, ModuleChange::Changed, &record.path, None, &changed);
             return self.verify_edit(module, Some(position));

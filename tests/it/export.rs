@@ -850,11 +850,24 @@ fn the_chunk_index_follows_saves_put_rm_and_export() {
     edit(&dir, "big.spry", "d2 = func [:x x + 2]", "d2 = 2", 1000);
     save(&dir, "d3 = func [:x x + 3]", "d3 = 3");
     assert_eq!(holds_the_file(&dir), next);
-    // A live edit, then export: the index is gone, the next save writes it again.
+    // A live edit: the index is the module's text's (its chunk cut again), but no save reads
+    // it while the file lacks the edit; after export, the next save reads along it.
     put_stdin(&dir, "Big::d4000", "d4000 = 'live", 0);
+    {
+        let image = open(&dir);
+        let report = image.check().unwrap();
+        assert!(report.is_ok(), "{:?}", report.problems);
+        let file = dir.read("big.spry");
+        assert!(image.saved_by_chunks("Big", "big.spry", &file).is_none());
+    }
     export(&dir, &[], 0);
-    assert_eq!(holds_the_file(&dir), None);
+    assert_eq!(holds_the_file(&dir), next);
     save(&dir, "d4001 = func [:x x + 4001]", "d4001 = 'saved");
+    assert_eq!(holds_the_file(&dir), next);
+    // Two live edits in a row, in the first and the last chunk, then export.
+    put_stdin(&dir, "Big::d5", "d5 = 'five", 0);
+    put_stdin(&dir, "Big::d5998", "d5998 = 'near the end", 0);
+    export(&dir, &[], 0);
     assert_eq!(holds_the_file(&dir), next);
     // A removal and export, then a save of a gap (the whole merge): no index until a save
     // of texts writes one.

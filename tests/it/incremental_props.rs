@@ -708,3 +708,67 @@ fn saves_of_texts_and_of_more_both_occur() {
         "{by_chunks} of {by_stretch}"
     );
 }
+
+proptest! {
+    #![proptest_config(config(32))]
+
+    /// Live edits of texts keep the module's chunk index, each cutting again the chunk that
+    /// holds it from that chunk's records (`Transaction::index_after_edit`): after each edit
+    /// `check` finds the index to be the cut of the module's text, and after export (which
+    /// leaves the index) a save read along it takes what the whole parse takes and what the
+    /// stretch takes. Chunks of one definition, a few, or all; edits of any definition, the
+    /// same one again, texts that end a chunk where the old did not.
+    #[test]
+    fn live_edits_keep_the_chunk_index_through_export(
+        defs in proptest::collection::vec((any::<u8>(), 0..TEXTS.len(), 0..GAPS.len()), 1..7),
+        first in 0..GAPS.len(),
+        end in 0..ENDS.len(),
+        edits in proptest::collection::vec((any::<usize>(), 0..TEXTS.len()), 1..5),
+        target in prop_oneof![Just(1u64), Just(8), Just(64), Just(1 << 15)],
+        save in save(),
+    ) {
+        let Some(mut kept) = build(&defs, first, end) else {
+            return Ok(());
+        };
+        let dir = Dir::new("live_index");
+        let mut image = image_of(&dir, &kept);
+        image.set_chunk_target(target);
+        if !index_of(&image, &kept) {
+            return Ok(());
+        }
+        for (at, template) in &edits {
+            let at = 1 + at % (kept.names.len() - 1);
+            let name = kept.names[at].clone();
+            let text = text_for(*template, &name);
+            let mut tx = image.begin(Origin::Live).unwrap();
+            if tx.put_definition("Gen", &name, text.as_bytes()).is_ok() {
+                tx.commit().unwrap();
+                kept.texts[at] = text.into_bytes();
+            }
+            prop_assert_eq!(image.module_text("Gen").unwrap(), kept.text());
+            let report = image.check().unwrap();
+            prop_assert!(report.is_ok(), "{:?}", report.problems);
+        }
+        spry_image::export(&image, &Default::default()).unwrap();
+        prop_assert_eq!(std::fs::read(dir.join("gen.spry")).unwrap(), kept.text());
+        let report = image.check().unwrap();
+        prop_assert!(report.is_ok(), "{:?}", report.problems);
+        if target == 1 {
+            // Every definition ends its chunk, old text and new: no edit moves a cut, and
+            // the index is always kept.
+            let same = image.saved_by_chunks("Gen", "gen.spry", &kept.text());
+            prop_assert!(same.is_some_and(|s| s.changes().next().is_none()));
+        }
+        let text = saved_text(&kept, &[save]);
+        let whole = whole_save(&kept, &text);
+        let by_chunks = image
+            .saved_by_chunks("Gen", "gen.spry", &text)
+            .map(|saved| changes_of(&saved));
+        prop_assert!(by_chunks.is_none() || by_chunks == whole);
+        let span = image
+            .saved_span("Gen", "gen.spry", text)
+            .ok()
+            .map(|saved| changes_of(&saved));
+        prop_assert!(by_chunks.is_none() || by_chunks == span);
+    }
+}
