@@ -448,6 +448,12 @@ impl<'a> Transaction<'a> {
 
     fn put(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) {
         self.touch(table, &key);
+        self.stage(table, key, value);
+    }
+
+    /// Stages `value` under `key` of `table`, with no other effect ([`put`](Self::put)
+    /// also notes what the write changes).
+    fn stage(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) {
         self.staged_bytes += key.len() + value.len() + STAGED_ENTRY_BYTES;
         self.overlay[slot(table)].insert(key, Some(value));
     }
@@ -494,12 +500,11 @@ impl<'a> Transaction<'a> {
 
     /// Stages `index` (encoded) as the chunk index of `module`.
     fn stage_index(&mut self, module: &str, index: Vec<u8>) {
-        self.staged_bytes += module.len() + index.len() + STAGED_ENTRY_BYTES;
-        self.overlay[slot(Table::Chunks)].insert(module.as_bytes().to_vec(), Some(index));
+        self.stage(Table::Chunks, module.as_bytes().to_vec(), index);
     }
 
     /// The chunk index of `module` once its definition `old` (standing at `old.position`) has
-    /// `text` instead: the chunk that holds it cut again, its length and hash, read from the
+    /// `text` (of `hash`) instead: the chunk that holds it cut again, its length and hash, read from the
     /// records of that chunk alone (about [`chunks::CHUNK_TARGET`] bytes, whatever the
     /// module's size). `None` when the module has no index, when the new text would end a
     /// chunk where the old did not or the other way round (the cut would move: the index is
@@ -514,6 +519,7 @@ impl<'a> Transaction<'a> {
         module: &str,
         old: &DefinitionRecord,
         text: &[u8],
+        hash: &Hash,
     ) -> Result<Option<Vec<u8>>> {
         let Some(mut index) = self
             .get(Table::Chunks, module.as_bytes())?
@@ -521,9 +527,8 @@ impl<'a> Transaction<'a> {
         else {
             return Ok(None);
         };
-        let hash = Hash::of(text);
         if chunks::ends_chunk(&old.hash, old.size as usize, index.target)
-            != chunks::ends_chunk(&hash, text.len(), index.target)
+            != chunks::ends_chunk(hash, text.len(), index.target)
         {
             return Ok(None);
         }
@@ -811,11 +816,12 @@ impl<'a> Transaction<'a> {
     ) {
         let record = DefinitionRecord { base, ..*record };
         // The text stays: so does the module's chunk index (`touch`).
-        let key = definition_key(module, name);
         self.note_touched(module.as_bytes());
-        let value = record.encode();
-        self.staged_bytes += key.len() + value.len() + STAGED_ENTRY_BYTES;
-        self.overlay[slot(Table::Definitions)].insert(key, Some(value));
+        self.stage(
+            Table::Definitions,
+            definition_key(module, name),
+            record.encode(),
+        );
     }
 
     fn unset_definition(&mut self, module: &str, name: &str, old: &DefinitionRecord) {
@@ -1839,7 +1845,7 @@ impl<'a> Transaction<'a> {
             // The module's record (its order, its layout) does not change: only the
             // definition's record is written, and its chunk of the index.
             let position = existing.position;
-            let index = self.index_after_edit(module, &existing, text)?;
+            let index = self.index_after_edit(module, &existing, text, &prepared.hash)?;
             self.set_definition(module, name, prepared, base, Some(&existing));
             if let Some(index) = index {
                 self.stage_index(module, index);
