@@ -795,7 +795,14 @@ fn export_copy(image: &Image, to: &Path, only: &[String], force: bool) -> Result
         },
     };
     let modules = copy.select(only)?;
-    let to_write = copy.compare(modules);
+    // Into an empty directory (a first export there), every file is new: nothing to find
+    // or compare, file by file. `create` still makes each with `create_new`, which never
+    // writes over a file that appeared since.
+    let to_write = if is_empty_dir(to) {
+        modules.into_iter().map(|name| (name, true)).collect()
+    } else {
+        copy.compare(modules)
+    };
     copy.report.would_overwrite.sort();
     if !copy.report.would_overwrite.is_empty() && !force {
         copy.report.skipped.sort_by(|a, b| a.path.cmp(&b.path));
@@ -810,6 +817,12 @@ fn export_copy(image: &Image, to: &Path, only: &[String], force: bool) -> Result
     copy.report.written.sort_by(|a, b| a.path.cmp(&b.path));
     copy.report.skipped.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(copy.report)
+}
+
+/// Whether `dir` holds nothing (one look; a directory that cannot be read is not known to be
+/// empty).
+fn is_empty_dir(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none())
 }
 
 /// A copy's modules go through in batches of this many: texts are assembled, compared and
@@ -970,7 +983,13 @@ impl ToCopy<'_> {
     fn create(&mut self, modules: Vec<String>) {
         let many = modules.len() >= SYNCFS_MIN_FILES && cfg!(target_os = "linux");
         let mut made: Vec<(String, String, PathBuf, Hash)> = Vec::new();
-        for names in modules.chunks(COPY_BATCH) {
+        let mut early = EarlySync::default();
+        let batches = modules.len().div_ceil(COPY_BATCH);
+        for (i, names) in modules.chunks(COPY_BATCH).enumerate() {
+            if many && i > 0 && i + 1 < batches {
+                // The batches before this one go to disk while it is made.
+                early.start(self.to);
+            }
             let batch = self.parts(names);
             let outcomes: Vec<(&String, &ModuleParts, Result<Made>)> = batch
                 .par_iter()
@@ -990,6 +1009,7 @@ impl ToCopy<'_> {
         if made.is_empty() {
             return;
         }
+        early.finish();
         let durable = if many {
             sync_file_system(self.to)
         } else {
@@ -1197,6 +1217,37 @@ fn create_copy(
         return Err(Error::io(&full, e));
     }
     Ok((full, Hash::of(&text)))
+}
+
+/// A `syncfs` running beside the writing of the next batch, so the disk takes the batches
+/// written so far while the next is made, and the final `syncfs` finds little left to do.
+/// Makes nothing durable on its own: only the final one counts, and its error.
+#[derive(Default)]
+struct EarlySync(Option<std::thread::JoinHandle<()>>);
+
+impl EarlySync {
+    /// Starts a `syncfs` of the file system `root` is on, unless one is still running.
+    fn start(&mut self, root: &Path) {
+        if self
+            .0
+            .as_ref()
+            .is_some_and(|running| !running.is_finished())
+        {
+            return;
+        }
+        self.finish();
+        let root = root.to_path_buf();
+        self.0 = Some(std::thread::spawn(move || {
+            let _ = sync_file_system(&root);
+        }));
+    }
+
+    /// Waits for the running `syncfs`, if any.
+    fn finish(&mut self) {
+        if let Some(running) = self.0.take() {
+            let _ = running.join();
+        }
+    }
 }
 
 /// Opens a new file with `open`, making its directories with `make_dirs` first when `open`

@@ -1,12 +1,13 @@
 //! `spry-image export`.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
 
 use spry_image::{ExportOptions, ExportReport};
 
-use super::{Status, open_image_to_write, print_file_failures, report_error, shown_path};
+use super::{Shown, Status, open_image_to_write, print_file_failures, report_error};
 
 #[derive(Args, Debug)]
 pub struct ExportArgs {
@@ -39,11 +40,12 @@ pub fn run(image_dir: Option<&Path>, args: &ExportArgs) -> Status {
         Err(e) => return report_error(&e),
     };
     let target = PathBuf::from(&report.target);
+    let shown = Shown::of(&target);
     print_file_failures(&target, &report.failures);
     for skipped in &report.skipped {
         eprintln!(
             "{}: error: not exported ({}): {}",
-            shown_path(&target, &skipped.path),
+            shown.path(&skipped.path),
             skipped.module,
             skipped.reason
         );
@@ -72,15 +74,31 @@ pub fn run(image_dir: Option<&Path>, args: &ExportArgs) -> Status {
             return status;
         }
     } else {
+        // One write for all the lines, not one a line: a first export prints thousands.
+        let mut out = String::new();
         for written in &report.written {
             let how = if written.created { "created" } else { "wrote" };
-            println!(
-                "{how} {} ({})",
-                shown_path(&target, &written.path),
+            out.push_str(&format!(
+                "{how} {} ({})\n",
+                shown.path(&written.path),
                 written.module
-            );
+            ));
         }
-        println!("{}", summary(&report));
+        out.push_str(&summary(&report));
+        out.push('\n');
+        let mut stdout = std::io::stdout().lock();
+        match stdout
+            .write_all(out.as_bytes())
+            .and_then(|()| stdout.flush())
+        {
+            Ok(()) => {}
+            // Whoever read the list stopped reading: the export is done all the same.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            Err(e) => {
+                eprintln!("error: cannot write: {e}");
+                return Status::Trouble;
+            }
+        }
     }
     if report.is_clean() {
         Status::Ok

@@ -471,31 +471,65 @@ pub fn source_tree(src: Option<&Path>) -> Result<PathBuf, Status> {
 
 /// How a file of the tree at `root` is named in every message: relative to the current
 /// directory, as the user would type it (`a.spry` inside the tree, `tree/a.spry` above it,
-/// `../a.spry` below it); the absolute path only when there is no relative one.
+/// `../a.spry` below it); the absolute path only when there is no relative one. For many
+/// files of one tree, [`Shown`] asks the file system once instead of once a file.
 pub fn shown_path(root: &Path, relative: &str) -> String {
-    let full = root.join(relative);
-    let Ok(here) = std::env::current_dir() else {
-        return full.display().to_string();
-    };
-    // The root as the kernel names it, as the current directory is: no `.`, no link.
-    let root = std::fs::canonicalize(root).unwrap_or_else(|_| here.join(root));
-    let full = root.join(relative);
-    match pathdiff::diff_paths(&full, &here) {
-        Some(shown) if !shown.as_os_str().is_empty() => shown.display().to_string(),
-        _ => full.display().to_string(),
+    Shown::of(root).path(relative)
+}
+
+/// Names files of one tree as [`shown_path`] does, with the current directory and the
+/// tree's real path looked up once: an export of 10,000 files printed each name after a
+/// `getcwd` and three `readlink`s of its own, a third of the system calls of the whole run.
+pub struct Shown {
+    /// The tree's root as the kernel names it, as the current directory is: no `.`, no link.
+    root: PathBuf,
+    here: Option<PathBuf>,
+}
+
+impl Shown {
+    /// The names of files under `root`.
+    pub fn of(root: &Path) -> Shown {
+        let here = std::env::current_dir().ok();
+        let root = match &here {
+            Some(here) => std::fs::canonicalize(root).unwrap_or_else(|_| here.join(root)),
+            None => root.to_path_buf(),
+        };
+        Shown { root, here }
+    }
+
+    /// The name of the file at `relative` under the tree's root.
+    pub fn path(&self, relative: &str) -> String {
+        let full = self.root.join(relative);
+        let shown = self
+            .here
+            .as_ref()
+            .and_then(|here| pathdiff::diff_paths(&full, here));
+        match shown {
+            Some(shown) if !shown.as_os_str().is_empty() => shown.display().to_string(),
+            _ => full.display().to_string(),
+        }
     }
 }
 
 /// Prints files that could not be taken: syntax errors as diagnostics, the rest as one line.
 pub fn print_file_failures(root: &Path, failures: &[FileFailure]) {
+    if failures.is_empty() {
+        return;
+    }
+    let shown = Shown::of(root);
     for failure in failures {
-        print_file_failure(root, failure);
+        print_failure_as(&shown.path(&failure.path), failure);
     }
 }
 
 /// Prints one file that could not be taken; returns whether it was a syntax error.
 pub fn print_file_failure(root: &Path, failure: &FileFailure) -> bool {
-    let shown = shown_path(root, &failure.path);
+    print_failure_as(&shown_path(root, &failure.path), failure)
+}
+
+/// Prints one file that could not be taken under the name `shown`; returns whether it was a
+/// syntax error.
+fn print_failure_as(shown: &str, failure: &FileFailure) -> bool {
     if failure.errors().is_empty() {
         eprintln!(
             "{shown}: error: {}",
@@ -505,7 +539,7 @@ pub fn print_file_failure(root: &Path, failure: &FileFailure) -> bool {
     }
     eprint!(
         "{}",
-        spry_image::diagnostic::render(&shown, failure.text(), failure.errors(), stderr_style())
+        spry_image::diagnostic::render(shown, failure.text(), failure.errors(), stderr_style())
     );
     true
 }

@@ -16,7 +16,7 @@ use spry_image::{
 
 use super::pager::{Paged, PagerArg};
 use super::{
-    Status, failures_json, image_dir_of, open_image, print_file_failures, report_error, shown_path,
+    Shown, Status, failures_json, image_dir_of, open_image, print_file_failures, report_error,
 };
 
 #[derive(Args, Debug)]
@@ -268,15 +268,12 @@ fn module_group(
     if rows.is_empty() {
         return String::new();
     }
+    let shown = Shown::of(root);
     let mut text = format!("\n{title}\n");
     for m in rows {
         let place = match &m.from_path {
-            Some(from) => format!(
-                "{} -> {}",
-                shown_path(root, from),
-                shown_path(root, &m.path)
-            ),
-            None => shown_path(root, &m.path),
+            Some(from) => format!("{} -> {}", shown.path(from), shown.path(&m.path)),
+            None => shown.path(&m.path),
         };
         let row = format!(
             "{:<15} {} ({place})",
@@ -310,11 +307,9 @@ fn unowned_failures(report: &TreeStatus, root: &Path) -> String {
         .collect();
     if !unowned.is_empty() {
         out.push_str("\nFiles that cannot be taken:\n");
+        let shown = Shown::of(root);
         for failure in unowned {
-            out.push_str(&format!(
-                "  {}\n",
-                paint(RED, &shown_path(root, &failure.path))
-            ));
+            out.push_str(&format!("  {}\n", paint(RED, &shown.path(&failure.path))));
         }
     }
     out

@@ -13,7 +13,7 @@ use spry_image::image::{IMAGE_DIR, Image};
 use spry_image::{BatchReport, Cause, Lent, Stopper, WatchOptions, Watcher};
 use spry_image::{BuildReport, FileFailure};
 
-use super::{Status, failures_json, print_file_failure, report_error, shown_path};
+use super::{Shown, Status, failures_json, print_file_failure, report_error, shown_path};
 
 #[derive(Args, Debug)]
 pub struct WatchArgs {
@@ -196,7 +196,8 @@ fn print_lent(src: &Path, lent: &Lent, json: bool) {
     let wrote = if written.is_empty() {
         String::new()
     } else {
-        let shown: Vec<String> = written.iter().map(|p| shown_path(src, p)).collect();
+        let names = Shown::of(src);
+        let shown: Vec<String> = written.iter().map(|p| names.path(p)).collect();
         format!("; wrote {}", shown.join(", "))
     };
     eprintln!(

@@ -146,6 +146,61 @@ fn regression_export_to_new_directories_shared_by_threads_writes_every_file() {
     }
 }
 
+/// A first export of more files than two batches into an empty directory: the path that
+/// skips comparing (nothing is there) and makes the files durable with one `syncfs` after the
+/// earlier ones ran beside the writing. Every file arrives whole, the human output names each
+/// as the user would type it from where they stand, and a second export finds them all.
+#[test]
+fn a_first_export_of_thousands_of_modules_into_an_empty_directory_writes_and_names_each() {
+    let dir = Dir::new("export_thousands");
+    let n = 2_300;
+    for m in 0..n {
+        dir.create(
+            format!("src/p{}/m{m}.sy", m % 7),
+            format!("# module {m}\nf{m} = func [:x x + {m}]\n"),
+        );
+    }
+    dir.command()
+        .args(["build", "src"])
+        .current_dir(dir.path())
+        .expect_code(0);
+    std::fs::create_dir(dir.join("out")).unwrap();
+    let out = dir
+        .command()
+        .args(["--image", "src/.spry-image", "export", "--to", "out"])
+        .current_dir(dir.path())
+        .expect_code(0);
+    let text = out.stdout_str();
+    let created = text.lines().filter(|l| l.starts_with("created ")).count();
+    assert_eq!(created, n, "{out}");
+    assert!(text.contains("created out/p3/m3.sy (p3/m3)\n"), "{out}");
+    assert!(
+        text.ends_with(&format!("{n} written, 0 unchanged\n"))
+            || text.contains(&format!(": {n} written, 0 unchanged")),
+        "{out}"
+    );
+    for m in [0, 1, 1023, 1024, 2047, 2048, n - 1] {
+        let path = format!("p{}/m{m}.sy", m % 7);
+        assert_eq!(
+            dir.read(format!("out/{path}")),
+            dir.read(format!("src/{path}")),
+            "{path}"
+        );
+    }
+    assert_eq!(files_with_extension(&dir.join("out"), "sy").len(), n);
+    let again = dir
+        .command()
+        .args(["--image", "src/.spry-image", "export", "--to", "out"])
+        .current_dir(dir.path())
+        .expect_code(0);
+    assert!(
+        again
+            .stdout_str()
+            .contains(&format!("0 written, {n} unchanged")),
+        "{again}"
+    );
+}
+
 #[test]
 fn export_then_build_gives_the_same_digest() {
     let dir = spry_tree("export_digest");
