@@ -13,7 +13,8 @@
 //! crash in between leaves files that a later build finds equal to the image. Into another
 //! directory, a file that was not there is made in place with `create_new` instead (it never
 //! replaces anything, so nothing needs the rename), and one sync at the end makes them all
-//! durable before the copy's manifest records them.
+//! durable before the copy's manifest records them (earlier ones run beside the writing,
+//! so that the last finds little left to write).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -472,12 +473,14 @@ impl<'a> ToSource<'a> {
             // Already there (a crash after writing, or both sides made the same change).
             let stamp = stamp_of(&full, &name, &text)?;
             mark(&mut tx, &mut self.read, &name, &stamp)?;
+            tx.refresh_stale_chunks(&name, &text)?;
             self.report.unchanged += 1;
         }
         for (job, outcome) in outcomes {
             match outcome {
                 Ok(stamp) => {
                     mark(&mut tx, &mut self.read, &job.module, &stamp)?;
+                    tx.refresh_stale_chunks(&job.module, &job.text)?;
                     self.report.written.push(Written {
                         module: job.module,
                         path: job.path,

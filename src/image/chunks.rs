@@ -15,8 +15,9 @@
 //! for the module's text as its records hold it: every write to a module's record, its
 //! definitions' records or its `order` records removes it in the same commit
 //! ([`Transaction`](super::Transaction)), but for a live edit of one definition's text, which
-//! cuts again the one chunk that holds it (when the new text ends a chunk where the old one
-//! did), and a definition's base, which is not its text. A save writes a new one, and so does a
+//! gives the one chunk that holds it its new length and marks it [`STALE`] (when the new text
+//! ends a chunk where the old one did; the next save reads that chunk again), and a
+//! definition's base, which is not its text. A save writes a new one, and so does a
 //! first build for each new module of [`INDEX_AT_BUILD`] bytes or more. An export, writing
 //! the sync records, leaves it: the file then holds the text the index was cut from. An
 //! absent or damaged index reads the module's records whole, as before.
@@ -30,6 +31,11 @@ pub const CHUNK_TARGET: u64 = 32 * 1024;
 /// From this many bytes on, a first build writes a module's index (a save of a shorter one
 /// reads it whole at about the cost of reading its chunks).
 pub const INDEX_AT_BUILD: usize = 2 * CHUNK_TARGET as usize;
+
+/// The hash of a chunk that a live edit changed: not known until a save cuts it again. It is
+/// no text's hash (blake3 gives all zeros to no input anyone can find), so the file's bytes
+/// never match it, and a save reads that chunk again from its records.
+pub(super) const STALE: Hash = Hash([0; 32]);
 
 /// The form of the encoded index.
 const VERSION: u8 = 1;

@@ -1106,6 +1106,71 @@ mod tests {
         );
     }
 
+    /// Regression: a chunk left stale (a live edit's, its hash not known) with the file's
+    /// bytes equal to the records all the same. The walk along the chunks stops at it, the
+    /// walks along the records meet with nothing between them, and the stretch between
+    /// them was indexed out of bounds (a panic). Now the module is read whole: no change,
+    /// and a real change still found.
+    #[test]
+    fn regression_a_stale_chunk_over_unchanged_bytes_is_no_change_and_no_panic() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut text = String::from("{\n  _meta = {name = 'A}\n");
+        for i in 0..200 {
+            text.push_str(&format!("  d{i} = {i}\n"));
+        }
+        text.push_str("}\n");
+        std::fs::write(dir.path().join("a.spry"), &text).expect("a file");
+        let mut image = Image::create(&dir.path().join(IMAGE_DIR), dir.path()).expect("an image");
+        build(
+            &mut image,
+            dir.path(),
+            &BuildOptions::default(),
+            &NoProgress,
+        )
+        .expect("a build");
+        image.set_chunk_target(64);
+        // A save of one definition, which writes the module's first index.
+        let text = text.replace("d7 = 7", "d7 = 'seven");
+        let unit = image
+            .saved_span("A", "a.spry", text.as_bytes().to_vec())
+            .expect("a save");
+        let mut tx = image.begin(Origin::File).expect("a transaction");
+        tx.put_saved(unit, "a.spry").expect("a save");
+        tx.commit().expect("a commit");
+        let stored = image
+            .store()
+            .get(Table::Chunks, b"A")
+            .expect("a read")
+            .expect("an index");
+        let mut index = chunks::ChunkIndex::decode(&stored).expect("an index");
+        assert!(index.chunks.len() > 4, "{}", index.chunks.len());
+        // The last chunk: the walk along the records reaches the module's end.
+        let last = index.chunks.len() - 1;
+        index.chunks[last].hash = chunks::STALE;
+        image
+            .store()
+            .commit(vec![crate::store::Write::Put(
+                Table::Chunks,
+                b"A".to_vec(),
+                index.encode(),
+            )])
+            .expect("a write");
+        let same = image.saved_by_chunks("A", "a.spry", text.as_bytes());
+        assert!(same.is_none_or(|s| s.changes().next().is_none()));
+        let whole = image
+            .saved_span("A", "a.spry", text.as_bytes().to_vec())
+            .expect("a save");
+        assert_eq!(whole.changes().count(), 0);
+        let changed = text.replace("d150 = 150", "d150 = 'later");
+        let whole = image
+            .saved_span("A", "a.spry", changed.into_bytes())
+            .expect("a save");
+        assert_eq!(
+            whole.changes().collect::<Vec<_>>(),
+            [("d150", &b"d150 = 'later"[..])]
+        );
+    }
+
     /// Marks `image` (at `path`) as written by a binary of format `version`.
     fn marked_as_format(image: &Image, path: &Path, version: u32) {
         let mut record = image.record().clone();

@@ -847,6 +847,12 @@ impl Image {
         else {
             return Ok(None);
         };
+        // The walks met without a stretch between them (the window's file bytes are its
+        // records' text: a chunk a live edit marked stale, the file since exported), or
+        // crossed: what lies between is not known here, so the whole module is read.
+        if k > m || spans.len() != last + 1 - first {
+            return Ok(None);
+        }
         let span = |i: usize| &spans[i - first];
         // The neighbours where they were, the stretch's ends where the walks left them, and
         // the module's gaps between the definitions inside it.
@@ -937,9 +943,20 @@ impl Image {
         }
         let text = self.module_text(module)?;
         let closing = layout.gaps.last().map(Vec::len);
+        // A stale chunk (a live edit's) agrees by place, count and length: its hash is not
+        // known until a save cuts it again.
+        let agrees = |cut: &Chunk, held: &Chunk| {
+            cut.first == held.first
+                && cut.count == held.count
+                && cut.len == held.len
+                && (cut.hash == held.hash || held.hash == chunks::STALE)
+        };
         Ok(Some(
-            chunks::cut(&text, 0, pieces, closing, index.target)
-                .is_some_and(|(chunks, at)| at == text.len() && chunks == index.chunks),
+            chunks::cut(&text, 0, pieces, closing, index.target).is_some_and(|(chunks, at)| {
+                at == text.len()
+                    && chunks.len() == index.chunks.len()
+                    && chunks.iter().zip(&index.chunks).all(|(c, h)| agrees(c, h))
+            }),
         ))
     }
 

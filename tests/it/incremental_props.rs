@@ -712,11 +712,13 @@ fn saves_of_texts_and_of_more_both_occur() {
 proptest! {
     #![proptest_config(config(32))]
 
-    /// Live edits of texts keep the module's chunk index, each cutting again the chunk that
-    /// holds it from that chunk's records (`Transaction::index_after_edit`): after each edit
-    /// `check` finds the index to be the cut of the module's text, and after export (which
-    /// leaves the index) a save read along it takes what the whole parse takes and what the
-    /// stretch takes. Chunks of one definition, a few, or all; edits of any definition, the
+    /// Live edits of texts keep the module's chunk index, each giving the chunk that holds
+    /// it its new length and marking it stale (`Transaction::index_after_edit`): after each
+    /// edit `check` finds the index to be the cut of the module's text but for the stale
+    /// hashes, and after export (which gives the stale chunks the hashes of what it wrote)
+    /// a save read along it takes what the whole parse takes and what the stretch takes; a
+    /// save of the text as exported, with chunks of one definition, is read along the index
+    /// (no chunk left stale) and changes nothing. Chunks of one definition, a few, or all; edits of any definition, the
     /// same one again, texts that end a chunk where the old did not.
     #[test]
     fn live_edits_keep_the_chunk_index_through_export(
@@ -748,6 +750,10 @@ proptest! {
             prop_assert_eq!(image.module_text("Gen").unwrap(), kept.text());
             let report = image.check().unwrap();
             prop_assert!(report.is_ok(), "{:?}", report.problems);
+            // The image's text saved before any export (the file typed to match it): read
+            // whole or along the index, never a change.
+            let same = image.saved_by_chunks("Gen", "gen.spry", &kept.text());
+            prop_assert!(same.is_none_or(|s| s.changes().next().is_none()));
         }
         spry_image::export(&image, &Default::default()).unwrap();
         prop_assert_eq!(std::fs::read(dir.join("gen.spry")).unwrap(), kept.text());
