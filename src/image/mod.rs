@@ -1054,22 +1054,10 @@ mod tests {
     #[test]
     fn a_format_3_image_opens_and_a_save_writes_its_first_chunk_index() {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let mut text = String::from("{\n  _meta = {name = 'A}\n");
-        for i in 0..200 {
-            text.push_str(&format!("  d{i} = {i}\n"));
-        }
-        text.push_str("}\n");
-        std::fs::write(dir.path().join("a.spry"), &text).expect("a file");
+        let text = module_of_200(dir.path());
         let path = dir.path().join(IMAGE_DIR);
         {
-            let mut image = Image::create(&path, dir.path()).expect("an image");
-            build(
-                &mut image,
-                dir.path(),
-                &BuildOptions::default(),
-                &NoProgress,
-            )
-            .expect("a build");
+            let image = built(&path, dir.path());
             assert!(
                 image
                     .store()
@@ -1114,20 +1102,8 @@ mod tests {
     #[test]
     fn regression_a_stale_chunk_over_unchanged_bytes_is_no_change_and_no_panic() {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let mut text = String::from("{\n  _meta = {name = 'A}\n");
-        for i in 0..200 {
-            text.push_str(&format!("  d{i} = {i}\n"));
-        }
-        text.push_str("}\n");
-        std::fs::write(dir.path().join("a.spry"), &text).expect("a file");
-        let mut image = Image::create(&dir.path().join(IMAGE_DIR), dir.path()).expect("an image");
-        build(
-            &mut image,
-            dir.path(),
-            &BuildOptions::default(),
-            &NoProgress,
-        )
-        .expect("a build");
+        let text = module_of_200(dir.path());
+        let mut image = built(&dir.path().join(IMAGE_DIR), dir.path());
         image.set_chunk_target(64);
         // A save of one definition, which writes the module's first index.
         let text = text.replace("d7 = 7", "d7 = 'seven");
@@ -1149,7 +1125,7 @@ mod tests {
         index.chunks[last].hash = chunks::STALE;
         image
             .store()
-            .commit(vec![crate::store::Write::Put(
+            .commit(vec![Write::Put(
                 Table::Chunks,
                 b"A".to_vec(),
                 index.encode(),
@@ -1169,6 +1145,24 @@ mod tests {
             whole.changes().collect::<Vec<_>>(),
             [("d150", &b"d150 = 'later"[..])]
         );
+    }
+
+    /// Writes `a.spry` under `dir`: module `A` of 200 one-line definitions. Returns its text.
+    fn module_of_200(dir: &Path) -> String {
+        let mut text = String::from("{\n  _meta = {name = 'A}\n");
+        for i in 0..200 {
+            text.push_str(&format!("  d{i} = {i}\n"));
+        }
+        text.push_str("}\n");
+        std::fs::write(dir.join("a.spry"), &text).expect("a file");
+        text
+    }
+
+    /// A new image at `path` built from the tree at `tree`.
+    fn built(path: &Path, tree: &Path) -> Image {
+        let mut image = Image::create(path, tree).expect("an image");
+        build(&mut image, tree, &BuildOptions::default(), &NoProgress).expect("a build");
+        image
     }
 
     /// Marks `image` (at `path`) as written by a binary of format `version`.

@@ -503,6 +503,16 @@ impl<'a> Transaction<'a> {
         self.stage(Table::Chunks, module.as_bytes().to_vec(), index);
     }
 
+    /// The chunk index of `module` as this transaction sees it (`None`: none, or damaged).
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn chunk_index(&self, module: &str) -> Result<Option<ChunkIndex>> {
+        Ok(self
+            .get(Table::Chunks, module.as_bytes())?
+            .and_then(|bytes| ChunkIndex::decode(&bytes)))
+    }
+
     /// The chunk index of `module` once its definition `old` (standing at `old.position`) has
     /// `text` (of `hash`) instead: the chunk that holds it keeps its place and its number of
     /// definitions, takes the new length, and is marked [`chunks::STALE`] (its hash not known:
@@ -522,10 +532,7 @@ impl<'a> Transaction<'a> {
         text: &[u8],
         hash: &Hash,
     ) -> Result<Option<Vec<u8>>> {
-        let Some(mut index) = self
-            .get(Table::Chunks, module.as_bytes())?
-            .and_then(|bytes| ChunkIndex::decode(&bytes))
-        else {
+        let Some(mut index) = self.chunk_index(module)? else {
             return Ok(None);
         };
         if chunks::ends_chunk(&old.hash, old.size as usize, index.target)
@@ -559,10 +566,7 @@ impl<'a> Transaction<'a> {
     /// # Errors
     /// Storage failures, a damaged sync record.
     pub(crate) fn refresh_stale_chunks(&mut self, module: &str, text: &[u8]) -> Result<()> {
-        let Some(mut index) = self
-            .get(Table::Chunks, module.as_bytes())?
-            .and_then(|bytes| ChunkIndex::decode(&bytes))
-        else {
+        let Some(mut index) = self.chunk_index(module)? else {
             return Ok(());
         };
         if !index.chunks.iter().any(|c| c.hash == chunks::STALE)
