@@ -17,7 +17,7 @@ use crate::image::{
 };
 use crate::source::{FailureKind, FileFailure, PartFilter, WalkedFile, default_read_limit};
 use crate::source::{Unit, now_ns, parse_unit, read_text, stamp_matches};
-use crate::store::{Table, try_visit};
+use crate::store::{Bytes, Table, try_visit};
 use crate::syntax::SourceUnit;
 use crate::walk::{Prewalk, narrow, walk, walk_paths};
 
@@ -785,7 +785,7 @@ impl<'a> Build<'a> {
             let mut writing: Option<std::thread::ScopedJoinHandle<'_, Result<()>>> = None;
             // Staged records on their way into the tables (`take_first_fill_spill`).
             let mut loading: Option<std::thread::ScopedJoinHandle<'_, Result<()>>> = None;
-            let mut texts: Vec<(Hash, Vec<u8>)> = Vec::new();
+            let mut texts: Vec<(Hash, Bytes)> = Vec::new();
             let mut text_bytes = 0;
             let mut batches = batches(to_read, batch_files).peekable();
             // The first batches may have been read while the image was made (`build_new`).
@@ -1030,7 +1030,7 @@ fn sort_read_again(image: &Image, to_read: &[&WalkedFile], outcomes: &mut [Outco
 
 /// Takes the texts of the units read out of them when there are many, for a second thread to
 /// write (from [`BACKGROUND_TEXTS_MIN`] on); else nothing.
-fn take_texts_if_many(outcomes: &mut [Outcome]) -> Vec<(Hash, Vec<u8>)> {
+fn take_texts_if_many(outcomes: &mut [Outcome]) -> Vec<(Hash, Bytes)> {
     let new_texts: usize = outcomes
         .iter()
         .map(|o| match o {
@@ -1254,7 +1254,7 @@ enum Outcome {
 
 impl Outcome {
     /// The texts of a unit read, taken out of it (to be written apart from its records).
-    fn take_texts(&mut self) -> Vec<(Hash, Vec<u8>)> {
+    fn take_texts(&mut self) -> Vec<(Hash, Bytes)> {
         match self {
             Outcome::Parsed(unit, _) => unit.take_texts(),
             _ => Vec::new(),

@@ -78,13 +78,30 @@ impl Table {
     }
 }
 
+/// A key's or a value's bytes as the store takes them (fjall's own slice): what is made in
+/// this form reaches a table without another copy. A first build hands fjall half a million
+/// records; made as vectors, each was copied (and allocated) once more on its way in.
+pub type Bytes = fjall::Slice;
+
 /// One change of a write batch.
 #[derive(Clone, Debug)]
 pub enum Write {
     /// Set `key` to `value`.
-    Put(Table, Vec<u8>, Vec<u8>),
+    Put(Table, Bytes, Bytes),
     /// Remove `key`.
-    Delete(Table, Vec<u8>),
+    Delete(Table, Bytes),
+}
+
+impl Write {
+    /// Sets `key` to `value`, from bytes in any form.
+    pub fn put(table: Table, key: impl Into<Bytes>, value: impl Into<Bytes>) -> Write {
+        Write::Put(table, key.into(), value.into())
+    }
+
+    /// Removes `key`, given in any form.
+    pub fn delete(table: Table, key: impl Into<Bytes>) -> Write {
+        Write::Delete(table, key.into())
+    }
 }
 
 impl Write {
@@ -565,7 +582,7 @@ impl Store for FjallStore {
         for table in Table::ALL {
             let mut keys = Vec::new();
             self.visit(table, b"", &mut |k, _| {
-                keys.push(Write::Delete(table, k.to_vec()));
+                keys.push(Write::delete(table, k));
                 true
             })?;
             self.commit(keys)?;
@@ -605,7 +622,7 @@ mod tests {
         assert!(creation_was_interrupted(&db));
         let store = FjallStore::open(&db).unwrap();
         store
-            .commit(vec![Write::Put(Table::Meta, b"k".to_vec(), b"v".to_vec())])
+            .commit(vec![Write::put(Table::Meta, b"k", b"v")])
             .unwrap();
         assert_eq!(store.get(Table::Meta, b"k").unwrap(), Some(b"v".to_vec()));
     }
@@ -655,7 +672,7 @@ mod tests {
                 .collect();
             let writes = keys
                 .iter()
-                .map(|k| Write::Put(Table::Order, k.clone(), Vec::new()))
+                .map(|k| Write::put(Table::Order, k.clone(), Vec::new()))
                 .collect();
             let sorted: Vec<Vec<u8>> = sorted_by_key(writes)
                 .map(|w| w.target().1.to_vec())

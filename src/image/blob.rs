@@ -1,6 +1,7 @@
 //! Content-addressed texts: blake3 of the text names it; LZ4 (lz4_flex) stores it.
 
 use crate::error::{Error, Result};
+use crate::store::Bytes;
 
 /// A blake3 hash of a text.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -70,14 +71,14 @@ thread_local! {
 }
 
 /// The stored form of a text: LZ4 block with its length in front (what
-/// `lz4_flex::compress_prepend_size` makes). Made in a buffer the thread keeps and copied out
-/// at its own length: a first build compresses every definition of the tree, and a buffer and
-/// a match table allocated (and zeroed) for each, kept at the text's size, cost more than
-/// the copy.
-pub fn compress(text: &[u8]) -> Vec<u8> {
-    let room = lz4_flex::block::get_maximum_output_size(text.len());
+/// `lz4_flex::compress_prepend_size` makes), in the form the store takes
+/// ([`Bytes`]). Made in a buffer the thread keeps and copied out at its own length: a first
+/// build compresses every definition of the tree, and a buffer and a match table allocated
+/// (and zeroed) for each, kept at the text's size, cost more than the copy.
+pub fn compress(text: &[u8]) -> Bytes {
+    let room = 4 + lz4_flex::block::get_maximum_output_size(text.len());
     if room > SCRATCH_MAX {
-        return lz4_flex::compress_prepend_size(text);
+        return lz4_flex::compress_prepend_size(text).into();
     }
     SCRATCH.with_borrow_mut(|scratch| {
         if scratch.out.len() < room {
@@ -90,15 +91,14 @@ pub fn compress(text: &[u8]) -> Vec<u8> {
                 .large
                 .get_or_insert_with(lz4_flex::block::CompressTable::large)
         };
-        match lz4_flex::block::compress_into_with_table(text, &mut scratch.out[..room], table) {
+        let (head, body) = scratch.out[..room].split_at_mut(4);
+        match lz4_flex::block::compress_into_with_table(text, body, table) {
             Ok(n) => {
-                let mut stored = Vec::with_capacity(4 + n);
-                stored.extend_from_slice(&(text.len() as u32).to_le_bytes());
-                stored.extend_from_slice(&scratch.out[..n]);
-                stored
+                head.copy_from_slice(&(text.len() as u32).to_le_bytes());
+                Bytes::new(&scratch.out[..4 + n])
             }
             // Not with room for the largest output; if it were, the usual way.
-            Err(_) => lz4_flex::compress_prepend_size(text),
+            Err(_) => lz4_flex::compress_prepend_size(text).into(),
         }
     })
 }

@@ -298,7 +298,7 @@ mod tests {
         let store = FjallStore::open(&dir.join(IMAGE_DIR).join(DB_DIR)).unwrap();
         assert!(store.get(Table::Blobs, &hash.0).unwrap().is_some());
         store
-            .commit(vec![Write::Put(Table::Blobs, hash.0.to_vec(), stored)])
+            .commit(vec![Write::put(Table::Blobs, hash.0.to_vec(), stored)])
             .unwrap();
     }
 
@@ -349,7 +349,7 @@ mod tests {
         let hash = image_with_two_modules(dir.path());
         let digest = clean_digest(dir.path());
         // Decompresses fine, but to another text.
-        overwrite_blob(dir.path(), &hash, compress(b"cube = func [:x x]"));
+        overwrite_blob(dir.path(), &hash, compress(b"cube = func [:x x]").to_vec());
         assert_damage_found(dir.path(), &hash, &digest);
     }
 
@@ -369,7 +369,7 @@ mod tests {
         {
             let store = FjallStore::open(&dir.path().join(IMAGE_DIR).join(DB_DIR)).unwrap();
             store
-                .commit(vec![Write::Delete(Table::Blobs, hash.0.to_vec())])
+                .commit(vec![Write::delete(Table::Blobs, hash.0.to_vec())])
                 .unwrap();
         }
         let image = Image::open(&dir.path().join(IMAGE_DIR)).unwrap();

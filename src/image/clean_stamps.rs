@@ -441,7 +441,7 @@ pub(crate) mod tests {
             root: "/tree".to_string(),
         };
         let file = dir.path().join(CLEAN_STAMPS_FILE);
-        let put = || vec![Write::Put(Table::Meta, b"k".to_vec(), b"v".to_vec())];
+        let put = || vec![Write::put(Table::Meta, b"k".to_vec(), b"v".to_vec())];
         let writes: [&dyn Fn() -> Result<()>; 4] = [
             &|| store.commit(put()),
             &|| store.commit_buffered(put()),

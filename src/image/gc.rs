@@ -41,7 +41,7 @@ impl Image {
             let drop = entries.len().saturating_sub(keep);
             for (i, (key, record)) in entries.drain(..).enumerate() {
                 if i < drop {
-                    writes.push(Write::Delete(Table::History, key));
+                    writes.push(Write::delete(Table::History, key));
                     report.versions += 1;
                 } else if let Some(hash) = record.hash {
                     referenced.insert(hash);
@@ -77,7 +77,7 @@ impl Image {
         }
         store.visit(Table::Blobs, b"", &mut |k, _| {
             if Hash::from_slice(k).is_none_or(|h| !referenced.contains(&h)) {
-                writes.push(Write::Delete(Table::Blobs, k.to_vec()));
+                writes.push(Write::delete(Table::Blobs, k.to_vec()));
                 report.texts += 1;
             }
             true

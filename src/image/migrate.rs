@@ -45,7 +45,7 @@ pub(super) fn migrate(store: &dyn Store) -> Result<()> {
         }
         for (i, (def, gap)) in names.iter().zip(&gaps).enumerate() {
             let position = (i as u64 + 1) * ORDER_STEP;
-            writes.push(Write::Put(
+            writes.push(Write::put(
                 Table::Order,
                 order_key(&name, position),
                 encode_order_entry(def, gap),
@@ -58,10 +58,10 @@ pub(super) fn migrate(store: &dyn Store) -> Result<()> {
                 position,
                 ..DefinitionRecord::decode(&bytes)?
             };
-            writes.push(Write::Put(Table::Definitions, key, record.encode()));
+            writes.push(Write::put(Table::Definitions, key, record.encode()));
         }
         let closing = gaps.last().map_or(&[][..], Vec::as_slice);
-        writes.push(Write::Put(
+        writes.push(Write::put(
             Table::Order,
             order_key(&name, CLOSING),
             encode_order_entry("", closing),
@@ -73,7 +73,7 @@ pub(super) fn migrate(store: &dyn Store) -> Result<()> {
             layout_generation: old.layout_generation,
         };
         let bytes = serde_json::to_vec(&record).map_err(Error::store)?;
-        writes.push(Write::Put(Table::Modules, name.into_bytes(), bytes));
+        writes.push(Write::put(Table::Modules, name.into_bytes(), bytes));
     }
     if writes.is_empty() {
         return Ok(());
@@ -101,13 +101,13 @@ mod tests {
             let refs: Vec<&[u8]> = layout.gaps.iter().map(Vec::as_slice).collect();
             let blob = encode_layout(&refs);
             let hash = crate::image::Hash::of(&blob);
-            writes.push(Write::Put(Table::Blobs, hash.0.to_vec(), compress(&blob)));
+            writes.push(Write::put(Table::Blobs, hash.0.to_vec(), compress(&blob)));
             let v1 = serde_json::json!({
                 "path": record.path, "kind": record.kind, "definitions": layout.names,
                 "layout": hash.to_hex(), "generation": record.generation,
                 "layout_generation": record.layout_generation,
             });
-            writes.push(Write::Put(
+            writes.push(Write::put(
                 Table::Modules,
                 name.as_bytes().to_vec(),
                 serde_json::to_vec(&v1).unwrap(),
@@ -121,17 +121,17 @@ mod tests {
                     .unwrap();
                 bytes.truncate(83);
                 bytes[0] = 2;
-                writes.push(Write::Put(Table::Definitions, key, bytes));
-                writes.push(Write::Delete(Table::Order, order_key(&name, *position)));
+                writes.push(Write::put(Table::Definitions, key, bytes));
+                writes.push(Write::delete(Table::Order, order_key(&name, *position)));
             }
-            writes.push(Write::Delete(Table::Order, order_key(&name, CLOSING)));
+            writes.push(Write::delete(Table::Order, order_key(&name, CLOSING)));
         }
         store.commit(writes).unwrap();
         let mut record = image.record().clone();
         record.format_version = 1;
         let bytes = serde_json::to_vec(&record).unwrap();
         store
-            .commit(vec![Write::Put(Table::Meta, b"image".to_vec(), bytes)])
+            .commit(vec![Write::put(Table::Meta, b"image".to_vec(), bytes)])
             .unwrap();
         std::fs::write(image.dir().join("FORMAT"), "spry-image format 1\n").unwrap();
     }

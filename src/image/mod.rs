@@ -35,7 +35,7 @@ pub use save::SavedUnit;
 pub use transaction::{Conflict, Prepared, PreparedUnit, Take, Transaction, drop_slot};
 
 use crate::error::{Error, IoContext, Result};
-use crate::store::{FjallStore, Store, Table, try_visit};
+use crate::store::{Bytes, FjallStore, Store, Table, try_visit};
 use clean_stamps::{CleanWriter, Invalidating};
 use lock::Lock;
 
@@ -324,7 +324,7 @@ impl Image {
 
     fn write_record(&self, record: &ImageRecord) -> Result<()> {
         let bytes = serde_json::to_vec(record).map_err(Error::store)?;
-        self.store.commit(vec![crate::store::Write::Put(
+        self.store.commit(vec![crate::store::Write::put(
             Table::Meta,
             META_IMAGE.to_vec(),
             bytes,
@@ -794,7 +794,7 @@ impl Image {
         manifest: &std::collections::BTreeMap<String, String>,
     ) -> Result<()> {
         let bytes = serde_json::to_vec(manifest).map_err(Error::store)?;
-        let write = vec![crate::store::Write::Put(Table::Meta, copy_key(dir), bytes)];
+        let write = vec![crate::store::Write::put(Table::Meta, copy_key(dir), bytes)];
         if manifest.len() >= LOAD_MIN_KEYS {
             // One key is all or nothing either way; loaded into a table it stays out of the
             // journal every open reads (a 10,000-file copy's manifest is 1 MB).
@@ -816,7 +816,7 @@ impl Image {
         let writes = stamps
             .into_iter()
             .map(|(path, stamp)| {
-                crate::store::Write::Put(Table::Paths, path.as_bytes().to_vec(), stamp.encode())
+                crate::store::Write::put(Table::Paths, path.as_bytes().to_vec(), stamp.encode())
             })
             .collect();
         self.store.load(writes)
@@ -943,12 +943,12 @@ impl Image {
     ///
     /// # Errors
     /// Storage failures.
-    pub fn store_texts(&self, mut texts: Vec<(Hash, Vec<u8>)>) -> Result<()> {
+    pub fn store_texts(&self, mut texts: Vec<(Hash, Bytes)>) -> Result<()> {
         texts.sort_unstable_by_key(|t| t.0);
         texts.dedup_by(|a, b| a.0 == b.0);
         let writes = texts
             .into_iter()
-            .map(|(hash, stored)| crate::store::Write::Put(Table::Blobs, hash.0.to_vec(), stored))
+            .map(|(hash, stored)| crate::store::Write::put(Table::Blobs, hash.0, stored))
             .collect();
         self.store.load(writes)
     }
@@ -1013,7 +1013,7 @@ fn discard_interrupted_first_load(store: &dyn Store) -> Result<()> {
         let record = store.get(Table::Meta, META_IMAGE)?;
         store.clear()?;
         if let Some(record) = record {
-            store.commit(vec![crate::store::Write::Put(
+            store.commit(vec![crate::store::Write::put(
                 Table::Meta,
                 META_IMAGE.to_vec(),
                 record,
@@ -1125,7 +1125,7 @@ mod tests {
         index.chunks[last].hash = chunks::STALE;
         image
             .store()
-            .commit(vec![Write::Put(
+            .commit(vec![Write::put(
                 Table::Chunks,
                 b"A".to_vec(),
                 index.encode(),
@@ -1213,7 +1213,7 @@ mod tests {
                 let mut v1 = stamp.encode();
                 v1.drain(73..97);
                 v1[0] = 1;
-                writes.push(Write::Put(Table::Paths, key.into_bytes(), v1));
+                writes.push(Write::put(Table::Paths, key.into_bytes(), v1));
             }
             image.store().commit(writes).expect("a commit");
             marked_as_format(&image, &path, 2);

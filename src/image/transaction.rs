@@ -14,7 +14,7 @@ use super::record::{
 use super::save::SavedUnit;
 use super::{Image, META_GENERATION};
 use crate::error::{Error, Result};
-use crate::store::{Store, Table, Write, try_visit};
+use crate::store::{Bytes, Store, Table, Write, try_visit};
 use crate::syntax::{
     Piece, ReadsBackError, SourceUnit, SyntaxErrorKind, UnitKind, format_new_definition,
     read_definition, whole_reads_back, window_reads_back_part,
@@ -43,7 +43,7 @@ pub struct Prepared {
     /// The text's length.
     pub len: u32,
     /// The compressed form (empty once taken out by [`PreparedUnit::take_texts`]).
-    pub stored: Vec<u8>,
+    pub stored: Bytes,
     /// The compressed form's length.
     pub stored_len: u32,
     /// The text itself while it is only hashed ([`Prepared::hashed`]): it is compressed when
@@ -71,7 +71,7 @@ impl Prepared {
         Prepared {
             hash: Hash::of(text),
             len: text.len() as u32,
-            stored: Vec::new(),
+            stored: Bytes::empty(),
             stored_len: 0,
             raw: text.to_vec(),
         }
@@ -254,7 +254,7 @@ impl PreparedUnit {
     pub fn drop_stored(&mut self, stored: &HashMap<Hash, u32>) {
         for (_, text) in &mut self.definitions {
             if let Some(&stored_len) = stored.get(&text.hash) {
-                text.stored = Vec::new();
+                text.stored = Bytes::empty();
                 if !text.raw.is_empty() {
                     text.raw = Vec::new();
                     text.stored_len = stored_len;
@@ -266,7 +266,7 @@ impl PreparedUnit {
     /// Takes the stored forms of its texts out, to be written by
     /// [`Image::store_texts`](super::Image::store_texts); the transaction then only refers to
     /// them. Texts already stored ([`drop_stored`](Self::drop_stored)) are left out.
-    pub fn take_texts(&mut self) -> Vec<(Hash, Vec<u8>)> {
+    pub fn take_texts(&mut self) -> Vec<(Hash, Bytes)> {
         self.definitions
             .iter_mut()
             .filter(|(_, text)| text.unstored())
@@ -285,7 +285,7 @@ pub struct Transaction<'a> {
     origin: Origin,
     generation: u64,
     /// Staged writes by table; `None` stages a removal.
-    overlay: Vec<HashMap<Vec<u8>, Option<Vec<u8>>>>,
+    overlay: Vec<HashMap<Vec<u8>, Option<Bytes>>>,
     log: Vec<ModuleLog>,
     /// Where each module's entry is in `log`: a first build notes every module of the tree.
     logged: HashMap<String, usize>,
@@ -441,19 +441,20 @@ impl<'a> Transaction<'a> {
 
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
         match self.overlay[slot(table)].get(key) {
-            Some(staged) => Ok(staged.clone()),
+            Some(staged) => Ok(staged.as_deref().map(<[u8]>::to_vec)),
             None => self.image.store().get(table, key),
         }
     }
 
-    fn put(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) {
+    fn put(&mut self, table: Table, key: Vec<u8>, value: impl Into<Bytes>) {
         self.touch(table, &key);
         self.stage(table, key, value);
     }
 
     /// Stages `value` under `key` of `table`, with no other effect ([`put`](Self::put)
     /// also notes what the write changes).
-    fn stage(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) {
+    fn stage(&mut self, table: Table, key: Vec<u8>, value: impl Into<Bytes>) {
+        let value = value.into();
         self.staged_bytes += key.len() + value.len() + STAGED_ENTRY_BYTES;
         self.overlay[slot(table)].insert(key, Some(value));
     }
@@ -751,7 +752,7 @@ impl<'a> Transaction<'a> {
         for (key, staged) in &self.overlay[slot(Table::Order)] {
             if key.len() == prefix.len() + 8 && key.starts_with(&prefix) {
                 match staged {
-                    Some(value) => entries.insert(key.clone(), value.clone()),
+                    Some(value) => entries.insert(key.clone(), value.to_vec()),
                     None => entries.remove(key),
                 };
             }
@@ -770,7 +771,7 @@ impl<'a> Transaction<'a> {
         after: usize,
     ) -> Result<Vec<(u64, String, Vec<u8>)>> {
         let prefix = order_prefix(module);
-        let mut staged: std::collections::BTreeMap<u64, Option<&Vec<u8>>> = Default::default();
+        let mut staged: std::collections::BTreeMap<u64, Option<&Bytes>> = Default::default();
         if self.touched.contains(module.as_bytes()) {
             for (key, value) in &self.overlay[slot(Table::Order)] {
                 if key.len() == prefix.len() + 8 && key.starts_with(&prefix) {
@@ -785,7 +786,7 @@ impl<'a> Transaction<'a> {
                 .order_records_around(module, position, before + extra, after + extra)?;
         for (p, value) in staged {
             match value {
-                Some(value) => found.insert(p, value.clone()),
+                Some(value) => found.insert(p, value.to_vec()),
                 None => found.remove(&p),
             };
         }
@@ -2570,8 +2571,8 @@ impl<'a> Transaction<'a> {
                 self.overlay[slot(table)]
                     .drain()
                     .map(|(key, value)| match value {
-                        Some(value) => Write::Put(table, key, value),
-                        None => Write::Delete(table, key),
+                        Some(value) => Write::put(table, key, value),
+                        None => Write::delete(table, key),
                     }),
             );
         }
@@ -2654,13 +2655,10 @@ impl<'a> Transaction<'a> {
 }
 
 /// The store's writes for what a table's overlay stages (`None`: a removal).
-fn writes_of(
-    table: Table,
-    staged: HashMap<Vec<u8>, Option<Vec<u8>>>,
-) -> impl Iterator<Item = Write> {
+fn writes_of(table: Table, staged: HashMap<Vec<u8>, Option<Bytes>>) -> impl Iterator<Item = Write> {
     staged.into_iter().map(move |(key, value)| match value {
-        Some(value) => Write::Put(table, key, value),
-        None => Write::Delete(table, key),
+        Some(value) => Write::put(table, key, value),
+        None => Write::delete(table, key),
     })
 }
 

@@ -669,7 +669,7 @@ fn a_corrupted_text_is_named_by_check_and_other_modules_still_load() {
     // Damage the stored text through the store itself (no image open).
     let store = FjallStore::open(&image_dir(&dir).join("db")).unwrap();
     store
-        .commit(vec![Write::Put(
+        .commit(vec![Write::put(
             Table::Blobs,
             hash.0.to_vec(),
             b"\x20\x00\x00\x00garbage, not lz4".to_vec(),

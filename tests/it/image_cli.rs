@@ -350,7 +350,7 @@ fn check_names_a_damaged_text_and_still_prints_the_digest_last() {
         assert!(store.get(Table::Blobs, &hash.0).unwrap().is_some());
         let damaged = spry_image::image::compress(b"rpn: = 666");
         store
-            .commit(vec![Write::Put(Table::Blobs, hash.0.to_vec(), damaged)])
+            .commit(vec![Write::put(Table::Blobs, hash.0.to_vec(), damaged)])
             .unwrap();
     }
     let out = dir.command().arg("check").expect_code(1);
