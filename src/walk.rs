@@ -7,8 +7,9 @@
 //! checkout or not; deeper rules win, and in one directory `.spryignore`'s), never through a
 //! symbolic link, and never inside the image directory.
 
-use std::ffi::OsStr;
-use std::fs::{DirEntry, FileType};
+mod listing;
+
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -20,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::image::IMAGE_DIR;
 pub use crate::source::WalkedFile;
 use crate::source::{FailureKind, FileFailure, PartFilter};
+use listing::{Dir, Kind};
 
 /// The `.spry` files of the tree at `root` within `filter`, sorted by path: skipping what
 /// `.gitignore` ignores (in a git checkout or not), hidden files and directories, the image
@@ -288,13 +290,17 @@ impl Walk<'_> {
 /// One directory to walk: its path and its path relative to the root (`None` if not UTF-8).
 type Job = (PathBuf, Option<String>);
 
+/// A directory, open, with the entries of it that may count (`true` for a directory), and
+/// whether it has a `.gitignore`.
+type Listed<'d> = (Dir<'d>, Vec<(OsString, bool)>, bool);
+
 impl Walk<'_> {
     /// Walks the directory `dir` (`rel` relative to the root) and everything below it.
     fn dir(&self, dir: PathBuf, rel: Option<String>, up: Option<&Rules>, found: &mut Found) {
         if self.done() {
             return;
         }
-        let Some((listed, has_gitignore)) = self.list(&dir, &rel, found) else {
+        let Some((open, listed, has_gitignore)) = self.list(&dir, &rel, found) else {
             return;
         };
         let own;
@@ -312,27 +318,26 @@ impl Walk<'_> {
         // failure): one allocation less per file of a tree without `.gitignore`s.
         let ruled = rules.is_some() || self.above.is_some();
         let mut files = Vec::with_capacity(listed.len());
-        for (entry, file_type) in listed {
+        for (name, is_dir) in listed {
             if self.done() {
                 break;
             }
-            let is_dir = file_type.is_dir();
-            let path = (ruled || is_dir).then(|| entry.path());
+            let path = (ruled || is_dir).then(|| dir.join(&name));
             if let Some(path) = &path
                 && self.ignored(rules, path, is_dir)
             {
                 continue;
             }
-            let name = entry.file_name();
             let rel = child(&rel, &name);
             if is_dir {
                 if name != IMAGE_DIR {
-                    subdirs.push((path.unwrap_or_else(|| entry.path()), rel));
+                    subdirs.push((path.unwrap_or_else(|| dir.join(&name)), rel));
                 }
                 continue;
             }
-            self.file(&entry, path, rel, &mut files, found);
+            self.file(&open, &name, rel, &mut files, found);
         }
+        drop(open);
         if !files.is_empty() {
             found.parts.push(files);
         }
@@ -342,20 +347,21 @@ impl Walk<'_> {
         self.subdirs(subdirs, rules, found);
     }
 
-    /// The entries of `dir` that may count (directories and `.spry` files, not hidden), and
-    /// whether it has a `.gitignore`; `None` when it is gone or cannot be read (a failure).
-    fn list(
+    /// `dir`, open, with the entries that may count (directories and `.spry` files, not
+    /// hidden; `true` for a directory), and whether it has a `.gitignore`; `None` when it is
+    /// gone or cannot be read (a failure).
+    fn list<'d>(
         &self,
-        dir: &Path,
+        dir: &'d Path,
         rel: &Option<String>,
         found: &mut Found,
-    ) -> Option<(Vec<(DirEntry, FileType)>, bool)> {
+    ) -> Option<Listed<'d>> {
         let shown = |rel: &Option<String>, path: &Path| match rel {
             Some(rel) if !rel.is_empty() => rel.clone(),
             _ => path.to_string_lossy().into_owned(),
         };
-        let entries = match std::fs::read_dir(dir) {
-            Ok(entries) => entries,
+        let open = match Dir::open(dir) {
+            Ok(open) => open,
             // Gone since its parent was read: nothing of it is in the tree.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !rel_is_root(rel) => return None,
             Err(e) => {
@@ -363,51 +369,42 @@ impl Walk<'_> {
                 return None;
             }
         };
-        let mut listed: Vec<(DirEntry, FileType)> = Vec::new();
+        let mut listed: Vec<(OsString, bool)> = Vec::new();
         let mut has_gitignore = false;
-        for entry in entries {
-            let entry = match entry {
-                Ok(entry) => entry,
-                Err(e) => {
-                    found.unreadable(shown(rel, dir), e);
-                    continue;
-                }
-            };
-            let name = entry.file_name();
+        let listing = open.entries(|name, kind| {
             if IGNORE_FILES.iter().any(|f| name == *f) {
                 has_gitignore = true;
             }
             if name.as_encoded_bytes().first() == Some(&b'.') {
-                continue; // hidden (the image directory among them)
+                return; // hidden (the image directory among them)
             }
-            let file_type = match entry.file_type() {
-                Ok(t) => t,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    found.unreadable(shown(&child(rel, &name), &entry.path()), e);
-                    continue;
-                }
-            };
-            if file_type.is_dir() || (file_type.is_file() && is_spry(&name)) {
-                listed.push((entry, file_type));
+            match kind {
+                Ok(Kind::Dir) => listed.push((name.to_os_string(), true)),
+                Ok(Kind::File) if is_spry(name) => listed.push((name.to_os_string(), false)),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => found.unreadable(shown(&child(rel, name), &dir.join(name)), e),
             }
+        });
+        if let Err(e) = listing {
+            found.unreadable(shown(rel, dir), e);
         }
-        Some((listed, has_gitignore))
+        Some((open, listed, has_gitignore))
     }
 
-    /// A `.spry` file the listing found and no rule ignores: in the tree if it is in the part.
+    /// A `.spry` file the listing found in `open` and no rule ignores: in the tree if it is
+    /// in the part.
     fn file(
         &self,
-        entry: &DirEntry,
-        path: Option<PathBuf>,
+        open: &Dir<'_>,
+        name: &OsStr,
         rel: Option<String>,
         files: &mut Vec<WalkedFile>,
         found: &mut Found,
     ) {
         let Some(rel) = rel else {
-            let path = path.unwrap_or_else(|| entry.path());
             found.fail(
-                path.to_string_lossy().into_owned(),
+                open.path().join(name).to_string_lossy().into_owned(),
                 FailureKind::NameNotUtf8,
             );
             return;
@@ -415,10 +412,10 @@ impl Walk<'_> {
         if !self.filter.contains(&rel) {
             return;
         }
-        // `DirEntry::metadata` does not follow links (an `lstat` beside the entry).
-        match entry.metadata() {
-            Ok(meta) => {
-                files.push(WalkedFile::from_metadata(rel, &meta));
+        // Not following links (an `lstat` beside the entry).
+        match open.stat(name) {
+            Ok(stat) => {
+                files.push(stat.walked(rel));
                 if let Some(seen) = self.first {
                     // In the tree: all `has_files` asks.
                     seen.store(true, Ordering::Relaxed);
