@@ -771,6 +771,8 @@ impl<'a> Build<'a> {
     ) -> Result<BuildReport> {
         debug_assert!(to_read.is_sorted_by(|a, b| a.path <= b.path));
         let mut tx = image.begin(Origin::File)?;
+        // Every module is new and claimed once (`Claims`): nothing reads its records back.
+        tx.append_new_records();
         let mut claims = Claims::default();
         progress.start(to_read.len() as u64);
         let (root, max_file_size) = (self.root, self.options.max_file_size);

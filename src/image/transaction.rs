@@ -306,6 +306,12 @@ pub struct Transaction<'a> {
     /// a module new to the image takes its file's order as it comes, so its records are
     /// written once, not again by [`set_layout`](Self::set_layout).
     new_position: u64,
+    /// On a first fill ([`append_new_records`](Self::append_new_records)): the definition,
+    /// order and text records of its new modules, as writes in the order they came, not in the
+    /// overlay. Nothing reads them back before the commit, and keyed in a map they cost a
+    /// first build's main thread a hash and an entry per record, and a copy into a write.
+    appended: Vec<Write>,
+    appending: bool,
 }
 
 /// What merging one definition's file side into the image came to.
@@ -393,6 +399,9 @@ const BULK_MIN_WRITES: usize = 10_000;
 /// headers and allocations, about.
 const STAGED_ENTRY_BYTES: usize = 96;
 
+/// The tables whose records a first fill appends ([`Transaction::append_new_records`]).
+const APPENDED: [Table; 3] = [Table::Definitions, Table::Order, Table::Blobs];
+
 fn slot(table: Table) -> usize {
     table.index()
 }
@@ -421,6 +430,8 @@ impl<'a> Transaction<'a> {
             conflicts: Vec::new(),
             touched: HashSet::default(),
             new_position: 0,
+            appended: Vec::new(),
+            appending: false,
         })
     }
 
@@ -440,6 +451,10 @@ impl<'a> Transaction<'a> {
     }
 
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        debug_assert!(
+            !(self.appending && APPENDED.contains(&table)),
+            "a first fill's appended records are never read back"
+        );
         match self.overlay[slot(table)].get(key) {
             Some(staged) => Ok(staged.as_deref().map(<[u8]>::to_vec)),
             None => self.image.store().get(table, key),
@@ -447,6 +462,14 @@ impl<'a> Transaction<'a> {
     }
 
     fn put(&mut self, table: Table, key: Vec<u8>, value: impl Into<Bytes>) {
+        if self.appending && APPENDED.contains(&table) {
+            let write = Write::put(table, key, value);
+            if let Write::Put(_, key, value) = &write {
+                self.staged_bytes += key.len() + value.len() + STAGED_ENTRY_BYTES;
+            }
+            self.appended.push(write);
+            return;
+        }
         self.touch(table, &key);
         self.stage(table, key, value);
     }
@@ -604,6 +627,10 @@ impl<'a> Transaction<'a> {
     /// # Errors
     /// Storage failures, damaged records.
     pub fn definition_index(&self, module: &str) -> Result<HashMap<String, DefinitionRecord>> {
+        debug_assert!(
+            !self.appending,
+            "a first fill's appended records are never read back"
+        );
         let mut prefix = module.as_bytes().to_vec();
         prefix.push(0);
         let mut out = HashMap::default();
@@ -739,6 +766,10 @@ impl<'a> Transaction<'a> {
     /// # Errors
     /// Storage failures, damaged records.
     pub fn layout(&self, module: &str) -> Result<Layout> {
+        debug_assert!(
+            !self.appending,
+            "a first fill's appended records are never read back"
+        );
         let prefix = order_prefix(module);
         if !self.touched.contains(module.as_bytes()) {
             return Layout::from_entries(module, self.image.store().scan(Table::Order, &prefix)?);
@@ -770,6 +801,10 @@ impl<'a> Transaction<'a> {
         before: usize,
         after: usize,
     ) -> Result<Vec<(u64, String, Vec<u8>)>> {
+        debug_assert!(
+            !self.appending,
+            "a first fill's appended records are never read back"
+        );
         let prefix = order_prefix(module);
         let mut staged: std::collections::BTreeMap<u64, Option<&Bytes>> = Default::default();
         if self.touched.contains(module.as_bytes()) {
@@ -2542,6 +2577,15 @@ impl<'a> Transaction<'a> {
         }
     }
 
+    /// From now on, stages the definition, order and text records of modules new to the
+    /// image as writes appended in order, not in the overlay: for a first fill of an empty
+    /// image, where every module is new and claimed once, so nothing reads those records back
+    /// before the commit (a read of them is a bug: debug builds check). Does nothing on any
+    /// later transaction.
+    pub(crate) fn append_new_records(&mut self) {
+        self.appending = self.generation == 1;
+    }
+
     /// What [`spill_first_fill`](Self::spill_first_fill) would move into the tables, taken
     /// out of the transaction for the caller to load ([`Store::load`]), on another thread
     /// say, while it stages more. Loads must be made in the order they were taken, each
@@ -2552,7 +2596,7 @@ impl<'a> Transaction<'a> {
             return None;
         }
         self.staged_bytes = 0;
-        let mut writes = Vec::new();
+        let mut writes = std::mem::take(&mut self.appended);
         for table in Table::ALL {
             // The generation is the commit mark, and the log is written by the commit. Modules,
             // paths and chunk indexes (a record per file at most) wait for it too: each write
@@ -2628,7 +2672,7 @@ impl<'a> Transaction<'a> {
             );
             Some(self.generation)
         };
-        let mut writes = Vec::new();
+        let mut writes = std::mem::take(&mut self.appended);
         for (i, staged) in self.overlay.into_iter().enumerate() {
             writes.extend(writes_of(Table::ALL[i], staged));
         }
