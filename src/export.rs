@@ -550,7 +550,9 @@ fn splice_edits(
     if !file_last_agreed(image, name, record, file)? {
         return Ok(None);
     }
-    let mut text = file.to_vec();
+    // Each edit as the bytes to find (the old text between its gaps), where in them the old
+    // text starts and ends, and the new text.
+    let mut edits = Vec::with_capacity(sync.edited.len());
     let mut index = HashMap::default();
     for def in &sync.edited {
         let Some(now) = image.definition(name, def)? else {
@@ -569,22 +571,30 @@ fn splice_edits(
             }
             let old = image.text(&base)?;
             let pattern = [before.as_slice(), &old, after.as_slice()].concat();
-            let Some(place) = only_place(&text, &pattern) else {
-                return Ok(None);
-            };
-            let start = place + before.len();
-            text.splice(start..start + old.len(), image.text(&now.hash)?);
+            let span = before.len()..before.len() + old.len();
+            edits.push((pattern, span, image.text(&now.hash)?));
         }
         index.insert(def.clone(), now);
+    }
+    // Room for every edit at once (see `splice_reshape`).
+    let most = file.len() + edits.iter().map(|(_, _, new)| new.len()).sum::<usize>();
+    let mut text = Vec::with_capacity(most);
+    text.extend_from_slice(file);
+    for (pattern, span, new) in edits {
+        let Some(place) = only_place(&text, &pattern) else {
+            return Ok(None);
+        };
+        text.splice(place + span.start..place + span.end, new);
     }
     Ok(Some((text, index)))
 }
 
-/// Export of a module whose only changes since it agreed with its file are definitions added
-/// or removed by live edits (`SyncRecord::reshaped`): those changes made to the file as it is,
-/// one by one in the order made, with the records of the definitions added (what marking it
-/// exported needs), at the cost of the definitions and one pass over the file's bytes per
-/// change, without reading the module's other records. `None` when that cannot be had
+/// Export of a module whose only changes since it agreed with its file are definitions added,
+/// removed or given new texts by live edits (`SyncRecord::reshaped`), in any mix: those
+/// changes made to the file as it is, one by one in the order made, with the records of the
+/// definitions added or edited (what marking it exported needs), at the cost of the
+/// definitions and one pass over the file's bytes per change, without reading the module's
+/// other records. `None` when that cannot be had
 /// (anything else changed, the file is not the one last agreed on, the bytes to change are not
 /// found in exactly one place): the module is then assembled whole.
 ///
@@ -606,14 +616,11 @@ fn splice_reshape(
     let (Some(file), Some(last)) = (current, sync.reshaped.last()) else {
         return Ok(None);
     };
-    let removed_by_them = sync
-        .removed
-        .keys()
-        .all(|def| sync.reshaped.iter().any(|r| r.name == *def));
+    let by_them = |def: &String| sync.reshaped.iter().any(|r| r.name == *def);
     if last.generation != record.generation
-        || !sync.edited.is_empty()
+        || !sync.edited.iter().all(by_them)
         || !sync.conflicts.is_empty()
-        || !removed_by_them
+        || !sync.removed.keys().all(by_them)
         || sync.file_deleted
     {
         return Ok(None);
@@ -634,12 +641,20 @@ fn splice_reshape(
         }
         Ok(Some(out))
     };
-    let mut text = file.to_vec();
-    let mut index = HashMap::default();
+    let mut changes = Vec::with_capacity(sync.reshaped.len());
     for reshape in &sync.reshaped {
         let (Some(from), Some(to)) = (bytes(&reshape.from)?, bytes(&reshape.to)?) else {
             return Ok(None);
         };
+        changes.push((reshape, from, to));
+    }
+    // Room for every change at once: growing a big module's text by doubling would hold
+    // three of it.
+    let most = file.len() + changes.iter().map(|(_, _, to)| to.len()).sum::<usize>();
+    let mut text = Vec::with_capacity(most);
+    text.extend_from_slice(file);
+    let mut index = HashMap::default();
+    for (reshape, from, to) in changes {
         let place = if reshape.at_end {
             text.ends_with(&from).then(|| text.len() - from.len())
         } else {
@@ -1544,10 +1559,9 @@ mod tests {
 
     /// Issue 15: export after definitions added or removed (one, or several in a row) splices
     /// those changes into the file (`splice_reshape` answers), and the file is then byte for
-    /// byte what the whole module's assembly writes (the image's text); after a replaced text
-    /// too, the module is assembled whole, to the same bytes. At the first
-    /// definition, the last, next to `_meta`, in CRLF files, with a BOM, without a final
-    /// newline, on one line.
+    /// byte what the whole module's assembly writes (the image's text); so too with replaced
+    /// texts before, between or after them. At the first definition, the last, next to
+    /// `_meta`, in CRLF files, with a BOM, without a final newline, on one line.
     #[test]
     fn an_added_or_removed_definition_is_spliced_to_the_whole_modules_bytes() {
         use Edit::{Put, Rm};
@@ -1559,8 +1573,27 @@ mod tests {
             "{_meta = {name = 'A} a = 1 b = 2 c = 3}\n",
             "# a module\n{\n  a = 1\n  # the second\n  b = 2\n  c = 3\n}\n",
         ];
+        const MANY: [Edit; 17] = [
+            Put("a", "a = 10"),
+            Put("a", "a = 11"),
+            Put("a", "a = 12"),
+            Put("a", "a = 13"),
+            Put("a", "a = 14"),
+            Put("a", "a = 15"),
+            Put("a", "a = 16"),
+            Put("a", "a = 17"),
+            Put("a", "a = 18"),
+            Put("a", "a = 19"),
+            Put("a", "a = 20"),
+            Put("a", "a = 21"),
+            Put("a", "a = 22"),
+            Put("a", "a = 23"),
+            Put("a", "a = 24"),
+            Put("a", "a = 25"),
+            Put("a", "a = 26"),
+        ];
         // The edits, and whether the export splices.
-        let scripts: [(&[Edit], bool); 13] = [
+        let scripts: [(&[Edit], bool); 21] = [
             (&[Put("d", "d = 4")], true),
             (&[Put("d", "# four\nd = 4")], true),
             (&[Rm("a")], true),
@@ -1573,72 +1606,95 @@ mod tests {
             (&[Rm("c"), Put("c", "c = 33")], true),
             (&[Put("d", "d = 4"), Rm("d")], true),
             (&[Rm("b"), Rm("a"), Rm("c")], true),
-            // A replaced text after: assembled whole.
-            (&[Put("d", "d = 4"), Put("b", "b = 22")], false),
+            // New texts mixed with additions and removals, in either order.
+            (&[Put("d", "d = 4"), Put("b", "b = 22")], true),
+            (&[Put("b", "b = 22"), Put("d", "d = 4")], true),
+            (
+                &[Put("a", "# one\na = 11"), Rm("c"), Put("c", "c = 33")],
+                true,
+            ),
+            (&[Put("c", "c = 33"), Rm("c")], true),
+            (&[Rm("a"), Put("b", "b = 22"), Put("b", "b = 222")], true),
+            (&[Put("d", "d = 4"), Put("d", "d = 44"), Rm("a")], true),
+            (
+                &[
+                    Put("_meta", "_meta = {name = 'A version = 2}"),
+                    Put("d", "d = 4"),
+                ],
+                true,
+            ),
+            // Only new texts: `splice_edits` would do it, this does too.
+            (&[Put("a", "a = 11"), Put("c", "c = 33")], true),
+            // More than 16 changes: `splice_edits` or the whole assembly.
+            (&MANY, false),
         ];
         for (f, file) in files.iter().enumerate() {
             for (s, (edits, splices)) in scripts.iter().enumerate() {
-                let case = format!("file {f}, script {s}");
-                let dir = tempfile::tempdir().unwrap();
-                let tree = dir.path().join("tree");
-                std::fs::create_dir(&tree).unwrap();
-                std::fs::write(tree.join("a.spry"), file).unwrap();
-                let mut image = Image::create(&tree.join(".spry-image"), &tree).unwrap();
-                crate::build(&mut image, &tree, &Default::default(), &crate::NoProgress).unwrap();
-                let Some(module) = image.module_names().unwrap().into_iter().next() else {
-                    panic!("{case}: no module");
-                };
-                let mut applied = true;
-                for edit in edits.iter() {
-                    let mut tx = image.begin(Origin::Live).unwrap();
-                    let done = match edit {
-                        Put(name, text) => tx.put_definition(&module, name, text.as_bytes()),
-                        Rm(name) => tx.remove_definition(&module, name),
-                    };
-                    match done {
-                        Ok(()) => {
-                            tx.commit().unwrap();
-                        }
-                        // No such definition in this file (`_meta` in a module without).
-                        Err(_) => applied = false,
-                    }
-                }
-                if !applied {
-                    continue;
-                }
-                let whole = image.module_text(&module).unwrap();
-                let record = image.module(&module).unwrap().unwrap();
-                let sync = image.sync(&module).unwrap();
-                let spliced =
-                    splice_reshape(&image, &module, &record, &sync, Some(file.as_bytes()))
-                        .unwrap()
-                        .map(|(text, _)| text);
-                if *splices {
-                    assert_eq!(
-                        spliced.as_deref().map(String::from_utf8_lossy),
-                        Some(String::from_utf8_lossy(&whole)),
-                        "{case}"
-                    );
-                } else {
-                    assert_eq!(spliced, None, "{case}");
-                }
-                let report = crate::export(&image, &Default::default()).unwrap();
-                assert_eq!(report.written.len(), 1, "{case}: {report:?}");
-                let written = std::fs::read(tree.join("a.spry")).unwrap();
-                assert_eq!(
-                    String::from_utf8_lossy(&written),
-                    String::from_utf8_lossy(&whole),
-                    "{case}"
-                );
-                assert!(image.unsynced().unwrap().is_empty(), "{case}");
-                assert!(image.check().unwrap().is_ok(), "{case}");
-                // A build of the written file finds nothing to change.
-                let before = image.module_text(&module).unwrap();
-                crate::build(&mut image, &tree, &Default::default(), &crate::NoProgress).unwrap();
-                assert_eq!(image.module_text(&module).unwrap(), before, "{case}");
-                assert!(image.unsynced().unwrap().is_empty(), "{case}");
+                splices_as_assembled(file, edits, *splices, &format!("file {f}, script {s}"));
             }
         }
+    }
+
+    /// One case of the test above: `file` built, `edits` made, and the export.
+    fn splices_as_assembled(file: &str, edits: &[Edit], splices: bool, case: &str) {
+        use Edit::{Put, Rm};
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir(&tree).unwrap();
+        std::fs::write(tree.join("a.spry"), file).unwrap();
+        let mut image = Image::create(&tree.join(".spry-image"), &tree).unwrap();
+        crate::build(&mut image, &tree, &Default::default(), &crate::NoProgress).unwrap();
+        let Some(module) = image.module_names().unwrap().into_iter().next() else {
+            panic!("{case}: no module");
+        };
+        let mut applied = true;
+        for edit in edits.iter() {
+            let mut tx = image.begin(Origin::Live).unwrap();
+            let done = match edit {
+                Put(name, text) => tx.put_definition(&module, name, text.as_bytes()),
+                Rm(name) => tx.remove_definition(&module, name),
+            };
+            match done {
+                Ok(()) => {
+                    tx.commit().unwrap();
+                }
+                // No such definition in this file (`_meta` in a module without).
+                Err(_) => applied = false,
+            }
+        }
+        if !applied {
+            return;
+        }
+        let whole = image.module_text(&module).unwrap();
+        let record = image.module(&module).unwrap().unwrap();
+        let sync = image.sync(&module).unwrap();
+        let spliced = splice_reshape(&image, &module, &record, &sync, Some(file.as_bytes()))
+            .unwrap()
+            .map(|(text, _)| text);
+        if splices {
+            assert_eq!(
+                spliced.as_deref().map(String::from_utf8_lossy),
+                Some(String::from_utf8_lossy(&whole)),
+                "{case}"
+            );
+        } else {
+            assert_eq!(spliced, None, "{case}");
+        }
+        let report = crate::export(&image, &Default::default()).unwrap();
+        assert_eq!(report.written.len(), 1, "{case}: {report:?}");
+        let written = std::fs::read(tree.join("a.spry")).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&written),
+            String::from_utf8_lossy(&whole),
+            "{case}"
+        );
+        assert!(image.unsynced().unwrap().is_empty(), "{case}");
+        assert!(image.check().unwrap().is_ok(), "{case}");
+        // A build of the written file finds nothing to change.
+        let before = image.module_text(&module).unwrap();
+        crate::build(&mut image, &tree, &Default::default(), &crate::NoProgress).unwrap();
+        assert_eq!(image.module_text(&module).unwrap(), before, "{case}");
+        assert!(image.unsynced().unwrap().is_empty(), "{case}");
     }
 
     /// `fixtures/export`: a tree and edits in, each export's report and the files out

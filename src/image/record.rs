@@ -321,22 +321,23 @@ pub struct SyncRecord {
     /// all that changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edited_at: Option<u64>,
-    /// The definitions live edits added or removed since the module last agreed with its
-    /// file, in the order made, when nothing else of it changed since: export then makes those
-    /// changes to the file as it is, not the whole module.
+    /// The definitions live edits added, removed or gave new texts since the module last
+    /// agreed with its file, in the order made, when nothing else of it changed since: export
+    /// then makes those changes to the file as it is, not the whole module.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reshaped: Vec<Reshape>,
 }
 
-/// One definition added to or removed from a module's text, as a change of its file's bytes:
-/// the bytes `from` stand for, found in the file (at its end when `at_end`, else exactly
-/// once), give way to those `to` stands for.
+/// One definition added to or removed from a module's text, or given a new text, as a change
+/// of its file's bytes: the bytes `from` stand for, found in the file (at its end when
+/// `at_end`, else exactly once), give way to those `to` stands for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reshape {
-    /// The module record's generation the edit gave it: any later change of the module's
-    /// order or layout gives it another, and this no longer tells all that changed.
+    /// The module record's generation after the edit (an addition or removal gives it a new
+    /// one, a new text leaves it): any later change of the module's order or layout gives it
+    /// another, and this no longer tells all that changed.
     pub generation: u64,
-    /// The definition added (export marks its text agreed) or removed.
+    /// The definition added or given a new text (export marks its text agreed), or removed.
     pub name: String,
     /// Whether `from` must be the file's last bytes.
     pub at_end: bool,

@@ -1894,7 +1894,14 @@ impl<'a> Transaction<'a> {
             if existing.hash == prepared.hash && !sync.conflicts.contains_key(name) {
                 return Ok(());
             }
-            note_edited(&mut sync, &record, name);
+            // The file (with the changes before) takes the new text where the old one stands.
+            let reshape = if reshapes_hold(&sync, &record) {
+                let around = self.order_around(module, existing.position, 0, 1)?;
+                edit_reshape(record.generation, name, &existing, &prepared.hash, &around)
+            } else {
+                None
+            };
+            note_edited(&mut sync, &record, name, reshape);
             let new = Some(prepared.hash);
             let base = self.live_base(module, &mut sync, name, Some(&existing), new);
             sync.unexported = true;
@@ -2787,14 +2794,12 @@ impl UnitMerge {
 
 /// Notes a new text of `name` in `sync`: export may write just the definitions edited so,
 /// while nothing else of the module changed since it agreed with its file (then its sync
-/// record was clean) or since the first of them (its record's generation is the same).
-fn note_edited(sync: &mut SyncRecord, record: &ModuleRecord, name: &str) {
-    // Definitions added or removed no longer tell all that changed.
-    sync.reshaped.clear();
-    let agreed = !sync.unexported
-        && sync.removed.is_empty()
-        && sync.conflicts.is_empty()
-        && !sync.file_deleted;
+/// record was clean) or since the first of them (its record's generation is the same). The
+/// edit is also one more change of the file's bytes (`reshape`, see [`reshapes_hold`]), so
+/// that export can make edits mixed with additions and removals one by one too.
+fn note_edited(sync: &mut SyncRecord, record: &ModuleRecord, name: &str, reshape: Option<Reshape>) {
+    let agreed = sync.is_clean();
+    note_reshaped(sync, reshape);
     if agreed || sync.edited_at == Some(record.generation) {
         sync.edited.insert(name.to_string());
         sync.edited_at = Some(record.generation);
@@ -2809,8 +2814,8 @@ fn note_edited(sync: &mut SyncRecord, record: &ModuleRecord, name: &str) {
 const MOST_RESHAPED: usize = 16;
 
 /// Whether the module's text (its record `record`, its sync state `sync`) is still its file's
-/// bytes as last agreed with the additions and removals `sync.reshaped` made to them, and
-/// nothing else changed: then one more of them may be noted.
+/// bytes as last agreed with the changes `sync.reshaped` made to them (additions, removals,
+/// new texts), and nothing else changed: then one more of them may be noted.
 fn reshapes_hold(sync: &SyncRecord, record: &ModuleRecord) -> bool {
     if sync.is_clean() {
         return true;
@@ -2821,7 +2826,7 @@ fn reshapes_hold(sync: &SyncRecord, record: &ModuleRecord) -> bool {
             .reshaped
             .last()
             .is_some_and(|r| r.generation == record.generation)
-        && sync.edited.is_empty()
+        && sync.edited.iter().all(|def| names.contains(def.as_str()))
         && sync.conflicts.is_empty()
         && !sync.file_deleted
         && sync.removed.keys().all(|def| names.contains(def.as_str()))
@@ -2868,6 +2873,40 @@ fn removal_reshape(
         at_end: *next == CLOSING,
         from,
         to,
+    })
+}
+
+/// The new text (`new`) of `name` (its record `old`, the first of the `order` records
+/// `around` it, the other the one after) as a change of the module's text as it stood
+/// before: the old text gives way to the new between the same two gaps. `generation` is the
+/// module record's, which a new text leaves as it is. `None` when the records around it are
+/// not both there.
+fn edit_reshape(
+    generation: u64,
+    name: &str,
+    old: &DefinitionRecord,
+    new: &Hash,
+    around: &[(u64, String, Vec<u8>)],
+) -> Option<Reshape> {
+    let [(at, named, gap), (next, _, next_gap)] = around else {
+        return None;
+    };
+    if *at != old.position || named != name {
+        return None;
+    }
+    let with = |hash: &Hash| {
+        vec![
+            Span::Gap(gap.clone()),
+            Span::Text(hash.to_hex()),
+            Span::Gap(next_gap.clone()),
+        ]
+    };
+    Some(Reshape {
+        generation,
+        name: name.to_string(),
+        at_end: *next == CLOSING,
+        from: with(&old.hash),
+        to: with(new),
     })
 }
 
