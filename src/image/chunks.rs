@@ -16,8 +16,10 @@
 //! definitions' records or its `order` records removes it in the same commit
 //! ([`Transaction`](super::Transaction)), but for a live edit of one definition's text, which
 //! gives the one chunk that holds it its new length and marks it [`STALE`] (when the new text
-//! ends a chunk where the old one did; the next save reads that chunk again), and a
-//! definition's base, which is not its text. A save writes a new one, and so does a
+//! ends a chunk where the old one did; the next save reads that chunk again), a live removal
+//! or addition of one definition, which changes the chunks around it as a cut of the new text
+//! would ([`ChunkIndex::without`], [`ChunkIndex::with_last`]), and a definition's base, which
+//! is not its text. A save writes a new one, and so does a
 //! first build for each new module of [`INDEX_AT_BUILD`] bytes or more. An export, writing
 //! the sync records, leaves it: the file then holds the text the index was cut from. An
 //! absent or damaged index reads the module's records whole, as before.
@@ -227,6 +229,130 @@ impl Cutter {
     }
 }
 
+/// A definition a live edit takes out of a module's text, as its chunk index sees it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Removal {
+    /// Its order key.
+    pub(super) position: u64,
+    /// The order key of the definition after it; `None` when it was the last.
+    pub(super) next: Option<u64>,
+    /// Whether it was the module's first definition: the gap before it stays, as the next
+    /// one's, and the next one's own gap leaves with it.
+    pub(super) first: bool,
+    /// Whether its text ended a chunk ([`ends_chunk`]).
+    pub(super) ends: bool,
+    /// How many bytes the module's text loses.
+    pub(super) bytes: u64,
+}
+
+impl ChunkIndex {
+    /// The index of the text without `r`'s definition, as a cut of that text gives it: the
+    /// chunk that held it loses its bytes and is marked [`STALE`]; when the definition ended
+    /// that chunk, what is left of it joins the next, and when it was the last, the closing
+    /// gap joins the chunk of the new last one. `None` when the index does not fit the
+    /// removal (the index is then dropped) or no definition is left.
+    pub(super) fn without(mut self, r: &Removal) -> Option<ChunkIndex> {
+        let at = self
+            .chunks
+            .partition_point(|c| c.first <= r.position)
+            .checked_sub(1)?;
+        let held = *self.chunks.get(at)?;
+        // What is left of its chunk (the first definition's removal takes the next one's
+        // gap, which may be in the next chunk: see the last arm).
+        let len = held.len.checked_sub(r.bytes);
+        match r.next {
+            // The last: its chunk keeps the closing gap, or gives it to the one before.
+            None if held.count == 1 => {
+                self.chunks.remove(at);
+                let before = self.chunks.get_mut(at.checked_sub(1)?)?;
+                before.len = before.len.checked_add(len?)?;
+                before.hash = STALE;
+            }
+            None => self.chunks[at] = stale(held.first, held.count - 1, len?),
+            Some(next) if !r.ends => {
+                // The next definition is in the same chunk.
+                let first = if held.first == r.position {
+                    next
+                } else {
+                    held.first
+                };
+                self.chunks[at] = stale(first, held.count.checked_sub(1)?, len?);
+            }
+            Some(next) => {
+                let after = *self.chunks.get(at + 1)?;
+                if after.first != next {
+                    return None;
+                }
+                if held.count == 1 && !r.first {
+                    // The chunk was the definition and the gap before it: the rest is as
+                    // it was.
+                    if len != Some(0) {
+                        return None;
+                    }
+                    self.chunks.remove(at);
+                } else {
+                    let first = if held.first == r.position {
+                        next
+                    } else {
+                        held.first
+                    };
+                    let count = (held.count - 1).checked_add(after.count)?;
+                    let len = held.len.checked_add(after.len)?.checked_sub(r.bytes)?;
+                    self.chunks[at] = stale(first, count, len);
+                    self.chunks.remove(at + 1);
+                }
+            }
+        }
+        (!self.chunks.is_empty() && self.chunks.iter().all(|c| c.count > 0)).then_some(self)
+    }
+
+    /// The index of the text with a definition (order key `position`) added after the last
+    /// one: `added`, its gap and text, goes before the closing gap `closing`. The last chunk
+    /// takes it when the last definition did not end a chunk (`last_ends`); otherwise that
+    /// chunk ends before the closing gap, and the new definition with the closing gap is a
+    /// chunk of its own, whose hash is known. `None` when the index does not fit.
+    pub(super) fn with_last(
+        mut self,
+        position: u64,
+        last_ends: bool,
+        added: &[u8],
+        closing: &[u8],
+    ) -> Option<ChunkIndex> {
+        let last = self.chunks.last_mut()?;
+        if last.first >= position {
+            return None;
+        }
+        if last_ends {
+            *last = stale(
+                last.first,
+                last.count,
+                last.len.checked_sub(closing.len() as u64)?,
+            );
+            let bytes = [added, closing].concat();
+            self.chunks.push(Chunk {
+                first: position,
+                count: 1,
+                len: bytes.len() as u64,
+                hash: Hash::of(&bytes),
+            });
+        } else {
+            let len = last.len.checked_add(added.len() as u64)?;
+            *last = stale(last.first, last.count.checked_add(1)?, len);
+        }
+        Some(self)
+    }
+}
+
+/// A chunk whose hash is not known.
+fn stale(first: u64, count: u32, len: u64) -> Chunk {
+    Chunk {
+        first,
+        count,
+        len,
+        hash: STALE,
+    }
+}
+
 /// How far `text` holds the index's chunks from its start and from its end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Matched {
@@ -367,5 +493,140 @@ mod tests {
         let small = ends(16);
         // About one in 64.
         assert!((100..=220).contains(&small), "{small}");
+    }
+
+    /// A module as gaps and texts (`gaps[i]` before `texts[i]`, the last gap the closing
+    /// one), its text and its fresh cut for `target`.
+    #[derive(Clone, Debug)]
+    struct Model {
+        gaps: Vec<Vec<u8>>,
+        texts: Vec<Vec<u8>>,
+        positions: Vec<u64>,
+    }
+
+    impl Model {
+        fn text(&self) -> Vec<u8> {
+            let mut out = Vec::new();
+            for (i, gap) in self.gaps.iter().enumerate() {
+                out.extend_from_slice(gap);
+                if let Some(t) = self.texts.get(i) {
+                    out.extend_from_slice(t);
+                }
+            }
+            out
+        }
+
+        fn index(&self, target: u64) -> ChunkIndex {
+            let text = self.text();
+            let pieces = (0..self.texts.len()).map(|i| Piece {
+                position: self.positions[i],
+                gap: self.gaps[i].len(),
+                size: self.texts[i].len(),
+                hash: Hash::of(&self.texts[i]),
+            });
+            let closing = self.gaps.last().map(Vec::len);
+            let (chunks, at) = cut(&text, 0, pieces, closing, target).unwrap();
+            assert_eq!(at, text.len());
+            ChunkIndex { target, chunks }
+        }
+    }
+
+    /// What `check` asks of a kept index: the fresh cut's chunks, a stale one agreeing by
+    /// place, count and length.
+    fn agrees(kept: &ChunkIndex, fresh: &ChunkIndex) -> bool {
+        kept.chunks.len() == fresh.chunks.len()
+            && kept.chunks.iter().zip(&fresh.chunks).all(|(k, f)| {
+                k.first == f.first
+                    && k.count == f.count
+                    && k.len == f.len
+                    && (k.hash == f.hash || k.hash == STALE)
+            })
+    }
+
+    fn model() -> impl proptest::strategy::Strategy<Value = Model> {
+        use proptest::prelude::*;
+        let def = (
+            proptest::collection::vec(any::<u8>(), 0..4),
+            proptest::collection::vec(any::<u8>(), 1..12),
+        );
+        (
+            proptest::collection::vec(def, 1..24),
+            proptest::collection::vec(any::<u8>(), 0..4),
+        )
+            .prop_map(|(defs, closing)| {
+                let positions = (1..=defs.len() as u64).map(|i| i << 8).collect();
+                let (mut gaps, texts): (Vec<_>, Vec<_>) = defs.into_iter().unzip();
+                gaps.push(closing);
+                Model {
+                    gaps,
+                    texts,
+                    positions,
+                }
+            })
+    }
+
+    proptest::proptest! {
+        /// Issue 15: a live removal keeps the module's index as the cut of the new text
+        /// gives it (`ChunkIndex::without`), whichever definition goes: the first, the last,
+        /// one that ended its chunk, the only one of its chunk.
+        #[test]
+        fn an_index_without_a_definition_is_the_cut_of_the_text_without_it(
+            m in model(),
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            target in 1u64..64,
+        ) {
+            let old = m.index(target);
+            let at = at.index(m.texts.len());
+            let last = at + 1 == m.texts.len();
+            let bytes = if at == 0 && !last {
+                m.texts[0].len() + m.gaps[1].len()
+            } else {
+                m.gaps[at].len() + m.texts[at].len()
+            };
+            let removal = Removal {
+                position: m.positions[at],
+                next: m.positions.get(at + 1).copied(),
+                first: at == 0,
+                ends: ends_chunk(&Hash::of(&m.texts[at]), m.texts[at].len(), target),
+                bytes: bytes as u64,
+            };
+            let mut after = m.clone();
+            after.texts.remove(at);
+            after.positions.remove(at);
+            after.gaps.remove(if at == 0 { 1 } else { at });
+            let kept = old.without(&removal);
+            if after.texts.is_empty() {
+                proptest::prop_assert!(kept.is_none());
+            } else {
+                let fresh = after.index(target);
+                let kept = kept.expect("an index kept");
+                proptest::prop_assert!(agrees(&kept, &fresh), "{:?}\n{:?}", kept, fresh);
+            }
+        }
+
+        /// Issue 15: a live addition keeps the module's index as the cut of the new text
+        /// gives it (`ChunkIndex::with_last`), after a last definition that ended its chunk
+        /// or did not.
+        #[test]
+        fn an_index_with_a_definition_added_is_the_cut_of_the_text_with_it(
+            m in model(),
+            gap in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4),
+            text in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..12),
+            target in 1u64..64,
+        ) {
+            let old = m.index(target);
+            let last = m.texts.len() - 1;
+            let ends = ends_chunk(&Hash::of(&m.texts[last]), m.texts[last].len(), target);
+            let position = m.positions[last] + 1;
+            let added = [gap.as_slice(), &text].concat();
+            let closing = m.gaps[last + 1].clone();
+            let kept = old.with_last(position, ends, &added, &closing).expect("an index kept");
+            let mut after = m.clone();
+            after.gaps.insert(last + 1, gap);
+            after.texts.push(text);
+            after.positions.push(position);
+            let fresh = after.index(target);
+            proptest::prop_assert!(agrees(&kept, &fresh), "{:?}\n{:?}", kept, fresh);
+        }
     }
 }

@@ -918,10 +918,12 @@ impl Image {
     /// cuts into: what `check` verifies. (Whether the file holds that text is the sync
     /// record's and the stamp's to say: a live edit not yet exported keeps the index of the
     /// module's text, which the file will hold once exported.) `None` when it has none.
+    /// Public for tests that must know a live edit kept the index.
     ///
     /// # Errors
     /// Storage failures, damaged records.
-    pub(super) fn chunk_index_agrees(&self, module: &str) -> Result<Option<bool>> {
+    #[doc(hidden)]
+    pub fn chunk_index_agrees(&self, module: &str) -> Result<Option<bool>> {
         let Some(bytes) = self.store.get(Table::Chunks, module.as_bytes())? else {
             return Ok(None);
         };

@@ -580,6 +580,72 @@ impl<'a> Transaction<'a> {
         Ok(Some(index.encode()))
     }
 
+    /// The chunk index of `module` once its definition `old` has left it (`around`: the
+    /// `order` records around it as the removal read them, `at` its place among them), as
+    /// [`ChunkIndex::without`] makes it from the index alone. `None` when the module has no
+    /// index or it cannot be kept.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn index_after_removal(
+        &self,
+        module: &str,
+        old: &DefinitionRecord,
+        around: &[(u64, String, Vec<u8>)],
+        at: usize,
+    ) -> Result<Option<Vec<u8>>> {
+        let Some(index) = self.chunk_index(module)? else {
+            return Ok(None);
+        };
+        let (Some((_, _, gap)), Some((next, _, next_gap))) = (around.get(at), around.get(at + 1))
+        else {
+            return Ok(None);
+        };
+        let next = (*next != CLOSING).then_some(*next);
+        // What `remove_definition` takes out: the definition with the gap before it, or the
+        // first with the gap after it (the one before it stays, the next one's).
+        let bytes = match (at, next) {
+            (0, None) => return Ok(None),
+            (0, Some(_)) => u64::from(old.size) + next_gap.len() as u64,
+            _ => gap.len() as u64 + u64::from(old.size),
+        };
+        let removal = chunks::Removal {
+            position: old.position,
+            next,
+            first: at == 0,
+            ends: chunks::ends_chunk(&old.hash, old.size as usize, index.target),
+            bytes,
+        };
+        Ok(index.without(&removal).map(|index| index.encode()))
+    }
+
+    /// The chunk index of `module` once a definition (order key `position`) is added after
+    /// its last one, `last`: `added` (its gap and text) goes before the closing gap
+    /// `closing`, as [`ChunkIndex::with_last`] makes it from the index and the last one's
+    /// record. `None` when the module has no index or it cannot be kept.
+    ///
+    /// # Errors
+    /// Storage failures, a damaged record.
+    fn index_after_append(
+        &self,
+        module: &str,
+        last: &str,
+        position: u64,
+        added: &[u8],
+        closing: &[u8],
+    ) -> Result<Option<Vec<u8>>> {
+        let Some(index) = self.chunk_index(module)? else {
+            return Ok(None);
+        };
+        let Some(last) = self.definition(module, last)? else {
+            return Ok(None);
+        };
+        let ends = chunks::ends_chunk(&last.hash, last.size as usize, index.target);
+        Ok(index
+            .with_last(position, ends, added, closing)
+            .map(|index| index.encode()))
+    }
+
     /// Gives the chunks of `module`'s index that live edits marked [`chunks::STALE`] the
     /// hashes of their bytes in `text`, the module's text as an export has just written it
     /// to its file, so that the saves after the export read along the whole index again.
@@ -1987,7 +2053,15 @@ impl<'a> Transaction<'a> {
             layout.names.push(name.to_string());
             layout.gaps.insert(at, separator);
             self.set_layout(module, Some(&old), &layout.names, &layout.gaps)?;
+            self.write_changed_module(module, record, true, name)?;
         } else {
+            let index = match (last, closing) {
+                (Some((_, last, _)), Some((_, _, closing))) => {
+                    let added = [separator.as_slice(), &formatted].concat();
+                    self.index_after_append(module, last, position, &added, closing)?
+                }
+                _ => None,
+            };
             self.set_definition(module, name, prepared, base, None);
             if let Some(record) = self.definition(module, name)? {
                 let record = DefinitionRecord { position, ..record };
@@ -2002,8 +2076,12 @@ impl<'a> Transaction<'a> {
                 order_key(module, position),
                 encode_order_entry(name, &separator),
             );
+            self.write_changed_module(module, record, true, name)?;
+            // After every write of the module, each of which drops it.
+            if let Some(index) = index {
+                self.stage_index(module, index);
+            }
         }
-        self.write_changed_module(module, record, true, name)?;
         let position = self.definition(module, name)?.map(|d| d.position);
         self.verify_edit(module, position)
     }
@@ -2144,6 +2222,7 @@ impl<'a> Transaction<'a> {
                 name: name.to_string(),
             });
         };
+        let index = self.index_after_removal(module, &old, &around, at)?;
         let mut sync = self.sync(module)?;
         let reshape = reshapes_hold(&sync, &record)
             .then(|| removal_reshape(self.generation, name, &old, &around, at))
@@ -2173,6 +2252,10 @@ impl<'a> Transaction<'a> {
         }
         self.unset_definition(module, name, &old);
         self.write_changed_module(module, &mut record, true, name)?;
+        // After every write of the module, each of which drops it.
+        if let Some(index) = index {
+            self.stage_index(module, index);
+        }
         // The definitions on either side of the removed one now meet: they must still read
         // back as themselves (a trailing comment running into the next line, say). The window
         // is the one after the removed definition (or the new last one).

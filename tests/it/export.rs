@@ -851,7 +851,7 @@ fn export_writes_one_change_into_a_file_over_64_mib() {
 }
 
 /// A module's chunk index (what a save of one definition is read along) stays its text's
-/// through saves, `put`, `rm` and export: after each, `check` (which compares the index with
+/// through saves, `put` (a new text, a new definition), `rm` and export: after each, `check` (which compares the index with
 /// the module's text) passes, the image holds the file's text, and a save read along the
 /// index takes what the file parsed whole takes.
 #[test]
@@ -924,11 +924,16 @@ fn the_chunk_index_follows_saves_put_rm_and_export() {
     put_stdin(&dir, "Big::d5998", "d5998 = 'near the end", 0);
     export(&dir, &[], 0);
     assert_eq!(holds_the_file(&dir), next);
-    // A removal and export, then a save of a gap (the whole merge): no index until a save
-    // of texts writes one.
+    // A removal and an addition, each exported (issue 15: both keep the index, their
+    // chunks cut again); a save reads along it.
     dir.command().args(["rm", "Big::d4500"]).expect_code(0);
     export(&dir, &[], 0);
-    assert_eq!(holds_the_file(&dir), None);
+    assert_eq!(holds_the_file(&dir), next);
+    put_stdin(&dir, "Big::added", "added = 'new", 0);
+    dir.command().args(["rm", "Big::d0"]).expect_code(0);
+    export(&dir, &[], 0);
+    assert_eq!(holds_the_file(&dir), next);
+    // A save of a gap (the whole merge): no index until a save of texts writes one.
     save(&dir, "# 4600\n", "# 4600\n\n");
     assert_eq!(holds_the_file(&dir), None);
     save(&dir, "d4700 = func [:x x + 4700]", "d4700 = 'saved");

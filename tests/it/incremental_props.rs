@@ -18,7 +18,7 @@
 use proptest::prelude::*;
 
 use spry_image::image::{Image, Origin, SavedUnit, drop_slot};
-use spry_image::syntax::{SourceUnit, read_definition, whole_reads_back, window_reads_back};
+use spry_image::syntax::{Piece, SourceUnit, read_definition, whole_reads_back, window_reads_back};
 
 use crate::image_lib::built;
 use crate::util::Dir;
@@ -629,6 +629,24 @@ fn index_of(image: &Image, kept: &Kept) -> bool {
     image.module_text("Gen").unwrap() == kept.text()
 }
 
+/// A module's text as its gaps, names and texts.
+fn kept_of(text: &[u8]) -> Kept {
+    let unit = SourceUnit::parse(text.to_vec(), "gen").unwrap();
+    let gaps = unit
+        .pieces()
+        .into_iter()
+        .filter_map(|p| match p {
+            Piece::Gap(gap) => Some(gap.to_vec()),
+            Piece::Definition(..) => None,
+        })
+        .collect();
+    let names = unit.definitions().iter().map(|d| d.name.clone()).collect();
+    let texts = (0..unit.definitions().len())
+        .map(|i| unit.definition_text(i).to_vec())
+        .collect();
+    Kept { gaps, names, texts }
+}
+
 /// `kept` reads back as kept (after a lead was put before it).
 fn build_check(kept: &Kept) -> Option<()> {
     let unit = SourceUnit::parse(kept.text(), "gen").ok()?;
@@ -712,20 +730,24 @@ fn saves_of_texts_and_of_more_both_occur() {
 proptest! {
     #![proptest_config(config(32))]
 
-    /// Live edits of texts keep the module's chunk index, each giving the chunk that holds
-    /// it its new length and marking it stale (`Transaction::index_after_edit`): after each
-    /// edit `check` finds the index to be the cut of the module's text but for the stale
-    /// hashes, and after export (which gives the stale chunks the hashes of what it wrote)
-    /// a save read along it takes what the whole parse takes and what the stretch takes; a
-    /// save of the text as exported, with chunks of one definition, is read along the index
-    /// (no chunk left stale) and changes nothing. Chunks of one definition, a few, or all; edits of any definition, the
-    /// same one again, texts that end a chunk where the old did not.
+    /// Live edits keep the module's chunk index: a new text gives the chunk that holds it
+    /// its new length and marks it stale (`Transaction::index_after_edit`), a removal or an
+    /// addition changes the chunks around it as a cut of the new text would
+    /// (`ChunkIndex::without`, `ChunkIndex::with_last`). After each edit `check` finds the
+    /// index to be the cut of the module's text but for the stale hashes (and an addition
+    /// or a removal never drops it), and after export (which gives the stale chunks the
+    /// hashes of what it wrote) a save read along it takes what the whole parse takes and
+    /// what the stretch takes; a save of the text as exported, with chunks of one
+    /// definition, is read along the index (no chunk left stale) and changes nothing.
+    /// Chunks of one definition, a few, or all; edits of any definition, the same one again,
+    /// texts that end a chunk where the old did not; removals of the first, the last, one
+    /// alone in its chunk; additions after a last definition that ended its chunk or not.
     #[test]
     fn live_edits_keep_the_chunk_index_through_export(
         defs in proptest::collection::vec((any::<u8>(), 0..TEXTS.len(), 0..GAPS.len()), 1..7),
         first in 0..GAPS.len(),
         end in 0..ENDS.len(),
-        edits in proptest::collection::vec((any::<usize>(), 0..TEXTS.len()), 1..5),
+        edits in proptest::collection::vec((0..3u8, any::<usize>(), 0..TEXTS.len()), 1..6),
         target in prop_oneof![Just(1u64), Just(8), Just(64), Just(1 << 15)],
         save in save(),
     ) {
@@ -738,16 +760,39 @@ proptest! {
         if !index_of(&image, &kept) {
             return Ok(());
         }
-        for (at, template) in &edits {
-            let at = 1 + at % (kept.names.len() - 1);
-            let name = kept.names[at].clone();
-            let text = text_for(*template, &name);
+        let mut added = 0;
+        for (kind, at, template) in &edits {
+            let indexed = image.chunk_index_agrees("Gen").unwrap() == Some(true);
             let mut tx = image.begin(Origin::Live).unwrap();
-            if tx.put_definition("Gen", &name, text.as_bytes()).is_ok() {
+            let n = kept.names.len();
+            // Whether the edit was made, and whether it added or removed a definition.
+            let (done, reshaped) = match kind {
+                0 => {
+                    let name = kept.names[1 + at % (n - 1)].clone();
+                    let text = text_for(*template, &name);
+                    (tx.put_definition("Gen", &name, text.as_bytes()).is_ok(), false)
+                }
+                1 => {
+                    added += 1;
+                    let name = format!("added{added}");
+                    let text = text_for(*template, &name);
+                    (tx.put_definition("Gen", &name, text.as_bytes()).is_ok(), true)
+                }
+                _ if n > 2 => {
+                    let name = &kept.names[1 + at % (n - 1)];
+                    (tx.remove_definition("Gen", name).is_ok(), true)
+                }
+                _ => (false, false),
+            };
+            if done {
                 tx.commit().unwrap();
-                kept.texts[at] = text.into_bytes();
             }
-            prop_assert_eq!(image.module_text("Gen").unwrap(), kept.text());
+            // What the edit made, read from the image: a new definition is placed in the
+            // pretty form.
+            kept = kept_of(&image.module_text("Gen").unwrap());
+            if indexed && done && reshaped {
+                prop_assert_eq!(image.chunk_index_agrees("Gen").unwrap(), Some(true));
+            }
             let report = image.check().unwrap();
             prop_assert!(report.is_ok(), "{:?}", report.problems);
             // The image's text saved before any export (the file typed to match it): read
