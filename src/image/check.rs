@@ -1,7 +1,7 @@
 //! Verifying an image: every text against its hash, every reference against its target, and a
 //! digest of the content that two images built from one tree share.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use super::Image;
 use super::blob::{Hash, decompress};
@@ -62,16 +62,6 @@ impl Image {
         check_history(self, &texts, &mut report)?;
         let module_names: HashSet<&str> = modules.iter().map(|(n, _)| n.as_str()).collect();
         check_paths(self, &module_names, &mut report);
-        // A module's chunk index describes its text as it stands.
-        for (name, _) in &modules {
-            match self.chunk_index_agrees(name) {
-                Ok(Some(false)) => report.problems.push(format!(
-                    "module `{name}`: its chunk index is not its text's"
-                )),
-                Ok(_) => {}
-                Err(e) => report.problems.push(format!("module `{name}`: {e}")),
-            }
-        }
         report.problems.sort();
         Ok(report)
     }
@@ -112,8 +102,8 @@ impl Texts {
     /// Reads every text, decompresses it and compares it with its key.
     fn read(image: &Image, report: &mut CheckReport) -> Result<Texts> {
         let mut texts = Texts {
-            all: HashSet::new(),
-            bad: HashSet::new(),
+            all: HashSet::default(),
+            bad: HashSet::default(),
         };
         image.store().visit(Table::Blobs, b"", &mut |k, v| {
             report.blobs += 1;
@@ -154,7 +144,7 @@ fn check_definitions(
     image: &Image,
     report: &mut CheckReport,
 ) -> Result<HashMap<Vec<u8>, DefinitionRecord>> {
-    let mut definitions: HashMap<Vec<u8>, DefinitionRecord> = HashMap::new();
+    let mut definitions: HashMap<Vec<u8>, DefinitionRecord> = HashMap::default();
     image.store().visit(Table::Definitions, b"", &mut |k, v| {
         let name = String::from_utf8_lossy(k).replace('\0', "::");
         match DefinitionRecord::decode(v) {
@@ -181,7 +171,7 @@ fn check_modules(
     report: &mut CheckReport,
 ) -> HashSet<Vec<u8>> {
     let mut digest = blake3::Hasher::new();
-    let mut referenced: HashSet<Vec<u8>> = HashSet::new();
+    let mut referenced: HashSet<Vec<u8>> = HashSet::default();
     for (name, module) in modules {
         digest_field(&mut digest, name.as_bytes());
         digest_field(&mut digest, module.path.as_bytes());
@@ -217,6 +207,19 @@ fn check_modules(
                 )),
             }
             referenced.insert(key);
+        }
+        // A module's chunk index describes its text as it stands.
+        let record = |def: &str| {
+            definitions
+                .get(&super::record::definition_key(name, def))
+                .copied()
+        };
+        match image.chunk_index_agrees_with(name, &layout, record) {
+            Ok(Some(false)) => report.problems.push(format!(
+                "module `{name}`: its chunk index is not its text's"
+            )),
+            Ok(_) => {}
+            Err(e) => report.problems.push(format!("module `{name}`: {e}")),
         }
     }
     report.digest = digest.finalize().to_hex().to_string();
@@ -386,5 +389,45 @@ mod tests {
             image.definition_text("Other", "answer").unwrap(),
             b"answer = 42"
         );
+    }
+
+    /// A module's chunk index that is not its text's cut is named (a wrong hash, a wrong
+    /// length), and one that is passes; a chunk marked stale agrees by its place alone.
+    #[test]
+    fn check_names_a_chunk_index_that_is_not_its_modules_text() {
+        use crate::image::{Origin, chunks};
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = String::from("{\n  _meta = {name = 'A}\n");
+        for i in 0..200 {
+            text.push_str(&format!("  d{i} = {i}\n"));
+        }
+        text.push_str("}\n");
+        std::fs::write(dir.path().join("a.spry"), &text).unwrap();
+        let mut image = Image::create(&dir.path().join(IMAGE_DIR), dir.path()).unwrap();
+        let options = crate::build::BuildOptions::default();
+        crate::build::build(&mut image, dir.path(), &options, &crate::build::NoProgress).unwrap();
+        image.set_chunk_target(64);
+        // A save of one definition writes the module's index.
+        let text = text.replace("d7 = 7", "d7 = 'seven");
+        let unit = image.saved_span("A", "a.spry", text.into_bytes()).unwrap();
+        let mut tx = image.begin(Origin::File).unwrap();
+        tx.put_saved(unit, "a.spry").unwrap();
+        tx.commit().unwrap();
+        assert!(image.check().unwrap().is_ok());
+        let stored = image.store().get(Table::Chunks, b"A").unwrap().unwrap();
+        let index = chunks::ChunkIndex::decode(&stored).unwrap();
+        assert!(index.chunks.len() > 4, "{}", index.chunks.len());
+        let with = |change: &dyn Fn(&mut chunks::ChunkIndex)| {
+            let mut changed = index.clone();
+            change(&mut changed);
+            let write = Write::put(Table::Chunks, b"A".to_vec(), changed.encode());
+            image.store().commit(vec![write]).unwrap();
+            image.check().unwrap().problems
+        };
+        let named = ["module `A`: its chunk index is not its text's".to_string()];
+        assert_eq!(with(&|i| i.chunks[2].hash = Hash::of(b"other")), named);
+        assert_eq!(with(&|i| i.chunks[3].len += 1), named);
+        assert!(with(&|i| i.chunks[2].hash = chunks::STALE).is_empty());
+        assert!(with(&|_| {}).is_empty());
     }
 }

@@ -20,7 +20,7 @@
 
 use super::chunks::{self, Chunk, ChunkIndex, Piece};
 use super::record::{
-    CLOSING, DefinitionRecord, ModuleKind, SyncRecord, decode_order_entry, order_key,
+    CLOSING, DefinitionRecord, Layout, ModuleKind, SyncRecord, decode_order_entry, order_key,
     order_position, order_prefix,
 };
 use super::{Hash, Image};
@@ -924,16 +924,36 @@ impl Image {
     /// Storage failures, damaged records.
     #[doc(hidden)]
     pub fn chunk_index_agrees(&self, module: &str) -> Result<Option<bool>> {
+        let layout = self.layout(module)?;
+        let index = self.definition_index(module)?;
+        self.chunk_index_agrees_with(module, &layout, |name| index.get(name).copied())
+    }
+
+    /// [`chunk_index_agrees`](Self::chunk_index_agrees) with the module's layout and its
+    /// definition records (`record`, by name) read already, as `check` has them: only the
+    /// texts are read.
+    ///
+    /// # Errors
+    /// Storage failures, damaged records.
+    pub(super) fn chunk_index_agrees_with(
+        &self,
+        module: &str,
+        layout: &Layout,
+        record: impl Fn(&str) -> Option<DefinitionRecord>,
+    ) -> Result<Option<bool>> {
         let Some(bytes) = self.store.get(Table::Chunks, module.as_bytes())? else {
             return Ok(None);
         };
         let Some(index) = ChunkIndex::decode(&bytes) else {
             return Ok(Some(false));
         };
-        let layout = self.layout(module)?;
+        if layout.gaps.len() != layout.names.len() + 1 {
+            return Ok(Some(false));
+        }
         let mut pieces = Vec::with_capacity(layout.names.len());
+        let mut text = Vec::new();
         for (i, name) in layout.names.iter().enumerate() {
-            let Some(record) = self.definition(module, name)? else {
+            let Some(record) = record(name) else {
                 return Ok(Some(false));
             };
             pieces.push(Piece {
@@ -942,9 +962,11 @@ impl Image {
                 size: record.size as usize,
                 hash: record.hash,
             });
+            text.extend_from_slice(&layout.gaps[i]);
+            text.extend_from_slice(&self.text(&record.hash)?);
         }
-        let text = self.module_text(module)?;
         let closing = layout.gaps.last().map(Vec::len);
+        text.extend_from_slice(layout.gaps.last().map_or(&[][..], Vec::as_slice));
         // A stale chunk (a live edit's) agrees by place, count and length: its hash is not
         // known until a save cuts it again.
         let agrees = |cut: &Chunk, held: &Chunk| {
