@@ -1697,6 +1697,70 @@ mod tests {
         assert!(image.unsynced().unwrap().is_empty(), "{case}");
     }
 
+    /// A save between live edits whose file already holds a definition put since (typed in
+    /// by hand, the same text): the build agrees on it, the module's order and layout stay,
+    /// and the addition noted before (its `from` the closing gap alone) must not be made
+    /// to the saved file a second time. So too when the added definition had a new text put
+    /// after (issue 15, the edit noted as one more change).
+    #[test]
+    fn a_save_that_holds_a_definition_put_since_is_not_given_it_twice() {
+        use Edit::{Put, Rm};
+        let cases: [(&[Edit], &str); 2] = [
+            (
+                &[Rm("a"), Put("d", "d = 4")],
+                "{\n  _meta = {name = 'A}\n  a = 1\n  b = 2\n  c = 3\n  d = 4\n}\n",
+            ),
+            (
+                &[Rm("a"), Put("d", "d = 4"), Put("d", "d = 44")],
+                "{\n  _meta = {name = 'A}\n  a = 1\n  b = 2\n  c = 3\n  d = 44\n}\n",
+            ),
+        ];
+        for (c, (edits, saved)) in cases.iter().enumerate() {
+            let dir = tempfile::tempdir().unwrap();
+            let tree = dir.path().join("tree");
+            std::fs::create_dir(&tree).unwrap();
+            std::fs::write(
+                tree.join("a.spry"),
+                "{\n  _meta = {name = 'A}\n  a = 1\n  b = 2\n  c = 3\n}\n",
+            )
+            .unwrap();
+            let mut image = Image::create(&tree.join(".spry-image"), &tree).unwrap();
+            crate::build(&mut image, &tree, &Default::default(), &crate::NoProgress).unwrap();
+            let module = image.module_names().unwrap().into_iter().next().unwrap();
+            for edit in edits.iter() {
+                let mut tx = image.begin(Origin::Live).unwrap();
+                match edit {
+                    Put(name, text) => tx.put_definition(&module, name, text.as_bytes()),
+                    Rm(name) => tx.remove_definition(&module, name),
+                }
+                .unwrap();
+                tx.commit().unwrap();
+            }
+            std::fs::write(tree.join("a.spry"), saved).unwrap();
+            crate::build(&mut image, &tree, &Default::default(), &crate::NoProgress).unwrap();
+            let whole = image.module_text(&module).unwrap();
+            let record = image.module(&module).unwrap().unwrap();
+            let sync = image.sync(&module).unwrap();
+            let spliced = splice_reshape(&image, &module, &record, &sync, Some(saved.as_bytes()))
+                .unwrap()
+                .map(|(text, _)| text);
+            if let Some(spliced) = spliced {
+                assert_eq!(
+                    String::from_utf8_lossy(&spliced),
+                    String::from_utf8_lossy(&whole),
+                    "case {c}"
+                );
+            }
+            crate::export(&image, &Default::default()).unwrap();
+            let written = std::fs::read(tree.join("a.spry")).unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&written),
+                String::from_utf8_lossy(&whole),
+                "case {c}"
+            );
+        }
+    }
+
     /// `fixtures/export`: a tree and edits in, each export's report and the files out
     /// (`crate::fixtures`).
     #[test]

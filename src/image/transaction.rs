@@ -1164,6 +1164,11 @@ impl<'a> Transaction<'a> {
         };
         // A file read again is not deleted (any more).
         unit.sync.file_deleted = false;
+        // The live additions, removals and new texts were noted as changes of the file's
+        // bytes as last agreed; the file now holds other bytes (the stamp becomes theirs), so
+        // they no longer tell how to make it the image's text (a definition the file now
+        // holds as the image does would be added to it again): export assembles the module.
+        unit.sync.reshaped.clear();
         self.take_file_definitions(&name, index, path, definitions, &mut unit)?;
         let in_file = &unit.in_file;
         unit.sync.removed.retain(|def, _| in_file.contains(def));
