@@ -8,7 +8,9 @@
 //! comments, strings holding brackets, loose comments, CRLF, no final newline) behind leads the
 //! generator never writes (a byte order mark, a comment before the curly). Each case runs up to
 //! 24 live edits (replaced texts, new definitions, removals, mixed, more than the 16 a splice
-//! takes), with exports between some of them.
+//! takes), with exports between some of them, and saves of the file that take all the image's
+//! changes but one text (a build merges them; the file then holds other bytes than the ones
+//! the edits were noted against).
 //!
 //! ```text
 //! PROPTEST_CASES=2000 cargo test --release --test it export_props
@@ -38,6 +40,10 @@ enum Edit {
     Append(usize),
     /// `rm` of a definition (by index, never `_meta`).
     Remove(usize),
+    /// A save of the file between edits: it takes every change the image made but the new
+    /// text of one definition (by index, modulo the count of those with new texts), which
+    /// keeps the text the file had, and a build reads it. The image is as it was, and the file holds other bytes.
+    Save(usize),
     /// An export between edits.
     Export,
 }
@@ -47,6 +53,7 @@ fn edit() -> impl Strategy<Value = Edit> {
         3 => (any::<usize>(), 0..modules::TEXTS.len()).prop_map(|(at, t)| Edit::Replace(at, t)),
         3 => (0..modules::TEXTS.len()).prop_map(Edit::Append),
         3 => any::<usize>().prop_map(Edit::Remove),
+        1 => any::<usize>().prop_map(Edit::Save),
         1 => Just(Edit::Export),
     ]
 }
@@ -110,6 +117,55 @@ fn apply(image: &Image, defs: &mut Vec<Current>, edit: &Edit, added: &mut usize)
     if done.is_some() {
         tx.commit().unwrap();
     }
+}
+
+/// [`Edit::Save`]: the file takes the image's text of the module, but for the `at`-th of the
+/// definitions whose texts differ, which keeps the text the file has for it (when the
+/// image's text of it stands there once); a build reads it. The image's text stays what it was.
+fn save(image: &mut Image, dir: &Dir, at: usize) -> Result<(), TestCaseError> {
+    let before = image.module_text(MODULE).unwrap();
+    let file = dir.read(FILE);
+    let (Ok(now), Ok(was)) = (
+        SourceUnit::parse(before.clone(), FILE),
+        SourceUnit::parse(file, FILE),
+    ) else {
+        return Ok(());
+    };
+    // The definitions both hold with other texts: one of them keeps the file's.
+    let differ: Vec<(&[u8], &[u8])> = (0..now.definitions().len())
+        .filter_map(|i| {
+            let name = &now.definitions()[i].name;
+            let j = was.definitions().iter().position(|d| d.name == *name)?;
+            let (mine, theirs) = (now.definition_text(i), was.definition_text(j));
+            (mine != theirs).then_some((mine, theirs))
+        })
+        .collect();
+    let mut saved = before.clone();
+    if let Some((mine, theirs)) = differ.get(at % differ.len().max(1)) {
+        let places = before.windows(mine.len()).filter(|w| w == mine).count();
+        if places == 1 {
+            let start = before
+                .windows(mine.len())
+                .position(|w| w == *mine)
+                .unwrap_or(0);
+            saved.splice(start..start + mine.len(), theirs.iter().copied());
+        }
+    }
+    // A new modification time, whatever the file system's granularity.
+    dir.create(FILE, &saved);
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(2 + at as u64 % 60);
+    std::fs::File::options()
+        .write(true)
+        .open(dir.join(FILE))
+        .and_then(|f| f.set_modified(later))
+        .unwrap();
+    build(image, dir.path(), &BuildOptions::default(), &NoProgress).unwrap();
+    let after = image.module_text(MODULE).unwrap();
+    prop_assert_eq!(
+        String::from_utf8_lossy(&after),
+        String::from_utf8_lossy(&before)
+    );
+    Ok(())
 }
 
 /// Exports and checks that the file written is the image's text of the module.
@@ -192,6 +248,7 @@ fn run(kept: &Kept, lead: &str, edits: &[Edit]) -> Result<(), TestCaseError> {
                 let file = export_matches(&image, &dir)?;
                 reads_as_edited(&image, &file, &defs, kept)?;
             }
+            Edit::Save(at) => save(&mut image, &dir, *at)?,
             _ => apply(&image, &mut defs, edit, &mut added),
         }
     }
@@ -226,4 +283,19 @@ proptest! {
         };
         run(&kept, LEADS[lead], &edits)?;
     }
+}
+
+/// The case the property above is after, fixed: a definition added, another given a new
+/// text, then a save of the file holding the addition but not the new text. The addition
+/// noted before (at the file's end) must not be made to the saved file a second time.
+#[test]
+fn regression_a_save_holding_an_addition_does_not_get_it_twice() {
+    let kept = modules::build(&[(0, 0, 0), (0, 0, 0)], 0, 0).unwrap();
+    let edits = [
+        Edit::Append(0),
+        Edit::Replace(0, 2),
+        Edit::Save(1),
+        Edit::Export,
+    ];
+    run(&kept, "", &edits).unwrap();
 }
