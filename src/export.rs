@@ -1557,6 +1557,78 @@ mod tests {
         Rm(&'static str),
     }
 
+    /// An image built from a tree holding one module file, `a.spry`.
+    struct Built {
+        _dir: tempfile::TempDir,
+        tree: std::path::PathBuf,
+        image: Image,
+        module: String,
+    }
+
+    impl Built {
+        /// `file` written as `a.spry` and built.
+        fn new(file: &str) -> Built {
+            let dir = tempfile::tempdir().unwrap();
+            let tree = dir.path().join("tree");
+            std::fs::create_dir(&tree).unwrap();
+            std::fs::write(tree.join("a.spry"), file).unwrap();
+            let mut image = Image::create(&tree.join(".spry-image"), &tree).unwrap();
+            crate::build(&mut image, &tree, &Default::default(), &crate::NoProgress).unwrap();
+            let module = image.module_names().unwrap().into_iter().next();
+            Built {
+                _dir: dir,
+                tree,
+                image,
+                module: module.expect("a module"),
+            }
+        }
+
+        /// Makes `edits`, each a live edit in a transaction of its own; `false` when one is
+        /// refused (it is then left out).
+        fn edit(&self, edits: &[Edit]) -> bool {
+            let mut applied = true;
+            for edit in edits {
+                let mut tx = self.image.begin(Origin::Live).unwrap();
+                let done = match edit {
+                    Edit::Put(name, text) => tx.put_definition(&self.module, name, text.as_bytes()),
+                    Edit::Rm(name) => tx.remove_definition(&self.module, name),
+                };
+                match done {
+                    Ok(()) => {
+                        tx.commit().unwrap();
+                    }
+                    Err(_) => applied = false,
+                }
+            }
+            applied
+        }
+
+        /// What `splice_reshape` makes of `file` (`None`: the module is to be assembled).
+        fn spliced(&self, file: &[u8]) -> Option<Vec<u8>> {
+            let record = self.image.module(&self.module).unwrap().unwrap();
+            let sync = self.image.sync(&self.module).unwrap();
+            splice_reshape(&self.image, &self.module, &record, &sync, Some(file))
+                .unwrap()
+                .map(|(text, _)| text)
+        }
+
+        /// The module's file as it is now.
+        fn file(&self) -> Vec<u8> {
+            std::fs::read(self.tree.join("a.spry")).unwrap()
+        }
+
+        fn rebuild(&mut self) {
+            let tree = &self.tree;
+            crate::build(
+                &mut self.image,
+                tree,
+                &Default::default(),
+                &crate::NoProgress,
+            )
+            .unwrap();
+        }
+    }
+
     /// Issue 15: export after definitions added or removed (one, or several in a row) splices
     /// those changes into the file (`splice_reshape` answers), and the file is then byte for
     /// byte what the whole module's assembly writes (the image's text); so too with replaced
@@ -1637,40 +1709,14 @@ mod tests {
 
     /// One case of the test above: `file` built, `edits` made, and the export.
     fn splices_as_assembled(file: &str, edits: &[Edit], splices: bool, case: &str) {
-        use Edit::{Put, Rm};
-        let dir = tempfile::tempdir().unwrap();
-        let tree = dir.path().join("tree");
-        std::fs::create_dir(&tree).unwrap();
-        std::fs::write(tree.join("a.spry"), file).unwrap();
-        let mut image = Image::create(&tree.join(".spry-image"), &tree).unwrap();
-        crate::build(&mut image, &tree, &Default::default(), &crate::NoProgress).unwrap();
-        let Some(module) = image.module_names().unwrap().into_iter().next() else {
-            panic!("{case}: no module");
-        };
-        let mut applied = true;
-        for edit in edits.iter() {
-            let mut tx = image.begin(Origin::Live).unwrap();
-            let done = match edit {
-                Put(name, text) => tx.put_definition(&module, name, text.as_bytes()),
-                Rm(name) => tx.remove_definition(&module, name),
-            };
-            match done {
-                Ok(()) => {
-                    tx.commit().unwrap();
-                }
-                // No such definition in this file (`_meta` in a module without).
-                Err(_) => applied = false,
-            }
-        }
-        if !applied {
+        let mut built = Built::new(file);
+        // No such definition in this file (`_meta` in a module without).
+        if !built.edit(edits) {
             return;
         }
-        let whole = image.module_text(&module).unwrap();
-        let record = image.module(&module).unwrap().unwrap();
-        let sync = image.sync(&module).unwrap();
-        let spliced = splice_reshape(&image, &module, &record, &sync, Some(file.as_bytes()))
-            .unwrap()
-            .map(|(text, _)| text);
+        let (image, module) = (&built.image, &built.module);
+        let whole = image.module_text(module).unwrap();
+        let spliced = built.spliced(file.as_bytes());
         if splices {
             assert_eq!(
                 spliced.as_deref().map(String::from_utf8_lossy),
@@ -1680,20 +1726,20 @@ mod tests {
         } else {
             assert_eq!(spliced, None, "{case}");
         }
-        let report = crate::export(&image, &Default::default()).unwrap();
+        let report = crate::export(image, &Default::default()).unwrap();
         assert_eq!(report.written.len(), 1, "{case}: {report:?}");
-        let written = std::fs::read(tree.join("a.spry")).unwrap();
         assert_eq!(
-            String::from_utf8_lossy(&written),
+            String::from_utf8_lossy(&built.file()),
             String::from_utf8_lossy(&whole),
             "{case}"
         );
         assert!(image.unsynced().unwrap().is_empty(), "{case}");
         assert!(image.check().unwrap().is_ok(), "{case}");
         // A build of the written file finds nothing to change.
-        let before = image.module_text(&module).unwrap();
-        crate::build(&mut image, &tree, &Default::default(), &crate::NoProgress).unwrap();
-        assert_eq!(image.module_text(&module).unwrap(), before, "{case}");
+        let before = image.module_text(module).unwrap();
+        built.rebuild();
+        let (image, module) = (&built.image, &built.module);
+        assert_eq!(image.module_text(module).unwrap(), before, "{case}");
         assert!(image.unsynced().unwrap().is_empty(), "{case}");
     }
 
@@ -1716,45 +1762,21 @@ mod tests {
             ),
         ];
         for (c, (edits, saved)) in cases.iter().enumerate() {
-            let dir = tempfile::tempdir().unwrap();
-            let tree = dir.path().join("tree");
-            std::fs::create_dir(&tree).unwrap();
-            std::fs::write(
-                tree.join("a.spry"),
-                "{\n  _meta = {name = 'A}\n  a = 1\n  b = 2\n  c = 3\n}\n",
-            )
-            .unwrap();
-            let mut image = Image::create(&tree.join(".spry-image"), &tree).unwrap();
-            crate::build(&mut image, &tree, &Default::default(), &crate::NoProgress).unwrap();
-            let module = image.module_names().unwrap().into_iter().next().unwrap();
-            for edit in edits.iter() {
-                let mut tx = image.begin(Origin::Live).unwrap();
-                match edit {
-                    Put(name, text) => tx.put_definition(&module, name, text.as_bytes()),
-                    Rm(name) => tx.remove_definition(&module, name),
-                }
-                .unwrap();
-                tx.commit().unwrap();
-            }
-            std::fs::write(tree.join("a.spry"), saved).unwrap();
-            crate::build(&mut image, &tree, &Default::default(), &crate::NoProgress).unwrap();
-            let whole = image.module_text(&module).unwrap();
-            let record = image.module(&module).unwrap().unwrap();
-            let sync = image.sync(&module).unwrap();
-            let spliced = splice_reshape(&image, &module, &record, &sync, Some(saved.as_bytes()))
-                .unwrap()
-                .map(|(text, _)| text);
-            if let Some(spliced) = spliced {
+            let mut built = Built::new("{\n  _meta = {name = 'A}\n  a = 1\n  b = 2\n  c = 3\n}\n");
+            assert!(built.edit(edits), "case {c}");
+            std::fs::write(built.tree.join("a.spry"), saved).unwrap();
+            built.rebuild();
+            let whole = built.image.module_text(&built.module).unwrap();
+            if let Some(spliced) = built.spliced(saved.as_bytes()) {
                 assert_eq!(
                     String::from_utf8_lossy(&spliced),
                     String::from_utf8_lossy(&whole),
                     "case {c}"
                 );
             }
-            crate::export(&image, &Default::default()).unwrap();
-            let written = std::fs::read(tree.join("a.spry")).unwrap();
+            crate::export(&built.image, &Default::default()).unwrap();
             assert_eq!(
-                String::from_utf8_lossy(&written),
+                String::from_utf8_lossy(&built.file()),
                 String::from_utf8_lossy(&whole),
                 "case {c}"
             );
